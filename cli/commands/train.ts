@@ -1,0 +1,65 @@
+/** `captioner train`: a thin layer over model/train.ts. */
+import type { Argv } from 'yargs';
+import { selectBackend } from '../../model/backend.ts';
+import { TRAIN_DEFAULTS, TRAIN_SPEC, resolveTrainConfig, train } from '../../model/train.ts';
+import { logLine, type Command } from '../command.ts';
+import { EXIT } from '../errors.ts';
+import { fileLayer, flagLayer, specOptions } from '../options.ts';
+import { progressBar, type Bar } from '../progress.ts';
+
+export const trainCommand: Command = {
+  command: 'train',
+  describe: 'train a captioning model on a data set (resumable)',
+  builder: (y: Argv) =>
+    y
+      .options(specOptions(TRAIN_SPEC, TRAIN_DEFAULTS, 'Training:'))
+      .option('config', { type: 'string', describe: 'JSON file of settings (flags override it)' })
+      .option('json', { type: 'boolean', describe: 'print the result as one JSON object on stdout' })
+      .example('$0 train --data data/shapes --out models/shapes', 'train with the standard configuration')
+      .example('$0 train --data data/shapes --out models/shapes --resume', 'continue where the last run stopped'),
+  async run(argv) {
+    const layers = [];
+    if (typeof argv.config === 'string') layers.push(await fileLayer(argv.config));
+    layers.push(flagLayer(TRAIN_SPEC, argv));
+    const config = await resolveTrainConfig(layers);
+    await selectBackend(argv.backend as string | undefined, logLine);
+    logLine(`config: ${JSON.stringify(config)}`);
+
+    let interrupted = false;
+    const onSigint = () => {
+      if (interrupted) process.exit(EXIT.interrupted);
+      interrupted = true;
+      logLine('interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)');
+    };
+    process.on('SIGINT', onSigint);
+    let bar: Bar | null = null;
+    let loadBar: Bar | null = null;
+    try {
+      const result = await train(config, {
+        log: logLine,
+        loading(done, total) {
+          loadBar ??= progressBar(total, 'decoding images {bar} {value}/{total}', 'img');
+          loadBar.update(done);
+          if (done === total) loadBar.stop();
+        },
+        progress(p) {
+          bar ??= progressBar(p.totalSteps, 'training {bar} {value}/{total} steps | epoch {epoch} | loss {loss} | ε {eps} | {tps} tok/s', 'steps');
+          bar.update(p.step, {
+            epoch: `${p.epoch + 1}/${p.epochs}`,
+            loss: p.stats.lossPerToken.toFixed(4),
+            eps: p.stats.samplingProbability.toFixed(3),
+            tps: Math.round(p.tokensPerSecond),
+          });
+        },
+        shouldStop: () => interrupted,
+      });
+      (bar as Bar | null)?.stop();
+      if (argv.json) process.stdout.write(JSON.stringify(result) + '\n');
+      logLine(`${result.stopped ? 'stopped' : 'done'} after ${result.steps} steps; model in ${result.modelDir}`);
+      return result.stopped ? EXIT.interrupted : EXIT.ok;
+    } finally {
+      (bar as Bar | null)?.stop();
+      process.off('SIGINT', onSigint);
+    }
+  },
+};

@@ -1,0 +1,28 @@
+/**
+ * Exit codes, in one place: what a script calling `captioner` can rely on.
+ *   0  success
+ *   1  the work ran but something failed (e.g. some images could not be captioned)
+ *   2  bad usage or configuration (unknown flag, wrong type, missing option)
+ *   3  bad input: a data set, model directory or file that cannot be read as what it claims to be
+ *   4  the requested backend is not available
+ *   130 interrupted (SIGINT) after saving what could be saved
+ */
+import { BackendError } from '../model/backend.ts';
+import { CheckpointError } from '../model/checkpoint.ts';
+import { ConfigError } from '../model/config.ts';
+import { DatasetError } from '../model/dataset.ts';
+import { ImageError } from '../model/image.ts';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, input: 3, backend: 4, interrupted: 130 } as const;
+
+/** A usage error raised by the CLI layer itself. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof ConfigError || err instanceof UsageError) return EXIT.usage;
+  if (err instanceof DatasetError || err instanceof CheckpointError || err instanceof ImageError) return EXIT.input;
+  if (err instanceof BackendError) return EXIT.backend;
+  return EXIT.failed;
+}

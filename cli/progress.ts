@@ -1,0 +1,37 @@
+/**
+ * Progress bars on stderr (stdout stays free for output that pipes). On a terminal the bar
+ * redraws in place; elsewhere (CI, a log file) it prints a line every few seconds instead.
+ */
+import cliProgress from 'cli-progress';
+
+export interface Bar {
+  update(done: number, payload?: Record<string, string | number>): void;
+  stop(): void;
+}
+
+/** A bar for `total` units; `format` may use {bar} {value} {total} {percentage} {rate} {eta_formatted} and payload keys. */
+export function progressBar(total: number, format: string, unit = 'it'): Bar {
+  const start = performance.now();
+  const bar = new cliProgress.SingleBar(
+    {
+      format: `${format} | {rate} ${unit}/s | ETA {eta_formatted}`,
+      stream: process.stderr,
+      noTTYOutput: true,
+      notTTYSchedule: 5000,
+      etaBuffer: 50,
+      hideCursor: true,
+      barsize: 24,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0, { rate: '0' });
+  return {
+    update(done, payload = {}) {
+      const seconds = (performance.now() - start) / 1000;
+      bar.update(done, { rate: (done / Math.max(seconds, 1e-9)).toFixed(2), ...payload });
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}

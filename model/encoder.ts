@@ -1,0 +1,132 @@
+/**
+ * The image encoder: a small CNN (blocks of 3×3 convolution, ReLU and 2×2 max-pooling, then
+ * global average pooling and a dense layer) that turns an image into one feature vector. A
+ * pretrained TF.js LayersModel can stand in for the convolutional part ("backbone"), frozen or
+ * fine-tuned; the dense projection to the feature size is always trained.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Rng } from './rng.ts';
+import { constant, glorotUniform } from './init.ts';
+import { loadLayersModelFromPath } from './layers-io.ts';
+
+export interface EncoderConfig {
+  /** Side of the square input image, in pixels. */
+  imageSize: number;
+  /** Output channels of each conv block; each block halves the resolution. */
+  encoderChannels: number[];
+  /** Size of the image feature vector handed to the decoder. */
+  featureSize: number;
+  /** Path of a TF.js LayersModel to use instead of the CNN, or null. */
+  backbone: string | null;
+  /** Fine-tune the backbone's weights (true) or keep them frozen (false). */
+  backboneTrainable: boolean;
+}
+
+type Params = Record<string, tf.Variable>;
+
+export class Encoder {
+  private constructor(
+    readonly config: EncoderConfig,
+    private readonly params: Params,
+    private readonly backboneModel: tf.LayersModel | null,
+    /** The backbone's topology, saved with the checkpoint so that a model directory stands alone. */
+    readonly backboneTopology: object | null,
+  ) {}
+
+  /** A new encoder with fresh weights (the backbone's come from its own file). */
+  static async create(config: EncoderConfig, rng: Rng): Promise<Encoder> {
+    let backbone: tf.LayersModel | null = null;
+    let topology: object | null = null;
+    let convOut: number;
+    if (config.backbone) {
+      backbone = await loadLayersModelFromPath(config.backbone);
+      topology = backbone.toJSON(null, false) as object;
+      convOut = Encoder.checkBackbone(backbone, config, config.backbone);
+    } else {
+      convOut = config.encoderChannels.at(-1) ?? 3;
+    }
+    const params: Params = {};
+    if (!backbone) {
+      let inChannels = 3;
+      config.encoderChannels.forEach((out, i) => {
+        const name = `encoder/conv${i}`;
+        params[`${name}/kernel`] = glorotUniform(rng, [3, 3, inChannels, out], 9 * inChannels, 9 * out);
+        params[`${name}/bias`] = constant([out], 0);
+        inChannels = out;
+      });
+    }
+    params['encoder/project/kernel'] = glorotUniform(rng, [convOut, config.featureSize], convOut, config.featureSize);
+    params['encoder/project/bias'] = constant([config.featureSize], 0);
+    return new Encoder(config, params, backbone, topology);
+  }
+
+  /** An encoder with the architecture of `config` whose weights will be set by `setWeights`. */
+  static async fromTopology(config: EncoderConfig, backboneTopology: object | null, rng: Rng): Promise<Encoder> {
+    if (!backboneTopology) return Encoder.create({ ...config, backbone: null }, rng);
+    const backbone = (await tf.models.modelFromJSON({ modelTopology: backboneTopology } as tf.io.ModelJSON)) as tf.LayersModel;
+    const convOut = Encoder.checkBackbone(backbone, config, 'the saved backbone');
+    const params: Params = {
+      'encoder/project/kernel': glorotUniform(rng, [convOut, config.featureSize], convOut, config.featureSize),
+      'encoder/project/bias': constant([config.featureSize], 0),
+    };
+    return new Encoder(config, params, backbone, backboneTopology);
+  }
+
+  /** Checks the backbone takes [imageSize, imageSize, 3] images; returns its output channels. */
+  private static checkBackbone(model: tf.LayersModel, config: EncoderConfig, source: string): number {
+    const input = model.inputs[0]?.shape ?? [];
+    if (input.length !== 4 || input[1] !== config.imageSize || input[2] !== config.imageSize || input[3] !== 3) {
+      throw new Error(`${source}: backbone input shape is ${JSON.stringify(input)}, expected [null, ${config.imageSize}, ${config.imageSize}, 3] (set imageSize to match)`);
+    }
+    const output = model.outputs[0]?.shape ?? [];
+    const channels = output.at(-1);
+    if ((output.length !== 2 && output.length !== 4) || typeof channels !== 'number') {
+      throw new Error(`${source}: backbone output shape ${JSON.stringify(output)} is neither [batch, channels] nor [batch, h, w, channels]`);
+    }
+    return channels;
+  }
+
+  /**
+   * images [batch, size, size, 3] in [0, 1] → features [batch, featureSize].
+   * `training` matters only to a backbone with dropout or batch normalisation.
+   */
+  apply(images: tf.Tensor4D, training = false): tf.Tensor2D {
+    return tf.tidy(() => {
+      let x: tf.Tensor;
+      if (this.backboneModel) {
+        x = this.backboneModel.apply(images, { training: training && this.config.backboneTrainable }) as tf.Tensor;
+      } else {
+        x = images;
+        for (let i = 0; i < this.config.encoderChannels.length; i++) {
+          const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
+          const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
+          x = tf.relu(tf.add(tf.conv2d(x as tf.Tensor4D, kernel, 1, 'same'), bias)); // [batch, s, s, ch]
+          x = tf.maxPool(x as tf.Tensor4D, 2, 2, 'same'); // [batch, s/2, s/2, ch]
+        }
+      }
+      if (x.rank === 4) x = tf.mean(x, [1, 2]); // global average pooling → [batch, channels]
+      return tf.add(tf.matMul(x as tf.Tensor2D, this.params['encoder/project/kernel']!), this.params['encoder/project/bias']!) as tf.Tensor2D;
+    });
+  }
+
+  /** Every weight, by a stable name (backbone weights by position, as `backbone/<i>`). */
+  namedWeights(): Record<string, tf.Variable> {
+    const out: Record<string, tf.Variable> = { ...this.params };
+    this.backboneModel?.weights.forEach((w, i) => {
+      out[`encoder/backbone/${i}`] = w.read() as tf.Variable;
+    });
+    return out;
+  }
+
+  /** The weights that training updates: all of them, less a frozen backbone's. */
+  trainableVariables(): tf.Variable[] {
+    const own = Object.values(this.params);
+    if (!this.backboneModel || !this.config.backboneTrainable) return own;
+    return [...own, ...this.backboneModel.trainableWeights.map((w) => w.read() as tf.Variable)];
+  }
+
+  dispose(): void {
+    for (const v of Object.values(this.params)) v.dispose();
+    this.backboneModel?.dispose();
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Image preprocessing, one function for training and captioning alike, so that the model sees
+ * at inference exactly what it saw in training: EXIF orientation applied, grey, palette,
+ * 16-bit and alpha images made 8-bit RGB (alpha flattened onto white), then resized to cover a
+ * size × size square and centre-cropped.
+ */
+import sharp from 'sharp';
+
+export class ImageError extends Error {
+  override name = 'ImageError';
+}
+
+/** Decodes an image (a path or its bytes) to size × size × 3 uint8 RGB pixels, row-major. */
+export async function loadImagePixels(input: string | Buffer, size: number): Promise<Uint8Array> {
+  try {
+    const { data, info } = await sharp(input, { failOn: 'error', limitInputPixels: 1 << 28 })
+      .rotate() // applies the EXIF orientation
+      .flatten({ background: '#ffffff' })
+      .toColourspace('srgb')
+      .resize(size, size, { fit: 'cover', position: 'centre' })
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || data.length !== size * size * 3) {
+      throw new Error(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${size}×${size}×3`);
+    }
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  } catch (err) {
+    const name = typeof input === 'string' ? input : 'image';
+    throw new ImageError(`${name}: cannot decode image (${(err as Error).message})`);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Adam and gradient clipping. Adam is written out (rather than tf.train.adam) so that its state
+ * (the moments and the step) is plain named tensors that a checkpoint saves and restores
+ * exactly, and so that the learning rate can follow a schedule step by step.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Rescales gradients so that their global L2 norm is at most `maxNorm` (Pascanu et al. 2013):
+ * the direction is kept and only exploding steps are shortened. maxNorm 0 turns it off.
+ * Returns new tensors (the caller disposes the inputs) and the norm before clipping.
+ */
+export function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): { grads: tf.NamedTensorMap; norm: number } {
+  const names = Object.keys(grads);
+  const norm = tf.tidy(() => Math.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))).dataSync()[0]!));
+  const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / norm : 1;
+  const out: tf.NamedTensorMap = {};
+  for (const n of names) out[n] = tf.tidy(() => (scale === 1 ? grads[n]!.clone() : tf.mul(grads[n]!, scale)));
+  return { grads: out, norm };
+}
+
+export interface AdamOptions {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+}
+
+/** Adam (Kingma & Ba 2015, Algorithm 1) over variables identified by name. */
+export class Adam {
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+  /** Updates applied so far (t in the paper). */
+  step = 0;
+
+  constructor(private readonly options: AdamOptions = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }) {}
+
+  private slot(map: Map<string, tf.Variable>, name: string, like: tf.Tensor): tf.Variable {
+    let s = map.get(name);
+    if (!s) {
+      s = tf.tidy(() => tf.variable(tf.zerosLike(like), false));
+      map.set(name, s);
+    }
+    return s;
+  }
+
+  /**
+   * One update: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+   * θ ← θ − lr · m̂ / (√v̂ + ε) with m̂ = m / (1−β1^t), v̂ = v / (1−β2^t).
+   */
+  apply(variables: Record<string, tf.Variable>, grads: tf.NamedTensorMap, learningRate: number): void {
+    const { beta1, beta2, epsilon } = this.options;
+    this.step += 1;
+    const c1 = 1 - Math.pow(beta1, this.step);
+    const c2 = 1 - Math.pow(beta2, this.step);
+    for (const [name, g] of Object.entries(grads)) {
+      const variable = variables[name];
+      if (!variable) throw new Error(`Adam: gradient for unknown variable ${name}`);
+      const m = this.slot(this.m, name, variable);
+      const v = this.slot(this.v, name, variable);
+      tf.tidy(() => {
+        m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
+        v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
+        const update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), epsilon));
+        variable.assign(tf.sub(variable, tf.mul(update, learningRate)));
+      });
+    }
+  }
+
+  /** The state as named tensors (`m/<name>`, `v/<name>`), for checkpoints; `step` is saved separately. */
+  stateTensors(): tf.NamedTensorMap {
+    const out: tf.NamedTensorMap = {};
+    for (const [n, t] of this.m) out[`m/${n}`] = t;
+    for (const [n, t] of this.v) out[`v/${n}`] = t;
+    return out;
+  }
+
+  /** Restores moments saved by stateTensors (copies them) and the step count. */
+  restore(state: tf.NamedTensorMap, step: number): void {
+    this.dispose();
+    for (const [key, t] of Object.entries(state)) {
+      const [kind, ...rest] = key.split('/');
+      const map = kind === 'm' ? this.m : kind === 'v' ? this.v : null;
+      if (!map) throw new Error(`optimizer state: unexpected entry ${key}`);
+      map.set(rest.join('/'), tf.variable(t, false));
+    }
+    this.step = step;
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * Training: a custom loop (not model.fit) so that every step can choose its inputs by scheduled
+ * sampling, clip gradients by global norm, follow a learning-rate schedule and be checkpointed
+ * and resumed exactly.
+ */
+import { appendFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { epochBatches, makeExamples, orderedBatches, type Batch } from './batch.ts';
+import { Captioner, MODEL_DEFAULTS, MODEL_KEYS, MODEL_SPEC, type ModelConfig } from './captioner.ts';
+import { hasCheckpoint, loadCheckpoint, disposeCheckpoint, saveCheckpoint, type SavedConfig, type TrainingState } from './checkpoint.ts';
+import { ConfigError, pick, resolveConfig, type ConfigLayer, type ConfigSpec } from './config.ts';
+import { ImageCache, readManifest, splitImages, DatasetError } from './dataset.ts';
+import { greedyDecode } from './decode.ts';
+import { writeFileAtomic } from './fsutil.ts';
+import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
+import { Adam, clipByGlobalNorm } from './optim.ts';
+import { Rng, deriveSeed } from './rng.ts';
+import { learningRateAt, scheduledSamplingProbability, type LrScheduleKind, type SamplingScheduleKind } from './schedules.ts';
+import { Vocabulary } from './vocab.ts';
+
+export const VERSION = '0.1.0';
+
+export interface TrainConfig extends ModelConfig {
+  data: string;
+  out: string;
+  resume: boolean;
+  trainSplit: string;
+  valSplit: string;
+  epochs: number;
+  batchSize: number;
+  /** Stop after this many optimiser steps in all (0: run every epoch). */
+  maxSteps: number;
+  seed: number;
+  learningRate: number;
+  lrSchedule: LrScheduleKind;
+  warmupSteps: number;
+  minLearningRate: number;
+  clipNorm: number;
+  samplingSchedule: SamplingScheduleKind;
+  samplingK: number;
+  samplingC: number;
+  samplingMin: number;
+  samplingFeed: 'argmax' | 'sample';
+  logEvery: number;
+  /** Also checkpoint every this many steps (0: at the end of each epoch only). */
+  checkpointEvery: number;
+  valSamples: number;
+}
+
+export const TRAIN_DEFAULTS = {
+  ...MODEL_DEFAULTS,
+  data: '',
+  out: '',
+  resume: false,
+  trainSplit: 'train',
+  valSplit: 'val',
+  epochs: 10,
+  batchSize: 32,
+  maxSteps: 0,
+  seed: 1,
+  learningRate: 1e-3,
+  lrSchedule: 'constant',
+  warmupSteps: 0,
+  minLearningRate: 0,
+  clipNorm: 5,
+  samplingSchedule: 'inverse-sigmoid',
+  samplingK: 1000,
+  samplingC: 1e-4,
+  samplingMin: 0,
+  samplingFeed: 'argmax',
+  logEvery: 10,
+  checkpointEvery: 0,
+  valSamples: 4,
+} satisfies TrainConfig;
+
+export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
+  ...MODEL_SPEC,
+  data: { type: 'string', describe: 'data-set directory (with manifest.json)' },
+  out: { type: 'string', describe: 'model directory to write checkpoints to' },
+  resume: { type: 'boolean', describe: 'continue from the latest checkpoint in --out' },
+  trainSplit: { type: 'string', describe: 'split to train on' },
+  valSplit: { type: 'string', describe: 'split to validate on each epoch' },
+  epochs: { type: 'number', integer: true, min: 1, describe: 'passes over the training captions' },
+  batchSize: { type: 'number', integer: true, min: 1, describe: 'captions per optimiser step' },
+  maxSteps: { type: 'number', integer: true, min: 0, describe: 'stop after this many steps in all (0: all epochs)' },
+  seed: { type: 'number', integer: true, min: 0, describe: 'seed for initialisation, shuffling and sampling' },
+  learningRate: { type: 'number', min: 0, describe: 'Adam learning rate' },
+  lrSchedule: { type: 'string', choices: ['constant', 'cosine', 'linear'], describe: 'learning-rate schedule after warm-up' },
+  warmupSteps: { type: 'number', integer: true, min: 0, describe: 'linear learning-rate warm-up steps' },
+  minLearningRate: { type: 'number', min: 0, describe: 'learning rate at the end of cosine/linear decay' },
+  clipNorm: { type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
+  samplingSchedule: {
+    type: 'string',
+    choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
+    describe: 'scheduled-sampling ε schedule (probability of feeding the true word)',
+  },
+  samplingK: { type: 'number', min: 0, describe: 'schedule k: constant ε, linear start, exponential base, inverse-sigmoid k' },
+  samplingC: { type: 'number', min: 0, describe: 'linear schedule slope per step' },
+  samplingMin: { type: 'number', min: 0, max: 1, describe: 'floor of ε' },
+  samplingFeed: { type: 'string', choices: ['argmax', 'sample'], describe: "the model's own word: argmax or a sample" },
+  logEvery: { type: 'number', integer: true, min: 1, describe: 'write a metrics line every N steps' },
+  checkpointEvery: { type: 'number', integer: true, min: 0, describe: 'checkpoint every N steps too (0: per epoch only)' },
+  valSamples: { type: 'number', integer: true, min: 0, describe: 'validation images to caption greedily each epoch' },
+};
+
+/** The resolved configuration and the checkpoint's saved one, when resuming. */
+export async function resolveTrainConfig(layers: readonly ConfigLayer[]): Promise<TrainConfig> {
+  const first = resolveConfig<TrainConfig>(TRAIN_DEFAULTS, TRAIN_SPEC, layers);
+  if (!first.data) throw new ConfigError('flags: "data" is required (the data-set directory)');
+  if (!first.out) throw new ConfigError('flags: "out" is required (the model directory)');
+  if (!first.resume || !(await hasCheckpoint(first.out))) return first;
+  // On resume the saved configuration is the base; the architecture cannot change.
+  const saved = await readFile(join(first.out, 'checkpoint.json'), 'utf8').then(async (text) => {
+    const latest = (JSON.parse(text) as { latest: string }).latest;
+    return JSON.parse(await readFile(join(first.out, latest, 'config.json'), 'utf8')) as SavedConfig;
+  });
+  const base = { ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig;
+  const resolved = resolveConfig<TrainConfig>(base, TRAIN_SPEC, layers);
+  for (const key of MODEL_KEYS) {
+    if (JSON.stringify(resolved[key]) !== JSON.stringify(saved.model[key])) {
+      throw new ConfigError(
+        `--resume: "${key}" is ${JSON.stringify(saved.model[key])} in the checkpoint; the architecture cannot change on resume (asked for ${JSON.stringify(resolved[key])})`,
+      );
+    }
+  }
+  return resolved;
+}
+
+/** What one training step reports. */
+export interface StepStats {
+  /** The batch loss: masked cross-entropy summed over steps, mean over the batch. */
+  loss: number;
+  lossPerToken: number;
+  perplexity: number;
+  tokens: number;
+  gradNorm: number;
+  learningRate: number;
+  samplingProbability: number;
+}
+
+/**
+ * One model and its optimiser, stepping on batches. Holds no data set: the loop below, tests
+ * and benchmarks feed it.
+ */
+export class Trainer {
+  private readonly names = new Map<string, string>();
+  private readonly byName: Record<string, tf.Variable>;
+  private readonly trainable: tf.Variable[];
+
+  constructor(
+    readonly model: Captioner,
+    readonly config: TrainConfig,
+    readonly optimizer = new Adam(),
+  ) {
+    this.byName = model.namedWeights();
+    for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
+    this.trainable = model.trainableVariables();
+  }
+
+  samplingProbability(step: number): number {
+    const c = this.config;
+    return scheduledSamplingProbability(step, { kind: c.samplingSchedule, k: c.samplingK, c: c.samplingC, min: c.samplingMin });
+  }
+
+  learningRate(step: number, totalSteps: number): number {
+    const c = this.config;
+    return learningRateAt(step, { kind: c.lrSchedule, base: c.learningRate, warmupSteps: c.warmupSteps, decaySteps: totalSteps, min: c.minLearningRate });
+  }
+
+  /**
+   * One optimiser step on `batch` at global step `step`: forward with scheduled sampling, the
+   * masked loss, gradients through time, clipping, Adam. Returns plain numbers; no tensor
+   * outlives the call except the weights and the optimiser's moments.
+   */
+  step(images: Float32Array, batch: Batch, step: number, totalSteps: number): StepStats {
+    const { batchSize, width, tokens } = batch;
+    const size = this.model.config.imageSize;
+    const epsilon = this.samplingProbability(step);
+    const rng = new Rng(deriveSeed(this.config.seed, 2, step));
+    const lr = this.learningRate(step, totalSteps);
+    const imgs = tf.tensor4d(images, [batchSize, size, size, 3]);
+    const toks = tf.tensor2d(tokens, [batchSize, width], 'int32');
+    try {
+      const { value, grads } = tf.variableGrads(
+        () =>
+          tf.tidy(() => {
+            const { logits } = this.model.forward(imgs, toks, { teacherProbability: epsilon, feed: this.config.samplingFeed, rng, training: true });
+            const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
+            return maskedSequenceLoss(logits, targets);
+          }),
+        this.trainable,
+      );
+      const named: tf.NamedTensorMap = {};
+      for (const [varName, g] of Object.entries(grads)) named[this.names.get(varName) ?? varName] = g;
+      const clipped = clipByGlobalNorm(named, this.config.clipNorm);
+      tf.dispose(grads);
+      this.optimizer.apply(this.byName, clipped.grads, lr);
+      tf.dispose(clipped.grads);
+      const loss = value.dataSync()[0]!;
+      value.dispose();
+      const n = countTokens(tokens.filter((_, i) => i % width !== 0));
+      return { loss, ...perTokenLoss(loss, batchSize, n), tokens: n, gradNorm: clipped.norm, learningRate: lr, samplingProbability: epsilon };
+    } finally {
+      imgs.dispose();
+      toks.dispose();
+    }
+  }
+
+  /** Teacher-forced loss per token over batches (validation). */
+  evaluate(cache: ImageCache, batches: readonly Batch[]): { lossPerToken: number; perplexity: number } {
+    let total = 0;
+    let tokens = 0;
+    const size = this.model.config.imageSize;
+    for (const b of batches) {
+      const loss = tf.tidy(() => {
+        const imgs = tf.tensor4d(cache.batch(b.imageIds), [b.batchSize, size, size, 3]);
+        const toks = tf.tensor2d(b.tokens, [b.batchSize, b.width], 'int32');
+        const { logits } = this.model.forward(imgs, toks, { teacherProbability: 1, feed: 'argmax' });
+        return maskedSequenceLoss(logits, toks.slice([0, 1], [b.batchSize, b.width - 1]) as tf.Tensor2D).dataSync()[0]!;
+      });
+      total += loss * b.batchSize;
+      tokens += countTokens(b.tokens.filter((_, i) => i % b.width !== 0));
+    }
+    const lossPerToken = tokens ? total / tokens : NaN;
+    return { lossPerToken, perplexity: Math.exp(lossPerToken) };
+  }
+}
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  epochs: number;
+  stats: StepStats;
+  tokensPerSecond: number;
+}
+
+export interface TrainHooks {
+  log?(line: string): void;
+  progress?(p: TrainProgress): void;
+  /** Asked after every step; true saves a checkpoint and returns (e.g. on SIGINT). */
+  shouldStop?(): boolean;
+  /** Called while images are decoded. */
+  loading?(done: number, total: number): void;
+}
+
+export interface TrainResult {
+  steps: number;
+  epochs: number;
+  lastLoss: number | null;
+  bestMetric: number | null;
+  stopped: boolean;
+  modelDir: string;
+}
+
+async function appendMetrics(path: string, record: Record<string, unknown>): Promise<void> {
+  await appendFile(path, JSON.stringify(record) + '\n');
+}
+
+/** Keeps only the metric lines at or before `step`: a resumed run rewrites what came after. */
+async function truncateMetrics(path: string, step: number): Promise<void> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  const kept = text.split('\n').filter((line) => {
+    if (!line.trim()) return false;
+    try {
+      return (JSON.parse(line) as { step?: number }).step! <= step;
+    } catch {
+      return false; // a line cut short by a kill
+    }
+  });
+  await writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
+}
+
+/** Trains (or resumes) a model as `config` says, writing checkpoints and metrics to config.out. */
+export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const log = hooks.log ?? (() => {});
+  const manifest = await readManifest(config.data);
+  const trainImages = splitImages(manifest, config.trainSplit);
+  if (trainImages.length === 0) throw new DatasetError(`${join(config.data, 'manifest.json')}: no images in split "${config.trainSplit}"`);
+  const valImages = splitImages(manifest, config.valSplit);
+
+  const resuming = config.resume && (await hasCheckpoint(config.out));
+  let model: Captioner;
+  let optimizer = new Adam();
+  let state: TrainingState;
+  if (resuming) {
+    const ckpt = await loadCheckpoint(config.out, 'latest');
+    if (!ckpt.training) throw new ConfigError(`${ckpt.dir}: no training state to resume from`);
+    model = await Captioner.restore(ckpt.config.model, ckpt.vocab, ckpt.weights, ckpt.backboneTopology);
+    optimizer.restore(ckpt.training.optimizer, ckpt.training.optimizerStep);
+    state = ckpt.training.state;
+    disposeCheckpoint(ckpt);
+    await truncateMetrics(join(config.out, 'metrics.jsonl'), state.step);
+    log(`resuming ${ckpt.dir} at step ${state.step} (epoch ${state.epoch + 1}, batch ${state.batchInEpoch})`);
+  } else {
+    if (await hasCheckpoint(config.out)) {
+      throw new ConfigError(`${config.out} already holds a model; pass --resume to continue it or choose another --out`);
+    }
+    const vocab = Vocabulary.build(trainImages.flatMap((i) => i.captions), config.minWordCount);
+    model = await Captioner.create(pick(config, MODEL_KEYS), vocab, deriveSeed(config.seed, 0));
+    state = { step: 0, epoch: 0, batchInEpoch: 0, seed: config.seed, bestMetric: null, samplingProbability: 1 };
+    await writeFileAtomic(join(config.out, 'metrics.jsonl'), '');
+  }
+  log(`vocabulary: ${model.vocab.size} words; train: ${trainImages.length} images; ${config.valSplit}: ${valImages.length} images`);
+
+  const size = model.config.imageSize;
+  const cache = await ImageCache.load(config.data, [...trainImages, ...valImages], size, hooks.loading);
+  const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
+  const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
+  const perEpoch = Math.ceil(examples.length / config.batchSize);
+  const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
+  const trainer = new Trainer(model, config, optimizer);
+  const metricsPath = join(config.out, 'metrics.jsonl');
+  const savedConfig: SavedConfig = { model: model.config, train: { ...config }, versions: { captioner: VERSION, tfjs: tf.version.tfjs } };
+
+  const checkpoint = async (isBest: boolean) => {
+    state.samplingProbability = trainer.samplingProbability(state.step);
+    await saveCheckpoint(
+      config.out,
+      {
+        config: savedConfig,
+        vocab: model.vocab,
+        weights: model.namedWeights(),
+        backboneTopology: model.encoder.backboneTopology,
+        training: { state: { ...state }, optimizer: optimizer.stateTensors(), optimizerStep: optimizer.step },
+      },
+      isBest,
+    );
+  };
+
+  let lastLoss: number | null = null;
+  let stopped = false;
+  let windowTokens = 0;
+  let windowStart = performance.now();
+  try {
+    while (state.step < totalSteps && state.epoch < config.epochs && !stopped) {
+      const batches = epochBatches(examples, config.batchSize, config.seed, state.epoch);
+      for (let b = state.batchInEpoch; b < batches.length && state.step < totalSteps; b++) {
+        const batch = batches[b]!;
+        const stats = trainer.step(cache.batch(batch.imageIds), batch, state.step, totalSteps);
+        if (!Number.isFinite(stats.loss)) throw new Error(`training diverged at step ${state.step}: loss ${stats.loss}`);
+        state.step += 1;
+        state.batchInEpoch = b + 1;
+        lastLoss = stats.lossPerToken;
+        windowTokens += stats.tokens;
+        const seconds = (performance.now() - windowStart) / 1000;
+        const tokensPerSecond = windowTokens / Math.max(seconds, 1e-9);
+        hooks.progress?.({ step: state.step, totalSteps, epoch: state.epoch, epochs: config.epochs, stats, tokensPerSecond });
+        if (state.step % config.logEvery === 0 || state.step === totalSteps) {
+          await appendMetrics(metricsPath, {
+            type: 'step',
+            step: state.step,
+            epoch: state.epoch + 1,
+            loss: stats.lossPerToken,
+            perplexity: stats.perplexity,
+            epsilon: stats.samplingProbability,
+            gradNorm: stats.gradNorm,
+            learningRate: stats.learningRate,
+            tokensPerSecond,
+            imagesPerSecond: (tokensPerSecond / Math.max(stats.tokens, 1)) * batch.batchSize,
+            time: new Date().toISOString(),
+          });
+          windowTokens = 0;
+          windowStart = performance.now();
+        }
+        if (hooks.shouldStop?.()) {
+          stopped = true;
+          break;
+        }
+        if (config.checkpointEvery > 0 && state.step % config.checkpointEvery === 0 && state.batchInEpoch < batches.length) {
+          await checkpoint(false);
+        }
+      }
+      if (stopped || state.batchInEpoch < batches.length) break; // stopped, or maxSteps reached mid-epoch
+
+      // End of an epoch: validate, then checkpoint (best by validation loss per token).
+      const epochRecord: Record<string, unknown> = { type: 'epoch', step: state.step, epoch: state.epoch + 1, trainLoss: lastLoss };
+      let isBest = false;
+      if (valBatches.length > 0) {
+        const val = trainer.evaluate(cache, valBatches);
+        const samples = valImages.slice(0, config.valSamples);
+        const sampleImages = tf.tensor4d(cache.batch(samples.map((s) => s.id)), [samples.length, size, size, 3]);
+        const captions = samples.length ? greedyDecode(model, sampleImages) : [];
+        sampleImages.dispose();
+        Object.assign(epochRecord, {
+          valLoss: val.lossPerToken,
+          valPerplexity: val.perplexity,
+          samples: samples.map((s, i) => ({ id: s.id, caption: captions[i]!.words.join(' '), reference: s.captions[0] })),
+        });
+        isBest = state.bestMetric === null || val.lossPerToken < state.bestMetric;
+        if (isBest) state.bestMetric = val.lossPerToken;
+        log(`epoch ${state.epoch + 1}: train loss ${lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${val.perplexity.toFixed(2)})${isBest ? ', best so far' : ''}`);
+        samples.forEach((s, i) => log(`  ${s.id}: ${captions[i]!.words.join(' ')}   [ref: ${s.captions[0]}]`));
+      } else {
+        log(`epoch ${state.epoch + 1}: train loss ${lastLoss?.toFixed(4)} (no "${config.valSplit}" split to validate on)`);
+      }
+      epochRecord.best = isBest;
+      state.epoch += 1;
+      state.batchInEpoch = 0;
+      await checkpoint(isBest);
+      await appendMetrics(metricsPath, epochRecord);
+    }
+    if (stopped || state.batchInEpoch > 0) await checkpoint(false);
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+  return { steps: state.step, epochs: state.epoch, lastLoss, bestMetric: state.bestMetric, stopped, modelDir: config.out };
+}
