@@ -4,13 +4,9 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import * as tf from '@tensorflow/tfjs';
 import { BACKENDS } from '../model/backend.ts';
 import { COMMANDS } from './commands/index.ts';
 import { EXIT, UsageError, exitCodeFor } from './errors.ts';
-
-// The pure-JS backend's "install tfjs-node" banner would otherwise land in the output.
-tf.env().set('PROD', true);
 
 export async function main(args: string[]): Promise<number> {
   let code: number = EXIT.ok;

@@ -41,6 +41,8 @@ async function tryBackend(name: BackendName): Promise<string | null> {
  * Idempotent: later calls return the backend already chosen.
  */
 export async function selectBackend(requested?: string, log: (line: string) => void = () => {}): Promise<BackendName> {
+  // Quiets the pure-JS backend's "install tfjs-node" banner, which would otherwise land in output.
+  tf.env().set('PROD', true);
   const wanted = requested ?? process.env.CAPTIONER_BACKEND ?? undefined;
   if (active && (!wanted || wanted === active)) return active;
   if (wanted) {

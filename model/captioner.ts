@@ -151,7 +151,7 @@ export class Captioner {
    * `<start> w1 … wn <end> <pad>…`; step t predicts tokens[:, t + 1] from an input that is the
    * true tokens[:, t] with probability ε (teacher forcing) or else the model's own prediction
    * at step t − 1 (scheduled sampling, Bengio et al. 2015). The first input is always <start>.
-   * No gradient flows through the choice: predictions are integer ids.
+   * No gradient flows through the choice: predictions are read back as integer ids.
    *
    * Returns logits [batch, steps, vocab] and the inputs actually fed [batch, steps] (int32).
    */
@@ -170,8 +170,10 @@ export class Captioner {
       if (t > 0 && epsilon < 1) {
         const rng = options.rng!;
         const previous = logits[t - 1]!;
-        const own =
-          options.feed === 'sample' ? sampleCategorical(previous, uniforms(rng, batch)) : (tf.argMax(previous, 1) as tf.Tensor1D);
+        // The model's own words are read back as plain ids: a new tensor with no history on
+        // the gradient tape, so no gradient can flow through the choice.
+        const chosen = options.feed === 'sample' ? sampleCategorical(previous, uniforms(rng, batch)) : tf.argMax(previous, 1);
+        const own = tf.tensor1d(chosen.dataSync() as Int32Array, 'int32');
         if (epsilon <= 0) {
           input = own;
         } else {

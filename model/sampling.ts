@@ -15,7 +15,7 @@ export function sampleCategorical(logits: tf.Tensor2D, uniforms: Float32Array): 
     const cumulative = tf.cumsum(tf.softmax(logits), 1); // [batch, vocab]
     const u = tf.tensor2d(uniforms, [uniforms.length, 1]);
     const below = tf.sum(tf.cast(tf.less(cumulative, u), 'int32'), 1); // words passed before u
-    return tf.minimum(below, vocab - 1) as tf.Tensor1D; // guards against rounding at the top
+    return tf.minimum(below, tf.scalar(vocab - 1, 'int32')) as tf.Tensor1D; // guards against rounding at the top
   });
 }
 

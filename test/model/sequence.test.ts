@@ -1,0 +1,140 @@
+/** Padding and masking, scheduled sampling and the schedules. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type * as TF from '@tensorflow/tfjs';
+import { Captioner, MODEL_DEFAULTS, type ForwardOptions } from '../../model/captioner.ts';
+import { maskedSequenceLoss } from '../../model/loss.ts';
+import { Rng } from '../../model/rng.ts';
+import { learningRateAt, scheduledSamplingProbability } from '../../model/schedules.ts';
+import { PAD, START, Vocabulary } from '../../model/vocab.ts';
+import { maxRelativeError, setupBackend } from '../helpers/tf.ts';
+
+const tf = await setupBackend();
+
+const vocab = Vocabulary.build(['a red circle', 'a blue square', 'a green triangle above a red circle'], 1);
+const config = { ...MODEL_DEFAULTS, imageSize: 8, encoderChannels: [4], featureSize: 8, embeddingSize: 6, hiddenSize: 8, maxLength: 8, minWordCount: 1 };
+const ids = (s: string) => vocab.encode(s, 8);
+
+function batchTokens(rows: number[][], width: number): TF.Tensor2D {
+  assert.ok(rows.every((r) => r.length <= width), 'rows fit the width');
+  const flat = new Int32Array(rows.length * width).fill(PAD);
+  rows.forEach((r, b) => flat.set(r, b * width));
+  return tf.tensor2d(flat, [rows.length, width], 'int32');
+}
+
+function lossAndGrads(model: Captioner, images: TF.Tensor4D, tokens: TF.Tensor2D, options: ForwardOptions) {
+  const [batch, width] = tokens.shape;
+  const { value, grads } = tf.variableGrads(
+    () => tf.tidy(() => maskedSequenceLoss(model.forward(images, tokens, options).logits, tokens.slice([0, 1], [batch, width - 1]) as TF.Tensor2D)),
+    model.trainableVariables(),
+  );
+  const out = { loss: value.dataSync()[0]!, grads: Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, g.dataSync().slice()])) };
+  tf.dispose([value, ...Object.values(grads)]);
+  return out;
+}
+
+test('padding invariance: extra <pad> columns change neither the loss nor any gradient', async () => {
+  const model = await Captioner.create(config, vocab, 3);
+  const rows = [ids('a green triangle above a red circle'), ids('a red circle'), ids('a blue square')];
+  const images = tf.randomUniform([3, 8, 8, 3], 0, 1, 'float32', 1) as TF.Tensor4D;
+  const tight = batchTokens(rows, 9); // the longest row: <start> + 7 words + <end>
+  const padded = batchTokens(rows, 14);
+  for (const options of [
+    { teacherProbability: 1, feed: 'argmax' },
+    { teacherProbability: 0.5, feed: 'argmax', rng: new Rng(9) },
+    { teacherProbability: 0.5, feed: 'sample', rng: new Rng(9) },
+  ] as ForwardOptions[]) {
+    const a = lossAndGrads(model, images, tight, { ...options, rng: options.rng && new Rng(9) });
+    const b = lossAndGrads(model, images, padded, { ...options, rng: options.rng && new Rng(9) });
+    assert.ok(Math.abs(a.loss - b.loss) <= 1e-6 * Math.abs(a.loss), `loss ${a.loss} vs ${b.loss} (ε ${options.teacherProbability}, ${options.feed})`);
+    for (const name of Object.keys(a.grads)) {
+      assert.ok(maxRelativeError(b.grads[name]!, a.grads[name]!) < 1e-5, `gradient of ${name} changed with padding`);
+    }
+  }
+  tf.dispose([images, tight, padded]);
+  model.dispose();
+});
+
+test('scheduled-sampling schedules: exact values at known steps (Bengio et al. 2015)', () => {
+  const s = (kind: 'constant' | 'linear' | 'exponential' | 'inverse-sigmoid', k: number, c = 0, min = 0) => ({ kind, k, c, min });
+  assert.equal(scheduledSamplingProbability(123, s('constant', 0.7)), 0.7);
+  assert.equal(scheduledSamplingProbability(0, s('linear', 1, 0.01)), 1);
+  assert.ok(Math.abs(scheduledSamplingProbability(10, s('linear', 1, 0.01)) - 0.9) < 1e-12);
+  assert.equal(scheduledSamplingProbability(200, s('linear', 1, 0.01, 0.1)), 0.1);
+  assert.ok(Math.abs(scheduledSamplingProbability(100, s('exponential', 0.99)) - 0.36603234127322950) < 1e-12);
+  assert.ok(Math.abs(scheduledSamplingProbability(0, s('inverse-sigmoid', 10)) - 10 / 11) < 1e-12);
+  assert.ok(Math.abs(scheduledSamplingProbability(50, s('inverse-sigmoid', 10)) - 10 / (10 + Math.exp(5))) < 1e-12);
+  assert.equal(scheduledSamplingProbability(1e6, s('inverse-sigmoid', 10, 0, 0.25)), 0.25);
+  // Monotone non-increasing, within [0, 1].
+  let prev = 1;
+  for (let i = 0; i < 5000; i += 50) {
+    const e = scheduledSamplingProbability(i, s('inverse-sigmoid', 300));
+    assert.ok(e <= prev && e >= 0 && e <= 1);
+    prev = e;
+  }
+});
+
+test('learning-rate schedules: warm-up, cosine and linear decay', () => {
+  const base = { base: 1e-3, warmupSteps: 10, decaySteps: 110, min: 1e-5 };
+  assert.ok(Math.abs(learningRateAt(0, { ...base, kind: 'constant' }) - 1e-4) < 1e-15);
+  assert.equal(learningRateAt(50, { ...base, kind: 'constant' }), 1e-3);
+  assert.equal(learningRateAt(10, { ...base, kind: 'cosine' }), 1e-3);
+  assert.ok(Math.abs(learningRateAt(60, { ...base, kind: 'cosine' }) - (1e-5 + (1e-3 - 1e-5) * 0.5)) < 1e-15);
+  assert.equal(learningRateAt(500, { ...base, kind: 'cosine' }), 1e-5);
+  assert.ok(Math.abs(learningRateAt(85, { ...base, kind: 'linear' }) - (1e-5 + (1e-3 - 1e-5) * 0.25)) < 1e-15);
+});
+
+test('with ε = 1 the forward pass is teacher forcing; with ε = 0 every input after <start> is the previous argmax', async () => {
+  const model = await Captioner.create(config, vocab, 4);
+  const rows = [ids('a green triangle above a red circle'), ids('a red circle')];
+  const tokens = batchTokens(rows, 9);
+  const images = tf.randomUniform([2, 8, 8, 3], 0, 1, 'float32', 2) as TF.Tensor4D;
+
+  const teacher = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', rng: new Rng(1) });
+  assert.deepEqual(Array.from(teacher.inputs.dataSync()), Array.from(tokens.slice([0, 0], [2, 8]).dataSync()));
+  const plain = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' });
+  assert.deepEqual(Array.from(teacher.logits.dataSync()), Array.from(plain.logits.dataSync()));
+
+  const own = model.forward(images, tokens, { teacherProbability: 0, feed: 'argmax', rng: new Rng(1) });
+  const inputs = own.inputs.arraySync() as number[][];
+  const argmax = tf.argMax(own.logits, 2).arraySync() as number[][];
+  for (let b = 0; b < 2; b++) {
+    assert.equal(inputs[b]![0], START);
+    for (let t = 1; t < 8; t++) assert.equal(inputs[b]![t], argmax[b]![t - 1], `row ${b} step ${t}`);
+  }
+  tf.dispose([teacher.logits, teacher.inputs, plain.logits, plain.inputs, own.logits, own.inputs, tokens, images]);
+  model.dispose();
+});
+
+test('with 0 < ε < 1 each input is the true word with probability ε (and sampling feeds non-argmax words)', async () => {
+  const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 5);
+  const batch = 64;
+  const width = 41;
+  const truth = Array.from({ length: batch }, (_, b) => Array.from({ length: width }, (_, t) => (t === 0 ? START : 4 + ((b + t) % (vocab.size - 4)))));
+  const tokens = tf.tensor2d(truth, [batch, width], 'int32');
+  const images = tf.randomUniform([batch, 8, 8, 3], 0, 1, 'float32', 3) as TF.Tensor4D;
+  const fed = model.forward(images, tokens, { teacherProbability: 0.3, feed: 'argmax', rng: new Rng(2) });
+  const inputs = fed.inputs.arraySync() as number[][];
+  const argmax = tf.argMax(fed.logits, 2).arraySync() as number[][];
+  let fromTruth = 0;
+  let fromModel = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let t = 1; t < width - 1; t++) {
+      const x = inputs[b]![t];
+      if (x === argmax[b]![t - 1] && x !== truth[b]![t]) fromModel++;
+      else if (x === truth[b]![t] && x !== argmax[b]![t - 1]) fromTruth++;
+      else assert.ok(x === truth[b]![t] || x === argmax[b]![t - 1], 'every input is the true or the predicted word');
+    }
+  }
+  const share = fromTruth / (fromTruth + fromModel);
+  assert.ok(share > 0.22 && share < 0.38, `share of true words ${share}, expected about 0.3`);
+
+  const sampled = model.forward(images, tokens, { teacherProbability: 0, feed: 'sample', rng: new Rng(2) });
+  const sIn = sampled.inputs.arraySync() as number[][];
+  const sMax = tf.argMax(sampled.logits, 2).arraySync() as number[][];
+  let differs = 0;
+  for (let b = 0; b < batch; b++) for (let t = 1; t < width - 1; t++) if (sIn[b]![t] !== sMax[b]![t - 1]) differs++;
+  assert.ok(differs > 0, 'sampled inputs are not always the argmax');
+  tf.dispose([fed.logits, fed.inputs, sampled.logits, sampled.inputs, tokens, images]);
+  model.dispose();
+});
