@@ -45,6 +45,8 @@ export interface TrainConfig extends ModelConfig {
   logEvery: number;
   /** Also checkpoint every this many steps (0: at the end of each epoch only). */
   checkpointEvery: number;
+  /** Validate and checkpoint every this many epochs (and after the last). */
+  validateEvery: number;
   valSamples: number;
 }
 
@@ -71,6 +73,7 @@ export const TRAIN_DEFAULTS = {
   samplingFeed: 'argmax',
   logEvery: 10,
   checkpointEvery: 0,
+  validateEvery: 1,
   valSamples: 4,
 } satisfies TrainConfig;
 
@@ -101,6 +104,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   samplingFeed: { type: 'string', choices: ['argmax', 'sample'], describe: "the model's own word: argmax or a sample" },
   logEvery: { type: 'number', integer: true, min: 1, describe: 'write a metrics line every N steps' },
   checkpointEvery: { type: 'number', integer: true, min: 0, describe: 'checkpoint every N steps too (0: per epoch only)' },
+  validateEvery: { type: 'number', integer: true, min: 1, describe: 'validate and checkpoint every N epochs (and after the last)' },
   valSamples: { type: 'number', integer: true, min: 0, describe: 'validation images to caption greedily each epoch' },
 };
 
@@ -373,6 +377,12 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
         }
       }
       if (stopped || state.batchInEpoch < batches.length) break; // stopped, or maxSteps reached mid-epoch
+      const lastEpoch = state.epoch + 1 === config.epochs || state.step >= totalSteps;
+      if ((state.epoch + 1) % config.validateEvery !== 0 && !lastEpoch) {
+        state.epoch += 1;
+        state.batchInEpoch = 0;
+        continue;
+      }
 
       // End of an epoch: validate, then checkpoint (best by validation loss per token).
       const epochRecord: Record<string, unknown> = { type: 'epoch', step: state.step, epoch: state.epoch + 1, trainLoss: lastLoss };

@@ -1,0 +1,126 @@
+/** The training loop: it learns, it does not leak tensors, and it resumes exactly. */
+import assert from 'node:assert/strict';
+import { readFile, rm } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+import { join } from 'node:path';
+import { makeExamples, padBatch } from '../../model/batch.ts';
+import { Captioner, MODEL_DEFAULTS } from '../../model/captioner.ts';
+import { loadCheckpoint, disposeCheckpoint } from '../../model/checkpoint.ts';
+import { ImageCache, readManifest } from '../../model/dataset.ts';
+import { greedyDecode } from '../../model/decode.ts';
+import { loadModel } from '../../model/load.ts';
+import { ptbTokenize } from '../../model/tokenize.ts';
+import { Trainer, train } from '../../model/train.ts';
+import { Vocabulary } from '../../model/vocab.ts';
+import { makeTinyDataset } from '../helpers/tiny-data.ts';
+import { TINY_MODEL, tinyConfig } from '../helpers/tiny-model.ts';
+import { setupBackend } from '../helpers/tf.ts';
+
+const tf = await setupBackend();
+let data: string;
+const cleanup: string[] = [];
+
+before(async () => {
+  data = (await makeTinyDataset()).dir;
+  cleanup.push(data);
+});
+after(async () => {
+  for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
+});
+
+test('overfit: a tiny model learns to reproduce the captions of six tiny images exactly (greedy)', async () => {
+  // The image feature also enters every step's input: the tiny model then learns in a few hundred
+  // steps even at a high learning rate, where init-only injection saturates tanh(W·feature).
+  const config = await tinyConfig(data, { epochs: 250, featureInput: 'every-step', learningRate: 0.01 });
+  cleanup.push(config.out);
+  const result = await train(config);
+  assert.equal(result.steps, 250);
+  assert.ok(result.lastLoss !== null && result.lastLoss < 0.05, `final loss per token ${result.lastLoss}`);
+
+  const model = await loadModel(config.out, 'latest');
+  const manifest = await readManifest(data);
+  const images = manifest.images.filter((i) => i.split === 'train');
+  const cache = await ImageCache.load(data, images, model.config.imageSize);
+  const batch = tf.tensor4d(cache.batch(images.map((i) => i.id)), [images.length, 16, 16, 3]);
+  const captions = greedyDecode(model, batch);
+  images.forEach((img, i) => assert.equal(captions[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`));
+  batch.dispose();
+  model.dispose();
+});
+
+test('a training step leaves the live tensor count unchanged (LSTM and GRU, with scheduled sampling)', async () => {
+  const manifest = await readManifest(data);
+  const images = manifest.images.filter((i) => i.split === 'train');
+  const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
+  const cache = await ImageCache.load(data, images, 16);
+  const batch = padBatch(makeExamples(images, vocab, 6));
+  const pixels = cache.batch(batch.imageIds);
+  for (const cell of ['lstm', 'gru'] as const) {
+    const config = await tinyConfig(data, { cell, samplingSchedule: 'constant', samplingK: 0.5, samplingFeed: 'sample', clipNorm: 0.1 });
+    cleanup.push(config.out);
+    const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, cell }, vocab, 1);
+    const trainer = new Trainer(model, config);
+    trainer.step(pixels, batch, 0, 10); // creates the optimiser's moments
+    const live = tf.memory().numTensors;
+    for (let s = 1; s < 4; s++) {
+      const stats = trainer.step(pixels, batch, s, 10);
+      assert.ok(Number.isFinite(stats.loss) && stats.gradNorm > 0.1, `clipping sees the raw norm ${stats.gradNorm}`);
+    }
+    assert.equal(tf.memory().numTensors, live, `${cell}: tensors leaked`);
+    const evalLive = tf.memory().numTensors;
+    trainer.evaluate(cache, [batch]);
+    greedyDecode(model, tf.tidy(() => tf.zeros([2, 16, 16, 3])) as import('@tensorflow/tfjs').Tensor4D).length;
+    assert.ok(tf.memory().numTensors <= evalLive + 1, 'evaluation and decoding leak nothing (the input tensor aside)');
+    trainer.optimizer.dispose();
+    model.dispose();
+  }
+});
+
+async function stepLosses(modelDir: string): Promise<Map<number, number>> {
+  const lines = (await readFile(join(modelDir, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+  const out = new Map<number, number>();
+  for (const line of lines) {
+    const r = JSON.parse(line) as { type: string; step: number; loss: number };
+    if (r.type === 'step') out.set(r.step, r.loss);
+  }
+  return out;
+}
+
+test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, with scheduled sampling)', async () => {
+  // 6 captions in batches of 4: two batches an epoch, so step 5 stops in the middle of epoch 3.
+  const common = { batchSize: 4, epochs: 20, logEvery: 1, samplingSchedule: 'inverse-sigmoid', samplingK: 2, samplingFeed: 'sample', lrSchedule: 'constant' };
+  const whole = await tinyConfig(data, { ...common, maxSteps: 10 });
+  const half = await tinyConfig(data, { ...common, maxSteps: 5 });
+  cleanup.push(whole.out, half.out);
+  await train(whole);
+  const first = await train(half);
+  assert.equal(first.steps, 5);
+  const resumed = await train({ ...half, resume: true, maxSteps: 10 });
+  assert.equal(resumed.steps, 10);
+
+  const a = await stepLosses(whole.out);
+  const b = await stepLosses(half.out);
+  assert.deepEqual([...b.keys()], [...a.keys()], 'the resumed run logs every step once');
+  for (const [step, loss] of a) assert.ok(Math.abs(loss - b.get(step)!) <= 1e-5 * Math.abs(loss), `step ${step}: ${loss} vs ${b.get(step)}`);
+
+  const wa = await loadCheckpoint(whole.out, 'latest');
+  const wb = await loadCheckpoint(half.out, 'latest');
+  for (const [name, t] of Object.entries(wa.weights)) {
+    const x = t.dataSync();
+    const y = wb.weights[name]!.dataSync();
+    let worst = 0;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+    assert.ok(worst < 1e-5, `weight ${name} differs by ${worst}`);
+  }
+  assert.deepEqual(wb.training?.state.step, 10);
+  disposeCheckpoint(wa);
+  disposeCheckpoint(wb);
+});
+
+test('training refuses to overwrite a model without --resume, and names a missing split', async () => {
+  const config = await tinyConfig(data, { maxSteps: 1 });
+  cleanup.push(config.out);
+  await train(config);
+  await assert.rejects(train(config), /already holds a model; pass --resume/);
+  await assert.rejects(train({ ...config, out: config.out + '-x', trainSplit: 'nope' }), /no images in split "nope"/);
+});
