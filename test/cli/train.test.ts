@@ -1,0 +1,107 @@
+/** `captioner train` end to end, as a user runs it. */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { loadCheckpoint, disposeCheckpoint } from '../../model/checkpoint.ts';
+import { runCli, startCli } from '../helpers/cli.ts';
+import { makeTinyDataset } from '../helpers/tiny-data.ts';
+
+let data: string;
+let work: string;
+const TINY = ['--image-size', '16', '--encoder-channels', '8,16', '--feature-size', '32', '--embedding-size', '16', '--hidden-size', '32', '--min-word-count', '1', '--max-length', '6', '--batch-size', '3'];
+
+before(async () => {
+  data = (await makeTinyDataset()).dir;
+  work = await mkdtemp(join(tmpdir(), 'captioner-cli-'));
+});
+after(async () => {
+  await rm(data, { recursive: true, force: true });
+  await rm(work, { recursive: true, force: true });
+});
+
+test('--help lists the verbs and every training setting', async () => {
+  const top = await runCli(['--help']);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /captioner train/);
+  const help = await runCli(['train', '--help']);
+  assert.equal(help.code, 0);
+  for (const flag of ['--image-size', '--cell', '--sampling-schedule', '--clip-norm', '--resume', '--lr-schedule']) assert.match(help.stdout, new RegExp(flag));
+});
+
+test('bad usage exits 2, unreadable data exits 3, a missing backend exits 4, each with a message naming the problem', async () => {
+  const noCommand = await runCli([]);
+  assert.equal(noCommand.code, 2);
+  const unknown = await runCli(['train', '--data', data, '--out', join(work, 'x'), '--hiden-size', '3']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /Unknown arguments?: hiden-size/);
+  const badType = await runCli(['train', '--data', data, '--out', join(work, 'x'), '--hidden-size', 'many']);
+  assert.equal(badType.code, 2);
+  assert.match(badType.stderr, /"hiddenSize" must be a finite number, got NaN/);
+  const cfg = join(work, 'bad.json');
+  await writeFile(cfg, JSON.stringify({ hiddenSize: 8, dropout: 0.5 }));
+  const badFile = await runCli(['train', '--data', data, '--out', join(work, 'x'), '--config', cfg]);
+  assert.equal(badFile.code, 2);
+  assert.match(badFile.stderr, /bad\.json: unknown setting "dropout"/);
+  const noData = await runCli(['train', '--data', join(work, 'nowhere'), '--out', join(work, 'x')]);
+  assert.equal(noData.code, 3);
+  assert.match(noData.stderr, /nowhere\/manifest\.json: no manifest/);
+  const backend = await runCli(['train', '--data', data, '--out', join(work, 'x'), '--backend', 'node']);
+  assert.equal(backend.code, 4);
+  assert.match(backend.stderr, /backend "node" is not available: @tensorflow\/tfjs-node/);
+});
+
+test('train → refuse to overwrite → resume with more epochs → refuse an architecture change', async () => {
+  const out = join(work, 'model');
+  const first = await runCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '2', '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  const result = JSON.parse(first.stdout) as { steps: number; epochs: number };
+  assert.deepEqual([result.steps, result.epochs], [4, 2]);
+  assert.match(first.stderr, /backend: \w+/);
+  assert.match(first.stderr, /epoch 2: train loss [\d.]+, val loss [\d.]+/);
+
+  const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const epochs = metrics.filter((m) => m.type === 'epoch');
+  assert.equal(epochs.length, 2);
+  for (const key of ['valLoss', 'valPerplexity', 'samples', 'trainLoss']) assert.ok(key in epochs[0]!, `epoch record has ${key}`);
+  const steps = metrics.filter((m) => m.type === 'step');
+  for (const key of ['loss', 'perplexity', 'epsilon', 'gradNorm', 'learningRate', 'tokensPerSecond']) assert.equal(typeof steps[0]![key], 'number', key);
+
+  const again = await runCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '2']);
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /already holds a model; pass --resume/);
+
+  const resumed = await runCli(['train', '--data', data, '--out', out, '--resume', '--epochs', '3', '--json']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal((JSON.parse(resumed.stdout) as { steps: number }).steps, 6);
+  assert.match(resumed.stderr, /resuming .*ckpt-000004 at step 4/);
+
+  const changed = await runCli(['train', '--data', data, '--out', out, '--resume', '--hidden-size', '64']);
+  assert.equal(changed.code, 2);
+  assert.match(changed.stderr, /"hiddenSize" is 32 in the checkpoint; the architecture cannot change on resume/);
+});
+
+test('Ctrl-C saves a checkpoint after the current step and exits 130; --resume continues from it', async () => {
+  const out = join(work, 'interrupted');
+  const run = startCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '500', '--validate-every', '100']);
+  await new Promise<void>((resolve) => {
+    const t = setInterval(() => {
+      if (/training/.test(run.stderrSoFar())) {
+        clearInterval(t);
+        resolve();
+      }
+    }, 50);
+  });
+  run.child.kill('SIGINT');
+  const r = await run.done;
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /interrupted: saving a checkpoint/);
+  const ckpt = await loadCheckpoint(out, 'latest');
+  const step = ckpt.training!.state.step;
+  assert.ok(step > 0 && step < 1000);
+  disposeCheckpoint(ckpt);
+  const resumed = await runCli(['train', '--data', data, '--out', out, '--resume', '--max-steps', String(step + 2), '--json']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.equal((JSON.parse(resumed.stdout) as { steps: number }).steps, step + 2);
+});
