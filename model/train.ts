@@ -336,6 +336,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   let lastLoss: number | null = null;
   let stopped = false;
   let windowTokens = 0;
+  let windowImages = 0;
   let windowStart = performance.now();
   try {
     while (state.step < totalSteps && state.epoch < config.epochs && !stopped) {
@@ -348,6 +349,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
         state.batchInEpoch = b + 1;
         lastLoss = stats.lossPerToken;
         windowTokens += stats.tokens;
+        windowImages += batch.batchSize;
         const seconds = (performance.now() - windowStart) / 1000;
         const tokensPerSecond = windowTokens / Math.max(seconds, 1e-9);
         hooks.progress?.({ step: state.step, totalSteps, epoch: state.epoch, epochs: config.epochs, stats, tokensPerSecond });
@@ -362,10 +364,11 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
             gradNorm: stats.gradNorm,
             learningRate: stats.learningRate,
             tokensPerSecond,
-            imagesPerSecond: (tokensPerSecond / Math.max(stats.tokens, 1)) * batch.batchSize,
+            imagesPerSecond: windowImages / Math.max(seconds, 1e-9),
             time: new Date().toISOString(),
           });
           windowTokens = 0;
+          windowImages = 0;
           windowStart = performance.now();
         }
         if (hooks.shouldStop?.()) {
