@@ -244,7 +244,7 @@ class TokenSearch implements Search {
         chosen = tf.argMax(step.logits, 1) as tf.Tensor1D;
       } else {
         const filtered = filterLogits(step.logits, this.o);
-        const drawn = sampleCategorical(filtered, u);
+        const drawn = tf.cast(sampleCategorical(filtered, u), 'int32') as tf.Tensor1D;
         // A uniform at the very top of the CDF can land on a filtered-out word; take the best kept word then.
         const allowed = tf.greater(tf.sum(tf.mul(tf.cast(tf.isFinite(filtered), 'float32'), tf.oneHot(drawn, vocab)), 1), 0);
         chosen = tf.where(allowed, drawn, tf.cast(tf.argMax(filtered, 1), 'int32')) as tf.Tensor1D;
