@@ -9,7 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadImagePixels } from './image.ts';
+import { loadImagePixels, pixelsToUnit } from './image.ts';
 
 export class DatasetError extends Error {
   override name = 'DatasetError';
@@ -102,8 +102,7 @@ export class ImageCache {
     ids.forEach((id, b) => {
       const i = this.index.get(id);
       if (i === undefined) throw new Error(`image ${id} is not in the cache`);
-      const src = this.pixels.subarray(i * per, (i + 1) * per);
-      for (let k = 0; k < per; k++) out[b * per + k] = src[k]! / 255;
+      pixelsToUnit(this.pixels.subarray(i * per, (i + 1) * per), out, b * per);
     });
     return out;
   }
