@@ -136,13 +136,14 @@ export function parseCsv(text: string): { rows: string[][]; partial: boolean } {
     else if (c === ',') {
       row.push(field);
       field = '';
-    } else if (c === '\n' || c === '\r') {
+    } else if (c === '\n' || (c === '\r' && text[i + 1] === '\n')) {
+      // A record ends at LF or CRLF; a CR the file ends on is a record cut short.
       row.push(field);
       rows.push(row);
       row = [];
       field = '';
       started = false;
-      if (c === '\r' && text[i + 1] === '\n') i += 1;
+      if (c === '\r') i += 1;
     } else field += c;
     i += 1;
   }

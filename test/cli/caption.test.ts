@@ -1,0 +1,211 @@
+/**
+ * `captioner caption` end to end: a real tiny model (trained here), a folder of good, grey,
+ * palette, corrupt and mislabelled images, then an interrupted run resumed.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { appendFile, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+import { parseCsv } from '../../cli/caption-records.ts';
+import { captionImages } from '../../model/decode.ts';
+import { imagesToTensor, loadImagePixels } from '../../model/image.ts';
+import { loadModel } from '../../model/load.ts';
+import { TRAIN_DEFAULTS, train, type TrainConfig } from '../../model/train.ts';
+import { makeTinyDataset } from '../helpers/tiny-data.ts';
+
+tf.env().set('PROD', true);
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+let work = '';
+let modelDir = '';
+let images = '';
+/** Every image file in `images`, as the CLI will list them (sorted, recursive). */
+let goodFiles: string[] = [];
+let badFiles: string[] = [];
+/** The first test's run over the whole folder: the reference for the resumed run. */
+let firstRun: Run | null = null;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI; `stopWhen` is polled and, once true, the process gets `signal`. */
+function cli(args: string[], stop?: { when: () => Promise<boolean>; signal: NodeJS.Signals }): Promise<Run> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin/captioner.js'), ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    let timer: NodeJS.Timeout | null = null;
+    if (stop) {
+      const poll = async () => {
+        if (await stop.when()) child.kill(stop.signal);
+        else timer = setTimeout(poll, 10);
+      };
+      timer = setTimeout(poll, 10);
+    }
+    child.on('error', fail);
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      done({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+async function lineCount(path: string): Promise<number> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').length - 1;
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'captioner-caption-'));
+  const { dir: data } = await makeTinyDataset({ dir: join(work, 'data') });
+  modelDir = join(work, 'model');
+  const config: TrainConfig = {
+    ...TRAIN_DEFAULTS,
+    data,
+    out: modelDir,
+    imageSize: 16,
+    encoderChannels: [8, 16],
+    featureSize: 32,
+    embeddingSize: 16,
+    hiddenSize: 32,
+    minWordCount: 1,
+    maxLength: 6,
+    batchSize: 3,
+    learningRate: 0.003,
+    samplingSchedule: 'constant',
+    samplingK: 1,
+    epochs: 3,
+    valSamples: 0,
+  };
+  await train(config);
+
+  images = join(work, 'images');
+  await mkdir(join(images, 'more', 'deeper'), { recursive: true });
+  const src = (i: number) => join(data, 'images', `${i}.png`);
+  for (let i = 0; i < 6; i++) await copyFile(src(i), join(images, `good-${i}.png`));
+  // Enough images that an interruption lands mid-run.
+  for (let i = 0; i < 24; i++) await copyFile(src(i % 6), join(images, 'more', i % 2 ? 'deeper' : '', `copy-${String(i).padStart(2, '0')}.png`));
+  await sharp(src(2)).jpeg().toFile(join(images, 'photo.jpg'));
+  await sharp(src(3)).toColourspace('b-w').png().toFile(join(images, 'grey.png'));
+  await sharp(src(1)).png({ palette: true, colours: 8 }).toFile(join(images, 'palette.png'));
+  const whole = await readFile(src(4));
+  await writeFile(join(images, 'corrupt.png'), whole.subarray(0, 60));
+  await writeFile(join(images, 'text.jpg'), 'not an image at all\n');
+  await writeFile(join(images, 'README.txt'), 'ignored: not an image extension\n');
+  badFiles = [join(images, 'corrupt.png'), join(images, 'text.jpg')].sort();
+  goodFiles = [
+    ...Array.from({ length: 6 }, (_, i) => join(images, `good-${i}.png`)),
+    join(images, 'grey.png'),
+    ...Array.from({ length: 24 }, (_, i) => join(images, 'more', i % 2 ? 'deeper' : '', `copy-${String(i).padStart(2, '0')}.png`)),
+    join(images, 'palette.png'),
+    join(images, 'photo.jpg'),
+  ];
+});
+
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+interface JsonRecord {
+  path: string;
+  caption?: string;
+  logProb?: number;
+  error?: string;
+  nbest?: { caption: string; logProb: number }[];
+}
+
+const parseJsonl = (text: string) => text.trim().split('\n').map((l) => JSON.parse(l) as JsonRecord);
+
+test('captions a folder recursively: one record per image, errors recorded, summary, exit 1', async () => {
+  const run = await cli(['caption', images, '--model', modelDir, '--batch-size', '4']);
+  firstRun = run;
+  assert.equal(run.code, 1, run.stderr);
+  const records = parseJsonl(run.stdout);
+  assert.deepEqual(records.map((r) => r.path).sort(), [...goodFiles, ...badFiles].sort());
+  for (const r of records) {
+    if (badFiles.includes(r.path)) {
+      assert.match(r.error!, /cannot decode image/);
+      assert.equal(r.caption, undefined);
+    } else {
+      assert.equal(r.error, undefined);
+      assert.equal(typeof r.caption, 'string');
+      assert.ok(Number.isFinite(r.logProb) && r.logProb! < 0);
+    }
+  }
+  assert.match(run.stderr, /done: 33 captioned, 2 failed in [\d.]+ s \([\d.]+ images\/s\)/);
+
+  // The CLI's captions are the library's for the same files (one preprocessing path, one decoder).
+  const model = await loadModel(modelDir);
+  const pixels = await Promise.all(goodFiles.map((f) => loadImagePixels(f, model.config.imageSize)));
+  const batch = imagesToTensor(pixels, model.config.imageSize);
+  const expected = captionImages(model, batch, { strategy: 'greedy' });
+  batch.dispose();
+  model.dispose();
+  const byPath = new Map(records.map((r) => [r.path, r]));
+  goodFiles.forEach((f, i) => {
+    assert.equal(byPath.get(f)!.caption, expected[i]!.caption, f);
+    assert.ok(Math.abs(byPath.get(f)!.logProb! - expected[i]!.logProb) < 1e-4);
+  });
+});
+
+test('beam search with n-best as CSV on stdout; globs; usage errors exit 2', async () => {
+  const run = await cli(['caption', join(images, 'good-*.png'), join(images, 'missing.png'), '--model', modelDir, '--beam', '3', '--nbest', '2', '--format', 'csv']);
+  assert.equal(run.code, 1, run.stderr); // the missing file failed
+  const { rows, partial } = parseCsv(run.stdout);
+  assert.equal(partial, false);
+  assert.deepEqual(rows[0], ['path', 'caption', 'log_prob', 'caption_2', 'log_prob_2', 'error']);
+  assert.equal(rows.length, 1 + 6 + 1);
+  const missing = rows.find((r) => r[0] === join(images, 'missing.png'))!;
+  assert.match(missing[5]!, /no such file/);
+  for (const r of rows.slice(1).filter((r) => r !== missing)) {
+    assert.ok(Number(r[2]) >= Number(r[4]), `best first: ${r}`);
+    assert.equal(r[5], '');
+  }
+  const usage = await cli(['caption', images, '--model', modelDir, '--beam', '2', '--sample']);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /--beam and --sample/);
+});
+
+test('an interrupted run resumes: no record lost, corrupt or duplicated', async () => {
+  const out = join(work, 'captions.jsonl');
+  assert.ok(firstRun, 'the first test captions the folder');
+  const reference = parseJsonl(firstRun.stdout);
+  // Ctrl-C after the first records: the batch in flight is finished and written, then exit 130.
+  const first = await cli(['caption', images, '--model', modelDir, '--out', out, '--batch-size', '1'], {
+    when: async () => (await lineCount(out)) >= 2,
+    signal: 'SIGINT',
+  });
+  assert.equal(first.code, 130, first.stderr);
+  assert.match(first.stderr, /interrupted: \d+ captioned/);
+  const afterInterrupt = parseJsonl(await readFile(out, 'utf8'));
+  assert.ok(afterInterrupt.length >= 2 && afterInterrupt.length < reference.length, `${afterInterrupt.length} records`);
+  // A kill with no chance to clean up, then a record cut short as a kill mid-write leaves it.
+  const second = await cli(['caption', images, '--model', modelDir, '--out', out, '--batch-size', '1'], {
+    when: async () => (await lineCount(out)) >= afterInterrupt.length + 3,
+    signal: 'SIGKILL',
+  });
+  assert.equal(second.signal, 'SIGKILL');
+  await appendFile(out, '{"path":"' + goodFiles.at(-1) + '","capt');
+  const resumed = await cli(['caption', images, '--model', modelDir, '--out', out, '--batch-size', '5']);
+  assert.equal(resumed.code, 1, resumed.stderr); // the two bad files are retried, and fail again
+  assert.match(resumed.stderr, /resuming .*: \d+ images already captioned.*; dropped a partial last record/);
+  const final = parseJsonl(await readFile(out, 'utf8'));
+  assert.deepEqual(final.map((r) => r.path).sort(), reference.map((r) => r.path).sort(), 'each image exactly once');
+  const ref = new Map(reference.map((r) => [r.path, r]));
+  for (const r of final) assert.deepEqual(r, ref.get(r.path));
+  // A finished file: a rerun has nothing to do but the two failures.
+  const again = await cli(['caption', images, '--model', modelDir, '--out', out]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /0 captioned, 2 failed, 33 skipped/);
+  assert.equal((await readFile(out, 'utf8')).trim().split('\n').length, reference.length);
+});
