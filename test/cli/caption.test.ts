@@ -3,7 +3,6 @@
  * palette, corrupt and mislabelled images, then an interrupted run resumed.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { appendFile, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,12 +13,12 @@ import { parseCsv } from '../../cli/caption-records.ts';
 import { captionImages } from '../../model/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/image.ts';
 import { loadModel } from '../../model/load.ts';
-import { TRAIN_DEFAULTS, train, type TrainConfig } from '../../model/train.ts';
+import { startCli, type CliResult } from '../helpers/cli.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
+import { trainTinyModel } from '../helpers/tiny-model.ts';
 
 tf.env().set('PROD', true);
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 let work = '';
 let modelDir = '';
 let images = '';
@@ -27,37 +26,22 @@ let images = '';
 let goodFiles: string[] = [];
 let badFiles: string[] = [];
 /** The first test's run over the whole folder: the reference for the resumed run. */
-let firstRun: Run | null = null;
+let firstRun: CliResult | null = null;
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; `stopWhen` is polled and, once true, the process gets `signal`. */
-function cli(args: string[], stop?: { when: () => Promise<boolean>; signal: NodeJS.Signals }): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/captioner.js'), ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    let timer: NodeJS.Timeout | null = null;
-    if (stop) {
-      const poll = async () => {
-        if (await stop.when()) child.kill(stop.signal);
-        else timer = setTimeout(poll, 10);
-      };
-      timer = setTimeout(poll, 10);
-    }
-    child.on('error', fail);
-    child.on('close', (code, signal) => {
-      if (timer) clearTimeout(timer);
-      done({ code, signal, stdout, stderr });
-    });
-  });
+/** Runs the CLI; once `stop.when()` holds (polled), the process gets `stop.signal`. */
+async function cli(args: string[], stop?: { when: () => Promise<boolean>; signal: NodeJS.Signals }): Promise<CliResult> {
+  const { child, done } = startCli(args);
+  let timer: NodeJS.Timeout | null = null;
+  if (stop) {
+    const poll = async () => {
+      if (await stop.when()) child.kill(stop.signal);
+      else timer = setTimeout(poll, 10);
+    };
+    timer = setTimeout(poll, 10);
+  }
+  const result = await done;
+  if (timer) clearTimeout(timer);
+  return result;
 }
 
 async function lineCount(path: string): Promise<number> {
@@ -68,26 +52,8 @@ async function lineCount(path: string): Promise<number> {
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'captioner-caption-'));
   const { dir: data } = await makeTinyDataset({ dir: join(work, 'data') });
-  modelDir = join(work, 'model');
-  const config: TrainConfig = {
-    ...TRAIN_DEFAULTS,
-    data,
-    out: modelDir,
-    imageSize: 16,
-    encoderChannels: [8, 16],
-    featureSize: 32,
-    embeddingSize: 16,
-    hiddenSize: 32,
-    minWordCount: 1,
-    maxLength: 6,
-    batchSize: 3,
-    learningRate: 0.003,
-    samplingSchedule: 'constant',
-    samplingK: 1,
-    epochs: 3,
-    valSamples: 0,
-  };
-  await train(config);
+  // A few steps are enough: the test needs a real model directory, not good captions.
+  modelDir = await trainTinyModel(data, 3, { out: join(work, 'model'), valSamples: 0 });
 
   images = join(work, 'images');
   await mkdir(join(images, 'more', 'deeper'), { recursive: true });
