@@ -51,6 +51,11 @@ export interface DecodeOptions {
   seed?: number;
   /** Beam search: return the best `nBest` (≤ beamWidth) finished hypotheses as `nbest`. */
   nBest?: number;
+  /**
+   * Sampling: one seed per image of the batch, used instead of deriveSeed(seed, b), so that an
+   * image draws the same words whatever batch it is decoded in (the CLI seeds by file path).
+   */
+  imageSeeds?: readonly number[];
 }
 
 export interface CaptionResult {
@@ -84,6 +89,7 @@ interface ResolvedOptions {
   topP: number;
   seed: number;
   nBest: number | null;
+  imageSeeds: readonly number[] | null;
 }
 
 /** Fills in defaults and checks every option, naming the one that is wrong. */
@@ -98,6 +104,7 @@ export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): 
     topP: options.topP ?? 1,
     seed: options.seed ?? 0,
     nBest: options.nBest ?? null,
+    imageSeeds: options.imageSeeds ?? null,
   };
   const fail = (what: string) => {
     throw new DecodeOptionsError(what);
@@ -113,6 +120,7 @@ export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): 
   if (!(o.lengthPenalty >= 0 && Number.isFinite(o.lengthPenalty))) fail(`lengthPenalty must be ≥ 0, got ${o.lengthPenalty}`);
   if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) fail(`temperature must be ≥ 0, got ${o.temperature}`);
   if (!(o.topP > 0 && o.topP <= 1)) fail(`topP must be in (0, 1], got ${o.topP}`);
+  if (o.imageSeeds !== null && !o.imageSeeds.every((seed) => Number.isInteger(seed) && seed >= 0)) fail('imageSeeds must be whole numbers ≥ 0');
   if (o.nBest !== null) {
     whole('nBest', o.nBest, 1);
     if (o.strategy !== 'beam' && o.nBest > 1) fail(`nBest ${o.nBest} needs beam search (strategy "beam")`);
@@ -220,7 +228,10 @@ class TokenSearch implements Search {
     this.rowImage = Array.from({ length: batch }, (_, b) => b);
     this.hyps = this.rowImage.map(() => ({ tokens: [], tokenLogProbs: [], logProb: 0 }));
     const sampling = o.strategy === 'sample' && o.temperature > 0;
-    this.rngs = sampling ? this.rowImage.map((b) => new Rng(deriveSeed(o.seed, b))) : null;
+    if (o.imageSeeds !== null && o.imageSeeds.length !== batch) {
+      throw new DecodeOptionsError(`imageSeeds has ${o.imageSeeds.length} seeds for a batch of ${batch} images`);
+    }
+    this.rngs = sampling ? this.rowImage.map((b) => new Rng(o.imageSeeds?.[b] ?? deriveSeed(o.seed, b))) : null;
     this.tensors = Rows.start(model, images);
   }
 

@@ -9,6 +9,7 @@ import { open, readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/backend.ts';
+import { deriveSeed } from '../../model/rng.ts';
 import { captionImages, resolveDecodeOptions, type CaptionResult, type DecodeOptions } from '../../model/decode.ts';
 import { writeFileAtomic } from '../../model/fsutil.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/image.ts';
@@ -94,6 +95,16 @@ function errorText(err: unknown, path: string): string {
   return (message.startsWith(`${path}: `) ? message.slice(path.length + 2) : message).replace(/\s+/g, ' ');
 }
 
+/**
+ * The sampling seed of one image: --seed and its path (FNV-1a hash of the path as given), so
+ * that a rerun or a resumed run draws the same caption whatever batch the image falls in.
+ */
+export function imageSeed(seed: number, path: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(path, 'utf8')) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+  return deriveSeed(seed, h);
+}
+
 type Loaded = { path: string; pixels: Uint8Array } | { path: string; error: string };
 
 export const captionCommand: Command = {
@@ -112,7 +123,7 @@ export const captionCommand: Command = {
       .option('temperature', { type: 'number', describe: 'sampling: softmax temperature [default: 1]' })
       .option('top-k', { type: 'number', describe: 'sampling: only the k most probable words [default: all]' })
       .option('top-p', { type: 'number', describe: 'sampling: only the nucleus of mass p [default: 1]' })
-      .option('seed', { type: 'number', describe: 'sampling: seed (image b of each batch draws from deriveSeed(seed, b)) [default: 0]' })
+      .option('seed', { type: 'number', describe: 'sampling: seed; each image draws from a stream seeded by it and the file path, so reruns repeat [default: 0]' })
       .option('max-length', { type: 'number', describe: "longest caption in words [default: the model's]" })
       .option('format', { type: 'string', choices: [...RECORD_FORMATS], describe: 'output format [default: from --out extension, else jsonl]' })
       .option('out', { type: 'string', describe: 'write records to FILE (resumable: a rerun skips images already in it); default stdout' })
@@ -206,7 +217,8 @@ export const captionCommand: Command = {
               size,
             );
             try {
-              results = captionImages(model, images, options);
+              const imageSeeds = options.strategy === 'sample' ? good.map((g) => imageSeed(options.seed ?? 0, g.path)) : undefined;
+              results = captionImages(model, images, imageSeeds ? { ...options, imageSeeds } : options);
             } finally {
               images.dispose();
             }

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { parseCsv } from '../../cli/caption-records.ts';
+import { imageSeed } from '../../cli/commands/caption.ts';
 import { captionImages } from '../../model/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/image.ts';
 import { loadModel } from '../../model/load.ts';
@@ -124,7 +125,7 @@ test('captions a folder recursively: one record per image, errors recorded, summ
   });
 });
 
-test('beam search with n-best as CSV on stdout; globs; usage errors exit 2', async () => {
+test('beam search with n-best as CSV on stdout; globs; sampling seeded per file; usage errors exit 2', async () => {
   const run = await cli(['caption', join(images, 'good-*.png'), join(images, 'missing.png'), '--model', modelDir, '--beam', '3', '--nbest', '2', '--format', 'csv']);
   assert.equal(run.code, 1, run.stderr); // the missing file failed
   const { rows, partial } = parseCsv(run.stdout);
@@ -137,6 +138,18 @@ test('beam search with n-best as CSV on stdout; globs; usage errors exit 2', asy
     assert.ok(Number(r[2]) >= Number(r[4]), `best first: ${r}`);
     assert.equal(r[5], '');
   }
+  // Sampling: each image's draws are seeded by --seed and its path, so the batch it lands in does not matter.
+  const goodSix = goodFiles.filter((f) => /good-\d\.png$/.test(f));
+  const sampled = await cli(['caption', ...goodSix, '--model', modelDir, '--sample', '--temperature', '3', '--seed', '5', '--batch-size', '4']);
+  assert.equal(sampled.code, 0, sampled.stderr);
+  const model = await loadModel(modelDir);
+  for (const r of parseJsonl(sampled.stdout)) {
+    const image = imagesToTensor([await loadImagePixels(r.path, model.config.imageSize)], model.config.imageSize);
+    const [alone] = captionImages(model, image, { strategy: 'sample', temperature: 3, imageSeeds: [imageSeed(5, r.path)] });
+    image.dispose();
+    assert.equal(r.caption, alone!.caption, r.path);
+  }
+  model.dispose();
   const usage = await cli(['caption', images, '--model', modelDir, '--beam', '2', '--sample']);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /--beam and --sample/);

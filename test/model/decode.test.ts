@@ -265,7 +265,13 @@ test('streaming yields each word, then exactly the caption the batched call retu
   const batch = tf.concat([image, randomImages(2, 8)]) as tf.Tensor4D;
   const inBatch = captionImages(model, batch, { strategy: 'sample', temperature: 2, seed: 3 })[0]!;
   assert.deepEqual(inBatch, captionImages(model, image, { strategy: 'sample', temperature: 2, seed: 3 })[0]);
-  batch.dispose();
+  // With seeds per image, an image draws the same words in any batch, at any position.
+  const seeded = captionImages(model, batch, { strategy: 'sample', temperature: 2, imageSeeds: [11, 12, 13] });
+  const last = batch.slice([2, 0, 0, 0], [1, -1, -1, -1]) as tf.Tensor4D;
+  assert.deepEqual(captionImages(model, last, { strategy: 'sample', temperature: 2, imageSeeds: [13] })[0], seeded[2]);
+  assert.notDeepEqual(captionImages(model, last, { strategy: 'sample', temperature: 2, imageSeeds: [14] })[0], seeded[2]);
+  assert.throws(() => captionImages(model, last, { strategy: 'sample', imageSeeds: [1, 2] }), /2 seeds for a batch of 1/);
+  tf.dispose([batch, last]);
   const beamOptions: DecodeOptions = { strategy: 'beam', beamWidth: 3, nBest: 2 };
   const [expected] = captionImages(model, image, beamOptions);
   const events = await collect(streamCaption(model, image, beamOptions));
