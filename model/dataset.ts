@@ -112,6 +112,9 @@ export function splitImages(manifest: Manifest, split: string): DatasetImage[] {
   return manifest.images.filter((img) => img.split === split);
 }
 
+/** v / 255 for every byte v, as float32: a table look-up is faster than a division per pixel. */
+const UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
+
 /** Where a cache's pixels came from. */
 export type PixelSource = 'shards' | 'shards-resized' | 'files' | 'mixed';
 
@@ -167,19 +170,31 @@ export class ImageCache {
     if (shardIndex && sharded.length > 0) {
       const stored = shardIndex.imageSize * shardIndex.imageSize * 3;
       const byShard = new Map<number, typeof sharded>();
-      for (const j of sharded) byShard.set(j.img.shard!, [...(byShard.get(j.img.shard!) ?? []), j]);
+      for (const j of sharded) {
+        const list = byShard.get(j.img.shard!);
+        if (list) list.push(j);
+        else byShard.set(j.img.shard!, [j]);
+      }
       for (const [shard, members] of [...byShard].sort((a, b) => a[0] - b[0])) {
         const file = join(dataDir, shardIndex.files[shard]!);
         const bytes = await readShardBytes(file);
-        await inParallel(members, 4, async ({ img, i }) => {
+        const slotPixels = (img: DatasetImage) => {
           const offset = img.slot! * stored;
           if (offset + stored > bytes.length) {
             throw new DatasetError(`${file}: image ${img.id} (slot ${img.slot}) lies past the end of the shard (${bytes.length} bytes)`);
           }
-          const src = bytes.subarray(offset, offset + stored);
-          pixels.set(shardIndex.imageSize === size ? src : await resizePixels(src, shardIndex.imageSize, size), i * per);
-          onProgress?.(++done, images.length);
-        });
+          return bytes.subarray(offset, offset + stored);
+        };
+        if (shardIndex.imageSize === size) {
+          for (const { img, i } of members) pixels.set(slotPixels(img), i * per); // a copy, no decoding
+          done += members.length;
+          onProgress?.(done, images.length);
+        } else {
+          await inParallel(members, 4, async ({ img, i }) => {
+            pixels.set(await resizePixels(slotPixels(img), shardIndex.imageSize, size), i * per);
+            onProgress?.(++done, images.length);
+          });
+        }
       }
     }
     // A few decodes in flight keep sharp's thread pool busy without holding every file in memory.
@@ -208,7 +223,8 @@ export class ImageCache {
       const i = this.index.get(id);
       if (i === undefined) throw new Error(`image ${id} is not in the cache`);
       const src = this.pixels.subarray(i * per, (i + 1) * per);
-      for (let k = 0; k < per; k++) out[b * per + k] = src[k]! / 255;
+      const dst = out.subarray(b * per, (b + 1) * per);
+      for (let k = 0; k < per; k++) dst[k] = UNIT[src[k]!]!;
     });
     return out;
   }
