@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { access, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { DatasetError, type DatasetImage, type Manifest, type ShardIndex } from '../model/dataset.ts';
 import { writeFileAtomic } from '../model/fsutil.ts';
 import { Vocabulary } from '../model/vocab.ts';
@@ -86,7 +86,9 @@ const shardName = (k: number) => `shards/${String(k).padStart(4, '0')}`;
 
 /** Builds (or resumes building) a data set as the module comment describes. */
 export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
-  const { out, imageSize, records } = opts;
+  const { imageSize, records } = opts;
+  const out = resolve(opts.out); // "data/x/" must give the sibling "data/x.partial", not "data/x/.partial"
+
   const per = opts.imagesPerShard ?? defaultImagesPerShard(imageSize);
   const bytesPer = imageSize * imageSize * 3;
   const log = opts.log ?? (() => {});
@@ -183,5 +185,5 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   // Bookkeeping of the build, no longer needed (harmless if a kill leaves it behind).
   for (let k = 0; k < shardCount; k++) await rm(join(out, `${shardName(k)}.done`), { force: true });
   await rm(join(out, 'plan.json'), { force: true });
-  return { dir: out, images: images.length, skipped, inputIssues, resumedShards, shards: shardCount, stats };
+  return { dir: opts.out, images: images.length, skipped, inputIssues, resumedShards, shards: shardCount, stats };
 }

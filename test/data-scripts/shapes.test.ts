@@ -10,6 +10,8 @@ import { generateShapes, shapesScene } from '../../data-scripts/shapes/generate.
 import { HELD_OUT_PAIRS, isHeldOut, type Scene } from '../../data-scripts/shapes/scene.ts';
 import { attributeF1, compareScenes, parseShapesCaption } from '../../data-scripts/shapes/semantics.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
+import { train } from '../../model/train.ts';
+import { tinyConfig } from '../helpers/tiny-model.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'captioner-shapes-test-'));
 after(() => rm(root, { recursive: true, force: true }));
@@ -182,4 +184,14 @@ test('shards hold exactly the PNG pixels, and ImageCache reads them back (same s
     for (let k = 0; k < a.length; k++) diff += Math.abs(a[k]! - b[k]!);
   }
   assert.ok(diff / (images.length * 16 * 16 * 3) < 4, `mean abs difference ${diff / (images.length * 768)}`);
+});
+
+test('training reads a generated data set from its shards, with length bucketing', async () => {
+  const dir = join(root, 'train-data/'); // a trailing slash must not matter
+  await generateShapes({ count: 30, size: 16, seed: 3, out: dir });
+  const config = await tinyConfig(dir, { maxSteps: 3, bucketing: true, maxLength: 16, out: join(root, 'model') });
+  const lines: string[] = [];
+  const result = await train(config, { log: (line) => lines.push(line) });
+  assert.equal(result.steps, 3);
+  assert.ok(lines.some((l) => /images: \d+ images read from shards at 16×16 \(no decoding\)/.test(l)), lines.join('\n'));
 });
