@@ -4,6 +4,7 @@
  * and its captions are a pure function of (seed, index).
  */
 import type { Rng } from '../../model/rng.ts';
+import { ptbTokenize } from '../../model/tokenize.ts';
 import { COLOURS, HELD_OUT_PAIRS, SHAPES, SIZES, isHeldOut, type Relation, type Scene, type SceneObject } from './scene.ts';
 import { PREFIXES, RELATION_PHRASES, SIZE_WORDS, SUFFIXES } from './semantics.ts';
 
@@ -158,9 +159,18 @@ export function sampleCaption(rng: Rng, scene: Scene): string {
   return list;
 }
 
-/** `n` different captions of a scene (fewer only if the grammar cannot make `n`). */
+/**
+ * The longest caption, in words: the standard model's maxLength (model/captioner.ts), so that no
+ * training caption is cut (a cut caption no longer says what the scene is).
+ */
+export const MAX_CAPTION_WORDS = 16;
+
+/** `n` different captions of a scene of at most MAX_CAPTION_WORDS words (fewer only if the grammar cannot make `n`). */
 export function sampleCaptions(rng: Rng, scene: Scene, n: number): string[] {
   const out = new Set<string>();
-  for (let tries = 0; out.size < n && tries < 50 * n; tries++) out.add(sampleCaption(rng, scene));
+  for (let tries = 0; out.size < n && tries < 50 * n; tries++) {
+    const caption = sampleCaption(rng, scene);
+    if (ptbTokenize(caption).length <= MAX_CAPTION_WORDS) out.add(caption);
+  }
   return [...out];
 }

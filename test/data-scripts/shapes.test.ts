@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { readManifest, ImageCache, type DatasetImage } from '../../model/dataset.ts';
 import { loadImagePixels } from '../../model/image.ts';
 import { generateShapes, shapesScene } from '../../data-scripts/shapes/generate.ts';
+import { MAX_CAPTION_WORDS } from '../../data-scripts/shapes/grammar.ts';
 import { HELD_OUT_PAIRS, isHeldOut, type Scene } from '../../data-scripts/shapes/scene.ts';
 import { attributeF1, compareScenes, parseShapesCaption } from '../../data-scripts/shapes/semantics.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
@@ -98,7 +99,7 @@ test('manifest ids are unique and each image is in one split', async () => {
 
 test('caption/ground-truth agreement: every caption parses back to its scene exactly', () => {
   let relations = 0;
-  let lengths = new Set<number>();
+  const lengths = new Set<number>();
   for (let i = 0; i < 1500; i++) {
     const { drawing, captions } = shapesScene(9, i);
     const truth = drawing.scene;
@@ -106,13 +107,14 @@ test('caption/ground-truth agreement: every caption parses back to its scene exa
     for (const caption of captions) {
       const parsed = parseShapesCaption(caption);
       assert.ok(parsed, `does not parse: "${caption}"`);
+      assert.equal(captions.length, 5);
       const cmp = compareScenes(parsed, truth);
       assert.deepEqual(cmp, { exact: true, tp: 3 * truth.objects.length + truth.relations.length, fp: 0, fn: 0 }, `"${caption}" vs ${JSON.stringify(truth)}`);
       lengths.add(ptbTokenize(caption).length);
     }
   }
   assert.ok(relations > 200, 'relations occur');
-  assert.ok(Math.min(...lengths) <= 4 && Math.max(...lengths) >= 15, `caption lengths ${[...lengths].sort((a, b) => a - b)}`);
+  assert.ok(Math.min(...lengths) <= 4 && Math.max(...lengths) === MAX_CAPTION_WORDS, `caption lengths ${[...lengths].sort((a, b) => a - b)}`);
 });
 
 test('the relation in the ground truth holds in the geometry', () => {
