@@ -259,3 +259,37 @@ export function attributeF1(counts: { tp: number; fp: number; fn: number }): { p
   const f1 = tp ? (2 * tp) / (2 * tp + fp + fn) : 0;
   return { precision, recall, f1 };
 }
+
+/** Semantic accuracy of many captions: the exact-match rate and attribute P/R/F1 of the summed counts. */
+export interface SemanticScores {
+  count: number;
+  exactRate: number;
+  /** Captions the grammar cannot read (scored as stating nothing). */
+  unparsed: number;
+  precision: number;
+  recall: number;
+  f1: number;
+}
+
+/**
+ * Scores captions against their scenes' ground truth: each caption is parsed
+ * (`parseShapesCaption`; one that does not parse states nothing) and compared (`compareScenes`);
+ * counts are summed over captions before P/R/F1 (micro-averaging).
+ */
+export function semanticScores(items: Iterable<{ caption: string; truth: Scene }>): SemanticScores {
+  let count = 0;
+  let exact = 0;
+  let unparsed = 0;
+  const sum = { tp: 0, fp: 0, fn: 0 };
+  for (const { caption, truth } of items) {
+    count += 1;
+    const parsed = parseShapesCaption(caption);
+    if (!parsed) unparsed += 1;
+    const c = compareScenes(parsed ?? { objects: [], relations: [] }, truth);
+    if (c.exact) exact += 1;
+    sum.tp += c.tp;
+    sum.fp += c.fp;
+    sum.fn += c.fn;
+  }
+  return { count, exactRate: count ? exact / count : 0, unparsed, ...attributeF1(sum) };
+}

@@ -9,7 +9,7 @@ import { loadImagePixels } from '../../model/image.ts';
 import { generateShapes, shapesScene } from '../../data-scripts/shapes/generate.ts';
 import { MAX_CAPTION_WORDS } from '../../data-scripts/shapes/grammar.ts';
 import { HELD_OUT_PAIRS, isHeldOut, type Scene } from '../../data-scripts/shapes/scene.ts';
-import { attributeF1, compareScenes, parseShapesCaption } from '../../data-scripts/shapes/semantics.ts';
+import { attributeF1, compareScenes, parseShapesCaption, semanticScores } from '../../data-scripts/shapes/semantics.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
 import { train } from '../../model/train.ts';
 import { tinyConfig } from '../helpers/tiny-model.ts';
@@ -151,6 +151,13 @@ test('compareScenes: paraphrases and converses are exact; wrong facts count', ()
   assert.equal(compareScenes(parseShapesCaption('a small blue square next to a large yellow triangle')!, sideBySide).exact, true);
   assert.equal(compareScenes(parseShapesCaption('a large yellow triangle to the left of a small blue square')!, sideBySide).exact, false);
   assert.deepEqual(attributeF1({ tp: 6, fp: 1, fn: 1 }), { precision: 6 / 7, recall: 6 / 7, f1: 12 / 14 });
+  const scores = semanticScores([
+    { caption: 'a small blue square over a large yellow triangle', truth },
+    { caption: 'a small blue square', truth },
+    { caption: 'a dog on a skateboard', truth },
+  ]);
+  // Counts summed: (7,0,0) + (3,0,4) + (0,0,7).
+  assert.deepEqual(scores, { count: 3, exactRate: 1 / 3, unparsed: 1, precision: 1, recall: 10 / 21, f1: 20 / 31 });
 });
 
 test('parseShapesCaption rejects what the grammar cannot say', () => {
