@@ -36,15 +36,47 @@ export function padBatch(examples: readonly Example[], width?: number): Batch {
   return { imageIds: examples.map((e) => e.imageId), tokens, batchSize: examples.length, width: w };
 }
 
+/** Options of `epochBatches`. */
+export interface EpochBatchOptions {
+  /**
+   * Length bucketing: after the shuffle, each pool of `poolBatches` batches' worth of examples
+   * is sorted by caption length and cut into batches, and the batches are shuffled, so that a
+   * batch holds captions of similar length and pads less (as in the "bucketing" of seq2seq
+   * toolkits, e.g. tf.data's bucket_by_sequence_length). Pools keep the order random beyond them.
+   */
+  bucketing?: boolean;
+  poolBatches?: number;
+}
+
 /**
  * The batches of one epoch: the examples shuffled by a generator derived from (seed, epoch),
- * so that a resumed run sees the same order without replaying earlier epochs.
+ * so that a resumed run sees the same order without replaying earlier epochs. With bucketing
+ * the batches are still a pure function of (examples, seed, epoch).
  */
-export function epochBatches(examples: readonly Example[], batchSize: number, seed: number, epoch: number): Batch[] {
+export function epochBatches(examples: readonly Example[], batchSize: number, seed: number, epoch: number, opts: EpochBatchOptions = {}): Batch[] {
   const order = new Rng(deriveSeed(seed, 1, epoch)).shuffle(examples);
   const out: Batch[] = [];
-  for (let i = 0; i < order.length; i += batchSize) out.push(padBatch(order.slice(i, i + batchSize)));
-  return out;
+  if (!opts.bucketing) {
+    for (let i = 0; i < order.length; i += batchSize) out.push(padBatch(order.slice(i, i + batchSize)));
+    return out;
+  }
+  const pool = batchSize * (opts.poolBatches ?? 32);
+  for (let p = 0; p < order.length; p += pool) {
+    const sorted = order.slice(p, p + pool).sort((a, b) => a.ids.length - b.ids.length); // stable: ties keep the shuffle
+    for (let i = 0; i < sorted.length; i += batchSize) out.push(padBatch(sorted.slice(i, i + batchSize)));
+  }
+  return new Rng(deriveSeed(seed, 1, epoch, 1)).shuffle(out);
+}
+
+/** The fraction of token positions in `batches` that are padding (what bucketing cuts). */
+export function paddingFraction(batches: readonly Batch[]): number {
+  let pad = 0;
+  let total = 0;
+  for (const b of batches) {
+    total += b.tokens.length;
+    for (const t of b.tokens) if (t === PAD) pad++;
+  }
+  return total ? pad / total : 0;
 }
 
 /** Batches in a fixed order, for evaluation. */

@@ -2,13 +2,21 @@
  * The project's one data-set layout:
  *
  *   DATA_DIR/manifest.json   {"format": "captioner-dataset", "version": 1, "name", "source",
- *                             "images": [{"id", "file", "split", "captions": [...]}]}
- *   DATA_DIR/<file>          the images, any format sharp decodes
+ *                             "images": [{"id", "file", "split", "captions": [...],
+ *                                         "shard"?, "slot"?, "scene"?}],
+ *                             "shards"?: {"imageSize", "imagesPerShard", "files": [...]},
+ *                             "stats"?: {...}}
+ *   DATA_DIR/<file>          the images, any format sharp decodes (a path relative to DATA_DIR;
+ *                            importers point it at the user's original files)
+ *   DATA_DIR/shards/NNNN.bin optional: the images pre-decoded by `loadImagePixels` to
+ *                            imageSize × imageSize × 3 uint8, `imagesPerShard` per file, image
+ *                            `slot` of a shard at byte offset slot × imageSize² × 3
  *
  * manifest.json is written last (atomically), so a directory without it is not a data set.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { loadImagePixels, pixelsToUnit } from './image.ts';
 
 export class DatasetError extends Error {
@@ -21,6 +29,20 @@ export interface DatasetImage {
   file: string;
   split: string;
   captions: string[];
+  /** Index into `shards.files` of the shard holding this image's pixels, if any. */
+  shard?: number;
+  /** The image's position within its shard. */
+  slot?: number;
+  /** Structured ground truth, for generated data sets (data-scripts/shapes/scene.ts). */
+  scene?: unknown;
+}
+
+/** Where pre-decoded pixels are: every shard holds up to `imagesPerShard` images of imageSize². */
+export interface ShardIndex {
+  imageSize: number;
+  imagesPerShard: number;
+  /** Paths relative to the data-set directory. */
+  files: string[];
 }
 
 export interface Manifest {
@@ -29,6 +51,18 @@ export interface Manifest {
   name: string;
   source: string;
   images: DatasetImage[];
+  shards?: ShardIndex;
+  /** Vocabulary and caption statistics of the training split (data-scripts/stats.ts). */
+  stats?: unknown;
+}
+
+function checkShardIndex(value: unknown, path: string): ShardIndex {
+  const s = value as Partial<ShardIndex> | null;
+  const positive = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
+  if (!s || !positive(s.imageSize) || !positive(s.imagesPerShard) || !Array.isArray(s.files) || !s.files.every((f) => typeof f === 'string' && f)) {
+    throw new DatasetError(`${path}: "shards" must be {"imageSize": int, "imagesPerShard": int, "files": [string]}`);
+  }
+  return { imageSize: s.imageSize!, imagesPerShard: s.imagesPerShard!, files: s.files };
 }
 
 /** Reads and checks DATA_DIR/manifest.json; every error names the file and the record. */
@@ -46,6 +80,7 @@ export async function readManifest(dataDir: string): Promise<Manifest> {
   const m = json as Partial<Manifest>;
   if (m?.format !== 'captioner-dataset' || m.version !== 1) throw new DatasetError(`${path}: not a captioner data set (format/version)`);
   if (!Array.isArray(m.images)) throw new DatasetError(`${path}: "images" must be an array`);
+  const shards = m.shards === undefined ? undefined : checkShardIndex(m.shards, path);
   const seen = new Set<string>();
   m.images.forEach((img, i) => {
     const where = `${path}: images[${i}]`;
@@ -57,13 +92,46 @@ export async function readManifest(dataDir: string): Promise<Manifest> {
     if (!Array.isArray(img.captions) || img.captions.length === 0 || !img.captions.every((c) => typeof c === 'string' && c.trim())) {
       throw new DatasetError(`${where} (id ${img.id}): "captions" must be a non-empty array of non-empty strings`);
     }
+    if (img.shard !== undefined || img.slot !== undefined) {
+      const ok = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < max;
+      if (!shards || !ok(img.shard, shards.files.length) || !ok(img.slot, shards.imagesPerShard)) {
+        throw new DatasetError(`${where} (id ${img.id}): "shard"/"slot" must index the manifest's "shards" (${shards ? `${shards.files.length} files of ${shards.imagesPerShard}` : 'absent'})`);
+      }
+    }
   });
-  return { format: 'captioner-dataset', version: 1, name: m.name ?? dataDir, source: m.source ?? 'unknown', images: m.images };
+  return { ...m, format: 'captioner-dataset', version: 1, name: m.name ?? dataDir, source: m.source ?? 'unknown', images: m.images, ...(shards ? { shards } : {}) };
+}
+
+/** The manifest's shard index, or null when the data set has no shards. */
+export async function readShardIndex(dataDir: string): Promise<ShardIndex | null> {
+  return (await readManifest(dataDir)).shards ?? null;
 }
 
 /** The images of one split, in manifest order. */
 export function splitImages(manifest: Manifest, split: string): DatasetImage[] {
   return manifest.images.filter((img) => img.split === split);
+}
+
+
+/** Where a cache's pixels came from. */
+export type PixelSource = 'shards' | 'shards-resized' | 'files' | 'mixed';
+
+/** Resizes raw RGB pixels from `from`² to `to`² with sharp's default (Lanczos-3) kernel. */
+async function resizePixels(src: Uint8Array, from: number, to: number): Promise<Uint8Array> {
+  const data = await sharp(src, { raw: { width: from, height: from, channels: 3 } })
+    .resize(to, to, { fit: 'fill' })
+    .raw()
+    .toBuffer();
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Runs `job` over `items` with `width` in flight (sharp works on libuv's thread pool). */
+async function inParallel<T>(items: readonly T[], width: number, job: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await job(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
 /**
@@ -76,23 +144,73 @@ export class ImageCache {
     readonly ids: string[],
     private readonly pixels: Uint8Array,
     private readonly index: Map<string, number>,
+    /** Where the pixels came from (see `sourceDescription`). */
+    readonly source: PixelSource,
+    /** One line for the training log: shards or files, and any resizing. */
+    readonly sourceDescription: string,
   ) {}
 
+  /**
+   * Loads the pixels of `images` at `size`. Images with a shard slot are read from the data
+   * set's shards with no decoding; when the shards hold another size, the shard pixels (not the
+   * original files) are resized with sharp — close to, but not bit-identical with, decoding the
+   * file at `size`. Images without shards are decoded from their files by `loadImagePixels`.
+   */
   static async load(dataDir: string, images: readonly DatasetImage[], size: number, onProgress?: (done: number, total: number) => void): Promise<ImageCache> {
     const per = size * size * 3;
     const pixels = new Uint8Array(images.length * per);
     let done = 0;
-    const queue = images.map((img, i) => ({ img, i }));
-    // A few decodes in flight keep sharp's thread pool busy without holding every file in memory.
-    const worker = async () => {
-      for (let job = queue.shift(); job; job = queue.shift()) {
-        pixels.set(await loadImagePixels(join(dataDir, job.img.file), size), job.i * per);
-        onProgress?.(++done, images.length);
+    const jobs = images.map((img, i) => ({ img, i }));
+    const shardIndex = images.some((img) => img.shard !== undefined) ? await readShardIndex(dataDir) : null;
+    const sharded = shardIndex ? jobs.filter((j) => j.img.shard !== undefined && j.img.slot !== undefined) : [];
+    const fromFiles = shardIndex ? jobs.filter((j) => j.img.shard === undefined || j.img.slot === undefined) : jobs;
+
+    if (shardIndex && sharded.length > 0) {
+      const stored = shardIndex.imageSize * shardIndex.imageSize * 3;
+      const byShard = new Map<number, typeof sharded>();
+      for (const j of sharded) {
+        const list = byShard.get(j.img.shard!);
+        if (list) list.push(j);
+        else byShard.set(j.img.shard!, [j]);
       }
-    };
-    await Promise.all(Array.from({ length: 4 }, worker));
+      for (const [shard, members] of [...byShard].sort((a, b) => a[0] - b[0])) {
+        const file = join(dataDir, shardIndex.files[shard]!);
+        const bytes = await readShardBytes(file);
+        const slotPixels = (img: DatasetImage) => {
+          const offset = img.slot! * stored;
+          if (offset + stored > bytes.length) {
+            throw new DatasetError(`${file}: image ${img.id} (slot ${img.slot}) lies past the end of the shard (${bytes.length} bytes)`);
+          }
+          return bytes.subarray(offset, offset + stored);
+        };
+        if (shardIndex.imageSize === size) {
+          for (const { img, i } of members) pixels.set(slotPixels(img), i * per); // a copy, no decoding
+          done += members.length;
+          onProgress?.(done, images.length);
+        } else {
+          await inParallel(members, 4, async ({ img, i }) => {
+            pixels.set(await resizePixels(slotPixels(img), shardIndex.imageSize, size), i * per);
+            onProgress?.(++done, images.length);
+          });
+        }
+      }
+    }
+    // A few decodes in flight keep sharp's thread pool busy without holding every file in memory.
+    await inParallel(fromFiles, 4, async ({ img, i }) => {
+      pixels.set(await loadImagePixels(join(dataDir, img.file), size), i * per);
+      onProgress?.(++done, images.length);
+    });
+
+    const s = shardIndex?.imageSize;
+    const source: PixelSource = sharded.length === 0 ? 'files' : fromFiles.length > 0 ? 'mixed' : s === size ? 'shards' : 'shards-resized';
+    const description = {
+      files: `${images.length} images decoded from their files at ${size}×${size}`,
+      shards: `${images.length} images read from shards at ${size}×${size} (no decoding)`,
+      'shards-resized': `${images.length} images read from shards of ${s}×${s} and resized to ${size}×${size} with sharp (from the shard pixels, not the original files)`,
+      mixed: `${sharded.length} images from shards (${s}×${s}${s === size ? '' : ` resized to ${size}×${size}`}), ${fromFiles.length} decoded from their files`,
+    }[source];
     const ids = images.map((img) => img.id);
-    return new ImageCache(size, ids, pixels, new Map(ids.map((id, i) => [id, i])));
+    return new ImageCache(size, ids, pixels, new Map(ids.map((id, i) => [id, i])), source, description);
   }
 
   /** Float pixels in [0, 1] of the given images, [n, size, size, 3] flattened. */
@@ -105,5 +223,27 @@ export class ImageCache {
       pixelsToUnit(this.pixels.subarray(i * per, (i + 1) * per), out, b * per);
     });
     return out;
+  }
+
+  /** The stored uint8 pixels of one image, size × size × 3. */
+  imagePixels(id: string): Uint8Array {
+    const i = this.index.get(id);
+    if (i === undefined) throw new Error(`image ${id} is not in the cache`);
+    const per = this.size * this.size * 3;
+    return this.pixels.subarray(i * per, (i + 1) * per);
+  }
+}
+
+/** A whole shard file; a missing or unreadable shard is a data-set error naming it. */
+async function readShardBytes(file: string): Promise<Uint8Array> {
+  try {
+    const handle = await open(file, 'r');
+    try {
+      return new Uint8Array(await handle.readFile());
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    throw new DatasetError(`${file}: cannot read shard (${(err as Error).message})`);
   }
 }

@@ -31,9 +31,12 @@ export async function loadImagePixels(input: string | Buffer, size: number): Pro
   }
 }
 
+/** v / 255 for every byte v, as float32: a table look-up is faster than a division per pixel. */
+const UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
+
 /** uint8 pixels → x / 255 in [0, 1], written into `out` from `offset`: the one scaling training and captioning share. */
 export function pixelsToUnit(pixels: Uint8Array, out: Float32Array, offset = 0): void {
-  for (let k = 0; k < pixels.length; k++) out[offset + k] = pixels[k]! / 255;
+  for (let k = 0; k < pixels.length; k++) out[offset + k] = UNIT[pixels[k]!]!;
 }
 
 /** Decoded images (each size × size × 3 uint8, from `loadImagePixels`) → [n, size, size, 3] float32 in [0, 1]. */

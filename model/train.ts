@@ -48,6 +48,8 @@ export interface TrainConfig extends ModelConfig {
   /** Validate and checkpoint every this many epochs (and after the last). */
   validateEvery: number;
   valSamples: number;
+  /** Batch captions of similar length together (model/batch.ts), to pad less. */
+  bucketing: boolean;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -75,6 +77,7 @@ export const TRAIN_DEFAULTS = {
   checkpointEvery: 0,
   validateEvery: 1,
   valSamples: 4,
+  bucketing: false,
 } satisfies TrainConfig;
 
 export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
@@ -106,6 +109,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   checkpointEvery: { type: 'number', integer: true, min: 0, describe: 'checkpoint every N steps too (0: per epoch only)' },
   validateEvery: { type: 'number', integer: true, min: 1, describe: 'validate and checkpoint every N epochs (and after the last)' },
   valSamples: { type: 'number', integer: true, min: 0, describe: 'validation images to caption greedily each epoch' },
+  bucketing: { type: 'boolean', describe: 'batch captions of similar length together (less padding)' },
 };
 
 /** The resolved configuration and the checkpoint's saved one, when resuming. */
@@ -310,6 +314,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
 
   const size = model.config.imageSize;
   const cache = await ImageCache.load(config.data, [...trainImages, ...valImages], size, hooks.loading);
+  log(`images: ${cache.sourceDescription}`);
   const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
   const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
   const perEpoch = Math.ceil(examples.length / config.batchSize);
@@ -340,7 +345,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   let windowStart = performance.now();
   try {
     while (state.step < totalSteps && state.epoch < config.epochs && !stopped) {
-      const batches = epochBatches(examples, config.batchSize, config.seed, state.epoch);
+      const batches = epochBatches(examples, config.batchSize, config.seed, state.epoch, { bucketing: config.bucketing });
       for (let b = state.batchInEpoch; b < batches.length && state.step < totalSteps; b++) {
         const batch = batches[b]!;
         const stats = trainer.step(cache.batch(batch.imageIds), batch, state.step, totalSteps);

@@ -1,6 +1,7 @@
 /** Every CLI verb, registered from this one list. */
 import type { Command } from '../command.ts';
+import { dataCommand } from './data.ts';
 import { trainCommand } from './train.ts';
 import { captionCommand } from './caption.ts';
 
-export const COMMANDS: readonly Command[] = [trainCommand, captionCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand];

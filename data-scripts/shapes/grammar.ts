@@ -1,0 +1,176 @@
+/**
+ * Sampling a shapes scene (its ground truth and how it is drawn) and writing its captions from a
+ * small grammar with paraphrases. Everything is drawn from one seeded generator, so a scene
+ * and its captions are a pure function of (seed, index).
+ */
+import type { Rng } from '../../model/rng.ts';
+import { ptbTokenize } from '../../model/tokenize.ts';
+import { COLOURS, HELD_OUT_PAIRS, SHAPES, SIZES, isHeldOut, type Relation, type Scene, type SceneObject } from './scene.ts';
+import { PREFIXES, RELATION_PHRASES, SIZE_WORDS, SUFFIXES } from './semantics.ts';
+
+/** How one object is drawn: radius as a fraction of the image side, rotation in degrees, fill. */
+export interface ObjectStyle {
+  radius: number;
+  rotation: number;
+  fill: string;
+}
+
+/** A scene and everything needed to draw it. */
+export interface Drawing {
+  scene: Scene;
+  styles: ObjectStyle[];
+  /** Background: a linear gradient between two colours (equal for a flat one), angle in degrees. */
+  background: { from: string; to: string; angle: number };
+  /** Standard deviation of the pixel noise, in 8-bit levels. */
+  noise: number;
+}
+
+const pick = <T>(rng: Rng, items: readonly T[]): T => items[rng.int(items.length)]!;
+const between = (rng: Rng, lo: number, hi: number): number => lo + (hi - lo) * rng.next();
+
+/** Base hue (degrees) and lightness range of each colour name. */
+const COLOUR_HSL: Record<string, { hue: number; light: [number, number] }> = {
+  red: { hue: 0, light: [0.42, 0.55] },
+  orange: { hue: 28, light: [0.5, 0.58] },
+  yellow: { hue: 54, light: [0.5, 0.6] },
+  green: { hue: 125, light: [0.35, 0.48] },
+  blue: { hue: 220, light: [0.42, 0.55] },
+  purple: { hue: 280, light: [0.4, 0.52] },
+};
+
+const SIZE_RADIUS: Record<string, number> = { small: 0.09, medium: 0.135, large: 0.18 };
+
+function hsl(h: number, s: number, l: number): string {
+  return `hsl(${((h % 360) + 360) % 360 | 0},${Math.round(s * 100)}%,${Math.round(l * 100)}%)`;
+}
+
+/** The rotations that keep each shape recognisable (a square turned 45° is a diamond). */
+const MAX_ROTATION: Record<string, number> = { circle: 0, square: 10, diamond: 10, triangle: 15, star: 36, hexagon: 30 };
+
+/** Object centres satisfying the scene's relations and not overlapping; null if none found. */
+function place(rng: Rng, scene: Scene, radii: readonly number[]): { x: number; y: number }[] | null {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const pos = radii.map((r) => ({ x: between(rng, r + 0.03, 0.97 - r), y: between(rng, r + 0.03, 0.97 - r) }));
+    const apart = pos.every((p, i) =>
+      pos.every((q, j) => j <= i || Math.hypot(p.x - q.x, p.y - q.y) > radii[i]! + radii[j]! + 0.04),
+    );
+    const related = scene.relations.every(({ subject, relation, object }) => {
+      const a = pos[subject]!;
+      const b = pos[object]!;
+      const gap = radii[subject]! + radii[object]! + 0.04;
+      // The named axis must dominate clearly, so that the relation is plain to see.
+      if (relation === 'left of') return b.x - a.x > gap && Math.abs(b.y - a.y) < 0.5 * (b.x - a.x);
+      if (relation === 'above') return b.y - a.y > gap && Math.abs(b.x - a.x) < 0.5 * (b.y - a.y);
+      return false;
+    });
+    if (apart && related) return pos;
+  }
+  return null;
+}
+
+/**
+ * Samples a scene: 1–3 objects with distinct colour + shape pairs, sizes, and for two objects
+ * (often) a declared relation, "left of" or "above". `compositional` scenes hold at least one
+ * held-out pair; the others none.
+ */
+export function sampleDrawing(rng: Rng, compositional: boolean): Drawing {
+  for (;;) {
+    const u = rng.next();
+    const count = u < 0.35 ? 1 : u < 0.75 ? 2 : 3;
+    const objects: SceneObject[] = [];
+    if (compositional) {
+      const [colour, shape] = pick(rng, HELD_OUT_PAIRS);
+      objects.push({ shape, colour, size: pick(rng, SIZES) });
+    }
+    while (objects.length < count) {
+      const obj: SceneObject = { shape: pick(rng, SHAPES), colour: pick(rng, COLOURS), size: pick(rng, SIZES) };
+      if (!compositional && isHeldOut(obj)) continue;
+      if (objects.some((o) => o.shape === obj.shape && o.colour === obj.colour)) continue;
+      objects.push(obj);
+    }
+    const ordered = rng.shuffle(objects);
+    const scene: Scene = { objects: ordered, relations: [] };
+    if (count === 2 && rng.next() < 0.6) scene.relations.push({ subject: 0, relation: rng.next() < 0.5 ? 'left of' : 'above', object: 1 });
+    const radii = ordered.map((o) => SIZE_RADIUS[o.size]! * between(rng, 0.92, 1.08));
+    const pos = place(rng, scene, radii);
+    if (!pos) continue; // e.g. two large objects that cannot sit side by side: sample again
+    ordered.forEach((o, i) => {
+      o.x = Math.round(pos[i]!.x * 1000) / 1000;
+      o.y = Math.round(pos[i]!.y * 1000) / 1000;
+    });
+    const styles = ordered.map((o, i) => {
+      const c = COLOUR_HSL[o.colour]!;
+      return {
+        radius: radii[i]!,
+        rotation: between(rng, -1, 1) * MAX_ROTATION[o.shape]!,
+        fill: hsl(c.hue + between(rng, -6, 6), between(rng, 0.7, 0.95), between(rng, ...c.light)),
+      };
+    });
+    const hue = rng.int(360);
+    const sat = between(rng, 0, 0.18);
+    const light = rng.next() < 0.7 ? between(rng, 0.72, 0.95) : between(rng, 0.1, 0.28);
+    const from = hsl(hue, sat, light);
+    const to = rng.next() < 0.5 ? from : hsl(hue + between(rng, -40, 40), sat, Math.min(0.97, Math.max(0.05, light + between(rng, -0.1, 0.1))));
+    return { scene, styles, background: { from, to, angle: rng.int(360) }, noise: between(rng, 0, 10) };
+  }
+}
+
+function article(next: string): string {
+  return /^[aeiou]/.test(next) ? 'an' : 'a';
+}
+
+/** "a small red circle", "an orange star", "one big blue square". */
+function nounPhrase(rng: Rng, o: SceneObject, allowOne: boolean): string {
+  const words = [...(o.size === 'medium' ? [] : [pick(rng, SIZE_WORDS[o.size])]), o.colour, o.shape];
+  const det = allowOne && rng.next() < 0.2 ? 'one' : article(words[0]!);
+  return [det, ...words].join(' ');
+}
+
+const CONVERSE: Record<Relation, Relation> = { 'left of': 'right of', 'right of': 'left of', above: 'below', below: 'above', 'next to': 'next to' };
+
+const prefixWith = (count: number) => PREFIXES.filter((p) => p.count === count).map((p) => p.words);
+const openings = PREFIXES.filter((p) => p.count === 0).map((p) => p.words);
+const listOpenings = openings.filter((w) => w !== 'there is');
+
+/** One caption of a scene, in one of the grammar's forms picked at random. */
+export function sampleCaption(rng: Rng, scene: Scene): string {
+  const objs = scene.objects;
+  const frame = (body: string): string => {
+    const u = rng.next();
+    if (u < 0.4) return body;
+    if (u < 0.8) return `${pick(rng, openings)} ${body}`;
+    return `${body} ${pick(rng, SUFFIXES)}`;
+  };
+  if (objs.length === 1) return frame(nounPhrase(rng, objs[0]!, true));
+  const rel = scene.relations[0];
+  if (objs.length === 2 && rel) {
+    let [x, y, relation] = [objs[rel.subject]!, objs[rel.object]!, rel.relation];
+    if (rng.next() < 0.5) [x, y, relation] = [y, x, CONVERSE[relation]];
+    if ((relation === 'left of' || relation === 'right of') && rng.next() < 0.25) relation = 'next to';
+    const copula = rng.next() < 0.3 ? 'is ' : '';
+    return frame(`${nounPhrase(rng, x, false)} ${copula}${pick(rng, RELATION_PHRASES[relation])} ${nounPhrase(rng, y, false)}`);
+  }
+  const nps = rng.shuffle(objs).map((o) => nounPhrase(rng, o, false));
+  const list = nps.length === 2 ? `${nps[0]} and ${nps[1]}` : `${nps.slice(0, -1).join(', ')} and ${nps.at(-1)}`;
+  const u = rng.next();
+  if (u < 0.4) return `${pick(rng, prefixWith(nps.length))}: ${list}`;
+  if (u < 0.6) return `${pick(rng, listOpenings)} ${list}`;
+  if (u < 0.75) return `${list} ${pick(rng, SUFFIXES)}`;
+  return list;
+}
+
+/**
+ * The longest caption, in words: the standard model's maxLength (model/captioner.ts), so that no
+ * training caption is cut (a cut caption no longer says what the scene is).
+ */
+export const MAX_CAPTION_WORDS = 16;
+
+/** `n` different captions of a scene of at most MAX_CAPTION_WORDS words (fewer only if the grammar cannot make `n`). */
+export function sampleCaptions(rng: Rng, scene: Scene, n: number): string[] {
+  const out = new Set<string>();
+  for (let tries = 0; out.size < n && tries < 50 * n; tries++) {
+    const caption = sampleCaption(rng, scene);
+    if (ptbTokenize(caption).length <= MAX_CAPTION_WORDS) out.add(caption);
+  }
+  return [...out];
+}
