@@ -1,0 +1,376 @@
+// Native fp32 kernels for the TF.js CPU backend: matrix products through the system BLAS
+// (cblas_sgemm), convolutions as im2col + GEMM (Chellapilla et al. 2006, "High performance
+// convolutional neural networks for document processing"), and the scatter/gather kernels
+// whose JavaScript versions dominate a training step's profile. Every function works in place
+// on typed arrays the caller allocates (the backend's own values and a fresh zeroed output),
+// so no data is copied across the JavaScript/C++ boundary.
+//
+// Layouts follow TF.js: images NHWC, filters [KH, KW, Cin, Cout], row-major everywhere.
+#include <napi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" {
+#include <cblas.h>
+}
+
+#ifdef CAPTIONER_OPENBLAS
+extern "C" {
+void openblas_set_num_threads(int);
+int openblas_get_num_threads(void);
+char* openblas_get_config(void);
+char* openblas_get_corename(void);
+}
+#endif
+
+namespace {
+
+int gThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+// Runs f(begin, end) over [0, n) split across up to gThreads threads; work below `grain`
+// items per thread stays on the calling thread (starting a thread costs tens of µs).
+template <class F>
+void parallelFor(int64_t n, int64_t grain, F f) {
+  int64_t threads = std::min<int64_t>(gThreads, grain > 0 ? (n + grain - 1) / grain : n);
+  if (threads <= 1) {
+    f(int64_t{0}, n);
+    return;
+  }
+  int64_t chunk = (n + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; t++) {
+    int64_t b = t * chunk, e = std::min(n, (t + 1) * chunk);
+    if (b < e) pool.emplace_back([=] { f(b, e); });
+  }
+  f(int64_t{0}, std::min(n, chunk));
+  for (auto& th : pool) th.join();
+}
+
+float* f32(const Napi::Value& v) { return v.As<Napi::Float32Array>().Data(); }
+int32_t* i32(const Napi::Value& v) { return v.As<Napi::Int32Array>().Data(); }
+int64_t num(const Napi::Value& v) { return v.As<Napi::Number>().Int64Value(); }
+
+// The geometry of one 2-D convolution (TF.js computeConv2DInfo, NHWC).
+struct Conv {
+  int64_t n, h, w, c, oh, ow, o, kh, kw, sh, sw, pt, pl, dh, dw;
+  int64_t k() const { return kh * kw * c; }
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w; }
+};
+
+Conv readConv(const Napi::Object& g) {
+  auto at = [&](const char* key) { return num(g.Get(key)); };
+  return Conv{at("batch"), at("inHeight"), at("inWidth"), at("inChannels"), at("outHeight"), at("outWidth"),
+              at("outChannels"), at("filterHeight"), at("filterWidth"), at("strideHeight"), at("strideWidth"),
+              at("padTop"), at("padLeft"), at("dilationHeight"), at("dilationWidth")};
+}
+
+// Images per chunk so that one chunk's column matrix stays under ~64 MB.
+int64_t imagesPerChunk(const Conv& g) {
+  int64_t perImage = g.oh * g.ow * g.k();
+  return std::max<int64_t>(1, std::min<int64_t>(g.n, (int64_t{16} << 20) / std::max<int64_t>(1, perImage)));
+}
+
+// col [rows of (image, oy, ox), K = (ky, kx, c)] for images [n0, n1).
+void im2col(const Conv& g, const float* x, float* col, int64_t n0, int64_t n1) {
+  const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
+  parallelFor((n1 - n0) * rowsPerImage, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t img = n0 + r / rowsPerImage, pix = r % rowsPerImage;
+      int64_t oy = pix / g.ow, ox = pix % g.ow;
+      float* dst = col + r * K;
+      const float* src = x + img * g.h * g.w * g.c;
+      for (int64_t ky = 0; ky < g.kh; ky++) {
+        int64_t iy = oy * g.sh - g.pt + ky * g.dh;
+        for (int64_t kx = 0; kx < g.kw; kx++, dst += g.c) {
+          int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+          if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) std::memset(dst, 0, g.c * sizeof(float));
+          else std::memcpy(dst, src + (iy * g.w + ix) * g.c, g.c * sizeof(float));
+        }
+      }
+    }
+  });
+}
+
+// dx += col2im(col) for images [n0, n1); each image is written by one thread only.
+void col2im(const Conv& g, const float* col, float* dx, int64_t n0, int64_t n1) {
+  const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
+  parallelFor(n1 - n0, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      float* dst = dx + (n0 + i) * g.h * g.w * g.c;
+      for (int64_t pix = 0; pix < rowsPerImage; pix++) {
+        int64_t oy = pix / g.ow, ox = pix % g.ow;
+        const float* src = col + (i * rowsPerImage + pix) * K;
+        for (int64_t ky = 0; ky < g.kh; ky++) {
+          int64_t iy = oy * g.sh - g.pt + ky * g.dh;
+          for (int64_t kx = 0; kx < g.kw; kx++, src += g.c) {
+            int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+            if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+            float* d = dst + (iy * g.w + ix) * g.c;
+            for (int64_t ch = 0; ch < g.c; ch++) d[ch] += src[ch];
+          }
+        }
+      }
+    }
+  });
+}
+
+// Activations of TF.js's fused kernels (tfjs-core fused_util): 0 linear, 1 relu, 2 relu6,
+// 3 leakyrelu(alpha), 4 sigmoid.
+void biasActivation(float* y, int64_t rows, int64_t cols, const float* bias, int64_t biasSize, int act, float alpha) {
+  parallelFor(rows, 4096, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      float* row = y + r * cols;
+      if (bias) {
+        if (biasSize == 1) for (int64_t j = 0; j < cols; j++) row[j] += bias[0];
+        else for (int64_t j = 0; j < cols; j++) row[j] += bias[j];
+      }
+      switch (act) {
+        case 1: for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? 0 : row[j]; break;
+        case 2: for (int64_t j = 0; j < cols; j++) row[j] = std::min(6.0f, std::max(0.0f, row[j])); break;
+        case 3: for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? alpha * row[j] : row[j]; break;
+        case 4: for (int64_t j = 0; j < cols; j++) row[j] = 1.0f / (1.0f + std::exp(-row[j])); break;
+        default: break;
+      }
+    }
+  });
+}
+
+// batchMatMul(a, b, out, batch, batchA, batchB, m, n, k, transA, transB[, bias, biasSize, act, alpha])
+// out[i] = op(a[i % batchA]) · op(b[i % batchB]), each [m, n]; then bias and activation.
+Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
+  const float* a = f32(info[0]);
+  const float* b = f32(info[1]);
+  float* out = f32(info[2]);
+  int64_t batch = num(info[3]), batchA = num(info[4]), batchB = num(info[5]);
+  int64_t m = num(info[6]), n = num(info[7]), k = num(info[8]);
+  bool ta = info[9].As<Napi::Boolean>(), tb = info[10].As<Napi::Boolean>();
+  auto opA = ta ? CblasTrans : CblasNoTrans, opB = tb ? CblasTrans : CblasNoTrans;
+  int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  if (batchB == 1 && !ta) {
+    // One B for every batch: stack the A matrices into one [batch·m, k] product.
+    int64_t rows = batchA == 1 ? m : batch * m;
+    cblas_sgemm(CblasRowMajor, opA, opB, rows, n, k, 1.0f, a, lda, b, ldb, 0.0f, out, n);
+    if (batchA == 1)
+      for (int64_t i = 1; i < batch; i++) std::memcpy(out + i * m * n, out, m * n * sizeof(float));
+  } else {
+    for (int64_t i = 0; i < batch; i++) {
+      cblas_sgemm(CblasRowMajor, opA, opB, m, n, k, 1.0f, a + (i % batchA) * m * k, lda, b + (i % batchB) * k * n, ldb,
+                  0.0f, out + i * m * n, n);
+    }
+  }
+  if (info.Length() > 11) {
+    const float* bias = info[11].IsNull() ? nullptr : f32(info[11]);
+    biasActivation(out, batch * m, n, bias, num(info[12]), static_cast<int>(num(info[13])),
+                   static_cast<float>(info[14].As<Napi::Number>().DoubleValue()));
+  }
+  return info.Env().Undefined();
+}
+
+// conv2d(x, filter, out, geometry[, bias, biasSize, act, alpha]): y = im2col(x) · W.
+Napi::Value Conv2D(const Napi::CallbackInfo& info) {
+  const float* x = f32(info[0]);
+  const float* w = f32(info[1]);
+  float* y = f32(info[2]);
+  Conv g = readConv(info[3].As<Napi::Object>());
+  const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
+  if (g.pointwise()) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.n * rowsPerImage, g.o, K, 1.0f, x, K, w, g.o, 0.0f, y, g.o);
+  } else {
+    int64_t chunk = imagesPerChunk(g);
+    std::vector<float> col(chunk * rowsPerImage * K);
+    for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+      int64_t n1 = std::min(g.n, n0 + chunk);
+      im2col(g, x, col.data(), n0, n1);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (n1 - n0) * rowsPerImage, g.o, K, 1.0f, col.data(), K, w,
+                  g.o, 0.0f, y + n0 * rowsPerImage * g.o, g.o);
+    }
+  }
+  if (info.Length() > 4) {
+    const float* bias = info[4].IsNull() ? nullptr : f32(info[4]);
+    biasActivation(y, g.n * rowsPerImage, g.o, bias, num(info[5]), static_cast<int>(num(info[6])),
+                   static_cast<float>(info[7].As<Napi::Number>().DoubleValue()));
+  }
+  return info.Env().Undefined();
+}
+
+// conv2dBackpropInput(dy, filter, dx, geometry): dx = col2im(dy · Wᵀ); dx arrives zeroed.
+Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
+  const float* dy = f32(info[0]);
+  const float* w = f32(info[1]);
+  float* dx = f32(info[2]);
+  Conv g = readConv(info[3].As<Napi::Object>());
+  const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
+  if (g.pointwise()) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.n * rowsPerImage, K, g.o, 1.0f, dy, g.o, w, g.o, 0.0f, dx, K);
+    return info.Env().Undefined();
+  }
+  int64_t chunk = imagesPerChunk(g);
+  std::vector<float> col(chunk * rowsPerImage * K);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    int64_t n1 = std::min(g.n, n0 + chunk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (n1 - n0) * rowsPerImage, K, g.o, 1.0f,
+                dy + n0 * rowsPerImage * g.o, g.o, w, g.o, 0.0f, col.data(), K);
+    col2im(g, col.data(), dx, n0, n1);
+  }
+  return info.Env().Undefined();
+}
+
+// conv2dBackpropFilter(x, dy, dw, geometry): dW = im2col(x)ᵀ · dy, accumulated over chunks.
+Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
+  const float* x = f32(info[0]);
+  const float* dy = f32(info[1]);
+  float* dw = f32(info[2]);
+  Conv g = readConv(info[3].As<Napi::Object>());
+  const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
+  if (g.pointwise()) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.o, g.n * rowsPerImage, 1.0f, x, K, dy, g.o, 0.0f, dw, g.o);
+    return info.Env().Undefined();
+  }
+  int64_t chunk = imagesPerChunk(g);
+  std::vector<float> col(chunk * rowsPerImage * K);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    int64_t n1 = std::min(g.n, n0 + chunk);
+    im2col(g, x, col.data(), n0, n1);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.o, (n1 - n0) * rowsPerImage, 1.0f, col.data(), K,
+                dy + n0 * rowsPerImage * g.o, g.o, n0 == 0 ? 0.0f : 1.0f, dw, g.o);
+  }
+  return info.Env().Undefined();
+}
+
+// unsortedSegmentSum(x, ids, out, inner, numSegments): out[ids[i]] += x[i] (rows of `inner`);
+// ids outside [0, numSegments) are dropped, as in the JavaScript kernel.
+Napi::Value UnsortedSegmentSum(const Napi::CallbackInfo& info) {
+  const float* x = f32(info[0]);
+  auto idsArray = info[1].As<Napi::Int32Array>();
+  const int32_t* ids = idsArray.Data();
+  float* out = f32(info[2]);
+  int64_t inner = num(info[3]), segments = num(info[4]);
+  int64_t rows = static_cast<int64_t>(idsArray.ElementLength());
+  // Split the output columns across threads so that no two threads write the same element.
+  parallelFor(inner, rows * inner > (1 << 16) ? 64 : inner, [&](int64_t c0, int64_t c1) {
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t s = ids[r];
+      if (s < 0 || s >= segments) continue;
+      const float* src = x + r * inner;
+      float* dst = out + s * inner;
+      for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// The pooling window of output (oy, ox): the first strictly largest value wins (NaN never does),
+// as in TF.js's maxPoolPositions. Returns the input offset, or -1 for an empty/all -inf window.
+struct Pool {
+  int64_t n, h, w, c, oh, ow, fh, fw, sh, sw, pt, pl;
+};
+
+Pool readPool(const Napi::Object& g) {
+  auto at = [&](const char* key) { return num(g.Get(key)); };
+  return Pool{at("batch"), at("inHeight"), at("inWidth"), at("inChannels"), at("outHeight"), at("outWidth"),
+              at("filterHeight"), at("filterWidth"), at("strideHeight"), at("strideWidth"), at("padTop"), at("padLeft")};
+}
+
+template <class F>
+void forEachPoolWindow(const Pool& g, const float* x, bool parallel, F f) {
+  parallelFor(g.n * g.oh, parallel ? 8 : g.n * g.oh, [&](int64_t r0, int64_t r1) {
+    std::vector<float> best(g.c);
+    std::vector<int64_t> where(g.c);
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t img = r / g.oh, oy = r % g.oh;
+      const float* base = x + img * g.h * g.w * g.c;
+      for (int64_t ox = 0; ox < g.ow; ox++) {
+        std::fill(best.begin(), best.end(), -INFINITY);
+        std::fill(where.begin(), where.end(), -1);
+        for (int64_t ky = 0; ky < g.fh; ky++) {
+          int64_t iy = oy * g.sh - g.pt + ky;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.fw; kx++) {
+            int64_t ix = ox * g.sw - g.pl + kx;
+            if (ix < 0 || ix >= g.w) continue;
+            int64_t off = (iy * g.w + ix) * g.c;
+            const float* px = base + off;
+            for (int64_t ch = 0; ch < g.c; ch++) {
+              if (px[ch] > best[ch]) {
+                best[ch] = px[ch];
+                where[ch] = img * g.h * g.w * g.c + off + ch;
+              }
+            }
+          }
+        }
+        f((r * g.ow + ox) * g.c, best.data(), where.data());
+      }
+    }
+  });
+}
+
+// maxPool(x, out, geometry)
+Napi::Value MaxPool(const Napi::CallbackInfo& info) {
+  const float* x = f32(info[0]);
+  float* y = f32(info[1]);
+  Pool g = readPool(info[2].As<Napi::Object>());
+  forEachPoolWindow(g, x, true, [&](int64_t outOff, const float* best, const int64_t*) {
+    std::memcpy(y + outOff, best, g.c * sizeof(float));
+  });
+  return info.Env().Undefined();
+}
+
+// maxPoolGrad(dy, x, dx, geometry): each window's dy goes to its argmax in x. Windows that
+// overlap vertically (stride < filter) can share an argmax across output rows, so those run
+// on one thread.
+Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
+  const float* dy = f32(info[0]);
+  const float* x = f32(info[1]);
+  float* dx = f32(info[2]);
+  Pool g = readPool(info[3].As<Napi::Object>());
+  forEachPoolWindow(g, x, g.sh >= g.fh, [&](int64_t outOff, const float*, const int64_t* where) {
+    for (int64_t ch = 0; ch < g.c; ch++)
+      if (where[ch] >= 0) dx[where[ch]] += dy[outOff + ch];
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  gThreads = static_cast<int>(std::max<int64_t>(1, num(info[0])));
+#ifdef CAPTIONER_OPENBLAS
+  openblas_set_num_threads(gThreads);
+#endif
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("threads", gThreads);
+#ifdef CAPTIONER_OPENBLAS
+  out.Set("blas", std::string(openblas_get_config()));
+  out.Set("core", std::string(openblas_get_corename()));
+  out.Set("blasThreads", openblas_get_num_threads());
+#else
+  out.Set("blas", "CBLAS");
+#endif
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
+  exports.Set("conv2d", Napi::Function::New(env, Conv2D));
+  exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2DBackpropInput));
+  exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2DBackpropFilter));
+  exports.Set("unsortedSegmentSum", Napi::Function::New(env, UnsortedSegmentSum));
+  exports.Set("maxPool", Napi::Function::New(env, MaxPool));
+  exports.Set("maxPoolGrad", Napi::Function::New(env, MaxPoolGrad));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("info", Napi::Function::New(env, Info));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(captioner_native, Init)
