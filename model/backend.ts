@@ -3,9 +3,12 @@
  * installed wins: CUDA through `@tensorflow/tfjs-node-gpu`, libtensorflow on the CPU through
  * `@tensorflow/tfjs-node`, then the pure-JavaScript CPU backend of `@tensorflow/tfjs`. The
  * first two are optional dependencies whose install scripts download libtensorflow, so on a
- * machine without that network they are simply absent.
+ * machine without that network they are simply absent. The 'cpu' backend runs the hot kernels
+ * natively (model/native.ts, a BLAS-backed addon built at npm install) when the addon is built
+ * and CAPTIONER_NATIVE is not 0.
  */
 import * as tf from '@tensorflow/tfjs';
+import { describeNative, enableNativeKernels } from './native.ts';
 
 export const BACKENDS = ['node-gpu', 'node', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -62,6 +65,7 @@ export async function selectBackend(requested?: string, log: (line: string) => v
     if (!active) throw new BackendError('no TF.js backend could be initialised');
   }
   log(`backend: ${active} (TF.js ${tf.version.tfjs})`);
+  if (active === 'cpu') log(describeNative(enableNativeKernels()));
   return active;
 }
 

@@ -48,6 +48,10 @@ interface NativeAddon {
   unsortedSegmentSum(x: Float32Array, ids: Int32Array, out: Float32Array, inner: number, numSegments: number): void;
   maxPool(x: Float32Array, out: Float32Array, g: ConvGeometry): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, g: ConvGeometry): void;
+  binary(op: number, full: Float32Array, other: Float32Array, out: Float32Array, rows: number, cols: number, mode: number, swapped: boolean): void;
+  unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
+  sum(x: Float32Array, out: Float32Array, outer: number, reduce: number, inner: number): void;
+  transpose2d(x: Float32Array, out: Float32Array, batch: number, rows: number, cols: number): void;
   setThreads(n: number): void;
   info(): { threads: number; blas: string; core?: string; blasThreads?: number };
 }
@@ -67,10 +71,11 @@ export const PURE_JS_COST = 'the pure-JavaScript kernels train the std model at 
 /** The parts of the CPU backend (tfjs-backend-cpu's MathBackendCPU) the kernels use. */
 interface CpuBackend {
   data: { get(dataId: object): { values?: unknown } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array): tf.TensorInfo;
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array): tf.TensorInfo;
 }
 
 type KernelArgs = { inputs: Record<string, tf.TensorInfo | undefined>; backend: unknown; attrs?: Record<string, unknown> };
+type KernelResult = tf.TensorInfo | tf.TensorInfo[];
 type JsKernel = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 
 const ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '../native/build/Release/captioner_native.node');
@@ -79,6 +84,8 @@ let addon: NativeAddon | null = null;
 let status: NativeStatus | null = null;
 /** The JavaScript kernels that native ones replaced, by kernel name. */
 const replaced = new Map<string, tf.KernelConfig>();
+/** Calls the native code served (not handed to JavaScript), by kernel name. */
+const nativeCalls = new Map<string, number>();
 
 /** Loads the addon, or returns why it cannot be loaded. */
 export function loadNativeAddon(): NativeAddon | string {
@@ -133,8 +140,79 @@ function convGeometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   };
 }
 
+
+/**
+ * How a broadcasting binary op maps onto the addon: one operand covers the whole output, the
+ * other is the same size, a scalar, a trailing block repeated on every row ("row"), or one value
+ * per row ("column"). Other broadcasts return null and stay in JavaScript.
+ */
+export function binaryPlan(aShape: readonly number[], bShape: readonly number[]): { swapped: boolean; rows: number; cols: number; mode: number; outShape: number[] } | null {
+  let outShape: number[];
+  try {
+    outShape = tf.broadcast_util.assertAndGetBroadcastShape(aShape as number[], bShape as number[]);
+  } catch {
+    return null; // the JavaScript kernel throws the usual error
+  }
+  const total = size(outShape);
+  let swapped: boolean;
+  let other: readonly number[];
+  if (size(aShape) === total) [swapped, other] = [false, bShape];
+  else if (size(bShape) === total) [swapped, other] = [true, aShape];
+  else return null;
+  const n = size(other);
+  if (n === total) return { swapped, rows: 1, cols: total, mode: 0, outShape };
+  if (n === 1) return { swapped, rows: 1, cols: total, mode: 1, outShape };
+  const rank = outShape.length;
+  const padded = [...Array<number>(rank - other.length).fill(1), ...other];
+  const first = padded.findIndex((d) => d !== 1);
+  if (padded.slice(first).every((d, i) => d === outShape[first + i])) {
+    const cols = size(outShape.slice(first));
+    return { swapped, rows: total / cols, cols, mode: 2, outShape };
+  }
+  let last = rank - 1;
+  while (padded[last] === 1) last--;
+  if (padded.slice(0, last + 1).every((d, i) => d === outShape[i])) {
+    const cols = size(outShape.slice(last + 1));
+    return { swapped, rows: total / cols, cols, mode: 3, outShape };
+  }
+  return null;
+}
+
+/** Values of any numeric tensor, for the kernels that only move data. */
+function numeric(backend: CpuBackend, t: tf.TensorInfo | undefined): Float32Array | Int32Array | null {
+  if (!t || (t.dtype !== 'float32' && t.dtype !== 'int32')) return null;
+  const values = backend.data.get(t.dataId).values;
+  return values instanceof Float32Array || values instanceof Int32Array ? values : null;
+}
+
+/**
+ * Copies pieces into one array laid out as [outer, Σ inner_i]: piece i contributes `inner_i`
+ * values to each outer row (concatenation along an axis; stacking is the same with a new axis).
+ */
+function concatRows(pieces: (Float32Array | Int32Array)[], inners: number[], outer: number, out: Float32Array | Int32Array): void {
+  const rowSize = inners.reduce((a, b) => a + b, 0);
+  let offset = 0;
+  pieces.forEach((piece, i) => {
+    const inner = inners[i]!;
+    for (let o = 0; o < outer; o++) out.set(piece.subarray(o * inner, (o + 1) * inner), o * rowSize + offset);
+    offset += inner;
+  });
+}
+
+/** The inverse of concatRows: piece i takes `inner_i` values from each outer row. */
+function splitRows(values: Float32Array | Int32Array, inners: number[], outer: number): (Float32Array | Int32Array)[] {
+  const rowSize = inners.reduce((a, b) => a + b, 0);
+  let offset = 0;
+  return inners.map((inner) => {
+    const piece = values instanceof Float32Array ? new Float32Array(outer * inner) : new Int32Array(outer * inner);
+    for (let o = 0; o < outer; o++) piece.set(values.subarray(o * rowSize + offset, o * rowSize + offset + inner), o * inner);
+    offset += inner;
+    return piece;
+  });
+}
+
 /** Native kernel functions: each returns null to hand the call to the JavaScript kernel. */
-function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => tf.TensorInfo | null> {
+function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => KernelResult | null> {
   const matMul = (args: KernelArgs, fused: boolean): tf.TensorInfo | null => {
     const backend = args.backend as CpuBackend;
     const { a, b } = args.inputs;
@@ -189,6 +267,29 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => t
       lib.conv2d(xv, wv, out, convGeometry(info));
     }
     return backend.makeTensorInfo(info.outShape, 'float32', out);
+  };
+
+
+  const binary = (op: number) => (args: KernelArgs): tf.TensorInfo | null => {
+    const backend = args.backend as CpuBackend;
+    const { a, b } = args.inputs;
+    const av = float32(backend, a);
+    const bv = float32(backend, b);
+    if (!a || !b || !av || !bv) return null;
+    const plan = binaryPlan(a.shape, b.shape);
+    if (!plan) return null;
+    const out = new Float32Array(plan.rows * plan.cols);
+    lib.binary(op, plan.swapped ? bv : av, plan.swapped ? av : bv, out, plan.rows, plan.cols, plan.mode, plan.swapped);
+    return backend.makeTensorInfo(plan.outShape, 'float32', out);
+  };
+  const unary = (op: number) => (args: KernelArgs): tf.TensorInfo | null => {
+    const backend = args.backend as CpuBackend;
+    const { x } = args.inputs;
+    const xv = float32(backend, x);
+    if (!x || !xv) return null;
+    const out = new Float32Array(xv.length);
+    lib.unary(op, xv, out, (args.attrs?.alpha as number | undefined) ?? 0);
+    return backend.makeTensorInfo(x.shape.slice(), 'float32', out);
   };
 
   return {
@@ -258,6 +359,99 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => t
       lib.maxPoolGrad(dyv, xv, dx, convGeometry(info));
       return backend.makeTensorInfo(input.shape.slice(), 'float32', dx);
     },
+    Add: binary(0),
+    Sub: binary(1),
+    Multiply: binary(2),
+    RealDiv: binary(3),
+    Relu: unary(0),
+    Step: unary(1),
+    Sum: (args) => {
+      const backend = args.backend as CpuBackend;
+      const { x } = args.inputs;
+      const xv = float32(backend, x);
+      if (!x || !xv) return null;
+      const axes = tf.util.parseAxisParam(args.attrs?.axis as number | number[], x.shape).sort((p, q) => p - q);
+      // Only a contiguous block of axes: out[o, i] = Σ_r x[o, r, i].
+      if (axes.length === 0 || axes.some((ax, i) => ax !== axes[0]! + i)) return null;
+      const first = axes[0]!;
+      const last = axes.at(-1)!;
+      const outer = size(x.shape.slice(0, first));
+      const reduce = size(x.shape.slice(first, last + 1));
+      const inner = size(x.shape.slice(last + 1));
+      const out = new Float32Array(outer * inner);
+      lib.sum(xv, out, outer, reduce, inner);
+      const kept = args.attrs?.keepDims
+        ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+        : x.shape.filter((_, i) => !axes.includes(i));
+      return backend.makeTensorInfo(kept, 'float32', out);
+    },
+    Transpose: (args) => {
+      const backend = args.backend as CpuBackend;
+      const { x } = args.inputs;
+      const perm = args.attrs?.perm as number[];
+      const xv = float32(backend, x);
+      if (!x || !xv || !perm) return null;
+      const rank = x.shape.length;
+      const outShape = perm.map((p) => x.shape[p]!);
+      if (perm.every((p, i) => p === i)) return backend.makeTensorInfo(outShape, 'float32', xv.slice());
+      // Swapping the last two axes (of every matrix in a batch); other permutations stay in JS.
+      if (rank < 2 || perm[rank - 1] !== rank - 2 || perm[rank - 2] !== rank - 1 || perm.slice(0, -2).some((p, i) => p !== i)) return null;
+      const out = new Float32Array(xv.length);
+      lib.transpose2d(xv, out, size(x.shape.slice(0, -2)), x.shape[rank - 2]!, x.shape[rank - 1]!);
+      return backend.makeTensorInfo(outShape, 'float32', out);
+    },
+    SplitV: (args) => {
+      const backend = args.backend as CpuBackend;
+      const { x } = args.inputs;
+      const xv = numeric(backend, x);
+      if (!x || !xv) return null;
+      const axis = tf.util.parseAxisParam(args.attrs?.axis as number, x.shape)[0]!;
+      const splits = tf.backend_util.prepareSplitSize(
+        { shape: x.shape } as unknown as tf.Tensor, args.attrs?.numOrSizeSplits as number | number[], axis,
+      );
+      const inner = size(x.shape.slice(axis + 1));
+      const pieces = splitRows(xv, splits.map((n) => n * inner), size(x.shape.slice(0, axis)));
+      return pieces.map((p, i) => backend.makeTensorInfo(x.shape.map((d, j) => (j === axis ? splits[i]! : d)), x.dtype, p));
+    },
+    Unpack: (args) => {
+      const backend = args.backend as CpuBackend;
+      const { value } = args.inputs;
+      const xv = numeric(backend, value);
+      if (!value || !xv) return null;
+      const axis = tf.util.parseAxisParam(args.attrs?.axis as number, value.shape)[0]!;
+      const inner = size(value.shape.slice(axis + 1));
+      const pieces = splitRows(xv, Array<number>(value.shape[axis]!).fill(inner), size(value.shape.slice(0, axis)));
+      const shape = value.shape.filter((_, j) => j !== axis);
+      return pieces.map((p) => backend.makeTensorInfo(shape.slice(), value.dtype, p));
+    },
+    Concat: (args) => {
+      const backend = args.backend as CpuBackend;
+      const tensors = Object.values(args.inputs) as tf.TensorInfo[];
+      const first = tensors[0];
+      if (!first) return null;
+      const axis = tf.util.parseAxisParam(args.attrs?.axis as number, first.shape)[0]!;
+      const values = tensors.map((t) => numeric(backend, t));
+      if (values.some((v) => !v) || tensors.some((t) => t.dtype !== first.dtype || t.shape.length !== first.shape.length)) return null;
+      if (tensors.some((t) => t.shape.some((d, j) => j !== axis && d !== first.shape[j]))) return null;
+      const outShape = first.shape.map((d, j) => (j === axis ? tensors.reduce((n, t) => n + t.shape[axis]!, 0) : d));
+      const out = first.dtype === 'float32' ? new Float32Array(size(outShape)) : new Int32Array(size(outShape));
+      concatRows(values as (Float32Array | Int32Array)[], tensors.map((t) => size(t.shape.slice(axis))), size(first.shape.slice(0, axis)), out);
+      return backend.makeTensorInfo(outShape, first.dtype, out);
+    },
+    Pack: (args) => {
+      const backend = args.backend as CpuBackend;
+      const tensors = Object.values(args.inputs) as tf.TensorInfo[];
+      const first = tensors[0];
+      if (!first) return null;
+      const axis = tf.util.parseAxisParam(args.attrs?.axis as number, [...first.shape, 1])[0]!;
+      const values = tensors.map((t) => numeric(backend, t));
+      if (values.some((v) => !v) || tensors.some((t) => t.dtype !== first.dtype || t.shape.join() !== first.shape.join())) return null;
+      const outShape = [...first.shape.slice(0, axis), tensors.length, ...first.shape.slice(axis)];
+      const out = first.dtype === 'float32' ? new Float32Array(size(outShape)) : new Int32Array(size(outShape));
+      const inner = size(first.shape.slice(axis));
+      concatRows(values as (Float32Array | Int32Array)[], tensors.map(() => inner), size(first.shape.slice(0, axis)), out);
+      return backend.makeTensorInfo(outShape, first.dtype, out);
+    },
     UnsortedSegmentSum: (args) => {
       const backend = args.backend as CpuBackend;
       const { x, segmentIds } = args.inputs;
@@ -298,7 +492,12 @@ export function enableNativeKernels(): NativeStatus {
     tf.unregisterKernel(name, 'cpu');
     tf.registerKernel({
       ...js,
-      kernelFunc: ((args: KernelArgs) => native(args) ?? jsKernel(args)) as unknown as tf.KernelFunc,
+      kernelFunc: ((args: KernelArgs) => {
+        const result = native(args);
+        if (!result) return jsKernel(args);
+        nativeCalls.set(name, (nativeCalls.get(name) ?? 0) + 1);
+        return result;
+      }) as unknown as tf.KernelFunc,
     });
     replaced.set(name, js);
   }
@@ -320,6 +519,13 @@ export function disableNativeKernels(): void {
   }
   replaced.clear();
   status = null;
+}
+
+/** How many calls each kernel served natively since the last reset (the rest fell back to JS). */
+export function nativeCallCounts(reset = false): Record<string, number> {
+  const counts = Object.fromEntries(nativeCalls);
+  if (reset) nativeCalls.clear();
+  return counts;
 }
 
 /** The state after enableNativeKernels, or null before it. */

@@ -336,6 +336,148 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+
+// binary(op, a, b, out, rows, cols, mode, bIsFull):
+// out = a op b over `rows` x `cols` (flat size rows·cols), where the full operand is `a` when
+// !swapped and the other one is broadcast by `mode`: 0 full, 1 scalar, 2 row (one value per
+// column, repeated on every row), 3 column (one value per row). op: 0 add, 1 sub, 2 mul, 3 div.
+// With `swapped`, the broadcast operand is the left one (a − b with a broadcast, etc.).
+template <int Op>
+inline float apply(float x, float y) {
+  if constexpr (Op == 0) return x + y;
+  else if constexpr (Op == 1) return x - y;
+  else if constexpr (Op == 2) return x * y;
+  else return x / y;
+}
+
+template <int Op, bool Swapped>
+void binaryLoop(const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode) {
+  auto f = [](float u, float v) { return Swapped ? apply<Op>(v, u) : apply<Op>(u, v); };
+  const int64_t total = rows * cols;
+  if (mode == 0 || mode == 1) {
+    parallelFor(total, 1 << 16, [&](int64_t i0, int64_t i1) {
+      if (mode == 0) for (int64_t i = i0; i < i1; i++) out[i] = f(full[i], other[i]);
+      else { const float v = other[0]; for (int64_t i = i0; i < i1; i++) out[i] = f(full[i], v); }
+    });
+    return;
+  }
+  parallelFor(rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, cols)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* x = full + r * cols;
+      float* y = out + r * cols;
+      if (mode == 2) for (int64_t j = 0; j < cols; j++) y[j] = f(x[j], other[j]);
+      else { const float v = other[r]; for (int64_t j = 0; j < cols; j++) y[j] = f(x[j], v); }
+    }
+  });
+}
+
+template <int Op>
+void binaryDispatch(bool swapped, const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode) {
+  if (swapped) binaryLoop<Op, true>(full, other, out, rows, cols, mode);
+  else binaryLoop<Op, false>(full, other, out, rows, cols, mode);
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  int op = static_cast<int>(num(info[0]));
+  const float* full = f32(info[1]);
+  const float* other = f32(info[2]);
+  float* out = f32(info[3]);
+  int64_t rows = num(info[4]), cols = num(info[5]);
+  int mode = static_cast<int>(num(info[6]));
+  bool swapped = info[7].As<Napi::Boolean>();
+  switch (op) {
+    case 0: binaryDispatch<0>(swapped, full, other, out, rows, cols, mode); break;
+    case 1: binaryDispatch<1>(swapped, full, other, out, rows, cols, mode); break;
+    case 2: binaryDispatch<2>(swapped, full, other, out, rows, cols, mode); break;
+    default: binaryDispatch<3>(swapped, full, other, out, rows, cols, mode); break;
+  }
+  return info.Env().Undefined();
+}
+
+// unary(op, x, out, alpha): 0 relu (max(x, 0)), 1 step (x > 0 ? 1 : alpha); NaN stays NaN, as in TF.js.
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  int op = static_cast<int>(num(info[0]));
+  auto xs = info[1].As<Napi::Float32Array>();
+  const float* x = xs.Data();
+  float* y = f32(info[2]);
+  const float alpha = static_cast<float>(info[3].As<Napi::Number>().DoubleValue());
+  int64_t n = static_cast<int64_t>(xs.ElementLength());
+  parallelFor(n, 1 << 16, [&](int64_t i0, int64_t i1) {
+    if (op == 0) for (int64_t i = i0; i < i1; i++) y[i] = std::isnan(x[i]) ? x[i] : (x[i] < 0 ? 0.0f : x[i]);
+    else for (int64_t i = i0; i < i1; i++) y[i] = std::isnan(x[i]) ? x[i] : (x[i] > 0 ? 1.0f : alpha);
+  });
+  return info.Env().Undefined();
+}
+
+// sum(x, out, outer, reduce, inner): out[o, i] = Σ_r x[o, r, i], accumulated in double as the
+// JavaScript kernel does.
+Napi::Value Sum(const Napi::CallbackInfo& info) {
+  const float* x = f32(info[0]);
+  float* out = f32(info[1]);
+  int64_t outer = num(info[2]), red = num(info[3]), inner = num(info[4]);
+  auto reduceRange = [&](int64_t o, int64_t r0, int64_t r1, double* acc) {
+    const float* base = x + o * red * inner;
+    if (inner == 1) {
+      double s = 0;
+      for (int64_t r = r0; r < r1; r++) s += base[r];
+      acc[0] += s;
+      return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+      const float* row = base + r * inner;
+      for (int64_t i = 0; i < inner; i++) acc[i] += row[i];
+    }
+  };
+  if (outer >= 2 * gThreads || red * inner < (1 << 16)) {
+    parallelFor(outer, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, red * inner)), [&](int64_t o0, int64_t o1) {
+      std::vector<double> acc(inner);
+      for (int64_t o = o0; o < o1; o++) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        reduceRange(o, 0, red, acc.data());
+        for (int64_t i = 0; i < inner; i++) out[o * inner + i] = static_cast<float>(acc[i]);
+      }
+    });
+    return info.Env().Undefined();
+  }
+  // Few outputs, long reductions: each thread sums part of the reduced axis.
+  int threads = gThreads;
+  std::vector<std::vector<double>> partial(threads, std::vector<double>(outer * inner, 0.0));
+  int64_t chunk = (red + threads - 1) / threads;
+  parallelFor(threads, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++)
+      for (int64_t o = 0; o < outer; o++)
+        reduceRange(o, std::min(red, t * chunk), std::min(red, (t + 1) * chunk), partial[t].data() + o * inner);
+  });
+  for (int64_t j = 0; j < outer * inner; j++) {
+    double s = 0;
+    for (int t = 0; t < threads; t++) s += partial[t][j];
+    out[j] = static_cast<float>(s);
+  }
+  return info.Env().Undefined();
+}
+
+// transpose2d(x, out, batch, rows, cols): out[b] = x[b]ᵀ, in cache-sized tiles.
+Napi::Value Transpose2D(const Napi::CallbackInfo& info) {
+  const float* x = f32(info[0]);
+  float* y = f32(info[1]);
+  int64_t batch = num(info[2]), rows = num(info[3]), cols = num(info[4]);
+  constexpr int64_t T = 32;
+  int64_t tilesR = (rows + T - 1) / T;
+  parallelFor(batch * tilesR, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, T * cols)), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      int64_t b = t / tilesR, r0 = (t % tilesR) * T, r1 = std::min(rows, r0 + T);
+      const float* xb = x + b * rows * cols;
+      float* yb = y + b * rows * cols;
+      for (int64_t c0 = 0; c0 < cols; c0 += T) {
+        int64_t c1 = std::min(cols, c0 + T);
+        for (int64_t r = r0; r < r1; r++)
+          for (int64_t c = c0; c < c1; c++) yb[c * rows + r] = xb[r * cols + c];
+      }
+    }
+  });
+  return info.Env().Undefined();
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   gThreads = static_cast<int>(std::max<int64_t>(1, num(info[0])));
 #ifdef CAPTIONER_OPENBLAS
@@ -366,6 +508,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unsortedSegmentSum", Napi::Function::New(env, UnsortedSegmentSum));
   exports.Set("maxPool", Napi::Function::New(env, MaxPool));
   exports.Set("maxPoolGrad", Napi::Function::New(env, MaxPoolGrad));
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("sum", Napi::Function::New(env, Sum));
+  exports.Set("transpose2d", Napi::Function::New(env, Transpose2D));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

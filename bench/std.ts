@@ -1,0 +1,189 @@
+/**
+ * `npm run bench`: the standard benchmark configuration (shared/bench/std-config.md) on the
+ * active backend: train images/s, greedy batch-1 latency, greedy batch-32 captions/s, beam-3
+ * batch-1 latency and achieved GFLOP/s, each the median of timed runs after warm-up. The same
+ * model and batch as the PyTorch peer (torch_std_bench.py), so the figures compare.
+ *
+ *   npm run bench                      # a table on stdout, logs on stderr
+ *   npm run bench -- --json            # one JSON object on stdout
+ *   npm run bench -- --backend cpu     # or CAPTIONER_BACKEND; CAPTIONER_NATIVE=0 for pure JS
+ *   npm run bench -- --profile         # also the kernel times of one training step
+ */
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../model/backend.ts';
+import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../model/captioner.ts';
+import * as decode from '../model/decode.ts';
+import { nativeStatus } from '../model/native.ts';
+import { TRAIN_DEFAULTS, Trainer, type TrainConfig } from '../model/train.ts';
+import { END, SPECIAL_TOKENS, START, Vocabulary } from '../model/vocab.ts';
+
+const BATCH = 32;
+const VOCAB = 1000;
+const BEAM = 3;
+
+/** The JSON keys shared with the PyTorch peer. */
+export interface StdBenchResult {
+  backend: string;
+  native: string | null;
+  train_images_per_s: number;
+  train_step_ms: number;
+  train_gflops: number;
+  greedy_b1_ms: number;
+  greedy_b32_captions_per_s: number;
+  beam3_b1_ms: number | null;
+}
+
+/**
+ * Analytic FLOPs per image of the std model (a multiply-add counts 2; elementwise work is
+ * left out), as the peer counts them: convolutions at each resolution, the feature and
+ * initial-state dense layers, and per step the LSTM's four gates and the output layer.
+ * Training costs about three forward passes (forward, and a backward pass twice as large).
+ */
+export function stdFlops(config: ModelConfig, vocab: number): { forward: number; train: number; beam: number } {
+  let conv = 0;
+  let inChannels = 3;
+  let side = config.imageSize;
+  for (const out of config.encoderChannels) {
+    conv += 2 * side * side * 9 * inChannels * out;
+    inChannels = out;
+    side = Math.floor(side / 2);
+  }
+  const H = config.hiddenSize;
+  const head = 2 * inChannels * config.featureSize + 2 * (2 * config.featureSize * H);
+  const step = 2 * (config.embeddingSize + H) * 4 * H + 2 * H * vocab;
+  const forward = conv + head + config.maxLength * step;
+  return { forward, train: 3 * forward, beam: conv + head + config.maxLength * BEAM * step };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Median milliseconds of `fn` over up to `reps` runs after `warm` untimed ones, within `budgetS`. */
+function timed(fn: () => void, reps: number, warm: number, budgetS: number): { ms: number; runs: number } {
+  for (let i = 0; i < warm; i++) fn();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < reps && (times.length === 0 || performance.now() - start < budgetS * 1000)) {
+    const t = performance.now();
+    fn();
+    times.push(performance.now() - t);
+  }
+  return { ms: median(times), runs: times.length };
+}
+
+/** A vocabulary of `size` words: the four special tokens and synthetic words. */
+function syntheticVocabulary(size: number): Vocabulary {
+  return new Vocabulary([...SPECIAL_TOKENS, ...Array.from({ length: size - SPECIAL_TOKENS.length }, (_, i) => `w${i}`)]);
+}
+
+function randomInts(n: number, lo: number, hi: number, seed: number): Int32Array {
+  const out = new Int32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = lo + (s % (hi - lo));
+  }
+  return out;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+async function main(): Promise<void> {
+  const { values: args } = parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      backend: { type: 'string' },
+      'train-steps': { type: 'string', default: '10' },
+      budget: { type: 'string', default: '60' },
+      profile: { type: 'boolean', default: false },
+    },
+  });
+  const budget = Number(args.budget);
+  const backend = await selectBackend(args.backend, log);
+  const config: ModelConfig = { ...MODEL_DEFAULTS };
+  const vocab = syntheticVocabulary(VOCAB);
+  const model = await Captioner.create(config, vocab, 1);
+  // <end> can never win, so every greedy caption runs all maxLength steps, as the peer's
+  // fixed-length loop does, and the work timed does not depend on the random weights.
+  const outputBias = model.namedWeights()['decoder/output/bias']!;
+  tf.tidy(() => outputBias.assign(tf.tensor1d(Array.from({ length: VOCAB }, (_, i) => (i === END ? -1e9 : 0)))));
+
+  const trainConfig: TrainConfig = { ...TRAIN_DEFAULTS, ...config, batchSize: BATCH, samplingSchedule: 'constant', samplingK: 1, clipNorm: 0 };
+  const trainer = new Trainer(model, trainConfig);
+  const size = config.imageSize;
+  const images = Float32Array.from({ length: BATCH * size * size * 3 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
+  const width = config.maxLength + 1;
+  const tokens = randomInts(BATCH * width, SPECIAL_TOKENS.length, VOCAB, 7); // no <pad>: the mask is all ones
+  for (let b = 0; b < BATCH; b++) tokens[b * width] = START;
+  const batch = { imageIds: [], tokens, batchSize: BATCH, width };
+  let step = 0;
+  const trainStep = () => void trainer.step(images, batch, step++, 1000);
+
+  if (args.profile) {
+    trainStep();
+    const profile = await tf.profile(trainStep);
+    const byKernel = new Map<string, number>();
+    for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
+    if (process.env.BENCH_SHAPES) for (const k of profile.kernels) if ((k.kernelTimeMs as number) > 5) log(`  ${k.name} ${(k.kernelTimeMs as number).toFixed(1)} ${JSON.stringify(k.inputShapes)}`);
+    const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
+    log(`kernel time of one training step: ${total.toFixed(0)} ms`);
+    for (const [name, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`  ${name.padEnd(24)} ${ms.toFixed(1).padStart(9)} ms`);
+  }
+
+  const flops = stdFlops(config, VOCAB);
+  log('timing training steps (batch 32)…');
+  const train = timed(trainStep, Number(args['train-steps']), 2, budget);
+  const one = tf.tensor4d(images.subarray(0, size * size * 3), [1, size, size, 3]);
+  const all = tf.tensor4d(images, [BATCH, size, size, 3]);
+  log('timing greedy decoding…');
+  const greedy1 = timed(() => void decode.greedyDecode(model, one, config.maxLength - 1), 20, 3, budget);
+  const greedy32 = timed(() => void decode.greedyDecode(model, all, config.maxLength - 1), 10, 2, budget);
+  // Beam search lives in model/decode.ts once it exists (issue 6); until then there is no figure.
+  const beamSearch = (decode as Record<string, unknown>).beamSearch as
+    | ((model: Captioner, images: tf.Tensor4D, options: { beamSize: number; maxLength?: number }) => unknown)
+    | undefined;
+  let beam: number | null = null;
+  if (beamSearch) {
+    log('timing beam search…');
+    beam = timed(() => void beamSearch(model, one, { beamSize: BEAM, maxLength: config.maxLength - 1 }), 20, 3, budget).ms;
+  } else {
+    log('beam search: model/decode.ts has no beamSearch yet; beam3_b1_ms is null');
+  }
+  tf.dispose([one, all]);
+
+  const status = nativeStatus();
+  const result: StdBenchResult = {
+    backend: backend === 'cpu' && status?.enabled ? 'cpu+native' : backend,
+    native: status ? (status.enabled ? status.detail : 'off') : null,
+    train_images_per_s: (BATCH * 1000) / train.ms,
+    train_step_ms: train.ms,
+    train_gflops: (flops.train * BATCH) / (train.ms / 1000) / 1e9,
+    greedy_b1_ms: greedy1.ms,
+    greedy_b32_captions_per_s: (BATCH * 1000) / greedy32.ms,
+    beam3_b1_ms: beam,
+  };
+  if (args.json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
+  const rows: [string, string][] = [
+    ['backend', result.backend + (result.native && result.native !== 'off' ? ` (${result.native})` : '')],
+    ['train images/s', `${result.train_images_per_s.toFixed(2)}  (step ${train.ms.toFixed(0)} ms, median of ${train.runs})`],
+    ['train GFLOP/s', result.train_gflops.toFixed(2)],
+    ['greedy batch-1 latency', `${greedy1.ms.toFixed(1)} ms  (median of ${greedy1.runs})`],
+    ['greedy batch-32', `${result.greedy_b32_captions_per_s.toFixed(1)} captions/s  (median of ${greedy32.runs})`],
+    ['beam-3 batch-1 latency', beam === null ? 'n/a (no beamSearch in model/decode.ts)' : `${beam.toFixed(1)} ms`],
+  ];
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)} ${v}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
