@@ -48,7 +48,7 @@ interface NativeAddon {
   unsortedSegmentSum(x: Float32Array, ids: Int32Array, out: Float32Array, inner: number, numSegments: number): void;
   maxPool(x: Float32Array, out: Float32Array, g: ConvGeometry): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, g: ConvGeometry): void;
-  binary(op: number, full: Float32Array, other: Float32Array, out: Float32Array, rows: number, cols: number, mode: number, swapped: boolean): void;
+  binary(op: number, full: Float32Array, other: Float32Array, out: Float32Array, rows: number, cols: number, mode: number, swapped: boolean, mid: number): void;
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
   sum(x: Float32Array, out: Float32Array, outer: number, reduce: number, inner: number): void;
   transpose2d(x: Float32Array, out: Float32Array, batch: number, rows: number, cols: number): void;
@@ -142,11 +142,15 @@ function convGeometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
 
 
 /**
- * How a broadcasting binary op maps onto the addon: one operand covers the whole output, the
- * other is the same size, a scalar, a trailing block repeated on every row ("row"), or one value
- * per row ("column"). Other broadcasts return null and stay in JavaScript.
+ * How a broadcasting binary op maps onto the addon: one operand covers the whole output; the
+ * other is the same size (mode 0), a scalar (1), or differs from the output only in one
+ * contiguous block of axes where it has size 1: leading (2, a trailing block repeated on every
+ * row), trailing (3, one value per row) or in the middle (4). Other broadcasts return null
+ * and stay in JavaScript.
  */
-export function binaryPlan(aShape: readonly number[], bShape: readonly number[]): { swapped: boolean; rows: number; cols: number; mode: number; outShape: number[] } | null {
+export function binaryPlan(
+  aShape: readonly number[], bShape: readonly number[],
+): { swapped: boolean; rows: number; cols: number; mid: number; mode: number; outShape: number[] } | null {
   let outShape: number[];
   try {
     outShape = tf.broadcast_util.assertAndGetBroadcastShape(aShape as number[], bShape as number[]);
@@ -160,22 +164,20 @@ export function binaryPlan(aShape: readonly number[], bShape: readonly number[])
   else if (size(bShape) === total) [swapped, other] = [true, aShape];
   else return null;
   const n = size(other);
-  if (n === total) return { swapped, rows: 1, cols: total, mode: 0, outShape };
-  if (n === 1) return { swapped, rows: 1, cols: total, mode: 1, outShape };
+  if (n === total) return { swapped, rows: 1, cols: total, mid: 1, mode: 0, outShape };
+  if (n === 1) return { swapped, rows: 1, cols: total, mid: 1, mode: 1, outShape };
   const rank = outShape.length;
   const padded = [...Array<number>(rank - other.length).fill(1), ...other];
-  const first = padded.findIndex((d) => d !== 1);
-  if (padded.slice(first).every((d, i) => d === outShape[first + i])) {
-    const cols = size(outShape.slice(first));
-    return { swapped, rows: total / cols, cols, mode: 2, outShape };
-  }
-  let last = rank - 1;
-  while (padded[last] === 1) last--;
-  if (padded.slice(0, last + 1).every((d, i) => d === outShape[i])) {
-    const cols = size(outShape.slice(last + 1));
-    return { swapped, rows: total / cols, cols, mode: 3, outShape };
-  }
-  return null;
+  const differs = outShape.map((d, i) => d !== padded[i]);
+  const p = differs.indexOf(true);
+  const q = differs.lastIndexOf(true) + 1;
+  if (differs.slice(p, q).some((d) => !d)) return null; // broadcast axes not contiguous
+  const rows = size(outShape.slice(0, p));
+  const mid = size(outShape.slice(p, q));
+  const cols = size(outShape.slice(q));
+  if (p === 0) return { swapped, rows: mid, cols, mid: 1, mode: 2, outShape };
+  if (q === rank) return { swapped, rows, cols: mid, mid: 1, mode: 3, outShape };
+  return { swapped, rows, cols, mid, mode: 4, outShape };
 }
 
 /** Values of any numeric tensor, for the kernels that only move data. */
@@ -278,8 +280,8 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
     if (!a || !b || !av || !bv) return null;
     const plan = binaryPlan(a.shape, b.shape);
     if (!plan) return null;
-    const out = new Float32Array(plan.rows * plan.cols);
-    lib.binary(op, plan.swapped ? bv : av, plan.swapped ? av : bv, out, plan.rows, plan.cols, plan.mode, plan.swapped);
+    const out = new Float32Array(size(plan.outShape));
+    lib.binary(op, plan.swapped ? bv : av, plan.swapped ? av : bv, out, plan.rows, plan.cols, plan.mode, plan.swapped, plan.mid);
     return backend.makeTensorInfo(plan.outShape, 'float32', out);
   };
   const unary = (op: number) => (args: KernelArgs): tf.TensorInfo | null => {
@@ -290,6 +292,29 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
     const out = new Float32Array(xv.length);
     lib.unary(op, xv, out, (args.attrs?.alpha as number | undefined) ?? 0);
     return backend.makeTensorInfo(x.shape.slice(), 'float32', out);
+  };
+
+  /** Sum (or mean) over a contiguous block of axes: out[o, i] = Σ_r x[o, r, i] (÷ r). */
+  const reduceSum = (args: KernelArgs, mean: boolean): tf.TensorInfo | null => {
+    const backend = args.backend as CpuBackend;
+    const { x } = args.inputs;
+    const xv = float32(backend, x);
+    if (!x || !xv) return null;
+    const axes = tf.util.parseAxisParam(args.attrs?.axis as number | number[], x.shape).sort((p, q) => p - q);
+    // Only a contiguous block of axes: out[o, i] = Σ_r x[o, r, i].
+    if (axes.length === 0 || axes.some((ax, i) => ax !== axes[0]! + i)) return null;
+    const first = axes[0]!;
+    const last = axes.at(-1)!;
+    const outer = size(x.shape.slice(0, first));
+    const reduce = size(x.shape.slice(first, last + 1));
+    const inner = size(x.shape.slice(last + 1));
+    const out = new Float32Array(outer * inner);
+    lib.sum(xv, out, outer, reduce, inner);
+    if (mean) for (let i = 0; i < out.length; i++) out[i] = out[i]! / reduce;
+    const kept = args.attrs?.keepDims
+      ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      : x.shape.filter((_, i) => !axes.includes(i));
+    return backend.makeTensorInfo(kept, 'float32', out);
   };
 
   return {
@@ -365,26 +390,15 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
     RealDiv: binary(3),
     Relu: unary(0),
     Step: unary(1),
-    Sum: (args) => {
-      const backend = args.backend as CpuBackend;
-      const { x } = args.inputs;
-      const xv = float32(backend, x);
-      if (!x || !xv) return null;
-      const axes = tf.util.parseAxisParam(args.attrs?.axis as number | number[], x.shape).sort((p, q) => p - q);
-      // Only a contiguous block of axes: out[o, i] = Σ_r x[o, r, i].
-      if (axes.length === 0 || axes.some((ax, i) => ax !== axes[0]! + i)) return null;
-      const first = axes[0]!;
-      const last = axes.at(-1)!;
-      const outer = size(x.shape.slice(0, first));
-      const reduce = size(x.shape.slice(first, last + 1));
-      const inner = size(x.shape.slice(last + 1));
-      const out = new Float32Array(outer * inner);
-      lib.sum(xv, out, outer, reduce, inner);
-      const kept = args.attrs?.keepDims
-        ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
-        : x.shape.filter((_, i) => !axes.includes(i));
-      return backend.makeTensorInfo(kept, 'float32', out);
-    },
+    Tanh: unary(2),
+    Sigmoid: unary(3),
+    Exp: unary(4),
+    Sqrt: unary(5),
+    Square: unary(6),
+    Neg: unary(7),
+    Log: unary(8),
+    Sum: (args) => reduceSum(args, false),
+    Mean: (args) => reduceSum(args, true),
     Transpose: (args) => {
       const backend = args.backend as CpuBackend;
       const { x } = args.inputs;

@@ -173,6 +173,8 @@ describe('native kernels', () => {
       [[4, 1, 1], [4, 5, 6]],
       [[4, 1, 6], [4, 5, 6]],
       [[4, 5, 1], [1, 5, 6]],
+      [[4, 1, 1, 6], [4, 3, 5, 6]],
+      [[4, 3, 5, 6], [4, 1, 5, 1]],
     ];
     for (const [sa, sb] of shapes) {
       const a = rand(sa);
@@ -182,14 +184,17 @@ describe('native kernels', () => {
     assertClose(() => tf.add(tf.tensor1d([1, 2], 'int32'), tf.tensor1d([3, 4], 'int32')).toFloat(), 'int32 add (JS fallback)');
     const x = tf.tensor1d([-2, -0.5, 0, 0.5, 3, NaN]);
     assertClose(() => [tf.relu(x), tf.step(x), tf.step(x, 0.3)], 'relu and step');
-    assert.deepEqual(binaryPlan([4, 5, 6], [5, 1])?.mode ?? null, null); // a middle broadcast stays in JS
-    assertServedNatively('Add', 'Sub', 'Multiply', 'RealDiv', 'Relu', 'Step');
+    const u = rand([7, 300], 4);
+    assertClose(() => [tf.tanh(u), tf.sigmoid(u), tf.exp(u), tf.sqrt(tf.abs(u)), tf.square(u), tf.neg(u), tf.log(tf.abs(u))], 'unary');
+    assert.equal(binaryPlan([4, 3, 5, 6], [4, 1, 5, 1]), null); // two broadcast blocks stay in JS
+    assert.equal(binaryPlan([4, 1, 1, 6], [4, 3, 5, 6])?.mode, 4);
+    assertServedNatively('Add', 'Sub', 'Multiply', 'RealDiv', 'Relu', 'Step', 'Tanh', 'Sigmoid', 'Exp', 'Sqrt', 'Square', 'Neg', 'Log');
   });
 
   test('Sum, Transpose, SplitV, Unpack, Concat, Pack', () => {
     const x = rand([3, 4, 5, 6]);
     for (const axis of [undefined, 0, 1, 3, [0, 1, 2], [1, 2], [2, 3], [0, 2], -1]) {
-      assertClose(() => [tf.sum(x, axis), tf.sum(x, axis, true)], `sum ${JSON.stringify(axis)}`);
+      assertClose(() => [tf.sum(x, axis), tf.sum(x, axis, true), tf.mean(x, axis), tf.mean(x, axis, true)], `sum/mean ${JSON.stringify(axis)}`);
     }
     assertClose(() => tf.sum(rand([70000, 3]), 0), 'long reduction');
     for (const perm of [[0, 1, 2, 3], [0, 1, 3, 2], [3, 2, 1, 0]]) assertClose(() => tf.transpose(x, perm), `transpose ${perm}`);
@@ -200,7 +205,7 @@ describe('native kernels', () => {
     assertClose(() => tf.unstack(tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32'), 1).map((t) => t.toFloat()), 'unstack int32');
     assertClose(() => tf.concat([x, rand([3, 2, 5, 6])], 1), 'concat');
     assertClose(() => tf.stack([rand([4, 5]), rand([4, 5]), rand([4, 5])], 1), 'stack');
-    assertServedNatively('Sum', 'Transpose', 'SplitV', 'Unpack', 'Concat', 'Pack');
+    assertServedNatively('Sum', 'Mean', 'Transpose', 'SplitV', 'Unpack', 'Concat', 'Pack');
   });
 
   test('gradients of a small CNN + LSTM captioner are equal with and without native kernels', async () => {

@@ -337,11 +337,11 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
 }
 
 
-// binary(op, a, b, out, rows, cols, mode, bIsFull):
-// out = a op b over `rows` x `cols` (flat size rows·cols), where the full operand is `a` when
-// !swapped and the other one is broadcast by `mode`: 0 full, 1 scalar, 2 row (one value per
-// column, repeated on every row), 3 column (one value per row). op: 0 add, 1 sub, 2 mul, 3 div.
-// With `swapped`, the broadcast operand is the left one (a − b with a broadcast, etc.).
+// binary(op, full, other, out, rows, cols, mode, swapped, mid):
+// out = full op other over `rows` x `cols` (flat size rows·cols), the other operand broadcast by
+// `mode`: 0 full, 1 scalar, 2 row (one value per column, repeated on every row), 3 column (one
+// value per row), 4 middle (out is [rows, mid, cols] and other [rows, cols], repeated over mid).
+// op: 0 add, 1 sub, 2 mul, 3 div. With `swapped`, the broadcast operand is the left one.
 template <int Op>
 inline float apply(float x, float y) {
   if constexpr (Op == 0) return x + y;
@@ -351,9 +351,20 @@ inline float apply(float x, float y) {
 }
 
 template <int Op, bool Swapped>
-void binaryLoop(const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode) {
+void binaryLoop(const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode, int64_t mid) {
   auto f = [](float u, float v) { return Swapped ? apply<Op>(v, u) : apply<Op>(u, v); };
   const int64_t total = rows * cols;
+  if (mode == 4) {
+    parallelFor(rows * mid, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, cols)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r++) {
+        const float* x = full + r * cols;
+        const float* o = other + (r / mid) * cols;
+        float* y = out + r * cols;
+        for (int64_t j = 0; j < cols; j++) y[j] = f(x[j], o[j]);
+      }
+    });
+    return;
+  }
   if (mode == 0 || mode == 1) {
     parallelFor(total, 1 << 16, [&](int64_t i0, int64_t i1) {
       if (mode == 0) for (int64_t i = i0; i < i1; i++) out[i] = f(full[i], other[i]);
@@ -372,9 +383,9 @@ void binaryLoop(const float* full, const float* other, float* out, int64_t rows,
 }
 
 template <int Op>
-void binaryDispatch(bool swapped, const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode) {
-  if (swapped) binaryLoop<Op, true>(full, other, out, rows, cols, mode);
-  else binaryLoop<Op, false>(full, other, out, rows, cols, mode);
+void binaryDispatch(bool swapped, const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode, int64_t mid) {
+  if (swapped) binaryLoop<Op, true>(full, other, out, rows, cols, mode, mid);
+  else binaryLoop<Op, false>(full, other, out, rows, cols, mode, mid);
 }
 
 Napi::Value Binary(const Napi::CallbackInfo& info) {
@@ -385,16 +396,36 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   int64_t rows = num(info[4]), cols = num(info[5]);
   int mode = static_cast<int>(num(info[6]));
   bool swapped = info[7].As<Napi::Boolean>();
+  int64_t mid = num(info[8]);
   switch (op) {
-    case 0: binaryDispatch<0>(swapped, full, other, out, rows, cols, mode); break;
-    case 1: binaryDispatch<1>(swapped, full, other, out, rows, cols, mode); break;
-    case 2: binaryDispatch<2>(swapped, full, other, out, rows, cols, mode); break;
-    default: binaryDispatch<3>(swapped, full, other, out, rows, cols, mode); break;
+    case 0: binaryDispatch<0>(swapped, full, other, out, rows, cols, mode, mid); break;
+    case 1: binaryDispatch<1>(swapped, full, other, out, rows, cols, mode, mid); break;
+    case 2: binaryDispatch<2>(swapped, full, other, out, rows, cols, mode, mid); break;
+    default: binaryDispatch<3>(swapped, full, other, out, rows, cols, mode, mid); break;
   }
   return info.Env().Undefined();
 }
 
-// unary(op, x, out, alpha): 0 relu (max(x, 0)), 1 step (x > 0 ? 1 : alpha); NaN stays NaN, as in TF.js.
+// unary(op, x, out, alpha): 0 relu (max(x, 0)), 1 step (x > 0 ? 1 : alpha; NaN stays NaN, as in
+// TF.js), 2 tanh, 3 sigmoid 1/(1+e^−x), 4 exp, 5 sqrt, 6 square, 7 neg, 8 log.
+template <int Op>
+void unaryLoop(const float* x, float* y, int64_t n, float alpha) {
+  parallelFor(n, 1 << 15, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const float v = x[i];
+      if constexpr (Op == 0) y[i] = std::isnan(v) ? v : (v < 0 ? 0.0f : v);
+      else if constexpr (Op == 1) y[i] = std::isnan(v) ? v : (v > 0 ? 1.0f : alpha);
+      else if constexpr (Op == 2) y[i] = std::tanh(v);
+      else if constexpr (Op == 3) y[i] = 1.0f / (1.0f + std::exp(-v));
+      else if constexpr (Op == 4) y[i] = std::exp(v);
+      else if constexpr (Op == 5) y[i] = std::sqrt(v);
+      else if constexpr (Op == 6) y[i] = v * v;
+      else if constexpr (Op == 7) y[i] = -v;
+      else y[i] = std::log(v);
+    }
+  });
+}
+
 Napi::Value Unary(const Napi::CallbackInfo& info) {
   int op = static_cast<int>(num(info[0]));
   auto xs = info[1].As<Napi::Float32Array>();
@@ -402,10 +433,17 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   float* y = f32(info[2]);
   const float alpha = static_cast<float>(info[3].As<Napi::Number>().DoubleValue());
   int64_t n = static_cast<int64_t>(xs.ElementLength());
-  parallelFor(n, 1 << 16, [&](int64_t i0, int64_t i1) {
-    if (op == 0) for (int64_t i = i0; i < i1; i++) y[i] = std::isnan(x[i]) ? x[i] : (x[i] < 0 ? 0.0f : x[i]);
-    else for (int64_t i = i0; i < i1; i++) y[i] = std::isnan(x[i]) ? x[i] : (x[i] > 0 ? 1.0f : alpha);
-  });
+  switch (op) {
+    case 0: unaryLoop<0>(x, y, n, alpha); break;
+    case 1: unaryLoop<1>(x, y, n, alpha); break;
+    case 2: unaryLoop<2>(x, y, n, alpha); break;
+    case 3: unaryLoop<3>(x, y, n, alpha); break;
+    case 4: unaryLoop<4>(x, y, n, alpha); break;
+    case 5: unaryLoop<5>(x, y, n, alpha); break;
+    case 6: unaryLoop<6>(x, y, n, alpha); break;
+    case 7: unaryLoop<7>(x, y, n, alpha); break;
+    default: unaryLoop<8>(x, y, n, alpha); break;
+  }
   return info.Env().Undefined();
 }
 
