@@ -125,15 +125,20 @@ async function main(): Promise<void> {
   let step = 0;
   const trainStep = () => void trainer.step(images, batch, step++, 1000);
 
-  if (args.profile) {
-    trainStep();
-    const profile = await tf.profile(trainStep);
+  const profileKernels = async (label: string, fn: () => void) => {
+    fn();
+    const profile = await tf.profile(fn);
     const byKernel = new Map<string, number>();
     for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
-    if (process.env.BENCH_SHAPES) for (const k of profile.kernels) if ((k.kernelTimeMs as number) > 5) log(`  ${k.name} ${(k.kernelTimeMs as number).toFixed(1)} ${JSON.stringify(k.inputShapes)}`);
     const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
-    log(`kernel time of one training step: ${total.toFixed(0)} ms`);
-    for (const [name, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 25)) log(`  ${name.padEnd(24)} ${ms.toFixed(1).padStart(9)} ms`);
+    log(`kernel time of ${label}: ${total.toFixed(0)} ms in ${profile.kernels.length} kernel calls`);
+    for (const [name, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 15)) log(`  ${name.padEnd(24)} ${ms.toFixed(1).padStart(9)} ms`);
+  };
+  if (args.profile) {
+    await profileKernels('one training step', trainStep);
+    const image = tf.tensor4d(images.subarray(0, size * size * 3), [1, size, size, 3]);
+    await profileKernels('one greedy batch-1 caption', () => void decode.greedyDecode(model, image, config.maxLength - 1));
+    image.dispose();
   }
 
   const flops = stdFlops(config, VOCAB);

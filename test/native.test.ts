@@ -81,6 +81,11 @@ describe('native kernels', () => {
       assertClose(() => tf.matMul(a3, b, ta, tb), `b broadcast ta=${ta} tb=${tb}`);
       assertClose(() => tf.matMul(a, b3, ta, tb), `a broadcast ta=${ta} tb=${tb}`);
     }
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      // one row: the matrix-vector path
+      assertClose(() => tf.matMul(rand(ta ? [13, 1] : [1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `row vector ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(rand(ta ? [3, 13, 1] : [3, 1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `batched row vectors ta=${ta} tb=${tb}`);
+    }
     assertClose(() => tf.matMul(rand([2, 3, 4, 6]), rand([2, 3, 6, 5])), 'rank 4');
     assertClose(() => tf.matMul(rand([1, 3, 4, 6]), rand([2, 1, 6, 5])), 'two-sided broadcast (JS fallback)');
     assertClose(() => tf.matMul(rand([64, 300]), rand([300, 129])), 'larger');
