@@ -64,8 +64,8 @@ export async function selectBackend(requested?: string, log: (line: string) => v
     }
     if (!active) throw new BackendError('no TF.js backend could be initialised');
   }
-  log(`backend: ${active} (TF.js ${tf.version.tfjs})`);
-  if (active === 'cpu') log(describeNative(enableNativeKernels()));
+  const native = active === 'cpu' ? `; ${describeNative(enableNativeKernels())}` : '';
+  log(`backend: ${active} (TF.js ${tf.version.tfjs})${native}`);
   return active;
 }
 

@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { Captioner, type ModelConfig } from '../model/captioner.ts';
-import { maskedSequenceLoss } from '../model/loss.ts';
-import { binaryPlan, disableNativeKernels, enableNativeKernels, loadNativeAddon, nativeCallCounts } from '../model/native.ts';
-import { Rng } from '../model/rng.ts';
-import { SPECIAL_TOKENS, START, Vocabulary } from '../model/vocab.ts';
+import { Captioner, type ModelConfig } from '../../model/captioner.ts';
+import { maskedSequenceLoss } from '../../model/loss.ts';
+import { binaryPlan, disableNativeKernels, enableNativeKernels, loadNativeAddon, nativeCallCounts } from '../../model/native.ts';
+import { Rng } from '../../model/rng.ts';
+import { SPECIAL_TOKENS, START, Vocabulary } from '../../model/vocab.ts';
 
 let rng = new Rng(12345);
 let seed = 1;
