@@ -181,7 +181,16 @@ test('an interrupted run resumes: no record lost, corrupt or duplicated', async 
   const final = parseJsonl(await readFile(out, 'utf8'));
   assert.deepEqual(final.map((r) => r.path).sort(), reference.map((r) => r.path).sort(), 'each image exactly once');
   const ref = new Map(reference.map((r) => [r.path, r]));
-  for (const r of final) assert.deepEqual(r, ref.get(r.path));
+  for (const r of final) {
+    // Batches of another size may round differently in the last bits (BLAS kernels), no more.
+    const { logProb, ...rest } = r;
+    const { logProb: refLogProb, ...refRest } = ref.get(r.path)!;
+    assert.deepEqual(rest, refRest);
+    assert.equal(logProb === undefined, refLogProb === undefined, r.path);
+    if (logProb !== undefined && refLogProb !== undefined) {
+      assert.ok(Math.abs(logProb - refLogProb) <= 1e-5 * Math.abs(refLogProb), `${r.path}: logProb ${logProb} vs ${refLogProb}`);
+    }
+  }
   // A finished file: a rerun has nothing to do but the two failures.
   const again = await cli(['caption', images, '--model', modelDir, '--out', out]);
   assert.equal(again.code, 1);
