@@ -36,7 +36,7 @@ interface ConvGeometry {
 }
 
 /** The addon's functions (native/src/kernels.cc); outputs arrive zeroed and are written in place. */
-interface NativeAddon {
+export interface NativeAddon {
   batchMatMul(
     a: Float32Array, b: Float32Array, out: Float32Array, batch: number, batchA: number, batchB: number,
     m: number, n: number, k: number, transposeA: boolean, transposeB: boolean,
@@ -66,7 +66,7 @@ export interface NativeStatus {
 }
 
 /** The cost of running without the addon, measured with `npm run bench` (README "Performance"). */
-export const PURE_JS_COST = 'the pure-JavaScript kernels train the std model at ~0.1 images/s instead of ~170 (about 1500x slower)';
+export const PURE_JS_COST = 'the pure-JavaScript kernels train the standard model at about 0.1 images/s, some 100x slower than the native ones (README, Performance)';
 
 /** The parts of the CPU backend (tfjs-backend-cpu's MathBackendCPU) the kernels use. */
 interface CpuBackend {
@@ -90,7 +90,7 @@ const nativeCalls = new Map<string, number>();
 /** Loads the addon, or returns why it cannot be loaded. */
 export function loadNativeAddon(): NativeAddon | string {
   if (addon) return addon;
-  if (!existsSync(ADDON_PATH)) return 'the addon is not built (npm install builds it when a BLAS is installed: apt-get install libopenblas-dev pkg-config, then npm rebuild captioner or node native/build.mjs)';
+  if (!existsSync(ADDON_PATH)) return 'the addon is not built (npm install builds it when a BLAS is installed: apt-get install libopenblas-dev pkg-config, then node native/build.mjs)';
   try {
     addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
     const threads = Number(process.env.CAPTIONER_THREADS);

@@ -44,7 +44,7 @@ function main() {
   }
   const output = `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? String(result.error) : ''}`;
   const reason = output.includes('no BLAS found') ? 'no BLAS found (apt-get install libopenblas-dev pkg-config)' : (output.trim().split('\n').filter((l) => /error/i.test(l))[0] ?? `node-gyp exited with ${result.status}`);
-  console.warn(`captioner: native kernels NOT built: ${reason}. Training falls back to pure JavaScript (~1000x slower); see README "Performance".`);
+  console.warn(`captioner: native kernels NOT built: ${reason}. Training runs on the pure-JavaScript kernels, some 100x slower (README, Performance).`);
 }
 
 try {
