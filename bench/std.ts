@@ -140,6 +140,7 @@ async function main(): Promise<void> {
     await profileKernels('one training step', trainStep);
     const image = tf.tensor4d(images.subarray(0, size * size * 3), [1, size, size, 3]);
     await profileKernels('one greedy batch-1 caption', () => void greedyDecode(model, image, decodeLength));
+    await profileKernels('one beam-3 batch-1 caption', () => void beamSearch(model, image, { beamWidth: BEAM, maxLength: decodeLength }));
     image.dispose();
   }
 
