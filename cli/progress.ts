@@ -24,7 +24,9 @@ export function progressBar(total: number, format: string, unit = 'it'): Bar {
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0, { rate: '0' });
+  // Payload fields show "-" until the first update, rather than their raw {placeholders}.
+  const blanks = Object.fromEntries([...format.matchAll(/\{(\w+)\}/g)].map((m) => [m[1]!, '-']));
+  bar.start(total, 0, { ...blanks, rate: '0' });
   return {
     update(done, payload = {}) {
       const seconds = (performance.now() - start) / 1000;
