@@ -59,7 +59,8 @@ export function documentFrequency(references: readonly (readonly (readonly strin
   return df;
 }
 
-function tfIdf(counts: NgramCounts[], df: ReadonlyMap<string, number>, logN: number): TfIdf {
+function tfIdf(tokens: readonly string[], n: number, df: ReadonlyMap<string, number>, logN: number): TfIdf {
+  const counts: NgramCounts[] = ngramCounts(tokens, n);
   const vec = counts.map((byGram) => {
     const v = new Map<string, number>();
     for (const [gram, tf] of byGram) v.set(gram, tf * (logN - Math.log(Math.max(1, df.get(gram) ?? 0))));
@@ -70,9 +71,8 @@ function tfIdf(counts: NgramCounts[], df: ReadonlyMap<string, number>, logN: num
     for (const x of v.values()) sq += x ** 2;
     return Math.sqrt(sq);
   });
-  let length = 0;
-  for (const tf of counts[1]?.values() ?? []) length += tf;
-  return { vec, norm, length };
+  // coco-caption counts the bigrams (whatever n is): a caption of w ≥ 1 words has w − 1.
+  return { vec, norm, length: Math.max(0, tokens.length - 1) };
 }
 
 function similarity(hyp: TfIdf, ref: TfIdf, sigma: number): number[] {
@@ -115,10 +115,10 @@ export function ciderD(
   const logN = Math.log(references.length);
   const perImage = candidates.map((cand, i) => {
     const refs = references[i]!;
-    const hyp = tfIdf(ngramCounts(cand, n), df, logN);
+    const hyp = tfIdf(cand, n, df, logN);
     const sum = new Array<number>(n).fill(0);
     for (const ref of refs) {
-      similarity(hyp, tfIdf(ngramCounts(ref, n), df, logN), sigma).forEach((v, k) => (sum[k]! += v));
+      similarity(hyp, tfIdf(ref, n, df, logN), sigma).forEach((v, k) => (sum[k]! += v));
     }
     const meanOverOrders = sum.reduce((a, b) => a + b, 0) / n;
     return (meanOverOrders / refs.length) * 10;
