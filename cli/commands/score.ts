@@ -1,0 +1,29 @@
+/** `captioner score`: coco-caption metrics for a COCO results file against a COCO annotation file. */
+import type { Argv } from 'yargs';
+import { readCaptionPairs } from '../../eval/coco-files.ts';
+import { NOT_COMPUTED, formatScoreTable, scoreCaptions, scoresToJson } from '../../eval/score.ts';
+import { logLine, type Command } from '../command.ts';
+import { EXIT } from '../errors.ts';
+
+export const scoreCommand: Command = {
+  command: 'score',
+  describe: 'score captions with BLEU-1..4, ROUGE-L and CIDEr-D exactly as coco-caption does',
+  builder: (y: Argv) =>
+    y
+      .option('refs', { type: 'string', demandOption: true, describe: 'COCO caption annotation file: {"images":[{"id"}], "annotations":[{"image_id","caption"}]}' })
+      .option('results', { type: 'string', demandOption: true, describe: 'COCO results file: [{"image_id","caption"}], one per image' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object (the six metrics and perImage) on stdout' })
+      .example('$0 score --refs captions_val.json --results results.json', 'print the metrics table')
+      .example('$0 score --refs captions_val.json --results results.json --json | jq .CIDEr-D', 'machine-readable output'),
+  async run(argv) {
+    const pairs = await readCaptionPairs(argv.refs as string, argv.results as string);
+    const report = scoreCaptions(pairs);
+    if (argv.json) {
+      process.stdout.write(JSON.stringify(scoresToJson(report)) + '\n');
+      for (const [name, why] of Object.entries(NOT_COMPUTED)) logLine(`${name} not computed: ${why}`);
+    } else {
+      process.stdout.write(formatScoreTable(report.corpus, pairs.length));
+    }
+    return EXIT.ok;
+  },
+};
