@@ -15,6 +15,8 @@ export interface LineChart {
   xLabel: string;
   yLabel?: string;
   series: readonly ChartSeries[];
+  /** A y range to include whatever the data (e.g. [0, 1] for a probability). */
+  yRange?: readonly [number, number];
   width?: number;
   height?: number;
 }
@@ -59,6 +61,7 @@ export function svgLineChart(chart: LineChart): string | null {
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  if (chart.yRange) ys.push(...chart.yRange);
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
   if (y0 === y1) [y0, y1] = [y0 - (Math.abs(y0) || 1) * 0.1, y1 + (Math.abs(y1) || 1) * 0.1];

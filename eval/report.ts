@@ -57,8 +57,8 @@ const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'valLoss',
  */
 export function trainingCharts(records: readonly TrainingRecord[]): Chart[] {
   const charts: Chart[] = [];
-  const add = (title: string, yLabel: string, series: ChartSeries[]) => {
-    const svg = svgLineChart({ title, xLabel: 'step', yLabel, series });
+  const add = (title: string, yLabel: string, series: ChartSeries[], yRange?: [number, number]) => {
+    const svg = svgLineChart({ title, xLabel: 'step', yLabel, series, yRange });
     if (svg) charts.push({ title, svg });
   };
   add('Loss per token', 'cross-entropy', [seriesOf(records, 'step', 'loss', 'training'), seriesOf(records, 'epoch', 'valLoss', 'validation')]);
@@ -68,7 +68,7 @@ export function trainingCharts(records: readonly TrainingRecord[]): Chart[] {
     for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && !EPOCH_KEYS_NOT_CHARTED.has(k)) epochKeys.add(k);
   }
   for (const key of epochKeys) add(`Validation: ${key}`, key, [seriesOf(records, 'epoch', key, key)]);
-  add('Scheduled sampling ε (probability of feeding the true word)', 'ε', [seriesOf(records, 'step', 'epsilon', 'ε')]);
+  add('Scheduled sampling ε (probability of feeding the true word)', 'ε', [seriesOf(records, 'step', 'epsilon', 'ε')], [0, 1]);
   add('Learning rate', 'learning rate', [seriesOf(records, 'step', 'learningRate', 'learning rate')]);
   return charts;
 }
