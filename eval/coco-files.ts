@@ -10,7 +10,8 @@
  *
  * Unlike coco-caption, which asserts or silently produces NaN, every inconsistency is an error
  * naming the file and the record: a result for an image without references, an image without a
- * result, two results for one image, a caption that is empty (or nothing but punctuation).
+ * result (unless a subset is asked for), two results for one image, a caption that is empty (or
+ * nothing but punctuation).
  */
 import { readFile } from 'node:fs/promises';
 import { ptbTokenize } from '../model/tokenize.ts';
@@ -141,28 +142,46 @@ export function parseCocoResults(json: unknown, path: string): Map<string, { id:
   return out;
 }
 
+export interface MatchOptions {
+  /**
+   * Score only the annotated images that have a result, as pycocoevalcap's example does with
+   * `cocoEval.params['image_id'] = cocoRes.getImgIds()` (CIDEr-D's idf then comes from those
+   * images alone). Without it, an image left without a result is an error.
+   */
+  subset?: boolean;
+}
+
 /**
- * Pairs every annotated image with its result. Both directions must match exactly: a result for
- * an unknown image and an image left without a result are errors (coco-caption would assert, or
- * with a subset of ids score only those: restrict the annotation file instead).
+ * Pairs annotated images with their results. A result for an image without references is an
+ * error (pycocotools' loadRes asserts the same); so is an annotated image without a result,
+ * unless `subset` is set.
  */
-export function matchCaptions(refs: References, results: Map<string, { id: ImageId; caption: string }>, refsPath: string, resultsPath: string): CaptionPair[] {
+export function matchCaptions(
+  refs: References,
+  results: Map<string, { id: ImageId; caption: string }>,
+  refsPath: string,
+  resultsPath: string,
+  options: MatchOptions = {},
+): CaptionPair[] {
   const unknown = [...results.values()].filter((r) => !refs.captions.has(key(r.id))).map((r) => r.id);
   if (unknown.length) {
     throw new CocoFileError(`${resultsPath}: ${unknown.length} result(s) for images that have no references in ${refsPath}: ${listIds(unknown)}`);
   }
   const missing = refs.ids.filter((id) => !results.has(key(id)));
-  if (missing.length) {
-    throw new CocoFileError(`${resultsPath}: no result for ${missing.length} of the ${refs.ids.length} images in ${refsPath}: ${listIds(missing)}`);
+  if (missing.length && !options.subset) {
+    throw new CocoFileError(
+      `${resultsPath}: no result for ${missing.length} of the ${refs.ids.length} images in ${refsPath}: ${listIds(missing)} ` +
+        '(to score only the images that have a result, as pycocoevalcap does with params["image_id"] = cocoRes.getImgIds(), pass --subset)',
+    );
   }
-  return refs.ids.map((id) => ({ id, candidate: results.get(key(id))!.caption, references: refs.captions.get(key(id))! }));
+  return refs.ids.filter((id) => results.has(key(id))).map((id) => ({ id, candidate: results.get(key(id))!.caption, references: refs.captions.get(key(id))! }));
 }
 
 /** Reads, checks and pairs an annotation file and a results file. */
-export async function readCaptionPairs(refsPath: string, resultsPath: string): Promise<CaptionPair[]> {
+export async function readCaptionPairs(refsPath: string, resultsPath: string, options: MatchOptions = {}): Promise<CaptionPair[]> {
   const refs = parseCocoAnnotations(await readJsonFile(refsPath, 'annotation'), refsPath);
   const results = parseCocoResults(await readJsonFile(resultsPath, 'results'), resultsPath);
-  return matchCaptions(refs, results, refsPath, resultsPath);
+  return matchCaptions(refs, results, refsPath, resultsPath, options);
 }
 
 /** A COCO caption annotation file of these images' references, loadable by pycocotools' COCO. */

@@ -12,11 +12,12 @@ export const scoreCommand: Command = {
     y
       .option('refs', { type: 'string', demandOption: true, describe: 'COCO caption annotation file: {"images":[{"id"}], "annotations":[{"image_id","caption"}]}' })
       .option('results', { type: 'string', demandOption: true, describe: 'COCO results file: [{"image_id","caption"}], one per image' })
+      .option('subset', { type: 'boolean', describe: 'score only the annotated images that have a result (else each image needs one)' })
       .option('json', { type: 'boolean', describe: 'print one JSON object (the six metrics and perImage) on stdout' })
       .example('$0 score --refs captions_val.json --results results.json', 'print the metrics table')
       .example('$0 score --refs captions_val.json --results results.json --json | jq .CIDEr-D', 'machine-readable output'),
   async run(argv) {
-    const pairs = await readCaptionPairs(argv.refs as string, argv.results as string);
+    const pairs = await readCaptionPairs(argv.refs as string, argv.results as string, { subset: Boolean(argv.subset) });
     const report = scoreCaptions(pairs);
     if (argv.json) {
       process.stdout.write(JSON.stringify(scoresToJson(report)) + '\n');
