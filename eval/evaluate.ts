@@ -39,9 +39,12 @@ export function decodingDescription(beamWidth: number): string {
   return beamWidth > 1 ? `beam search, width ${beamWidth}` : 'greedy';
 }
 
+/** The largest beam width this build can decode with (1: greedy decoding only). */
+export const MAX_BEAM_WIDTH = 1;
+
 /** Decodes one batch [n, size, size, 3] of images into caption strings. */
 function decodeBatch(model: Captioner, images: tf.Tensor4D, beamWidth: number): string[] {
-  if (beamWidth > 1) {
+  if (beamWidth > MAX_BEAM_WIDTH) {
     throw new RangeError(`beam search (width ${beamWidth}) is not available in this build; use beam width 1 (greedy)`);
   }
   return greedyDecode(model, images).map((c) => c.words.join(' '));
@@ -176,7 +179,7 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
     model.dispose();
   }
 
-  const checkpointConfig = model.config;
+  const modelConfig = model.config;
   const metricsFile = join(options.outDir, 'metrics.json');
   await writeFileAtomic(
     metricsFile,
@@ -223,7 +226,7 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
     dataDir: options.dataDir,
     dataName: manifest.name,
     decoding,
-    modelSummary: `${checkpointConfig.imageSize}px images, vocabulary ${model.vocab.size}, captions up to ${checkpointConfig.maxLength} words`,
+    modelSummary: `${modelConfig.imageSize}px images, vocabulary ${model.vocab.size}, captions up to ${modelConfig.maxLength} words`,
     splits: reportSplits,
     charts: trainingCharts(await readTrainingLog(options.modelDir)),
     semanticNote: semanticNote ?? undefined,

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/backend.ts';
-import { runEvaluation } from '../../eval/evaluate.ts';
+import { MAX_BEAM_WIDTH, runEvaluation } from '../../eval/evaluate.ts';
 import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -41,6 +41,9 @@ export const evalCommand: Command = {
       galleryCount: positiveInteger(argv, 'gallery'),
       outDir: (argv.out as string | undefined) ?? join(modelDir, `eval-${split}`),
     };
+    if (options.beamWidth > MAX_BEAM_WIDTH) {
+      throw new UsageError(`--beam ${options.beamWidth}: beam search is not available in this build yet; use --beam 1 (greedy decoding)`);
+    }
     await selectBackend(argv.backend as string | undefined, logLine);
     const bars = new Map<string, Bar>();
     const barFor = (key: string, total: number, format: string, unit: string) => {
