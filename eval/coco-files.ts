@@ -10,8 +10,9 @@
  *
  * Unlike coco-caption, which asserts or silently produces NaN, every inconsistency is an error
  * naming the file and the record: a result for an image without references, an image without a
- * result (unless a subset is asked for), two results for one image, a caption that is empty (or
- * nothing but punctuation).
+ * result (unless a subset is asked for), two results for one image, a reference caption that is
+ * empty (or nothing but punctuation). An empty result caption is scored, as coco-caption scores
+ * it, and reported by `emptyCandidates` for the caller to warn about.
  */
 import { readFile } from 'node:fs/promises';
 import { ptbTokenize } from '../model/tokenize.ts';
@@ -77,13 +78,30 @@ async function readJsonFile(path: string, what: string): Promise<unknown> {
   }
 }
 
-function checkCaption(caption: unknown, where: string): string {
+/** A reference caption must have words; a result caption may be empty (see `emptyCandidates`). */
+function checkCaption(caption: unknown, where: string, allowEmpty: boolean): string {
   if (typeof caption !== 'string') throw new CocoFileError(`${where}: "caption" must be a string`);
+  if (allowEmpty) return caption;
   if (!caption.trim()) throw new CocoFileError(`${where}: empty caption`);
   if (ptbTokenize(caption).length === 0) {
     throw new CocoFileError(`${where}: caption ${JSON.stringify(caption)} has no words after tokenization (only punctuation)`);
   }
   return caption;
+}
+
+/**
+ * The pairs whose candidate has no words after tokenization. A model may well write an empty
+ * caption (it ended at once); coco-caption scores one as stating nothing (no n-gram matches,
+ * ROUGE-L and CIDEr-D 0 for that image, and it shortens the corpus for BLEU's brevity penalty),
+ * and so do we, but the caller should say so.
+ */
+export function emptyCandidates(pairs: readonly CaptionPair[]): ImageId[] {
+  return pairs.filter((p) => ptbTokenize(p.candidate).length === 0).map((p) => p.id);
+}
+
+/** "3 captions: 1, 2, 7 and 12 more": ids for a message. */
+export function describeIds(ids: ImageId[]): string {
+  return listIds(ids);
 }
 
 /** Reference captions per image, in the order of the file's "images" list. */
@@ -118,7 +136,7 @@ export function parseCocoAnnotations(json: unknown, path: string): References {
     if (!isImageId(a?.image_id)) throw new CocoFileError(`${where}: "image_id" must be an integer or a non-empty string`);
     const list = captions.get(key(a.image_id));
     if (!list) throw new CocoFileError(`${where}: image_id ${describeId(a.image_id)} is not in "images"`);
-    list.push(checkCaption(a.caption, `${where} (image ${describeId(a.image_id)})`));
+    list.push(checkCaption(a.caption, `${where} (image ${describeId(a.image_id)})`, false));
   });
   const bare = ids.filter((id) => captions.get(key(id))!.length === 0);
   if (bare.length) throw new CocoFileError(`${path}: ${bare.length} image(s) without any reference caption: ${listIds(bare)}`);
@@ -137,7 +155,7 @@ export function parseCocoResults(json: unknown, path: string): Map<string, { id:
     if (out.has(key(r.image_id))) {
       throw new CocoFileError(`${where}: a second result for image ${describeId(r.image_id)} (coco-caption scores exactly one caption per image)`);
     }
-    out.set(key(r.image_id), { id: r.image_id, caption: checkCaption(r.caption, `${where} (image ${describeId(r.image_id)})`) });
+    out.set(key(r.image_id), { id: r.image_id, caption: checkCaption(r.caption, `${where} (image ${describeId(r.image_id)})`, true) });
   });
   return out;
 }

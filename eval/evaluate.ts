@@ -7,14 +7,13 @@ import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Captioner } from '../model/captioner.ts';
 import { DatasetError, ImageCache, readManifest, splitImages, type DatasetImage } from '../model/dataset.ts';
-import { greedyDecode } from '../model/decode.ts';
+import { captionImages } from '../model/decode.ts';
+import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/fsutil.ts';
 import { loadModel } from '../model/load.ts';
 import { toCocoAnnotations, toCocoResults } from './coco-files.ts';
 import { bestAndWorst, imageDataUri, readTrainingLog, renderReport, trainingCharts, type GalleryItem, type ReportSplit } from './report.ts';
-import { sceneJudgeFor } from './scene-judge.ts';
 import { NOT_COMPUTED, scoreCaptions, type CorpusScores, type ImageScore, type ScoreReport } from './score.ts';
-import { semanticAccuracy, type SemanticAccuracy } from './semantic.ts';
 
 export interface CaptionSplitOptions {
   /** Images per decoding batch. */
@@ -39,15 +38,10 @@ export function decodingDescription(beamWidth: number): string {
   return beamWidth > 1 ? `beam search, width ${beamWidth}` : 'greedy';
 }
 
-/** The largest beam width this build can decode with (1: greedy decoding only). */
-export const MAX_BEAM_WIDTH = 1;
-
-/** Decodes one batch [n, size, size, 3] of images into caption strings. */
+/** Decodes one batch [n, size, size, 3] of images into caption strings (model/decode.ts). */
 function decodeBatch(model: Captioner, images: tf.Tensor4D, beamWidth: number): string[] {
-  if (beamWidth > MAX_BEAM_WIDTH) {
-    throw new RangeError(`beam search (width ${beamWidth}) is not available in this build; use beam width 1 (greedy)`);
-  }
-  return greedyDecode(model, images).map((c) => c.words.join(' '));
+  const options = beamWidth > 1 ? ({ strategy: 'beam', beamWidth } as const) : ({ strategy: 'greedy' } as const);
+  return captionImages(model, images, options).map((c) => c.words.join(' '));
 }
 
 /** Captions `images` (of the data set in `dataDir`) in batches; results in input order. */
@@ -105,7 +99,8 @@ export interface SplitEvaluation {
   split: string;
   images: number;
   scores: CorpusScores;
-  semantic: SemanticAccuracy | null;
+  /** Exact-match rate and attribute P/R/F1 (data-scripts/shapes/semantics.ts), on the shapes data set. */
+  semantic: SemanticScores | null;
   resultsFile: string;
   referencesFile: string;
 }
@@ -115,30 +110,27 @@ export interface EvaluationResult {
   decoding: string;
   reportFile: string;
   metricsFile: string;
-  /** Why semantic accuracy was not computed on a data set that has scenes, if so. */
-  semanticNote: string | null;
 }
 
 /**
  * Evaluates a model on a data set split: captions it, writes the captions as a COCO results file
  * and the references as a COCO annotation file (so pycocoevalcap can rescore them), scores them,
- * adds semantic accuracy where the data set has ground-truth scenes and a judge for them, and
+ * adds semantic accuracy on the shapes data set (whose images carry their ground-truth scenes), and
  * writes metrics.json and the HTML report. Every file is written atomically.
  */
 export async function runEvaluation(options: EvaluationOptions, hooks: EvaluationHooks = {}): Promise<EvaluationResult> {
   const log = hooks.log ?? (() => {});
   const manifest = await readManifest(options.dataDir);
+  // The generated shapes set carries each image's ground-truth scene: its captions can be judged
+  // for meaning, and its test split has a compositional twin (held-out colour + shape pairs).
+  const isShapes = manifest.name === 'shapes';
   const splits = [options.split];
-  const judge = await sceneJudgeFor(manifest);
-  if (manifest.name === 'shapes' && options.split === 'test' && splitImages(manifest, 'test-compositional').length > 0) splits.push('test-compositional');
+  if (isShapes && options.split === 'test' && splitImages(manifest, 'test-compositional').length > 0) splits.push('test-compositional');
   for (const split of splits) {
     if (splitImages(manifest, split).length === 0) {
       throw new DatasetError(`${join(options.dataDir, 'manifest.json')}: no images in split "${split}"`);
     }
   }
-  const hasScenes = manifest.images.some((img) => (img as { scene?: unknown }).scene !== undefined);
-  const semanticNote = hasScenes && !judge ? 'The data set has ground-truth scenes, but no scene parser for it was found (data-scripts/shapes/semantics.ts): semantic accuracy not computed.' : null;
-  if (semanticNote) log(semanticNote);
 
   const model = await loadModel(options.modelDir);
   const decoding = decodingDescription(options.beamWidth);
@@ -156,14 +148,11 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
       const empty = captioned.filter((c) => !c.caption.trim()).length;
       if (empty) log(`${empty} of ${captioned.length} captions of "${split}" are empty (the model ended at once); they score 0`);
       const report = scoreCaptionedImages(captioned);
-      let semantic: SemanticAccuracy | null = null;
-      if (judge) {
-        const withScenes = images.filter((img) => (img as { scene?: unknown }).scene !== undefined);
-        if (withScenes.length === images.length) {
-          semantic = semanticAccuracy(captioned.map((c, i) => ({ caption: c.caption, truth: (images[i] as { scene?: unknown }).scene })), judge);
-        } else {
-          log(`"${split}": ${images.length - withScenes.length} images lack a ground-truth scene: semantic accuracy not computed`);
-        }
+      let semantic: SemanticScores | null = null;
+      if (isShapes) {
+        const missing = images.filter((img) => img.scene === undefined).length;
+        if (missing === 0) semantic = semanticScores(captioned.map((c, i) => ({ caption: c.caption, truth: images[i]!.scene as Scene })));
+        else log(`"${split}": ${missing} images lack a ground-truth scene: semantic accuracy not computed`);
       }
       const safe = split.replace(/[^A-Za-z0-9._-]/g, '_');
       const resultsFile = `results-${safe}.json`;
@@ -229,9 +218,8 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
     modelSummary: `${modelConfig.imageSize}px images, vocabulary ${model.vocab.size}, captions up to ${modelConfig.maxLength} words`,
     splits: reportSplits,
     charts: trainingCharts(await readTrainingLog(options.modelDir)),
-    semanticNote: semanticNote ?? undefined,
   });
   const reportFile = join(options.outDir, 'report.html');
   await writeFileAtomic(reportFile, html);
-  return { splits: evaluated.map((e) => e.result), decoding, reportFile, metricsFile, semanticNote };
+  return { splits: evaluated.map((e) => e.result), decoding, reportFile, metricsFile };
 }

@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { svgLineChart, type ChartSeries } from './charts.ts';
 import type { ImageScore } from './score.ts';
 import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
-import type { SemanticAccuracy } from './semantic.ts';
+import type { SemanticScores } from '../data-scripts/shapes/semantics.ts';
 
 /** One line of MODEL_DIR/metrics.jsonl (model/train.ts writes "step" and "epoch" records). */
 export interface TrainingRecord {
@@ -103,7 +103,7 @@ export interface ReportSplit {
   name: string;
   images: number;
   scores: CorpusScores;
-  semantic?: SemanticAccuracy;
+  semantic?: SemanticScores;
   best: GalleryItem[];
   worst: GalleryItem[];
   resultsFile: string;
@@ -120,8 +120,6 @@ export interface ReportView {
   modelSummary: string;
   splits: ReportSplit[];
   charts: Chart[];
-  /** A note when the data set has ground-truth scenes but no semantic judge was available. */
-  semanticNote?: string;
 }
 
 const DEFAULT_TEMPLATE = new URL('../views/eval-report.hbs', import.meta.url);

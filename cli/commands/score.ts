@@ -1,6 +1,6 @@
 /** `captioner score`: coco-caption metrics for a COCO results file against a COCO annotation file. */
 import type { Argv } from 'yargs';
-import { readCaptionPairs } from '../../eval/coco-files.ts';
+import { describeIds, emptyCandidates, readCaptionPairs } from '../../eval/coco-files.ts';
 import { NOT_COMPUTED, formatScoreTable, scoreCaptions, scoresToJson } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT } from '../errors.ts';
@@ -18,6 +18,13 @@ export const scoreCommand: Command = {
       .example('$0 score --refs captions_val.json --results results.json --json | jq .CIDEr-D', 'machine-readable output'),
   async run(argv) {
     const pairs = await readCaptionPairs(argv.refs as string, argv.results as string, { subset: Boolean(argv.subset) });
+    const empty = emptyCandidates(pairs);
+    if (empty.length) {
+      logLine(
+        `warning: ${empty.length} of ${pairs.length} result captions have no words (${describeIds(empty)}); ` +
+          'they are scored as coco-caption scores an empty caption: no match, ROUGE-L and CIDEr-D 0 for that image',
+      );
+    }
     const report = scoreCaptions(pairs);
     if (argv.json) {
       process.stdout.write(JSON.stringify(scoresToJson(report)) + '\n');

@@ -5,8 +5,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  CocoFileError, matchCaptions, parseCocoAnnotations, parseCocoResults, readCaptionPairs, toCocoAnnotations, toCocoResults,
+  CocoFileError, emptyCandidates, matchCaptions, parseCocoAnnotations, parseCocoResults, readCaptionPairs, toCocoAnnotations, toCocoResults,
 } from '../../eval/coco-files.ts';
+import { scoreCaptions } from '../../eval/score.ts';
 
 const refsDoc = {
   images: [{ id: 1 }, { id: 2 }],
@@ -53,10 +54,18 @@ test('malformed results files are named errors', () => {
     [[], /no results/],
     [[{ caption: 'x' }], /\[0\]: "image_id" must be/],
     [[{ image_id: 1, caption: 'a' }, { image_id: 1, caption: 'b' }], /\[1\]: a second result for image 1/],
-    [[{ image_id: 1, caption: '' }], /\[0\] \(image 1\): empty caption/],
-    [[{ image_id: 1, caption: '?!' }], /has no words after tokenization/],
+    [[{ image_id: 1, caption: null }], /\[0\] \(image 1\): "caption" must be a string/],
   ];
   for (const [doc, message] of bad) assert.throws(() => parseCocoResults(doc, 'res.json'), (err: Error) => err instanceof CocoFileError && message.test(err.message));
+});
+
+test('an empty result caption is scored (as coco-caption does) and reported, never NaN', () => {
+  const refs = parseCocoAnnotations(refsDoc, 'refs.json');
+  const pairs = matchCaptions(refs, parseCocoResults([{ image_id: 1, caption: '' }, { image_id: 2, caption: '?!' }], 'res.json'), 'refs.json', 'res.json');
+  assert.deepEqual(emptyCandidates(pairs), [1, 2]);
+  const report = scoreCaptions(pairs);
+  for (const [name, value] of Object.entries(report.corpus)) assert.ok(Number.isFinite(value), `${name} = ${value}`);
+  assert.deepEqual(report.perImage.map((p) => [p['ROUGE-L'], p['CIDEr-D']]), [[0, 0], [0, 0]]);
 });
 
 test('an image without a result (unless --subset) and a result without an image are errors', () => {

@@ -11,7 +11,6 @@ import { readCaptionPairs } from '../../eval/coco-files.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
 import { bestAndWorst, trainingCharts } from '../../eval/report.ts';
 import { METRIC_NAMES, scoreCaptions } from '../../eval/score.ts';
-import { semanticAccuracy, type SceneJudge } from '../../eval/semantic.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { trainTinyModel } from '../helpers/tiny-model.ts';
 import { setupBackend } from '../helpers/tf.ts';
@@ -64,32 +63,6 @@ test('gallery: the best and the worst by CIDEr-D, never the same image twice', (
   const three = bestAndWorst(scores, 3);
   assert.deepEqual(three.best.map((s) => s['CIDEr-D']), [5, 4, 3]);
   assert.deepEqual(three.worst.map((s) => s['CIDEr-D']), [1, 2]);
-});
-
-test('semantic accuracy: exact-match rate and micro-averaged attribute F1', () => {
-  // A toy judge: a scene is a set of words; facts are words.
-  const judge: SceneJudge<Set<string>> = {
-    parse: (c) => (c.startsWith('?') ? null : new Set(c.split(' '))),
-    compare: (p, t) => {
-      const tp = [...p].filter((w) => t.has(w)).length;
-      const fp = p.size - tp;
-      const fn = t.size - tp;
-      return { exact: fp === 0 && fn === 0, tp, fp, fn };
-    },
-    empty: () => new Set(),
-  };
-  const truth = new Set(['red', 'circle']);
-  const r = semanticAccuracy([
-    { caption: 'red circle', truth }, // tp 2
-    { caption: 'blue circle', truth }, // tp 1, fp 1, fn 1
-    { caption: '? unreadable', truth }, // fn 2
-  ], judge);
-  assert.equal(r.images, 3);
-  assert.equal(r.unparsed, 1);
-  assert.equal(r.exactMatchRate, 1 / 3);
-  assert.equal(r.attributePrecision, 3 / 4);
-  assert.equal(r.attributeRecall, 3 / 6);
-  assert.equal(r.attributeF1, (2 * 3) / (2 * 3 + 1 + 3));
 });
 
 let data: string;
