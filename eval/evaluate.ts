@@ -191,7 +191,11 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
     const { best, worst } = bestAndWorst(perImage, options.galleryCount);
     const toItem = async (s: ImageScore): Promise<GalleryItem> => ({
       id: String(s.id),
-      image: await imageDataUri(join(options.dataDir, byId.get(String(s.id))!.file)),
+      // The pixels may come from shards while the original file is gone: the report then says so.
+      image: await imageDataUri(join(options.dataDir, byId.get(String(s.id))!.file)).catch((err: Error) => {
+        log(`report: no picture for ${s.id} (${err.message})`);
+        return null;
+      }),
       caption: s.candidate,
       references: s.references,
       cider: s['CIDEr-D'],

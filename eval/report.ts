@@ -81,7 +81,8 @@ export async function imageDataUri(path: string, size = 160): Promise<string> {
 
 export interface GalleryItem {
   id: string;
-  image: string;
+  /** A PNG data: URI, or null when the image file could not be read. */
+  image: string | null;
   caption: string;
   references: string[];
   cider: number;
