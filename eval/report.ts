@@ -73,9 +73,12 @@ export function trainingCharts(records: readonly TrainingRecord[]): Chart[] {
   return charts;
 }
 
-/** An image file as a PNG data: URI, scaled to fit `size` × `size`. */
+/**
+ * An image file as a PNG data: URI, shrunk to fit `size` × `size` (never enlarged: the page
+ * scales small images up itself, which keeps the file small).
+ */
 export async function imageDataUri(path: string, size = 160): Promise<string> {
-  const png = await sharp(path).rotate().resize(size, size, { fit: 'inside' }).png().toBuffer();
+  const png = await sharp(path).rotate().resize(size, size, { fit: 'inside', withoutEnlargement: true }).png().toBuffer();
   return `data:image/png;base64,${png.toString('base64')}`;
 }
 
