@@ -14,6 +14,7 @@ import { DatasetError } from '../model/dataset.ts';
 import { ImageError } from '../model/image.ts';
 import { DecodeOptionsError } from '../model/decode.ts';
 import { RecordFileError } from './caption-records.ts';
+import { CocoFileError } from '../eval/coco-files.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, input: 3, backend: 4, interrupted: 130 } as const;
 
@@ -24,7 +25,7 @@ export class UsageError extends Error {
 
 export function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError || err instanceof UsageError || err instanceof DecodeOptionsError) return EXIT.usage;
-  if (err instanceof DatasetError || err instanceof CheckpointError || err instanceof ImageError || err instanceof RecordFileError) return EXIT.input;
+  if (err instanceof DatasetError || err instanceof CheckpointError || err instanceof ImageError || err instanceof RecordFileError || err instanceof CocoFileError) return EXIT.input;
   if (err instanceof BackendError) return EXIT.backend;
   return EXIT.failed;
 }

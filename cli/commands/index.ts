@@ -3,5 +3,7 @@ import type { Command } from '../command.ts';
 import { dataCommand } from './data.ts';
 import { trainCommand } from './train.ts';
 import { captionCommand } from './caption.ts';
+import { scoreCommand } from './score.ts';
+import { evalCommand } from './eval.ts';
 
-export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand, scoreCommand, evalCommand];

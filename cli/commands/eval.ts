@@ -1,0 +1,86 @@
+/** `captioner eval`: caption a data-set split with a trained model, score it, write COCO files and a report. */
+import { join } from 'node:path';
+import type { Argv } from 'yargs';
+import { selectBackend } from '../../model/backend.ts';
+import { runEvaluation } from '../../eval/evaluate.ts';
+import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
+import { logLine, type Command } from '../command.ts';
+import { EXIT, UsageError } from '../errors.ts';
+import { progressBar, type Bar } from '../progress.ts';
+
+function positiveInteger(argv: Record<string, unknown>, name: string): number {
+  const v = argv[name];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export const evalCommand: Command = {
+  command: 'eval',
+  describe: 'caption a data-set split with a model; print BLEU-1..4, ROUGE-L, CIDEr-D; write COCO files and an HTML report',
+  builder: (y: Argv) =>
+    y
+      .option('model', { type: 'string', demandOption: true, describe: 'model directory (its best checkpoint is used)' })
+      .option('data', { type: 'string', demandOption: true, describe: 'data-set directory (manifest.json + images)' })
+      .option('split', { type: 'string', default: 'test', describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")' })
+      .option('beam', { type: 'number', default: 3, describe: 'beam width (model/decode.ts beam search); 1 is greedy decoding' })
+      .option('batch-size', { type: 'number', default: 32, describe: 'images per decoding batch' })
+      .option('gallery', { type: 'number', default: 6, describe: 'images in each of the report\'s best and worst galleries' })
+      .option('out', { type: 'string', describe: 'output directory [default: MODEL/eval-SPLIT]' })
+      .option('json', { type: 'boolean', describe: 'print the result as one JSON object on stdout' })
+      .example('$0 eval --model models/shapes --data data/shapes', 'evaluate on "test"; report in models/shapes/eval-test/report.html')
+      .example('$0 eval --model models/shapes --data data/shapes --split val --json', 'machine-readable metrics of the val split'),
+  async run(argv) {
+    const modelDir = argv.model as string;
+    const split = argv.split as string;
+    const options = {
+      modelDir,
+      dataDir: argv.data as string,
+      split,
+      beamWidth: positiveInteger(argv, 'beam'),
+      batchSize: positiveInteger(argv, 'batch-size'),
+      galleryCount: positiveInteger(argv, 'gallery'),
+      outDir: (argv.out as string | undefined) ?? join(modelDir, `eval-${split}`),
+    };
+    await selectBackend(argv.backend as string | undefined, logLine);
+    const bars = new Map<string, Bar>();
+    const barFor = (key: string, total: number, format: string, unit: string) => {
+      let bar = bars.get(key);
+      if (!bar) bars.set(key, (bar = progressBar(total, format, unit)));
+      return bar;
+    };
+    try {
+      const result = await runEvaluation(options, {
+        log: logLine,
+        loading(s, done, total) {
+          const bar = barFor(`load:${s}`, total, `decoding ${s} images {bar} {value}/{total}`, 'img');
+          bar.update(done);
+          if (done === total) bar.stop();
+        },
+        progress(s, done, total) {
+          const bar = barFor(`caption:${s}`, total, `captioning ${s} {bar} {value}/{total}`, 'img');
+          bar.update(done);
+          if (done === total) bar.stop();
+        },
+      });
+      if (argv.json) {
+        process.stdout.write(JSON.stringify({ decoding: result.decoding, splits: result.splits, report: result.reportFile, metrics: result.metricsFile }) + '\n');
+        for (const [name, why] of Object.entries(NOT_COMPUTED)) logLine(`${name} not computed: ${why}`);
+      } else {
+        for (const s of result.splits) {
+          process.stdout.write(`split ${s.split} (${result.decoding})\n${formatScoreTable(s.scores, s.images)}`);
+          if (s.semantic) {
+            process.stdout.write(
+              `semantic: exact match ${(s.semantic.exactRate * 100).toFixed(1)}%, attribute F1 ${s.semantic.f1.toFixed(4)} ` +
+                `(precision ${s.semantic.precision.toFixed(4)}, recall ${s.semantic.recall.toFixed(4)}, ${s.semantic.unparsed} of ${s.semantic.count} captions unparsed)\n`,
+            );
+          }
+          process.stdout.write('\n');
+        }
+      }
+      logLine(`COCO files, metrics.json and report in ${options.outDir}; open ${result.reportFile}`);
+      return EXIT.ok;
+    } finally {
+      for (const bar of bars.values()) bar.stop();
+    }
+  },
+};

@@ -1,0 +1,229 @@
+/**
+ * Evaluating a trained model on a split of a data set: caption every image, then score the
+ * captions against the split's references exactly as coco-caption would (eval/score.ts). The
+ * CLI (`captioner eval`) and anything else call this; it knows nothing of terminals.
+ */
+import { basename, join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { Captioner } from '../model/captioner.ts';
+import { DatasetError, ImageCache, readManifest, splitImages, type DatasetImage } from '../model/dataset.ts';
+import { captionImages } from '../model/decode.ts';
+import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
+import { writeFileAtomic } from '../model/fsutil.ts';
+import { loadModel } from '../model/load.ts';
+import { toCocoAnnotations, toCocoResults } from './coco-files.ts';
+import { bestAndWorst, imageDataUri, readTrainingLog, renderReport, trainingCharts, type GalleryItem, type ReportSplit } from './report.ts';
+import { NOT_COMPUTED, scoreCaptions, type CorpusScores, type ImageScore, type ScoreReport } from './score.ts';
+
+export interface CaptionSplitOptions {
+  /** Images per decoding batch. */
+  batchSize?: number;
+  /** Beam width; 1 is greedy decoding. */
+  beamWidth?: number;
+  /** Called while images are decoded from disk. */
+  loading?(done: number, total: number): void;
+  /** Called after each captioned batch. */
+  progress?(done: number, total: number): void;
+}
+
+export interface CaptionedImage {
+  id: string;
+  file: string;
+  caption: string;
+  references: string[];
+}
+
+/** How captions are decoded: a description for reports and logs. */
+export function decodingDescription(beamWidth: number): string {
+  return beamWidth > 1 ? `beam search, width ${beamWidth}` : 'greedy';
+}
+
+/** Decodes one batch [n, size, size, 3] of images into caption strings (model/decode.ts). */
+function decodeBatch(model: Captioner, images: tf.Tensor4D, beamWidth: number): string[] {
+  const options = beamWidth > 1 ? ({ strategy: 'beam', beamWidth } as const) : ({ strategy: 'greedy' } as const);
+  return captionImages(model, images, options).map((c) => c.words.join(' '));
+}
+
+/** Captions `images` (of the data set in `dataDir`) in batches; results in input order. */
+export async function captionImagesOfSplit(model: Captioner, dataDir: string, images: readonly DatasetImage[], options: CaptionSplitOptions = {}): Promise<CaptionedImage[]> {
+  const batchSize = options.batchSize ?? 32;
+  const beamWidth = options.beamWidth ?? 1;
+  const size = model.config.imageSize;
+  const cache = await ImageCache.load(dataDir, images, size, options.loading);
+  const out: CaptionedImage[] = [];
+  for (let start = 0; start < images.length; start += batchSize) {
+    const batch = images.slice(start, start + batchSize);
+    const tensor = tf.tensor4d(cache.batch(batch.map((img) => img.id)), [batch.length, size, size, 3]);
+    try {
+      decodeBatch(model, tensor, beamWidth).forEach((caption, i) => {
+        const img = batch[i]!;
+        out.push({ id: img.id, file: img.file, caption, references: img.captions });
+      });
+    } finally {
+      tensor.dispose();
+    }
+    options.progress?.(out.length, images.length);
+  }
+  return out;
+}
+
+/**
+ * Scores captioned images. A caption that is empty (the model ended at once) is scored as
+ * coco-caption scores an empty string: no n-gram, no match.
+ */
+export function scoreCaptionedImages(captioned: readonly CaptionedImage[]): ScoreReport {
+  return scoreCaptions(captioned.map((c) => ({ id: c.id, candidate: c.caption, references: c.references })));
+}
+
+/** What `runEvaluation` needs. */
+export interface EvaluationOptions {
+  modelDir: string;
+  dataDir: string;
+  /** The split to evaluate; on the shapes data set "test" brings "test-compositional" along. */
+  split: string;
+  beamWidth: number;
+  batchSize: number;
+  /** Where the COCO files, metrics.json and report.html go. */
+  outDir: string;
+  /** Images in each of the report's best and worst galleries. */
+  galleryCount: number;
+}
+
+export interface EvaluationHooks {
+  log?(line: string): void;
+  loading?(split: string, done: number, total: number): void;
+  progress?(split: string, done: number, total: number): void;
+}
+
+export interface SplitEvaluation {
+  split: string;
+  images: number;
+  scores: CorpusScores;
+  /** Exact-match rate and attribute P/R/F1 (data-scripts/shapes/semantics.ts), on the shapes data set. */
+  semantic: SemanticScores | null;
+  resultsFile: string;
+  referencesFile: string;
+}
+
+export interface EvaluationResult {
+  splits: SplitEvaluation[];
+  decoding: string;
+  reportFile: string;
+  metricsFile: string;
+}
+
+/**
+ * Evaluates a model on a data set split: captions it, writes the captions as a COCO results file
+ * and the references as a COCO annotation file (so pycocoevalcap can rescore them), scores them,
+ * adds semantic accuracy on the shapes data set (whose images carry their ground-truth scenes), and
+ * writes metrics.json and the HTML report. Every file is written atomically.
+ */
+export async function runEvaluation(options: EvaluationOptions, hooks: EvaluationHooks = {}): Promise<EvaluationResult> {
+  const log = hooks.log ?? (() => {});
+  const manifest = await readManifest(options.dataDir);
+  // The generated shapes set carries each image's ground-truth scene: its captions can be judged
+  // for meaning, and its test split has a compositional twin (held-out colour + shape pairs).
+  const isShapes = manifest.name === 'shapes';
+  const splits = [options.split];
+  if (isShapes && options.split === 'test' && splitImages(manifest, 'test-compositional').length > 0) splits.push('test-compositional');
+  for (const split of splits) {
+    if (splitImages(manifest, split).length === 0) {
+      throw new DatasetError(`${join(options.dataDir, 'manifest.json')}: no images in split "${split}"`);
+    }
+  }
+
+  const model = await loadModel(options.modelDir);
+  const decoding = decodingDescription(options.beamWidth);
+  const evaluated: { result: SplitEvaluation; perImage: ImageScore[]; captioned: CaptionedImage[] }[] = [];
+  try {
+    for (const split of splits) {
+      const images = splitImages(manifest, split);
+      log(`captioning ${images.length} images of "${split}" (${decoding})`);
+      const captioned = await captionImagesOfSplit(model, options.dataDir, images, {
+        batchSize: options.batchSize,
+        beamWidth: options.beamWidth,
+        loading: (d, t) => hooks.loading?.(split, d, t),
+        progress: (d, t) => hooks.progress?.(split, d, t),
+      });
+      const empty = captioned.filter((c) => !c.caption.trim()).length;
+      if (empty) log(`${empty} of ${captioned.length} captions of "${split}" are empty (the model ended at once); they score 0`);
+      const report = scoreCaptionedImages(captioned);
+      let semantic: SemanticScores | null = null;
+      if (isShapes) {
+        const missing = images.filter((img) => img.scene === undefined).length;
+        if (missing === 0) semantic = semanticScores(captioned.map((c, i) => ({ caption: c.caption, truth: images[i]!.scene as Scene })));
+        else log(`"${split}": ${missing} images lack a ground-truth scene: semantic accuracy not computed`);
+      }
+      const safe = split.replace(/[^A-Za-z0-9._-]/g, '_');
+      const resultsFile = `results-${safe}.json`;
+      const referencesFile = `references-${safe}.json`;
+      await writeFileAtomic(join(options.outDir, resultsFile), JSON.stringify(toCocoResults(captioned.map((c) => ({ id: c.id, caption: c.caption })))) + '\n');
+      await writeFileAtomic(
+        join(options.outDir, referencesFile),
+        JSON.stringify(toCocoAnnotations(images.map((img) => ({ id: img.id, file: img.file, captions: img.captions })), `${manifest.name}: split ${split}`)) + '\n',
+      );
+      evaluated.push({ result: { split, images: images.length, scores: report.corpus, semantic, resultsFile, referencesFile }, perImage: report.perImage, captioned });
+    }
+  } finally {
+    model.dispose();
+  }
+
+  const modelConfig = model.config;
+  const metricsFile = join(options.outDir, 'metrics.json');
+  await writeFileAtomic(
+    metricsFile,
+    JSON.stringify(
+      {
+        model: options.modelDir,
+        data: options.dataDir,
+        decoding,
+        notComputed: NOT_COMPUTED,
+        splits: Object.fromEntries(evaluated.map(({ result, perImage }) => [result.split, { ...result, perImage: Object.fromEntries(perImage.map((p) => [p.id, { caption: p.candidate, 'CIDEr-D': p['CIDEr-D'], 'ROUGE-L': p['ROUGE-L'] }])) }])),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+
+  const reportSplits: ReportSplit[] = [];
+  for (const { result, perImage, captioned } of evaluated) {
+    const byId = new Map(captioned.map((c) => [c.id, c]));
+    const { best, worst } = bestAndWorst(perImage, options.galleryCount);
+    const toItem = async (s: ImageScore): Promise<GalleryItem> => ({
+      id: String(s.id),
+      // The pixels may come from shards while the original file is gone: the report then says so.
+      image: await imageDataUri(join(options.dataDir, byId.get(String(s.id))!.file)).catch((err: Error) => {
+        log(`report: no picture for ${s.id} (${err.message})`);
+        return null;
+      }),
+      caption: s.candidate,
+      references: s.references,
+      cider: s['CIDEr-D'],
+      rouge: s['ROUGE-L'],
+    });
+    reportSplits.push({
+      name: result.split,
+      images: result.images,
+      scores: result.scores,
+      semantic: result.semantic ?? undefined,
+      best: await Promise.all(best.map(toItem)),
+      worst: await Promise.all(worst.map(toItem)),
+      resultsFile: result.resultsFile,
+      referencesFile: result.referencesFile,
+    });
+  }
+  const html = await renderReport({
+    title: `Evaluation of ${basename(resolve(options.modelDir))}`,
+    generatedAt: new Date().toISOString(),
+    modelDir: options.modelDir,
+    dataDir: options.dataDir,
+    dataName: manifest.name,
+    decoding,
+    modelSummary: `${modelConfig.imageSize}px images, vocabulary ${model.vocab.size}, captions up to ${modelConfig.maxLength} words`,
+    splits: reportSplits,
+    charts: trainingCharts(await readTrainingLog(options.modelDir)),
+  });
+  const reportFile = join(options.outDir, 'report.html');
+  await writeFileAtomic(reportFile, html);
+  return { splits: evaluated.map((e) => e.result), decoding, reportFile, metricsFile };
+}

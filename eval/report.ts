@@ -1,0 +1,141 @@
+/**
+ * The evaluation report: one self-contained HTML file (views/eval-report.hbs, a Handlebars view)
+ * with the metrics table, the training curves from the model's metrics.jsonl drawn as inline SVG,
+ * and a gallery of the best and worst captioned test images by CIDEr-D, each image embedded as a
+ * PNG data: URI. Nothing is fetched when the file is opened.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Handlebars from 'handlebars';
+import sharp from 'sharp';
+import { svgLineChart, type ChartSeries } from './charts.ts';
+import type { ImageScore } from './score.ts';
+import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
+import type { SemanticScores } from '../data-scripts/shapes/semantics.ts';
+
+/** One line of MODEL_DIR/metrics.jsonl (model/train.ts writes "step" and "epoch" records). */
+export interface TrainingRecord {
+  type?: string;
+  step?: number;
+  [key: string]: unknown;
+}
+
+/** The training log of a model directory; [] when there is none. Lines cut short by a kill are skipped. */
+export async function readTrainingLog(modelDir: string): Promise<TrainingRecord[]> {
+  const text = await readFile(join(modelDir, 'metrics.jsonl'), 'utf8').catch(() => '');
+  const out: TrainingRecord[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const rec = JSON.parse(line) as unknown;
+      if (rec && typeof rec === 'object' && typeof (rec as TrainingRecord).step === 'number') out.push(rec as TrainingRecord);
+    } catch {
+      // an unfinished last line
+    }
+  }
+  return out;
+}
+
+export interface Chart {
+  title: string;
+  svg: string;
+}
+
+function seriesOf(records: readonly TrainingRecord[], type: string, key: string, name: string): ChartSeries {
+  return {
+    name,
+    points: records.filter((r) => r.type === type && typeof r[key] === 'number').map((r) => [r.step!, r[key] as number] as const),
+  };
+}
+
+const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'valLoss', 'best']);
+
+/**
+ * Charts of a training log: loss per token (training steps and validation epochs together), each
+ * other numeric validation metric, the scheduled-sampling ε (the probability of feeding the true
+ * word; Bengio et al. 2015) and the learning rate, all over optimiser steps.
+ */
+export function trainingCharts(records: readonly TrainingRecord[]): Chart[] {
+  const charts: Chart[] = [];
+  const add = (title: string, yLabel: string, series: ChartSeries[], yRange?: [number, number]) => {
+    const svg = svgLineChart({ title, xLabel: 'step', yLabel, series, yRange });
+    if (svg) charts.push({ title, svg });
+  };
+  add('Loss per token', 'cross-entropy', [seriesOf(records, 'step', 'loss', 'training'), seriesOf(records, 'epoch', 'valLoss', 'validation')]);
+  const epochKeys = new Set<string>();
+  for (const r of records) {
+    if (r.type !== 'epoch') continue;
+    for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && !EPOCH_KEYS_NOT_CHARTED.has(k)) epochKeys.add(k);
+  }
+  for (const key of epochKeys) add(`Validation: ${key}`, key, [seriesOf(records, 'epoch', key, key)]);
+  add('Scheduled sampling ε (probability of feeding the true word)', 'ε', [seriesOf(records, 'step', 'epsilon', 'ε')], [0, 1]);
+  add('Learning rate', 'learning rate', [seriesOf(records, 'step', 'learningRate', 'learning rate')]);
+  return charts;
+}
+
+/**
+ * An image file as a PNG data: URI, shrunk to fit `size` × `size` (never enlarged: the page
+ * scales small images up itself, which keeps the file small).
+ */
+export async function imageDataUri(path: string, size = 160): Promise<string> {
+  const png = await sharp(path).rotate().resize(size, size, { fit: 'inside', withoutEnlargement: true }).png().toBuffer();
+  return `data:image/png;base64,${png.toString('base64')}`;
+}
+
+export interface GalleryItem {
+  id: string;
+  /** A PNG data: URI, or null when the image file could not be read. */
+  image: string | null;
+  caption: string;
+  references: string[];
+  cider: number;
+  rouge: number;
+}
+
+/**
+ * The `count` best and `count` worst images by CIDEr-D (ties by id, so the choice is stable);
+ * when there are fewer than 2·count images the two lists share none.
+ */
+export function bestAndWorst<T extends Pick<ImageScore, 'id' | 'CIDEr-D'>>(scores: readonly T[], count: number): { best: T[]; worst: T[] } {
+  const sorted = [...scores].sort((a, b) => b['CIDEr-D'] - a['CIDEr-D'] || String(a.id).localeCompare(String(b.id)));
+  const best = sorted.slice(0, Math.min(count, Math.ceil(sorted.length / 2)));
+  const worst = sorted.slice(best.length).slice(-count).reverse();
+  return { best, worst };
+}
+
+export interface ReportSplit {
+  name: string;
+  images: number;
+  scores: CorpusScores;
+  semantic?: SemanticScores;
+  best: GalleryItem[];
+  worst: GalleryItem[];
+  resultsFile: string;
+  referencesFile: string;
+}
+
+export interface ReportView {
+  title: string;
+  generatedAt: string;
+  modelDir: string;
+  dataDir: string;
+  dataName: string;
+  decoding: string;
+  modelSummary: string;
+  splits: ReportSplit[];
+  charts: Chart[];
+}
+
+const DEFAULT_TEMPLATE = new URL('../views/eval-report.hbs', import.meta.url);
+
+/** Renders the report's HTML from its view model (pure apart from reading the template). */
+export async function renderReport(view: ReportView, templatePath: string | URL = DEFAULT_TEMPLATE): Promise<string> {
+  const hb = Handlebars.create();
+  hb.registerHelper('fixed', (v: unknown, digits: unknown) => (typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 4) : 'n/a'));
+  hb.registerHelper('percent', (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(1)}%` : 'n/a'));
+  const template = hb.compile(await readFile(templatePath, 'utf8'), { strict: false, noEscape: false });
+  const metricRows = METRIC_NAMES.map((name) => ({ name, values: view.splits.map((s) => s.scores[name]) }));
+  const notComputed = Object.entries(NOT_COMPUTED).map(([name, why]) => ({ name, why }));
+  const hasSemantic = view.splits.some((s) => s.semantic);
+  return template({ ...view, metricRows, notComputed, hasSemantic });
+}

@@ -1,0 +1,119 @@
+/** The report's pieces (charts, gallery choice, semantic aggregation) and the whole evaluation of a tiny trained model. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { niceTicks, svgLineChart } from '../../eval/charts.ts';
+import { readCaptionPairs } from '../../eval/coco-files.ts';
+import { runEvaluation } from '../../eval/evaluate.ts';
+import { bestAndWorst, trainingCharts } from '../../eval/report.ts';
+import { METRIC_NAMES, scoreCaptions } from '../../eval/score.ts';
+import { makeTinyDataset } from '../helpers/tiny-data.ts';
+import { trainTinyModel } from '../helpers/tiny-model.ts';
+import { setupBackend } from '../helpers/tf.ts';
+
+const tf = await setupBackend();
+
+test('nice ticks: steps of 1, 2 or 5 × 10^k covering the range', () => {
+  assert.deepEqual(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+  assert.deepEqual(niceTicks(0, 37), [0, 10, 20, 30]);
+  assert.deepEqual(niceTicks(3, 3), [3]);
+});
+
+test('an SVG line chart: one polyline per series with two or more points, text escaped, null without data', () => {
+  const svg = svgLineChart({
+    title: 'loss <b>&</b>',
+    xLabel: 'step',
+    series: [
+      { name: 'train', points: [[1, 2], [2, 1.5], [3, NaN], [4, 1]] },
+      { name: 'val <i>', points: [[4, 1.2]] },
+    ],
+  })!;
+  assert.match(svg, /^<svg [^>]*viewBox="0 0 560 260"/);
+  assert.equal((svg.match(/<polyline /g) ?? []).length, 1);
+  assert.equal((svg.match(/<circle /g) ?? []).length, 4); // 3 finite training points + 1 validation point
+  assert.ok(svg.includes('loss &lt;b&gt;&amp;&lt;/b&gt;') && svg.includes('val &lt;i&gt;'));
+  assert.ok(!svg.includes('<b>') && !svg.includes('NaN'));
+  assert.equal(svgLineChart({ title: 't', xLabel: 'x', series: [{ name: 'a', points: [[1, NaN]] }] }), null);
+});
+
+test('training charts from a metrics.jsonl log: loss, each validation metric, ε, learning rate', () => {
+  const records = [
+    { type: 'step', step: 10, loss: 2, epsilon: 1, learningRate: 0.01 },
+    { type: 'step', step: 20, loss: 1.5, epsilon: 0.9, learningRate: 0.01 },
+    { type: 'epoch', step: 20, epoch: 1, trainLoss: 1.5, valLoss: 1.7, valPerplexity: 5.5, best: true },
+  ];
+  assert.deepEqual(trainingCharts(records).map((c) => c.title), [
+    'Loss per token',
+    'Validation: valPerplexity',
+    'Scheduled sampling ε (probability of feeding the true word)',
+    'Learning rate',
+  ]);
+  assert.deepEqual(trainingCharts([]), []);
+});
+
+test('gallery: the best and the worst by CIDEr-D, never the same image twice', () => {
+  const scores = [5, 1, 3, 2, 4].map((c, i) => ({ id: `i${i}`, 'CIDEr-D': c }));
+  const two = bestAndWorst(scores, 2);
+  assert.deepEqual(two.best.map((s) => s['CIDEr-D']), [5, 4]);
+  assert.deepEqual(two.worst.map((s) => s['CIDEr-D']), [1, 2]);
+  const three = bestAndWorst(scores, 3);
+  assert.deepEqual(three.best.map((s) => s['CIDEr-D']), [5, 4, 3]);
+  assert.deepEqual(three.worst.map((s) => s['CIDEr-D']), [1, 2]);
+});
+
+let data: string;
+let model: string;
+before(async () => {
+  data = (await makeTinyDataset()).dir;
+  model = await trainTinyModel(data, 20, { validateEvery: 5 });
+});
+after(async () => {
+  await rm(data, { recursive: true, force: true });
+  await rm(model, { recursive: true, force: true });
+});
+
+test('eval of a tiny trained model: COCO files that rescore to the same numbers, metrics.json, a self-contained report', async () => {
+  const outDir = join(model, 'eval-out');
+  const tensorsBefore = tf.memory().numTensors;
+  const result = await runEvaluation({ modelDir: model, dataDir: data, split: 'val', beamWidth: 1, batchSize: 1, outDir, galleryCount: 1 });
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'evaluation leaves no tensor behind');
+  assert.equal(result.splits.length, 1);
+  const [val] = result.splits;
+  assert.equal(val!.images, 2);
+
+  // pycocoevalcap's inputs, read back and rescored: the same numbers.
+  const pairs = await readCaptionPairs(join(outDir, val!.referencesFile), join(outDir, val!.resultsFile));
+  assert.deepEqual(pairs.map((p) => p.id), ['img0-val', 'img1-val']);
+  assert.deepEqual(scoreCaptions(pairs).corpus, val!.scores);
+  const metrics = JSON.parse(await readFile(result.metricsFile, 'utf8')) as { splits: Record<string, { scores: Record<string, number> }> };
+  assert.deepEqual(metrics.splits.val!.scores, val!.scores);
+
+  const html = await readFile(result.reportFile, 'utf8');
+  for (const name of METRIC_NAMES) assert.match(html, new RegExp(`<td>${name}</td><td>${val!.scores[name].toFixed(4)}</td>`));
+  assert.match(html, /METEOR<\/td><td class="na"[^>]*>not computed/);
+  assert.ok((html.match(/<svg /g) ?? []).length >= 3, 'loss, ε and learning-rate charts');
+  assert.ok(html.includes('Loss per token') && html.includes('Scheduled sampling'));
+  assert.ok(!/(src|href)="(https?:)?\/\//.test(html), 'nothing is fetched from elsewhere');
+  const uris = [...html.matchAll(/<img src="data:image\/png;base64,([A-Za-z0-9+/=]+)"/g)].map((m) => m[1]!);
+  assert.equal(uris.length, 2, 'one best and one worst image');
+  for (const b64 of uris) assert.equal((await sharp(Buffer.from(b64, 'base64')).metadata()).format, 'png');
+});
+
+test('captioner eval (CLI): metrics on stdout as JSON; an unknown split is bad input', async () => {
+  const run = promisify(execFile);
+  const bin = new URL('../../bin/captioner.js', import.meta.url).pathname;
+  const { stdout } = await run(process.execPath, [bin, 'eval', '--model', model, '--data', data, '--split', 'val', '--json']);
+  const out = JSON.parse(stdout) as { splits: { split: string; scores: Record<string, number> }[]; report: string };
+  assert.equal(out.splits[0]!.split, 'val');
+  assert.deepEqual(Object.keys(out.splits[0]!.scores), [...METRIC_NAMES]);
+  assert.ok(out.report.endsWith(join('eval-val', 'report.html')));
+  await assert.rejects(run(process.execPath, [bin, 'eval', '--model', model, '--data', data, '--split', 'nope']), (err: { code: number; stderr: string }) => {
+    assert.equal(err.code, 3);
+    assert.match(err.stderr, /no images in split "nope"/);
+    return true;
+  });
+});
