@@ -108,7 +108,7 @@ function float32(backend: CpuBackend, t: tf.TensorInfo | undefined): Float32Arra
 }
 
 function size(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
+  return tf.util.sizeFromShape(shape as number[]);
 }
 
 /** tfjs-core's fused activations that the addon computes (native/src/kernels.cc biasActivation). */
