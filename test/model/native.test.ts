@@ -82,9 +82,11 @@ describe('native kernels', () => {
       assertClose(() => tf.matMul(a, b3, ta, tb), `a broadcast ta=${ta} tb=${tb}`);
     }
     for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
-      // one row: the matrix-vector path
+      // up to four rows: the matrix-vector path
       assertClose(() => tf.matMul(rand(ta ? [13, 1] : [1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `row vector ta=${ta} tb=${tb}`);
       assertClose(() => tf.matMul(rand(ta ? [3, 13, 1] : [3, 1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `batched row vectors ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(rand(ta ? [13, 3] : [3, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `three rows ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(rand(ta ? [2, 13, 4] : [2, 4, 13]), rand(tb ? [2, 5, 13] : [2, 13, 5]), ta, tb), `batched four rows ta=${ta} tb=${tb}`);
     }
     assertClose(() => tf.matMul(rand([2, 3, 4, 6]), rand([2, 3, 6, 5])), 'rank 4');
     assertClose(() => tf.matMul(rand([1, 3, 4, 6]), rand([2, 1, 6, 5])), 'two-sided broadcast (JS fallback)');
@@ -211,6 +213,22 @@ describe('native kernels', () => {
     assertClose(() => tf.concat([x, rand([3, 2, 5, 6])], 1), 'concat');
     assertClose(() => tf.stack([rand([4, 5]), rand([4, 5]), rand([4, 5])], 1), 'stack');
     assertServedNatively('Sum', 'Mean', 'Transpose', 'SplitV', 'Unpack', 'Concat', 'Pack');
+  });
+
+  test('inputs large enough to be split across threads', () => {
+    const x = rand([4, 40, 40, 8]);
+    const w = rand([3, 3, 8, 16]);
+    const probe = rand([4, 40, 40, 16]);
+    const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same'), probe)));
+    assertClose(() => [tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), ...g([x, w])], 'large conv and gradients');
+    const a = rand([300, 400]);
+    const b = tf.add(rand([300, 400]), 3);
+    for (const other of [b, tf.add(rand([400]), 3), tf.add(rand([300, 1]), 3), tf.scalar(1.5)]) {
+      assertClose(() => [tf.add(a, other), tf.sub(other, a), tf.mul(a, other), tf.div(a, other)], `large binary with ${other.shape}`);
+    }
+    assertClose(() => [tf.relu(a), tf.sigmoid(a), tf.sum(a, 0), tf.sum(a, 1), tf.transpose(a)], 'large unary, sum, transpose');
+    assertClose(() => tf.matMul(rand([256, 300]), rand([300, 260])), 'large matMul');
+    assertServedNatively('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'Add', 'Sub', 'Multiply', 'RealDiv', 'Sum', 'BatchMatMul');
   });
 
   test('gradients of a small CNN + LSTM captioner are equal with and without native kernels', async () => {
