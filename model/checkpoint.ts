@@ -199,3 +199,15 @@ export function disposeCheckpoint(ckpt: LoadedCheckpoint): void {
   tf.dispose(Object.values(ckpt.weights));
   if (ckpt.training) tf.dispose(Object.values(ckpt.training.optimizer));
 }
+
+/**
+ * The saved configuration of a model directory's best (or latest) checkpoint, and where it is,
+ * without loading its weights: for describing a model (the web app's model page).
+ */
+export async function readCheckpointConfig(modelDir: string, which: 'latest' | 'best' = 'best'): Promise<{ dir: string; config: SavedConfig }> {
+  const pointer = await readPointer(modelDir);
+  const dir = pointer ? join(modelDir, which === 'best' ? (pointer.best ?? pointer.latest) : pointer.latest) : modelDir;
+  const config = await readJson<SavedConfig>(join(dir, 'config.json'));
+  if (!config.model) throw new CheckpointError(`${join(dir, 'config.json')}: no "model" section`);
+  return { dir, config };
+}

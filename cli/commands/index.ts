@@ -1,9 +1,10 @@
 /** Every CLI verb, registered from this one list. */
 import type { Command } from '../command.ts';
 import { dataCommand } from './data.ts';
+import { serveCommand } from './serve.ts';
 import { trainCommand } from './train.ts';
 import { captionCommand } from './caption.ts';
 import { scoreCommand } from './score.ts';
 import { evalCommand } from './eval.ts';
 
-export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand, scoreCommand, evalCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand, scoreCommand, evalCommand, serveCommand];

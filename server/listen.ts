@@ -1,0 +1,78 @@
+/**
+ * Starting and stopping the web app: the worker pool, the app (server/app.ts), the listening
+ * socket, and a graceful stop — stop accepting connections, let captions in flight finish (up to
+ * a grace period, then cancel them), close idle keep-alive connections, end the workers.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.ts';
+import type { DecodeLimits } from './decode-options.ts';
+import { ServerMetrics } from './metrics.ts';
+import type { ImageLimits } from './upload.ts';
+import { WorkerPool, type PoolOptions } from './workers.ts';
+
+export interface ServeOptions extends PoolOptions {
+  port: number;
+  host: string;
+  limits?: Partial<ImageLimits & DecodeLimits>;
+  /** How long in-flight captions may run on after a stop is asked for (ms). */
+  graceMs: number;
+  log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  server: Server;
+  pool: WorkerPool;
+  /** The graceful stop; safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/** The port: `--port` when given, else the PORT environment variable, else 3000. */
+export function resolvePort(flag: number | undefined, env: string | undefined = process.env.PORT): number {
+  const raw = flag ?? (env !== undefined && env !== '' ? Number(env) : 3000);
+  if (!Number.isInteger(raw) || raw < 0 || raw > 65535) {
+    throw new RangeError(`port must be a whole number from 0 to 65535, got ${JSON.stringify(flag ?? env)}${flag === undefined ? ' (from PORT)' : ''}`);
+  }
+  return raw;
+}
+
+/** Loads the model into the worker pool, then listens. Resolves once the socket is open. */
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  const log = opts.log ?? (() => {});
+  const pool = await WorkerPool.start(opts);
+  const metrics = new ServerMetrics(pool);
+  const app = createApp({ pool, modelDir: opts.modelDir, metrics, log, ...(opts.limits ? { limits: opts.limits } : {}) });
+  let server: Server;
+  try {
+    server = await new Promise<Server>((resolve, reject) => {
+      const s = app.listen(opts.port, opts.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+      s.once('error', reject);
+    });
+  } catch (err) {
+    await pool.close(0);
+    throw err;
+  }
+  // Uploads are bounded by size; a client that trickles its request cannot hold a socket forever.
+  server.requestTimeout = Math.max(opts.timeoutMs * 2, 30_000);
+  server.headersTimeout = 20_000;
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await pool.close(opts.graceMs);
+      // Streams and keep-alive sockets whose work is done or cancelled can go now.
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), 1000);
+      await closed;
+      clearTimeout(force);
+    })();
+    return closing;
+  };
+  return { url, server, pool, close };
+}

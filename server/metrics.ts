@@ -1,0 +1,115 @@
+/**
+ * A few Prometheus metrics, rendered in the text exposition format (version 0.0.4:
+ * https://prometheus.io/docs/instrumenting/exposition_formats/): counters, gauges read at scrape
+ * time, and histograms with cumulative `le` buckets plus `_sum` and `_count`.
+ */
+
+type Labels = Record<string, string>;
+
+function labelText(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function key(labels: Labels): string {
+  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+export class Counter {
+  private readonly values = new Map<string, { labels: Labels; value: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+
+  inc(labels: Labels = {}, by = 1): void {
+    const k = key(labels);
+    const entry = this.values.get(k) ?? { labels, value: 0 };
+    entry.value += by;
+    this.values.set(k, entry);
+  }
+
+  get(labels: Labels = {}): number {
+    return this.values.get(key(labels))?.value ?? 0;
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    for (const { labels, value } of this.values.values()) lines.push(`${this.name}${labelText(labels)} ${value}`);
+    return lines.join('\n');
+  }
+}
+
+export class Gauge {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => number,
+  ) {}
+
+  render(): string {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name} ${this.read()}`].join('\n');
+  }
+}
+
+export class Histogram {
+  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    /** Upper bounds, ascending; +Inf is implied. */
+    readonly buckets: readonly number[],
+  ) {}
+
+  observe(value: number, labels: Labels = {}): void {
+    const k = key(labels);
+    let s = this.series.get(k);
+    if (!s) {
+      s = { labels, counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
+      this.series.set(k, s);
+    }
+    this.buckets.forEach((le, i) => {
+      if (value <= le) s.counts[i]! += 1;
+    });
+    s.sum += value;
+    s.count += 1;
+  }
+
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const s of this.series.values()) {
+      this.buckets.forEach((le, i) => lines.push(`${this.name}_bucket${labelText({ ...s.labels, le: String(le) })} ${s.counts[i]}`));
+      lines.push(`${this.name}_bucket${labelText({ ...s.labels, le: '+Inf' })} ${s.count}`);
+      lines.push(`${this.name}_sum${labelText(s.labels)} ${s.sum}`);
+      lines.push(`${this.name}_count${labelText(s.labels)} ${s.count}`);
+    }
+    return lines.join('\n');
+  }
+}
+
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** The server's metrics. Gauges read the pool when scraped. */
+export class ServerMetrics {
+  readonly requests = new Counter('captioner_http_requests_total', 'HTTP requests by method, route and status');
+  readonly latency = new Histogram('captioner_http_request_duration_seconds', 'HTTP request latency by route', SECONDS);
+  readonly captions = new Counter('captioner_captions_total', 'captions generated, by decoding strategy');
+  readonly captionFailures = new Counter('captioner_caption_failures_total', 'caption jobs that did not finish, by reason');
+  readonly decodeSeconds = new Histogram('captioner_decode_duration_seconds', 'time a worker spent decoding one caption', SECONDS);
+  readonly queueSeconds = new Histogram('captioner_queue_wait_seconds', 'time a caption job waited for a worker', SECONDS);
+  private readonly gauges: Gauge[];
+
+  constructor(pool: { stats(): { queued: number; busy: number; ready: number } }) {
+    this.gauges = [
+      new Gauge('captioner_queue_length', 'caption jobs waiting for a worker', () => pool.stats().queued),
+      new Gauge('captioner_workers_busy', 'workers decoding now', () => pool.stats().busy),
+      new Gauge('captioner_workers_ready', 'workers with the model loaded', () => pool.stats().ready),
+    ];
+  }
+
+  /** The exposition text (Content-Type: text/plain; version=0.0.4). */
+  render(): string {
+    const all = [this.requests, this.latency, this.captions, this.captionFailures, this.decodeSeconds, this.queueSeconds, ...this.gauges];
+    return all.map((m) => m.render()).join('\n') + '\n';
+  }
+}

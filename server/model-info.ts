@@ -1,0 +1,187 @@
+/**
+ * What the model page shows about the loaded model, read from its directory (see
+ * model/checkpoint.ts for the layout): the saved configuration, the data set it was trained on,
+ * the training curves from metrics.jsonl, and evaluation figures from any eval*.json file in the
+ * directory (or in its eval/ folder). Everything here is optional but the configuration.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { readCheckpointConfig, type SavedConfig } from '../model/checkpoint.ts';
+
+export interface CurvePoint {
+  x: number;
+  y: number;
+}
+
+export interface Curve {
+  label: string;
+  points: CurvePoint[];
+}
+
+/** A line chart, laid out for an SVG of `width` × `height` (all coordinates precomputed). */
+export interface Chart {
+  title: string;
+  width: number;
+  height: number;
+  series: { label: string; path: string; colour: string; last: string }[];
+  xTicks: { x: number; label: string }[];
+  yTicks: { y: number; label: string }[];
+  plot: { left: number; top: number; right: number; bottom: number };
+  xLabel: string;
+}
+
+export interface EvalFigures {
+  file: string;
+  figures: { name: string; value: string }[];
+}
+
+export interface ModelDescription {
+  name: string;
+  modelDir: string;
+  checkpoint: string;
+  config: SavedConfig;
+  /** The data set from config.train.data, when its manifest is still there. */
+  dataset: { dir: string; name: string; source: string; images: number; splits: string } | null;
+  training: { steps: number; epochs: number; lastLoss: number | null; bestValLoss: number | null } | null;
+  charts: Chart[];
+  evaluations: EvalFigures[];
+}
+
+const COLOURS = ['#1f6feb', '#d9480f', '#2b8a3e', '#9c36b5'];
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(2);
+  return Number(v.toPrecision(4)).toString();
+}
+
+/** "Nice" tick values covering [lo, hi] (Heckbert, "Nice numbers for graph labels", Graphics Gems 1990). */
+export function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / Math.max(1, count - 1);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = ([1, 2, 5, 10].find((m) => m * mag >= raw) ?? 10) * mag;
+  const ticks: number[] = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+  return ticks;
+}
+
+/** Lays out `curves` as a line chart: SVG path data and axis ticks, in pixels. */
+export function layoutChart(title: string, curves: Curve[], xLabel: string, width = 640, height = 260): Chart | null {
+  const all = curves.flatMap((c) => c.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+  if (all.length < 2) return null;
+  const plot = { left: 56, top: 16, right: width - 16, bottom: height - 36 };
+  let [xMin, xMax] = [Math.min(...all.map((p) => p.x)), Math.max(...all.map((p) => p.x))];
+  let [yMin, yMax] = [Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y))];
+  if (xMax === xMin) [xMin, xMax] = [xMin - 1, xMax + 1];
+  if (yMax === yMin) [yMin, yMax] = [yMin - 1, yMax + 1];
+  const yPad = (yMax - yMin) * 0.05;
+  [yMin, yMax] = [yMin - yPad, yMax + yPad];
+  const sx = (x: number) => plot.left + ((x - xMin) / (xMax - xMin)) * (plot.right - plot.left);
+  const sy = (y: number) => plot.bottom - ((y - yMin) / (yMax - yMin)) * (plot.bottom - plot.top);
+  const series = curves
+    .filter((c) => c.points.length > 0)
+    .map((c, i) => {
+      const pts = c.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+      const path = pts.map((p, j) => `${j ? 'L' : 'M'}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ');
+      return { label: c.label, path, colour: COLOURS[i % COLOURS.length]!, last: fmt(pts[pts.length - 1]!.y) };
+    });
+  const xTicks = niceTicks(xMin, xMax).map((t) => ({ x: Number(sx(t).toFixed(1)), label: fmt(t) }));
+  const yTicks = niceTicks(yMin, yMax).map((t) => ({ y: Number(sy(t).toFixed(1)), label: fmt(t) }));
+  return { title, width, height, series, xTicks, yTicks, plot, xLabel };
+}
+
+interface MetricLine {
+  type?: string;
+  step?: number;
+  loss?: number;
+  valLoss?: number;
+  trainLoss?: number;
+  epsilon?: number;
+  learningRate?: number;
+}
+
+async function readMetrics(modelDir: string): Promise<MetricLine[]> {
+  const text = await readFile(join(modelDir, 'metrics.jsonl'), 'utf8').catch(() => '');
+  const lines: MetricLine[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      lines.push(JSON.parse(line) as MetricLine);
+    } catch {
+      // A line cut short by a kill during training: skip it.
+    }
+  }
+  return lines;
+}
+
+function numericFigures(value: unknown, prefix = '', depth = 0): { name: string; value: string }[] {
+  if (typeof value === 'number') return [{ name: prefix, value: fmt(value) }];
+  if (!value || typeof value !== 'object' || Array.isArray(value) || depth > 2) return [];
+  return Object.entries(value).flatMap(([k, v]) => numericFigures(v, prefix ? `${prefix}.${k}` : k, depth + 1));
+}
+
+async function readEvaluations(modelDir: string): Promise<EvalFigures[]> {
+  const out: EvalFigures[] = [];
+  for (const dir of [modelDir, join(modelDir, 'eval')]) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const files = names.filter((n) => n.endsWith('.json') && (dir !== modelDir || n.startsWith('eval'))).sort();
+    for (const name of files) {
+      try {
+        const figures = numericFigures(JSON.parse(await readFile(join(dir, name), 'utf8'))).slice(0, 40);
+        if (figures.length) out.push({ file: dir === modelDir ? name : `eval/${name}`, figures });
+      } catch {
+        // Not JSON we can read: not an evaluation file.
+      }
+    }
+  }
+  return out;
+}
+
+async function readDataset(dataDir: unknown): Promise<ModelDescription['dataset']> {
+  if (typeof dataDir !== 'string' || !dataDir) return null;
+  try {
+    const m = JSON.parse(await readFile(join(dataDir, 'manifest.json'), 'utf8')) as { name?: string; source?: string; images?: { split?: string }[] };
+    const counts = new Map<string, number>();
+    for (const img of m.images ?? []) counts.set(String(img.split), (counts.get(String(img.split)) ?? 0) + 1);
+    const splits = [...counts].map(([s, n]) => `${s}: ${n}`).join(', ');
+    return { dir: dataDir, name: String(m.name ?? basename(dataDir)), source: String(m.source ?? ''), images: m.images?.length ?? 0, splits };
+  } catch {
+    return null;
+  }
+}
+
+/** Describes the model in `modelDir` for the model page. */
+export async function describeModel(modelDir: string): Promise<ModelDescription> {
+  const { dir, config } = await readCheckpointConfig(modelDir);
+  const metrics = await readMetrics(modelDir);
+  const steps = metrics.filter((m) => m.type === 'step' && typeof m.step === 'number');
+  const epochs = metrics.filter((m) => m.type === 'epoch' && typeof m.step === 'number');
+  const charts: Chart[] = [];
+  const loss = layoutChart(
+    'Loss per token',
+    [
+      { label: 'training', points: steps.map((m) => ({ x: m.step!, y: m.loss ?? NaN })) },
+      { label: 'validation', points: epochs.map((m) => ({ x: m.step!, y: m.valLoss ?? NaN })).filter((p) => Number.isFinite(p.y)) },
+    ],
+    'step',
+  );
+  if (loss) charts.push(loss);
+  const eps = layoutChart('Scheduled sampling ε (probability of feeding the true word)', [{ label: 'ε', points: steps.map((m) => ({ x: m.step!, y: m.epsilon ?? NaN })) }], 'step', 640, 200);
+  if (eps) charts.push(eps);
+  const valLosses = epochs.map((m) => m.valLoss).filter((v): v is number => typeof v === 'number');
+  const last = steps[steps.length - 1];
+  return {
+    name: basename(modelDir.replace(/\/+$/, '')) || modelDir,
+    modelDir,
+    checkpoint: basename(dir),
+    config,
+    dataset: await readDataset(config.train?.data),
+    training: last
+      ? { steps: last.step!, epochs: epochs.length, lastLoss: last.loss ?? null, bestValLoss: valLosses.length ? Math.min(...valLosses) : null }
+      : null,
+    charts,
+    evaluations: await readEvaluations(modelDir),
+  };
+}

@@ -1,0 +1,193 @@
+// The page's script (served as a file: the Content-Security-Policy allows no inline script).
+// Choose, drop or paste an image; it is previewed, uploaded to /api/captions/stream, and the
+// caption is drawn word by word from the Server-Sent Events as the model writes it. Every
+// string from the server goes into the page as text (textContent), never as HTML.
+// Without JavaScript the form posts to / and the server renders the finished caption.
+
+const form = document.getElementById('caption-form');
+const input = document.getElementById('image-input');
+const dropZone = document.getElementById('drop-zone');
+const preview = document.getElementById('preview');
+const statusLine = document.getElementById('status');
+const captionLine = document.getElementById('caption');
+const alternatives = document.getElementById('alternatives');
+const nbestList = document.getElementById('nbest');
+const answered = document.getElementById('answered');
+const strategy = document.getElementById('strategy');
+const beamWidth = document.getElementById('beam-width');
+
+let running = null; // the AbortController of the request in flight
+let previewUrl = null;
+
+/** Resolves after the browser has had a chance to paint (so each word shows on its own). */
+function nextFrame() {
+  return new Promise((resolve) => {
+    const done = () => resolve(undefined);
+    requestAnimationFrame(done);
+    setTimeout(done, 100); // rAF does not run in a hidden tab
+  });
+}
+
+function shade(prob) {
+  return `c${Math.max(0, Math.min(10, Math.round(prob * 10)))}`;
+}
+
+function wordSpan(word, prob) {
+  const span = document.createElement('span');
+  span.className = prob === undefined ? 'word pending' : `word ${shade(prob)}`;
+  span.textContent = word;
+  if (prob !== undefined) span.title = `p = ${prob.toFixed(3)}`;
+  return span;
+}
+
+function showWords(words, probs) {
+  captionLine.replaceChildren();
+  words.forEach((w, i) => {
+    captionLine.append(wordSpan(w, probs ? probs[i] : undefined), ' ');
+  });
+}
+
+function percent(p) {
+  return `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+}
+
+function showResult(r) {
+  showWords(r.words, r.wordProbs);
+  nbestList.replaceChildren();
+  for (const h of r.nbest) {
+    const li = document.createElement('li');
+    const cap = document.createElement('span');
+    cap.className = 'alt-caption';
+    cap.textContent = h.caption;
+    const prob = document.createElement('span');
+    prob.className = 'alt-prob';
+    prob.textContent = percent(h.prob);
+    const logp = document.createElement('span');
+    logp.className = 'alt-logp';
+    logp.textContent = `log p ${h.logProb.toFixed(2)}`;
+    li.append(cap, ' ', prob, ' ', logp);
+    nbestList.append(li);
+  }
+  alternatives.hidden = false;
+  statusLine.textContent = `Done in ${r.timing.decodeMs} ms${r.timing.queueMs > 5 ? ` (after ${r.timing.queueMs} ms in the queue)` : ''}.`;
+  statusLine.classList.remove('error');
+  captionLine.dataset.state = 'done';
+  setAnswered(r.model, r.backend, r.options.strategy);
+}
+
+function setAnswered(model, backend, how) {
+  answered.replaceChildren('Answered by model ', Object.assign(document.createElement('strong'), { textContent: model }), ' on the ',
+    Object.assign(document.createElement('strong'), { textContent: backend }), ` backend (${how}).`);
+}
+
+function showError(message) {
+  statusLine.textContent = message;
+  statusLine.classList.add('error');
+  captionLine.dataset.state = 'error';
+}
+
+/** Splits an SSE byte stream into {event, data} records (https://html.spec.whatwg.org/#event-stream-interpretation). */
+async function* sseEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, '\n');
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      if (data.length) yield { event, data: JSON.parse(data.join('\n')) };
+    }
+  }
+}
+
+async function caption(file) {
+  running?.abort();
+  const controller = new AbortController();
+  running = controller;
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = URL.createObjectURL(file);
+  preview.src = previewUrl;
+  preview.hidden = false;
+  captionLine.replaceChildren();
+  captionLine.dataset.state = 'running';
+  alternatives.hidden = true;
+  answered.replaceChildren();
+  statusLine.classList.remove('error');
+  statusLine.textContent = 'Uploading…';
+
+  const body = new FormData();
+  body.append('image', file);
+  body.append('strategy', strategy.value);
+  if (strategy.value === 'beam') body.append('beamWidth', beamWidth.value);
+  try {
+    const res = await fetch('/api/captions/stream', { method: 'POST', body, signal: controller.signal });
+    if (!res.ok || !res.body) {
+      const json = await res.json().catch(() => null);
+      showError(json?.error?.message ?? `the server answered ${res.status}`);
+      return;
+    }
+    for await (const { event, data } of sseEvents(res.body)) {
+      if (controller !== running) return;
+      if (event === 'start') {
+        statusLine.textContent = 'Writing…';
+        setAnswered(data.model, data.backend, data.options.strategy);
+      } else if (event === 'word') {
+        captionLine.append(wordSpan(data.word, data.prob), ' ');
+        await nextFrame();
+      } else if (event === 'hypothesis') {
+        showWords(data.words);
+        await nextFrame();
+      } else if (event === 'done') {
+        showResult(data);
+      } else if (event === 'error') {
+        showError(data.message);
+      }
+    }
+  } catch (err) {
+    if (controller === running && err.name !== 'AbortError') showError(`Failed: ${err.message}`);
+  }
+}
+
+function useFile(file) {
+  if (!file) return;
+  caption(file);
+}
+
+form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (input.files[0]) useFile(input.files[0]);
+  else showError('Choose an image first.');
+});
+input.addEventListener('change', () => useFile(input.files[0]));
+for (const type of ['dragenter', 'dragover']) {
+  dropZone.addEventListener(type, (e) => {
+    e.preventDefault();
+    dropZone.classList.add('dragging');
+  });
+}
+for (const type of ['dragleave', 'drop']) dropZone.addEventListener(type, () => dropZone.classList.remove('dragging'));
+dropZone.addEventListener('drop', (e) => {
+  e.preventDefault();
+  const file = e.dataTransfer?.files[0];
+  if (file) {
+    input.files = e.dataTransfer.files;
+    useFile(file);
+  }
+});
+document.addEventListener('paste', (e) => {
+  const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+  const file = item?.getAsFile();
+  if (file) {
+    e.preventDefault();
+    useFile(file);
+  }
+});

@@ -1,0 +1,49 @@
+/**
+ * Handlebars as an Express view engine: a page template from views/ rendered into
+ * views/layout.hbs (its `{{{body}}}`), with the partials in views/partials/. `{{…}}` escapes
+ * HTML, so every user-supplied string is escaped unless a template says `{{{…}}}` (only `body`
+ * does, and it is our own rendered HTML). Templates are compiled once and cached.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import Handlebars from 'handlebars';
+
+type Template = Handlebars.TemplateDelegate;
+
+/** The express `app.engine('hbs', …)` callback for the views in `viewsDir`. */
+export function handlebarsEngine(viewsDir: string): (path: string, options: object, cb: (err: Error | null, html?: string) => void) => void {
+  const hbs = Handlebars.create();
+  const partialsDir = join(viewsDir, 'partials');
+  let partialFiles: string[] = [];
+  try {
+    partialFiles = readdirSync(partialsDir).filter((f) => f.endsWith('.hbs'));
+  } catch {
+    // No partials folder: nothing to register.
+  }
+  for (const file of partialFiles) hbs.registerPartial(basename(file, '.hbs'), readFileSync(join(partialsDir, file), 'utf8'));
+  hbs.registerHelper('fixed', (v: unknown, digits: unknown) => (typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 2) : ''));
+  hbs.registerHelper('percent', (p: unknown) => (typeof p === 'number' ? `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%` : ''));
+  hbs.registerHelper('json', (v: unknown) => JSON.stringify(v, null, 2));
+  hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+
+  const cache = new Map<string, Template>();
+  const template = (path: string): Template => {
+    let t = cache.get(path);
+    if (!t) {
+      t = hbs.compile(readFileSync(path, 'utf8'), { strict: false });
+      cache.set(path, t);
+    }
+    return t;
+  };
+  const layoutPath = join(viewsDir, 'layout.hbs');
+
+  return (path, options, cb) => {
+    try {
+      const data = options as Record<string, unknown>;
+      const body = template(path)(data);
+      cb(null, template(layoutPath)({ ...data, body }));
+    } catch (err) {
+      cb(err as Error);
+    }
+  };
+}

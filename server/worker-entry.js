@@ -1,0 +1,6 @@
+// A worker thread's entry: registers tsx's loader in this thread (the project runs TypeScript
+// without a build step), then runs the TypeScript worker.
+import { register } from 'tsx/esm/api';
+
+register();
+await import('./worker.ts');

@@ -1,0 +1,68 @@
+/**
+ * One caption worker thread: loads the model once, then captions the images the pool sends it,
+ * one at a time, with model/decode.ts `streamCaption`. The decoder yields to the event loop
+ * between steps, so a `cancel` message is seen at the next step and stops the search there.
+ * Started by server/workers.ts through worker-entry.js (which registers tsx).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../model/backend.ts';
+import { streamCaption } from '../model/decode.ts';
+import { loadModel } from '../model/load.ts';
+import type { FromWorker, ToWorker, WorkerInit } from './workers.ts';
+
+tf.env().set('PROD', true);
+
+const port = parentPort;
+if (!port) throw new Error('server/worker.ts must run in a worker thread');
+const post = (msg: FromWorker) => port.postMessage(msg);
+const init = workerData as WorkerInit;
+
+const running = new Map<number, AbortController>();
+
+async function run(msg: Extract<ToWorker, { type: 'run' }>, model: Awaited<ReturnType<typeof loadModel>>): Promise<FromWorker> {
+  const controller = new AbortController();
+  running.set(msg.id, controller);
+  const started = performance.now();
+  const size = model.config.imageSize;
+  // [1, size, size, 3] in [0, 1], as in training (model/dataset.ts ImageCache.batch).
+  const image = tf.tidy(() => tf.div(tf.tensor4d(msg.pixels, [1, size, size, 3], 'int32').toFloat(), 255) as tf.Tensor4D);
+  try {
+    for await (const event of streamCaption(model, image, msg.options, controller.signal)) {
+      if (event.type === 'done') return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started, numTensors: 0 };
+      if (msg.stream) post({ type: 'event', id: msg.id, event });
+    }
+    throw new Error('the decoder ended without a result');
+  } catch (err) {
+    if (controller.signal.aborted) return { type: 'cancelled', id: msg.id };
+    return { type: 'error', id: msg.id, name: (err as Error).name, message: (err as Error).message };
+  } finally {
+    image.dispose();
+    running.delete(msg.id);
+  }
+}
+
+try {
+  const backend = await selectBackend(init.backend);
+  const model = await loadModel(init.modelDir);
+  port.on('message', (msg: ToWorker) => {
+    if (msg.type === 'run') {
+      if (msg.pixels.length !== model.config.imageSize * model.config.imageSize * 3) {
+        post({ type: 'error', id: msg.id, name: 'Error', message: `expected ${model.config.imageSize}² RGB pixels, got ${msg.pixels.length} bytes` });
+        return;
+      }
+      // The reply goes after the image tensor is freed, so that numTensors is the idle count.
+      void run(msg, model).then((reply) => post(reply.type === 'result' ? { ...reply, numTensors: tf.memory().numTensors } : reply));
+    } else if (msg.type === 'cancel') {
+      running.get(msg.id)?.abort();
+    }
+  });
+  post({
+    type: 'ready',
+    backend,
+    model: { config: model.config, vocabSize: model.vocab.size },
+    numTensors: tf.memory().numTensors,
+  });
+} catch (err) {
+  post({ type: 'fatal', name: (err as Error).name, message: (err as Error).message });
+}

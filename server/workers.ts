@@ -1,0 +1,326 @@
+/**
+ * A pool of caption worker threads with a bounded queue. Inference runs off the event loop:
+ * each worker (server/worker.ts) loads the model once and captions one image at a time, so
+ * uploads, pages and health checks stay responsive while captions are generated.
+ *
+ * Admission control: a job goes to an idle worker, else waits in a queue of at most `maxQueue`
+ * jobs; past that `caption()` fails at once with QueueFullError (503 + Retry-After) — there is
+ * never an unbounded backlog. Every job has a time limit counted from its arrival (queue wait
+ * included), and an AbortSignal (the client disconnecting) cancels it: a queued job is dropped,
+ * a running one is told to stop at its next decoder step. A worker that does not stop within
+ * `cancelGraceMs` is terminated and replaced.
+ */
+import { Worker } from 'node:worker_threads';
+import type { ModelConfig } from '../model/captioner.ts';
+import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode.ts';
+import { CancelledError, HttpError, QueueFullError, TimeoutError, UnavailableError, WorkerError } from './errors.ts';
+
+/** What a worker thread is started with. */
+export interface WorkerInit {
+  modelDir: string;
+  backend?: string;
+}
+
+/** Messages to a worker. `pixels`: size × size × 3 RGB bytes from model/image.ts. */
+export type ToWorker =
+  | { type: 'run'; id: number; pixels: Uint8Array; options: DecodeOptions; stream: boolean }
+  | { type: 'cancel'; id: number };
+
+/** Messages from a worker. */
+export type FromWorker =
+  | { type: 'ready'; backend: string; model: { config: ModelConfig; vocabSize: number }; numTensors: number }
+  | { type: 'fatal'; name: string; message: string }
+  | { type: 'event'; id: number; event: Exclude<StreamEvent, { type: 'done' }> }
+  | { type: 'result'; id: number; result: CaptionResult; ms: number; numTensors: number }
+  | { type: 'error'; id: number; name: string; message: string }
+  | { type: 'cancelled'; id: number };
+
+export interface PoolOptions {
+  modelDir: string;
+  /** Worker threads, each with its own copy of the model. */
+  workers: number;
+  /** Jobs that may wait for a worker; beyond this, QueueFullError. */
+  maxQueue: number;
+  /** Time limit per job in ms, from arrival to result. */
+  timeoutMs: number;
+  /** Force a TF.js backend in the workers (see model/backend.ts). */
+  backend?: string;
+  /** How long a cancelled worker may take to stop before it is terminated (default 2000 ms). */
+  cancelGraceMs?: number;
+}
+
+/** What the loaded model is, as reported by a worker. */
+export interface PoolModelInfo {
+  backend: string;
+  config: ModelConfig;
+  vocabSize: number;
+}
+
+export interface CaptionOutcome {
+  result: CaptionResult;
+  /** Time the worker spent decoding, and the time the job waited in the queue, in ms. */
+  decodeMs: number;
+  queueMs: number;
+}
+
+export interface CaptionRequest {
+  pixels: Uint8Array;
+  options: DecodeOptions;
+  /** Aborting it cancels the job (e.g. the client disconnected). */
+  signal?: AbortSignal;
+  /** Receives `word` and `hypothesis` events as the worker decodes (streaming). */
+  onEvent?: (event: Exclude<StreamEvent, { type: 'done' }>) => void;
+}
+
+export interface PoolStats {
+  workers: number;
+  ready: number;
+  busy: number;
+  queued: number;
+  maxQueue: number;
+  /** Live tensors in each ready worker after its last job (it should not grow). */
+  workerTensors: number[];
+  restarts: number;
+}
+
+interface Job {
+  id: number;
+  request: CaptionRequest;
+  arrived: number;
+  started: number;
+  settled: boolean;
+  timer: NodeJS.Timeout;
+  onAbort: () => void;
+  resolve(outcome: CaptionOutcome): void;
+  reject(err: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  job: Job | null;
+  /** Set when the job was cancelled and the worker must stop within the grace period. */
+  watchdog: NodeJS.Timeout | null;
+  numTensors: number;
+}
+
+const ENTRY = new URL('./worker-entry.js', import.meta.url);
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  private closing = false;
+  private restarts = 0;
+  /** Exponential moving average of decode time, for Retry-After. */
+  private avgDecodeMs = 200;
+  private modelInfo: PoolModelInfo | null = null;
+
+  private constructor(private readonly opts: PoolOptions) {}
+
+  /** Starts `opts.workers` workers and resolves once every one has loaded the model. */
+  static async start(opts: PoolOptions): Promise<WorkerPool> {
+    if (!(opts.workers >= 1)) throw new Error(`workers must be at least 1, got ${opts.workers}`);
+    const pool = new WorkerPool(opts);
+    try {
+      await Promise.all(Array.from({ length: opts.workers }, () => pool.spawn()));
+    } catch (err) {
+      await pool.terminateAll();
+      throw err;
+    }
+    return pool;
+  }
+
+  /** The model and backend the workers loaded. */
+  get info(): PoolModelInfo {
+    if (!this.modelInfo) throw new Error('the pool has not started');
+    return this.modelInfo;
+  }
+
+  stats(): PoolStats {
+    const ready = this.slots.filter((s) => s.ready);
+    return {
+      workers: this.opts.workers,
+      ready: ready.length,
+      busy: this.slots.filter((s) => s.job).length,
+      queued: this.queue.length,
+      maxQueue: this.opts.maxQueue,
+      workerTensors: ready.map((s) => s.numTensors),
+      restarts: this.restarts,
+    };
+  }
+
+  /** True while the pool accepts work and has a worker with the model loaded. */
+  get isReady(): boolean {
+    return !this.closing && this.slots.some((s) => s.ready);
+  }
+
+  private spawn(): Promise<void> {
+    const init: WorkerInit = { modelDir: this.opts.modelDir, ...(this.opts.backend ? { backend: this.opts.backend } : {}) };
+    const worker = new Worker(ENTRY, { workerData: init });
+    const slot: Slot = { worker, ready: false, job: null, watchdog: null, numTensors: 0 };
+    this.slots.push(slot);
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      worker.on('message', (msg: FromWorker) => {
+        if (msg.type === 'ready') {
+          started = true;
+          slot.ready = true;
+          slot.numTensors = msg.numTensors;
+          this.modelInfo ??= { backend: msg.backend, config: msg.model.config, vocabSize: msg.model.vocabSize };
+          resolve();
+          this.dispatch();
+        } else if (msg.type === 'fatal') {
+          reject(new WorkerError(`a caption worker could not start: ${msg.name}: ${msg.message}`));
+        } else {
+          this.onJobMessage(slot, msg);
+        }
+      });
+      worker.on('error', (err) => {
+        if (!started) reject(new WorkerError(`a caption worker could not start: ${err.message}`));
+        else this.failSlot(slot, new WorkerError(`the caption worker crashed: ${err.message}`));
+      });
+      worker.on('exit', (code) => {
+        if (!started) reject(new WorkerError(`a caption worker exited with code ${code} before loading the model`));
+        else this.failSlot(slot, new WorkerError(`the caption worker exited (code ${code})`));
+      });
+    });
+  }
+
+  /** A worker died or was terminated: fail its job, replace it (unless closing). */
+  private failSlot(slot: Slot, err: Error): void {
+    const i = this.slots.indexOf(slot);
+    if (i < 0) return;
+    this.slots.splice(i, 1);
+    if (slot.watchdog) clearTimeout(slot.watchdog);
+    if (slot.job) this.settle(slot.job, err);
+    slot.job = null;
+    if (this.closing) return;
+    this.restarts += 1;
+    this.spawn().catch(() => {
+      // The model loaded before, so this is unexpected; the remaining workers carry on and
+      // /readyz reports not ready when none is left.
+    });
+  }
+
+  private onJobMessage(slot: Slot, msg: Exclude<FromWorker, { type: 'ready' | 'fatal' }>): void {
+    const job = slot.job;
+    if (!job || job.id !== msg.id) return; // a late message for a job already replaced
+    if (msg.type === 'event') {
+      if (!job.settled) job.request.onEvent?.(msg.event);
+      return;
+    }
+    // result, error or cancelled: the worker is free again.
+    slot.job = null;
+    if (slot.watchdog) clearTimeout(slot.watchdog);
+    slot.watchdog = null;
+    if (msg.type === 'result') {
+      slot.numTensors = msg.numTensors;
+      this.avgDecodeMs = 0.8 * this.avgDecodeMs + 0.2 * msg.ms;
+      this.settle(job, null, { result: msg.result, decodeMs: msg.ms, queueMs: job.started - job.arrived });
+    } else if (msg.type === 'error') {
+      // DecodeOptionsError: options the decoder refused (a 400).
+      const status = msg.name === 'DecodeOptionsError' ? 400 : 500;
+      this.settle(job, status === 400 ? new HttpError(400, msg.message) : new WorkerError(`${msg.name}: ${msg.message}`));
+    } else {
+      this.settle(job, new CancelledError());
+    }
+    this.dispatch();
+  }
+
+  private settle(job: Job, err: Error | null, outcome?: CaptionOutcome): void {
+    if (job.settled) return;
+    job.settled = true;
+    clearTimeout(job.timer);
+    job.request.signal?.removeEventListener('abort', job.onAbort);
+    if (err) job.reject(err);
+    else job.resolve(outcome!);
+  }
+
+  private dispatch(): void {
+    for (const slot of this.slots) {
+      if (!slot.ready || slot.job) continue;
+      const job = this.queue.shift();
+      if (!job) return;
+      slot.job = job;
+      job.started = performance.now();
+      const msg: ToWorker = { type: 'run', id: job.id, pixels: job.request.pixels, options: job.request.options, stream: !!job.request.onEvent };
+      slot.worker.postMessage(msg);
+    }
+  }
+
+  /** Stops a job: drops it from the queue, or tells its worker to stop (terminating it if it will not). */
+  private cancel(job: Job, err: Error): void {
+    this.settle(job, err);
+    const q = this.queue.indexOf(job);
+    if (q >= 0) {
+      this.queue.splice(q, 1);
+      return;
+    }
+    const slot = this.slots.find((s) => s.job === job);
+    if (!slot || slot.watchdog) return;
+    slot.worker.postMessage({ type: 'cancel', id: job.id } satisfies ToWorker);
+    slot.watchdog = setTimeout(() => {
+      if (slot.job === job) void slot.worker.terminate(); // 'exit' → failSlot replaces it
+    }, this.opts.cancelGraceMs ?? 2000);
+  }
+
+  /** Seconds a client should wait before retrying when the queue is full. */
+  private retryAfterSeconds(): number {
+    const ahead = this.queue.length + this.slots.filter((s) => s.job).length;
+    return Math.max(1, Math.ceil((ahead * this.avgDecodeMs) / Math.max(1, this.slots.length) / 1000));
+  }
+
+  /**
+   * Captions one image (its pixels from model/image.ts). Rejects at once with QueueFullError
+   * when every worker is busy and the queue is full, UnavailableError while shutting down;
+   * later with TimeoutError past the time limit, CancelledError when `signal` aborts.
+   */
+  caption(request: CaptionRequest): Promise<CaptionOutcome> {
+    if (this.closing) return Promise.reject(new UnavailableError('the server is shutting down'));
+    if (!this.slots.some((s) => s.ready)) return Promise.reject(new UnavailableError('no caption worker is ready'));
+    const idle = this.slots.some((s) => s.ready && !s.job);
+    if (!idle && this.queue.length >= this.opts.maxQueue) return Promise.reject(new QueueFullError(this.retryAfterSeconds()));
+    if (request.signal?.aborted) return Promise.reject(new CancelledError());
+    return new Promise<CaptionOutcome>((resolve, reject) => {
+      const now = performance.now();
+      const job: Job = {
+        id: this.nextId++,
+        request,
+        arrived: now,
+        started: now,
+        settled: false,
+        timer: setTimeout(() => this.cancel(job, new TimeoutError(this.opts.timeoutMs)), this.opts.timeoutMs),
+        onAbort: () => this.cancel(job, new CancelledError('the client disconnected')),
+        resolve,
+        reject,
+      };
+      request.signal?.addEventListener('abort', job.onAbort, { once: true });
+      this.queue.push(job);
+      this.dispatch();
+    });
+  }
+
+  /**
+   * Graceful stop: refuse new work and drop queued jobs (UnavailableError), give running jobs
+   * up to `graceMs` to finish, cancel what is left, then end the worker threads.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const job of this.queue.splice(0)) this.settle(job, new UnavailableError('the server is shutting down'));
+    const deadline = performance.now() + graceMs;
+    while (this.slots.some((s) => s.job) && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const slot of this.slots) if (slot.job) this.settle(slot.job, new UnavailableError('the server is shutting down'));
+    await this.terminateAll();
+  }
+
+  private async terminateAll(): Promise<void> {
+    this.closing = true;
+    const slots = this.slots.splice(0);
+    for (const s of slots) if (s.watchdog) clearTimeout(s.watchdog);
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}
