@@ -56,12 +56,18 @@ function fmt(v: number): string {
   return Number(v.toPrecision(4)).toString();
 }
 
-/** "Nice" tick values covering [lo, hi] (Heckbert, "Nice numbers for graph labels", Graphics Gems 1990). */
+/** A "nice" number near x: 1, 2 or 5 × 10^k (Heckbert, "Nice numbers for graph labels", Graphics Gems 1990). */
+function niceNumber(x: number, round: boolean): number {
+  const exp = Math.floor(Math.log10(x));
+  const f = x / 10 ** exp;
+  const nice = round ? (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) : f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
+  return nice * 10 ** exp;
+}
+
+/** Tick values at a nice spacing inside [lo, hi], about `count` of them (Heckbert's loose labelling). */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / Math.max(1, count - 1);
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = ([1, 2, 5, 10].find((m) => m * mag >= raw) ?? 10) * mag;
+  const step = niceNumber(niceNumber(hi - lo, false) / Math.max(1, count - 1), true);
   const ticks: number[] = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
   return ticks;

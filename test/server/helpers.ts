@@ -1,0 +1,118 @@
+/**
+ * Shared set-up for the web app's tests: a tiny model trained in-process in a temp dir, a
+ * server on a loopback port with one worker, images of every accepted format made with sharp,
+ * hostile files made by hand, and a reader for Server-Sent Events.
+ */
+import { rm } from 'node:fs/promises';
+import { deflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { startServer, type RunningServer, type ServeOptions } from '../../server/listen.ts';
+import { makeTinyDataset } from '../helpers/tiny-data.ts';
+import { trainTinyModel } from '../helpers/tiny-model.ts';
+
+export interface TrainedModel {
+  modelDir: string;
+  dataDir: string;
+  cleanup(): Promise<void>;
+}
+
+/** The tiny model trained for `steps` steps (one per epoch) on the tiny data set. */
+export async function trainServerModel(steps = 30): Promise<TrainedModel> {
+  const { dir: dataDir } = await makeTinyDataset();
+  const modelDir = await trainTinyModel(dataDir, steps, { validateEvery: steps, logEvery: 5 });
+  return {
+    modelDir,
+    dataDir,
+    async cleanup() {
+      await rm(modelDir, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A server for `modelDir` on 127.0.0.1 (a free port), one worker unless told otherwise. */
+export function serve(modelDir: string, overrides: Partial<ServeOptions> = {}): Promise<RunningServer> {
+  return startServer({ modelDir, port: 0, host: '127.0.0.1', workers: 1, maxQueue: 8, timeoutMs: 30_000, graceMs: 5_000, ...overrides });
+}
+
+/** A w × h image: a coloured disc on a light background, in `format`. */
+export async function image(format: 'png' | 'jpeg' | 'webp' | 'gif' | 'avif' | 'tiff', w = 48, h = 48, colour = '#e02020'): Promise<Buffer> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><rect width="100%" height="100%" fill="#f4f4f4"/><circle cx="${w / 2}" cy="${h / 2}" r="${Math.min(w, h) * 0.35}" fill="${colour}"/></svg>`;
+  return sharp(Buffer.from(svg)).toFormat(format).toBuffer();
+}
+
+function crc32(bytes: Uint8Array): number {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/**
+ * A decompression bomb's calling card: a valid PNG header announcing width × height (8-bit RGB),
+ * followed by the start of its pixel data (a few rows of zeros, deflated). Decoding it would
+ * allocate width × height × 3 bytes.
+ */
+export function pngHeaderClaiming(width: number, height: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // colour type RGB
+  const rows = deflateSync(Buffer.alloc((1 + width * 3) * 4));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', rows), pngChunk('IEND', Buffer.alloc(0))]);
+}
+
+/** A multipart form with the file in the field "image" and any extra fields. */
+export function form(bytes: Uint8Array, filename = 'image.png', type = 'image/png', fields: Record<string, string> = {}): FormData {
+  const f = new FormData();
+  for (const [k, v] of Object.entries(fields)) f.append(k, v);
+  f.append('image', new Blob([bytes], { type }), filename);
+  return f;
+}
+
+export interface SseRecord {
+  event: string;
+  data: Record<string, unknown>;
+}
+
+/** Reads a text/event-stream response to its end; `onRecord` sees each record as it arrives. */
+export async function readSse(res: Response, onRecord?: (r: SseRecord) => void): Promise<SseRecord[]> {
+  const records: SseRecord[] = [];
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+      const data = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null') as Record<string, unknown>;
+      const record = { event, data };
+      records.push(record);
+      onRecord?.(record);
+    }
+  }
+  return records;
+}
+
+/** Polls `probe` every 10 ms until it returns true or `ms` pass. */
+export async function waitFor(probe: () => Promise<boolean> | boolean, ms = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
