@@ -81,6 +81,8 @@ export interface PoolStats {
   /** Live tensors in each ready worker after its last job (it should not grow). */
   workerTensors: number[];
   restarts: number;
+  /** Jobs a worker stopped part-way on being cancelled (timeout, disconnect). */
+  cancelledInWorker: number;
 }
 
 interface Job {
@@ -112,6 +114,7 @@ export class WorkerPool {
   private nextId = 1;
   private closing = false;
   private restarts = 0;
+  private cancelledInWorker = 0;
   /** Exponential moving average of decode time, for Retry-After. */
   private avgDecodeMs = 200;
   private modelInfo: PoolModelInfo | null = null;
@@ -147,6 +150,7 @@ export class WorkerPool {
       maxQueue: this.opts.maxQueue,
       workerTensors: ready.map((s) => s.numTensors),
       restarts: this.restarts,
+      cancelledInWorker: this.cancelledInWorker,
     };
   }
 
@@ -223,6 +227,7 @@ export class WorkerPool {
       const status = msg.name === 'DecodeOptionsError' ? 400 : 500;
       this.settle(job, status === 400 ? new HttpError(400, msg.message) : new WorkerError(`${msg.name}: ${msg.message}`));
     } else {
+      this.cancelledInWorker += 1;
       this.settle(job, new CancelledError());
     }
     this.dispatch();

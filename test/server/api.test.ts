@@ -120,10 +120,10 @@ test('malformed requests: no file, a file in the wrong field, two files, not mul
   noFile.append('strategy', 'greedy');
   await expectError(await post('/api/captions', noFile), 400, /no image/);
   const wrongField = new FormData();
-  wrongField.append('picture', new Blob([png]), 'x.png');
+  wrongField.append('picture', new Blob([new Uint8Array(png)]), 'x.png');
   await expectError(await post('/api/captions', wrongField), 400, /unexpected file field "picture"/);
   const two = form(png);
-  two.append('image', new Blob([png]), 'y.png');
+  two.append('image', new Blob([new Uint8Array(png)]), 'y.png');
   await expectError(await post('/api/captions', two), 400, /./);
   const json = await fetch(`${server.url}/api/captions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"image":"x"}' });
   await expectError(json, 400, /no image/);

@@ -78,7 +78,7 @@ export function pngHeaderClaiming(width: number, height: number): Buffer {
 export function form(bytes: Uint8Array, filename = 'image.png', type = 'image/png', fields: Record<string, string> = {}): FormData {
   const f = new FormData();
   for (const [k, v] of Object.entries(fields)) f.append(k, v);
-  f.append('image', new Blob([bytes], { type }), filename);
+  f.append('image', new Blob([new Uint8Array(bytes)], { type }), filename);
   return f;
 }
 
