@@ -83,6 +83,8 @@ export interface PoolStats {
   restarts: number;
   /** Jobs a worker stopped part-way on being cancelled (timeout, disconnect). */
   cancelledInWorker: number;
+  /** Jobs accepted (queued or started) since the pool started. */
+  accepted: number;
 }
 
 interface Job {
@@ -115,6 +117,7 @@ export class WorkerPool {
   private closing = false;
   private restarts = 0;
   private cancelledInWorker = 0;
+  private accepted = 0;
   /** Exponential moving average of decode time, for Retry-After. */
   private avgDecodeMs = 200;
   private modelInfo: PoolModelInfo | null = null;
@@ -151,6 +154,7 @@ export class WorkerPool {
       workerTensors: ready.map((s) => s.numTensors),
       restarts: this.restarts,
       cancelledInWorker: this.cancelledInWorker,
+      accepted: this.accepted,
     };
   }
 
@@ -301,6 +305,7 @@ export class WorkerPool {
         reject,
       };
       request.signal?.addEventListener('abort', job.onAbort, { once: true });
+      this.accepted += 1;
       this.queue.push(job);
       this.dispatch();
     });

@@ -1,0 +1,223 @@
+/**
+ * Behaviour under load and at the limits: the bounded queue (503 + Retry-After at once), the
+ * per-request time limit, cancellation when a client disconnects, graceful shutdown, and the
+ * `captioner serve` CLI stopping with exit code 0 on SIGTERM. One tiny model, trained here.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+import { loadImagePixels } from '../../model/image.ts';
+import { CancelledError, QueueFullError, TimeoutError, UnavailableError } from '../../server/errors.ts';
+import { resolvePort } from '../../server/listen.ts';
+import { WorkerPool } from '../../server/workers.ts';
+import { form, image, readSse, serve, trainServerModel, waitFor, type TrainedModel } from './helpers.ts';
+
+let model: TrainedModel;
+let pixels: Uint8Array;
+let png: Buffer;
+
+before(async () => {
+  model = await trainServerModel(30);
+  png = await image('png');
+  pixels = await loadImagePixels(png, 16);
+});
+
+after(async () => {
+  await model?.cleanup();
+});
+
+const GREEDY = { strategy: 'greedy' } as const;
+
+test('pool: past one running and maxQueue waiting jobs, a job is refused at once with QueueFullError', async () => {
+  const pool = await WorkerPool.start({ modelDir: model.modelDir, workers: 1, maxQueue: 1, timeoutMs: 30_000 });
+  try {
+    const running = pool.caption({ pixels, options: GREEDY });
+    const queued = pool.caption({ pixels, options: GREEDY });
+    assert.deepEqual([pool.stats().busy, pool.stats().queued], [1, 1]);
+    const refused = await pool.caption({ pixels, options: GREEDY }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof QueueFullError, String(refused));
+    assert.equal(refused.status, 503);
+    assert.match(refused.headers['Retry-After'] ?? '', /^[1-9]\d*$/);
+    const [a, b] = await Promise.all([running, queued]);
+    assert.equal(a.result.caption, b.result.caption);
+    assert.deepEqual([pool.stats().busy, pool.stats().queued], [0, 0]);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('pool: aborting a queued job drops it; aborting a running one stops the worker part-way', async () => {
+  const pool = await WorkerPool.start({ modelDir: model.modelDir, workers: 1, maxQueue: 4, timeoutMs: 30_000 });
+  try {
+    const first = new AbortController();
+    const running = pool.caption({ pixels, options: GREEDY, signal: first.signal });
+    const second = new AbortController();
+    const queued = pool.caption({ pixels, options: GREEDY, signal: second.signal });
+    second.abort();
+    await assert.rejects(queued, CancelledError);
+    assert.equal(pool.stats().queued, 0);
+    first.abort(); // the run and cancel messages reach the worker together: it stops before finishing
+    await assert.rejects(running, CancelledError);
+    await waitFor(() => pool.stats().busy === 0, 10_000, 'the worker to acknowledge');
+    assert.equal(pool.stats().cancelledInWorker, 1);
+    assert.equal(pool.stats().restarts, 0, 'stopped by message, not terminated');
+    // The worker is free and healthy: the next job runs.
+    const next = await pool.caption({ pixels, options: GREEDY });
+    assert.ok(next.result.words.length >= 1);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('pool: a job over the time limit fails with TimeoutError and the worker carries on', async () => {
+  const pool = await WorkerPool.start({ modelDir: model.modelDir, workers: 1, maxQueue: 4, timeoutMs: 1 });
+  try {
+    await assert.rejects(pool.caption({ pixels, options: { strategy: 'beam', beamWidth: 5, nBest: 5 } }), TimeoutError);
+    await waitFor(() => pool.stats().busy === 0, 10_000, 'the worker to stop');
+    assert.equal(pool.stats().restarts, 0);
+    assert.equal(pool.isReady, true);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('pool: close() lets running work finish, refuses new work, drops queued work', async () => {
+  const pool = await WorkerPool.start({ modelDir: model.modelDir, workers: 1, maxQueue: 4, timeoutMs: 30_000 });
+  const running = pool.caption({ pixels, options: GREEDY });
+  const queued = pool.caption({ pixels, options: GREEDY });
+  const closed = pool.close(10_000);
+  await assert.rejects(pool.caption({ pixels, options: GREEDY }), UnavailableError);
+  await assert.rejects(queued, UnavailableError);
+  assert.ok((await running).result.words.length >= 1, 'the running job finished');
+  await closed;
+  assert.equal(pool.isReady, false);
+});
+
+test('HTTP: a burst past capacity gets 503 with Retry-After at once, and every other request succeeds', async () => {
+  const server = await serve(model.modelDir, { workers: 1, maxQueue: 1 });
+  try {
+    const burst = await Promise.all(
+      Array.from({ length: 12 }, () => fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '5' }) })),
+    );
+    const statuses = burst.map((r) => r.status);
+    assert.ok(statuses.every((s) => s === 200 || s === 503), statuses.join(','));
+    const refused = burst.filter((r) => r.status === 503);
+    assert.ok(refused.length >= 1, `some refused: ${statuses.join(',')}`);
+    assert.ok(statuses.filter((s) => s === 200).length >= 2, `some served: ${statuses.join(',')}`);
+    for (const r of refused) {
+      assert.match(r.headers.get('retry-after') ?? '', /^[1-9]\d*$/);
+      assert.match(((await r.json()) as { error: { message: string } }).error.message, /queue full/);
+    }
+    await Promise.all(burst.filter((r) => r.status === 200).map((r) => r.json()));
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, new RegExp(`^captioner_caption_failures_total\\{reason="QueueFullError"\\} ${refused.length}$`, 'm'));
+  } finally {
+    await server.close();
+  }
+});
+
+test('HTTP: past the time limit the answer is 504', async () => {
+  const server = await serve(model.modelDir, { timeoutMs: 1 });
+  try {
+    const res = await fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { beamWidth: '5' }) });
+    assert.equal(res.status, 504);
+    assert.match(((await res.json()) as { error: { message: string } }).error.message, /1 ms limit/);
+    assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+  } finally {
+    await server.close();
+  }
+});
+
+test('HTTP: a client that disconnects while waiting cancels its job (it never runs)', async () => {
+  const server = await serve(model.modelDir, { workers: 1, maxQueue: 16 });
+  const stats = async () => (await (await fetch(`${server.url}/readyz`)).json()) as { busy: number; queued: number; accepted: number };
+  const captionsDone = async () =>
+    [...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(/^captioner_captions_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
+  try {
+    const ahead = Array.from({ length: 6 }, () =>
+      fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '5' }) }),
+    );
+    await waitFor(async () => (await stats()).queued >= 5, 20_000, 'the queue to fill');
+    const client = new AbortController();
+    const leaving = fetch(`${server.url}/api/captions/stream`, { method: 'POST', body: form(png), signal: client.signal }).catch((e: unknown) => e);
+    // Accepted seventh, it waits behind the others (FIFO).
+    await waitFor(async () => (await stats()).accepted === 7, 20_000, 'the streaming request to queue');
+    assert.ok((await stats()).queued >= 1);
+    client.abort();
+    assert.ok((await leaving) instanceof Error);
+    for (const r of await Promise.all(ahead)) assert.equal(r.status, 200);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /^captioner_caption_failures_total\{reason="CancelledError"\} 1$/m);
+    assert.equal(await captionsDone(), 6, 'only the six that stayed were captioned');
+  } finally {
+    await server.close();
+  }
+});
+
+test('HTTP: uploads, pages and health checks stay responsive while the worker is busy', async () => {
+  const server = await serve(model.modelDir, { workers: 1, maxQueue: 32 });
+  try {
+    const work = Array.from({ length: 10 }, () =>
+      fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '5' }) }),
+    );
+    await waitFor(async () => ((await (await fetch(`${server.url}/readyz`)).json()) as { queued: number }).queued >= 3, 20_000, 'a backlog');
+    const started = performance.now();
+    assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+    assert.equal((await fetch(`${server.url}/`)).status, 200);
+    const refused = await fetch(`${server.url}/api/captions`, { method: 'POST', body: form(Buffer.from('<svg/>')) });
+    assert.equal(refused.status, 415, 'an upload is checked without waiting for the queue');
+    const elapsed = performance.now() - started;
+    const stillQueued = ((await (await fetch(`${server.url}/readyz`)).json()) as { queued: number; busy: number });
+    assert.ok(stillQueued.busy === 1, `answered while captions were still being generated (${elapsed.toFixed(0)} ms)`);
+    for (const r of await Promise.all(work)) assert.equal(r.status, 200);
+  } finally {
+    await server.close();
+  }
+});
+
+test('HTTP: a graceful stop finishes the stream in flight, then refuses connections', async () => {
+  const server = await serve(model.modelDir);
+  const res = await fetch(`${server.url}/api/captions/stream`, { method: 'POST', body: form(png, 'x.png', 'image/png', GREEDY) });
+  assert.equal(res.status, 200);
+  const closing = server.close();
+  const records = await readSse(res);
+  assert.equal(records[records.length - 1]!.event, 'done', 'the caption in flight completed');
+  await closing;
+  await assert.rejects(fetch(`${server.url}/healthz`));
+});
+
+test('the port: --port, else PORT, else 3000', () => {
+  assert.equal(resolvePort(undefined, undefined), 3000);
+  assert.equal(resolvePort(undefined, '8080'), 8080);
+  assert.equal(resolvePort(4000, '8080'), 4000);
+  assert.throws(() => resolvePort(undefined, 'eighty'), /PORT/);
+  assert.throws(() => resolvePort(70000, undefined), /65535/);
+});
+
+test('captioner serve: listens where PORT says, and exits 0 on SIGTERM after a graceful stop', async () => {
+  const bin = fileURLToPath(new URL('../../bin/captioner.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'serve', '--model', model.modelDir, '--workers', '1'], {
+    env: { ...process.env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stderr) || child.exitCode !== null, 60_000, 'the server to listen');
+    const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
+    assert.ok(url, stderr);
+    const res = await fetch(`${url}/api/captions`, { method: 'POST', body: form(png) });
+    assert.equal(res.status, 200);
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    assert.match(stderr, /SIGTERM: stopping/);
+    assert.match(stderr, /stopped/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
