@@ -58,7 +58,7 @@ test('upload through the page: the preview shows and the caption streams in word
     const caption = document.getElementById('caption')!;
     const snapshots: string[][] = [];
     (window as unknown as { snapshots: string[][] }).snapshots = snapshots;
-    new MutationObserver(() => snapshots.push([...caption.querySelectorAll('.word')].map((w) => w.textContent ?? ''))).observe(caption, { childList: true, subtree: true });
+    new MutationObserver(() => snapshots.push(Array.from(caption.querySelectorAll('.word'), (w) => w.textContent ?? ''))).observe(caption, { childList: true, subtree: true });
   });
   await page.setInputFiles('#image-input', { name: 'disc.png', mimeType: 'image/png', buffer: png });
   await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
