@@ -101,6 +101,7 @@ export function layoutChart(title: string, curves: Curve[], xLabel: string, widt
 interface MetricLine {
   type?: string;
   step?: number;
+  epoch?: number;
   loss?: number;
   valLoss?: number;
   trainLoss?: number;
@@ -185,7 +186,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
     config,
     dataset: await readDataset(config.train?.data),
     training: last
-      ? { steps: last.step!, epochs: epochs.length, lastLoss: last.loss ?? null, bestValLoss: valLosses.length ? Math.min(...valLosses) : null }
+      ? { steps: last.step!, epochs: last.epoch ?? epochs.length, lastLoss: last.loss ?? null, bestValLoss: valLosses.length ? Math.min(...valLosses) : null }
       : null,
     charts,
     evaluations: await readEvaluations(modelDir),

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../model/backend.ts';
-import { streamCaption } from '../model/decode.ts';
+import { captionImages, streamCaption } from '../model/decode.ts';
 import { loadModel } from '../model/load.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './workers.ts';
 
@@ -45,6 +45,10 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>, model: Awaited<Retur
 try {
   const backend = await selectBackend(init.backend);
   const model = await loadModel(init.modelDir);
+  // One throw-away caption so that the first real request does not pay the backend's warm-up.
+  const blank = tf.zeros([1, model.config.imageSize, model.config.imageSize, 3]) as tf.Tensor4D;
+  captionImages(model, blank, { strategy: 'greedy', maxLength: 2 });
+  blank.dispose();
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'run') {
       if (msg.pixels.length !== model.config.imageSize * model.config.imageSize * 3) {
