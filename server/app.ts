@@ -149,7 +149,14 @@ export function createApp(deps: AppDeps): express.Express {
 
   /** Reads the multipart upload in memory, checks and decodes it, parses the decoding fields. */
   const readUpload = async (req: Request, res: Response) => {
-    await new Promise<void>((resolve, reject) => upload(req, res, (err: unknown) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      upload(req, res, (err: unknown) => {
+        if (!err) resolve();
+        // busboy's own errors (no boundary, a body cut short) are the client's malformed request.
+        else if (err instanceof multer.MulterError || err instanceof HttpError) reject(err);
+        else reject(new BadRequestError(`malformed multipart body: ${(err as Error).message}`));
+      }),
+    );
     if (!req.file) {
       throw new BadRequestError('no image: send multipart/form-data with the image file in the field "image"');
     }

@@ -131,6 +131,14 @@ test('malformed requests: no file, a file in the wrong field, two files, not mul
   await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { beamWidth: '99' })), 400, /beamWidth/);
   await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { nBest: '4' })), 400, /nBest 4 is more than beamWidth 3/);
   await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { '<b>x</b>': '1' })), 400, /unknown field/);
+  const noBoundary = await fetch(`${server.url}/api/captions`, { method: 'POST', headers: { 'content-type': 'multipart/form-data' }, body: 'xx' });
+  await expectError(noBoundary, 400, /malformed multipart body/);
+  const cutShort = await fetch(`${server.url}/api/captions`, {
+    method: 'POST',
+    headers: { 'content-type': 'multipart/form-data; boundary=b' },
+    body: '--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n\x89PNG',
+  });
+  await expectError(cutShort, 400, /malformed multipart body/);
   const nope = await fetch(`${server.url}/api/nope`);
   await expectError(nope, 404, /no page/);
 });
