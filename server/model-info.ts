@@ -89,7 +89,10 @@ export function layoutChart(title: string, curves: Curve[], xLabel: string, widt
   const series = curves
     .filter((c) => c.points.length > 0)
     .map((c, i) => {
-      const pts = c.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+      const finite = c.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+      // A long run logs many thousands of points; a few hundred draw the same curve.
+      const every = Math.ceil(finite.length / 600);
+      const pts = finite.filter((_, j) => j % every === 0 || j === finite.length - 1);
       const path = pts.map((p, j) => `${j ? 'L' : 'M'}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ');
       return { label: c.label, path, colour: COLOURS[i % COLOURS.length]!, last: fmt(pts[pts.length - 1]!.y) };
     });

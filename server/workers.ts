@@ -287,7 +287,8 @@ export class WorkerPool {
    */
   caption(request: CaptionRequest): Promise<CaptionOutcome> {
     if (this.closing) return Promise.reject(new UnavailableError('the server is shutting down'));
-    if (!this.slots.some((s) => s.ready)) return Promise.reject(new UnavailableError('no caption worker is ready'));
+    // A worker being replaced (after a crash or a forced stop) takes jobs once it is ready.
+    if (this.slots.length === 0) return Promise.reject(new UnavailableError('no caption worker is running'));
     const idle = this.slots.some((s) => s.ready && !s.job);
     if (!idle && this.queue.length >= this.opts.maxQueue) return Promise.reject(new QueueFullError(this.retryAfterSeconds()));
     if (request.signal?.aborted) return Promise.reject(new CancelledError());
