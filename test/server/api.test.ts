@@ -15,7 +15,7 @@ const MAX_BYTES = 200_000;
 const MAX_PIXELS = 512 * 512;
 
 before(async () => {
-  model = await trainServerModel(30);
+  model = await trainServerModel();
   server = await serve(model.modelDir, { limits: { maxBytes: MAX_BYTES, maxPixels: MAX_PIXELS } });
   const { readFile } = await import('node:fs/promises');
   const { readCheckpointConfig } = await import('../../model/checkpoint.ts');

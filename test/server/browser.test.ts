@@ -23,7 +23,7 @@ let png: Buffer;
 
 before(async () => {
   if (!available) return;
-  model = await trainServerModel(60); // long enough to write captions of a few words
+  model = await trainServerModel();
   server = await serve(model.modelDir);
   png = await image('png', 96, 96);
   browser = await chromium.launch({

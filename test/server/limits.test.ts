@@ -18,7 +18,7 @@ let pixels: Uint8Array;
 let png: Buffer;
 
 before(async () => {
-  model = await trainServerModel(30);
+  model = await trainServerModel();
   png = await image('png');
   pixels = await loadImagePixels(png, 16);
 });
@@ -101,7 +101,7 @@ test('HTTP: a burst past capacity gets 503 with Retry-After at once, and every o
   const server = await serve(model.modelDir, { workers: 1, maxQueue: 1 });
   try {
     const burst = await Promise.all(
-      Array.from({ length: 12 }, () => fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '5' }) })),
+      Array.from({ length: 16 }, () => fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }) })),
     );
     const statuses = burst.map((r) => r.status);
     assert.ok(statuses.every((s) => s === 200 || s === 503), statuses.join(','));
