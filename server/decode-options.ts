@@ -16,7 +16,8 @@ export const DEFAULT_DECODE_LIMITS: DecodeLimits = { maxBeamWidth: 10, maxCaptio
 /** What a request gets when it says nothing: beam search, three alternatives. */
 export const DEFAULT_DECODE: DecodeOptions = { strategy: 'beam', beamWidth: 3, nBest: 3 };
 
-type NumberField = Exclude<keyof DecodeOptions, 'strategy'>;
+// imageSeeds (per-image seeds of a batch) has no meaning for one uploaded image; `seed` is its seed.
+type NumberField = Exclude<keyof DecodeOptions, 'strategy' | 'imageSeeds'>;
 
 const NUMBER_FIELDS: Record<NumberField, { integer: boolean; min: number; max?: (l: DecodeLimits) => number }> = {
   beamWidth: { integer: true, min: 1, max: (l) => l.maxBeamWidth },

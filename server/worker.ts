@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../model/backend.ts';
 import { captionImages, streamCaption } from '../model/decode.ts';
+import { imagesToTensor } from '../model/image.ts';
 import { loadModel } from '../model/load.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './workers.ts';
 
@@ -24,10 +25,10 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>, model: Awaited<Retur
   const controller = new AbortController();
   running.set(msg.id, controller);
   const started = performance.now();
-  const size = model.config.imageSize;
-  // [1, size, size, 3] in [0, 1], as in training (model/dataset.ts ImageCache.batch).
-  const image = tf.tidy(() => tf.div(tf.tensor4d(msg.pixels, [1, size, size, 3], 'int32').toFloat(), 255) as tf.Tensor4D);
+  let image: tf.Tensor4D | null = null;
   try {
+    // [1, size, size, 3] in [0, 1], scaled as in training.
+    image = imagesToTensor([msg.pixels], model.config.imageSize);
     for await (const event of streamCaption(model, image, msg.options, controller.signal)) {
       if (event.type === 'done') return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started, numTensors: 0 };
       if (msg.stream) post({ type: 'event', id: msg.id, event });
@@ -37,7 +38,7 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>, model: Awaited<Retur
     if (controller.signal.aborted) return { type: 'cancelled', id: msg.id };
     return { type: 'error', id: msg.id, name: (err as Error).name, message: (err as Error).message };
   } finally {
-    image.dispose();
+    image?.dispose();
     running.delete(msg.id);
   }
 }
