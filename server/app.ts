@@ -223,6 +223,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.post('/api/captions/stream', async (req, res) => {
     const { options, decoded } = await readUpload(req, res);
     const send = (event: string, data: unknown) => {
+      if (res.destroyed || res.writableEnded) return; // the client has gone; its job is being cancelled
       if (!res.headersSent) {
         res.status(200).set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
         res.flushHeaders();
@@ -267,6 +268,7 @@ export function createApp(deps: AppDeps): express.Express {
     if (status >= 500 && !(err instanceof HttpError)) log(`error: ${req.method} ${req.path}: ${(err as Error)?.stack ?? String(err)}`);
     if (err instanceof CheckpointError) log(`error: ${err.message}`);
     if (res.headersSent) {
+      if (res.destroyed || res.writableEnded) return;
       // A stream already under way: report the error as its last event.
       res.write(`event: error\ndata: ${JSON.stringify({ status, message })}\n\n`);
       res.end();
