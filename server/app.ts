@@ -29,6 +29,7 @@ import type { CaptionOutcome, CaptionRequest, PoolModelInfo, PoolStats } from '.
 /** What the app needs of the worker pool (server/workers.ts WorkerPool). */
 export interface CaptionService {
   caption(request: CaptionRequest): Promise<CaptionOutcome>;
+  checkAdmission(): void;
   stats(): PoolStats;
   readonly info: PoolModelInfo;
   readonly isReady: boolean;
@@ -149,6 +150,13 @@ export function createApp(deps: AppDeps): express.Express {
 
   /** Reads the multipart upload in memory, checks and decodes it, parses the decoding fields. */
   const readUpload = async (req: Request, res: Response) => {
+    // When the queue is full, say so at once, before reading and decoding the upload.
+    try {
+      deps.pool.checkAdmission();
+    } catch (err) {
+      metrics.captionFailures.inc({ reason: (err as Error).name });
+      throw err;
+    }
     await new Promise<void>((resolve, reject) =>
       upload(req, res, (err: unknown) => {
         if (!err) resolve();

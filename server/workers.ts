@@ -281,16 +281,28 @@ export class WorkerPool {
   }
 
   /**
+   * Throws what `caption()` would refuse a job with now (QueueFullError, UnavailableError), so
+   * that a request can be turned away before its upload is read and decoded.
+   */
+  checkAdmission(): void {
+    if (this.closing) throw new UnavailableError('the server is shutting down');
+    // A worker being replaced (after a crash or a forced stop) takes jobs once it is ready.
+    if (this.slots.length === 0) throw new UnavailableError('no caption worker is running');
+    const idle = this.slots.some((s) => s.ready && !s.job);
+    if (!idle && this.queue.length >= this.opts.maxQueue) throw new QueueFullError(this.retryAfterSeconds());
+  }
+
+  /**
    * Captions one image (its pixels from model/image.ts). Rejects at once with QueueFullError
    * when every worker is busy and the queue is full, UnavailableError while shutting down;
    * later with TimeoutError past the time limit, CancelledError when `signal` aborts.
    */
   caption(request: CaptionRequest): Promise<CaptionOutcome> {
-    if (this.closing) return Promise.reject(new UnavailableError('the server is shutting down'));
-    // A worker being replaced (after a crash or a forced stop) takes jobs once it is ready.
-    if (this.slots.length === 0) return Promise.reject(new UnavailableError('no caption worker is running'));
-    const idle = this.slots.some((s) => s.ready && !s.job);
-    if (!idle && this.queue.length >= this.opts.maxQueue) return Promise.reject(new QueueFullError(this.retryAfterSeconds()));
+    try {
+      this.checkAdmission();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     if (request.signal?.aborted) return Promise.reject(new CancelledError());
     return new Promise<CaptionOutcome>((resolve, reject) => {
       const now = performance.now();
