@@ -126,24 +126,49 @@ async function readMetrics(modelDir: string): Promise<MetricLine[]> {
   return lines;
 }
 
+/** Numeric leaves of a JSON value, named by their path ("scores.CIDEr-D"); per-image detail is skipped. */
 function numericFigures(value: unknown, prefix = '', depth = 0): { name: string; value: string }[] {
   if (typeof value === 'number') return [{ name: prefix, value: fmt(value) }];
-  if (!value || typeof value !== 'object' || Array.isArray(value) || depth > 2) return [];
-  return Object.entries(value).flatMap(([k, v]) => numericFigures(v, prefix ? `${prefix}.${k}` : k, depth + 1));
+  if (!value || typeof value !== 'object' || Array.isArray(value) || depth > 3) return [];
+  return Object.entries(value)
+    .filter(([k]) => k !== 'perImage')
+    .flatMap(([k, v]) => numericFigures(v, prefix ? `${prefix}.${k}` : k, depth + 1));
 }
 
+/**
+ * The figures of one evaluation file. `captioner eval` writes {decoding, splits: {NAME: {images,
+ * scores, semantic, …}}}: one table per split; any other JSON shows its numeric leaves.
+ */
+function evaluationFigures(file: string, json: unknown): EvalFigures[] {
+  const splits = (json as { splits?: unknown })?.splits;
+  if (splits && typeof splits === 'object' && !Array.isArray(splits)) {
+    const decoding = (json as { decoding?: unknown }).decoding;
+    const how = decoding && typeof decoding === 'object' ? ` (${Object.entries(decoding).map(([k, v]) => `${k} ${String(v)}`).join(', ')})` : '';
+    return Object.entries(splits).map(([split, v]) => ({
+      file: `${file}: ${split}${how}`,
+      figures: numericFigures({ images: (v as { images?: unknown }).images, ...(v as { scores?: object }).scores, semantic: (v as { semantic?: unknown }).semantic }).slice(0, 40),
+    }));
+  }
+  return [{ file, figures: numericFigures(json).slice(0, 40) }];
+}
+
+/** Evaluation files in the model directory: eval*.json, eval/*.json, and metrics.json in eval-SPLIT folders (captioner eval). */
 async function readEvaluations(modelDir: string): Promise<EvalFigures[]> {
+  const entries = await readdir(modelDir, { withFileTypes: true }).catch(() => []);
+  const files: string[] = [];
+  for (const e of entries.filter((e) => e.name.startsWith('eval')).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    if (e.isFile() && e.name.endsWith('.json')) files.push(e.name);
+    if (!e.isDirectory()) continue;
+    const inner = await readdir(join(modelDir, e.name)).catch(() => [] as string[]);
+    if (e.name === 'eval') files.push(...inner.filter((n) => n.endsWith('.json')).sort().map((n) => `eval/${n}`));
+    else if (inner.includes('metrics.json')) files.push(`${e.name}/metrics.json`);
+  }
   const out: EvalFigures[] = [];
-  for (const dir of [modelDir, join(modelDir, 'eval')]) {
-    const names = await readdir(dir).catch(() => [] as string[]);
-    const files = names.filter((n) => n.endsWith('.json') && (dir !== modelDir || n.startsWith('eval'))).sort();
-    for (const name of files) {
-      try {
-        const figures = numericFigures(JSON.parse(await readFile(join(dir, name), 'utf8'))).slice(0, 40);
-        if (figures.length) out.push({ file: dir === modelDir ? name : `eval/${name}`, figures });
-      } catch {
-        // Not JSON we can read: not an evaluation file.
-      }
+  for (const file of files) {
+    try {
+      out.push(...evaluationFigures(file, JSON.parse(await readFile(join(modelDir, file), 'utf8'))).filter((f) => f.figures.length > 0));
+    } catch {
+      // Not JSON we can read: not an evaluation file.
     }
   }
   return out;
