@@ -11,7 +11,9 @@
  * `cancelGraceMs` is terminated and replaced.
  */
 import { Worker } from 'node:worker_threads';
+import { BackendError } from '../model/backend.ts';
 import type { ModelConfig } from '../model/captioner.ts';
+import { CheckpointError } from '../model/checkpoint.ts';
 import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode.ts';
 import { CancelledError, HttpError, QueueFullError, TimeoutError, UnavailableError, WorkerError } from './errors.ts';
 
@@ -179,7 +181,10 @@ export class WorkerPool {
           resolve();
           this.dispatch();
         } else if (msg.type === 'fatal') {
-          reject(new WorkerError(`a caption worker could not start: ${msg.name}: ${msg.message}`));
+          // The library's typed errors keep their type, so the CLI maps them to its exit codes.
+          if (msg.name === 'CheckpointError') reject(new CheckpointError(msg.message));
+          else if (msg.name === 'BackendError') reject(new BackendError(msg.message));
+          else reject(new WorkerError(`a caption worker could not start: ${msg.name}: ${msg.message}`));
         } else {
           this.onJobMessage(slot, msg);
         }

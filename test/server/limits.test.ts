@@ -221,3 +221,13 @@ test('captioner serve: listens where PORT says, and exits 0 on SIGTERM after a g
     if (child.exitCode === null) child.kill('SIGKILL');
   }
 });
+
+test('captioner serve: a directory that is not a model exits 3, naming it', async () => {
+  const bin = fileURLToPath(new URL('../../bin/captioner.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'serve', '--model', model.dataDir, '--workers', '1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  assert.equal(code, 3, stderr);
+  assert.match(stderr, new RegExp(`error: ${model.dataDir}: not a model directory`));
+});
