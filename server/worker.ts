@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../model/backend.ts';
 import { captionImages, streamCaption } from '../model/decode.ts';
 import { imagesToTensor } from '../model/image.ts';
+import { describeNative, nativeStatus } from '../model/native.ts';
 import { loadModel } from '../model/load.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './workers.ts';
 
@@ -65,6 +66,7 @@ try {
   post({
     type: 'ready',
     backend,
+    backendDetail: backend === 'cpu' ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' }) : '',
     model: { config: model.config, vocabSize: model.vocab.size },
     numTensors: tf.memory().numTensors,
   });

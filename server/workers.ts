@@ -30,7 +30,7 @@ export type ToWorker =
 
 /** Messages from a worker. */
 export type FromWorker =
-  | { type: 'ready'; backend: string; model: { config: ModelConfig; vocabSize: number }; numTensors: number }
+  | { type: 'ready'; backend: string; backendDetail: string; model: { config: ModelConfig; vocabSize: number }; numTensors: number }
   | { type: 'fatal'; name: string; message: string }
   | { type: 'event'; id: number; event: Exclude<StreamEvent, { type: 'done' }> }
   | { type: 'result'; id: number; result: CaptionResult; ms: number; numTensors: number }
@@ -54,6 +54,8 @@ export interface PoolOptions {
 /** What the loaded model is, as reported by a worker. */
 export interface PoolModelInfo {
   backend: string;
+  /** For the CPU backend: whether the native kernels (model/native.ts) are on. */
+  backendDetail: string;
   config: ModelConfig;
   vocabSize: number;
 }
@@ -177,7 +179,7 @@ export class WorkerPool {
           started = true;
           slot.ready = true;
           slot.numTensors = msg.numTensors;
-          this.modelInfo ??= { backend: msg.backend, config: msg.model.config, vocabSize: msg.model.vocabSize };
+          this.modelInfo ??= { backend: msg.backend, backendDetail: msg.backendDetail, config: msg.model.config, vocabSize: msg.model.vocabSize };
           resolve();
           this.dispatch();
         } else if (msg.type === 'fatal') {

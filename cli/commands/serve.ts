@@ -47,7 +47,8 @@ export const serveCommand: Command = {
       ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}),
       log: logLine,
     });
-    logLine(`model ${String(argv.model)} on the ${running.pool.info.backend} backend; listening on ${running.url}`);
+    const { backend, backendDetail } = running.pool.info;
+    logLine(`model ${String(argv.model)} on the ${backend} backend${backendDetail ? ` (${backendDetail})` : ""}; listening on ${running.url}`);
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
