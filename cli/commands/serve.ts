@@ -48,7 +48,7 @@ export const serveCommand: Command = {
       log: logLine,
     });
     const { backend, backendDetail } = running.pool.info;
-    logLine(`model ${String(argv.model)} on the ${backend} backend${backendDetail ? ` (${backendDetail})` : ""}; listening on ${running.url}`);
+    logLine(`model ${String(argv.model)} on the ${backend} backend${backendDetail ? ` (${backendDetail})` : ''}; listening on ${running.url}`);
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

@@ -5,10 +5,14 @@
  */
 import { rm } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
+import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { startServer, type RunningServer, type ServeOptions } from '../../server/listen.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { trainTinyModel } from '../helpers/tiny-model.ts';
+
+// The pure-JS backend's "install tfjs-node" banner would otherwise land in the test output.
+tf.env().set('PROD', true);
 
 export interface TrainedModel {
   modelDir: string;
