@@ -143,7 +143,13 @@ function evaluationFigures(file: string, json: unknown): EvalFigures[] {
   const splits = (json as { splits?: unknown })?.splits;
   if (splits && typeof splits === 'object' && !Array.isArray(splits)) {
     const decoding = (json as { decoding?: unknown }).decoding;
-    const how = decoding && typeof decoding === 'object' ? ` (${Object.entries(decoding).map(([k, v]) => `${k} ${String(v)}`).join(', ')})` : '';
+    // "beam search, width 3" (captioner eval), or an object of settings.
+    const how =
+      typeof decoding === 'string'
+        ? ` (${decoding})`
+        : decoding && typeof decoding === 'object'
+          ? ` (${Object.entries(decoding).map(([k, v]) => `${k} ${String(v)}`).join(', ')})`
+          : '';
     return Object.entries(splits).map(([split, v]) => ({
       file: `${file}: ${split}${how}`,
       figures: numericFigures({ images: (v as { images?: unknown }).images, ...(v as { scores?: object }).scores, semantic: (v as { semantic?: unknown }).semantic }).slice(0, 40),

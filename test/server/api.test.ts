@@ -224,7 +224,7 @@ test('the model page shows the configuration, the data set, the training curves 
   // What `captioner eval` leaves in MODEL_DIR/eval-SPLIT/metrics.json (numbers made up here).
   await mkdir(`${model.modelDir}/eval-val`, { recursive: true });
   const evaluation = {
-    decoding: { strategy: 'beam', beamWidth: 3 },
+    decoding: 'beam search, width 3',
     splits: { val: { split: 'val', images: 2, scores: { 'BLEU-4': 0.25, 'CIDEr-D': 1.5 }, perImage: { img0: { 'CIDEr-D': 9 } } } },
   };
   await writeFile(`${model.modelDir}/eval-val/metrics.json`, JSON.stringify(evaluation));
@@ -235,7 +235,7 @@ test('the model page shows the configuration, the data set, the training curves 
   assert.match(html, /Data set<\/dt><dd>tiny \(test\)/);
   assert.match(html, /<figcaption>Loss per token<\/figcaption>/);
   assert.match(html, /<path d="M[\d.]+,[\d.]+( L[\d.]+,[\d.]+){4,}"/, 'a training-loss curve with the logged steps');
-  assert.match(html, /<code>eval-val\/metrics.json: val \(strategy beam, beamWidth 3\)<\/code>/);
+  assert.match(html, /<code>eval-val\/metrics.json: val \(beam search, width 3\)<\/code>/);
   assert.match(html, /<tr><th>CIDEr-D<\/th><td>1.5<\/td><\/tr>/);
   assert.match(html, /<tr><th>images<\/th><td>2<\/td><\/tr>/);
   assert.doesNotMatch(html, /perImage/);
