@@ -133,46 +133,57 @@ test('HTTP: past the time limit the answer is 504', async () => {
 });
 
 test('HTTP: a client that disconnects while waiting cancels its job (it never runs)', async () => {
-  const server = await serve(model.modelDir, { workers: 1, maxQueue: 16 });
+  const server = await serve(model.modelDir, { workers: 1, maxQueue: 256 });
   const stats = async () => (await (await fetch(`${server.url}/readyz`)).json()) as { busy: number; queued: number; accepted: number };
-  const captionsDone = async () =>
-    [...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(/^captioner_captions_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
+  const counter = async (pattern: RegExp) => [...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(pattern)].reduce((s, m) => s + Number(m[1]), 0);
   try {
-    const ahead = Array.from({ length: 6 }, () =>
-      fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '5' }) }),
-    );
-    await waitFor(async () => (await stats()).queued >= 5, 20_000, 'the queue to fill');
-    const client = new AbortController();
-    const leaving = fetch(`${server.url}/api/captions/stream`, { method: 'POST', body: form(png), signal: client.signal }).catch((e: unknown) => e);
-    // Accepted seventh, it waits behind the others (FIFO).
-    await waitFor(async () => (await stats()).accepted === 7, 20_000, 'the streaming request to queue');
-    assert.ok((await stats()).queued >= 1);
-    client.abort();
-    assert.ok((await leaving) instanceof Error);
-    for (const r of await Promise.all(ahead)) assert.equal(r.status, 200);
-    const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    assert.match(metrics, /^captioner_caption_failures_total\{reason="CancelledError"\} 1$/m);
-    assert.equal(await captionsDone(), 6, 'only the six that stayed were captioned');
+    // The abandoned request must wait behind others. How long a caption takes depends on the
+    // machine, so the set-up is retried with more work ahead until it is still queued at the abort.
+    let demonstrated = false;
+    for (let attempt = 0, ahead = 24; attempt < 4 && !demonstrated; attempt++, ahead *= 2) {
+      const before = await stats();
+      const captionsBefore = await counter(/^captioner_captions_total\{[^}]*\} (\d+)$/gm);
+      const work = Array.from({ length: ahead }, () =>
+        fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }) }),
+      );
+      await waitFor(async () => (await stats()).accepted >= before.accepted + ahead, 30_000, 'the work ahead to be accepted');
+      const client = new AbortController();
+      const leaving = fetch(`${server.url}/api/captions/stream`, { method: 'POST', body: form(png), signal: client.signal }).catch((e: unknown) => e);
+      await waitFor(async () => (await stats()).accepted === before.accepted + ahead + 1, 30_000, 'the streaming request to be accepted');
+      if ((await stats()).queued >= 3) {
+        // Accepted last, it waits behind at least two others (FIFO): abort it now.
+        client.abort();
+        assert.ok((await leaving) instanceof Error);
+        for (const r of await Promise.all(work)) assert.equal(r.status, 200);
+        assert.equal(await counter(/^captioner_caption_failures_total\{reason="CancelledError"\} (\d+)$/gm), 1);
+        assert.equal(await counter(/^captioner_captions_total\{[^}]*\} (\d+)$/gm), captionsBefore + ahead, 'only the requests that stayed were captioned');
+        demonstrated = true;
+      } else {
+        await leaving; // the work ahead finished too fast: the stream ran; try with more ahead
+        await Promise.all(work);
+      }
+    }
+    assert.ok(demonstrated, 'could not get a request queued behind others to abandon');
   } finally {
     await server.close();
   }
 });
 
 test('HTTP: uploads, pages and health checks stay responsive while the worker is busy', async () => {
-  const server = await serve(model.modelDir, { workers: 1, maxQueue: 32 });
+  const server = await serve(model.modelDir, { workers: 1, maxQueue: 64 });
   try {
-    const work = Array.from({ length: 10 }, () =>
-      fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '5' }) }),
+    const work = Array.from({ length: 40 }, () =>
+      fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }) }),
     );
-    await waitFor(async () => ((await (await fetch(`${server.url}/readyz`)).json()) as { queued: number }).queued >= 3, 20_000, 'a backlog');
+    await waitFor(async () => ((await (await fetch(`${server.url}/readyz`)).json()) as { accepted: number }).accepted >= 1, 20_000, 'work to start');
     const started = performance.now();
     assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
     assert.equal((await fetch(`${server.url}/`)).status, 200);
     const refused = await fetch(`${server.url}/api/captions`, { method: 'POST', body: form(Buffer.from('<svg/>')) });
     assert.equal(refused.status, 415, 'an upload is checked without waiting for the queue');
     const elapsed = performance.now() - started;
-    const stillQueued = ((await (await fetch(`${server.url}/readyz`)).json()) as { queued: number; busy: number });
-    assert.ok(stillQueued.busy === 1, `answered while captions were still being generated (${elapsed.toFixed(0)} ms)`);
+    const pending = (await (await fetch(`${server.url}/readyz`)).json()) as { queued: number; busy: number; accepted: number };
+    assert.ok(pending.busy + pending.queued >= 1 || pending.accepted < 40, `answered while captions were still pending (${elapsed.toFixed(0)} ms)`);
     for (const r of await Promise.all(work)) assert.equal(r.status, 200);
   } finally {
     await server.close();
