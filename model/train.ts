@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { epochBatches, makeExamples, orderedBatches, type Batch } from './batch.ts';
 import { Captioner, MODEL_DEFAULTS, MODEL_KEYS, MODEL_SPEC, type ModelConfig } from './captioner.ts';
-import { hasCheckpoint, loadCheckpoint, disposeCheckpoint, saveCheckpoint, type SavedConfig, type TrainingState } from './checkpoint.ts';
+import { hasCheckpoint, loadCheckpoint, disposeCheckpoint, readCheckpointConfig, saveCheckpoint, type SavedConfig, type TrainingState } from './checkpoint.ts';
 import { ConfigError, pick, resolveConfig, type ConfigLayer, type ConfigSpec } from './config.ts';
 import { ImageCache, readManifest, splitImages, DatasetError } from './dataset.ts';
 import { greedyDecode } from './decode.ts';
@@ -119,10 +119,7 @@ export async function resolveTrainConfig(layers: readonly ConfigLayer[]): Promis
   if (!first.out) throw new ConfigError('flags: "out" is required (the model directory)');
   if (!first.resume || !(await hasCheckpoint(first.out))) return first;
   // On resume the saved configuration is the base; the architecture cannot change.
-  const saved = await readFile(join(first.out, 'checkpoint.json'), 'utf8').then(async (text) => {
-    const latest = (JSON.parse(text) as { latest: string }).latest;
-    return JSON.parse(await readFile(join(first.out, latest, 'config.json'), 'utf8')) as SavedConfig;
-  });
+  const { config: saved } = await readCheckpointConfig(first.out, 'latest');
   const base = { ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig;
   const resolved = resolveConfig<TrainConfig>(base, TRAIN_SPEC, layers);
   for (const key of MODEL_KEYS) {
