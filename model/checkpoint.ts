@@ -178,8 +178,7 @@ export async function loadCheckpoint(modelDir: string, which: 'latest' | 'best')
       throw new CheckpointError(`${modelDir}: not a model directory (no ${POINTER} and no weights.json)`);
     }
   }
-  const config = await readJson<SavedConfig>(join(dir, 'config.json'));
-  if (!config.model) throw new CheckpointError(`${join(dir, 'config.json')}: no "model" section`);
+  const config = await readSavedConfig(dir);
   const vocab = Vocabulary.fromJSON(await readJson(join(dir, 'vocab.json')), join(dir, 'vocab.json'));
   const weights = await readWeights(dir, 'weights');
   let backboneTopology: object | null = null;
@@ -207,7 +206,18 @@ export function disposeCheckpoint(ckpt: LoadedCheckpoint): void {
 export async function readCheckpointConfig(modelDir: string, which: 'latest' | 'best' = 'best'): Promise<{ dir: string; config: SavedConfig }> {
   const pointer = await readPointer(modelDir);
   const dir = pointer ? join(modelDir, which === 'best' ? (pointer.best ?? pointer.latest) : pointer.latest) : modelDir;
-  const config = await readJson<SavedConfig>(join(dir, 'config.json'));
-  if (!config.model) throw new CheckpointError(`${join(dir, 'config.json')}: no "model" section`);
-  return { dir, config };
+  return { dir, config: await readSavedConfig(dir) };
+}
+
+/**
+ * Architecture keys added after a checkpoint was written, with the value that reproduces what
+ * the code did before them: an older checkpoint keeps loading as the model it was.
+ */
+const ADDED_MODEL_KEYS: Partial<ModelConfig> = { encoderPooling: 'average' };
+
+async function readSavedConfig(dir: string): Promise<SavedConfig> {
+  const file = join(dir, 'config.json');
+  const config = await readJson<SavedConfig>(file);
+  if (!config.model) throw new CheckpointError(`${file}: no "model" section`);
+  return { ...config, model: { ...ADDED_MODEL_KEYS, ...config.model } };
 }

@@ -1,6 +1,6 @@
 /**
  * The image encoder: a small CNN (blocks of 3×3 convolution, ReLU and 2×2 max-pooling, then
- * global average pooling and a dense layer) that turns an image into one feature vector. A
+ * pooling and a dense layer) that turns an image into one feature vector. A
  * pretrained TF.js LayersModel can stand in for the convolutional part ("backbone"), frozen or
  * fine-tuned; the dense projection to the feature size is always trained.
  */
@@ -16,6 +16,12 @@ export interface EncoderConfig {
   encoderChannels: number[];
   /** Size of the image feature vector handed to the decoder. */
   featureSize: number;
+  /**
+   * How the last feature map becomes a vector: 'average' (global average pooling: what is in
+   * the image, wherever it is) or 'flatten' (every position kept: also where things are, which
+   * relations such as "left of" need, and which object each attribute belongs to).
+   */
+  encoderPooling: 'average' | 'flatten';
   /** Path of a TF.js LayersModel to use instead of the CNN, or null. */
   backbone: string | null;
   /** Fine-tune the backbone's weights (true) or keep them frozen (false). */
@@ -43,7 +49,7 @@ export class Encoder {
       topology = backbone.toJSON(null, false) as object;
       convOut = Encoder.checkBackbone(backbone, config, config.backbone);
     } else {
-      convOut = config.encoderChannels.at(-1) ?? 3;
+      convOut = Encoder.cnnOutputSize(config);
     }
     const params: Params = {};
     if (!backbone) {
@@ -72,7 +78,16 @@ export class Encoder {
     return new Encoder(config, params, backbone, backboneTopology);
   }
 
-  /** Checks the backbone takes [imageSize, imageSize, 3] images; returns its output channels. */
+  /** Length of the CNN's output vector: channels, times positions when flattened. */
+  private static cnnOutputSize(config: EncoderConfig): number {
+    const channels = config.encoderChannels.at(-1) ?? 3;
+    if (config.encoderPooling === 'average') return channels;
+    // 'same' max-pooling rounds up: 64 → 32 → … ; 10 → 5 → 3.
+    const side = config.encoderChannels.reduce((s) => Math.ceil(s / 2), config.imageSize);
+    return side * side * channels;
+  }
+
+  /** Checks the backbone takes [imageSize, imageSize, 3] images; returns the length of its pooled output. */
   private static checkBackbone(model: tf.LayersModel, config: EncoderConfig, source: string): number {
     const input = model.inputs[0]?.shape ?? [];
     if (input.length !== 4 || input[1] !== config.imageSize || input[2] !== config.imageSize || input[3] !== 3) {
@@ -82,6 +97,11 @@ export class Encoder {
     const channels = output.at(-1);
     if ((output.length !== 2 && output.length !== 4) || typeof channels !== 'number') {
       throw new Error(`${source}: backbone output shape ${JSON.stringify(output)} is neither [batch, channels] nor [batch, h, w, channels]`);
+    }
+    if (output.length === 4 && config.encoderPooling === 'flatten') {
+      const [, h, w] = output;
+      if (typeof h !== 'number' || typeof w !== 'number') throw new Error(`${source}: backbone output shape ${JSON.stringify(output)} has no fixed size to flatten`);
+      return h * w * channels;
     }
     return channels;
   }
@@ -104,7 +124,11 @@ export class Encoder {
           x = tf.maxPool(x as tf.Tensor4D, 2, 2, 'same'); // [batch, s/2, s/2, ch]
         }
       }
-      if (x.rank === 4) x = tf.mean(x, [1, 2]); // global average pooling → [batch, channels]
+      if (x.rank === 4) {
+        x = this.config.encoderPooling === 'flatten'
+          ? tf.reshape(x, [x.shape[0]!, -1]) // [batch, h·w·channels]
+          : tf.mean(x, [1, 2]); // global average pooling → [batch, channels]
+      }
       return tf.add(tf.matMul(x as tf.Tensor2D, this.params['encoder/project/kernel']!), this.params['encoder/project/bias']!) as tf.Tensor2D;
     });
   }

@@ -233,7 +233,7 @@ describe('native kernels', () => {
 
   test('gradients of a small CNN + LSTM captioner are equal with and without native kernels', async () => {
     const config: ModelConfig = {
-      imageSize: 16, encoderChannels: [4, 8], featureSize: 12, backbone: null, backboneTrainable: false,
+      imageSize: 16, encoderChannels: [4, 8], featureSize: 12, encoderPooling: 'average', backbone: null, backboneTrainable: false,
       embeddingSize: 6, hiddenSize: 10, cell: 'lstm', featureInput: 'init', maxLength: 5, minWordCount: 1,
     };
     const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
