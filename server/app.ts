@@ -21,7 +21,7 @@ import { ImageError } from '../model/image.ts';
 import { DEFAULT_DECODE_LIMITS, parseDecodeOptions, type DecodeLimits } from './decode-options.ts';
 import { BadRequestError, CancelledError, HttpError, TooLargeError } from './errors.ts';
 import { ServerMetrics } from './metrics.ts';
-import { describeModel } from './model-info.ts';
+import { describeModel, readModelCard } from './model-info.ts';
 import { DEFAULT_IMAGE_LIMITS, decodeUpload, thumbnailDataUrl, type CheckedImage, type ImageLimits } from './upload.ts';
 import { handlebarsEngine } from './views.ts';
 import type { CaptionOutcome, CaptionRequest, PoolModelInfo, PoolStats } from './workers.ts';
@@ -202,8 +202,11 @@ export function createApp(deps: AppDeps): express.Express {
     maxBytesMb: (limits.maxBytes / 1024 / 1024).toFixed(0),
   });
 
-  app.get('/', (_req, res) => {
-    res.render('home', { title: 'Caption an image', ...pageData() });
+  // Read once: what the model knows does not change while it is served.
+  const card = readModelCard(deps.modelDir);
+
+  app.get('/', async (_req, res) => {
+    res.render('home', { title: 'Caption an image', ...pageData(), card: await card });
   });
 
   // The same form without JavaScript: a plain POST renders the finished caption.
@@ -211,7 +214,7 @@ export function createApp(deps: AppDeps): express.Express {
     const { bytes, options, decoded } = await readUpload(req, res);
     const outcome = await runCaption(res, decoded.pixels, options);
     const json = captionJson(outcome.result, outcome, deps.pool.info, modelName, options, decoded);
-    res.render('home', { title: 'Caption an image', ...pageData(), result: resultView(json), preview: await thumbnailDataUrl(bytes), strategy: options.strategy });
+    res.render('home', { title: 'Caption an image', ...pageData(), card: await card, result: resultView(json), preview: await thumbnailDataUrl(bytes), strategy: options.strategy });
   });
 
   app.get('/model', async (_req, res) => {

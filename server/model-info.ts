@@ -37,6 +37,8 @@ export interface EvalFigures {
 
 export interface ModelDescription {
   name: string;
+  /** What the model knows, from its README.md (see `readModelCard`); null when it has none. */
+  card: ModelCard | null;
   modelDir: string;
   checkpoint: string;
   config: SavedConfig;
@@ -193,6 +195,29 @@ async function readDataset(dataDir: unknown): Promise<ModelDescription['dataset'
   }
 }
 
+/** The first paragraph of a model directory's README.md: what the model knows, in plain words. */
+export interface ModelCard {
+  /** Plain text (Markdown emphasis and code marks removed). */
+  summary: string;
+  /** The README's title, if it has one. */
+  title: string | null;
+}
+
+/**
+ * Reads the model's card: the first paragraph of MODEL_DIR/README.md after its title. The page
+ * shows it beside the upload form, so that nobody takes a shapes model for a photo captioner.
+ */
+export async function readModelCard(modelDir: string): Promise<ModelCard | null> {
+  const text = await readFile(join(modelDir, 'README.md'), 'utf8').catch(() => null);
+  if (text === null) return null;
+  const blocks = text.replace(/\r\n/g, '\n').split(/\n\s*\n/).map((b) => b.trim()).filter(Boolean);
+  const heading = blocks[0]?.startsWith('#') ? blocks[0] : null;
+  const first = blocks.find((b) => !b.startsWith('#') && !b.startsWith('|') && !b.startsWith('    '));
+  if (!first) return null;
+  const plain = (md: string) => md.replace(/`([^`]*)`/g, '$1').replace(/\*\*([^*]+)\*\*/g, '$1').replace(/\s+/g, ' ').trim();
+  return { summary: plain(first), title: heading ? plain(heading.replace(/^#+\s*/, '')) : null };
+}
+
 /** Describes the model in `modelDir` for the model page. */
 export async function describeModel(modelDir: string): Promise<ModelDescription> {
   const { dir, config } = await readCheckpointConfig(modelDir);
@@ -215,6 +240,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
   const last = steps[steps.length - 1];
   return {
     name: basename(modelDir.replace(/\/+$/, '')) || modelDir,
+    card: await readModelCard(modelDir),
     modelDir,
     checkpoint: basename(dir),
     config,

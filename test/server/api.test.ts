@@ -14,8 +14,13 @@ let vocab: Set<string>;
 const MAX_BYTES = 200_000;
 const MAX_PIXELS = 512 * 512;
 
+const CARD = 'What it knows: the `tiny` test world of **six** images, not photographs.';
+
 before(async () => {
   model = await trainServerModel();
+  // The model's card: the first paragraph of its README, shown on the pages.
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(`${model.modelDir}/README.md`, `# A tiny test model\n\n${CARD}\nIt knows nothing else.\n\n## How it was made\n\nBy the test.\n`);
   server = await serve(model.modelDir, { limits: { maxBytes: MAX_BYTES, maxPixels: MAX_PIXELS } });
   const { readFile } = await import('node:fs/promises');
   const { readCheckpointConfig } = await import('../../model/checkpoint.ts');
@@ -217,6 +222,24 @@ test('user-supplied strings are escaped in pages', async () => {
   assert.ok(html.includes('&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt;'), 'echoed escaped');
   const notFound = await (await fetch(`${server.url}/%3Cscript%3Ealert(1)%3C%2Fscript%3E`, { headers: { accept: 'text/html' } })).text();
   assert.ok(!notFound.includes('<script>alert'));
+});
+
+test('the home page and the model page say what the model knows, from the first paragraph of its README', async () => {
+  const plain = 'What it knows: the tiny test world of six images, not photographs. It knows nothing else.';
+  const home = await (await fetch(server.url + '/')).text();
+  assert.match(home, /<p class="model-card" id="model-card"><strong>What model [^<]+ knows:<\/strong> ([^<]+) <a href="\/model">/);
+  assert.equal(/<p class="model-card" id="model-card">.*?<\/strong> ([^<]+) <a/.exec(home)?.[1], plain);
+  const page = await (await fetch(server.url + '/model')).text();
+  assert.ok(page.includes(`<p class="model-card">${plain}</p>`));
+  assert.match(page, /\(A tiny test model\)/);
+  assert.doesNotMatch(page, /How it was made/, 'only the first paragraph');
+
+  const { readModelCard } = await import('../../server/model-info.ts');
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const bare = await mkdtemp(`${tmpdir()}/captioner-card-`);
+  assert.equal(await readModelCard(bare), null, 'no README, no card');
+  await rm(bare, { recursive: true });
 });
 
 test('the model page shows the configuration, the data set, the training curves and evaluation figures', async () => {
