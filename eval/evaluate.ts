@@ -87,6 +87,8 @@ export interface EvaluationOptions {
   outDir: string;
   /** Images in each of the report's best and worst galleries. */
   galleryCount: number;
+  /** Only the first `limit` images of each split (a quick look at a checkpoint); 0 or absent: all. */
+  limit?: number;
 }
 
 export interface EvaluationHooks {
@@ -137,8 +139,9 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
   const evaluated: { result: SplitEvaluation; perImage: ImageScore[]; captioned: CaptionedImage[] }[] = [];
   try {
     for (const split of splits) {
-      const images = splitImages(manifest, split);
-      log(`captioning ${images.length} images of "${split}" (${decoding})`);
+      const all = splitImages(manifest, split);
+      const images = options.limit ? all.slice(0, options.limit) : all;
+      log(`captioning ${images.length}${images.length < all.length ? ` of the ${all.length}` : ''} images of "${split}" (${decoding})`);
       const captioned = await captionImagesOfSplit(model, options.dataDir, images, {
         batchSize: options.batchSize,
         beamWidth: options.beamWidth,

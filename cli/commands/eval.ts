@@ -25,10 +25,12 @@ export const evalCommand: Command = {
       .option('beam', { type: 'number', default: 3, describe: 'beam width (model/decode.ts beam search); 1 is greedy decoding' })
       .option('batch-size', { type: 'number', default: 32, describe: 'images per decoding batch' })
       .option('gallery', { type: 'number', default: 6, describe: 'images in each of the report\'s best and worst galleries' })
+      .option('limit', { type: 'number', describe: 'only the first N images of each split: a quick look at a checkpoint while it trains (not figures to report)' })
       .option('out', { type: 'string', describe: 'output directory [default: MODEL/eval-SPLIT]' })
       .option('json', { type: 'boolean', describe: 'print the result as one JSON object on stdout' })
       .example('$0 eval --model models/shapes --data data/shapes', 'evaluate on "test"; report in models/shapes/eval-test/report.html')
-      .example('$0 eval --model models/shapes --data data/shapes --split val --json', 'machine-readable metrics of the val split'),
+      .example('$0 eval --model models/shapes --data data/shapes --split val --json', 'machine-readable metrics of the val split')
+      .example('$0 eval --model train/shapes/ckpt-000800 --data data/shapes --beam 1 --limit 200 --out /tmp/look', 'a quick look at a checkpoint while training goes on'),
   async run(argv) {
     const modelDir = argv.model as string;
     const split = argv.split as string;
@@ -39,6 +41,7 @@ export const evalCommand: Command = {
       beamWidth: positiveInteger(argv, 'beam'),
       batchSize: positiveInteger(argv, 'batch-size'),
       galleryCount: positiveInteger(argv, 'gallery'),
+      limit: argv.limit === undefined ? 0 : positiveInteger(argv, 'limit'),
       outDir: (argv.out as string | undefined) ?? join(modelDir, `eval-${split}`),
     };
     await selectBackend(argv.backend as string | undefined, logLine);

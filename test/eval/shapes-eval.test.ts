@@ -39,3 +39,18 @@ test('shapes: "test" brings "test-compositional"; semantic accuracy is the scene
   assert.match(html, /<h2>Semantic accuracy<\/h2>/);
   assert.match(html, /<tr><td>test-compositional<\/td><td>\d+<\/td><td>\d+\.\d%<\/td>/);
 });
+
+test('--limit evaluates only the first N images of each split', async () => {
+  const data = join(root, 'data-limit');
+  await generateShapes({ count: 40, size: 16, seed: 4, out: data, testFraction: 0.3, compositionalFraction: 0.3 });
+  const manifest = await readManifest(data);
+  const model = await trainTinyModel(data, 1, { out: join(root, 'model-limit'), maxSteps: 2, maxLength: 16 });
+  const outDir = join(root, 'eval-limit');
+  const result = await runEvaluation({ modelDir: model, dataDir: data, split: 'test', beamWidth: 1, batchSize: 4, outDir, galleryCount: 1, limit: 3 });
+  for (const s of result.splits) {
+    assert.ok(splitImages(manifest, s.split).length > 3, `${s.split} has more than 3 images`);
+    assert.equal(s.images, 3);
+    const pairs = await readCaptionPairs(join(outDir, s.referencesFile), join(outDir, s.resultsFile));
+    assert.deepEqual([...new Set(pairs.map((p) => String(p.id)))], splitImages(manifest, s.split).slice(0, 3).map((img) => img.id));
+  }
+});
