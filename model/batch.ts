@@ -54,18 +54,38 @@ export interface EpochBatchOptions {
  * the batches are still a pure function of (examples, seed, epoch).
  */
 export function epochBatches(examples: readonly Example[], batchSize: number, seed: number, epoch: number, opts: EpochBatchOptions = {}): Batch[] {
-  const order = new Rng(deriveSeed(seed, 1, epoch)).shuffle(examples);
+  return shuffledBatches(examples, batchSize, deriveSeed(seed, 1, epoch), deriveSeed(seed, 1, epoch, 1), opts).batches;
+}
+
+/**
+ * `examples` shuffled by `orderSeed` and cut into batches (bucketed as `epochBatches` says, the
+ * batches then shuffled by `bucketSeed`). With `holdRemainder` the last `length % batchSize`
+ * examples of the shuffled order are returned as `remainder` instead of forming a short batch:
+ * a streamed window (model/stream.ts) hands them on to the next window.
+ */
+export function shuffledBatches(
+  examples: readonly Example[],
+  batchSize: number,
+  orderSeed: number,
+  bucketSeed: number,
+  opts: EpochBatchOptions = {},
+  holdRemainder = false,
+): { batches: Batch[]; remainder: Example[] } {
+  const shuffled = new Rng(orderSeed).shuffle(examples);
+  const kept = shuffled.length - (holdRemainder ? shuffled.length % batchSize : 0);
+  const order = shuffled.slice(0, kept);
+  const remainder = shuffled.slice(kept);
   const out: Batch[] = [];
   if (!opts.bucketing) {
     for (let i = 0; i < order.length; i += batchSize) out.push(padBatch(order.slice(i, i + batchSize)));
-    return out;
+    return { batches: out, remainder };
   }
   const pool = batchSize * (opts.poolBatches ?? 32);
   for (let p = 0; p < order.length; p += pool) {
     const sorted = order.slice(p, p + pool).sort((a, b) => a.ids.length - b.ids.length); // stable: ties keep the shuffle
     for (let i = 0; i < sorted.length; i += batchSize) out.push(padBatch(sorted.slice(i, i + batchSize)));
   }
-  return new Rng(deriveSeed(seed, 1, epoch, 1)).shuffle(out);
+  return { batches: new Rng(bucketSeed).shuffle(out), remainder };
 }
 
 /** The fraction of token positions in `batches` that are padding (what bucketing cuts). */

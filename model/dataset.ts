@@ -117,7 +117,7 @@ export function splitImages(manifest: Manifest, split: string): DatasetImage[] {
 export type PixelSource = 'shards' | 'shards-resized' | 'files' | 'mixed';
 
 /** Resizes raw RGB pixels from `from`² to `to`² with sharp's default (Lanczos-3) kernel. */
-async function resizePixels(src: Uint8Array, from: number, to: number): Promise<Uint8Array> {
+export async function resizePixels(src: Uint8Array, from: number, to: number): Promise<Uint8Array> {
   const data = await sharp(src, { raw: { width: from, height: from, channels: 3 } })
     .resize(to, to, { fit: 'fill' })
     .raw()
@@ -126,7 +126,7 @@ async function resizePixels(src: Uint8Array, from: number, to: number): Promise<
 }
 
 /** Runs `job` over `items` with `width` in flight (sharp works on libuv's thread pool). */
-async function inParallel<T>(items: readonly T[], width: number, job: (item: T) => Promise<void>): Promise<void> {
+export async function inParallel<T>(items: readonly T[], width: number, job: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await job(items[next++]!);
@@ -235,7 +235,7 @@ export class ImageCache {
 }
 
 /** A whole shard file; a missing or unreadable shard is a data-set error naming it. */
-async function readShardBytes(file: string): Promise<Uint8Array> {
+export async function readShardBytes(file: string): Promise<Uint8Array> {
   try {
     const handle = await open(file, 'r');
     try {

@@ -6,7 +6,7 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { epochBatches, makeExamples, orderedBatches, type Batch } from './batch.ts';
+import { epochBatches, makeExamples, orderedBatches, type Batch, type Example } from './batch.ts';
 import { Captioner, MODEL_DEFAULTS, MODEL_KEYS, MODEL_SPEC, type ModelConfig } from './captioner.ts';
 import { hasCheckpoint, loadCheckpoint, disposeCheckpoint, readCheckpointConfig, saveCheckpoint, type SavedConfig, type TrainingState } from './checkpoint.ts';
 import { ConfigError, pick, resolveConfig, type ConfigLayer, type ConfigSpec } from './config.ts';
@@ -16,6 +16,7 @@ import { writeFileAtomic } from './fsutil.ts';
 import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
 import { Adam, clipByGlobalNorm } from './optim.ts';
 import { Rng, deriveSeed } from './rng.ts';
+import { StreamedPixels, type PixelBatch } from './stream.ts';
 import { learningRateAt, scheduledSamplingProbability, type LrScheduleKind, type SamplingScheduleKind } from './schedules.ts';
 import { Vocabulary } from './vocab.ts';
 
@@ -50,6 +51,14 @@ export interface TrainConfig extends ModelConfig {
   valSamples: number;
   /** Batch captions of similar length together (model/batch.ts), to pad less. */
   bucketing: boolean;
+  /** Stream the training pixels chunk by chunk (model/stream.ts) instead of holding them all: 'auto' when they exceed `pixelBudgetMb`. */
+  stream: 'auto' | 'on' | 'off';
+  /** Memory for pixels, MB: the in-memory limit of `stream: 'auto'`, and what an automatic window and read-ahead fill. */
+  pixelBudgetMb: number;
+  /** Chunks (shards) whose examples are shuffled together when streaming (0: as many as half the budget holds). */
+  streamWindow: number;
+  /** Chunks read ahead while a window trains (-1: as many as the window). */
+  streamReadAhead: number;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -78,6 +87,10 @@ export const TRAIN_DEFAULTS = {
   validateEvery: 1,
   valSamples: 4,
   bucketing: false,
+  stream: 'auto',
+  pixelBudgetMb: 2048,
+  streamWindow: 0,
+  streamReadAhead: -1,
 } satisfies TrainConfig;
 
 export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
@@ -110,6 +123,10 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   validateEvery: { type: 'number', integer: true, min: 1, describe: 'validate and checkpoint every N epochs (and after the last)' },
   valSamples: { type: 'number', integer: true, min: 0, describe: 'validation images to caption greedily each epoch' },
   bucketing: { type: 'boolean', describe: 'batch captions of similar length together (less padding)' },
+  stream: { type: 'string', choices: ['auto', 'on', 'off'], describe: 'stream training pixels shard by shard with read-ahead instead of loading them all (auto: when they exceed --pixel-budget-mb)' },
+  pixelBudgetMb: { type: 'number', min: 1, describe: 'memory for image pixels, MB: above it --stream auto streams, and the stream window fills it' },
+  streamWindow: { type: 'number', integer: true, min: 0, describe: 'shards whose examples are shuffled together when streaming (0: half the pixel budget)' },
+  streamReadAhead: { type: 'number', integer: true, min: -1, describe: 'shards read ahead while the window trains (-1: as many as the window, 0: none)' },
 };
 
 /** The resolved configuration and the checkpoint's saved one, when resuming. */
@@ -248,6 +265,8 @@ export interface TrainHooks {
   shouldStop?(): boolean;
   /** Called while images are decoded. */
   loading?(done: number, total: number): void;
+  /** Called with the pixel source when it is open (tests look at a stream's counters). */
+  pixelSource?(source: StreamedPixels | ImageCache): void;
 }
 
 export interface TrainResult {
@@ -257,6 +276,8 @@ export interface TrainResult {
   bestMetric: number | null;
   stopped: boolean;
   modelDir: string;
+  /** Time the loop waited between asking for a batch and having its pixels, seconds. */
+  dataWaitSeconds: number;
 }
 
 async function appendMetrics(path: string, record: Record<string, unknown>): Promise<void> {
@@ -310,9 +331,32 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   log(`vocabulary: ${model.vocab.size} words; train: ${trainImages.length} images; ${config.valSplit}: ${valImages.length} images`);
 
   const size = model.config.imageSize;
-  const cache = await ImageCache.load(config.data, [...trainImages, ...valImages], size, hooks.loading);
-  log(`images: ${cache.sourceDescription}`);
   const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
+  const budget = config.pixelBudgetMb * 2 ** 20;
+  const allBytes = (trainImages.length + valImages.length) * size * size * 3;
+  const streaming = config.stream === 'on' || (config.stream === 'auto' && allBytes > budget);
+  let stream: StreamedPixels | null = null;
+  let cache: ImageCache;
+  if (streaming) {
+    // Validation stays in memory (a small split); the training split streams.
+    cache = await ImageCache.load(config.data, valImages, size, hooks.loading);
+    stream = await StreamedPixels.open(config.data, trainImages, examples, size, {
+      batchSize: config.batchSize,
+      seed: config.seed,
+      epochs: config.epochs,
+      bucketing: config.bucketing,
+      window: config.streamWindow,
+      readAhead: config.streamReadAhead,
+      budgetBytes: budget - valImages.length * size * size * 3,
+    });
+    const why = config.stream === 'on' ? '--stream on' : `${(allBytes / 2 ** 20).toFixed(0)} MB of pixels exceed --pixel-budget-mb ${config.pixelBudgetMb}`;
+    log(`images: ${stream.description} (${why}); ${config.valSplit}: ${cache.sourceDescription}, in memory`);
+  } else {
+    cache = await ImageCache.load(config.data, [...trainImages, ...valImages], size, hooks.loading);
+    log(`images: ${cache.sourceDescription}, in memory`);
+  }
+  hooks.pixelSource?.(stream ?? cache);
+  const trainBatches = (epoch: number, from: number) => stream?.epoch(epoch, from) ?? inMemoryBatches(cache, examples, config, epoch, from);
   const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
   const perEpoch = Math.ceil(examples.length / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
@@ -340,12 +384,20 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   let windowTokens = 0;
   let windowImages = 0;
   let windowStart = performance.now();
+  let windowWait = 0;
+  let dataWait = 0;
   try {
     while (state.step < totalSteps && state.epoch < config.epochs && !stopped) {
-      const batches = epochBatches(examples, config.batchSize, config.seed, state.epoch, { bucketing: config.bucketing });
-      for (let b = state.batchInEpoch; b < batches.length && state.step < totalSteps; b++) {
-        const batch = batches[b]!;
-        const stats = trainer.step(cache.batch(batch.imageIds), batch, state.step, totalSteps);
+      const batches = trainBatches(state.epoch, state.batchInEpoch);
+      for (let b = state.batchInEpoch; b < perEpoch && state.step < totalSteps; b++) {
+        const asked = performance.now();
+        const next = await batches.next();
+        if (next.done) throw new Error(`the pixel source ended at batch ${b} of ${perEpoch} in epoch ${state.epoch + 1}`);
+        const waited = performance.now() - asked;
+        windowWait += waited;
+        dataWait += waited;
+        const { batch, pixels } = next.value;
+        const stats = trainer.step(pixels, batch, state.step, totalSteps);
         if (!Number.isFinite(stats.loss)) throw new Error(`training diverged at step ${state.step}: loss ${stats.loss}`);
         state.step += 1;
         state.batchInEpoch = b + 1;
@@ -367,21 +419,24 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
             learningRate: stats.learningRate,
             tokensPerSecond,
             imagesPerSecond: windowImages / Math.max(seconds, 1e-9),
+            dataWaitMs: windowWait,
             time: new Date().toISOString(),
           });
           windowTokens = 0;
           windowImages = 0;
+          windowWait = 0;
           windowStart = performance.now();
         }
         if (hooks.shouldStop?.()) {
           stopped = true;
           break;
         }
-        if (config.checkpointEvery > 0 && state.step % config.checkpointEvery === 0 && state.batchInEpoch < batches.length) {
+        if (config.checkpointEvery > 0 && state.step % config.checkpointEvery === 0 && state.batchInEpoch < perEpoch) {
           await checkpoint(false);
         }
       }
-      if (stopped || state.batchInEpoch < batches.length) break; // stopped, or maxSteps reached mid-epoch
+      await batches.return(undefined);
+      if (stopped || state.batchInEpoch < perEpoch) break; // stopped, or maxSteps reached mid-epoch
       const lastEpoch = state.epoch + 1 === config.epochs || state.step >= totalSteps;
       if ((state.epoch + 1) % config.validateEvery !== 0 && !lastEpoch) {
         state.epoch += 1;
@@ -418,8 +473,16 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     }
     if (stopped || state.batchInEpoch > 0) await checkpoint(false);
   } finally {
+    await stream?.close();
     optimizer.dispose();
     model.dispose();
   }
-  return { steps: state.step, epochs: state.epoch, lastLoss, bestMetric: state.bestMetric, stopped, modelDir: config.out };
+  log(`data: waited ${(dataWait / 1000).toFixed(2)} s for batch pixels${stream ? ` (${stream.stats.chunksRead} chunk reads, at most ${stream.stats.maxResident} chunks resident)` : ''}`);
+  return { steps: state.step, epochs: state.epoch, lastLoss, bestMetric: state.bestMetric, stopped, modelDir: config.out, dataWaitSeconds: dataWait / 1000 };
+}
+
+/** The in-memory pixel source: `epochBatches`'s order, pixels gathered from the cache. */
+async function* inMemoryBatches(cache: ImageCache, examples: readonly Example[], config: TrainConfig, epoch: number, from: number): AsyncGenerator<PixelBatch> {
+  const batches = epochBatches(examples, config.batchSize, config.seed, epoch, { bucketing: config.bucketing });
+  for (let b = from; b < batches.length; b++) yield { batch: batches[b]!, pixels: cache.batch(batches[b]!.imageIds), index: b };
 }
