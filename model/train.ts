@@ -124,7 +124,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   valSamples: { type: 'number', integer: true, min: 0, describe: 'validation images to caption greedily each epoch' },
   bucketing: { type: 'boolean', describe: 'batch captions of similar length together (less padding)' },
   stream: { type: 'string', choices: ['auto', 'on', 'off'], describe: 'stream training pixels shard by shard with read-ahead instead of loading them all (auto: when they exceed --pixel-budget-mb)' },
-  pixelBudgetMb: { type: 'number', min: 1, describe: 'memory for image pixels, MB: above it --stream auto streams, and the stream window fills it' },
+  pixelBudgetMb: { type: 'number', min: 0, describe: 'memory for image pixels, MB: above it --stream auto streams, and the stream window fills it' },
   streamWindow: { type: 'number', integer: true, min: 0, describe: 'shards whose examples are shuffled together when streaming (0: half the pixel budget)' },
   streamReadAhead: { type: 'number', integer: true, min: -1, describe: 'shards read ahead while the window trains (-1: as many as the window, 0: none)' },
 };
