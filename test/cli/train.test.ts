@@ -82,6 +82,17 @@ test('train → refuse to overwrite → resume with more epochs → refuse an ar
   assert.match(changed.stderr, /"hiddenSize" is 32 in the checkpoint; the architecture cannot change on resume/);
 });
 
+test('--stream on streams the training pixels, says so, and reports the time spent waiting for them', async () => {
+  const out = join(work, 'streamed');
+  const run = await runCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '2', '--stream', 'on', '--stream-window', '1', '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /images: streaming 6 images from 1 chunks of image files decoded at 16×16: .*windows of 1 of 1 chunks.* \(--stream on\); val: 2 images decoded from their files at 16×16, in memory/);
+  assert.match(run.stderr, /data: waited [\d.]+ s for batch pixels \(2 chunk reads, at most 1 chunks resident\)/);
+  const result = JSON.parse(run.stdout) as { steps: number; dataWaitSeconds: number };
+  assert.equal(result.steps, 4);
+  assert.ok(result.dataWaitSeconds >= 0);
+});
+
 test('Ctrl-C saves a checkpoint after the current step and exits 130; --resume continues from it', async () => {
   const out = join(work, 'interrupted');
   const run = startCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '500', '--validate-every', '100']);
