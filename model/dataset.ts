@@ -235,7 +235,7 @@ export class ImageCache {
 }
 
 /** A whole shard file; a missing or unreadable shard is a data-set error naming it. */
-export async function readShardBytes(file: string): Promise<Uint8Array> {
+async function readShardBytes(file: string): Promise<Uint8Array> {
   try {
     const handle = await open(file, 'r');
     try {

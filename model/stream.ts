@@ -23,9 +23,11 @@
  * and a window's chunks are released as soon as its last batch has been gathered, so at most
  * `window + readAhead` chunks are resident (read or being read) at any time.
  */
+import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { shuffledBatches, type Batch, type EpochBatchOptions, type Example } from './batch.ts';
-import { DatasetError, inParallel, readShardBytes, readShardIndex, resizePixels, type DatasetImage, type ShardIndex } from './dataset.ts';
+import { DatasetError, inParallel, readShardIndex, resizePixels, type DatasetImage, type ShardIndex } from './dataset.ts';
 import { loadImagePixels, pixelsToUnit } from './image.ts';
 import { Rng, deriveSeed } from './rng.ts';
 
@@ -151,8 +153,12 @@ interface Position {
  * epoch (or resuming) continues with the reads already in flight. `close()` when done.
  */
 export class StreamedPixels {
-  /** Counters: the most chunks resident at once, chunks read, time the consumer waited for reads. */
-  readonly stats = { maxResident: 0, chunksRead: 0, ioWaitMs: 0 };
+  /**
+   * Counters: the most chunks resident at once, chunks read, and the time the consumer waited
+   * for reads: for the first window after a start or resume (nothing can be read ahead of it),
+   * and for every later window (what reading ahead should keep at zero).
+   */
+  readonly stats = { maxResident: 0, chunksRead: 0, startWaitMs: 0, ioWaitMs: 0 };
   /** Chunks shuffled together and chunks read ahead, as resolved. */
   readonly window: number;
   readonly readAhead: number;
@@ -241,7 +247,9 @@ export class StreamedPixels {
     const plan = this.plan(epoch);
     let w = plan.windows.findIndex((win) => from < win.firstBatch + win.batches.length);
     if (w < 0) return;
+    let starting = false;
     if (!this.head || this.head.epoch !== epoch || this.head.k !== w * this.window) {
+      starting = true;
       // A start or a resume: nothing read ahead fits, so begin at this window.
       this.reset({ epoch, k: w * this.window });
       if (w > 0) await this.restoreCarry(plan.windows[w - 1]!.carryOut);
@@ -252,7 +260,8 @@ export class StreamedPixels {
       const keys = win.chunks.map((_, i) => positionKey({ epoch, k: w * this.window + i }));
       const asked = performance.now();
       const loaded = await Promise.all(keys.map((key) => this.resident.get(key)!));
-      this.stats.ioWaitMs += performance.now() - asked;
+      this.stats[starting ? 'startWaitMs' : 'ioWaitMs'] += performance.now() - asked;
+      starting = false;
       const lookup = new Map(this.carry);
       win.chunks.forEach((c, i) => this.chunks[c]!.images.forEach((img, j) => lookup.set(img.id, loaded[i]!.subarray(j * this.per, (j + 1) * this.per))));
       if (win.batches.length === 0) this.finishWindow(epoch, w, plan, lookup, keys);
@@ -262,6 +271,9 @@ export class StreamedPixels {
         // Released before the last batch is handed out: the next reads start while it trains.
         if (b === win.batches.length - 1) this.finishWindow(epoch, w, plan, lookup, keys);
         this.opts.onEvent?.({ type: 'batch', epoch, index: win.firstBatch + b });
+        // A training step is synchronous: without a turn of the event loop here, the completions
+        // of the reads in flight would wait for the next real await, and reading ahead would stall.
+        await nextTurn();
         yield { batch, pixels, index: win.firstBatch + b };
       }
     }
@@ -348,12 +360,12 @@ export class StreamedPixels {
     const out = new Uint8Array(chunk.images.length * per);
     const jobs = chunk.images.map((img, j) => ({ img, j }));
     if (chunk.shard === undefined) {
-      await inParallel(jobs, 4, async ({ img, j }) => out.set(await loadImagePixels(join(this.dataDir, img.file), this.size), j * per));
+      await inParallel(jobs, DECODES_IN_FLIGHT, async ({ img, j }) => out.set(await loadImagePixels(join(this.dataDir, img.file), this.size), j * per));
       return out;
     }
     const index = this.shardIndex!;
     const file = join(this.dataDir, index.files[chunk.shard]!);
-    const bytes = await readShardBytes(file);
+    const bytes = await readWholeFile(file);
     const side = index.imageSize;
     const stored = side * side * 3;
     if (bytes.length % stored !== 0) {
@@ -369,13 +381,45 @@ export class StreamedPixels {
     if (side === this.size) {
       for (const { img, j } of jobs) out.set(slotPixels(img), j * per);
     } else {
-      await inParallel(jobs, 4, async ({ img, j }) => out.set(await resizePixels(slotPixels(img), side, this.size), j * per));
+      await inParallel(jobs, DECODES_IN_FLIGHT, async ({ img, j }) => out.set(await resizePixels(slotPixels(img), side, this.size), j * per));
     }
     return out;
   }
 }
 
 const positionKey = (p: Position) => `${p.epoch}:${p.k}`;
+
+/**
+ * Decodes or resizes queued at once for a chunk: sharp runs them on libuv's pool while the
+ * trainer computes, but a finished one only starts the next on a turn of the event loop (once
+ * a step), so the queue must be deep enough to keep the pool busy between turns.
+ */
+const DECODES_IN_FLIGHT = 64;
+
+/**
+ * A whole file in as few reads as the OS allows (one `pread` per 1 GiB), so that a shard read
+ * completes in a handful of event-loop turns; `fs.readFile` reads 512 KiB a turn, which while
+ * the trainer holds the thread would spread a 16 MB shard over 32 steps. Errors name the file.
+ */
+async function readWholeFile(file: string): Promise<Uint8Array> {
+  try {
+    const handle = await openFile(file, 'r');
+    try {
+      const { size } = await handle.stat();
+      const out = new Uint8Array(size);
+      for (let at = 0; at < size; ) {
+        const { bytesRead } = await handle.read(out, at, Math.min(size - at, 1 << 30), at);
+        if (bytesRead === 0) throw new Error(`the file ended at byte ${at} of ${size} while being read`);
+        at += bytesRead;
+      }
+      return out;
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    throw new DatasetError(`${file}: cannot read shard (${(err as Error).message})`);
+  }
+}
 
 /**
  * The window and read-ahead to stream with. Given values win (window ≥ 1, read-ahead ≥ 0); a

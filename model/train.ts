@@ -477,7 +477,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     optimizer.dispose();
     model.dispose();
   }
-  log(`data: waited ${(dataWait / 1000).toFixed(2)} s for batch pixels${stream ? ` (${stream.stats.chunksRead} chunk reads, at most ${stream.stats.maxResident} chunks resident)` : ''}`);
+  log(`data: waited ${(dataWait / 1000).toFixed(2)} s for batch pixels${stream ? ` (of it waiting on reads: ${(stream.stats.startWaitMs / 1000).toFixed(2)} s for the first window, ${(stream.stats.ioWaitMs / 1000).toFixed(2)} s later; ${stream.stats.chunksRead} chunks read, at most ${stream.stats.maxResident} resident)` : ''}`);
   return { steps: state.step, epochs: state.epoch, lastLoss, bestMetric: state.bestMetric, stopped, modelDir: config.out, dataWaitSeconds: dataWait / 1000 };
 }
 

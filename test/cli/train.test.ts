@@ -87,7 +87,7 @@ test('--stream on streams the training pixels, says so, and reports the time spe
   const run = await runCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '2', '--stream', 'on', '--stream-window', '1', '--json']);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stderr, /images: streaming 6 images from 1 chunks of image files decoded at 16×16: .*windows of 1 of 1 chunks.* \(--stream on\); val: 2 images decoded from their files at 16×16, in memory/);
-  assert.match(run.stderr, /data: waited [\d.]+ s for batch pixels \(2 chunk reads, at most 1 chunks resident\)/);
+  assert.match(run.stderr, /data: waited [\d.]+ s for batch pixels \(of it waiting on reads: [\d.]+ s for the first window, [\d.]+ s later; 2 chunks read, at most 1 resident\)/);
   const result = JSON.parse(run.stdout) as { steps: number; dataWaitSeconds: number };
   assert.equal(result.steps, 4);
   assert.ok(result.dataWaitSeconds >= 0);
