@@ -162,6 +162,8 @@ export class StreamedPixels {
   /** Chunks shuffled together and chunks read ahead, as resolved. */
   readonly window: number;
   readonly readAhead: number;
+  /** The largest chunk's pixels at the training size, bytes: what one resident chunk costs. */
+  readonly chunkBytes: number;
   private readonly per: number;
   private readonly chunkExamples: number[][];
   private readonly chunkOfImage = new Map<string, number>();
@@ -173,6 +175,8 @@ export class StreamedPixels {
   /** Where the next window to be trained on starts, and the next chunk to read. */
   private head: Position | null = null;
   private next: Position | null = null;
+  /** Reads not yet settled (including any a reset dropped). */
+  private inFlight = 0;
 
   private constructor(
     private readonly dataDir: string,
@@ -183,8 +187,8 @@ export class StreamedPixels {
     private readonly opts: StreamOptions,
   ) {
     this.per = size * size * 3;
-    const chunkBytes = Math.max(0, ...chunks.map((c) => c.images.length)) * this.per;
-    ({ window: this.window, readAhead: this.readAhead } = streamWindowSizes(opts.window, opts.readAhead, chunkBytes, chunks.length, opts.budgetBytes ?? 0));
+    this.chunkBytes = chunks.reduce((most, c) => Math.max(most, c.images.length), 0) * this.per;
+    ({ window: this.window, readAhead: this.readAhead } = streamWindowSizes(opts.window, opts.readAhead, this.chunkBytes, chunks.length, opts.budgetBytes ?? 0));
     if (!Number.isInteger(this.window) || this.window < 1) throw new RangeError(`StreamedPixels: window must be an integer >= 0, got ${opts.window}`);
     if (!Number.isInteger(this.readAhead) || this.readAhead < 0) throw new RangeError(`StreamedPixels: readAhead must be an integer >= -1, got ${opts.readAhead}`);
     chunks.forEach((c, i) => c.images.forEach((img) => this.chunkOfImage.set(img.id, i)));
@@ -204,15 +208,6 @@ export class StreamedPixels {
     const shardIndex = images.some((img) => img.shard !== undefined) ? await readShardIndex(dataDir) : null;
     const fileChunk = opts.fileChunkImages ?? Math.max(1, Math.floor(FILE_CHUNK_BYTES / (size * size * 3)));
     return new StreamedPixels(dataDir, size, examples, makeChunks(images, shardIndex, fileChunk), shardIndex, opts);
-  }
-
-  /** The largest chunk's pixels at the training size, bytes: what one resident chunk costs. */
-  get chunkBytes(): number {
-    return Math.max(0, ...this.chunks.map((c) => c.images.length)) * this.per;
-  }
-
-  get batchesPerEpoch(): number {
-    return this.plan(0).batches;
   }
 
   /** One line for the training log. */
@@ -252,7 +247,9 @@ export class StreamedPixels {
       starting = true;
       // A start or a resume: nothing read ahead fits, so begin at this window.
       this.reset({ epoch, k: w * this.window });
+      const asked = performance.now();
       if (w > 0) await this.restoreCarry(plan.windows[w - 1]!.carryOut);
+      this.stats.startWaitMs += performance.now() - asked;
     }
     this.pump();
     for (; w < plan.windows.length; w++) {
@@ -273,7 +270,7 @@ export class StreamedPixels {
         this.opts.onEvent?.({ type: 'batch', epoch, index: win.firstBatch + b });
         // A training step is synchronous: without a turn of the event loop here, the completions
         // of the reads in flight would wait for the next real await, and reading ahead would stall.
-        await nextTurn();
+        if (this.inFlight > 0) await nextTurn();
         yield { batch, pixels, index: win.firstBatch + b };
       }
     }
@@ -306,7 +303,9 @@ export class StreamedPixels {
         this.opts.onEvent?.({ type: 'read-end', ...event, resident: this.resident.size });
         return pixels;
       });
-      read.catch(() => {}); // awaited when its window comes; this keeps an early failure from counting as unhandled
+      this.inFlight += 1;
+      // Awaited when its window comes; handling the rejection here too keeps an early failure from counting as unhandled.
+      void read.then(() => this.inFlight--, () => this.inFlight--);
       this.resident.set(positionKey(at), read);
       this.stats.maxResident = Math.max(this.stats.maxResident, this.resident.size);
       this.next = at.k + 1 < this.chunks.length ? { epoch: at.epoch, k: at.k + 1 } : at.epoch + 1 < this.opts.epochs ? { epoch: at.epoch + 1, k: 0 } : null;
