@@ -1,0 +1,80 @@
+/**
+ * The bundled default model (models/default) on a fresh clone: it loads, it describes shapes
+ * scenes it has never seen about as well as its README claims, and `npm start`'s server says
+ * what it knows. Scenes come from a seed the training data never used, drawn and encoded to PNG
+ * exactly as `captioner data shapes` does, then read back through the one preprocessing path.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { shapesScene } from '../../data-scripts/shapes/generate.ts';
+import { encodePng, renderDrawing } from '../../data-scripts/shapes/render.ts';
+import { semanticScores, type Scene } from '../../data-scripts/shapes/semantics.ts';
+import type { Captioner } from '../../model/captioner.ts';
+import { captionImages } from '../../model/decode.ts';
+import { imagesToTensor, loadImagePixels } from '../../model/image.ts';
+import { loadModel } from '../../model/load.ts';
+import { deriveSeed } from '../../model/rng.ts';
+import type { RunningServer } from '../../server/listen.ts';
+import { serve } from '../server/helpers.ts';
+import { setupBackend } from '../helpers/tf.ts';
+
+const MODEL_DIR = 'models/default';
+/** A seed `captioner data shapes` was not run with for the default model (models/default/README.md). */
+const SEED = 20261128;
+const PER_SPLIT = 40;
+
+await setupBackend();
+let model: Captioner;
+
+before(async () => {
+  model = await loadModel(MODEL_DIR);
+});
+after(() => model?.dispose());
+
+/** The first `n` fresh scenes of `split`, rendered, as PNG bytes read back to pixels. */
+async function freshScenes(split: 'test' | 'test-compositional', n: number): Promise<{ pixels: Uint8Array; truth: Scene }[]> {
+  const out: { pixels: Uint8Array; truth: Scene }[] = [];
+  for (let i = 0; out.length < n; i++) {
+    const scene = shapesScene(SEED, i, { compositionalFraction: 0.5 });
+    if (scene.split !== split && !(split === 'test' && scene.split !== 'test-compositional')) continue;
+    const size = model.config.imageSize;
+    const png = await encodePng(await renderDrawing(scene.drawing, size, deriveSeed(SEED, i, 1)), size);
+    out.push({ pixels: await loadImagePixels(png, size), truth: scene.drawing.scene });
+  }
+  return out;
+}
+
+async function exactRate(split: 'test' | 'test-compositional'): Promise<{ rate: number; captions: string[] }> {
+  const scenes = await freshScenes(split, PER_SPLIT);
+  const images = imagesToTensor(scenes.map((s) => s.pixels), model.config.imageSize);
+  const results = captionImages(model, images, { strategy: 'beam', beamWidth: 3 });
+  images.dispose();
+  const captions = results.map((r) => r.caption);
+  const scores = semanticScores(captions.map((caption, i) => ({ caption, truth: scenes[i]!.truth })));
+  return { rate: scores.exactRate, captions };
+}
+
+// models/default/README.md measures 56.6 % (test) and 18.1 % (compositional) on 2,888 and 2,916
+// images; 40 fresh ones estimate those to within about ±0.15 and ±0.12 (two standard errors),
+// hence the floors: they catch a model that no longer works (a preprocessing or decoding change
+// that breaks it), not small drifts. These floors are the model's, not the project's targets
+// (≥ 95 % and ≥ 80 %), which this model does not meet yet.
+test('the default model describes fresh shapes scenes exactly, most of the time', async () => {
+  const { rate, captions } = await exactRate('test');
+  assert.ok(rate >= 0.4, `exact match ${rate} on ${PER_SPLIT} fresh scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
+});
+
+test('… and scenes with colour + shape pairs it never saw in training', async () => {
+  const { rate, captions } = await exactRate('test-compositional');
+  assert.ok(rate >= 0.1, `exact match ${rate} on ${PER_SPLIT} fresh compositional scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
+});
+
+test('npm start serves the default model, and the page says what it knows', async () => {
+  const server: RunningServer = await serve(MODEL_DIR);
+  try {
+    const home = await (await fetch(server.url + '/')).text();
+    assert.match(home, /What model default knows:<\/strong>[^<]*generated shapes[^<]*never seen a photograph/);
+  } finally {
+    await server.close();
+  }
+});
