@@ -117,7 +117,7 @@ export function splitImages(manifest: Manifest, split: string): DatasetImage[] {
 export type PixelSource = 'shards' | 'shards-resized' | 'files' | 'mixed';
 
 /** Resizes raw RGB pixels from `from`² to `to`² with sharp's default (Lanczos-3) kernel. */
-export async function resizePixels(src: Uint8Array, from: number, to: number): Promise<Uint8Array> {
+async function resizePixels(src: Uint8Array, from: number, to: number): Promise<Uint8Array> {
   const data = await sharp(src, { raw: { width: from, height: from, channels: 3 } })
     .resize(to, to, { fit: 'fill' })
     .raw()
@@ -132,6 +132,69 @@ export async function inParallel<T>(items: readonly T[], width: number, job: (it
     while (next < items.length) await job(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+}
+
+/**
+ * `images` by where their pixels are: the shards holding any of them (in shard order, each
+ * shard's images in slot order), and the images without a shard slot (in the order given).
+ */
+export function groupByShard(images: readonly DatasetImage[], shardIndex: ShardIndex | null): { shards: [shard: number, images: DatasetImage[]][]; files: DatasetImage[] } {
+  const byShard = new Map<number, DatasetImage[]>();
+  const files: DatasetImage[] = [];
+  for (const img of images) {
+    if (shardIndex && img.shard !== undefined && img.slot !== undefined) {
+      const list = byShard.get(img.shard);
+      if (list) list.push(img);
+      else byShard.set(img.shard, [img]);
+    } else {
+      files.push(img);
+    }
+  }
+  const shards = [...byShard].sort((a, b) => a[0] - b[0]).map(([shard, list]) => [shard, list.sort((a, b) => a.slot! - b.slot!)] as [number, DatasetImage[]]);
+  return { shards, files };
+}
+
+/**
+ * The pixels of `images` (each with a slot in `shard`) at `size`, one after another: the shard
+ * is read in one go and checked, its pixels copied when it holds `size`, else resized with sharp
+ * (`width` in flight). `progress(n)` reports n of them done. Errors name the shard file.
+ */
+export async function readShardImages(
+  dataDir: string,
+  shardIndex: ShardIndex,
+  shard: number,
+  images: readonly DatasetImage[],
+  size: number,
+  width: number,
+  progress?: (done: number) => void,
+): Promise<Uint8Array> {
+  const file = join(dataDir, shardIndex.files[shard]!);
+  const bytes = await readShardBytes(file);
+  const side = shardIndex.imageSize;
+  const stored = side * side * 3;
+  if (bytes.length % stored !== 0) {
+    throw new DatasetError(`${file}: ${bytes.length} bytes is not a whole number of ${side}×${side}×3 images (${stored} bytes each): the shard is truncated or corrupt; rebuild the data set`);
+  }
+  const slotPixels = (img: DatasetImage) => {
+    const offset = img.slot! * stored;
+    if (offset + stored > bytes.length) {
+      throw new DatasetError(`${file}: image ${img.id} (slot ${img.slot}) lies past the end of the shard (${bytes.length} bytes): the shard is truncated; rebuild the data set`);
+    }
+    return bytes.subarray(offset, offset + stored);
+  };
+  const per = size * size * 3;
+  const out = new Uint8Array(images.length * per);
+  if (side === size) {
+    images.forEach((img, j) => out.set(slotPixels(img), j * per)); // a copy, no decoding
+    progress?.(images.length);
+  } else {
+    let done = 0;
+    await inParallel([...images.keys()], width, async (j) => {
+      out.set(await resizePixels(slotPixels(images[j]!), side, size), j * per);
+      progress?.(++done);
+    });
+  }
+  return out;
 }
 
 /**
@@ -159,58 +222,31 @@ export class ImageCache {
   static async load(dataDir: string, images: readonly DatasetImage[], size: number, onProgress?: (done: number, total: number) => void): Promise<ImageCache> {
     const per = size * size * 3;
     const pixels = new Uint8Array(images.length * per);
+    const position = new Map(images.map((img, i) => [img.id, i]));
     let done = 0;
-    const jobs = images.map((img, i) => ({ img, i }));
     const shardIndex = images.some((img) => img.shard !== undefined) ? await readShardIndex(dataDir) : null;
-    const sharded = shardIndex ? jobs.filter((j) => j.img.shard !== undefined && j.img.slot !== undefined) : [];
-    const fromFiles = shardIndex ? jobs.filter((j) => j.img.shard === undefined || j.img.slot === undefined) : jobs;
-
-    if (shardIndex && sharded.length > 0) {
-      const stored = shardIndex.imageSize * shardIndex.imageSize * 3;
-      const byShard = new Map<number, typeof sharded>();
-      for (const j of sharded) {
-        const list = byShard.get(j.img.shard!);
-        if (list) list.push(j);
-        else byShard.set(j.img.shard!, [j]);
-      }
-      for (const [shard, members] of [...byShard].sort((a, b) => a[0] - b[0])) {
-        const file = join(dataDir, shardIndex.files[shard]!);
-        const bytes = await readShardBytes(file);
-        const slotPixels = (img: DatasetImage) => {
-          const offset = img.slot! * stored;
-          if (offset + stored > bytes.length) {
-            throw new DatasetError(`${file}: image ${img.id} (slot ${img.slot}) lies past the end of the shard (${bytes.length} bytes)`);
-          }
-          return bytes.subarray(offset, offset + stored);
-        };
-        if (shardIndex.imageSize === size) {
-          for (const { img, i } of members) pixels.set(slotPixels(img), i * per); // a copy, no decoding
-          done += members.length;
-          onProgress?.(done, images.length);
-        } else {
-          await inParallel(members, 4, async ({ img, i }) => {
-            pixels.set(await resizePixels(slotPixels(img), shardIndex.imageSize, size), i * per);
-            onProgress?.(++done, images.length);
-          });
-        }
-      }
+    const { shards, files: fromFiles } = groupByShard(images, shardIndex);
+    const sharded = images.length - fromFiles.length;
+    for (const [shard, members] of shards) {
+      const before = done;
+      const read = await readShardImages(dataDir, shardIndex!, shard, members, size, 4, (n) => onProgress?.((done = before + n), images.length));
+      members.forEach((img, j) => pixels.set(read.subarray(j * per, (j + 1) * per), position.get(img.id)! * per));
     }
     // A few decodes in flight keep sharp's thread pool busy without holding every file in memory.
-    await inParallel(fromFiles, 4, async ({ img, i }) => {
-      pixels.set(await loadImagePixels(join(dataDir, img.file), size), i * per);
+    await inParallel(fromFiles, 4, async (img) => {
+      pixels.set(await loadImagePixels(join(dataDir, img.file), size), position.get(img.id)! * per);
       onProgress?.(++done, images.length);
     });
 
     const s = shardIndex?.imageSize;
-    const source: PixelSource = sharded.length === 0 ? 'files' : fromFiles.length > 0 ? 'mixed' : s === size ? 'shards' : 'shards-resized';
+    const source: PixelSource = sharded === 0 ? 'files' : fromFiles.length > 0 ? 'mixed' : s === size ? 'shards' : 'shards-resized';
     const description = {
       files: `${images.length} images decoded from their files at ${size}×${size}`,
       shards: `${images.length} images read from shards at ${size}×${size} (no decoding)`,
       'shards-resized': `${images.length} images read from shards of ${s}×${s} and resized to ${size}×${size} with sharp (from the shard pixels, not the original files)`,
-      mixed: `${sharded.length} images from shards (${s}×${s}${s === size ? '' : ` resized to ${size}×${size}`}), ${fromFiles.length} decoded from their files`,
+      mixed: `${sharded} images from shards (${s}×${s}${s === size ? '' : ` resized to ${size}×${size}`}), ${fromFiles.length} decoded from their files`,
     }[source];
-    const ids = images.map((img) => img.id);
-    return new ImageCache(size, ids, pixels, new Map(ids.map((id, i) => [id, i])), source, description);
+    return new ImageCache(size, images.map((img) => img.id), pixels, position, source, description);
   }
 
   /** Float pixels in [0, 1] of the given images, [n, size, size, 3] flattened. */
@@ -234,12 +270,23 @@ export class ImageCache {
   }
 }
 
-/** A whole shard file; a missing or unreadable shard is a data-set error naming it. */
+/**
+ * A whole shard file in as few reads as the OS allows (one `pread` per 1 GiB), so that a read
+ * completes in a handful of event-loop turns even while a trainer holds the thread (`readFile`
+ * reads 512 KiB a turn). A missing or unreadable shard is a data-set error naming it.
+ */
 async function readShardBytes(file: string): Promise<Uint8Array> {
   try {
     const handle = await open(file, 'r');
     try {
-      return new Uint8Array(await handle.readFile());
+      const { size } = await handle.stat();
+      const out = new Uint8Array(size);
+      for (let at = 0; at < size; ) {
+        const { bytesRead } = await handle.read(out, at, Math.min(size - at, 1 << 30), at);
+        if (bytesRead === 0) throw new Error(`the file ended at byte ${at} of ${size} while being read`);
+        at += bytesRead;
+      }
+      return out;
     } finally {
       await handle.close();
     }

@@ -23,11 +23,10 @@
  * and a window's chunks are released as soon as its last batch has been gathered, so at most
  * `window + readAhead` chunks are resident (read or being read) at any time.
  */
-import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { shuffledBatches, type Batch, type EpochBatchOptions, type Example } from './batch.ts';
-import { DatasetError, inParallel, readShardIndex, resizePixels, type DatasetImage, type ShardIndex } from './dataset.ts';
+import { groupByShard, inParallel, readShardImages, readShardIndex, type DatasetImage, type ShardIndex } from './dataset.ts';
 import { loadImagePixels, pixelsToUnit } from './image.ts';
 import { Rng, deriveSeed } from './rng.ts';
 
@@ -64,18 +63,8 @@ const FILE_CHUNK_BYTES = 16 << 20;
  * order), then runs of `fileChunkImages` images without shards, in manifest order.
  */
 export function makeChunks(images: readonly DatasetImage[], shardIndex: ShardIndex | null, fileChunkImages: number): Chunk[] {
-  const byShard = new Map<number, DatasetImage[]>();
-  const files: DatasetImage[] = [];
-  for (const img of images) {
-    if (shardIndex && img.shard !== undefined && img.slot !== undefined) {
-      const list = byShard.get(img.shard);
-      if (list) list.push(img);
-      else byShard.set(img.shard, [img]);
-    } else {
-      files.push(img);
-    }
-  }
-  const chunks: Chunk[] = [...byShard].sort((a, b) => a[0] - b[0]).map(([shard, list]) => ({ shard, images: list.sort((a, b) => a.slot! - b.slot!) }));
+  const { shards, files } = groupByShard(images, shardIndex);
+  const chunks: Chunk[] = shards.map(([shard, list]) => ({ shard, images: list }));
   for (let i = 0; i < files.length; i += fileChunkImages) chunks.push({ images: files.slice(i, i + fileChunkImages) });
   return chunks;
 }
@@ -355,33 +344,10 @@ export class StreamedPixels {
   /** A chunk's images at the training size, one after another: a shard read and checked, or files decoded. */
   private async readChunk(c: number): Promise<Uint8Array> {
     const chunk = this.chunks[c]!;
+    if (chunk.shard !== undefined) return readShardImages(this.dataDir, this.shardIndex!, chunk.shard, chunk.images, this.size, DECODES_IN_FLIGHT);
     const per = this.per;
     const out = new Uint8Array(chunk.images.length * per);
-    const jobs = chunk.images.map((img, j) => ({ img, j }));
-    if (chunk.shard === undefined) {
-      await inParallel(jobs, DECODES_IN_FLIGHT, async ({ img, j }) => out.set(await loadImagePixels(join(this.dataDir, img.file), this.size), j * per));
-      return out;
-    }
-    const index = this.shardIndex!;
-    const file = join(this.dataDir, index.files[chunk.shard]!);
-    const bytes = await readWholeFile(file);
-    const side = index.imageSize;
-    const stored = side * side * 3;
-    if (bytes.length % stored !== 0) {
-      throw new DatasetError(`${file}: ${bytes.length} bytes is not a whole number of ${side}×${side}×3 images (${stored} bytes each): the shard is truncated or corrupt; rebuild the data set`);
-    }
-    const slotPixels = (img: DatasetImage) => {
-      const offset = img.slot! * stored;
-      if (offset + stored > bytes.length) {
-        throw new DatasetError(`${file}: image ${img.id} (slot ${img.slot}) lies past the end of the shard (${bytes.length} bytes): the shard is truncated; rebuild the data set`);
-      }
-      return bytes.subarray(offset, offset + stored);
-    };
-    if (side === this.size) {
-      for (const { img, j } of jobs) out.set(slotPixels(img), j * per);
-    } else {
-      await inParallel(jobs, DECODES_IN_FLIGHT, async ({ img, j }) => out.set(await resizePixels(slotPixels(img), side, this.size), j * per));
-    }
+    await inParallel([...chunk.images.keys()], DECODES_IN_FLIGHT, async (j) => out.set(await loadImagePixels(join(this.dataDir, chunk.images[j]!.file), this.size), j * per));
     return out;
   }
 }
@@ -394,31 +360,6 @@ const positionKey = (p: Position) => `${p.epoch}:${p.k}`;
  * a step), so the queue must be deep enough to keep the pool busy between turns.
  */
 const DECODES_IN_FLIGHT = 64;
-
-/**
- * A whole file in as few reads as the OS allows (one `pread` per 1 GiB), so that a shard read
- * completes in a handful of event-loop turns; `fs.readFile` reads 512 KiB a turn, which while
- * the trainer holds the thread would spread a 16 MB shard over 32 steps. Errors name the file.
- */
-async function readWholeFile(file: string): Promise<Uint8Array> {
-  try {
-    const handle = await openFile(file, 'r');
-    try {
-      const { size } = await handle.stat();
-      const out = new Uint8Array(size);
-      for (let at = 0; at < size; ) {
-        const { bytesRead } = await handle.read(out, at, Math.min(size - at, 1 << 30), at);
-        if (bytesRead === 0) throw new Error(`the file ended at byte ${at} of ${size} while being read`);
-        at += bytesRead;
-      }
-      return out;
-    } finally {
-      await handle.close();
-    }
-  } catch (err) {
-    throw new DatasetError(`${file}: cannot read shard (${(err as Error).message})`);
-  }
-}
 
 /**
  * The window and read-ahead to stream with. Given values win (window ≥ 1, read-ahead ≥ 0); a
