@@ -36,7 +36,8 @@ async function freshScenes(split: 'test' | 'test-compositional', n: number): Pro
   const out: { pixels: Uint8Array; truth: Scene }[] = [];
   for (let i = 0; out.length < n; i++) {
     const scene = shapesScene(SEED, i, { compositionalFraction: 0.5 });
-    if (scene.split !== split && !(split === 'test' && scene.split !== 'test-compositional')) continue;
+    // "test" stands for any scene without a held-out pair: none of them was trained on.
+    if ((scene.split === 'test-compositional') !== (split === 'test-compositional')) continue;
     const size = model.config.imageSize;
     const png = await encodePng(await renderDrawing(scene.drawing, size, deriveSeed(SEED, i, 1)), size);
     out.push({ pixels: await loadImagePixels(png, size), truth: scene.drawing.scene });
