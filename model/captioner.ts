@@ -1,6 +1,8 @@
 /**
  * The captioning model: the CNN encoder reads an image into a feature vector, the feature sets
  * the decoder's initial state, and a recurrent decoder writes the caption one word at a time.
+ * With attention (Xu et al. 2015, "Show, Attend and Tell") the encoder keeps a feature per
+ * position of its last map, and at every step the decoder looks at a weighted mix of them.
  * The decoder step is written once (`step`); teacher forcing, scheduled sampling, greedy,
  * beam and sampled decoding all call it.
  */
@@ -18,8 +20,12 @@ export interface ModelConfig extends EncoderConfig {
   embeddingSize: number;
   hiddenSize: number;
   cell: CellKind;
-  /** Where the image feature enters the decoder: the initial state only, or also every step's input. */
-  featureInput: 'init' | 'every-step';
+  /**
+   * Where the image feature enters the decoder: the initial state only, also every step's input,
+   * or 'attention': every step's input and output get a context vector, a mix of the grid's
+   * features weighted by how well each matches the decoder's state (needs encoderPooling 'grid').
+   */
+  featureInput: 'init' | 'every-step' | 'attention';
   /** Longest caption, in words (longer training captions are cut). */
   maxLength: number;
   /** Words seen fewer times than this in the training captions become <unk>. */
@@ -46,18 +52,31 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
   imageSize: { type: 'number', integer: true, min: 8, describe: 'input image side in pixels' },
   encoderChannels: { type: 'number[]', integer: true, min: 1, describe: 'channels of each conv block (comma-separated)' },
   featureSize: { type: 'number', integer: true, min: 1, describe: 'image feature size' },
-  encoderPooling: { type: 'string', choices: ['average', 'flatten'], describe: 'last feature map to vector: global average, or flattened (keeps where things are)' },
+  encoderPooling: { type: 'string', choices: ['average', 'flatten', 'grid'], describe: "last feature map to vector: global average, flattened (keeps where things are), or a vector per position ('grid', for attention)" },
   backbone: { type: 'string', nullable: true, describe: 'path of a TF.js LayersModel to use as the CNN backbone' },
   backboneTrainable: { type: 'boolean', describe: 'fine-tune the backbone (else frozen)' },
   embeddingSize: { type: 'number', integer: true, min: 1, describe: 'word embedding size' },
   hiddenSize: { type: 'number', integer: true, min: 1, describe: 'recurrent units' },
   cell: { type: 'string', choices: ['lstm', 'gru'], describe: 'recurrent cell' },
-  featureInput: { type: 'string', choices: ['init', 'every-step'], describe: 'image feature enters the initial state only, or every step too' },
+  featureInput: { type: 'string', choices: ['init', 'every-step', 'attention'], describe: 'image feature enters the initial state only, every step too, or every step through attention over the grid' },
   maxLength: { type: 'number', integer: true, min: 1, describe: 'longest caption in words' },
   minWordCount: { type: 'number', integer: true, min: 1, describe: 'minimum count for a word to enter the vocabulary' },
 };
 
 export const MODEL_KEYS = Object.keys(MODEL_SPEC) as (keyof ModelConfig)[];
+
+/** Attention reads a grid, and a grid is only of use to attention: the two keys go together. */
+export function checkModelConfig(config: ModelConfig): void {
+  if ((config.featureInput === 'attention') !== (config.encoderPooling === 'grid')) {
+    throw new Error(`featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`);
+  }
+}
+
+/**
+ * What the encoder hands the decoder: [batch, featureSize], or with attention one feature per
+ * grid position, [batch, positions, featureSize]. Decoding treats it as opaque rows.
+ */
+export type ImageFeatures = tf.Tensor2D | tf.Tensor3D;
 
 /** A step's output: logits [batch, vocab] over the next word, and the new recurrent state. */
 export interface StepOutput {
@@ -86,36 +105,45 @@ export class Captioner {
 
   /** A new model with weights drawn from `seed`. */
   static async create(config: ModelConfig, vocab: Vocabulary, seed: number): Promise<Captioner> {
+    checkModelConfig(config);
     const rng = new Rng(seed);
     const encoder = await Encoder.create(config, rng);
-    return new Captioner(config, vocab, encoder, Captioner.decoderParams(config, vocab, rng));
+    return new Captioner(config, vocab, encoder, Captioner.decoderParams(config, vocab, rng, encoder.positions));
   }
 
   /** A model of the saved architecture, with the saved weights. */
   static async restore(config: ModelConfig, vocab: Vocabulary, weights: tf.NamedTensorMap, backboneTopology: object | null): Promise<Captioner> {
+    checkModelConfig(config);
     const rng = new Rng(0);
     const encoder = await Encoder.fromTopology(config, backboneTopology, rng);
-    const model = new Captioner(config, vocab, encoder, Captioner.decoderParams(config, vocab, rng));
+    const model = new Captioner(config, vocab, encoder, Captioner.decoderParams(config, vocab, rng, encoder.positions));
     model.setWeights(weights, 'checkpoint');
     return model;
   }
 
-  private static decoderParams(config: ModelConfig, vocab: Vocabulary, rng: Rng): Record<string, tf.Variable> {
+  /** `positions`: grid positions of an attending model's features (1 without attention). */
+  private static decoderParams(config: ModelConfig, vocab: Vocabulary, rng: Rng, positions: number): Record<string, tf.Variable> {
     const { embeddingSize: E, hiddenSize: H, featureSize: F } = config;
     const V = vocab.size;
-    const inputSize = config.featureInput === 'every-step' ? E + F : E;
+    const attention = config.featureInput === 'attention';
+    const inputSize = config.featureInput === 'init' ? E : E + F;
+    // The initial state reads the whole grid, flattened, so that it knows where everything is
+    // before the first word; the output reads the state and, with attention, the context.
+    const initIn = positions * F;
+    const outIn = attention ? H + F : H;
     const p: Record<string, tf.Variable> = {
       'decoder/embedding': uniform(rng, [V, E], 0.1),
-      'decoder/init_h/kernel': glorotUniform(rng, [F, H], F, H),
+      'decoder/init_h/kernel': glorotUniform(rng, [initIn, H], initIn, H),
       'decoder/init_h/bias': constant([H], 0),
       ...createCell(config.cell, rng, inputSize, H, 'decoder/cell'),
-      'decoder/output/kernel': glorotUniform(rng, [H, V], H, V),
+      'decoder/output/kernel': glorotUniform(rng, [outIn, V], outIn, V),
       'decoder/output/bias': constant([V], 0),
     };
     if (config.cell === 'lstm') {
-      p['decoder/init_c/kernel'] = glorotUniform(rng, [F, H], F, H);
+      p['decoder/init_c/kernel'] = glorotUniform(rng, [initIn, H], initIn, H);
       p['decoder/init_c/bias'] = constant([H], 0);
     }
+    if (attention) p['decoder/attention/query'] = glorotUniform(rng, [H, F], H, F);
     return p;
   }
 
@@ -125,26 +153,44 @@ export class Captioner {
     return v;
   }
 
-  /** images [batch, size, size, 3] in [0, 1] → features [batch, featureSize]. */
-  encode(images: tf.Tensor4D, training = false): tf.Tensor2D {
+  /** images [batch, size, size, 3] in [0, 1] → features [batch, featureSize] (or [batch, positions, featureSize]). */
+  encode(images: tf.Tensor4D, training = false): ImageFeatures {
     return this.encoder.apply(images, training);
   }
 
-  /** h0 = tanh(W_h·feature + b_h) and, for the LSTM, c0 = tanh(W_c·feature + b_c). */
-  initialState(features: tf.Tensor2D): CellState {
-    const dense = (name: string) => tf.tanh(tf.add(tf.matMul(features, this.p(`${name}/kernel`)), this.p(`${name}/bias`))) as tf.Tensor2D;
+  /** h0 = tanh(W_h·feature + b_h) and, for the LSTM, c0 = tanh(W_c·feature + b_c); a grid is read flattened. */
+  initialState(features: ImageFeatures): CellState {
+    const flat = features.rank === 3 ? tf.reshape(features, [features.shape[0], -1]) as tf.Tensor2D : features as tf.Tensor2D;
+    const dense = (name: string) => tf.tanh(tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`))) as tf.Tensor2D;
     return this.config.cell === 'lstm' ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') } : { h: dense('decoder/init_h') };
   }
 
   /**
-   * The decoder step, written once: previous words [batch] (int32), the state, and the image
-   * features [batch, featureSize] → logits [batch, vocab] over the next word and the new state.
+   * Soft attention: the previous state asks a query q = h·W_q; each grid position scores
+   * q·feature / √F, a softmax over positions turns scores into weights, and the context is
+   * the weighted sum of the features. grid [batch, positions, F] → context [batch, F].
    */
-  step(prevTokens: tf.Tensor1D, state: CellState, features: tf.Tensor2D): StepOutput {
+  private attend(h: tf.Tensor2D, grid: tf.Tensor3D): tf.Tensor2D {
+    const [batch, , F] = grid.shape;
+    const query = tf.reshape(tf.matMul(h, this.p('decoder/attention/query')), [batch, F, 1]) as tf.Tensor3D;
+    const scores = tf.mul(tf.reshape(tf.matMul(grid, query), [batch, -1]), 1 / Math.sqrt(F)) as tf.Tensor2D; // [batch, positions]
+    const weights = tf.reshape(tf.softmax(scores), [batch, 1, -1]) as tf.Tensor3D;
+    return tf.reshape(tf.matMul(weights, grid), [batch, F]) as tf.Tensor2D;
+  }
+
+  /**
+   * The decoder step, written once: previous words [batch] (int32), the state, and the image
+   * features [batch, featureSize] (or the grid [batch, positions, featureSize]) → logits
+   * [batch, vocab] over the next word and the new state.
+   */
+  step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput {
     let x = tf.gather(this.p('decoder/embedding'), prevTokens) as tf.Tensor2D; // [batch, E]
-    if (this.config.featureInput === 'every-step') x = tf.concat([x, features], 1); // [batch, E + F]
+    const context = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
+    if (context) x = tf.concat([x, context], 1); // [batch, E + F]
+    else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
     const next = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
-    const logits = tf.add(tf.matMul(next.h, this.p('decoder/output/kernel')), this.p('decoder/output/bias')) as tf.Tensor2D;
+    const readout = context ? tf.concat([next.h, context], 1) : next.h; // the word is read off the state and, with attention, what it looked at
+    const logits = tf.add(tf.matMul(readout, this.p('decoder/output/kernel')), this.p('decoder/output/bias')) as tf.Tensor2D;
     return { logits, state: next };
   }
 

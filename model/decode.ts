@@ -13,7 +13,7 @@
 import { setImmediate as nextTick } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs';
 import { beamSearchDone, finishWithEnd, rankHypotheses, selectBeams, type BeamCandidate, type Hypothesis } from './beam.ts';
-import type { StepOutput } from './captioner.ts';
+import type { ImageFeatures, StepOutput } from './captioner.ts';
 import type { CellState } from './cells.ts';
 import { Rng, deriveSeed } from './rng.ts';
 import { filterLogits, sampleCategorical } from './sampling.ts';
@@ -26,11 +26,11 @@ import { END, START } from './vocab.ts';
 export interface StepModel {
   readonly vocab: { readonly size: number; readonly words: readonly string[] };
   readonly config: { readonly maxLength: number };
-  /** images [batch, size, size, 3] in [0, 1] → features [batch, F]. */
-  encode(images: tf.Tensor4D): tf.Tensor2D;
-  initialState(features: tf.Tensor2D): CellState;
-  /** previous tokens [rows] int32, state, features [rows, F] → logits [rows, vocab] and the new state. */
-  step(prevTokens: tf.Tensor1D, state: CellState, features: tf.Tensor2D): StepOutput;
+  /** images [batch, size, size, 3] in [0, 1] → features [batch, F] (or, for attention, [batch, positions, F]). */
+  encode(images: tf.Tensor4D): ImageFeatures;
+  initialState(features: ImageFeatures): CellState;
+  /** previous tokens [rows] int32, state, features [rows, …] → logits [rows, vocab] and the new state. */
+  step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput;
 }
 
 export interface DecodeOptions {
@@ -165,7 +165,7 @@ interface Search {
  */
 class Rows {
   constructor(
-    public features: tf.Tensor2D, // [rows, F]
+    public features: ImageFeatures, // [rows, F] or [rows, positions, F]
     public state: CellState, // [rows, H] each
     public prev: tf.Tensor1D, // [rows] int32
   ) {}

@@ -1,6 +1,7 @@
 /**
  * The image encoder: a small CNN (blocks of 3×3 convolution, ReLU and 2×2 max-pooling, then
- * pooling and a dense layer) that turns an image into one feature vector. A
+ * pooling and a dense layer) that turns an image into one feature vector, or (pooling 'grid')
+ * into one feature vector per position of its last map, for a decoder that attends. A
  * pretrained TF.js LayersModel can stand in for the convolutional part ("backbone"), frozen or
  * fine-tuned; the dense projection to the feature size is always trained.
  */
@@ -19,9 +20,11 @@ export interface EncoderConfig {
   /**
    * How the last feature map becomes a vector: 'average' (global average pooling: what is in
    * the image, wherever it is) or 'flatten' (every position kept: also where things are, which
-   * relations such as "left of" need, and which object each attribute belongs to).
+   * relations such as "left of" need, and which object each attribute belongs to) or 'grid'
+   * (no pooling: a feature per position, [batch, h·w, featureSize], each projected by the same
+   * dense layer and tagged with a learned embedding of its position, for an attention decoder).
    */
-  encoderPooling: 'average' | 'flatten';
+  encoderPooling: 'average' | 'flatten' | 'grid';
   /** Path of a TF.js LayersModel to use instead of the CNN, or null. */
   backbone: string | null;
   /** Fine-tune the backbone's weights (true) or keep them frozen (false). */
@@ -61,8 +64,7 @@ export class Encoder {
         inChannels = out;
       });
     }
-    params['encoder/project/kernel'] = glorotUniform(rng, [convOut, config.featureSize], convOut, config.featureSize);
-    params['encoder/project/bias'] = constant([config.featureSize], 0);
+    Object.assign(params, Encoder.projection(config, convOut, rng, backbone?.outputs[0]?.shape));
     return new Encoder(config, params, backbone, topology);
   }
 
@@ -71,17 +73,40 @@ export class Encoder {
     if (!backboneTopology) return Encoder.create({ ...config, backbone: null }, rng);
     const backbone = (await tf.models.modelFromJSON({ modelTopology: backboneTopology } as tf.io.ModelJSON)) as tf.LayersModel;
     const convOut = Encoder.checkBackbone(backbone, config, 'the saved backbone');
+    const params = Encoder.projection(config, convOut, rng, backbone.outputs[0]?.shape);
+    return new Encoder(config, params, backbone, backboneTopology);
+  }
+
+  /** The dense projection to the feature size and, for a grid, the position embedding. */
+  private static projection(config: EncoderConfig, convOut: number, rng: Rng, backboneOutput?: (number | null)[]): Params {
     const params: Params = {
       'encoder/project/kernel': glorotUniform(rng, [convOut, config.featureSize], convOut, config.featureSize),
       'encoder/project/bias': constant([config.featureSize], 0),
     };
-    return new Encoder(config, params, backbone, backboneTopology);
+    if (config.encoderPooling === 'grid') {
+      const positions = Encoder.gridPositions(config, backboneOutput);
+      params['encoder/position'] = glorotUniform(rng, [positions, config.featureSize], positions, config.featureSize);
+    }
+    return params;
+  }
+
+  /** Positions of the last feature map (h·w): what a 'grid' encoder returns one feature for. */
+  static gridPositions(config: EncoderConfig, backboneOutput?: (number | null)[]): number {
+    if (backboneOutput) {
+      const [, h, w] = backboneOutput;
+      if (backboneOutput.length !== 4 || typeof h !== 'number' || typeof w !== 'number') {
+        throw new Error(`backbone output shape ${JSON.stringify(backboneOutput)} has no fixed [h, w] grid (encoderPooling 'grid' needs one)`);
+      }
+      return h * w;
+    }
+    const side = config.encoderChannels.reduce((s) => Math.ceil(s / 2), config.imageSize);
+    return side * side;
   }
 
   /** Length of the CNN's output vector: channels, times positions when flattened. */
   private static cnnOutputSize(config: EncoderConfig): number {
     const channels = config.encoderChannels.at(-1) ?? 3;
-    if (config.encoderPooling === 'average') return channels;
+    if (config.encoderPooling !== 'flatten') return channels; // averaged, or projected per position
     // 'same' max-pooling rounds up: 64 → 32 → … ; 10 → 5 → 3.
     const side = config.encoderChannels.reduce((s) => Math.ceil(s / 2), config.imageSize);
     return side * side * channels;
@@ -107,10 +132,11 @@ export class Encoder {
   }
 
   /**
-   * images [batch, size, size, 3] in [0, 1] → features [batch, featureSize].
+   * images [batch, size, size, 3] in [0, 1] → features [batch, featureSize], or for pooling
+   * 'grid' [batch, positions, featureSize].
    * `training` matters only to a backbone with dropout or batch normalisation.
    */
-  apply(images: tf.Tensor4D, training = false): tf.Tensor2D {
+  apply(images: tf.Tensor4D, training = false): tf.Tensor2D | tf.Tensor3D {
     return tf.tidy(() => {
       let x: tf.Tensor;
       if (this.backboneModel) {
@@ -124,13 +150,25 @@ export class Encoder {
           x = tf.maxPool(x as tf.Tensor4D, 2, 2, 'same'); // [batch, s/2, s/2, ch]
         }
       }
+      const project = (v: tf.Tensor2D) => tf.add(tf.matMul(v, this.params['encoder/project/kernel']!), this.params['encoder/project/bias']!) as tf.Tensor2D;
+      if (this.config.encoderPooling === 'grid') {
+        if (x.rank !== 4) throw new Error(`encoderPooling 'grid' needs a [batch, h, w, channels] map, got rank ${x.rank}`);
+        const [batch, h, w, channels] = x.shape as number[];
+        const perPosition = project(tf.reshape(x, [batch! * h! * w!, channels!])); // one dense layer for every position
+        return tf.add(tf.reshape(perPosition, [batch!, h! * w!, this.config.featureSize]), this.params['encoder/position']!) as tf.Tensor3D;
+      }
       if (x.rank === 4) {
         x = this.config.encoderPooling === 'flatten'
           ? tf.reshape(x, [x.shape[0]!, -1]) // [batch, h·w·channels]
           : tf.mean(x, [1, 2]); // global average pooling → [batch, channels]
       }
-      return tf.add(tf.matMul(x as tf.Tensor2D, this.params['encoder/project/kernel']!), this.params['encoder/project/bias']!) as tf.Tensor2D;
+      return project(x as tf.Tensor2D);
     });
+  }
+
+  /** Positions per image in the features: the grid's h·w for pooling 'grid', else 1. */
+  get positions(): number {
+    return this.config.encoderPooling === 'grid' ? this.params['encoder/position']!.shape[0]! : 1;
   }
 
   /** Every weight, by a stable name (backbone weights by position, as `backbone/<i>`). */

@@ -47,8 +47,21 @@ function hsl(h: number, s: number, l: number): string {
 /** The rotations that keep each shape recognisable (a square turned 45° is a diamond). */
 const MAX_ROTATION: Record<string, number> = { circle: 0, square: 10, diamond: 10, triangle: 15, star: 36, hexagon: 30 };
 
+/**
+ * Whether two objects sit plainly on a diagonal: neither axis dominates (the offsets differ by
+ * less than 4 : 3). Two objects with no declared relation are placed so, well clear of the
+ * "left of" / "above" geometry (where one axis is at least twice the other), so that a caption
+ * without a relation is the right one for the picture and not a coin toss.
+ */
+function diagonal(a: { x: number; y: number }, b: { x: number; y: number }): boolean {
+  const dx = Math.abs(b.x - a.x);
+  const dy = Math.abs(b.y - a.y);
+  return Math.min(dx, dy) >= 0.75 * Math.max(dx, dy);
+}
+
 /** Object centres satisfying the scene's relations and not overlapping; null if none found. */
 function place(rng: Rng, scene: Scene, radii: readonly number[]): { x: number; y: number }[] | null {
+  const unrelatedPair = radii.length === 2 && scene.relations.length === 0;
   for (let attempt = 0; attempt < 200; attempt++) {
     const pos = radii.map((r) => ({ x: between(rng, r + 0.03, 0.97 - r), y: between(rng, r + 0.03, 0.97 - r) }));
     const apart = pos.every((p, i) =>
@@ -63,7 +76,7 @@ function place(rng: Rng, scene: Scene, radii: readonly number[]): { x: number; y
       if (relation === 'above') return b.y - a.y > gap && Math.abs(b.x - a.x) < 0.5 * (b.y - a.y);
       return false;
     });
-    if (apart && related) return pos;
+    if (apart && related && (!unrelatedPair || diagonal(pos[0]!, pos[1]!))) return pos;
   }
   return null;
 }

@@ -94,9 +94,11 @@ test('masked loss: gradient w.r.t. logits is (softmax − one-hot)·mask / batch
   tf.dispose([logits, targets, grads[logits.name]!]);
 });
 
-test('whole model: backpropagation through time matches finite differences for every weight', async () => {
+for (const variant of [{}, { encoderPooling: 'grid', featureInput: 'attention' }] as const) {
+test(`whole model${variant.featureInput ? ' with attention' : ''}: backpropagation through time matches finite differences for every weight`, async () => {
   const config: ModelConfig = {
     ...MODEL_DEFAULTS,
+    ...variant,
     imageSize: 8,
     encoderChannels: [3],
     featureSize: 4,
@@ -126,3 +128,4 @@ test('whole model: backpropagation through time matches finite differences for e
   tf.dispose([images, tokens, targets, ...Object.values(grads)]);
   model.dispose();
 });
+}
