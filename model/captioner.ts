@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from './rng.ts';
 import { cellStep, createCell, type CellKind, type CellState } from './cells.ts';
-import type { ConfigSpec } from './config.ts';
+import { ConfigError, type ConfigSpec } from './config.ts';
 import { Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
 import { sampleCategorical, uniforms } from './sampling.ts';
@@ -68,7 +68,7 @@ export const MODEL_KEYS = Object.keys(MODEL_SPEC) as (keyof ModelConfig)[];
 /** Attention reads a grid, and a grid is only of use to attention: the two keys go together. */
 export function checkModelConfig(config: ModelConfig): void {
   if ((config.featureInput === 'attention') !== (config.encoderPooling === 'grid')) {
-    throw new Error(`featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`);
+    throw new ConfigError(`featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`);
   }
 }
 

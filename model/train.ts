@@ -7,7 +7,7 @@ import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { epochBatches, makeExamples, orderedBatches, type Batch, type Example } from './batch.ts';
-import { Captioner, MODEL_DEFAULTS, MODEL_KEYS, MODEL_SPEC, type ModelConfig } from './captioner.ts';
+import { Captioner, MODEL_DEFAULTS, MODEL_KEYS, MODEL_SPEC, checkModelConfig, type ModelConfig } from './captioner.ts';
 import { hasCheckpoint, loadCheckpoint, disposeCheckpoint, readCheckpointConfig, saveCheckpoint, type SavedConfig, type TrainingState } from './checkpoint.ts';
 import { ConfigError, pick, resolveConfig, type ConfigLayer, type ConfigSpec } from './config.ts';
 import { ImageCache, readManifest, splitImages, DatasetError } from './dataset.ts';
@@ -134,6 +134,7 @@ export async function resolveTrainConfig(layers: readonly ConfigLayer[]): Promis
   const first = resolveConfig<TrainConfig>(TRAIN_DEFAULTS, TRAIN_SPEC, layers);
   if (!first.data) throw new ConfigError('flags: "data" is required (the data-set directory)');
   if (!first.out) throw new ConfigError('flags: "out" is required (the model directory)');
+  checkModelConfig(first);
   if (!first.resume || !(await hasCheckpoint(first.out))) return first;
   // On resume the saved configuration is the base; the architecture cannot change.
   const { config: saved } = await readCheckpointConfig(first.out, 'latest');

@@ -8,7 +8,7 @@ import { readManifest, ImageCache, type DatasetImage } from '../../model/dataset
 import { loadImagePixels } from '../../model/image.ts';
 import { generateShapes, shapesScene } from '../../data-scripts/shapes/generate.ts';
 import { MAX_CAPTION_WORDS } from '../../data-scripts/shapes/grammar.ts';
-import { HELD_OUT_PAIRS, isHeldOut, type Scene } from '../../data-scripts/shapes/scene.ts';
+import { HELD_OUT_PAIRS, isHeldOut, type Scene, type SceneObject } from '../../data-scripts/shapes/scene.ts';
 import { attributeF1, compareScenes, parseShapesCaption, semanticScores } from '../../data-scripts/shapes/semantics.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
 import { train } from '../../model/train.ts';
@@ -117,15 +117,25 @@ test('caption/ground-truth agreement: every caption parses back to its scene exa
   assert.ok(Math.min(...lengths) <= 4 && Math.max(...lengths) === MAX_CAPTION_WORDS, `caption lengths ${[...lengths].sort((a, b) => a - b)}`);
 });
 
-test('the relation in the ground truth holds in the geometry', () => {
+test('the relation in the ground truth holds in the geometry, and two shapes with none sit on a diagonal', () => {
+  let unrelated = 0;
   for (let i = 0; i < 500; i++) {
     const { scene } = shapesScene(2, i).drawing;
     for (const r of scene.relations) {
       const [a, b] = [scene.objects[r.subject]!, scene.objects[r.object]!];
-      if (r.relation === 'left of') assert.ok(a.x! < b.x!);
-      else assert.ok(r.relation === 'above' && a.y! < b.y!);
+      const [along, across] = r.relation === 'left of' ? [b.x! - a.x!, Math.abs(b.y! - a.y!)] : [b.y! - a.y!, Math.abs(b.x! - a.x!)];
+      assert.ok(r.relation === 'left of' || r.relation === 'above');
+      assert.ok(along > 0 && across < 0.5 * along + 0.002, `scene ${i}: "${r.relation}" is not plain to see`);
+    }
+    if (scene.objects.length === 2 && scene.relations.length === 0) {
+      // Neither axis dominates, so no caption could fairly say "left of" or "above".
+      unrelated += 1;
+      const [a, b] = scene.objects as [SceneObject, SceneObject];
+      const [dx, dy] = [Math.abs(a.x! - b.x!), Math.abs(a.y! - b.y!)];
+      assert.ok(Math.min(dx, dy) >= 0.74 * Math.max(dx, dy), `scene ${i}: two shapes with no relation at dx ${dx}, dy ${dy}`);
     }
   }
+  assert.ok(unrelated > 20, `${unrelated} two-shape scenes without a relation`);
 });
 
 const truth: Scene = {
