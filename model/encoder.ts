@@ -91,7 +91,7 @@ export class Encoder {
   }
 
   /** Positions of the last feature map (h·w): what a 'grid' encoder returns one feature for. */
-  static gridPositions(config: EncoderConfig, backboneOutput?: (number | null)[]): number {
+  private static gridPositions(config: EncoderConfig, backboneOutput?: (number | null)[]): number {
     if (backboneOutput) {
       const [, h, w] = backboneOutput;
       if (backboneOutput.length !== 4 || typeof h !== 'number' || typeof w !== 'number') {
@@ -99,6 +99,7 @@ export class Encoder {
       }
       return h * w;
     }
+    // 'same' max-pooling rounds up: 64 → 32 → … ; 10 → 5 → 3.
     const side = config.encoderChannels.reduce((s) => Math.ceil(s / 2), config.imageSize);
     return side * side;
   }
@@ -107,9 +108,7 @@ export class Encoder {
   private static cnnOutputSize(config: EncoderConfig): number {
     const channels = config.encoderChannels.at(-1) ?? 3;
     if (config.encoderPooling !== 'flatten') return channels; // averaged, or projected per position
-    // 'same' max-pooling rounds up: 64 → 32 → … ; 10 → 5 → 3.
-    const side = config.encoderChannels.reduce((s) => Math.ceil(s / 2), config.imageSize);
-    return side * side * channels;
+    return Encoder.gridPositions(config) * channels;
   }
 
   /** Checks the backbone takes [imageSize, imageSize, 3] images; returns the length of its pooled output. */
