@@ -1,18 +1,18 @@
 /**
  * The attention decoder (featureInput 'attention' over an encoderPooling 'grid' map): the two
  * keys go together, it learns, it saves and loads, and it decodes like any other model.
- * (Its gradients are checked against finite differences in gradients.test.ts.)
+ * (Its gradients are checked against finite differences in gradients.test.ts, and that it leaks
+ * no tensor in train.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
-import { makeExamples, padBatch } from '../../model/batch.ts';
 import { Captioner, MODEL_DEFAULTS } from '../../model/captioner.ts';
 import { ImageCache, readManifest } from '../../model/dataset.ts';
 import { beamSearch, greedyDecode } from '../../model/decode.ts';
 import { loadModel } from '../../model/load.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
-import { Trainer, train } from '../../model/train.ts';
+import { train } from '../../model/train.ts';
 import { Vocabulary } from '../../model/vocab.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { TINY_MODEL, tinyConfig } from '../helpers/tiny-model.ts';
@@ -62,30 +62,5 @@ test('an attention model learns six tiny images exactly, and decodes the same af
   const beam3 = beamSearch(model, batch, { beamWidth: 3 });
   assert.deepEqual(beam3.map((h) => h[0]!.tokens), greedy.map((c) => c.ids));
   batch.dispose();
-  model.dispose();
-});
-
-test('an attention training step and its decoding leave the live tensor count unchanged', async () => {
-  const manifest = await readManifest(data);
-  const images = manifest.images.filter((i) => i.split === 'train');
-  const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
-  const cache = await ImageCache.load(data, images, 16);
-  const batch = padBatch(makeExamples(images, vocab, 6));
-  const pixels = cache.batch(batch.imageIds);
-  const config = await tinyConfig(data, { ...ATTENTION, samplingSchedule: 'constant', samplingK: 0.5 });
-  cleanup.push(config.out);
-  const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, ...ATTENTION }, vocab, 1);
-  const trainer = new Trainer(model, config);
-  trainer.step(pixels, batch, 0, 10); // creates the optimiser's moments
-  const live = tf.memory().numTensors;
-  for (let s = 1; s < 3; s++) assert.ok(Number.isFinite(trainer.step(pixels, batch, s, 10).loss));
-  assert.equal(tf.memory().numTensors, live, 'training steps leaked tensors');
-  const input = tf.zeros([2, 16, 16, 3]) as import('@tensorflow/tfjs').Tensor4D;
-  const before = tf.memory().numTensors;
-  greedyDecode(model, input);
-  beamSearch(model, input, { beamWidth: 3 });
-  assert.equal(tf.memory().numTensors, before, 'decoding leaked tensors');
-  input.dispose();
-  trainer.optimizer.dispose();
   model.dispose();
 });

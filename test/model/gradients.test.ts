@@ -95,37 +95,37 @@ test('masked loss: gradient w.r.t. logits is (softmax − one-hot)·mask / batch
 });
 
 for (const variant of [{}, { encoderPooling: 'grid', featureInput: 'attention' }] as const) {
-test(`whole model${variant.featureInput ? ' with attention' : ''}: backpropagation through time matches finite differences for every weight`, async () => {
-  const config: ModelConfig = {
-    ...MODEL_DEFAULTS,
-    ...variant,
-    imageSize: 8,
-    encoderChannels: [3],
-    featureSize: 4,
-    embeddingSize: 3,
-    hiddenSize: 4,
-    maxLength: 4,
-    minWordCount: 1,
-  };
-  const vocab = Vocabulary.build(['red circle', 'blue square'], 1);
-  const model = await Captioner.create(config, vocab, 11);
-  const rng = new Rng(5);
-  const images = tf.tensor4d(Float32Array.from({ length: 2 * 8 * 8 * 3 }, () => rng.next()), [2, 8, 8, 3]);
-  const tokens = tf.tensor2d([[1, 4, 5, 2], [1, 6, 2, 0]], [2, 4], 'int32');
-  const targets = tokens.slice([0, 1], [2, 3]) as import('@tensorflow/tfjs').Tensor2D;
-  const loss = () =>
-    tf.tidy(() => maskedSequenceLoss(model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' }).logits, targets));
-  const named = model.namedWeights();
-  const { grads } = tf.variableGrads(loss, model.trainableVariables());
-  const f = () => loss().dataSync()[0]!;
-  for (const [name, v] of Object.entries(named)) {
-    const g = grads[v.name]!.dataSync();
-    for (let k = 0; k < Math.min(3, v.size); k++) {
-      const i = (k * 104729 + 13) % v.size;
-      assertClose(g[i]!, numericGradient(f, v, i), `${name}[${i}]`);
+  test(`whole model${variant.featureInput ? ' with attention' : ''}: backpropagation through time matches finite differences for every weight`, async () => {
+    const config: ModelConfig = {
+      ...MODEL_DEFAULTS,
+      ...variant,
+      imageSize: 8,
+      encoderChannels: [3],
+      featureSize: 4,
+      embeddingSize: 3,
+      hiddenSize: 4,
+      maxLength: 4,
+      minWordCount: 1,
+    };
+    const vocab = Vocabulary.build(['red circle', 'blue square'], 1);
+    const model = await Captioner.create(config, vocab, 11);
+    const rng = new Rng(5);
+    const images = tf.tensor4d(Float32Array.from({ length: 2 * 8 * 8 * 3 }, () => rng.next()), [2, 8, 8, 3]);
+    const tokens = tf.tensor2d([[1, 4, 5, 2], [1, 6, 2, 0]], [2, 4], 'int32');
+    const targets = tokens.slice([0, 1], [2, 3]) as import('@tensorflow/tfjs').Tensor2D;
+    const loss = () =>
+      tf.tidy(() => maskedSequenceLoss(model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' }).logits, targets));
+    const named = model.namedWeights();
+    const { grads } = tf.variableGrads(loss, model.trainableVariables());
+    const f = () => loss().dataSync()[0]!;
+    for (const [name, v] of Object.entries(named)) {
+      const g = grads[v.name]!.dataSync();
+      for (let k = 0; k < Math.min(3, v.size); k++) {
+        const i = (k * 104729 + 13) % v.size;
+        assertClose(g[i]!, numericGradient(f, v, i), `${name}[${i}]`);
+      }
     }
-  }
-  tf.dispose([images, tokens, targets, ...Object.values(grads)]);
-  model.dispose();
-});
+    tf.dispose([images, tokens, targets, ...Object.values(grads)]);
+    model.dispose();
+  });
 }

@@ -7,7 +7,7 @@ import { makeExamples, padBatch } from '../../model/batch.ts';
 import { Captioner, MODEL_DEFAULTS } from '../../model/captioner.ts';
 import { loadCheckpoint, disposeCheckpoint } from '../../model/checkpoint.ts';
 import { ImageCache, readManifest } from '../../model/dataset.ts';
-import { greedyDecode } from '../../model/decode.ts';
+import { beamSearch, greedyDecode } from '../../model/decode.ts';
 import { loadModel } from '../../model/load.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
 import { Trainer, train } from '../../model/train.ts';
@@ -48,17 +48,22 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
   model.dispose();
 });
 
-test('a training step leaves the live tensor count unchanged (LSTM and GRU, with scheduled sampling)', async () => {
+test('a training step leaves the live tensor count unchanged (LSTM, GRU and attention, with scheduled sampling)', async () => {
   const manifest = await readManifest(data);
   const images = manifest.images.filter((i) => i.split === 'train');
   const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
   const cache = await ImageCache.load(data, images, 16);
   const batch = padBatch(makeExamples(images, vocab, 6));
   const pixels = cache.batch(batch.imageIds);
-  for (const cell of ['lstm', 'gru'] as const) {
-    const config = await tinyConfig(data, { cell, samplingSchedule: 'constant', samplingK: 0.5, samplingFeed: 'sample', clipNorm: 0.1 });
+  const variants = [
+    { name: 'lstm', arch: { cell: 'lstm' } },
+    { name: 'gru', arch: { cell: 'gru' } },
+    { name: 'attention', arch: { cell: 'lstm', encoderPooling: 'grid', featureInput: 'attention' } },
+  ] as const;
+  for (const { name, arch } of variants) {
+    const config = await tinyConfig(data, { ...arch, samplingSchedule: 'constant', samplingK: 0.5, samplingFeed: 'sample', clipNorm: 0.1 });
     cleanup.push(config.out);
-    const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, cell }, vocab, 1);
+    const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, ...arch }, vocab, 1);
     const trainer = new Trainer(model, config);
     trainer.step(pixels, batch, 0, 10); // creates the optimiser's moments
     const live = tf.memory().numTensors;
@@ -66,11 +71,14 @@ test('a training step leaves the live tensor count unchanged (LSTM and GRU, with
       const stats = trainer.step(pixels, batch, s, 10);
       assert.ok(Number.isFinite(stats.loss) && stats.gradNorm > 0.1, `clipping sees the raw norm ${stats.gradNorm}`);
     }
-    assert.equal(tf.memory().numTensors, live, `${cell}: tensors leaked`);
+    assert.equal(tf.memory().numTensors, live, `${name}: tensors leaked`);
     const evalLive = tf.memory().numTensors;
     trainer.evaluate(cache, [batch]);
-    greedyDecode(model, tf.tidy(() => tf.zeros([2, 16, 16, 3])) as import('@tensorflow/tfjs').Tensor4D).length;
-    assert.ok(tf.memory().numTensors <= evalLive + 1, 'evaluation and decoding leak nothing (the input tensor aside)');
+    const input = tf.zeros([2, 16, 16, 3]) as import('@tensorflow/tfjs').Tensor4D;
+    greedyDecode(model, input);
+    beamSearch(model, input, { beamWidth: 3 });
+    assert.ok(tf.memory().numTensors <= evalLive + 1, `${name}: evaluation and decoding leak nothing (the input tensor aside)`);
+    input.dispose();
     trainer.optimizer.dispose();
     model.dispose();
   }
