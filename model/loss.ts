@@ -11,12 +11,22 @@ import { PAD } from './vocab.ts';
  * → the masked cross-entropy summed over steps and averaged over the batch (a scalar).
  * Averaging over the batch keeps the gradient's scale independent of the batch size; summing
  * over steps gives each step its own loss, as the model is trained to predict every word.
+ *
+ * With `labelSmoothing` α > 0 the target is (1 − α)·one-hot + α·uniform over the vocabulary
+ * (Szegedy et al. 2016). Plain cross-entropy rewards pushing a word the data never shows in a
+ * context towards probability 0 without limit: on the shapes data no yellow object is ever a
+ * circle in training, so the decoder learns "yellow ⇒ not circle" as hard as the picture's
+ * evidence for "circle". Smoothing bounds how far below the other words any word can go,
+ * which caps such learned exclusions.
  */
-export function maskedSequenceLoss(logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Scalar {
+export function maskedSequenceLoss(logits: tf.Tensor3D, targets: tf.Tensor2D, labelSmoothing = 0): tf.Scalar {
+  if (!(labelSmoothing >= 0 && labelSmoothing < 1)) throw new Error(`maskedSequenceLoss: labelSmoothing must be in [0, 1), got ${labelSmoothing}`);
   return tf.tidy(() => {
     const [batch, , vocab] = logits.shape;
     const logProbs = tf.logSoftmax(logits); // [batch, steps, vocab]
-    const picked = tf.sum(tf.mul(logProbs, tf.oneHot(tf.cast(targets, 'int32'), vocab)), 2); // [batch, steps]
+    let target = tf.oneHot(tf.cast(targets, 'int32'), vocab); // [batch, steps, vocab]
+    if (labelSmoothing > 0) target = tf.add(tf.mul(target, 1 - labelSmoothing), labelSmoothing / vocab);
+    const picked = tf.sum(tf.mul(logProbs, target), 2); // [batch, steps]
     const mask = tf.cast(tf.notEqual(targets, PAD), 'float32'); // [batch, steps]
     return tf.div(tf.neg(tf.sum(tf.mul(picked, mask))), batch) as tf.Scalar;
   });

@@ -12,6 +12,7 @@ import { hasCheckpoint, loadCheckpoint, disposeCheckpoint, readCheckpointConfig,
 import { ConfigError, pick, resolveConfig, type ConfigLayer, type ConfigSpec } from './config.ts';
 import { ImageCache, readManifest, splitImages, DatasetError } from './dataset.ts';
 import { greedyDecode } from './decode.ts';
+import { loadModel } from './load.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
 import { Adam, clipByGlobalNorm } from './optim.ts';
@@ -26,6 +27,8 @@ export interface TrainConfig extends ModelConfig {
   data: string;
   out: string;
   resume: boolean;
+  /** Start from this model's weights and vocabulary (same architecture), with a fresh optimiser and schedule ('' : new weights). */
+  initFrom: string;
   trainSplit: string;
   valSplit: string;
   epochs: number;
@@ -38,6 +41,8 @@ export interface TrainConfig extends ModelConfig {
   warmupSteps: number;
   minLearningRate: number;
   clipNorm: number;
+  /** Label smoothing α of the training loss (validation loss stays plain cross-entropy). */
+  labelSmoothing: number;
   samplingSchedule: SamplingScheduleKind;
   samplingK: number;
   samplingC: number;
@@ -66,6 +71,7 @@ export const TRAIN_DEFAULTS = {
   data: '',
   out: '',
   resume: false,
+  initFrom: '',
   trainSplit: 'train',
   valSplit: 'val',
   epochs: 10,
@@ -77,6 +83,7 @@ export const TRAIN_DEFAULTS = {
   warmupSteps: 0,
   minLearningRate: 0,
   clipNorm: 5,
+  labelSmoothing: 0,
   samplingSchedule: 'inverse-sigmoid',
   samplingK: 1000,
   samplingC: 1e-4,
@@ -98,6 +105,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   data: { type: 'string', describe: 'data-set directory (with manifest.json)' },
   out: { type: 'string', describe: 'model directory to write checkpoints to' },
   resume: { type: 'boolean', describe: 'continue from the latest checkpoint in --out' },
+  initFrom: { type: 'string', describe: "start from this model's weights and vocabulary (fine-tuning): a fresh optimiser, schedule and step count; the architecture is the model's" },
   trainSplit: { type: 'string', describe: 'split to train on' },
   valSplit: { type: 'string', describe: 'split to validate on each epoch' },
   epochs: { type: 'number', integer: true, min: 1, describe: 'passes over the training captions' },
@@ -109,6 +117,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   warmupSteps: { type: 'number', integer: true, min: 0, describe: 'linear learning-rate warm-up steps' },
   minLearningRate: { type: 'number', min: 0, describe: 'learning rate at the end of cosine/linear decay' },
   clipNorm: { type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
+  labelSmoothing: { type: 'number', min: 0, max: 0.99, describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word' },
   samplingSchedule: {
     type: 'string',
     choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
@@ -129,22 +138,34 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   streamReadAhead: { type: 'number', integer: true, min: -1, describe: 'shards read ahead while the window trains (-1: as many as the window, 0: none)' },
 };
 
-/** The resolved configuration and the checkpoint's saved one, when resuming. */
+/**
+ * The resolved configuration. On resume the checkpoint's saved configuration is the base; with
+ * --init-from (and nothing to resume) the starting model's architecture is. Either way the
+ * architecture cannot change.
+ */
 export async function resolveTrainConfig(layers: readonly ConfigLayer[]): Promise<TrainConfig> {
   const first = resolveConfig<TrainConfig>(TRAIN_DEFAULTS, TRAIN_SPEC, layers);
   if (!first.data) throw new ConfigError('flags: "data" is required (the data-set directory)');
   if (!first.out) throw new ConfigError('flags: "out" is required (the model directory)');
   checkModelConfig(first);
-  if (!first.resume || !(await hasCheckpoint(first.out))) return first;
-  // On resume the saved configuration is the base; the architecture cannot change.
-  const { config: saved } = await readCheckpointConfig(first.out, 'latest');
-  const base = { ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig;
+  if (first.resume && (await hasCheckpoint(first.out))) {
+    const { config: saved } = await readCheckpointConfig(first.out, 'latest');
+    return rebase({ ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig, saved.model, layers, '--resume: "KEY" is VALUE in the checkpoint');
+  }
+  if (first.initFrom) {
+    const { dir, config: saved } = await readCheckpointConfig(first.initFrom, 'best');
+    return rebase({ ...first, ...saved.model }, saved.model, layers, `--init-from: "KEY" is VALUE in ${dir}`);
+  }
+  return first;
+}
+
+/** Re-applies `layers` over `base` and refuses any architecture setting that differs from `model`'s. */
+function rebase(base: TrainConfig, model: ModelConfig, layers: readonly ConfigLayer[], what: string): TrainConfig {
   const resolved = resolveConfig<TrainConfig>(base, TRAIN_SPEC, layers);
   for (const key of MODEL_KEYS) {
-    if (JSON.stringify(resolved[key]) !== JSON.stringify(saved.model[key])) {
-      throw new ConfigError(
-        `--resume: "${key}" is ${JSON.stringify(saved.model[key])} in the checkpoint; the architecture cannot change on resume (asked for ${JSON.stringify(resolved[key])})`,
-      );
+    if (JSON.stringify(resolved[key]) !== JSON.stringify(model[key])) {
+      const said = what.replace('KEY', key).replace('VALUE', JSON.stringify(model[key]));
+      throw new ConfigError(`${said}; the architecture cannot change (asked for ${JSON.stringify(resolved[key])})`);
     }
   }
   return resolved;
@@ -210,7 +231,7 @@ export class Trainer {
           tf.tidy(() => {
             const { logits } = this.model.forward(imgs, toks, { teacherProbability: epsilon, feed: this.config.samplingFeed, rng, training: true });
             const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
-            return maskedSequenceLoss(logits, targets);
+            return maskedSequenceLoss(logits, targets, this.config.labelSmoothing);
           }),
         this.trainable,
       );
@@ -324,8 +345,14 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     if (await hasCheckpoint(config.out)) {
       throw new ConfigError(`${config.out} already holds a model; pass --resume to continue it or choose another --out`);
     }
-    const vocab = Vocabulary.build(trainImages.flatMap((i) => i.captions), config.minWordCount);
-    model = await Captioner.create(pick(config, MODEL_KEYS), vocab, deriveSeed(config.seed, 0));
+    if (config.initFrom) {
+      // Fine-tuning: the starting model's weights and vocabulary; a fresh optimiser and schedule.
+      model = await loadModel(config.initFrom);
+      log(`starting from the weights of ${config.initFrom}`);
+    } else {
+      const vocab = Vocabulary.build(trainImages.flatMap((i) => i.captions), config.minWordCount);
+      model = await Captioner.create(pick(config, MODEL_KEYS), vocab, deriveSeed(config.seed, 0));
+    }
     state = { step: 0, epoch: 0, batchInEpoch: 0, seed: config.seed, bestMetric: null, samplingProbability: 1 };
     await writeFileAtomic(join(config.out, 'metrics.jsonl'), '');
   }

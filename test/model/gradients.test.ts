@@ -69,30 +69,37 @@ for (const kind of ['lstm', 'gru'] as CellKind[]) {
   });
 }
 
-test('masked loss: gradient w.r.t. logits is (softmax − one-hot)·mask / batch, and matches finite differences', () => {
-  const rng = new Rng(3);
-  const logits = tf.variable(randomTensor(rng, [2, 3, 5]));
-  const targets = tf.tensor2d([[4, 2, 0], [1, 0, 0]], [2, 3], 'int32');
-  const loss = () => maskedSequenceLoss(logits as import('@tensorflow/tfjs').Tensor3D, targets);
-  const { grads } = tf.variableGrads(loss, [logits]);
-  const g = grads[logits.name]!.dataSync();
-  const probs = tf.softmax(logits).dataSync();
-  const t = targets.dataSync();
-  for (let b = 0; b < 2; b++) {
-    for (let s = 0; s < 3; s++) {
-      for (let w = 0; w < 5; w++) {
-        const i = (b * 3 + s) * 5 + w;
-        const target = t[b * 3 + s]!;
-        const expected = target === 0 ? 0 : (probs[i]! - (w === target ? 1 : 0)) / 2;
-        assert.ok(Math.abs(g[i]! - expected) < 1e-6, `grad[${b},${s},${w}] = ${g[i]} expected ${expected}`);
-        if (target === 0) assert.ok(g[i] === 0, 'a pad position gets exactly zero gradient');
+for (const smoothing of [0, 0.2]) {
+  test(`masked loss${smoothing ? ' with label smoothing' : ''}: gradient w.r.t. logits is (softmax − target)·mask / batch, and matches finite differences`, () => {
+    // The target is the one-hot word, or with smoothing α: (1 − α)·one-hot + α/vocab on every word.
+    const rng = new Rng(3);
+    const logits = tf.variable(randomTensor(rng, [2, 3, 5]));
+    const targets = tf.tensor2d([[4, 2, 0], [1, 0, 0]], [2, 3], 'int32');
+    const loss = () => maskedSequenceLoss(logits as import('@tensorflow/tfjs').Tensor3D, targets, smoothing);
+    const { value, grads } = tf.variableGrads(loss, [logits]);
+    const g = grads[logits.name]!.dataSync();
+    const probs = tf.softmax(logits).dataSync();
+    const t = targets.dataSync();
+    let expectedLoss = 0;
+    for (let b = 0; b < 2; b++) {
+      for (let s = 0; s < 3; s++) {
+        for (let w = 0; w < 5; w++) {
+          const i = (b * 3 + s) * 5 + w;
+          const target = t[b * 3 + s]!;
+          const want = (1 - smoothing) * (w === target ? 1 : 0) + smoothing / 5;
+          const expected = target === 0 ? 0 : (probs[i]! - want) / 2;
+          if (target !== 0) expectedLoss -= (want * Math.log(probs[i]!)) / 2;
+          assert.ok(Math.abs(g[i]! - expected) < 1e-6, `grad[${b},${s},${w}] = ${g[i]} expected ${expected}`);
+          if (target === 0) assert.ok(g[i] === 0, 'a pad position gets exactly zero gradient');
+        }
       }
     }
-  }
-  const f = () => loss().dataSync()[0]!;
-  for (const i of [0, 7, 13, 22]) assertClose(g[i]!, numericGradient(f, logits, i), `logits[${i}]`);
-  tf.dispose([logits, targets, grads[logits.name]!]);
-});
+    assert.ok(Math.abs(value.dataSync()[0]! - expectedLoss) < 1e-5, `loss ${value.dataSync()[0]} expected ${expectedLoss}`);
+    const f = () => loss().dataSync()[0]!;
+    for (const i of [0, 7, 13, 22]) assertClose(g[i]!, numericGradient(f, logits, i), `logits[${i}]`);
+    tf.dispose([logits, targets, value, grads[logits.name]!]);
+  });
+}
 
 for (const variant of [{}, { encoderPooling: 'grid', featureInput: 'attention' }] as const) {
   test(`whole model${variant.featureInput ? ' with attention' : ''}: backpropagation through time matches finite differences for every weight`, async () => {

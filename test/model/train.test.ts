@@ -10,7 +10,7 @@ import { ImageCache, readManifest } from '../../model/dataset.ts';
 import { beamSearch, greedyDecode } from '../../model/decode.ts';
 import { loadModel } from '../../model/load.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
-import { Trainer, train } from '../../model/train.ts';
+import { Trainer, resolveTrainConfig, train } from '../../model/train.ts';
 import { Vocabulary } from '../../model/vocab.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { TINY_MODEL, tinyConfig } from '../helpers/tiny-model.ts';
@@ -131,4 +131,34 @@ test('training refuses to overwrite a model without --resume, and names a missin
   await train(config);
   await assert.rejects(train(config), /already holds a model; pass --resume/);
   await assert.rejects(train({ ...config, out: config.out + '-x', trainSplit: 'nope' }), /no images in split "nope"/);
+});
+
+test('--init-from: a run starts from another model\'s weights and vocabulary, and keeps its architecture', async () => {
+  const start = await tinyConfig(data, { maxSteps: 3 });
+  cleanup.push(start.out);
+  await train(start);
+  const source = await loadModel(start.out);
+
+  // The architecture comes from the starting model: the tiny settings are not passed again.
+  const tuned = await resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out, out: start.out + '-tuned', learningRate: 0, maxSteps: 1, labelSmoothing: 0.1 } }]);
+  cleanup.push(tuned.out);
+  assert.equal(tuned.hiddenSize, TINY_MODEL.hiddenSize);
+  assert.deepEqual(tuned.encoderChannels, TINY_MODEL.encoderChannels);
+  // A learning rate of 0 leaves the starting weights exactly as they were.
+  const result = await train(tuned);
+  assert.equal(result.steps, 1, 'a fresh step count');
+  const after = await loadModel(tuned.out, 'latest');
+  assert.deepEqual(after.vocab.words, source.vocab.words);
+  const before = source.namedWeights();
+  for (const [name, v] of Object.entries(after.namedWeights())) {
+    assert.deepEqual(v.dataSync(), before[name]!.dataSync(), `weight ${name}`);
+  }
+  source.dispose();
+  after.dispose();
+
+  await assert.rejects(
+    resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out, out: start.out + '-x', hiddenSize: 64 } }]),
+    /--init-from: "hiddenSize" is 32 in .*; the architecture cannot change \(asked for 64\)/,
+  );
+  await assert.rejects(resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } }]), /-missing/);
 });
