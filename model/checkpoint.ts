@@ -166,18 +166,7 @@ export async function saveCheckpoint(modelDir: string, payload: CheckpointPayloa
  * falling back to the latest). `modelDir` may also be a checkpoint directory itself.
  */
 export async function loadCheckpoint(modelDir: string, which: 'latest' | 'best'): Promise<LoadedCheckpoint> {
-  const pointer = await readPointer(modelDir);
-  let dir: string;
-  if (pointer) {
-    dir = join(modelDir, which === 'best' ? (pointer.best ?? pointer.latest) : pointer.latest);
-  } else {
-    dir = modelDir;
-    try {
-      await stat(join(dir, 'weights.json'));
-    } catch {
-      throw new CheckpointError(`${modelDir}: not a model directory (no ${POINTER} and no weights.json)`);
-    }
-  }
+  const dir = await checkpointDir(modelDir, which);
   const config = await readSavedConfig(dir);
   const vocab = Vocabulary.fromJSON(await readJson(join(dir, 'vocab.json')), join(dir, 'vocab.json'));
   const weights = await readWeights(dir, 'weights');
@@ -204,9 +193,20 @@ export function disposeCheckpoint(ckpt: LoadedCheckpoint): void {
  * without loading its weights: for describing a model (the web app's model page).
  */
 export async function readCheckpointConfig(modelDir: string, which: 'latest' | 'best' = 'best'): Promise<{ dir: string; config: SavedConfig }> {
-  const pointer = await readPointer(modelDir);
-  const dir = pointer ? join(modelDir, which === 'best' ? (pointer.best ?? pointer.latest) : pointer.latest) : modelDir;
+  const dir = await checkpointDir(modelDir, which);
   return { dir, config: await readSavedConfig(dir) };
+}
+
+/** The checkpoint directory `which` names in a model directory, or `modelDir` itself when it is a checkpoint. */
+async function checkpointDir(modelDir: string, which: 'latest' | 'best'): Promise<string> {
+  const pointer = await readPointer(modelDir);
+  if (pointer) return join(modelDir, which === 'best' ? (pointer.best ?? pointer.latest) : pointer.latest);
+  try {
+    await stat(join(modelDir, 'weights.json'));
+  } catch {
+    throw new CheckpointError(`${modelDir}: not a model directory (no ${POINTER} and no weights.json)`);
+  }
+  return modelDir;
 }
 
 /**

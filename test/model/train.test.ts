@@ -160,5 +160,5 @@ test('--init-from: a run starts from another model\'s weights and vocabulary, an
     resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out, out: start.out + '-x', hiddenSize: 64 } }]),
     /--init-from: "hiddenSize" is 32 in .*; the architecture cannot change \(asked for 64\)/,
   );
-  await assert.rejects(resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } }]), /-missing/);
+  await assert.rejects(resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } }]), /-missing: not a model directory/);
 });
