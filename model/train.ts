@@ -150,22 +150,21 @@ export async function resolveTrainConfig(layers: readonly ConfigLayer[]): Promis
   checkModelConfig(first);
   if (first.resume && (await hasCheckpoint(first.out))) {
     const { config: saved } = await readCheckpointConfig(first.out, 'latest');
-    return rebase({ ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig, saved.model, layers, '--resume: "KEY" is VALUE in the checkpoint');
+    return rebase({ ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig, saved.model, layers, (key, value) => `--resume: "${key}" is ${value} in the checkpoint; the architecture cannot change on resume`);
   }
   if (first.initFrom) {
     const { dir, config: saved } = await readCheckpointConfig(first.initFrom, 'best');
-    return rebase({ ...first, ...saved.model }, saved.model, layers, `--init-from: "KEY" is VALUE in ${dir}`);
+    return rebase({ ...first, ...saved.model }, saved.model, layers, (key, value) => `--init-from: "${key}" is ${value} in ${dir}; the architecture cannot change`);
   }
   return first;
 }
 
 /** Re-applies `layers` over `base` and refuses any architecture setting that differs from `model`'s. */
-function rebase(base: TrainConfig, model: ModelConfig, layers: readonly ConfigLayer[], what: string): TrainConfig {
+function rebase(base: TrainConfig, model: ModelConfig, layers: readonly ConfigLayer[], refusal: (key: string, value: string) => string): TrainConfig {
   const resolved = resolveConfig<TrainConfig>(base, TRAIN_SPEC, layers);
   for (const key of MODEL_KEYS) {
     if (JSON.stringify(resolved[key]) !== JSON.stringify(model[key])) {
-      const said = what.replace('KEY', key).replace('VALUE', JSON.stringify(model[key]));
-      throw new ConfigError(`${said}; the architecture cannot change (asked for ${JSON.stringify(resolved[key])})`);
+      throw new ConfigError(`${refusal(key, JSON.stringify(model[key]))} (asked for ${JSON.stringify(resolved[key])})`);
     }
   }
   return resolved;
