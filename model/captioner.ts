@@ -13,7 +13,7 @@ import { ConfigError, type ConfigSpec } from './config.ts';
 import { Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
 import { sampleCategorical, uniforms } from './sampling.ts';
-import type { Vocabulary } from './vocab.ts';
+import { UNK, type Vocabulary } from './vocab.ts';
 
 /** Everything that fixes the model's architecture; saved in every checkpoint. */
 export interface ModelConfig extends EncoderConfig {
@@ -90,7 +90,13 @@ export interface ForwardOptions {
   teacherProbability: number;
   /** The model's own previous word: its argmax, or a sample from its distribution. */
   feed: 'argmax' | 'sample';
-  /** Draws the coin flips (and samples); required when ε < 1. */
+  /**
+   * Word dropout (Bowman et al. 2016): each input after <start> is replaced by <unk> with this
+   * probability, so the next word must often be read off the image and the state rather than
+   * off the word just fed. 0 (the default) never replaces.
+   */
+  wordDropout?: number;
+  /** Draws the coin flips (and samples); required when ε < 1 or word dropout is on. */
   rng?: Rng;
   training?: boolean;
 }
@@ -199,7 +205,8 @@ export class Captioner {
    * `<start> w1 … wn <end> <pad>…`; step t predicts tokens[:, t + 1] from an input that is the
    * true tokens[:, t] with probability ε (teacher forcing) or else the model's own prediction
    * at step t − 1 (scheduled sampling, Bengio et al. 2015). The first input is always <start>.
-   * No gradient flows through the choice: predictions are read back as integer ids.
+   * No gradient flows through the choice: predictions are read back as integer ids. With word
+   * dropout the chosen input is then replaced by <unk> with probability `wordDropout`.
    *
    * Returns logits [batch, steps, vocab] and the inputs actually fed [batch, steps] (int32).
    */
@@ -207,7 +214,8 @@ export class Captioner {
     const [batch, width] = tokens.shape;
     const steps = width - 1;
     const epsilon = options.teacherProbability;
-    if (epsilon < 1 && !options.rng) throw new Error('forward: scheduled sampling (ε < 1) needs an rng');
+    const dropout = options.wordDropout ?? 0;
+    if ((epsilon < 1 || dropout > 0) && !options.rng) throw new Error('forward: scheduled sampling (ε < 1) and word dropout need an rng');
     const features = this.encode(images, options.training ?? false);
     const truth = tf.unstack(tf.cast(tokens, 'int32'), 1) as tf.Tensor1D[]; // steps + 1 × [batch]
     let state = this.initialState(features);
@@ -228,6 +236,10 @@ export class Captioner {
           const coins = uniforms(rng, batch).map((u) => (u < epsilon ? 1 : 0));
           input = tf.where(tf.tensor1d(coins, 'bool'), input, own);
         }
+      }
+      if (t > 0 && dropout > 0) {
+        const dropped = uniforms(options.rng!, batch).map((u) => (u < dropout ? 1 : 0));
+        input = tf.where(tf.tensor1d(dropped, 'bool'), tf.fill([batch], UNK, 'int32'), input) as tf.Tensor1D;
       }
       inputs.push(input);
       const out = this.step(input, state, features);

@@ -43,6 +43,8 @@ export interface TrainConfig extends ModelConfig {
   clipNorm: number;
   /** Label smoothing α of the training loss (validation loss stays plain cross-entropy). */
   labelSmoothing: number;
+  /** Probability that a decoder input after <start> is replaced by <unk> (word dropout). */
+  wordDropout: number;
   samplingSchedule: SamplingScheduleKind;
   samplingK: number;
   samplingC: number;
@@ -84,6 +86,7 @@ export const TRAIN_DEFAULTS = {
   minLearningRate: 0,
   clipNorm: 5,
   labelSmoothing: 0,
+  wordDropout: 0,
   samplingSchedule: 'inverse-sigmoid',
   samplingK: 1000,
   samplingC: 1e-4,
@@ -118,6 +121,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   minLearningRate: { type: 'number', min: 0, describe: 'learning rate at the end of cosine/linear decay' },
   clipNorm: { type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
   labelSmoothing: { type: 'number', min: 0, max: 0.99, describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word' },
+  wordDropout: { type: 'number', min: 0, max: 1, describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>' },
   samplingSchedule: {
     type: 'string',
     choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
@@ -228,7 +232,7 @@ export class Trainer {
       const { value, grads } = tf.variableGrads(
         () =>
           tf.tidy(() => {
-            const { logits } = this.model.forward(imgs, toks, { teacherProbability: epsilon, feed: this.config.samplingFeed, rng, training: true });
+            const { logits } = this.model.forward(imgs, toks, { teacherProbability: epsilon, feed: this.config.samplingFeed, wordDropout: this.config.wordDropout, rng, training: true });
             const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
             return maskedSequenceLoss(logits, targets, this.config.labelSmoothing);
           }),

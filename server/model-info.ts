@@ -44,9 +44,20 @@ export interface ModelDescription {
   config: SavedConfig;
   /** The data set from config.train.data, when its manifest is still there. */
   dataset: { dir: string; name: string; source: string; images: number; splits: string } | null;
-  training: { steps: number; epochs: number; lastLoss: number | null; bestValLoss: number | null } | null;
+  training: { steps: number; epochs: number; lastLoss: number | null; bestValLoss: number | null; raisedBy: string | null } | null;
   charts: Chart[];
   evaluations: EvalFigures[];
+}
+
+/**
+ * The training settings that make the logged training loss higher than plain cross-entropy on
+ * the true words (which is what validation measures), as words for the page; null when none is on.
+ */
+function lossRaisedBy(config: SavedConfig): string | null {
+  const parts: string[] = [];
+  if (config.train?.labelSmoothing) parts.push(`label smoothing ${config.train.labelSmoothing}`);
+  if (config.train?.wordDropout) parts.push(`word dropout ${config.train.wordDropout}`);
+  return parts.length ? parts.join(' and ') : null;
 }
 
 const COLOURS = ['#1f6feb', '#d9480f', '#2b8a3e', '#9c36b5'];
@@ -246,7 +257,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
     config,
     dataset: await readDataset(config.train?.data),
     training: last
-      ? { steps: last.step!, epochs: last.epoch ?? epochs.length, lastLoss: last.loss ?? null, bestValLoss: valLosses.length ? Math.min(...valLosses) : null }
+      ? { steps: last.step!, epochs: last.epoch ?? epochs.length, lastLoss: last.loss ?? null, bestValLoss: valLosses.length ? Math.min(...valLosses) : null, raisedBy: lossRaisedBy(config) }
       : null,
     charts,
     evaluations: await readEvaluations(modelDir),

@@ -6,7 +6,7 @@ import { Captioner, MODEL_DEFAULTS, type ForwardOptions } from '../../model/capt
 import { maskedSequenceLoss } from '../../model/loss.ts';
 import { Rng } from '../../model/rng.ts';
 import { learningRateAt, scheduledSamplingProbability } from '../../model/schedules.ts';
-import { PAD, START, Vocabulary } from '../../model/vocab.ts';
+import { PAD, START, UNK, Vocabulary } from '../../model/vocab.ts';
 import { maxRelativeError, setupBackend } from '../helpers/tf.ts';
 
 const tf = await setupBackend();
@@ -136,5 +136,43 @@ test('with 0 < ε < 1 each input is the true word with probability ε (and sampl
   for (let b = 0; b < batch; b++) for (let t = 1; t < width - 1; t++) if (sIn[b]![t] !== sMax[b]![t - 1]) differs++;
   assert.ok(differs > 0, 'sampled inputs are not always the argmax');
   tf.dispose([fed.logits, fed.inputs, sampled.logits, sampled.inputs, tokens, images]);
+  model.dispose();
+});
+
+test('word dropout replaces each input after <start> by <unk> with its probability, on top of scheduled sampling', async () => {
+  const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 6);
+  const batch = 64;
+  const width = 41;
+  const truth = Array.from({ length: batch }, (_, b) => Array.from({ length: width }, (_, t) => (t === 0 ? START : 4 + ((b + t) % (vocab.size - 4)))));
+  const tokens = tf.tensor2d(truth, [batch, width], 'int32');
+  const images = tf.randomUniform([batch, 8, 8, 3], 0, 1, 'float32', 4) as TF.Tensor4D;
+
+  const none = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 0, rng: new Rng(3) });
+  assert.deepEqual(Array.from(none.inputs.dataSync()), Array.from(tokens.slice([0, 0], [batch, width - 1]).dataSync()), 'rate 0 feeds the true words');
+
+  const all = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 1, rng: new Rng(3) });
+  for (const row of all.inputs.arraySync() as number[][]) assert.deepEqual(row, [START, ...Array(width - 2).fill(UNK)], 'rate 1: <start>, then only <unk>');
+
+  // Rate 0.4 with ε = 0.5: an input is <unk> 40 % of the time, and otherwise the true or the predicted word.
+  const some = model.forward(images, tokens, { teacherProbability: 0.5, feed: 'argmax', wordDropout: 0.4, rng: new Rng(3) });
+  const inputs = some.inputs.arraySync() as number[][];
+  const argmax = tf.argMax(some.logits, 2).arraySync() as number[][];
+  let unk = 0;
+  for (let b = 0; b < batch; b++) {
+    assert.equal(inputs[b]![0], START, 'the first input is never dropped');
+    for (let t = 1; t < width - 1; t++) {
+      const x = inputs[b]![t]!;
+      if (x === UNK) unk++;
+      else assert.ok(x === truth[b]![t] || x === argmax[b]![t - 1], 'a kept input is the true or the predicted word');
+    }
+  }
+  const share = unk / (batch * (width - 2));
+  assert.ok(share > 0.35 && share < 0.45, `share of <unk> inputs ${share}, expected about 0.4`);
+
+  // The same seed drops the same inputs, so a resumed run repeats its steps exactly.
+  const again = model.forward(images, tokens, { teacherProbability: 0.5, feed: 'argmax', wordDropout: 0.4, rng: new Rng(3) });
+  assert.deepEqual(Array.from(again.inputs.dataSync()), Array.from(some.inputs.dataSync()));
+  assert.throws(() => model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 0.4 }), /need an rng/);
+  tf.dispose([none.logits, none.inputs, all.logits, all.inputs, some.logits, some.inputs, again.logits, again.inputs, tokens, images]);
   model.dispose();
 });

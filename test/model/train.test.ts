@@ -48,7 +48,7 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
   model.dispose();
 });
 
-test('a training step leaves the live tensor count unchanged (LSTM, GRU and attention, with scheduled sampling)', async () => {
+test('a training step leaves the live tensor count unchanged (LSTM, GRU and attention, with scheduled sampling and word dropout)', async () => {
   const manifest = await readManifest(data);
   const images = manifest.images.filter((i) => i.split === 'train');
   const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
@@ -61,7 +61,7 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
     { name: 'attention', arch: { cell: 'lstm', encoderPooling: 'grid', featureInput: 'attention' } },
   ] as const;
   for (const { name, arch } of variants) {
-    const config = await tinyConfig(data, { ...arch, samplingSchedule: 'constant', samplingK: 0.5, samplingFeed: 'sample', clipNorm: 0.1 });
+    const config = await tinyConfig(data, { ...arch, samplingSchedule: 'constant', samplingK: 0.5, samplingFeed: 'sample', wordDropout: 0.3, clipNorm: 0.1 });
     cleanup.push(config.out);
     const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, ...arch }, vocab, 1);
     const trainer = new Trainer(model, config);
@@ -82,6 +82,27 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
     trainer.optimizer.dispose();
     model.dispose();
   }
+});
+
+test('the training step applies --word-dropout: the same model on the same batch gets a different loss at 0 and at 1', async () => {
+  const manifest = await readManifest(data);
+  const images = manifest.images.filter((i) => i.split === 'train');
+  const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
+  const cache = await ImageCache.load(data, images, 16);
+  const batch = padBatch(makeExamples(images, vocab, 6));
+  const pixels = cache.batch(batch.imageIds);
+  const losses: number[] = [];
+  for (const wordDropout of [0, 0, 1]) {
+    const config = await tinyConfig(data, { samplingSchedule: 'constant', samplingK: 1, wordDropout });
+    cleanup.push(config.out);
+    const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL }, vocab, 1);
+    const trainer = new Trainer(model, config);
+    losses.push(trainer.step(pixels, batch, 0, 10).loss);
+    trainer.optimizer.dispose();
+    model.dispose();
+  }
+  assert.equal(losses[0], losses[1], 'the step is deterministic');
+  assert.notEqual(losses[2], losses[0], 'dropping every input word changes the loss');
 });
 
 async function stepLosses(modelDir: string): Promise<Map<number, number>> {

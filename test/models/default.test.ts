@@ -78,7 +78,7 @@ test('npm start serves the default model, and the page says what it knows', asyn
     // It was fine-tuned from a first run: the model page says so, and that its training loss is label-smoothed.
     const page = await (await fetch(server.url + '/model')).text();
     assert.match(page, /<dt>Started from<\/dt><dd><code>[^<]+<\/code> \(fine-tuned/);
-    assert.match(page, /with label smoothing 0\.1, which adds to it/);
+    assert.match(page, /raised by label smoothing 0\.1; validation loss is plain cross-entropy/);
   } finally {
     await server.close();
   }
