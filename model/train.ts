@@ -417,6 +417,42 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   let windowStart = performance.now();
   let windowWait = 0;
   let dataWait = 0;
+
+  /**
+   * Validation loss on the val split, a few sample captions, and whether this is the best so
+   * far; appends the record to metrics.jsonl after checkpointing. `partial`: the run ended (at
+   * maxSteps) inside an epoch, so the record marks a point that is not an epoch's end.
+   */
+  const validateAndCheckpoint = async (partial: boolean) => {
+    const record: Record<string, unknown> = { type: 'epoch', step: state.step, epoch: state.epoch + 1, trainLoss: lastLoss, ...(partial ? { partial: true } : {}) };
+    const where = partial ? `step ${state.step} (epoch ${state.epoch + 1}, cut short by maxSteps)` : `epoch ${state.epoch + 1}`;
+    let isBest = false;
+    if (valBatches.length > 0) {
+      const val = trainer.evaluate(cache, valBatches);
+      const samples = valImages.slice(0, config.valSamples);
+      const sampleImages = tf.tensor4d(cache.batch(samples.map((s) => s.id)), [samples.length, size, size, 3]);
+      const captions = samples.length ? greedyDecode(model, sampleImages) : [];
+      sampleImages.dispose();
+      Object.assign(record, {
+        valLoss: val.lossPerToken,
+        valPerplexity: val.perplexity,
+        samples: samples.map((s, i) => ({ id: s.id, caption: captions[i]!.words.join(' '), reference: s.captions[0] })),
+      });
+      isBest = state.bestMetric === null || val.lossPerToken < state.bestMetric;
+      if (isBest) state.bestMetric = val.lossPerToken;
+      log(`${where}: train loss ${lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${val.perplexity.toFixed(2)})${isBest ? ', best so far' : ''}`);
+      samples.forEach((s, i) => log(`  ${s.id}: ${captions[i]!.words.join(' ')}   [ref: ${s.captions[0]}]`));
+    } else {
+      log(`${where}: train loss ${lastLoss?.toFixed(4)} (no "${config.valSplit}" split to validate on)`);
+    }
+    record.best = isBest;
+    if (!partial) {
+      state.epoch += 1;
+      state.batchInEpoch = 0;
+    }
+    await checkpoint(isBest);
+    await appendMetrics(metricsPath, record);
+  };
   try {
     while (state.step < totalSteps && state.epoch < config.epochs && !stopped) {
       const batches = trainBatches(state.epoch, state.batchInEpoch);
@@ -476,33 +512,12 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       }
 
       // End of an epoch: validate, then checkpoint (best by validation loss per token).
-      const epochRecord: Record<string, unknown> = { type: 'epoch', step: state.step, epoch: state.epoch + 1, trainLoss: lastLoss };
-      let isBest = false;
-      if (valBatches.length > 0) {
-        const val = trainer.evaluate(cache, valBatches);
-        const samples = valImages.slice(0, config.valSamples);
-        const sampleImages = tf.tensor4d(cache.batch(samples.map((s) => s.id)), [samples.length, size, size, 3]);
-        const captions = samples.length ? greedyDecode(model, sampleImages) : [];
-        sampleImages.dispose();
-        Object.assign(epochRecord, {
-          valLoss: val.lossPerToken,
-          valPerplexity: val.perplexity,
-          samples: samples.map((s, i) => ({ id: s.id, caption: captions[i]!.words.join(' '), reference: s.captions[0] })),
-        });
-        isBest = state.bestMetric === null || val.lossPerToken < state.bestMetric;
-        if (isBest) state.bestMetric = val.lossPerToken;
-        log(`epoch ${state.epoch + 1}: train loss ${lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${val.perplexity.toFixed(2)})${isBest ? ', best so far' : ''}`);
-        samples.forEach((s, i) => log(`  ${s.id}: ${captions[i]!.words.join(' ')}   [ref: ${s.captions[0]}]`));
-      } else {
-        log(`epoch ${state.epoch + 1}: train loss ${lastLoss?.toFixed(4)} (no "${config.valSplit}" split to validate on)`);
-      }
-      epochRecord.best = isBest;
-      state.epoch += 1;
-      state.batchInEpoch = 0;
-      await checkpoint(isBest);
-      await appendMetrics(metricsPath, epochRecord);
+      await validateAndCheckpoint(false);
     }
-    if (stopped || state.batchInEpoch > 0) await checkpoint(false);
+    // Stopped by the user: save where it stands. Ended by maxSteps inside an epoch: validate
+    // first, so that the last weights can be the best and the curve has its last point.
+    if (stopped) await checkpoint(false);
+    else if (state.batchInEpoch > 0) await validateAndCheckpoint(true);
   } finally {
     await stream?.close();
     optimizer.dispose();

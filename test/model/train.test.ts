@@ -124,6 +124,11 @@ test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, w
   await train(whole);
   const first = await train(half);
   assert.equal(first.steps, 5);
+  // Ended by maxSteps inside epoch 3: the run still validates its last weights.
+  const ended = (await readFile(join(half.out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const last = ended[ended.length - 1]!;
+  assert.deepEqual([last.type, last.step, last.epoch, last.partial], ['epoch', 5, 3, true]);
+  assert.equal(typeof last.valLoss, 'number');
   const resumed = await train({ ...half, resume: true, maxSteps: 10 });
   assert.equal(resumed.steps, 10);
 
