@@ -10,6 +10,19 @@ import Handlebars from 'handlebars';
 
 type Template = Handlebars.TemplateDelegate;
 
+/**
+ * A probability as a percentage for people: one decimal, none near 100 %, and two significant
+ * digits below 0.1 %, so that a whole caption's small probability (a product of many words'
+ * probabilities) does not read as "0%". server/public/app.js formats the streamed result the
+ * same way.
+ */
+export function formatPercent(p: number): string {
+  if (!(p > 0)) return '0%';
+  if (p < 1e-6) return '<0.0001%';
+  if (p < 0.001) return `${Number((p * 100).toPrecision(2))}%`;
+  return `${(p * 100).toFixed(p >= 0.995 ? 0 : 1)}%`;
+}
+
 /** The express `app.engine('hbs', …)` callback for the views in `viewsDir`. */
 export function handlebarsEngine(viewsDir: string): (path: string, options: object, cb: (err: Error | null, html?: string) => void) => void {
   const hbs = Handlebars.create();
@@ -22,7 +35,7 @@ export function handlebarsEngine(viewsDir: string): (path: string, options: obje
   }
   for (const file of partialFiles) hbs.registerPartial(basename(file, '.hbs'), readFileSync(join(partialsDir, file), 'utf8'));
   hbs.registerHelper('fixed', (v: unknown, digits: unknown) => (typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 2) : ''));
-  hbs.registerHelper('percent', (p: unknown) => (typeof p === 'number' ? `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%` : ''));
+  hbs.registerHelper('percent', (p: unknown) => (typeof p === 'number' ? formatPercent(p) : ''));
   hbs.registerHelper('json', (v: unknown) => JSON.stringify(v, null, 2));
   hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b);
 

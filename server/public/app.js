@@ -47,8 +47,12 @@ function showWords(words, probs) {
   });
 }
 
+// As formatPercent in server/views.ts: a caption's small probability must not read as "0%".
 function percent(p) {
-  return `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+  if (!(p > 0)) return '0%';
+  if (p < 1e-6) return '<0.0001%';
+  if (p < 0.001) return `${Number((p * 100).toPrecision(2))}%`;
+  return `${(p * 100).toFixed(p >= 0.995 ? 0 : 1)}%`;
 }
 
 function showResult(r) {

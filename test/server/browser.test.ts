@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import type { RunningServer } from '../../server/listen.ts';
+import { formatPercent } from '../../server/views.ts';
 import { form, image, serve, trainServerModel, type TrainedModel } from './helpers.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -91,7 +92,11 @@ test('beam search on the page lists the alternatives with their probabilities', 
   await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
   const alts = await page.$$eval('#nbest li', (els) => els.map((e) => e.textContent ?? ''));
   assert.equal(alts.length, 3);
-  for (const a of alts) assert.match(a, /\d+(\.\d)?% log p -?\d+\.\d\d$/);
+  for (const a of alts) assert.match(a, /\d+(\.\d+)?% log p -?\d+\.\d\d$/);
+  // The page formats probabilities as the server's no-JavaScript page does.
+  const values = [0, 1e-9, 0.00032, 0.0123, 0.5, 0.996];
+  const shown = await page.evaluate((vs) => vs.map((v) => (window as unknown as { percent: (p: number) => string }).percent(v)), values);
+  assert.deepEqual(shown, values.map(formatPercent));
   await page.close();
 });
 
