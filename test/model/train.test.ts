@@ -48,13 +48,18 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
   model.dispose();
 });
 
-test('a training step leaves the live tensor count unchanged (LSTM, GRU and attention, with scheduled sampling and word dropout)', async () => {
+/** The tiny data set's six training captions as one padded batch, with their pixels, image cache and vocabulary. */
+async function trainBatch() {
   const manifest = await readManifest(data);
   const images = manifest.images.filter((i) => i.split === 'train');
   const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
   const cache = await ImageCache.load(data, images, 16);
   const batch = padBatch(makeExamples(images, vocab, 6));
-  const pixels = cache.batch(batch.imageIds);
+  return { vocab, cache, batch, pixels: cache.batch(batch.imageIds) };
+}
+
+test('a training step leaves the live tensor count unchanged (LSTM, GRU and attention, with scheduled sampling and word dropout)', async () => {
+  const { vocab, cache, batch, pixels } = await trainBatch();
   const variants = [
     { name: 'lstm', arch: { cell: 'lstm' } },
     { name: 'gru', arch: { cell: 'gru' } },
@@ -85,12 +90,7 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
 });
 
 test('the training step applies --word-dropout: the same model on the same batch gets a different loss at 0 and at 1', async () => {
-  const manifest = await readManifest(data);
-  const images = manifest.images.filter((i) => i.split === 'train');
-  const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
-  const cache = await ImageCache.load(data, images, 16);
-  const batch = padBatch(makeExamples(images, vocab, 6));
-  const pixels = cache.batch(batch.imageIds);
+  const { vocab, batch, pixels } = await trainBatch();
   const losses: number[] = [];
   for (const wordDropout of [0, 0, 1]) {
     const config = await tinyConfig(data, { samplingSchedule: 'constant', samplingK: 1, wordDropout });
