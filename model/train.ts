@@ -498,7 +498,9 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
           stopped = true;
           break;
         }
-        if (config.checkpointEvery > 0 && state.step % config.checkpointEvery === 0 && state.batchInEpoch < perEpoch) {
+        // Mid-epoch only (an epoch's end is saved after validation), and not at the last step,
+        // which the end of the run validates and saves.
+        if (config.checkpointEvery > 0 && state.step % config.checkpointEvery === 0 && state.batchInEpoch < perEpoch && state.step < totalSteps) {
           await checkpoint(false);
         }
       }

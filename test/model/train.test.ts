@@ -119,7 +119,7 @@ test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, w
   // 6 captions in batches of 4: two batches an epoch, so step 5 stops in the middle of epoch 3.
   const common = { batchSize: 4, epochs: 20, logEvery: 1, samplingSchedule: 'inverse-sigmoid', samplingK: 2, samplingFeed: 'sample', lrSchedule: 'constant' };
   const whole = await tinyConfig(data, { ...common, maxSteps: 10 });
-  const half = await tinyConfig(data, { ...common, maxSteps: 5 });
+  const half = await tinyConfig(data, { ...common, maxSteps: 5, checkpointEvery: 5 });
   cleanup.push(whole.out, half.out);
   await train(whole);
   const first = await train(half);
@@ -129,6 +129,9 @@ test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, w
   const last = ended[ended.length - 1]!;
   assert.deepEqual([last.type, last.step, last.epoch, last.partial], ['epoch', 5, 3, true]);
   assert.equal(typeof last.valLoss, 'number');
+  // … and saves step 5 once, though it is also a periodic checkpoint step.
+  const pointer = JSON.parse(await readFile(join(half.out, 'checkpoint.json'), 'utf8')) as { latest: string };
+  assert.equal(pointer.latest, 'ckpt-000005');
   const resumed = await train({ ...half, resume: true, maxSteps: 10 });
   assert.equal(resumed.steps, 10);
 
