@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { COLOURS, isHeldOut, type SceneObject } from '../data-scripts/shapes/scene.ts';
 import { selectBackend } from '../model/backend.ts';
+import type { ImageFeatures } from '../model/captioner.ts';
 import { imagesToTensor, loadImagePixels } from '../model/image.ts';
 import { loadModel } from '../model/load.ts';
 import { START } from '../model/vocab.ts';
@@ -32,10 +33,9 @@ const scenes = manifest.images
   .slice(0, Number(count));
 if (scenes.length === 0) throw new Error(`${join(dataDir, 'manifest.json')}: no single-shape scenes in split "test-compositional"`);
 
-/** The decoder's next word after `prefix`, reading the image in `pixels`. */
-function nextWord(pixels: Uint8Array, prefix: readonly string[]): string {
+/** The decoder's next word after `prefix`, reading the image's `features`. */
+function nextWord(features: ImageFeatures, prefix: readonly string[]): string {
   return tf.tidy(() => {
-    const features = model.encode(imagesToTensor([pixels], model.config.imageSize));
     let state = model.initialState(features);
     let previous = START;
     for (const word of prefix) {
@@ -55,8 +55,10 @@ for (const image of scenes) {
   const words: string[] = image.captions.map((c: string) => c.split(' ')).find((w: string[]) => w.includes(object.colour));
   const before = words.slice(0, words.indexOf(object.colour));
   const seen = COLOURS.find((c) => c !== object.colour && !isHeldOut({ ...object, colour: c }))!;
-  if (nextWord(pixels, [...before, object.colour]) === object.shape) trueRight++;
-  if (nextWord(pixels, [...before, seen]) === object.shape) swappedRight++;
+  const features = tf.tidy(() => model.encode(imagesToTensor([pixels], model.config.imageSize))); // once for both prefixes
+  if (nextWord(features, [...before, object.colour]) === object.shape) trueRight++;
+  if (nextWord(features, [...before, seen]) === object.shape) swappedRight++;
+  features.dispose();
 }
 const n = scenes.length;
 process.stdout.write(`${JSON.stringify({ scenes: n, shapeRightWithTrueColour: trueRight / n, shapeRightWithSeenColour: swappedRight / n })}\n`);
