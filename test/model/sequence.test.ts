@@ -106,13 +106,23 @@ test('with ε = 1 the forward pass is teacher forcing; with ε = 0 every input a
   model.dispose();
 });
 
-test('with 0 < ε < 1 each input is the true word with probability ε (and sampling feeds non-argmax words)', async () => {
-  const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 5);
+/**
+ * 64 captions of 40 words that cycle through the vocabulary (every word after <start> differs
+ * from its row's previous one), and random images drawn with `imageSeed`: enough coin flips for
+ * a rate to show.
+ */
+function longBatch(imageSeed: number) {
   const batch = 64;
   const width = 41;
   const truth = Array.from({ length: batch }, (_, b) => Array.from({ length: width }, (_, t) => (t === 0 ? START : 4 + ((b + t) % (vocab.size - 4)))));
   const tokens = tf.tensor2d(truth, [batch, width], 'int32');
-  const images = tf.randomUniform([batch, 8, 8, 3], 0, 1, 'float32', 3) as TF.Tensor4D;
+  const images = tf.randomUniform([batch, 8, 8, 3], 0, 1, 'float32', imageSeed) as TF.Tensor4D;
+  return { batch, width, truth, tokens, images };
+}
+
+test('with 0 < ε < 1 each input is the true word with probability ε (and sampling feeds non-argmax words)', async () => {
+  const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 5);
+  const { batch, width, truth, tokens, images } = longBatch(3);
   const fed = model.forward(images, tokens, { teacherProbability: 0.3, feed: 'argmax', rng: new Rng(2) });
   const inputs = fed.inputs.arraySync() as number[][];
   const argmax = tf.argMax(fed.logits, 2).arraySync() as number[][];
@@ -141,11 +151,7 @@ test('with 0 < ε < 1 each input is the true word with probability ε (and sampl
 
 test('word dropout replaces each input after <start> by <unk> with its probability, on top of scheduled sampling', async () => {
   const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 6);
-  const batch = 64;
-  const width = 41;
-  const truth = Array.from({ length: batch }, (_, b) => Array.from({ length: width }, (_, t) => (t === 0 ? START : 4 + ((b + t) % (vocab.size - 4)))));
-  const tokens = tf.tensor2d(truth, [batch, width], 'int32');
-  const images = tf.randomUniform([batch, 8, 8, 3], 0, 1, 'float32', 4) as TF.Tensor4D;
+  const { batch, width, truth, tokens, images } = longBatch(4);
 
   const none = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 0, rng: new Rng(3) });
   assert.deepEqual(Array.from(none.inputs.dataSync()), Array.from(tokens.slice([0, 0], [batch, width - 1]).dataSync()), 'rate 0 feeds the true words');
