@@ -13,6 +13,7 @@ import { ConfigError, type ConfigSpec } from './config.ts';
 import { Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
 import { sampleCategorical, uniforms } from './sampling.ts';
+import { substituteWords } from './substitution.ts';
 import { UNK, type Vocabulary } from './vocab.ts';
 
 /** Everything that fixes the model's architecture; saved in every checkpoint. */
@@ -96,7 +97,13 @@ export interface ForwardOptions {
    * off the word just fed. 0 (the default) never replaces.
    */
   wordDropout?: number;
-  /** Draws the coin flips (and samples); required when ε < 1 or word dropout is on. */
+  /**
+   * Word substitution (model/substitution.ts): each input after <start> that has substitutes
+   * in `classes` (indexed by word id) is replaced by one of them with probability `rate`,
+   * after scheduled sampling has chosen it and before word dropout. Off when absent or 0.
+   */
+  substitution?: { classes: readonly (readonly number[])[]; rate: number };
+  /** Draws the coin flips (and samples); required when ε < 1 or word substitution or dropout is on. */
   rng?: Rng;
   training?: boolean;
 }
@@ -206,7 +213,8 @@ export class Captioner {
    * true tokens[:, t] with probability ε (teacher forcing) or else the model's own prediction
    * at step t − 1 (scheduled sampling, Bengio et al. 2015). The first input is always <start>.
    * No gradient flows through the choice: predictions are read back as integer ids. With word
-   * dropout the chosen input is then replaced by <unk> with probability `wordDropout`.
+   * substitution the chosen input may then be swapped for a word of the same slot, and with
+   * word dropout replaced by <unk> with probability `wordDropout`.
    *
    * Returns logits [batch, steps, vocab] and the inputs actually fed [batch, steps] (int32).
    */
@@ -215,7 +223,8 @@ export class Captioner {
     const steps = width - 1;
     const epsilon = options.teacherProbability;
     const dropout = options.wordDropout ?? 0;
-    if ((epsilon < 1 || dropout > 0) && !options.rng) throw new Error('forward: scheduled sampling (ε < 1) and word dropout need an rng');
+    const substitution = options.substitution?.rate ? options.substitution : null;
+    if ((epsilon < 1 || dropout > 0 || substitution) && !options.rng) throw new Error('forward: scheduled sampling (ε < 1), word substitution and word dropout need an rng');
     const features = this.encode(images, options.training ?? false);
     const truth = tf.unstack(tf.cast(tokens, 'int32'), 1) as tf.Tensor1D[]; // steps + 1 × [batch]
     let state = this.initialState(features);
@@ -236,6 +245,10 @@ export class Captioner {
           const coins = uniforms(rng, batch).map((u) => (u < epsilon ? 1 : 0));
           input = tf.where(tf.tensor1d(coins, 'bool'), input, own);
         }
+      }
+      if (t > 0 && substitution) {
+        const rng = options.rng!;
+        input = tf.tensor1d(substituteWords(input.dataSync(), substitution.classes, substitution.rate, uniforms(rng, batch), uniforms(rng, batch)), 'int32');
       }
       if (t > 0 && dropout > 0) {
         const dropped = uniforms(options.rng!, batch).map((u) => (u < dropout ? 1 : 0));

@@ -18,6 +18,7 @@ import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
 import { Adam, clipByGlobalNorm } from './optim.ts';
 import { Rng, deriveSeed } from './rng.ts';
 import { StreamedPixels, type PixelBatch } from './stream.ts';
+import { describeClasses, substitutionClasses } from './substitution.ts';
 import { learningRateAt, scheduledSamplingProbability, type LrScheduleKind, type SamplingScheduleKind } from './schedules.ts';
 import { Vocabulary } from './vocab.ts';
 
@@ -45,6 +46,8 @@ export interface TrainConfig extends ModelConfig {
   labelSmoothing: number;
   /** Probability that a decoder input after <start> is replaced by <unk> (word dropout). */
   wordDropout: number;
+  /** Probability that a decoder input after <start> is replaced by a word of the same slot (model/substitution.ts). */
+  wordSubstitution: number;
   samplingSchedule: SamplingScheduleKind;
   samplingK: number;
   samplingC: number;
@@ -87,6 +90,7 @@ export const TRAIN_DEFAULTS = {
   clipNorm: 5,
   labelSmoothing: 0,
   wordDropout: 0,
+  wordSubstitution: 0,
   samplingSchedule: 'inverse-sigmoid',
   samplingK: 1000,
   samplingC: 1e-4,
@@ -122,6 +126,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   clipNorm: { type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
   labelSmoothing: { type: 'number', min: 0, max: 0.99, describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word' },
   wordDropout: { type: 'number', min: 0, max: 1, describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>' },
+  wordSubstitution: { type: 'number', min: 0, max: 1, describe: 'word substitution: probability that a decoder input after <start> is replaced by a word found in the same slots of the training captions (red → blue), the target staying the true word' },
   samplingSchedule: {
     type: 'string',
     choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
@@ -195,10 +200,15 @@ export class Trainer {
   private readonly byName: Record<string, tf.Variable>;
   private readonly trainable: tf.Variable[];
 
+  /**
+   * `substitutionClasses`: each word id's substitutes (model/substitution.ts), read off the
+   * training captions; used when config.wordSubstitution > 0.
+   */
   constructor(
     readonly model: Captioner,
     readonly config: TrainConfig,
     readonly optimizer = new Adam(),
+    readonly substitutionClasses: readonly (readonly number[])[] = [],
   ) {
     this.byName = model.namedWeights();
     for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
@@ -232,7 +242,14 @@ export class Trainer {
       const { value, grads } = tf.variableGrads(
         () =>
           tf.tidy(() => {
-            const { logits } = this.model.forward(imgs, toks, { teacherProbability: epsilon, feed: this.config.samplingFeed, wordDropout: this.config.wordDropout, rng, training: true });
+            const { logits } = this.model.forward(imgs, toks, {
+              teacherProbability: epsilon,
+              feed: this.config.samplingFeed,
+              substitution: { classes: this.substitutionClasses, rate: this.config.wordSubstitution },
+              wordDropout: this.config.wordDropout,
+              rng,
+              training: true,
+            });
             const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
             return maskedSequenceLoss(logits, targets, this.config.labelSmoothing);
           }),
@@ -391,7 +408,12 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
   const perEpoch = Math.ceil(examples.length / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
-  const trainer = new Trainer(model, config, optimizer);
+  let classes: number[][] = [];
+  if (config.wordSubstitution > 0) {
+    classes = substitutionClasses(examples.map((e) => e.ids), model.vocab.size);
+    log(`word substitution ${config.wordSubstitution}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
+  }
+  const trainer = new Trainer(model, config, optimizer, classes);
   const metricsPath = join(config.out, 'metrics.jsonl');
   const savedConfig: SavedConfig = { model: model.config, train: { ...config }, versions: { captioner: VERSION, tfjs: tf.version.tfjs } };
 

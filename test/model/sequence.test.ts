@@ -182,3 +182,38 @@ test('word dropout replaces each input after <start> by <unk> with its probabili
   tf.dispose([none.logits, none.inputs, all.logits, all.inputs, some.logits, some.inputs, again.logits, again.inputs, tokens, images]);
   model.dispose();
 });
+
+test('word substitution feeds a word of the same slot in place of the true one, with its probability', async () => {
+  const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 6);
+  const { batch, width, truth, tokens, images } = longBatch(4);
+  const [red, blue, green] = ['red', 'blue', 'green'].map((w) => vocab.encode(w, 1)[1]!);
+  const classes: number[][] = Array.from({ length: vocab.size }, () => []);
+  classes[red!] = [blue!, green!]; // only "red" has substitutes here
+  const substitution = (rate: number) => ({ teacherProbability: 1, feed: 'argmax' as const, substitution: { classes, rate }, rng: new Rng(3) });
+
+  const none = model.forward(images, tokens, substitution(0));
+  assert.deepEqual(Array.from(none.inputs.dataSync()), Array.from(tokens.slice([0, 0], [batch, width - 1]).dataSync()), 'rate 0 feeds the true words');
+  const all = model.forward(images, tokens, substitution(1));
+  const some = model.forward(images, tokens, substitution(0.5));
+  const [allIn, someIn] = [all.inputs.arraySync() as number[][], some.inputs.arraySync() as number[][]];
+  let reds = 0;
+  let swapped = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let t = 0; t < width - 1; t++) {
+      const x = truth[b]![t]!;
+      if (x !== red) {
+        assert.equal(allIn[b]![t], x, 'a word without substitutes is fed as it is');
+        assert.equal(someIn[b]![t], x);
+        continue;
+      }
+      reds++;
+      assert.ok([blue, green].includes(allIn[b]![t]!), 'rate 1: red is always fed as blue or green');
+      if (someIn[b]![t] !== red) swapped++;
+    }
+  }
+  assert.ok(reds > 20, `the batch holds ${reds} reds`);
+  assert.ok(swapped / reds > 0.3 && swapped / reds < 0.7, `rate 0.5 swapped ${swapped} of ${reds}`);
+  assert.throws(() => model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate: 0.5 } }), /need an rng/);
+  tf.dispose([none.logits, none.inputs, all.logits, all.inputs, some.logits, some.inputs, tokens, images]);
+  model.dispose();
+});

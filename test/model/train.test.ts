@@ -1,6 +1,6 @@
 /** The training loop: it learns, it does not leak tensors, and it resumes exactly. */
 import assert from 'node:assert/strict';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { join } from 'node:path';
 import { makeExamples, padBatch } from '../../model/batch.ts';
@@ -89,20 +89,23 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
   }
 });
 
-test('the training step applies --word-dropout: the same model on the same batch gets a different loss at 0 and at 1', async () => {
+test('the training step applies --word-dropout and --word-substitution: the same model on the same batch gets a different loss', async () => {
   const { vocab, batch, pixels } = await trainBatch();
+  const colours = ['red', 'blue', 'green', 'yellow'].map((w) => vocab.encode(w, 1)[1]!);
+  const classes = Array.from({ length: vocab.size }, (_, id) => (colours.includes(id) ? colours.filter((c) => c !== id) : []));
   const losses: number[] = [];
-  for (const wordDropout of [0, 0, 1]) {
-    const config = await tinyConfig(data, { samplingSchedule: 'constant', samplingK: 1, wordDropout });
+  for (const settings of [{}, {}, { wordDropout: 1 }, { wordSubstitution: 1 }]) {
+    const config = await tinyConfig(data, { samplingSchedule: 'constant', samplingK: 1, ...settings });
     cleanup.push(config.out);
     const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL }, vocab, 1);
-    const trainer = new Trainer(model, config);
+    const trainer = new Trainer(model, config, undefined, classes);
     losses.push(trainer.step(pixels, batch, 0, 10).loss);
     trainer.optimizer.dispose();
     model.dispose();
   }
   assert.equal(losses[0], losses[1], 'the step is deterministic');
   assert.notEqual(losses[2], losses[0], 'dropping every input word changes the loss');
+  assert.notEqual(losses[3], losses[0], 'feeding another colour in place of every colour changes the loss');
 });
 
 async function stepLosses(modelDir: string): Promise<Map<number, number>> {
@@ -190,4 +193,21 @@ test('--init-from: a run starts from another model\'s weights and vocabulary, an
     /--init-from: "hiddenSize" is 32 in .*; the architecture cannot change \(asked for 64\)/,
   );
   await assert.rejects(resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } }]), /-missing: not a model directory/);
+});
+
+test('train() reads the substitution classes off the training captions and says what they are', async () => {
+  const { dir, manifest } = await makeTinyDataset();
+  cleanup.push(dir);
+  // Each caption twice, so that its frames are seen often enough to count.
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify({ ...manifest, images: manifest.images.map((i) => ({ ...i, captions: [i.captions[0], i.captions[0]] })) }));
+  const config = await tinyConfig(dir, { wordSubstitution: 0.5, maxSteps: 2 });
+  cleanup.push(config.out);
+  const lines: string[] = [];
+  await train(config, { log: (l) => lines.push(l) });
+  // red and yellow both sit in "a _ circle"; blue and green in "a _ triangle".
+  const line = lines.find((l) => l.startsWith('word substitution 0.5: '));
+  assert.ok(line, `a log line names the classes: ${lines.join(' | ')}`);
+  assert.match(line, /: 4 of \d+ words have substitutes, e\.g\. /);
+  const groups = line.split('e.g. ')[1]!.split('; ').map((g) => g.split(' ').sort().join(' ')).sort();
+  assert.deepEqual(groups, ['blue green', 'red yellow']);
 });
