@@ -53,11 +53,13 @@ export interface ModelDescription {
  * The training settings that make the logged training loss higher than plain cross-entropy on
  * the true words (which is what validation measures), as words for the page; null when none is on.
  */
-function lossRaisedBy(config: SavedConfig): string | null {
+export function lossRaisedBy(config: SavedConfig): string | null {
   const parts: string[] = [];
   if (config.train?.labelSmoothing) parts.push(`label smoothing ${config.train.labelSmoothing}`);
+  if (config.train?.wordSubstitution) parts.push(`word substitution ${config.train.wordSubstitution}`);
   if (config.train?.wordDropout) parts.push(`word dropout ${config.train.wordDropout}`);
-  return parts.length ? parts.join(' and ') : null;
+  if (parts.length === 0) return null;
+  return parts.length === 1 ? parts[0]! : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
 }
 
 const COLOURS = ['#1f6feb', '#d9480f', '#2b8a3e', '#9c36b5'];

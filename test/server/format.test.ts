@@ -1,6 +1,8 @@
-/** How the page writes a probability. */
+/** How the page writes a probability, and what it says raised the training loss. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { SavedConfig } from '../../model/checkpoint.ts';
+import { lossRaisedBy } from '../../server/model-info.ts';
 import { formatPercent } from '../../server/views.ts';
 
 test('formatPercent: one decimal, none near 100 %, two significant digits below 0.1 % (a caption is never "0%")', () => {
@@ -12,4 +14,13 @@ test('formatPercent: one decimal, none near 100 %, two significant digits below 
   assert.equal(formatPercent(Math.exp(-8.04)), '0.032%');
   assert.equal(formatPercent(1e-9), '<0.0001%');
   assert.equal(formatPercent(0), '0%');
+});
+
+test('lossRaisedBy names every setting that raises the logged training loss above plain cross-entropy', () => {
+  const saved = (train: Record<string, number>) => ({ model: {}, train, versions: {} }) as unknown as SavedConfig;
+  assert.equal(lossRaisedBy(saved({})), null);
+  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0, wordDropout: 0, wordSubstitution: 0 })), null);
+  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2 })), 'label smoothing 0.2');
+  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25 })), 'label smoothing 0.2 and word substitution 0.25');
+  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25, wordDropout: 0.1 })), 'label smoothing 0.2, word substitution 0.25 and word dropout 0.1');
 });
