@@ -55,19 +55,19 @@ async function exactRate(split: 'test' | 'test-compositional'): Promise<{ rate: 
   return { rate: scores.exactRate, captions };
 }
 
-// models/default/README.md measures 92.1 % (test) and 63.0 % (compositional) on 2,888 and 2,916
-// images; 40 fresh ones estimate those to within about ±0.09 and ±0.15 (two standard errors),
+// models/default/README.md measures 95.6 % (test) and 73.0 % (compositional) on 2,888 and 2,916
+// images; 40 fresh ones estimate those to within about ±0.07 and ±0.14 (two standard errors),
 // hence the floors: they catch a model that no longer works (a preprocessing or decoding change
 // that breaks it), not small drifts. These floors are the model's, not the project's targets
-// (≥ 95 % and ≥ 80 %), which this model does not meet yet.
+// (≥ 95 % and ≥ 80 %), the second of which this model does not meet yet.
 test('the default model describes fresh shapes scenes exactly, most of the time', async () => {
   const { rate, captions } = await exactRate('test');
-  assert.ok(rate >= 0.75, `exact match ${rate} on ${PER_SPLIT} fresh scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
+  assert.ok(rate >= 0.8, `exact match ${rate} on ${PER_SPLIT} fresh scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
 });
 
 test('… and scenes with colour + shape pairs it never saw in training', async () => {
   const { rate, captions } = await exactRate('test-compositional');
-  assert.ok(rate >= 0.45, `exact match ${rate} on ${PER_SPLIT} fresh compositional scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
+  assert.ok(rate >= 0.5, `exact match ${rate} on ${PER_SPLIT} fresh compositional scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
 });
 
 test('npm start serves the default model, and the page says what it knows', async () => {
@@ -75,10 +75,10 @@ test('npm start serves the default model, and the page says what it knows', asyn
   try {
     const home = await (await fetch(server.url + '/')).text();
     assert.match(home, /What model default knows:<\/strong>[^<]*generated shapes[^<]*never seen a photograph/);
-    // It was fine-tuned from a first run: the model page says so, and that its training loss is label-smoothed.
+    // It was fine-tuned from an earlier run: the model page says so, and what raised its training loss.
     const page = await (await fetch(server.url + '/model')).text();
     assert.match(page, /<dt>Started from<\/dt><dd><code>[^<]+<\/code> \(fine-tuned/);
-    assert.match(page, /raised by label smoothing 0\.2; validation loss is plain cross-entropy/);
+    assert.match(page, /raised by label smoothing 0\.2 and word substitution 0\.25; validation loss is plain cross-entropy/);
   } finally {
     await server.close();
   }

@@ -1,0 +1,45 @@
+/**
+ * What became of each held-out object: after `captioner eval`, reads the compositional split's
+ * captions back into objects and counts, for every object whose colour + shape pair training
+ * never showed, whether the caption names that pair, keeps its colour but swaps the shape, keeps
+ * the shape but swaps the colour, says both words but on different objects, or neither.
+ *
+ *   node --import tsx scripts/held-out-fate.ts EVAL_DIR DATA_DIR
+ *
+ * EVAL_DIR is an `eval --out` directory (it holds results-test-compositional.json); DATA_DIR the
+ * shapes data set it scored. Prints one JSON line.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseShapesCaption, type Scene } from '../data-scripts/shapes/semantics.ts';
+import { isHeldOut } from '../data-scripts/shapes/scene.ts';
+
+const [evalDir, dataDir] = process.argv.slice(2);
+if (!evalDir || !dataDir) {
+  process.stderr.write('usage: scripts/held-out-fate.ts EVAL_DIR DATA_DIR\n');
+  process.exit(2);
+}
+const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as { images: { id: string; scene?: Scene }[] };
+const scenes = new Map(manifest.images.map((i) => [i.id, i.scene]));
+const results = JSON.parse(readFileSync(join(evalDir, 'results-test-compositional.json'), 'utf8')) as { image_id: string | number; caption: string }[];
+const counts = { heldOutObjects: 0, named: 0, colourKeptShapeSwapped: 0, shapeKeptColourSwapped: 0, bothSaidUnbound: 0, neither: 0, captionUnparsed: 0 };
+for (const r of results) {
+  const truth = scenes.get(String(r.image_id));
+  if (!truth) throw new Error(`${join(evalDir, 'results-test-compositional.json')}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`);
+  const said = parseShapesCaption(r.caption);
+  for (const o of truth.objects.filter(isHeldOut)) {
+    counts.heldOutObjects++;
+    if (!said) {
+      counts.captionUnparsed++;
+      continue;
+    }
+    const colour = said.objects.some((q) => q.colour === o.colour);
+    const shape = said.objects.some((q) => q.shape === o.shape);
+    if (said.objects.some((q) => q.colour === o.colour && q.shape === o.shape)) counts.named++;
+    else if (colour && shape) counts.bothSaidUnbound++;
+    else if (colour) counts.colourKeptShapeSwapped++;
+    else if (shape) counts.shapeKeptColourSwapped++;
+    else counts.neither++;
+  }
+}
+console.log(JSON.stringify(counts));
