@@ -47,7 +47,13 @@ export function substitutionClasses(sequences: Iterable<readonly number[]>, voca
   const frames = counts.map((c) => new Set([...c].filter(([, n]) => n >= minFrameCount).map(([f]) => f)));
   // Only words that share a frame can be similar: pair them through the frames they share.
   const byFrame = new Map<number, number[]>();
-  frames.forEach((set, word) => set.forEach((f) => byFrame.set(f, [...(byFrame.get(f) ?? []), word])));
+  frames.forEach((set, word) =>
+    set.forEach((f) => {
+      const words = byFrame.get(f);
+      if (words) words.push(word);
+      else byFrame.set(f, [word]);
+    }),
+  );
   const shared = new Map<number, number>(); // word pair → frames in common
   for (const words of byFrame.values()) {
     for (let a = 0; a < words.length; a++) {
