@@ -86,7 +86,7 @@ function substitutable(id: number): boolean {
  * chosen uniformly. `coins` and `picks` are uniforms in [0, 1), one of each per id.
  */
 export function substituteWords(ids: ArrayLike<number>, classes: readonly (readonly number[])[], rate: number, coins: ArrayLike<number>, picks: ArrayLike<number>): Int32Array {
-  const out = Int32Array.from(ids as ArrayLike<number>);
+  const out = Int32Array.from(ids);
   for (let i = 0; i < out.length; i++) {
     const others = classes[out[i]!];
     if (!others?.length || coins[i]! >= rate) continue;

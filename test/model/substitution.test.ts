@@ -10,7 +10,8 @@ const captions = [
 ];
 const vocab = Vocabulary.build(captions, 1);
 const id = (w: string) => vocab.encode(w, 1)[1]!;
-const classes = substitutionClasses(captions.map((c) => vocab.encode(c, 20)), vocab.size);
+const encoded = captions.map((c) => vocab.encode(c, 20));
+const classes = substitutionClasses(encoded, vocab.size);
 const words = (w: string) => classes[id(w)]!.map((i) => vocab.words[i]);
 
 test('words found between the same neighbours are substitutes; others are not', () => {
@@ -23,10 +24,10 @@ test('words found between the same neighbours are substitutes; others are not', 
   assert.deepEqual(words('is'), []);
   for (const special of [0, 1, 2, 3]) assert.deepEqual(classes[special], [], 'special tokens are never substituted');
   // With a frame seen once counting, green joins the colours.
-  const loose = substitutionClasses(captions.map((c) => vocab.encode(c, 20)), vocab.size, { minFrameCount: 1 });
+  const loose = substitutionClasses(encoded, vocab.size, { minFrameCount: 1 });
   assert.ok(loose[id('green')]!.includes(id('red')));
   // A stricter Jaccard threshold separates them again: green shares one of red's two frames (1/2).
-  const strict = substitutionClasses(captions.map((c) => vocab.encode(c, 20)), vocab.size, { minFrameCount: 1, minJaccard: 0.6 });
+  const strict = substitutionClasses(encoded, vocab.size, { minFrameCount: 1, minJaccard: 0.6 });
   assert.ok(!strict[id('green')]!.includes(id('red')));
   const line = describeClasses(classes, (i) => vocab.words[i]!);
   assert.match(line, /^4 of \d+ words have substitutes, e\.g\. /);
