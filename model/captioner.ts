@@ -99,10 +99,11 @@ export interface ForwardOptions {
   wordDropout?: number;
   /**
    * Word substitution (model/substitution.ts): each input after <start> that has substitutes
-   * in `classes` (indexed by word id) is replaced by one of them with probability `rate`,
-   * after scheduled sampling has chosen it and before word dropout. Off when absent or 0.
+   * in `classes` (indexed by word id) is replaced by one of them with probability `rate` (one
+   * number, or one per word id), after scheduled sampling has chosen it and before word dropout.
+   * Off when absent or 0.
    */
-  substitution?: { classes: readonly (readonly number[])[]; rate: number };
+  substitution?: { classes: readonly (readonly number[])[]; rate: number | readonly number[] };
   /** Draws the coin flips (and samples); required when ε < 1 or word substitution or dropout is on. */
   rng?: Rng;
   training?: boolean;
@@ -223,7 +224,8 @@ export class Captioner {
     const steps = width - 1;
     const epsilon = options.teacherProbability;
     const dropout = options.wordDropout ?? 0;
-    const substitution = options.substitution?.rate ? options.substitution : null;
+    const rate = options.substitution?.rate ?? 0;
+    const substitution = (typeof rate === 'number' ? rate > 0 : rate.some((r) => r > 0)) ? options.substitution! : null;
     if ((epsilon < 1 || dropout > 0 || substitution) && !options.rng) throw new Error('forward: scheduled sampling (ε < 1), word substitution and word dropout need an rng');
     const features = this.encode(images, options.training ?? false);
     const truth = tf.unstack(tf.cast(tokens, 'int32'), 1) as tf.Tensor1D[]; // steps + 1 × [batch]

@@ -82,17 +82,42 @@ function substitutable(id: number): boolean {
 }
 
 /**
- * `ids` with each word that has substitutes replaced, with probability `rate`, by one of them
- * chosen uniformly. `coins` and `picks` are uniforms in [0, 1), one of each per id.
+ * `ids` with each word that has substitutes replaced, with probability `rate` (one number, or
+ * one per word id), by one of them chosen uniformly. `coins` and `picks` are uniforms in
+ * [0, 1), one of each per id.
  */
-export function substituteWords(ids: ArrayLike<number>, classes: readonly (readonly number[])[], rate: number, coins: ArrayLike<number>, picks: ArrayLike<number>): Int32Array {
+export function substituteWords(ids: ArrayLike<number>, classes: readonly (readonly number[])[], rate: number | ArrayLike<number>, coins: ArrayLike<number>, picks: ArrayLike<number>): Int32Array {
   const out = Int32Array.from(ids);
   for (let i = 0; i < out.length; i++) {
     const others = classes[out[i]!];
-    if (!others?.length || coins[i]! >= rate) continue;
+    if (!others?.length || coins[i]! >= (typeof rate === 'number' ? rate : rate[out[i]!]!)) continue;
     out[i] = others[Math.min(others.length - 1, Math.floor(picks[i]! * others.length))]!;
   }
   return out;
+}
+
+/**
+ * One substitution probability per word id: `base` for every word, except that each
+ * `word=rate` pair of `overrides` ("red=0.5,left=0") sets the rate of that word and of all its
+ * substitutes, i.e. of a whole slot, since how much a slot's word should be trusted differs by
+ * slot (a fed colour that predicts the shape is the lesson to break; a fed "left" that predicts
+ * "of" is grammar). Pairs apply in order. Throws, naming the pair, for a word not in the
+ * vocabulary, a word with no substitutes, or a rate outside [0, 1].
+ */
+export function substitutionRates(classes: readonly (readonly number[])[], base: number, overrides: string, words: readonly string[]): number[] {
+  const rates = classes.map(() => base);
+  for (const pair of overrides.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const match = /^([^=\s]+)\s*=\s*(\S+)$/.exec(pair);
+    if (!match) throw new Error(`"${pair}" is not word=rate`);
+    const [, word, text] = match as unknown as [string, string, string];
+    const rate = Number(text);
+    if (!(rate >= 0 && rate <= 1)) throw new Error(`"${pair}": the rate must be a number in [0, 1]`);
+    const id = words.indexOf(word);
+    if (id < 0) throw new Error(`"${pair}": "${word}" is not in the vocabulary`);
+    if (!classes[id]?.length) throw new Error(`"${pair}": "${word}" has no substitutes in the training captions`);
+    for (const w of [id, ...classes[id]!]) rates[w] = rate;
+  }
+  return rates;
 }
 
 /**

@@ -18,7 +18,7 @@ import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
 import { Adam, clipByGlobalNorm } from './optim.ts';
 import { Rng, deriveSeed } from './rng.ts';
 import { StreamedPixels, type PixelBatch } from './stream.ts';
-import { describeClasses, substitutionClasses } from './substitution.ts';
+import { describeClasses, substitutionClasses, substitutionRates } from './substitution.ts';
 import { learningRateAt, scheduledSamplingProbability, type LrScheduleKind, type SamplingScheduleKind } from './schedules.ts';
 import { Vocabulary } from './vocab.ts';
 
@@ -48,6 +48,8 @@ export interface TrainConfig extends ModelConfig {
   wordDropout: number;
   /** Probability that a decoder input after <start> is replaced by a word of the same slot (model/substitution.ts). */
   wordSubstitution: number;
+  /** Rates per slot that override `wordSubstitution`: "red=0.5,left=0" (model/substitution.ts `substitutionRates`). */
+  wordSubstitutionRates: string;
   samplingSchedule: SamplingScheduleKind;
   samplingK: number;
   samplingC: number;
@@ -91,6 +93,7 @@ export const TRAIN_DEFAULTS = {
   labelSmoothing: 0,
   wordDropout: 0,
   wordSubstitution: 0,
+  wordSubstitutionRates: '',
   samplingSchedule: 'inverse-sigmoid',
   samplingK: 1000,
   samplingC: 1e-4,
@@ -127,6 +130,7 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   labelSmoothing: { type: 'number', min: 0, max: 0.99, describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word' },
   wordDropout: { type: 'number', min: 0, max: 1, describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>' },
   wordSubstitution: { type: 'number', min: 0, max: 1, describe: 'word substitution: probability that a decoder input after <start> is replaced by a word found in the same slots of the training captions (red → blue), the target staying the true word' },
+  wordSubstitutionRates: { type: 'string', describe: 'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it' },
   samplingSchedule: {
     type: 'string',
     choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
@@ -201,14 +205,14 @@ export class Trainer {
   private readonly trainable: tf.Variable[];
 
   /**
-   * `substitutionClasses`: each word id's substitutes (model/substitution.ts), read off the
-   * training captions; used when config.wordSubstitution > 0.
+   * `substitution`: each word id's substitutes (model/substitution.ts), read off the training
+   * captions, and each word id's substitution rate; absent, nothing is substituted.
    */
   constructor(
     readonly model: Captioner,
     readonly config: TrainConfig,
     readonly optimizer = new Adam(),
-    readonly substitutionClasses: readonly (readonly number[])[] = [],
+    readonly substitution?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
   ) {
     this.byName = model.namedWeights();
     for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
@@ -245,7 +249,7 @@ export class Trainer {
             const { logits } = this.model.forward(imgs, toks, {
               teacherProbability: epsilon,
               feed: this.config.samplingFeed,
-              substitution: { classes: this.substitutionClasses, rate: this.config.wordSubstitution },
+              substitution: this.substitution,
               wordDropout: this.config.wordDropout,
               rng,
               training: true,
@@ -380,6 +384,18 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
 
   const size = model.config.imageSize;
   const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
+  let substitution: { classes: number[][]; rate: number[] } | undefined;
+  if (config.wordSubstitution > 0 || config.wordSubstitutionRates) {
+    const classes = substitutionClasses(examples.map((e) => e.ids), model.vocab.size);
+    let rate: number[];
+    try {
+      rate = substitutionRates(classes, config.wordSubstitution, config.wordSubstitutionRates, model.vocab.words);
+    } catch (err) {
+      throw new ConfigError(`"wordSubstitutionRates": ${(err as Error).message}`);
+    }
+    log(`word substitution ${config.wordSubstitution}${config.wordSubstitutionRates ? ` (${config.wordSubstitutionRates})` : ''}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
+    substitution = { classes, rate };
+  }
   const budget = config.pixelBudgetMb * 2 ** 20;
   const allBytes = (trainImages.length + valImages.length) * size * size * 3;
   const streaming = config.stream === 'on' || (config.stream === 'auto' && allBytes > budget);
@@ -408,12 +424,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
   const perEpoch = Math.ceil(examples.length / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
-  let classes: number[][] = [];
-  if (config.wordSubstitution > 0) {
-    classes = substitutionClasses(examples.map((e) => e.ids), model.vocab.size);
-    log(`word substitution ${config.wordSubstitution}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
-  }
-  const trainer = new Trainer(model, config, optimizer, classes);
+  const trainer = new Trainer(model, config, optimizer, substitution);
   const metricsPath = join(config.out, 'metrics.jsonl');
   const savedConfig: SavedConfig = { model: model.config, train: { ...config }, versions: { captioner: VERSION, tfjs: tf.version.tfjs } };
 

@@ -56,7 +56,8 @@ export interface ModelDescription {
 export function lossRaisedBy(config: SavedConfig): string | null {
   const parts: string[] = [];
   if (config.train?.labelSmoothing) parts.push(`label smoothing ${config.train.labelSmoothing}`);
-  if (config.train?.wordSubstitution) parts.push(`word substitution ${config.train.wordSubstitution}`);
+  const rates = config.train?.wordSubstitutionRates;
+  if (config.train?.wordSubstitution || rates) parts.push(`word substitution ${config.train!.wordSubstitution ?? 0}${rates ? ` (${rates})` : ''}`);
   if (config.train?.wordDropout) parts.push(`word dropout ${config.train.wordDropout}`);
   if (parts.length === 0) return null;
   return parts.length === 1 ? parts[0]! : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;

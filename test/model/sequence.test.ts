@@ -214,6 +214,24 @@ test('word substitution feeds a word of the same slot in place of the true one, 
   assert.ok(reds > 20, `the batch holds ${reds} reds`);
   assert.ok(swapped / reds > 0.3 && swapped / reds < 0.7, `rate 0.5 swapped ${swapped} of ${reds}`);
   assert.throws(() => model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate: 0.5 } }), /need an rng/);
-  tf.dispose([none.logits, none.inputs, all.logits, all.inputs, some.logits, some.inputs, tokens, images]);
+
+  // One rate per word id: red always swapped, blue (now with substitutes too) never.
+  classes[blue!] = [red!, green!];
+  const rate = classes.map((_, id) => (id === red ? 1 : 0));
+  const perWord = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate }, rng: new Rng(3) });
+  const perWordIn = perWord.inputs.arraySync() as number[][];
+  let blues = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let t = 0; t < width - 1; t++) {
+      const x = truth[b]![t]!;
+      if (x === red) assert.notEqual(perWordIn[b]![t], red, 'red at rate 1 is always swapped');
+      else assert.equal(perWordIn[b]![t], x, 'every other word, blue at rate 0 included, is fed as it is');
+      if (x === blue) blues++;
+    }
+  }
+  assert.ok(blues > 20, `the batch holds ${blues} blues`);
+  const zeros = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate: rate.map(() => 0) } });
+  assert.deepEqual(Array.from(zeros.inputs.dataSync()), Array.from(none.inputs.dataSync()), 'rates all 0: substitution is off (and needs no rng)');
+  tf.dispose([none.logits, none.inputs, all.logits, all.inputs, some.logits, some.inputs, perWord.logits, perWord.inputs, zeros.logits, zeros.inputs, tokens, images]);
   model.dispose();
 });

@@ -1,7 +1,7 @@
 /** Word substitution: classes read off the training captions, and the swap itself. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describeClasses, substituteWords, substitutionClasses } from '../../model/substitution.ts';
+import { describeClasses, substituteWords, substitutionClasses, substitutionRates } from '../../model/substitution.ts';
 import { Vocabulary } from '../../model/vocab.ts';
 
 const captions = [
@@ -49,4 +49,25 @@ test('substituteWords swaps a word for another of its class with the given proba
   const coins = ids.map((_, i) => (i % 2 ? 0.2 : 0.8));
   const half = Array.from(substituteWords(ids, classes, 0.5, coins, ones));
   ids.forEach((w, i) => assert.equal(half[i] === w, !(i % 2 && classes[w]!.length), `position ${i}`));
+});
+
+test('substitutionRates: a base rate, and word=rate pairs that set a whole slot', () => {
+  const at = (rates: number[], w: string) => rates[id(w)];
+  const base = substitutionRates(classes, 0.25, '', vocab.words);
+  assert.equal(base.length, vocab.size);
+  assert.ok(base.every((r) => r === 0.25));
+  const colours = substitutionRates(classes, 0.25, 'red=0.75', vocab.words);
+  assert.deepEqual([at(colours, 'red'), at(colours, 'blue'), at(colours, 'circle'), at(colours, 'square')], [0.75, 0.75, 0.25, 0.25], 'red names its slot: blue too');
+  const both = substitutionRates(classes, 0, ' square = 0.5 , red=1,blue=0.1', vocab.words);
+  assert.deepEqual([at(both, 'red'), at(both, 'blue'), at(both, 'circle'), at(both, 'square'), at(both, 'a')], [0.1, 0.1, 0.5, 0.5, 0], 'pairs apply in order; spaces are allowed');
+  assert.throws(() => substitutionRates(classes, 0, 'purple=0.5', vocab.words), /"purple=0\.5": "purple" is not in the vocabulary/);
+  assert.throws(() => substitutionRates(classes, 0, 'is=0.5', vocab.words), /"is=0\.5": "is" has no substitutes/);
+  assert.throws(() => substitutionRates(classes, 0, 'red=1.5', vocab.words), /"red=1\.5": the rate must be a number in \[0, 1\]/);
+  assert.throws(() => substitutionRates(classes, 0, 'red=lots', vocab.words), /"red=lots": the rate must be/);
+  assert.throws(() => substitutionRates(classes, 0, 'red', vocab.words), /"red" is not word=rate/);
+
+  // substituteWords reads a per-word rate by the word's id.
+  const ids = vocab.encode('a red circle is left of a blue square', 20);
+  const out = Array.from(substituteWords(ids, classes, substitutionRates(classes, 0, 'circle=1', vocab.words), Array(ids.length).fill(0.5), Array(ids.length).fill(0)));
+  assert.deepEqual(vocab.decode(out), ['a', 'red', 'square', 'is', 'left', 'of', 'a', 'blue', 'circle']);
 });

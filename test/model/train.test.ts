@@ -94,11 +94,12 @@ test('the training step applies --word-dropout and --word-substitution: the same
   const colours = ['red', 'blue', 'green', 'yellow'].map((w) => vocab.encode(w, 1)[1]!);
   const classes = Array.from({ length: vocab.size }, (_, id) => (colours.includes(id) ? colours.filter((c) => c !== id) : []));
   const losses: number[] = [];
-  for (const settings of [{}, {}, { wordDropout: 1 }, { wordSubstitution: 1 }]) {
+  const everyColour = { classes, rate: classes.map(() => 1) };
+  for (const [settings, substitution] of [[{}], [{}], [{ wordDropout: 1 }], [{}, everyColour]] as const) {
     const config = await tinyConfig(data, { samplingSchedule: 'constant', samplingK: 1, ...settings });
     cleanup.push(config.out);
     const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL }, vocab, 1);
-    const trainer = new Trainer(model, config, undefined, classes);
+    const trainer = new Trainer(model, config, undefined, substitution);
     losses.push(trainer.step(pixels, batch, 0, 10).loss);
     trainer.optimizer.dispose();
     model.dispose();
@@ -210,4 +211,17 @@ test('train() reads the substitution classes off the training captions and says 
   assert.match(line, /: 4 of \d+ words have substitutes, e\.g\. /);
   const groups = line.split('e.g. ')[1]!.split('; ').map((g) => g.split(' ').sort().join(' ')).sort();
   assert.deepEqual(groups, ['blue green', 'red yellow']);
+
+  // Rates per slot alone turn substitution on, change what is trained, and are named in the log.
+  const plain = await tinyConfig(dir, { maxSteps: 2, logEvery: 1 });
+  const red = await tinyConfig(dir, { maxSteps: 2, logEvery: 1, wordSubstitutionRates: 'red=1' });
+  cleanup.push(plain.out, red.out);
+  const redLines: string[] = [];
+  await train(plain);
+  await train(red, { log: (l) => redLines.push(l) });
+  assert.ok(redLines.some((l) => l.startsWith('word substitution 0 (red=1): 4 of ')), redLines.join(' | '));
+  assert.notDeepEqual(await stepLosses(red.out), await stepLosses(plain.out), 'feeding yellow for red changes the losses');
+  const bad = await tinyConfig(dir, { maxSteps: 2, wordSubstitutionRates: 'purple=0.5' });
+  cleanup.push(bad.out);
+  await assert.rejects(train(bad), /"wordSubstitutionRates": "purple=0\.5": "purple" is not in the vocabulary/);
 });
