@@ -44,8 +44,6 @@ export interface TrainConfig extends ModelConfig {
   clipNorm: number;
   /** Label smoothing α of the training loss (validation loss stays plain cross-entropy). */
   labelSmoothing: number;
-  /** Where label smoothing puts its mass: on every word, or on the target's slot (model/loss.ts). */
-  labelSmoothingOver: 'vocabulary' | 'slot';
   /** Probability that a decoder input after <start> is replaced by <unk> (word dropout). */
   wordDropout: number;
   /** Probability that a decoder input after <start> is replaced by a word of the same slot (model/substitution.ts). */
@@ -93,7 +91,6 @@ export const TRAIN_DEFAULTS = {
   minLearningRate: 0,
   clipNorm: 5,
   labelSmoothing: 0,
-  labelSmoothingOver: 'vocabulary',
   wordDropout: 0,
   wordSubstitution: 0,
   wordSubstitutionRates: '',
@@ -131,11 +128,6 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   minLearningRate: { type: 'number', min: 0, describe: 'learning rate at the end of cosine/linear decay' },
   clipNorm: { type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
   labelSmoothing: { type: 'number', min: 0, max: 0.99, describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word' },
-  labelSmoothingOver: {
-    type: 'string',
-    choices: ['vocabulary', 'slot'],
-    describe: "where label smoothing's mass goes: every word, or (slot) the target's slot in the training captions when it has one: a shape's mass goes to the other shapes",
-  },
   wordDropout: { type: 'number', min: 0, max: 1, describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>' },
   wordSubstitution: { type: 'number', min: 0, max: 1, describe: 'word substitution: probability that a decoder input after <start> is replaced by a word found in the same slots of the training captions (red → blue), the target staying the true word' },
   wordSubstitutionRates: { type: 'string', describe: 'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it' },
@@ -213,17 +205,15 @@ export class Trainer {
   private readonly trainable: tf.Variable[];
 
   /**
-   * `slots`: each word id's substitutes (model/substitution.ts), read off the training
-   * captions, and each word id's substitution rate; needed for word substitution and for
-   * label smoothing over slots.
+   * `substitution`: each word id's substitutes (model/substitution.ts), read off the training
+   * captions, and each word id's substitution rate; absent, nothing is substituted.
    */
   constructor(
     readonly model: Captioner,
     readonly config: TrainConfig,
     readonly optimizer = new Adam(),
-    readonly slots?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
+    readonly substitution?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
   ) {
-    if (config.labelSmoothingOver === 'slot' && config.labelSmoothing > 0 && !slots) throw new Error('Trainer: label smoothing over slots needs the substitution classes');
     this.byName = model.namedWeights();
     for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
     this.trainable = model.trainableVariables();
@@ -259,13 +249,13 @@ export class Trainer {
             const { logits } = this.model.forward(imgs, toks, {
               teacherProbability: epsilon,
               feed: this.config.samplingFeed,
-              substitution: this.slots,
+              substitution: this.substitution,
               wordDropout: this.config.wordDropout,
               rng,
               training: true,
             });
             const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
-            return maskedSequenceLoss(logits, targets, this.config.labelSmoothing, this.config.labelSmoothingOver === 'slot' ? this.slots?.classes : undefined);
+            return maskedSequenceLoss(logits, targets, this.config.labelSmoothing);
           }),
         this.trainable,
       );
@@ -394,9 +384,8 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
 
   const size = model.config.imageSize;
   const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
-  let slots: { classes: number[][]; rate: number[] } | undefined;
-  const smoothingOverSlots = config.labelSmoothing > 0 && config.labelSmoothingOver === 'slot';
-  if (config.wordSubstitution > 0 || config.wordSubstitutionRates || smoothingOverSlots) {
+  let substitution: { classes: number[][]; rate: number[] } | undefined;
+  if (config.wordSubstitution > 0 || config.wordSubstitutionRates) {
     const classes = substitutionClasses(examples.map((e) => e.ids), model.vocab.size);
     let rate: number[];
     try {
@@ -404,11 +393,8 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     } catch (err) {
       throw new ConfigError(`"wordSubstitutionRates": ${(err as Error).message}`);
     }
-    const uses: string[] = [];
-    if (config.wordSubstitution > 0 || config.wordSubstitutionRates) uses.push(`word substitution ${config.wordSubstitution}${config.wordSubstitutionRates ? ` (${config.wordSubstitutionRates})` : ''}`);
-    if (smoothingOverSlots) uses.push(`label smoothing ${config.labelSmoothing} over slots`);
-    log(`${uses.join(', ')}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
-    slots = { classes, rate };
+    log(`word substitution ${config.wordSubstitution}${config.wordSubstitutionRates ? ` (${config.wordSubstitutionRates})` : ''}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
+    substitution = { classes, rate };
   }
   const budget = config.pixelBudgetMb * 2 ** 20;
   const allBytes = (trainImages.length + valImages.length) * size * size * 3;
@@ -438,7 +424,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
   const perEpoch = Math.ceil(examples.length / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
-  const trainer = new Trainer(model, config, optimizer, slots);
+  const trainer = new Trainer(model, config, optimizer, substitution);
   const metricsPath = join(config.out, 'metrics.jsonl');
   const savedConfig: SavedConfig = { model: model.config, train: { ...config }, versions: { captioner: VERSION, tfjs: tf.version.tfjs } };
 

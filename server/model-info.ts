@@ -55,7 +55,7 @@ export interface ModelDescription {
  */
 export function lossRaisedBy(config: SavedConfig): string | null {
   const parts: string[] = [];
-  if (config.train?.labelSmoothing) parts.push(`label smoothing ${config.train.labelSmoothing}${config.train.labelSmoothingOver === 'slot' ? ' over slots' : ''}`);
+  if (config.train?.labelSmoothing) parts.push(`label smoothing ${config.train.labelSmoothing}`);
   const rates = config.train?.wordSubstitutionRates;
   if (config.train?.wordSubstitution || rates) parts.push(`word substitution ${config.train!.wordSubstitution ?? 0}${rates ? ` (${rates})` : ''}`);
   if (config.train?.wordDropout) parts.push(`word dropout ${config.train.wordDropout}`);

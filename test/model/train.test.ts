@@ -196,7 +196,7 @@ test('--init-from: a run starts from another model\'s weights and vocabulary, an
   await assert.rejects(resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } }]), /-missing: not a model directory/);
 });
 
-test('train() reads the substitution classes off the training captions, says what they are, and uses them for per-slot rates and slot smoothing', async () => {
+test('train() reads the substitution classes off the training captions and says what they are', async () => {
   const { dir, manifest } = await makeTinyDataset();
   cleanup.push(dir);
   // Each caption twice, so that its frames are seen often enough to count.
@@ -221,19 +221,6 @@ test('train() reads the substitution classes off the training captions, says wha
   await train(red, { log: (l) => redLines.push(l) });
   assert.ok(redLines.some((l) => l.startsWith('word substitution 0 (red=1): 4 of ')), redLines.join(' | '));
   assert.notDeepEqual(await stepLosses(red.out), await stepLosses(plain.out), 'feeding yellow for red changes the losses');
-
-  // Label smoothing over slots reads the same classes, says so, and trains something else than
-  // smoothing over the vocabulary.
-  const vocabulary = await tinyConfig(dir, { maxSteps: 2, logEvery: 1, labelSmoothing: 0.2 });
-  const slot = await tinyConfig(dir, { maxSteps: 2, logEvery: 1, labelSmoothing: 0.2, labelSmoothingOver: 'slot' });
-  cleanup.push(vocabulary.out, slot.out);
-  const slotLines: string[] = [];
-  await train(vocabulary);
-  await train(slot, { log: (l) => slotLines.push(l) });
-  assert.ok(slotLines.some((l) => l.startsWith('label smoothing 0.2 over slots: 4 of ')), slotLines.join(' | '));
-  assert.notDeepEqual(await stepLosses(slot.out), await stepLosses(vocabulary.out), 'smoothing over slots changes the losses');
-  assert.throws(() => new Trainer(null as unknown as Captioner, slot), /label smoothing over slots needs the substitution classes/);
-
   const bad = await tinyConfig(dir, { maxSteps: 2, wordSubstitutionRates: 'purple=0.5' });
   cleanup.push(bad.out);
   await assert.rejects(train(bad), /"wordSubstitutionRates": "purple=0\.5": "purple" is not in the vocabulary/);

@@ -25,6 +25,4 @@ test('lossRaisedBy names every setting that raises the logged training loss abov
   assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25, wordDropout: 0.1 })), 'label smoothing 0.2, word substitution 0.25 and word dropout 0.1');
   assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25, wordSubstitutionRates: 'red=0.75' })), 'label smoothing 0.2 and word substitution 0.25 (red=0.75)');
   assert.equal(lossRaisedBy(saved({ wordSubstitution: 0, wordSubstitutionRates: 'red=0.75' })), 'word substitution 0 (red=0.75)');
-  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, labelSmoothingOver: 'slot' })), 'label smoothing 0.2 over slots');
-  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, labelSmoothingOver: 'vocabulary' })), 'label smoothing 0.2');
 });
