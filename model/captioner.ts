@@ -92,6 +92,15 @@ export interface ForwardOptions {
   /** The model's own previous word: its argmax, or a sample from its distribution. */
   feed: 'argmax' | 'sample';
   /**
+   * Scheduled sampling within slots: each word id's substitutes (model/substitution.ts). When
+   * given, the model's own word is fed only where it is the true word or one of its
+   * substitutes; elsewhere the true word is fed. The targets stay the reference's words, so an
+   * own word that changes the sentence's structure ("is" where the reference goes on "on the
+   * left of") would teach a wrong continuation ("is the left of"); one that fills the same slot
+   * ("blue" for "red") keeps the targets right.
+   */
+  samplingSlots?: readonly (readonly number[])[];
+  /**
    * Word dropout (Bowman et al. 2016): each input after <start> is replaced by <unk> with this
    * probability, so the next word must often be read off the image and the state rather than
    * off the word just fed. 0 (the default) never replaces.
@@ -213,7 +222,8 @@ export class Captioner {
    * `<start> w1 … wn <end> <pad>…`; step t predicts tokens[:, t + 1] from an input that is the
    * true tokens[:, t] with probability ε (teacher forcing) or else the model's own prediction
    * at step t − 1 (scheduled sampling, Bengio et al. 2015). The first input is always <start>.
-   * No gradient flows through the choice: predictions are read back as integer ids. With word
+   * No gradient flows through the choice: predictions are read back as integer ids; with
+   * `samplingSlots` an own word outside the true word's slot is not fed. With word
    * substitution the chosen input may then be swapped for a word of the same slot, and with
    * word dropout replaced by <unk> with probability `wordDropout`.
    *
@@ -240,7 +250,9 @@ export class Captioner {
         // The model's own words are read back as plain ids: a new tensor with no history on
         // the gradient tape, so no gradient can flow through the choice.
         const chosen = options.feed === 'sample' ? sampleCategorical(previous, uniforms(rng, batch)) : tf.argMax(previous, 1);
-        const own = tf.tensor1d(chosen.dataSync() as Int32Array, 'int32');
+        let ownIds = chosen.dataSync() as Int32Array;
+        if (options.samplingSlots) ownIds = withinSlots(ownIds, input.dataSync(), options.samplingSlots);
+        const own = tf.tensor1d(ownIds, 'int32');
         if (epsilon <= 0) {
           input = own;
         } else {
@@ -293,4 +305,9 @@ export class Captioner {
     this.encoder.dispose();
     for (const v of Object.values(this.params)) v.dispose();
   }
+}
+
+/** `own` where each id is the true id or one of its substitutes in `slots`; else the true id. */
+function withinSlots(own: ArrayLike<number>, truth: ArrayLike<number>, slots: readonly (readonly number[])[]): Int32Array {
+  return Int32Array.from(own, (id, b) => (id === truth[b] || slots[truth[b]!]?.includes(id) ? id : truth[b]!));
 }

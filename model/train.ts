@@ -55,6 +55,8 @@ export interface TrainConfig extends ModelConfig {
   samplingC: number;
   samplingMin: number;
   samplingFeed: 'argmax' | 'sample';
+  /** Feed the model's own word only where it fills the true word's slot (ForwardOptions.samplingSlots). */
+  samplingWithinSlots: boolean;
   logEvery: number;
   /** Also checkpoint every this many steps (0: at the end of each epoch only). */
   checkpointEvery: number;
@@ -99,6 +101,7 @@ export const TRAIN_DEFAULTS = {
   samplingC: 1e-4,
   samplingMin: 0,
   samplingFeed: 'argmax',
+  samplingWithinSlots: false,
   logEvery: 10,
   checkpointEvery: 0,
   validateEvery: 1,
@@ -140,6 +143,10 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   samplingC: { type: 'number', min: 0, describe: 'linear schedule slope per step' },
   samplingMin: { type: 'number', min: 0, max: 1, describe: 'floor of ε' },
   samplingFeed: { type: 'string', choices: ['argmax', 'sample'], describe: "the model's own word: argmax or a sample" },
+  samplingWithinSlots: {
+    type: 'boolean',
+    describe: "scheduled sampling feeds the model's own word only where it is the true word or a word of the same slot in the training captions (blue for red), else the true word, so that the targets, which stay the reference's, still fit",
+  },
   logEvery: { type: 'number', integer: true, min: 1, describe: 'write a metrics line every N steps' },
   checkpointEvery: { type: 'number', integer: true, min: 0, describe: 'checkpoint every N steps too (0: per epoch only)' },
   validateEvery: { type: 'number', integer: true, min: 1, describe: 'validate and checkpoint every N epochs (and after the last)' },
@@ -205,15 +212,17 @@ export class Trainer {
   private readonly trainable: tf.Variable[];
 
   /**
-   * `substitution`: each word id's substitutes (model/substitution.ts), read off the training
-   * captions, and each word id's substitution rate; absent, nothing is substituted.
+   * `slots`: each word id's substitutes (model/substitution.ts), read off the training
+   * captions, and each word id's substitution rate; needed for word substitution and for
+   * scheduled sampling within slots.
    */
   constructor(
     readonly model: Captioner,
     readonly config: TrainConfig,
     readonly optimizer = new Adam(),
-    readonly substitution?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
+    readonly slots?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
   ) {
+    if (config.samplingWithinSlots && !slots) throw new Error('Trainer: scheduled sampling within slots needs the substitution classes');
     this.byName = model.namedWeights();
     for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
     this.trainable = model.trainableVariables();
@@ -249,7 +258,8 @@ export class Trainer {
             const { logits } = this.model.forward(imgs, toks, {
               teacherProbability: epsilon,
               feed: this.config.samplingFeed,
-              substitution: this.substitution,
+              samplingSlots: this.config.samplingWithinSlots ? this.slots!.classes : undefined,
+              substitution: this.slots,
               wordDropout: this.config.wordDropout,
               rng,
               training: true,
@@ -384,8 +394,8 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
 
   const size = model.config.imageSize;
   const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
-  let substitution: { classes: number[][]; rate: number[] } | undefined;
-  if (config.wordSubstitution > 0 || config.wordSubstitutionRates) {
+  let slots: { classes: number[][]; rate: number[] } | undefined;
+  if (config.wordSubstitution > 0 || config.wordSubstitutionRates || config.samplingWithinSlots) {
     const classes = substitutionClasses(examples.map((e) => e.ids), model.vocab.size);
     let rate: number[];
     try {
@@ -393,8 +403,11 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     } catch (err) {
       throw new ConfigError(`"wordSubstitutionRates": ${(err as Error).message}`);
     }
-    log(`word substitution ${config.wordSubstitution}${config.wordSubstitutionRates ? ` (${config.wordSubstitutionRates})` : ''}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
-    substitution = { classes, rate };
+    const uses: string[] = [];
+    if (config.wordSubstitution > 0 || config.wordSubstitutionRates) uses.push(`word substitution ${config.wordSubstitution}${config.wordSubstitutionRates ? ` (${config.wordSubstitutionRates})` : ''}`);
+    if (config.samplingWithinSlots) uses.push('scheduled sampling within slots');
+    log(`${uses.join(', ')}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
+    slots = { classes, rate };
   }
   const budget = config.pixelBudgetMb * 2 ** 20;
   const allBytes = (trainImages.length + valImages.length) * size * size * 3;
@@ -424,7 +437,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
   const perEpoch = Math.ceil(examples.length / config.batchSize);
   const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
-  const trainer = new Trainer(model, config, optimizer, substitution);
+  const trainer = new Trainer(model, config, optimizer, slots);
   const metricsPath = join(config.out, 'metrics.jsonl');
   const savedConfig: SavedConfig = { model: model.config, train: { ...config }, versions: { captioner: VERSION, tfjs: tf.version.tfjs } };
 

@@ -149,6 +149,35 @@ test('with 0 < ε < 1 each input is the true word with probability ε (and sampl
   model.dispose();
 });
 
+test('scheduled sampling within slots feeds the model\'s own word only where it fills the true word\'s slot', async () => {
+  const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 5);
+  const { batch, width, truth, tokens, images } = longBatch(3);
+  const colours = ['red', 'blue', 'green'].map((w) => vocab.encode(w, 1)[1]!);
+  const slots = Array.from({ length: vocab.size }, (_, id) => (colours.includes(id) ? colours.filter((c) => c !== id) : []));
+  // ε = 0 with sampled words: every input after <start> is the model's own, unless refused.
+  const free = model.forward(images, tokens, { teacherProbability: 0, feed: 'sample', rng: new Rng(2) });
+  const within = model.forward(images, tokens, { teacherProbability: 0, feed: 'sample', samplingSlots: slots, rng: new Rng(2) });
+  const [freeIn, withinIn] = [free.inputs.arraySync() as number[][], within.inputs.arraySync() as number[][]];
+  let outsideSlot = 0;
+  let otherColour = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let t = 1; t < width - 1; t++) {
+      const x = truth[b]![t]!;
+      if (!colours.includes(x) && freeIn[b]![t] !== x) outsideSlot++;
+      if (colours.includes(x)) {
+        assert.ok(colours.includes(withinIn[b]![t]!), `[${b}, ${t}]: a colour's place gets a colour`);
+        if (withinIn[b]![t] !== x) otherColour++;
+      } else {
+        assert.equal(withinIn[b]![t], x, `[${b}, ${t}]: a word without substitutes is fed as it is`);
+      }
+    }
+  }
+  assert.ok(outsideSlot > 20, `without slots, ${outsideSlot} own words that fill no slot of the truth were fed`);
+  assert.ok(otherColour > 0, 'within slots, the model\'s own colour is still fed in place of the true one');
+  tf.dispose([free.logits, free.inputs, within.logits, within.inputs, tokens, images]);
+  model.dispose();
+});
+
 test('word dropout replaces each input after <start> by <unk> with its probability, on top of scheduled sampling', async () => {
   const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 6);
   const { batch, width, truth, tokens, images } = longBatch(4);

@@ -196,7 +196,7 @@ test('--init-from: a run starts from another model\'s weights and vocabulary, an
   await assert.rejects(resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } }]), /-missing: not a model directory/);
 });
 
-test('train() reads the substitution classes off the training captions and says what they are', async () => {
+test('train() reads the substitution classes off the training captions, says what they are, and uses them for per-slot rates and sampling within slots', async () => {
   const { dir, manifest } = await makeTinyDataset();
   cleanup.push(dir);
   // Each caption twice, so that its frames are seen often enough to count.
@@ -221,6 +221,19 @@ test('train() reads the substitution classes off the training captions and says 
   await train(red, { log: (l) => redLines.push(l) });
   assert.ok(redLines.some((l) => l.startsWith('word substitution 0 (red=1): 4 of ')), redLines.join(' | '));
   assert.notDeepEqual(await stepLosses(red.out), await stepLosses(plain.out), 'feeding yellow for red changes the losses');
+
+  // Scheduled sampling within slots reads the same classes, says so, and feeds other words.
+  const sampling = { maxSteps: 2, logEvery: 1, samplingSchedule: 'constant', samplingK: 0.5 };
+  const anyWord = await tinyConfig(dir, sampling);
+  const sameSlot = await tinyConfig(dir, { ...sampling, samplingWithinSlots: true });
+  cleanup.push(anyWord.out, sameSlot.out);
+  const slotLines: string[] = [];
+  await train(anyWord);
+  await train(sameSlot, { log: (l) => slotLines.push(l) });
+  assert.ok(slotLines.some((l) => l.startsWith('scheduled sampling within slots: 4 of ')), slotLines.join(' | '));
+  assert.notDeepEqual(await stepLosses(sameSlot.out), await stepLosses(anyWord.out), 'refusing own words outside the slot changes the losses');
+  assert.throws(() => new Trainer(null as unknown as Captioner, sameSlot), /scheduled sampling within slots needs the substitution classes/);
+
   const bad = await tinyConfig(dir, { maxSteps: 2, wordSubstitutionRates: 'purple=0.5' });
   cleanup.push(bad.out);
   await assert.rejects(train(bad), /"wordSubstitutionRates": "purple=0\.5": "purple" is not in the vocabulary/);
