@@ -212,27 +212,24 @@ test('train() reads the substitution classes off the training captions, says wha
   const groups = line.split('e.g. ')[1]!.split('; ').map((g) => g.split(' ').sort().join(' ')).sort();
   assert.deepEqual(groups, ['blue green', 'red yellow']);
 
+  // Trains `base` and `base` + `changed` two steps each: the changed run's log and both runs' losses.
+  const pair = async (base: Record<string, unknown>, changed: Record<string, unknown>) => {
+    const [a, b] = [await tinyConfig(dir, { maxSteps: 2, logEvery: 1, ...base }), await tinyConfig(dir, { maxSteps: 2, logEvery: 1, ...base, ...changed })];
+    cleanup.push(a.out, b.out);
+    const log: string[] = [];
+    await train(a);
+    await train(b, { log: (l) => log.push(l) });
+    return { config: b, log: log.join(' | '), before: await stepLosses(a.out), after: await stepLosses(b.out) };
+  };
   // Rates per slot alone turn substitution on, change what is trained, and are named in the log.
-  const plain = await tinyConfig(dir, { maxSteps: 2, logEvery: 1 });
-  const red = await tinyConfig(dir, { maxSteps: 2, logEvery: 1, wordSubstitutionRates: 'red=1' });
-  cleanup.push(plain.out, red.out);
-  const redLines: string[] = [];
-  await train(plain);
-  await train(red, { log: (l) => redLines.push(l) });
-  assert.ok(redLines.some((l) => l.startsWith('word substitution 0 (red=1): 4 of ')), redLines.join(' | '));
-  assert.notDeepEqual(await stepLosses(red.out), await stepLosses(plain.out), 'feeding yellow for red changes the losses');
-
+  const rates = await pair({}, { wordSubstitutionRates: 'red=1' });
+  assert.match(rates.log, /(^| \| )word substitution 0 \(red=1\): 4 of /);
+  assert.notDeepEqual(rates.after, rates.before, 'feeding yellow for red changes the losses');
   // Scheduled sampling within slots reads the same classes, says so, and feeds other words.
-  const sampling = { maxSteps: 2, logEvery: 1, samplingSchedule: 'constant', samplingK: 0.5 };
-  const anyWord = await tinyConfig(dir, sampling);
-  const sameSlot = await tinyConfig(dir, { ...sampling, samplingWithinSlots: true });
-  cleanup.push(anyWord.out, sameSlot.out);
-  const slotLines: string[] = [];
-  await train(anyWord);
-  await train(sameSlot, { log: (l) => slotLines.push(l) });
-  assert.ok(slotLines.some((l) => l.startsWith('scheduled sampling within slots: 4 of ')), slotLines.join(' | '));
-  assert.notDeepEqual(await stepLosses(sameSlot.out), await stepLosses(anyWord.out), 'refusing own words outside the slot changes the losses');
-  assert.throws(() => new Trainer(null as unknown as Captioner, sameSlot), /scheduled sampling within slots needs the substitution classes/);
+  const sampling = await pair({ samplingSchedule: 'constant', samplingK: 0.5 }, { samplingWithinSlots: true });
+  assert.match(sampling.log, /(^| \| )scheduled sampling within slots: 4 of /);
+  assert.notDeepEqual(sampling.after, sampling.before, 'refusing own words outside the slot changes the losses');
+  assert.throws(() => new Trainer(null as unknown as Captioner, sampling.config), /scheduled sampling within slots needs the substitution classes/);
 
   const bad = await tinyConfig(dir, { maxSteps: 2, wordSubstitutionRates: 'purple=0.5' });
   cleanup.push(bad.out);
