@@ -109,8 +109,8 @@ export function substitutionRates(classes: readonly (readonly number[])[], base:
   for (const pair of overrides.split(',').map((p) => p.trim()).filter(Boolean)) {
     const match = /^([^=\s]+)\s*=\s*(\S+)$/.exec(pair);
     if (!match) throw new Error(`"${pair}" is not word=rate`);
-    const [, word, text] = match as unknown as [string, string, string];
-    const rate = Number(text);
+    const word = match[1]!;
+    const rate = Number(match[2]);
     if (!(rate >= 0 && rate <= 1)) throw new Error(`"${pair}": the rate must be a number in [0, 1]`);
     const id = words.indexOf(word);
     if (id < 0) throw new Error(`"${pair}": "${word}" is not in the vocabulary`);
