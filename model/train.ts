@@ -388,7 +388,6 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       model = await Captioner.create(pick(config, MODEL_KEYS), vocab, deriveSeed(config.seed, 0));
     }
     state = { step: 0, epoch: 0, batchInEpoch: 0, seed: config.seed, bestMetric: null, samplingProbability: 1 };
-    await writeFileAtomic(join(config.out, 'metrics.jsonl'), '');
   }
   log(`vocabulary: ${model.vocab.size} words; train: ${trainImages.length} images; ${config.valSplit}: ${valImages.length} images`);
 
@@ -409,6 +408,8 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     log(`${uses.join(', ')}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
     slots = { classes, rate };
   }
+  // A new run's directory is made only once every setting has been checked against the data.
+  if (!resuming) await writeFileAtomic(join(config.out, 'metrics.jsonl'), '');
   const budget = config.pixelBudgetMb * 2 ** 20;
   const allBytes = (trainImages.length + valImages.length) * size * size * 3;
   const streaming = config.stream === 'on' || (config.stream === 'auto' && allBytes > budget);

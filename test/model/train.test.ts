@@ -1,6 +1,6 @@
 /** The training loop: it learns, it does not leak tensors, and it resumes exactly. */
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { join } from 'node:path';
 import { makeExamples, padBatch } from '../../model/batch.ts';
@@ -234,4 +234,5 @@ test('train() reads the substitution classes off the training captions, says wha
   const bad = await tinyConfig(dir, { maxSteps: 2, wordSubstitutionRates: 'purple=0.5' });
   cleanup.push(bad.out);
   await assert.rejects(train(bad), /"wordSubstitutionRates": "purple=0\.5": "purple" is not in the vocabulary/);
+  await assert.rejects(stat(join(bad.out, 'metrics.jsonl')), { code: 'ENOENT' }, 'a refused run writes nothing');
 });
