@@ -1,8 +1,9 @@
 /**
  * What became of each held-out object: after `captioner eval`, reads the compositional split's
  * captions back into objects and counts, for every object whose colour + shape pair training
- * never showed, whether the caption names that pair, keeps its colour but swaps the shape, keeps
- * the shape but swaps the colour, says both words but on different objects, or neither.
+ * never showed, whether the caption names that pair, keeps its colour but swaps the shape (and
+ * how often the shape it says is another object's in the same scene), keeps the shape but swaps
+ * the colour, says both words but on different objects, or neither.
  *
  *   node --import tsx scripts/held-out-fate.ts EVAL_DIR DATA_DIR
  *
@@ -22,7 +23,7 @@ if (!evalDir || !dataDir) {
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as { images: { id: string; scene?: Scene }[] };
 const scenes = new Map(manifest.images.map((i) => [i.id, i.scene]));
 const results = JSON.parse(readFileSync(join(evalDir, 'results-test-compositional.json'), 'utf8')) as { image_id: string | number; caption: string }[];
-const counts = { heldOutObjects: 0, named: 0, colourKeptShapeSwapped: 0, shapeKeptColourSwapped: 0, bothSaidUnbound: 0, neither: 0, captionUnparsed: 0 };
+const counts = { heldOutObjects: 0, named: 0, colourKeptShapeSwapped: 0, swappedForAnotherObjectsShape: 0, shapeKeptColourSwapped: 0, bothSaidUnbound: 0, neither: 0, captionUnparsed: 0 };
 for (const r of results) {
   const truth = scenes.get(String(r.image_id));
   if (!truth) throw new Error(`${join(evalDir, 'results-test-compositional.json')}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`);
@@ -37,7 +38,12 @@ for (const r of results) {
     const shape = said.objects.some((q) => q.shape === o.shape);
     if (said.objects.some((q) => q.colour === o.colour && q.shape === o.shape)) counts.named++;
     else if (colour && shape) counts.bothSaidUnbound++;
-    else if (colour) counts.colourKeptShapeSwapped++;
+    else if (colour) {
+      counts.colourKeptShapeSwapped++;
+      // Was the shape said with that colour one that another object in the scene has?
+      const others = truth.objects.filter((q) => q !== o);
+      if (said.objects.some((q) => q.colour === o.colour && others.some((x) => x.shape === q.shape))) counts.swappedForAnotherObjectsShape++;
+    }
     else if (shape) counts.shapeKeptColourSwapped++;
     else counts.neither++;
   }
