@@ -43,8 +43,7 @@ for (const r of results) {
       // Was the shape said with that colour one that another object in the scene has?
       const others = truth.objects.filter((q) => q !== o);
       if (said.objects.some((q) => q.colour === o.colour && others.some((x) => x.shape === q.shape))) counts.swappedForAnotherObjectsShape++;
-    }
-    else if (shape) counts.shapeKeptColourSwapped++;
+    } else if (shape) counts.shapeKeptColourSwapped++;
     else counts.neither++;
   }
 }
