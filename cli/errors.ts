@@ -13,6 +13,7 @@ import { ConfigError } from '../model/config.ts';
 import { DatasetError } from '../model/dataset.ts';
 import { ImageError } from '../model/image.ts';
 import { DecodeOptionsError } from '../model/decode.ts';
+import { PriorError } from '../model/prior.ts';
 import { RecordFileError } from './caption-records.ts';
 import { CocoFileError } from '../eval/coco-files.ts';
 
@@ -25,7 +26,7 @@ export class UsageError extends Error {
 
 export function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError || err instanceof UsageError || err instanceof DecodeOptionsError) return EXIT.usage;
-  if (err instanceof DatasetError || err instanceof CheckpointError || err instanceof ImageError || err instanceof RecordFileError || err instanceof CocoFileError) return EXIT.input;
+  if (err instanceof DatasetError || err instanceof CheckpointError || err instanceof ImageError || err instanceof RecordFileError || err instanceof CocoFileError || err instanceof PriorError) return EXIT.input;
   if (err instanceof BackendError) return EXIT.backend;
   return EXIT.failed;
 }

@@ -12,6 +12,11 @@ export interface Hypothesis {
   tokenLogProbs: number[];
   /** Sum of the log-probabilities so far; for a finished hypothesis, <end>'s included. */
   logProb: number;
+  /**
+   * Sum of the scores the search ranks by, where they are not the log-probabilities (anti-LM
+   * decoding, model/decode.ts); absent, `logProb` is the score.
+   */
+  score?: number;
 }
 
 /** One way to extend a live beam: beam index, next token and that token's log-probability. */
@@ -19,6 +24,8 @@ export interface BeamCandidate {
   beam: number;
   token: number;
   logProb: number;
+  /** What the search ranks the token by, when it is not `logProb`. */
+  score?: number;
 }
 
 /** A live hypothesis chosen for the next step, with the beam it grew from (for gathering state rows). */
@@ -43,12 +50,19 @@ export function normalisedScore(logProb: number, length: number, alpha: number):
 
 /** A finished hypothesis' score: its words plus the <end> token. */
 export function hypothesisScore(h: Hypothesis, alpha: number): number {
-  return normalisedScore(h.logProb, h.tokens.length + 1, alpha);
+  return normalisedScore(h.score ?? h.logProb, h.tokens.length + 1, alpha);
+}
+
+/** A hypothesis grown by one token: log p always, the separate score only when either side has one. */
+function extend(parent: Hypothesis, c: { logProb: number; score?: number }, tokens: number[], tokenLogProbs: number[]): Hypothesis {
+  const h: Hypothesis = { tokens, tokenLogProbs, logProb: parent.logProb + c.logProb };
+  if (parent.score !== undefined || c.score !== undefined) h.score = (parent.score ?? parent.logProb) + (c.score ?? c.logProb);
+  return h;
 }
 
 /**
  * One beam-search step for one image. Candidates are ranked by total log-probability
- * (beam's + token's); ties keep the earlier beam, then the smaller token id, so the result does
+ * (beam's + token's), or total score where scores are given; ties keep the earlier beam, then the smaller token id, so the result does
  * not depend on the order candidates arrive in. Walking down the ranking, a candidate that
  * ends the caption is finished only when it ranks within the top `width` (so that width 1 is
  * exactly greedy decoding, as in fairseq's sequence generator); any other candidate becomes a
@@ -61,29 +75,26 @@ export function selectBeams(beams: readonly Hypothesis[], candidates: readonly B
     .map((c) => {
       const parent = beams[c.beam];
       if (!parent) throw new Error(`selectBeams: candidate names beam ${c.beam}, but there are ${beams.length}`);
-      return { c, parent, total: parent.logProb + c.logProb };
+      return { c, parent, total: (parent.score ?? parent.logProb) + (c.score ?? c.logProb) };
     })
     .filter((r) => r.total > -Infinity)
     .sort((a, b) => b.total - a.total || a.c.beam - b.c.beam || a.c.token - b.c.token);
   const live: SelectedBeam[] = [];
   const finished: Hypothesis[] = [];
-  for (const [rank, { c, parent, total }] of ranked.entries()) {
+  for (const [rank, { c, parent }] of ranked.entries()) {
     if (live.length >= width) break;
     if (c.token === endToken) {
-      if (rank < width) finished.push({ tokens: parent.tokens, tokenLogProbs: parent.tokenLogProbs, logProb: total });
+      if (rank < width) finished.push(extend(parent, c, parent.tokens, parent.tokenLogProbs));
       continue;
     }
-    live.push({
-      parent: c.beam,
-      hypothesis: { tokens: [...parent.tokens, c.token], tokenLogProbs: [...parent.tokenLogProbs, c.logProb], logProb: total },
-    });
+    live.push({ parent: c.beam, hypothesis: extend(parent, c, [...parent.tokens, c.token], [...parent.tokenLogProbs, c.logProb]) });
   }
   return { live, finished };
 }
 
 /** Closes a live hypothesis with <end>, whose log-probability is `endLogProb` (at the length limit). */
-export function finishWithEnd(h: Hypothesis, endLogProb: number): Hypothesis {
-  return { tokens: h.tokens, tokenLogProbs: h.tokenLogProbs, logProb: h.logProb + endLogProb };
+export function finishWithEnd(h: Hypothesis, endLogProb: number, endScore?: number): Hypothesis {
+  return extend(h, { logProb: endLogProb, score: endScore }, h.tokens, h.tokenLogProbs);
 }
 
 /**

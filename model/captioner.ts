@@ -12,6 +12,7 @@ import { cellStep, createCell, type CellKind, type CellState } from './cells.ts'
 import { ConfigError, type ConfigSpec } from './config.ts';
 import { Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
+import type { LanguagePrior } from './prior.ts';
 import { sampleCategorical, uniforms } from './sampling.ts';
 import { substituteWords } from './substitution.ts';
 import { UNK, type Vocabulary } from './vocab.ts';
@@ -119,6 +120,9 @@ export interface ForwardOptions {
 }
 
 export class Captioner {
+  /** The training captions' word pairs, for anti-LM decoding (set by loadModel when the checkpoint has them). */
+  languagePrior: LanguagePrior | null = null;
+
   private constructor(
     readonly config: ModelConfig,
     readonly vocab: Vocabulary,

@@ -6,7 +6,14 @@
  * the end at once and the second with an `await` between steps.
  *
  * Every reported log-probability is under the model's own distribution (softmax of its logits),
- * whatever temperature or filter chose the words, so captions from different strategies compare.
+ * whatever temperature, filter or anti-LM chose the words, so captions from different strategies
+ * compare.
+ *
+ * Anti-LM decoding (`antiLm` λ > 0, with the model's language prior, model/prior.ts) chooses
+ * words by log p(w | image, prefix) − λ·log p_prior(w | previous word), renormalised over the
+ * plausible words (p ≥ β·max p): it takes off part of what the training captions' language alone
+ * predicts, so that a word pair the captions never held can still be said when the picture shows
+ * it.
  * A caption has at most `maxLength` words; then <end> is forced and its log-probability counted,
  * so `logProb` is always log p(w1 … wn <end> | image).
  */
@@ -16,6 +23,7 @@ import { beamSearchDone, finishWithEnd, rankHypotheses, selectBeams, type BeamCa
 import type { ImageFeatures, StepOutput } from './captioner.ts';
 import type { CellState } from './cells.ts';
 import { Rng, deriveSeed } from './rng.ts';
+import { DEFAULT_ANTI_LM, type LanguagePrior } from './prior.ts';
 import { filterLogits, sampleCategorical } from './sampling.ts';
 import { END, START } from './vocab.ts';
 
@@ -31,6 +39,8 @@ export interface StepModel {
   initialState(features: ImageFeatures): CellState;
   /** previous tokens [rows] int32, state, features [rows, …] → logits [rows, vocab] and the new state. */
   step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput;
+  /** The training captions' word-pair counts, for anti-LM decoding; its `antiLm` is the default. */
+  readonly languagePrior?: LanguagePrior | null;
 }
 
 export interface DecodeOptions {
@@ -56,6 +66,10 @@ export interface DecodeOptions {
    * image draws the same words whatever batch it is decoded in (the CLI seeds by file path).
    */
   imageSeeds?: readonly number[];
+  /** Anti-LM weight λ (default: the model's language prior's, else 0; 0 is plain decoding). */
+  antiLm?: number;
+  /** Anti-LM: only words with p ≥ β·max p under the model are chosen (default: the prior's, else 0.15). */
+  antiLmPlausibility?: number;
 }
 
 export interface CaptionResult {
@@ -90,10 +104,13 @@ interface ResolvedOptions {
   seed: number;
   nBest: number | null;
   imageSeeds: readonly number[] | null;
+  antiLm: number;
+  antiLmPlausibility: number;
 }
 
 /** Fills in defaults and checks every option, naming the one that is wrong. */
 export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): ResolvedOptions {
+  const antiLm = model.languagePrior?.antiLm ?? DEFAULT_ANTI_LM;
   const o = {
     strategy: options.strategy,
     beamWidth: options.beamWidth ?? 3,
@@ -105,6 +122,8 @@ export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): 
     seed: options.seed ?? 0,
     nBest: options.nBest ?? null,
     imageSeeds: options.imageSeeds ?? null,
+    antiLm: options.antiLm ?? antiLm.weight,
+    antiLmPlausibility: options.antiLmPlausibility ?? antiLm.plausibility,
   };
   const fail = (what: string) => {
     throw new DecodeOptionsError(what);
@@ -120,6 +139,9 @@ export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): 
   if (!(o.lengthPenalty >= 0 && Number.isFinite(o.lengthPenalty))) fail(`lengthPenalty must be ≥ 0, got ${o.lengthPenalty}`);
   if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) fail(`temperature must be ≥ 0, got ${o.temperature}`);
   if (!(o.topP > 0 && o.topP <= 1)) fail(`topP must be in (0, 1], got ${o.topP}`);
+  if (!(o.antiLm >= 0 && Number.isFinite(o.antiLm))) fail(`antiLm must be ≥ 0, got ${o.antiLm}`);
+  if (!(o.antiLmPlausibility > 0 && o.antiLmPlausibility <= 1)) fail(`antiLmPlausibility must be in (0, 1], got ${o.antiLmPlausibility}`);
+  if (o.antiLm > 0 && !model.languagePrior) fail('antiLm needs the language prior of the model\'s training captions, and this model has none (language-prior.json: make it with `captioner prior`)');
   if (o.imageSeeds !== null && !o.imageSeeds.every((seed) => Number.isInteger(seed) && seed >= 0)) fail('imageSeeds must be whole numbers ≥ 0');
   if (o.nBest !== null) {
     whole('nBest', o.nBest, 1);
@@ -135,6 +157,21 @@ function disposeState(state: CellState): void {
 
 function gatherState(state: CellState, rows: tf.Tensor1D): CellState {
   return state.c ? { h: tf.gather(state.h, rows), c: tf.gather(state.c, rows) } : { h: tf.gather(state.h, rows) };
+}
+
+/**
+ * What a step chooses words by: the log-probabilities themselves or, under anti-LM, the
+ * distribution q(w) ∝ p(w)·p_prior(w | prev)^−λ over the plausible words (p ≥ β·max p; −∞ for
+ * the rest), renormalised per step so that beams compare as under plain decoding. `adjusted` is
+ * q without the plausibility cut (for an <end> forced at the length limit).
+ */
+function choiceScores(model: StepModel, o: ResolvedOptions, logProbs: tf.Tensor2D, prev: tf.Tensor1D): { scores: tf.Tensor2D; adjusted: tf.Tensor2D } {
+  if (o.antiLm === 0 || !model.languagePrior) return { scores: logProbs, adjusted: logProbs };
+  const prior = tf.tensor2d(model.languagePrior.rows(prev.dataSync()), logProbs.shape);
+  const shifted = tf.sub(logProbs, tf.mul(prior, o.antiLm));
+  const plausible = tf.greaterEqual(logProbs, tf.add(tf.max(logProbs, 1, true), Math.log(o.antiLmPlausibility)));
+  const scores = tf.logSoftmax(tf.where(plausible, shifted, tf.fill(shifted.shape, -Infinity))) as tf.Tensor2D;
+  return { scores, adjusted: tf.logSoftmax(shifted) as tf.Tensor2D };
 }
 
 function wordOf(model: StepModel, id: number): string {
@@ -247,14 +284,16 @@ class TokenSearch implements Search {
     const out = tf.tidy(() => {
       const step = this.model.step(prev, state, features);
       const vocab = step.logits.shape[1];
-      const logProbs = tf.logSoftmax(step.logits); // [rows, vocab]
+      const logProbs = tf.logSoftmax(step.logits) as tf.Tensor2D; // [rows, vocab]
+      // Plain decoding chooses by the logits; anti-LM by its scores (log-probabilities shifted).
+      const choice = this.o.antiLm > 0 ? choiceScores(this.model, this.o, logProbs, prev).scores : step.logits;
       let chosen: tf.Tensor1D;
       if (forceEnd) {
         chosen = tf.fill([rows], END, 'int32') as tf.Tensor1D;
       } else if (!u) {
-        chosen = tf.argMax(step.logits, 1) as tf.Tensor1D;
+        chosen = tf.argMax(choice, 1) as tf.Tensor1D;
       } else {
-        const filtered = filterLogits(step.logits, this.o);
+        const filtered = filterLogits(choice, this.o);
         const drawn = tf.cast(sampleCategorical(filtered, u), 'int32') as tf.Tensor1D;
         // A uniform at the very top of the CDF can land on a filtered-out word; take the best kept word then.
         const allowed = tf.greater(tf.sum(tf.mul(tf.cast(tf.isFinite(filtered), 'float32'), tf.oneHot(drawn, vocab)), 1), 0);
@@ -348,16 +387,22 @@ class BeamSearch implements Search {
     const out = tf.tidy(() => {
       const step = this.model.step(prev, state, features);
       const vocab = step.logits.shape[1];
-      const logProbs = tf.logSoftmax(step.logits); // [rows, vocab]
-      const top = tf.topk(logProbs, Math.min(2 * width, vocab)); // [rows, k]
+      const logProbs = tf.logSoftmax(step.logits) as tf.Tensor2D; // [rows, vocab]
+      const { scores, adjusted } = choiceScores(this.model, this.o, logProbs, prev);
+      const top = tf.topk(scores, Math.min(2 * width, vocab)); // [rows, k]
+      const values = scores === logProbs ? top.values : tf.gather(logProbs, top.indices, 1, 1); // log p of the top words
       const endLogProb = logProbs.slice([0, END], [-1, 1]); // [rows, 1]
-      return { values: top.values, indices: top.indices, endLogProb, state: step.state };
+      const endScore = adjusted.slice([0, END], [-1, 1]);
+      return { values, scores: top.values, indices: top.indices, endLogProb, endScore, state: step.state };
     });
     const k = out.values.shape[1];
     const values = out.values.dataSync();
     const indices = out.indices.dataSync();
     const endLogProb = out.endLogProb.dataSync();
-    tf.dispose([out.values, out.indices, out.endLogProb]);
+    // Under anti-LM, beams rank by score and report log p; otherwise the two are the same numbers.
+    const scores = this.o.antiLm > 0 ? out.scores.dataSync() : null;
+    const endScore = this.o.antiLm > 0 ? out.endScore.dataSync() : null;
+    tf.dispose([out.values, out.scores, out.indices, out.endLogProb, out.endScore]);
 
     const source: number[] = [];
     const tokens: number[] = [];
@@ -368,13 +413,16 @@ class BeamSearch implements Search {
       const first = row;
       row += beams.length;
       if (forceEnd) {
-        beams.forEach((h, j) => this.finished[b]!.push(finishWithEnd(h, endLogProb[first + j]!)));
+        beams.forEach((h, j) => this.finished[b]!.push(finishWithEnd(h, endLogProb[first + j]!, endScore?.[first + j])));
         this.live[b] = [];
         continue;
       }
       const candidates: BeamCandidate[] = [];
       beams.forEach((_, j) => {
-        for (let i = 0; i < k; i++) candidates.push({ beam: j, token: indices[(first + j) * k + i]!, logProb: values[(first + j) * k + i]! });
+        for (let i = 0; i < k; i++) {
+          const at = (first + j) * k + i;
+          candidates.push(scores ? { beam: j, token: indices[at]!, logProb: values[at]!, score: scores[at]! } : { beam: j, token: indices[at]!, logProb: values[at]! });
+        }
       });
       const selected = selectBeams(beams, candidates, width, END);
       this.finished[b]!.push(...selected.finished);

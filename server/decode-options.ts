@@ -28,6 +28,8 @@ const NUMBER_FIELDS: Record<NumberField, { integer: boolean; min: number; max?: 
   topK: { integer: true, min: 0, max: () => 1_000_000 },
   topP: { integer: false, min: 0, max: () => 1 },
   seed: { integer: true, min: 0, max: () => 2 ** 31 - 1 },
+  antiLm: { integer: false, min: 0, max: () => 10 },
+  antiLmPlausibility: { integer: false, min: 0, max: () => 1 },
 };
 
 /** Form fields that are not decoding options (the file, the page's own fields). */

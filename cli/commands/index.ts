@@ -6,5 +6,6 @@ import { trainCommand } from './train.ts';
 import { captionCommand } from './caption.ts';
 import { scoreCommand } from './score.ts';
 import { evalCommand } from './eval.ts';
+import { priorCommand } from './prior.ts';
 
-export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand, scoreCommand, evalCommand, serveCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand, scoreCommand, evalCommand, priorCommand, serveCommand];
