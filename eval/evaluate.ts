@@ -7,7 +7,7 @@ import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Captioner } from '../model/captioner.ts';
 import { DatasetError, ImageCache, readManifest, splitImages, type DatasetImage } from '../model/dataset.ts';
-import { captionImages } from '../model/decode.ts';
+import { captionImages, resolveDecodeOptions, type DecodeOptions, type StepModel } from '../model/decode.ts';
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/fsutil.ts';
 import { loadModel } from '../model/load.ts';
@@ -20,6 +20,9 @@ export interface CaptionSplitOptions {
   batchSize?: number;
   /** Beam width; 1 is greedy decoding. */
   beamWidth?: number;
+  /** Anti-LM weight and plausibility (model/decode.ts); absent: the model's defaults. */
+  antiLm?: number;
+  antiLmPlausibility?: number;
   /** Called while images are decoded from disk. */
   loading?(done: number, total: number): void;
   /** Called after each captioned batch. */
@@ -33,21 +36,26 @@ export interface CaptionedImage {
   references: string[];
 }
 
-/** How captions are decoded: a description for reports and logs. */
-export function decodingDescription(beamWidth: number): string {
-  return beamWidth > 1 ? `beam search, width ${beamWidth}` : 'greedy';
+/** The decoding an evaluation runs: beam search of `beamWidth` (1: greedy), anti-LM as asked or as the model says. */
+export function evalDecodeOptions(options: Pick<CaptionSplitOptions, 'beamWidth' | 'antiLm' | 'antiLmPlausibility'>): DecodeOptions {
+  const beamWidth = options.beamWidth ?? 1;
+  const decode: DecodeOptions = beamWidth > 1 ? { strategy: 'beam', beamWidth } : { strategy: 'greedy' };
+  if (options.antiLm !== undefined) decode.antiLm = options.antiLm;
+  if (options.antiLmPlausibility !== undefined) decode.antiLmPlausibility = options.antiLmPlausibility;
+  return decode;
 }
 
-/** Decodes one batch [n, size, size, 3] of images into caption strings (model/decode.ts). */
-function decodeBatch(model: Captioner, images: tf.Tensor4D, beamWidth: number): string[] {
-  const options = beamWidth > 1 ? ({ strategy: 'beam', beamWidth } as const) : ({ strategy: 'greedy' } as const);
-  return captionImages(model, images, options).map((c) => c.words.join(' '));
+/** How captions are decoded: a description for reports and logs (checks the options, naming a wrong one). */
+export function decodingDescription(model: StepModel, options: DecodeOptions): string {
+  const o = resolveDecodeOptions(model, options);
+  const search = o.strategy === 'beam' ? `beam search, width ${o.beamWidth}` : o.strategy;
+  return o.antiLm > 0 ? `${search}, anti-LM λ ${o.antiLm} (β ${o.antiLmPlausibility})` : search;
 }
 
 /** Captions `images` (of the data set in `dataDir`) in batches; results in input order. */
 export async function captionImagesOfSplit(model: Captioner, dataDir: string, images: readonly DatasetImage[], options: CaptionSplitOptions = {}): Promise<CaptionedImage[]> {
   const batchSize = options.batchSize ?? 32;
-  const beamWidth = options.beamWidth ?? 1;
+  const decode = evalDecodeOptions(options);
   const size = model.config.imageSize;
   const cache = await ImageCache.load(dataDir, images, size, options.loading);
   const out: CaptionedImage[] = [];
@@ -55,7 +63,8 @@ export async function captionImagesOfSplit(model: Captioner, dataDir: string, im
     const batch = images.slice(start, start + batchSize);
     const tensor = tf.tensor4d(cache.batch(batch.map((img) => img.id)), [batch.length, size, size, 3]);
     try {
-      decodeBatch(model, tensor, beamWidth).forEach((caption, i) => {
+      captionImages(model, tensor, decode).forEach(({ words }, i) => {
+        const caption = words.join(' ');
         const img = batch[i]!;
         out.push({ id: img.id, file: img.file, caption, references: img.captions });
       });
@@ -82,6 +91,9 @@ export interface EvaluationOptions {
   /** The split to evaluate; on the shapes data set "test" brings "test-compositional" along. */
   split: string;
   beamWidth: number;
+  /** Anti-LM weight and plausibility; absent: the model's defaults (its language-prior.json). */
+  antiLm?: number;
+  antiLmPlausibility?: number;
   batchSize: number;
   /** Where the COCO files, metrics.json and report.html go. */
   outDir: string;
@@ -135,7 +147,13 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
   }
 
   const model = await loadModel(options.modelDir);
-  const decoding = decodingDescription(options.beamWidth);
+  let decoding: string;
+  try {
+    decoding = decodingDescription(model, evalDecodeOptions(options));
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
   const evaluated: { result: SplitEvaluation; perImage: ImageScore[]; captioned: CaptionedImage[] }[] = [];
   try {
     for (const split of splits) {
@@ -145,6 +163,8 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
       const captioned = await captionImagesOfSplit(model, options.dataDir, images, {
         batchSize: options.batchSize,
         beamWidth: options.beamWidth,
+        antiLm: options.antiLm,
+        antiLmPlausibility: options.antiLmPlausibility,
         loading: (d, t) => hooks.loading?.(split, d, t),
         progress: (d, t) => hooks.progress?.(split, d, t),
       });

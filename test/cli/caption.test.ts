@@ -3,7 +3,7 @@
  * palette, corrupt and mislabelled images, then an interrupted run resumed.
  */
 import assert from 'node:assert/strict';
-import { appendFile, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -23,6 +23,7 @@ tf.env().set('PROD', true);
 let work = '';
 let modelDir = '';
 let images = '';
+let data = '';
 /** Every image file in `images`, as the CLI will list them (sorted, recursive). */
 let goodFiles: string[] = [];
 let badFiles: string[] = [];
@@ -52,7 +53,7 @@ async function lineCount(path: string): Promise<number> {
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'captioner-caption-'));
-  const { dir: data } = await makeTinyDataset({ dir: join(work, 'data') });
+  ({ dir: data } = await makeTinyDataset({ dir: join(work, 'data') }));
   // A few steps are enough: the test needs a real model directory, not good captions.
   modelDir = await trainTinyModel(data, 3, { out: join(work, 'model'), valSamples: 0 });
 
@@ -196,4 +197,49 @@ test('an interrupted run resumes: no record lost, corrupt or duplicated', async 
   assert.equal(again.code, 1);
   assert.match(again.stderr, /0 captioned, 2 failed, 33 skipped/);
   assert.equal((await readFile(out, 'utf8')).trim().split('\n').length, reference.length);
+});
+
+test('anti-LM: refused without a prior; `captioner prior` writes one whose weight caption and eval then use', async () => {
+  const model2 = join(work, 'model-prior');
+  await cp(modelDir, model2, { recursive: true });
+  const goodSix = goodFiles.filter((f) => /good-\d\.png$/.test(f));
+  const refused = await cli(['caption', ...goodSix, '--model', model2, '--anti-lm', '0.3']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /language-prior\.json: make it with `captioner prior`/);
+  const badWeight = await cli(['prior', '--model', model2, '--data', data, '--anti-lm', '-1']);
+  assert.equal(badWeight.code, 2);
+  assert.match(badWeight.stderr, /--anti-lm must be a number ≥ 0/);
+  const badData = await cli(['prior', '--model', model2, '--data', join(work, 'nowhere')]);
+  assert.equal(badData.code, 3, badData.stderr);
+
+  const made = await cli(['prior', '--model', model2, '--data', data, '--anti-lm', '5', '--anti-lm-plausibility', '0.001']);
+  assert.equal(made.code, 0, made.stderr);
+  const file = join(model2, (JSON.parse(await readFile(join(model2, 'checkpoint.json'), 'utf8')) as { best: string }).best, 'language-prior.json');
+  const json = JSON.parse(await readFile(file, 'utf8'));
+  assert.deepEqual(json.antiLm, { weight: 5, plausibility: 0.001 });
+  assert.equal(json.counts['<start>'].a, 6); // the tiny set's six training captions all start "a"
+  // This three-step model says "" (<end> first) to everything; a prior in which every caption is
+  // empty, at a weight far above any useful one, must make it say something else.
+  json.counts['<start>'] = { '<end>': 1000 };
+  await writeFile(file, JSON.stringify(json));
+  const model = await loadModel(model2);
+  assert.deepEqual(model.languagePrior?.antiLm, { weight: 5, plausibility: 0.001 });
+  const byDefault = parseJsonl((await cli(['caption', ...goodSix, '--model', model2, '--beam', '2'])).stdout);
+  const off = parseJsonl((await cli(['caption', ...goodSix, '--model', model2, '--beam', '2', '--anti-lm', '0'])).stdout);
+  let changed = 0;
+  for (const [i, r] of byDefault.entries()) {
+    const image = imagesToTensor([await loadImagePixels(r.path, model.config.imageSize)], model.config.imageSize);
+    const [anti] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 5, antiLmPlausibility: 0.001 });
+    const [plain] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 0 });
+    image.dispose();
+    assert.equal(r.caption, anti!.caption, r.path);
+    assert.ok(Math.abs(r.logProb! - anti!.logProb) < 1e-4, 'the record carries log p under the model');
+    assert.equal(off[i]!.caption, plain!.caption, r.path);
+    if (anti!.caption !== plain!.caption) changed += 1;
+  }
+  model.dispose();
+  assert.ok(changed > 0, 'anti-LM at weight 5 changed no caption');
+  const evaluated = await cli(['eval', '--model', model2, '--data', data, '--split', 'val', '--beam', '2', '--json', '--out', join(work, 'eval-prior')]);
+  assert.equal(evaluated.code, 0, evaluated.stderr);
+  assert.equal(JSON.parse(evaluated.stdout).decoding, 'beam search, width 2, anti-LM λ 5 (β 0.001)');
 });

@@ -78,3 +78,26 @@ test('rankHypotheses orders by length-normalised score; α changes the winner', 
   assert.equal(beamSearchDone(3, 3, 3), true);
   assert.equal(beamSearchDone(0, 0, 3), true);
 });
+
+test('with scores, beams rank by score and carry log p beside it; finishing and ranking use the score', () => {
+  const beams = [hyp([5], -1), { ...hyp([6], -2), score: -0.5 }];
+  const candidates = [
+    { beam: 0, token: 7, logProb: -0.1, score: -3 }, // likely, but the score says no
+    { beam: 1, token: 8, logProb: -1, score: -0.2 },
+    { beam: 1, token: END, logProb: -0.3, score: -0.1 },
+  ];
+  const { live, finished } = selectBeams(beams, candidates, 2, END);
+  assert.deepEqual(finished, [{ tokens: [6], tokenLogProbs: [-2], logProb: -2.3, score: -0.6 }]);
+  assert.deepEqual(live.map((l) => [l.parent, l.hypothesis.tokens, l.hypothesis.logProb, l.hypothesis.score]), [
+    [1, [6, 8], -3, -0.7],
+    [0, [5, 7], -1.1, -4],
+  ]);
+  // Without scores nothing changes: no score field appears.
+  assert.equal(selectBeams([hyp([5], -1)], [{ beam: 0, token: 7, logProb: -0.1 }], 1, END).live[0]!.hypothesis.score, undefined);
+  const closed = finishWithEnd(live[0]!.hypothesis, -0.4, -0.05);
+  assert.ok(Math.abs(closed.logProb + 3.4) < 1e-12 && Math.abs(closed.score! + 0.75) < 1e-12);
+  // rankHypotheses orders by score: the less likely caption with the better score comes first.
+  const ranked = rankHypotheses([{ ...hyp([1], -1), score: -5 }, { ...hyp([2], -4), score: -2 }], 0);
+  assert.deepEqual(ranked.map((h) => h.tokens), [[2], [1]]);
+  assert.equal(hypothesisScore(ranked[0]!, 0), -2);
+});

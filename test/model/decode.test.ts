@@ -15,6 +15,7 @@ import {
   type StreamEvent,
 } from '../../model/decode.ts';
 import { hypothesisScore } from '../../model/beam.ts';
+import { LanguagePrior } from '../../model/prior.ts';
 import { END, START, Vocabulary } from '../../model/vocab.ts';
 
 tf.env().set('PROD', true);
@@ -44,6 +45,7 @@ class ToyModel implements StepModel {
   readonly vocab = new Vocabulary(['<pad>', '<start>', '<end>', '<unk>', 'a', 'b', 'c']);
   readonly prefixes: number[][] = [];
   steps = 0;
+  languagePrior: LanguagePrior | null = null;
   constructor(
     private readonly table: Record<string, Record<string, number>>,
     readonly config = { maxLength: 5 },
@@ -352,4 +354,72 @@ test('bad options are refused with the option named', async () => {
   const two = tf.zeros([2, 1, 1, 3]) as tf.Tensor4D;
   await assert.rejects(collect(streamCaption(model, two, { strategy: 'greedy' })), /batch of 1/);
   tf.dispose([image, two]);
+});
+
+/**
+ * Anti-LM: the image model says "a" (0.5) over "b" (0.44); the training captions never start
+ * with "b". Numbers: p_prior(a | <start>) = 91/107, p_prior(b | <start>) = 1/107 (90 "a", 10 "c",
+ * add-one over 7 words), so q(b) / q(a) = 0.88·91^λ: 8.4 at λ = 0.5, 0.96 at λ = 0.02. An empty
+ * caption (0.06) is below the plausibility cut (0.15 × 0.5).
+ */
+const ANTI = { '': { a: 0.5, b: 0.44, '<end>': 0.06 }, a: { '<end>': 1 }, b: { '<end>': 1 }, c: { '<end>': 1 } };
+
+function antiModel(weight = 0): ToyModel {
+  const model = new ToyModel(ANTI);
+  const [a, c] = [model.vocab.words.indexOf('a'), model.vocab.words.indexOf('c')];
+  const captions = [...Array.from({ length: 90 }, () => [START, a, END]), ...Array.from({ length: 10 }, () => [START, c, END])];
+  model.languagePrior = LanguagePrior.fromCaptions(captions, model.vocab.size, 1, { weight });
+  return model;
+}
+
+test('anti-LM chooses the word the prior did not predict; reported log p stays the model\'s', async () => {
+  const model = antiModel();
+  const image = tf.zeros([1, 1, 1, 3]) as tf.Tensor4D;
+  assert.ok(near(model.languagePrior!.logProb(START, 4), Math.log(91 / 107)));
+  for (const strategy of ['greedy', 'beam'] as const) {
+    const [plain] = captionImages(model, image, { strategy, beamWidth: 2 });
+    assert.deepEqual(plain!.words, ['a'], strategy);
+    const [anti] = captionImages(model, image, { strategy, beamWidth: 2, nBest: strategy === 'beam' ? 2 : undefined, antiLm: 0.5 });
+    assert.deepEqual(anti!.words, ['b'], strategy);
+    assert.ok(near(anti!.logProb, Math.log(0.44)), `${strategy}: ${anti!.logProb}`);
+    assert.ok(near(anti!.wordProbs[0]!, 0.44));
+    if (strategy === 'beam') {
+      // Ranked by the anti-LM score, "b" first although "a" is the likelier caption; both report log p.
+      assert.deepEqual(anti!.nbest!.map((n) => n.caption), ['b', 'a']);
+      assert.ok(near(anti!.nbest![1]!.logProb, Math.log(0.5)));
+    }
+    // Too weak a weight does not overturn 0.5 against 0.44.
+    const [weak] = captionImages(model, image, { strategy, beamWidth: 2, antiLm: 0.02 });
+    assert.deepEqual(weak!.words, ['a'], `${strategy}, λ 0.02`);
+    // The plausibility cut: "b" (0.44) is below 0.9 × 0.5, so it cannot be chosen at any weight.
+    const [cut] = captionImages(model, image, { strategy, beamWidth: 2, antiLm: 5, antiLmPlausibility: 0.9 });
+    assert.deepEqual(cut!.words, ['a'], `${strategy}, β 0.9`);
+  }
+  // Sampling draws only plausible words: with β 0.9 every seed says "a".
+  for (let seed = 0; seed < 10; seed++) {
+    const [s] = captionImages(model, image, { strategy: 'sample', seed, antiLm: 5, antiLmPlausibility: 0.9 });
+    assert.deepEqual(s!.words, ['a']);
+  }
+  // A stream under anti-LM ends in the caption the batched call gives.
+  const events = await collect(streamCaption(model, image, { strategy: 'greedy', antiLm: 0.5 }));
+  const done = events.at(-1);
+  assert.ok(done?.type === 'done' && done.result.caption === 'b');
+  image.dispose();
+});
+
+test('anti-LM defaults to the weight the model\'s prior carries; a caller can turn it off; no prior, no anti-LM', () => {
+  const image = tf.zeros([1, 1, 1, 3]) as tf.Tensor4D;
+  const withDefault = antiModel(0.5);
+  assert.deepEqual(captionImages(withDefault, image, { strategy: 'greedy' })[0]!.words, ['b']);
+  assert.deepEqual(captionImages(withDefault, image, { strategy: 'greedy', antiLm: 0 })[0]!.words, ['a']);
+  const bare = new ToyModel(ANTI);
+  assert.throws(() => captionImages(bare, image, { strategy: 'greedy', antiLm: 0.1 }), (e: Error) => e instanceof DecodeOptionsError && /language-prior\.json/.test(e.message));
+  for (const [options, message] of [
+    [{ strategy: 'greedy', antiLm: -1 }, /antiLm must be ≥ 0/],
+    [{ strategy: 'beam', antiLm: 0.1, antiLmPlausibility: 0 }, /antiLmPlausibility/],
+    [{ strategy: 'beam', antiLm: 0.1, antiLmPlausibility: 1.5 }, /antiLmPlausibility/],
+  ] as [DecodeOptions, RegExp][]) {
+    assert.throws(() => captionImages(withDefault, image, options), (e: Error) => e instanceof DecodeOptionsError && message.test(e.message));
+  }
+  image.dispose();
 });
