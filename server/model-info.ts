@@ -7,6 +7,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { readCheckpointConfig, type SavedConfig } from '../model/checkpoint.ts';
+import { readPrior, type AntiLmDefaults } from '../model/prior.ts';
+import { Vocabulary } from '../model/vocab.ts';
 
 export interface CurvePoint {
   x: number;
@@ -42,6 +44,8 @@ export interface ModelDescription {
   modelDir: string;
   checkpoint: string;
   config: SavedConfig;
+  /** The anti-LM decoding a request gets unless it asks otherwise (model/prior.ts); null: the checkpoint has no language prior. */
+  antiLm: AntiLmDefaults | null;
   /** The data set from config.train.data, when its manifest is still there. */
   dataset: { dir: string; name: string; source: string; images: number; splits: string } | null;
   training: { steps: number; epochs: number; lastLoss: number | null; bestValLoss: number | null; raisedBy: string | null } | null;
@@ -258,6 +262,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
     modelDir,
     checkpoint: basename(dir),
     config,
+    antiLm: (await readPrior(dir, Vocabulary.fromJSON(JSON.parse(await readFile(join(dir, 'vocab.json'), 'utf8')), join(dir, 'vocab.json'))))?.antiLm ?? null,
     dataset: await readDataset(config.train?.data),
     training: last
       ? { steps: last.step!, epochs: last.epoch ?? epochs.length, lastLoss: last.loss ?? null, bestValLoss: valLosses.length ? Math.min(...valLosses) : null, raisedBy: lossRaisedBy(config) }
