@@ -4,7 +4,9 @@
  *   MODEL_DIR/checkpoint.json   which checkpoint is the latest and which the best
  *   MODEL_DIR/ckpt-000200/      one checkpoint: config.json, vocab.json, weights.json + weights.bin
  *                               (the TF.js weights format), backbone.json when the encoder has a
- *                               backbone, and for resuming: state.json + optimizer.json/.bin
+ *                               backbone, language-prior.json (the training captions' word
+ *                               pairs, for anti-LM decoding), and for resuming: state.json +
+ *                               optimizer.json/.bin
  *   MODEL_DIR/metrics.jsonl     one JSON line per logged step and per epoch
  *
  * Every checkpoint directory is written whole under a temporary name and renamed into place, and
@@ -16,6 +18,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './captioner.ts';
 import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import { PRIOR_FILE, type PriorJson } from './prior.ts';
 import { Vocabulary } from './vocab.ts';
 
 export class CheckpointError extends Error {
@@ -49,6 +52,8 @@ export interface CheckpointPayload {
   vocab: Vocabulary;
   weights: tf.NamedTensorMap;
   backboneTopology: object | null;
+  /** The training captions' word pairs (model/prior.ts), written as language-prior.json. */
+  languagePrior?: PriorJson;
   training?: { state: TrainingState; optimizer: tf.NamedTensorMap; optimizerStep: number };
 }
 
@@ -142,6 +147,7 @@ export async function saveCheckpoint(modelDir: string, payload: CheckpointPayloa
     await writeFileAtomic(join(dir, 'vocab.json'), JSON.stringify(payload.vocab.toJSON()));
     await writeWeights(dir, 'weights', payload.weights);
     if (payload.backboneTopology) await writeFileAtomic(join(dir, 'backbone.json'), JSON.stringify(payload.backboneTopology));
+    if (payload.languagePrior) await writeFileAtomic(join(dir, PRIOR_FILE), JSON.stringify(payload.languagePrior));
     if (payload.training) {
       await writeWeights(dir, 'optimizer', payload.training.optimizer);
       const state = { ...payload.training.state, optimizerStep: payload.training.optimizerStep };

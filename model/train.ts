@@ -19,6 +19,7 @@ import { Adam, clipByGlobalNorm } from './optim.ts';
 import { Rng, deriveSeed } from './rng.ts';
 import { StreamedPixels, type PixelBatch } from './stream.ts';
 import { describeClasses, substitutionClasses, substitutionRates } from './substitution.ts';
+import { LanguagePrior } from './prior.ts';
 import { learningRateAt, scheduledSamplingProbability, type LrScheduleKind, type SamplingScheduleKind } from './schedules.ts';
 import { Vocabulary } from './vocab.ts';
 
@@ -393,6 +394,11 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
 
   const size = model.config.imageSize;
   const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
+  // Saved with every checkpoint, so that any model can be decoded with --anti-lm (off by default).
+  const languagePrior = LanguagePrior.fromCaptions(
+    examples.map((e) => e.ids),
+    model.vocab.size,
+  ).toJSON(model.vocab);
   let slots: { classes: number[][]; rate: number[] } | undefined;
   if (config.wordSubstitution > 0 || config.wordSubstitutionRates || config.samplingWithinSlots) {
     const classes = substitutionClasses(examples.map((e) => e.ids), model.vocab.size);
@@ -451,6 +457,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
         vocab: model.vocab,
         weights: model.namedWeights(),
         backboneTopology: model.encoder.backboneTopology,
+        languagePrior,
         training: { state: { ...state }, optimizer: optimizer.stateTensors(), optimizerStep: optimizer.step },
       },
       isBest,

@@ -11,7 +11,7 @@ import { beamSearch, greedyDecode } from '../../model/decode.ts';
 import { loadModel } from '../../model/load.ts';
 import { ptbTokenize } from '../../model/tokenize.ts';
 import { Trainer, resolveTrainConfig, train } from '../../model/train.ts';
-import { Vocabulary } from '../../model/vocab.ts';
+import { START, Vocabulary } from '../../model/vocab.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { TINY_MODEL, tinyConfig } from '../helpers/tiny-model.ts';
 import { setupBackend } from '../helpers/tf.ts';
@@ -44,6 +44,12 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
   const batch = tf.tensor4d(cache.batch(images.map((i) => i.id)), [images.length, 16, 16, 3]);
   const captions = greedyDecode(model, batch);
   images.forEach((img, i) => assert.equal(captions[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`));
+  // The checkpoint carries the training captions' word pairs, anti-LM off until asked for.
+  const prior = model.languagePrior!;
+  assert.deepEqual(prior.antiLm, { weight: 0, plausibility: 0.15 });
+  assert.equal(prior.count(START, model.vocab.id('a')), images.length);
+  assert.equal(prior.count(model.vocab.id('red'), model.vocab.id('circle')), images.filter((i) => i.captions[0] === 'a red circle').length);
+  assert.equal(prior.count(model.vocab.id('yellow'), model.vocab.id('square')), 0);
   batch.dispose();
   model.dispose();
 });
