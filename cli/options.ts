@@ -48,3 +48,12 @@ export async function fileLayer(path: string): Promise<ConfigLayer> {
   if (!values || typeof values !== 'object' || Array.isArray(values)) throw new ConfigError(`${path}: a config file must hold a JSON object`);
   return { source: path, values: values as Record<string, unknown> };
 }
+
+/** `--anti-lm` and `--anti-lm-plausibility`, as `caption` and `eval` take them (model/decode.ts). */
+export const ANTI_LM_OPTIONS: Record<string, Options> = {
+  'anti-lm': {
+    type: 'number',
+    describe: "anti-LM weight λ: take λ·log p(word | previous word) of the training captions off each word's score (needs the model's language-prior.json) [default: the model's, else 0]",
+  },
+  'anti-lm-plausibility': { type: 'number', describe: "anti-LM: only words with p ≥ β·max p are chosen [default: the model's, else 0.15]" },
+};

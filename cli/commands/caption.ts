@@ -16,6 +16,7 @@ import { imagesToTensor, loadImagePixels } from '../../model/image.ts';
 import { loadModel } from '../../model/load.ts';
 import { RECORD_FORMATS, formatRecord, headerText, isCaptioned, parseRecords, type CaptionRecord, type RecordFormat } from '../caption-records.ts';
 import { logLine, type Command } from '../command.ts';
+import { ANTI_LM_OPTIONS } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { expandInputs } from '../inputs.ts';
 import { progressBar } from '../progress.ts';
@@ -127,8 +128,7 @@ export const captionCommand: Command = {
       .option('top-p', { type: 'number', describe: 'sampling: only the nucleus of mass p [default: 1]' })
       .option('seed', { type: 'number', describe: 'sampling: seed; each image draws from a stream seeded by it and the file path, so reruns repeat [default: 0]' })
       .option('max-length', { type: 'number', describe: "longest caption in words [default: the model's]" })
-      .option('anti-lm', { type: 'number', describe: "anti-LM weight λ: take λ·log p(word | previous word) of the training captions off each word's score (needs the model's language-prior.json) [default: the model's, else 0]" })
-      .option('anti-lm-plausibility', { type: 'number', describe: "anti-LM: only words with p ≥ β·max p are chosen [default: the model's, else 0.15]" })
+      .options(ANTI_LM_OPTIONS)
       .option('format', { type: 'string', choices: [...RECORD_FORMATS], describe: 'output format [default: from --out extension, else jsonl]' })
       .option('out', { type: 'string', describe: 'write records to FILE (resumable: a rerun skips images already in it); default stdout' })
       .example('$0 caption photos/ --model models/coco --out captions.jsonl', 'caption a folder; rerun to resume')

@@ -5,6 +5,7 @@ import { selectBackend } from '../../model/backend.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
 import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
+import { ANTI_LM_OPTIONS } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { progressBar, type Bar } from '../progress.ts';
 
@@ -23,8 +24,7 @@ export const evalCommand: Command = {
       .option('data', { type: 'string', demandOption: true, describe: 'data-set directory (manifest.json + images)' })
       .option('split', { type: 'string', default: 'test', describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")' })
       .option('beam', { type: 'number', default: 3, describe: 'beam width (model/decode.ts beam search); 1 is greedy decoding' })
-      .option('anti-lm', { type: 'number', describe: "anti-LM weight λ: take λ·log p(word | previous word) of the training captions off each word's score (needs the model's language-prior.json) [default: the model's, else 0]" })
-      .option('anti-lm-plausibility', { type: 'number', describe: "anti-LM: only words with p ≥ β·max p are chosen [default: the model's, else 0.15]" })
+      .options(ANTI_LM_OPTIONS)
       .option('batch-size', { type: 'number', default: 32, describe: 'images per decoding batch' })
       .option('gallery', { type: 'number', default: 6, describe: 'images in each of the report\'s best and worst galleries' })
       .option('limit', { type: 'number', describe: 'only the first N images of each split: a quick look at a checkpoint while it trains (not figures to report)' })

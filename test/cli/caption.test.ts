@@ -203,6 +203,10 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   const model2 = join(work, 'model-prior');
   await cp(modelDir, model2, { recursive: true });
   const goodSix = goodFiles.filter((f) => /good-\d\.png$/.test(f));
+  const file = join(model2, (JSON.parse(await readFile(join(model2, 'checkpoint.json'), 'utf8')) as { best: string }).best, 'language-prior.json');
+  // train wrote the word pairs; without them (a model trained before it did) anti-LM is refused.
+  assert.equal(JSON.parse(await readFile(file, 'utf8')).antiLm.weight, 0);
+  await rm(file);
   const refused = await cli(['caption', ...goodSix, '--model', model2, '--anti-lm', '0.3']);
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, /language-prior\.json: make it with `captioner prior`/);
@@ -214,7 +218,6 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
 
   const made = await cli(['prior', '--model', model2, '--data', data, '--anti-lm', '5', '--anti-lm-plausibility', '0.001']);
   assert.equal(made.code, 0, made.stderr);
-  const file = join(model2, (JSON.parse(await readFile(join(model2, 'checkpoint.json'), 'utf8')) as { best: string }).best, 'language-prior.json');
   const json = JSON.parse(await readFile(file, 'utf8'));
   assert.deepEqual(json.antiLm, { weight: 5, plausibility: 0.001 });
   assert.equal(json.counts['<start>'].a, 6); // the tiny set's six training captions all start "a"

@@ -136,9 +136,8 @@ test('malformed requests: no file, a file in the wrong field, two files, not mul
   await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { beamWidth: '99' })), 400, /beamWidth/);
   await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { nBest: '4' })), 400, /nBest 4 is more than beamWidth 3/);
   await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { '<b>x</b>': '1' })), 400, /unknown field/);
-  // This model has no language prior, so anti-LM is a request it cannot honour.
-  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '0.1' })), 400, /language-prior\.json/);
   await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '-1' })), 400, /field "antiLm" must be a number from 0 to 10/);
+  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '0.1', antiLmPlausibility: '0' })), 400, /antiLmPlausibility must be in \(0, 1\]/);
   const noBoundary = await fetch(`${server.url}/api/captions`, { method: 'POST', headers: { 'content-type': 'multipart/form-data' }, body: 'xx' });
   await expectError(noBoundary, 400, /malformed multipart body/);
   const cutShort = await fetch(`${server.url}/api/captions`, {
@@ -259,7 +258,8 @@ test('the model page shows the configuration, the data set, the training curves 
   const html = await res.text();
   assert.match(html, /&quot;hiddenSize&quot;: 32/);
   assert.match(html, /Data set<\/dt><dd>tiny \(test\)/);
-  assert.match(html, /Decoding<\/dt><dd>plain \(no <code>language-prior.json<\/code>, so no anti-LM\)/);
+  // train wrote the training captions' word pairs with anti-LM off.
+  assert.match(html, /Decoding<\/dt><dd>plain by default; <code>language-prior.json<\/code> allows anti-LM/);
   assert.match(html, /<figcaption>Loss per token<\/figcaption>/);
   assert.match(html, /<path d="M[\d.]+,[\d.]+( L[\d.]+,[\d.]+){4,}"/, 'a training-loss curve with the logged steps');
   assert.match(html, /<code>eval-val\/metrics.json: val \(beam search, width 3\)<\/code>/);
