@@ -18,7 +18,7 @@ import multer from 'multer';
 import { CheckpointError } from '../model/checkpoint.ts';
 import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode.ts';
 import { ImageError } from '../model/image.ts';
-import { DEFAULT_DECODE_LIMITS, parseDecodeOptions, type DecodeLimits } from './decode-options.ts';
+import { DEFAULT_DECODE_LIMITS, defaultDecode, parseDecodeOptions, type DecodeLimits } from './decode-options.ts';
 import { BadRequestError, CancelledError, HttpError, TooLargeError } from './errors.ts';
 import { ServerMetrics } from './metrics.ts';
 import { describeModel, readModelCard } from './model-info.ts';
@@ -40,6 +40,8 @@ export interface AppDeps {
   /** The model directory the pool loaded (for the model page). */
   modelDir: string;
   limits?: Partial<ImageLimits & DecodeLimits>;
+  /** The beam width a request gets when it names none, and the page's Beam width field starts at (default 3). */
+  defaultBeamWidth?: number;
   metrics?: ServerMetrics;
   /** Server-side log lines (5xx errors). */
   log?: (line: string) => void;
@@ -121,6 +123,10 @@ function resultView(json: ReturnType<typeof captionJson>) {
 
 export function createApp(deps: AppDeps): express.Express {
   const limits: ImageLimits & DecodeLimits = { ...DEFAULT_IMAGE_LIMITS, ...DEFAULT_DECODE_LIMITS, ...deps.limits };
+  const decodeDefaults = defaultDecode(deps.defaultBeamWidth ?? 3);
+  if (!(Number.isInteger(decodeDefaults.beamWidth) && decodeDefaults.beamWidth! >= 1 && decodeDefaults.beamWidth! <= limits.maxBeamWidth)) {
+    throw new RangeError(`defaultBeamWidth must be a whole number from 1 to ${limits.maxBeamWidth}, got ${deps.defaultBeamWidth}`);
+  }
   const metrics = deps.metrics ?? new ServerMetrics(deps.pool);
   const log = deps.log ?? (() => {});
   const modelName = basename(deps.modelDir.replace(/\/+$/, '')) || deps.modelDir;
@@ -169,7 +175,7 @@ export function createApp(deps: AppDeps): express.Express {
       throw new BadRequestError('no image: send multipart/form-data with the image file in the field "image"');
     }
     if (req.file.size > limits.maxBytes) throw new TooLargeError(`the upload is larger than the ${limits.maxBytes}-byte limit`);
-    const options = parseDecodeOptions((req.body ?? {}) as Record<string, unknown>, limits);
+    const options = parseDecodeOptions((req.body ?? {}) as Record<string, unknown>, limits, decodeDefaults);
     const decoded = await decodeUpload(req.file.buffer, deps.pool.info.config.imageSize, limits);
     return { bytes: req.file.buffer, options, decoded };
   };
@@ -199,6 +205,7 @@ export function createApp(deps: AppDeps): express.Express {
     backend: deps.pool.info.backend,
     imageSize: deps.pool.info.config.imageSize,
     maxBeamWidth: limits.maxBeamWidth,
+    defaultBeamWidth: decodeDefaults.beamWidth,
     maxBytesMb: (limits.maxBytes / 1024 / 1024).toFixed(0),
   });
 

@@ -16,6 +16,11 @@ export const DEFAULT_DECODE_LIMITS: DecodeLimits = { maxBeamWidth: 10, maxCaptio
 /** What a request gets when it says nothing: beam search, three alternatives. */
 export const DEFAULT_DECODE: DecodeOptions = { strategy: 'beam', beamWidth: 3, nBest: 3 };
 
+/** A server's default decoding with another beam width (`captioner serve --beam`): up to three alternatives. */
+export function defaultDecode(beamWidth: number): DecodeOptions {
+  return { strategy: 'beam', beamWidth, nBest: Math.min(3, beamWidth) };
+}
+
 // imageSeeds (per-image seeds of a batch) has no meaning for one uploaded image; `seed` is its seed.
 type NumberField = Exclude<keyof DecodeOptions, 'strategy' | 'imageSeeds'>;
 
@@ -39,7 +44,7 @@ const IGNORED = new Set(['image', 'format']);
  * Parses decoding options from form fields. Empty fields mean "default"; unknown fields and
  * values out of range are errors naming the field.
  */
-export function parseDecodeOptions(fields: Record<string, unknown>, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): DecodeOptions {
+export function parseDecodeOptions(fields: Record<string, unknown>, limits: DecodeLimits = DEFAULT_DECODE_LIMITS, defaults: DecodeOptions = DEFAULT_DECODE): DecodeOptions {
   const given: Record<string, string> = {};
   for (const [k, v] of Object.entries(fields)) {
     if (IGNORED.has(k)) continue;
@@ -47,11 +52,11 @@ export function parseDecodeOptions(fields: Record<string, unknown>, limits: Deco
     const s = String(v).trim();
     if (s !== '') given[k] = s;
   }
-  const strategy = given.strategy ?? DEFAULT_DECODE.strategy;
+  const strategy = given.strategy ?? defaults.strategy;
   if (strategy !== 'greedy' && strategy !== 'beam' && strategy !== 'sample') {
     throw new BadRequestError(`field "strategy" must be greedy, beam or sample, got ${JSON.stringify(strategy)}`);
   }
-  const options: DecodeOptions = strategy === 'beam' ? { ...DEFAULT_DECODE } : { strategy };
+  const options: DecodeOptions = strategy === 'beam' ? { ...defaults } : { strategy };
   for (const [k, s] of Object.entries(given)) {
     if (k === 'strategy') continue;
     const spec = NUMBER_FIELDS[k as NumberField];

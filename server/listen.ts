@@ -15,6 +15,8 @@ export interface ServeOptions extends PoolOptions {
   port: number;
   host: string;
   limits?: Partial<ImageLimits & DecodeLimits>;
+  /** The beam width a request gets when it names none (`captioner serve --beam`). */
+  defaultBeamWidth?: number;
   /** How long in-flight captions may run on after a stop is asked for (ms). */
   graceMs: number;
   log?: (line: string) => void;
@@ -42,7 +44,20 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
   const pool = await WorkerPool.start(opts);
   const metrics = new ServerMetrics(pool);
-  const app = createApp({ pool, modelDir: opts.modelDir, metrics, log, ...(opts.limits ? { limits: opts.limits } : {}) });
+  let app: ReturnType<typeof createApp>;
+  try {
+    app = createApp({
+      pool,
+      modelDir: opts.modelDir,
+      metrics,
+      log,
+      ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.defaultBeamWidth !== undefined ? { defaultBeamWidth: opts.defaultBeamWidth } : {}),
+    });
+  } catch (err) {
+    await pool.close(0); // settings the app refuses: no worker outlives them
+    throw err;
+  }
   let server: Server;
   try {
     server = await new Promise<Server>((resolve, reject) => {

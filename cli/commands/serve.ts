@@ -1,6 +1,7 @@
 /** `captioner serve`: the web app (server/) on a port, with a graceful stop on SIGTERM/SIGINT. */
 import { availableParallelism } from 'node:os';
 import type { Argv } from 'yargs';
+import { DEFAULT_DECODE_LIMITS } from '../../server/decode-options.ts';
 import { resolvePort, startServer } from '../../server/listen.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -18,6 +19,7 @@ export const serveCommand: Command = {
       .option('timeout', { type: 'number', default: 30_000, describe: 'time limit per caption request in ms (queue wait included)' })
       .option('max-upload', { type: 'number', default: 10 * 1024 * 1024, describe: 'largest upload in bytes (413 past it)' })
       .option('max-pixels', { type: 'number', default: 40_000_000, describe: 'largest image in pixels, width × height (413 past it)' })
+      .option('beam', { type: 'number', default: 3, describe: 'beam width a request gets when it names none; the page\'s Beam width field starts at it (at most 10)' })
       .option('grace', { type: 'number', default: 10_000, describe: 'on SIGTERM/SIGINT, ms to let captions in flight finish' })
       .example('$0 serve --model models/shapes', 'serve on http://127.0.0.1:3000')
       .example('PORT=8080 $0 serve --model models/shapes --host 0.0.0.0 --workers 2', 'serve on every interface, port 8080'),
@@ -33,6 +35,8 @@ export const serveCommand: Command = {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
+    const beamWidth = positive('beam', 1);
+    if (beamWidth > DEFAULT_DECODE_LIMITS.maxBeamWidth) throw new UsageError(`--beam must be at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth}, got ${beamWidth}`);
     const workers = argv.workers === undefined ? Math.max(1, availableParallelism() - 1) : positive('workers', 1);
     logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
     const running = await startServer({
@@ -44,6 +48,7 @@ export const serveCommand: Command = {
       timeoutMs: positive('timeout', 1),
       limits: { maxBytes: positive('max-upload', 1), maxPixels: positive('max-pixels', 1) },
       graceMs: positive('grace', 0),
+      defaultBeamWidth: beamWidth,
       ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}),
       log: logLine,
     });

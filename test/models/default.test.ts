@@ -5,6 +5,7 @@
  * exactly as `captioner data shapes` does, then read back through the one preprocessing path.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { shapesScene } from '../../data-scripts/shapes/generate.ts';
 import { encodePng, renderDrawing } from '../../data-scripts/shapes/render.ts';
@@ -80,14 +81,19 @@ test('its anti-LM default names more unseen pairs than plain decoding, and no fe
 });
 
 test('npm start serves the default model, and the page says what it knows', async () => {
-  const server: RunningServer = await serve(MODEL_DIR);
+  // As package.json's start script runs it: `captioner serve --model models/default --beam 8`.
+  const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start;
+  assert.match(start, /serve --model models\/default --beam 8$/);
+  const server: RunningServer = await serve(MODEL_DIR, { defaultBeamWidth: 8 });
   try {
     const home = await (await fetch(server.url + '/')).text();
     assert.match(home, /What model default knows:<\/strong>[^<]*generated shapes[^<]*never seen a photograph/);
+    assert.match(home, /id="beam-width" min="1" max="10" value="8"/);
     // It was fine-tuned from an earlier run: the model page says so, and what raised its training loss.
     const page = await (await fetch(server.url + '/model')).text();
     assert.match(page, /<dt>Started from<\/dt><dd><code>[^<]+<\/code> \(fine-tuned/);
     assert.match(page, /raised by label smoothing 0\.2 and word substitution 0\.25; validation loss is plain cross-entropy/);
+    assert.match(page, /<dt>Decoding<\/dt><dd>anti-LM by default: each word's score loses 0\.12 × its log-probability/);
   } finally {
     await server.close();
   }

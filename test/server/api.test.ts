@@ -290,3 +290,22 @@ test('the worker holds no more tensors after captioning than before', async () =
   for (const strategy of ['greedy', 'beam', 'sample']) await post('/api/captions', form(await image('png'), 'x.png', 'image/png', { strategy }));
   assert.equal(await tensors(), first);
 });
+
+test('`serve --beam`: a request that names no beam width gets the server\'s, and the page starts at it', async () => {
+  const wide = await serve(model.modelDir, { defaultBeamWidth: 5 });
+  try {
+    const page = await (await fetch(wide.url + '/')).text();
+    assert.match(page, /name="beamWidth" id="beam-width" min="1" max="10" value="5"/);
+    const res = await fetch(wide.url + '/api/captions', { method: 'POST', body: form(await image('png')) });
+    assert.equal(res.status, 200);
+    const json = (await res.json()) as CaptionJson & { options: { strategy: string; beamWidth: number; nBest: number } };
+    assert.deepEqual(json.options, { strategy: 'beam', beamWidth: 5, nBest: 3 });
+    // A request's own width still wins, with no more alternatives than it holds.
+    const narrow = (await (await fetch(wide.url + '/api/captions', { method: 'POST', body: form(await image('png'), 'x.png', 'image/png', { beamWidth: '2' }) })).json()) as { options: unknown };
+    assert.deepEqual(narrow.options, { strategy: 'beam', beamWidth: 2, nBest: 2 });
+  } finally {
+    await wide.close();
+  }
+  assert.match(await (await fetch(server.url + '/')).text(), /value="3"/, 'the default stays 3');
+  await assert.rejects(serve(model.modelDir, { defaultBeamWidth: 11 }), /defaultBeamWidth must be a whole number from 1 to 10/);
+});
