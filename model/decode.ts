@@ -14,6 +14,7 @@
  * plausible words (p ≥ β·max p): it takes off part of what the training captions' language alone
  * predicts, so that a word pair the captions never held can still be said when the picture shows
  * it.
+ *
  * A caption has at most `maxLength` words; then <end> is forced and its log-probability counted,
  * so `logProb` is always log p(w1 … wn <end> | image).
  */
