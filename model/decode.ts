@@ -24,7 +24,7 @@ import { beamSearchDone, finishWithEnd, rankHypotheses, selectBeams, type BeamCa
 import type { ImageFeatures, StepOutput } from './captioner.ts';
 import type { CellState } from './cells.ts';
 import { Rng, deriveSeed } from './rng.ts';
-import { DEFAULT_ANTI_LM, type LanguagePrior } from './prior.ts';
+import { DEFAULT_ANTI_LM, isAntiLmPlausibility, isAntiLmWeight, type LanguagePrior } from './prior.ts';
 import { filterLogits, sampleCategorical } from './sampling.ts';
 import { END, START } from './vocab.ts';
 
@@ -140,8 +140,8 @@ export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): 
   if (!(o.lengthPenalty >= 0 && Number.isFinite(o.lengthPenalty))) fail(`lengthPenalty must be ≥ 0, got ${o.lengthPenalty}`);
   if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) fail(`temperature must be ≥ 0, got ${o.temperature}`);
   if (!(o.topP > 0 && o.topP <= 1)) fail(`topP must be in (0, 1], got ${o.topP}`);
-  if (!(o.antiLm >= 0 && Number.isFinite(o.antiLm))) fail(`antiLm must be ≥ 0, got ${o.antiLm}`);
-  if (!(o.antiLmPlausibility > 0 && o.antiLmPlausibility <= 1)) fail(`antiLmPlausibility must be in (0, 1], got ${o.antiLmPlausibility}`);
+  if (!isAntiLmWeight(o.antiLm)) fail(`antiLm must be ≥ 0, got ${o.antiLm}`);
+  if (!isAntiLmPlausibility(o.antiLmPlausibility)) fail(`antiLmPlausibility must be in (0, 1], got ${o.antiLmPlausibility}`);
   if (o.antiLm > 0 && !model.languagePrior) fail('antiLm needs the language prior of the model\'s training captions, and this model has none (language-prior.json: make it with `captioner prior`)');
   if (o.imageSeeds !== null && !o.imageSeeds.every((seed) => Number.isInteger(seed) && seed >= 0)) fail('imageSeeds must be whole numbers ≥ 0');
   if (o.nBest !== null) {

@@ -138,9 +138,19 @@ export class LanguagePrior {
   }
 }
 
+/** λ is a usable anti-LM weight: finite and ≥ 0 (the one bound the file, the decoder and the CLI check). */
+export function isAntiLmWeight(weight: number): boolean {
+  return weight >= 0 && Number.isFinite(weight);
+}
+
+/** β is a usable plausibility cut: in (0, 1]. */
+export function isAntiLmPlausibility(plausibility: number): boolean {
+  return plausibility > 0 && plausibility <= 1;
+}
+
 function checkAntiLm(a: AntiLmDefaults, where: string): AntiLmDefaults {
-  if (!(a.weight >= 0 && Number.isFinite(a.weight))) throw new PriorError(`${where}.weight must be a number ≥ 0, got ${a.weight}`);
-  if (!(a.plausibility > 0 && a.plausibility <= 1)) throw new PriorError(`${where}.plausibility must be in (0, 1], got ${a.plausibility}`);
+  if (!isAntiLmWeight(a.weight)) throw new PriorError(`${where}.weight must be a number ≥ 0, got ${a.weight}`);
+  if (!isAntiLmPlausibility(a.plausibility)) throw new PriorError(`${where}.plausibility must be in (0, 1], got ${a.plausibility}`);
   return { weight: a.weight, plausibility: a.plausibility };
 }
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { readCheckpointConfig } from '../../model/checkpoint.ts';
 import { writeFileAtomic } from '../../model/fsutil.ts';
-import { PRIOR_FILE, priorOfSplit } from '../../model/prior.ts';
+import { PRIOR_FILE, isAntiLmPlausibility, isAntiLmWeight, priorOfSplit } from '../../model/prior.ts';
 import { Vocabulary } from '../../model/vocab.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -29,8 +29,8 @@ export const priorCommand: Command = {
   async run(argv) {
     const weight = argv['anti-lm'] as number;
     const plausibility = argv['anti-lm-plausibility'] as number;
-    if (!(weight >= 0 && Number.isFinite(weight))) throw new UsageError(`--anti-lm must be a number ≥ 0, got ${weight}`);
-    if (!(plausibility > 0 && plausibility <= 1)) throw new UsageError(`--anti-lm-plausibility must be in (0, 1], got ${plausibility}`);
+    if (!isAntiLmWeight(weight)) throw new UsageError(`--anti-lm must be a number ≥ 0, got ${weight}`);
+    if (!isAntiLmPlausibility(plausibility)) throw new UsageError(`--anti-lm-plausibility must be in (0, 1], got ${plausibility}`);
     const { dir, config } = await readCheckpointConfig(argv.model as string, argv.checkpoint as 'best' | 'latest');
     const vocabPath = join(dir, 'vocab.json');
     const vocab = Vocabulary.fromJSON(JSON.parse(await readFile(vocabPath, 'utf8')), vocabPath);
