@@ -11,12 +11,12 @@
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../model/backend.ts';
-import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../model/captioner.ts';
-import { beamSearch, greedyDecode } from '../model/decode.ts';
-import { nativeStatus } from '../model/native.ts';
-import { TRAIN_DEFAULTS, Trainer, type TrainConfig } from '../model/train.ts';
-import { END, SPECIAL_TOKENS, START, Vocabulary } from '../model/vocab.ts';
+import { selectBackend } from '../model/runtime/backend.ts';
+import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../model/nn/captioner.ts';
+import { beamSearch, greedyDecode } from '../model/decode/decode.ts';
+import { nativeStatus } from '../model/runtime/native.ts';
+import { TRAIN_DEFAULTS, Trainer, type TrainConfig } from '../model/train/trainer.ts';
+import { END, SPECIAL_TOKENS, START, Vocabulary } from '../model/text/vocab.ts';
 
 const BATCH = 32;
 const VOCAB = 1000;

@@ -7,13 +7,13 @@
  *   4  the requested backend is not available
  *   130 interrupted (SIGINT) after saving what could be saved
  */
-import { BackendError } from '../model/backend.ts';
-import { CheckpointError } from '../model/checkpoint.ts';
-import { ConfigError } from '../model/config.ts';
-import { DatasetError } from '../model/dataset.ts';
-import { ImageError } from '../model/image.ts';
-import { DecodeOptionsError } from '../model/decode.ts';
-import { PriorError } from '../model/prior.ts';
+import { BackendError } from '../model/runtime/backend.ts';
+import { CheckpointError } from '../model/io/checkpoint.ts';
+import { ConfigError } from '../model/util/config.ts';
+import { DatasetError } from '../model/data/dataset.ts';
+import { ImageError } from '../model/data/image.ts';
+import { DecodeOptionsError } from '../model/decode/decode.ts';
+import { PriorError } from '../model/decode/prior.ts';
 import { RecordFileError } from './caption-records.ts';
 import { CocoFileError } from '../eval/coco-files.ts';
 

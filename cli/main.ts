@@ -4,7 +4,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BACKENDS } from '../model/backend.ts';
+import { BACKENDS } from '../model/runtime/backend.ts';
 import { COMMANDS } from './commands/index.ts';
 import { EXIT, UsageError, exitCodeFor } from './errors.ts';
 

@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Options } from 'yargs';
-import { ConfigError, type ConfigLayer, type ConfigSpec } from '../model/config.ts';
+import { ConfigError, type ConfigLayer, type ConfigSpec } from '../model/util/config.ts';
 
 /** "imageSize" → "image-size": flags are shown in kebab case; yargs hands both spellings back. */
 export function kebab(key: string): string {
@@ -49,7 +49,7 @@ export async function fileLayer(path: string): Promise<ConfigLayer> {
   return { source: path, values: values as Record<string, unknown> };
 }
 
-/** `--anti-lm` and `--anti-lm-plausibility`, as `caption` and `eval` take them (model/decode.ts). */
+/** `--anti-lm` and `--anti-lm-plausibility`, as `caption` and `eval` take them (model/decode/decode.ts). */
 export const ANTI_LM_OPTIONS: Record<string, Options> = {
   'anti-lm': {
     type: 'number',

@@ -1,5 +1,5 @@
 /**
- * Writing a data set in the project's layout (model/dataset.ts), the one path every generator
+ * Writing a data set in the project's layout (model/data/dataset.ts), the one path every generator
  * and importer takes: pixels are produced in parallel and streamed into fixed-size uint8 shards
  * one shard at a time (never the whole data set in memory), each shard marked done on disk so
  * that an interrupted build resumes where it stopped, and the directory appears under its
@@ -15,9 +15,9 @@ import { createHash } from 'node:crypto';
 import { access, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { DatasetError, type DatasetImage, type Manifest, type ShardIndex } from '../model/dataset.ts';
-import { writeFileAtomic } from '../model/fsutil.ts';
-import { Vocabulary } from '../model/vocab.ts';
+import { DatasetError, type DatasetImage, type Manifest, type ShardIndex } from '../model/data/dataset.ts';
+import { writeFileAtomic } from '../model/io/fsutil.ts';
+import { Vocabulary } from '../model/text/vocab.ts';
 import { datasetStats, type DatasetStats } from './stats.ts';
 
 /** One image to write: its manifest record without the shard fields. */

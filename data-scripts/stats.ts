@@ -3,8 +3,8 @@
  * and test words must not shape the vocabulary): word counts, the vocabulary a minimum count
  * keeps, the caption-length histogram and how many captions a maximum length would cut.
  */
-import type { DatasetImage } from '../model/dataset.ts';
-import { ptbTokenize } from '../model/tokenize.ts';
+import type { DatasetImage } from '../model/data/dataset.ts';
+import { ptbTokenize } from '../model/text/tokenize.ts';
 
 export interface DatasetStats {
   splits: Record<string, { images: number; captions: number }>;

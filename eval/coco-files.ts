@@ -15,7 +15,7 @@
  * it, and reported by `emptyCandidates` for the caller to warn about.
  */
 import { readFile } from 'node:fs/promises';
-import { ptbTokenize } from '../model/tokenize.ts';
+import { ptbTokenize } from '../model/text/tokenize.ts';
 
 export class CocoFileError extends Error {
   override name = 'CocoFileError';

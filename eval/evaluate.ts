@@ -5,12 +5,12 @@
  */
 import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { Captioner } from '../model/captioner.ts';
-import { DatasetError, ImageCache, readManifest, splitImages, type DatasetImage } from '../model/dataset.ts';
-import { captionImages, resolveDecodeOptions, type DecodeOptions, type StepModel } from '../model/decode.ts';
+import type { Captioner } from '../model/nn/captioner.ts';
+import { DatasetError, ImageCache, readManifest, splitImages, type DatasetImage } from '../model/data/dataset.ts';
+import { captionImages, resolveDecodeOptions, type DecodeOptions, type StepModel } from '../model/decode/decode.ts';
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
-import { writeFileAtomic } from '../model/fsutil.ts';
-import { loadModel } from '../model/load.ts';
+import { writeFileAtomic } from '../model/io/fsutil.ts';
+import { loadModel } from '../model/io/load.ts';
 import { toCocoAnnotations, toCocoResults } from './coco-files.ts';
 import { bestAndWorst, imageDataUri, readTrainingLog, renderReport, trainingCharts, type GalleryItem, type ReportSplit } from './report.ts';
 import { NOT_COMPUTED, scoreCaptions, type CorpusScores, type ImageScore, type ScoreReport } from './score.ts';
@@ -20,7 +20,7 @@ export interface CaptionSplitOptions {
   batchSize?: number;
   /** Beam width; 1 is greedy decoding. */
   beamWidth?: number;
-  /** Anti-LM weight and plausibility (model/decode.ts); absent: the model's defaults. */
+  /** Anti-LM weight and plausibility (model/decode/decode.ts); absent: the model's defaults. */
   antiLm?: number;
   antiLmPlausibility?: number;
   /** Called while images are decoded from disk. */

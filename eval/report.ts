@@ -13,7 +13,7 @@ import type { ImageScore } from './score.ts';
 import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
 import type { SemanticScores } from '../data-scripts/shapes/semantics.ts';
 
-/** One line of MODEL_DIR/metrics.jsonl (model/train.ts writes "step" and "epoch" records). */
+/** One line of MODEL_DIR/metrics.jsonl (model/train/trainer.ts writes "step" and "epoch" records). */
 export interface TrainingRecord {
   type?: string;
   step?: number;

@@ -1,9 +1,9 @@
 /**
  * Scoring captions as coco-caption's COCOEvalCap does: PTB-tokenize candidates and references
- * (model/tokenize.ts), then BLEU-1..4, ROUGE-L and CIDEr-D over the set. METEOR and SPICE need
+ * (model/text/tokenize.ts), then BLEU-1..4, ROUGE-L and CIDEr-D over the set. METEOR and SPICE need
  * Java programs (Meteor 1.5, SPICE 1.0) that this project does not ship; they are not computed.
  */
-import { ptbTokenize } from '../model/tokenize.ts';
+import { ptbTokenize } from '../model/text/tokenize.ts';
 import { bleuStats, corpusBleu } from './bleu.ts';
 import { ciderD } from './cider.ts';
 import type { CaptionPair, ImageId } from './coco-files.ts';

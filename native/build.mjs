@@ -1,6 +1,6 @@
 // The root package's install script: builds the native kernels with node-gyp. It never fails
 // the install: without a compiler, node-gyp or a BLAS it prints one line saying so, and the
-// program runs on the pure-JavaScript kernels (model/native.ts says what that costs).
+// program runs on the pure-JavaScript kernels (model/runtime/native.ts says what that costs).
 // CAPTIONER_NATIVE=0 skips the build.
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';

@@ -14,11 +14,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { COLOURS, isHeldOut, type SceneObject } from '../data-scripts/shapes/scene.ts';
-import { selectBackend } from '../model/backend.ts';
-import type { ImageFeatures } from '../model/captioner.ts';
-import { imagesToTensor, loadImagePixels } from '../model/image.ts';
-import { loadModel } from '../model/load.ts';
-import { START } from '../model/vocab.ts';
+import { selectBackend } from '../model/runtime/backend.ts';
+import type { ImageFeatures } from '../model/nn/captioner.ts';
+import { imagesToTensor, loadImagePixels } from '../model/data/image.ts';
+import { loadModel } from '../model/io/load.ts';
+import { START } from '../model/text/vocab.ts';
 
 const [modelDir, dataDir, count = '300'] = process.argv.slice(2);
 if (!modelDir || !dataDir) {

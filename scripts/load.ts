@@ -17,7 +17,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import * as tf from '@tensorflow/tfjs';
 import { startServer } from '../server/listen.ts';
-import { resolveTrainConfig, train } from '../model/train.ts';
+import { resolveTrainConfig, train } from '../model/train/trainer.ts';
 import { makeTinyDataset } from '../test/helpers/tiny-data.ts';
 import { TINY_TRAINING } from '../test/helpers/tiny-model.ts';
 

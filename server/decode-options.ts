@@ -1,9 +1,9 @@
 /**
  * Decoding options from a request's form fields (all strings), checked and bounded so that one
  * request cannot ask for unbounded work. The decoder checks the combinations again
- * (model/decode.ts resolveDecodeOptions); its refusal is a 400 too.
+ * (model/decode/decode.ts resolveDecodeOptions); its refusal is a 400 too.
  */
-import type { DecodeOptions } from '../model/decode.ts';
+import type { DecodeOptions } from '../model/decode/decode.ts';
 import { BadRequestError } from './errors.ts';
 
 export interface DecodeLimits {

@@ -1,14 +1,14 @@
 /**
  * What the model page shows about the loaded model, read from its directory (see
- * model/checkpoint.ts for the layout): the saved configuration, the data set it was trained on,
+ * model/io/checkpoint.ts for the layout): the saved configuration, the data set it was trained on,
  * the training curves from metrics.jsonl, and evaluation figures from any eval*.json file in the
  * directory (or in its eval/ folder). Everything here is optional but the configuration.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { readCheckpointConfig, type SavedConfig } from '../model/checkpoint.ts';
-import { readPrior, type AntiLmDefaults } from '../model/prior.ts';
-import { Vocabulary } from '../model/vocab.ts';
+import { readCheckpointConfig, type SavedConfig } from '../model/io/checkpoint.ts';
+import { readPrior, type AntiLmDefaults } from '../model/decode/prior.ts';
+import { Vocabulary } from '../model/text/vocab.ts';
 
 export interface CurvePoint {
   x: number;
@@ -44,7 +44,7 @@ export interface ModelDescription {
   modelDir: string;
   checkpoint: string;
   config: SavedConfig;
-  /** The anti-LM decoding a request gets unless it asks otherwise (model/prior.ts); null: the checkpoint has no language prior. */
+  /** The anti-LM decoding a request gets unless it asks otherwise (model/decode/prior.ts); null: the checkpoint has no language prior. */
   antiLm: AntiLmDefaults | null;
   /** The data set from config.train.data, when its manifest is still there. */
   dataset: { dir: string; name: string; source: string; images: number; splits: string } | null;

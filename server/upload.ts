@@ -2,11 +2,11 @@
  * Checking an uploaded image before anything decodes it: the type comes from the bytes (never
  * the file name or the Content-Type), only raster formats pass, and the pixel count is read from
  * the header and limited before decompression, so a small file that inflates to gigabytes (a
- * decompression bomb) is refused cheaply. Decoding then goes through model/image.ts, the one
+ * decompression bomb) is refused cheaply. Decoding then goes through model/data/image.ts, the one
  * preprocessing path the model was trained with.
  */
 import sharp, { type Metadata } from 'sharp';
-import { ImageError, loadImagePixels } from '../model/image.ts';
+import { ImageError, loadImagePixels } from '../model/data/image.ts';
 import { BadRequestError, TooLargeError, UnsupportedTypeError } from './errors.ts';
 
 export const RASTER_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff'] as const;
@@ -96,7 +96,7 @@ export async function checkImage(bytes: Buffer, limits: ImageLimits): Promise<Ch
 }
 
 /**
- * Checks an upload, then decodes it to size × size × 3 RGB bytes with model/image.ts. A file
+ * Checks an upload, then decodes it to size × size × 3 RGB bytes with model/data/image.ts. A file
  * whose header is fine but whose data is cut short or damaged fails here with a 400.
  */
 export async function decodeUpload(bytes: Buffer, size: number, limits: ImageLimits): Promise<CheckedImage & { pixels: Uint8Array }> {

@@ -1,16 +1,16 @@
 /**
  * One caption worker thread: loads the model once, then captions the images the pool sends it,
- * one at a time, with model/decode.ts `streamCaption`. The decoder yields to the event loop
+ * one at a time, with model/decode/decode.ts `streamCaption`. The decoder yields to the event loop
  * between steps, so a `cancel` message is seen at the next step and stops the search there.
  * Started by server/workers.ts through worker-entry.js (which registers tsx).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../model/backend.ts';
-import { captionImages, streamCaption } from '../model/decode.ts';
-import { imagesToTensor } from '../model/image.ts';
-import { describeNative, nativeStatus } from '../model/native.ts';
-import { loadModel } from '../model/load.ts';
+import { selectBackend } from '../model/runtime/backend.ts';
+import { captionImages, streamCaption } from '../model/decode/decode.ts';
+import { imagesToTensor } from '../model/data/image.ts';
+import { describeNative, nativeStatus } from '../model/runtime/native.ts';
+import { loadModel } from '../model/io/load.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './workers.ts';
 
 tf.env().set('PROD', true);

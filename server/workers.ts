@@ -11,10 +11,10 @@
  * `cancelGraceMs` is terminated and replaced.
  */
 import { Worker } from 'node:worker_threads';
-import { BackendError } from '../model/backend.ts';
-import type { ModelConfig } from '../model/captioner.ts';
-import { CheckpointError } from '../model/checkpoint.ts';
-import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode.ts';
+import { BackendError } from '../model/runtime/backend.ts';
+import type { ModelConfig } from '../model/nn/captioner.ts';
+import { CheckpointError } from '../model/io/checkpoint.ts';
+import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode/decode.ts';
 import { CancelledError, HttpError, QueueFullError, TimeoutError, UnavailableError, WorkerError } from './errors.ts';
 
 /** What a worker thread is started with. */
@@ -23,7 +23,7 @@ export interface WorkerInit {
   backend?: string;
 }
 
-/** Messages to a worker. `pixels`: size × size × 3 RGB bytes from model/image.ts. */
+/** Messages to a worker. `pixels`: size × size × 3 RGB bytes from model/data/image.ts. */
 export type ToWorker =
   | { type: 'run'; id: number; pixels: Uint8Array; options: DecodeOptions; stream: boolean }
   | { type: 'cancel'; id: number };
@@ -45,7 +45,7 @@ export interface PoolOptions {
   maxQueue: number;
   /** Time limit per job in ms, from arrival to result. */
   timeoutMs: number;
-  /** Force a TF.js backend in the workers (see model/backend.ts). */
+  /** Force a TF.js backend in the workers (see model/runtime/backend.ts). */
   backend?: string;
   /** How long a cancelled worker may take to stop before it is terminated (default 2000 ms). */
   cancelGraceMs?: number;
@@ -54,7 +54,7 @@ export interface PoolOptions {
 /** What the loaded model is, as reported by a worker. */
 export interface PoolModelInfo {
   backend: string;
-  /** For the CPU backend: whether the native kernels (model/native.ts) are on. */
+  /** For the CPU backend: whether the native kernels (model/runtime/native.ts) are on. */
   backendDetail: string;
   config: ModelConfig;
   vocabSize: number;
@@ -300,7 +300,7 @@ export class WorkerPool {
   }
 
   /**
-   * Captions one image (its pixels from model/image.ts). Rejects at once with QueueFullError
+   * Captions one image (its pixels from model/data/image.ts). Rejects at once with QueueFullError
    * when every worker is busy and the queue is full, UnavailableError while shutting down;
    * later with TimeoutError past the time limit, CancelledError when `signal` aborts.
    */

@@ -8,12 +8,12 @@
 import { open, readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import type { Argv } from 'yargs';
-import { selectBackend } from '../../model/backend.ts';
-import { deriveSeed } from '../../model/rng.ts';
-import { captionImages, resolveDecodeOptions, type CaptionResult, type DecodeOptions } from '../../model/decode.ts';
-import { writeFileAtomic } from '../../model/fsutil.ts';
-import { imagesToTensor, loadImagePixels } from '../../model/image.ts';
-import { loadModel } from '../../model/load.ts';
+import { selectBackend } from '../../model/runtime/backend.ts';
+import { deriveSeed } from '../../model/util/rng.ts';
+import { captionImages, resolveDecodeOptions, type CaptionResult, type DecodeOptions } from '../../model/decode/decode.ts';
+import { writeFileAtomic } from '../../model/io/fsutil.ts';
+import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
+import { loadModel } from '../../model/io/load.ts';
 import { RECORD_FORMATS, formatRecord, headerText, isCaptioned, parseRecords, type CaptionRecord, type RecordFormat } from '../caption-records.ts';
 import { logLine, type Command } from '../command.ts';
 import { ANTI_LM_OPTIONS } from '../options.ts';

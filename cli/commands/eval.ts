@@ -1,7 +1,7 @@
 /** `captioner eval`: caption a data-set split with a trained model, score it, write COCO files and a report. */
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { selectBackend } from '../../model/backend.ts';
+import { selectBackend } from '../../model/runtime/backend.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
 import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
@@ -23,7 +23,7 @@ export const evalCommand: Command = {
       .option('model', { type: 'string', demandOption: true, describe: 'model directory (its best checkpoint is used)' })
       .option('data', { type: 'string', demandOption: true, describe: 'data-set directory (manifest.json + images)' })
       .option('split', { type: 'string', default: 'test', describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")' })
-      .option('beam', { type: 'number', default: 3, describe: 'beam width (model/decode.ts beam search); 1 is greedy decoding' })
+      .option('beam', { type: 'number', default: 3, describe: 'beam width (model/decode/decode.ts beam search); 1 is greedy decoding' })
       .options(ANTI_LM_OPTIONS)
       .option('batch-size', { type: 'number', default: 32, describe: 'images per decoding batch' })
       .option('gallery', { type: 'number', default: 6, describe: 'images in each of the report\'s best and worst galleries' })

@@ -1,15 +1,15 @@
 /**
  * `captioner prior`: counts the word pairs of a data set's training captions into a model's
- * checkpoint (language-prior.json), for anti-LM decoding (model/prior.ts, model/decode.ts), and
+ * checkpoint (language-prior.json), for anti-LM decoding (model/decode/prior.ts, model/decode/decode.ts), and
  * sets the anti-LM weight the model is decoded with when a command does not say.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { readCheckpointConfig } from '../../model/checkpoint.ts';
-import { writeFileAtomic } from '../../model/fsutil.ts';
-import { PRIOR_FILE, isAntiLmPlausibility, isAntiLmWeight, priorOfSplit } from '../../model/prior.ts';
-import { Vocabulary } from '../../model/vocab.ts';
+import { readCheckpointConfig } from '../../model/io/checkpoint.ts';
+import { writeFileAtomic } from '../../model/io/fsutil.ts';
+import { PRIOR_FILE, isAntiLmPlausibility, isAntiLmWeight, priorOfSplit } from '../../model/decode/prior.ts';
+import { Vocabulary } from '../../model/text/vocab.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
 

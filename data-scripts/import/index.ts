@@ -1,7 +1,7 @@
 /**
  * Importing a real captioned data set: read the user's files (coco.ts, flickr8k.ts, table.ts),
  * then write the project's layout through the one builder (../build.ts): images decoded by the
- * project's preprocessing (model/image.ts) into shards, in parallel, resumably, unreadable
+ * project's preprocessing (model/data/image.ts) into shards, in parallel, resumably, unreadable
  * images skipped and reported.
  */
 import { buildDataset, type BuildResult, type Issue } from '../build.ts';

@@ -4,9 +4,9 @@
  */
 import { access, readFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { DatasetError } from '../../model/dataset.ts';
-import { loadImagePixels } from '../../model/image.ts';
-import { deriveSeed, Rng } from '../../model/rng.ts';
+import { DatasetError } from '../../model/data/dataset.ts';
+import { loadImagePixels } from '../../model/data/image.ts';
+import { deriveSeed, Rng } from '../../model/util/rng.ts';
 import type { BuildRecord, Issue } from '../build.ts';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });

@@ -10,7 +10,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Rng, deriveSeed } from '../../model/rng.ts';
+import { Rng, deriveSeed } from '../../model/util/rng.ts';
 import { buildDataset, type BuildRecord, type BuildResult } from '../build.ts';
 import { sampleCaptions, sampleDrawing, type Drawing } from './grammar.ts';
 import { encodePng, renderDrawing } from './render.ts';

@@ -3,8 +3,8 @@
  * small grammar with paraphrases. Everything is drawn from one seeded generator, so a scene
  * and its captions are a pure function of (seed, index).
  */
-import type { Rng } from '../../model/rng.ts';
-import { ptbTokenize } from '../../model/tokenize.ts';
+import type { Rng } from '../../model/util/rng.ts';
+import { ptbTokenize } from '../../model/text/tokenize.ts';
 import { COLOURS, HELD_OUT_PAIRS, SHAPES, SIZES, isHeldOut, type Relation, type Scene, type SceneObject } from './scene.ts';
 import { PREFIXES, RELATION_PHRASES, SIZE_WORDS, SUFFIXES } from './semantics.ts';
 
@@ -173,7 +173,7 @@ export function sampleCaption(rng: Rng, scene: Scene): string {
 }
 
 /**
- * The longest caption, in words: the standard model's maxLength (model/captioner.ts), so that no
+ * The longest caption, in words: the standard model's maxLength (model/nn/captioner.ts), so that no
  * training caption is cut (a cut caption no longer says what the scene is).
  */
 export const MAX_CAPTION_WORDS = 16;

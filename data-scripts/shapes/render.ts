@@ -3,7 +3,7 @@
  * seeded pixel noise added in JavaScript so that the same (seed, index) gives the same bytes.
  */
 import sharp from 'sharp';
-import { Rng } from '../../model/rng.ts';
+import { Rng } from '../../model/util/rng.ts';
 import type { Drawing } from './grammar.ts';
 
 function polygon(cx: number, cy: number, radii: readonly number[], rotationDeg: number, fill: string): string {

@@ -13,7 +13,7 @@
  * A caption is exact when fp = fn = 0; attribute F1 = 2tp / (2tp + fp + fn) (van Rijsbergen's
  * F-measure with β = 1).
  */
-import { ptbTokenize } from '../../model/tokenize.ts';
+import { ptbTokenize } from '../../model/text/tokenize.ts';
 import { COLOURS, SHAPES, type Colour, type Relation, type Scene, type SceneObject, type SceneRelation, type Shape, type Size } from './scene.ts';
 
 export type { Scene, SceneObject, SceneRelation } from './scene.ts';

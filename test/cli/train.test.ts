@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { loadCheckpoint, disposeCheckpoint } from '../../model/checkpoint.ts';
+import { loadCheckpoint, disposeCheckpoint } from '../../model/io/checkpoint.ts';
 import { runCli, startCli } from '../helpers/cli.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 

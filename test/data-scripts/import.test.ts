@@ -10,8 +10,8 @@ import sharp from 'sharp';
 import { buildDataset, type Issue } from '../../data-scripts/build.ts';
 import { importImages, readCoco, readFlickr8k, readKarpathy, readTable } from '../../data-scripts/import/index.ts';
 import { parseCsv } from '../../data-scripts/import/table.ts';
-import { DatasetError, ImageCache, readManifest } from '../../model/dataset.ts';
-import { loadImagePixels } from '../../model/image.ts';
+import { DatasetError, ImageCache, readManifest } from '../../model/data/dataset.ts';
+import { loadImagePixels } from '../../model/data/image.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'captioner-import-test-'));
 after(() => rm(root, { recursive: true, force: true }));

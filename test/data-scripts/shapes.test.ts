@@ -4,14 +4,14 @@ import { after, test } from 'node:test';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readManifest, ImageCache, type DatasetImage } from '../../model/dataset.ts';
-import { loadImagePixels } from '../../model/image.ts';
+import { readManifest, ImageCache, type DatasetImage } from '../../model/data/dataset.ts';
+import { loadImagePixels } from '../../model/data/image.ts';
 import { generateShapes, shapesScene } from '../../data-scripts/shapes/generate.ts';
 import { MAX_CAPTION_WORDS } from '../../data-scripts/shapes/grammar.ts';
 import { HELD_OUT_PAIRS, isHeldOut, type Scene, type SceneObject } from '../../data-scripts/shapes/scene.ts';
 import { attributeF1, compareScenes, parseShapesCaption, semanticScores } from '../../data-scripts/shapes/semantics.ts';
-import { ptbTokenize } from '../../model/tokenize.ts';
-import { train } from '../../model/train.ts';
+import { ptbTokenize } from '../../model/text/tokenize.ts';
+import { train } from '../../model/train/trainer.ts';
 import { tinyConfig } from '../helpers/tiny-model.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'captioner-shapes-test-'));

@@ -8,7 +8,7 @@ import { generateShapes } from '../../data-scripts/shapes/generate.ts';
 import { semanticScores, type Scene } from '../../data-scripts/shapes/semantics.ts';
 import { readCaptionPairs } from '../../eval/coco-files.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
-import { readManifest, splitImages } from '../../model/dataset.ts';
+import { readManifest, splitImages } from '../../model/data/dataset.ts';
 import { trainTinyModel } from '../helpers/tiny-model.ts';
 import { setupBackend } from '../helpers/tf.ts';
 

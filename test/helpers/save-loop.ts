@@ -3,9 +3,9 @@
  * one's weights all equal to its step, and prints each step once it is saved.
  */
 import * as tf from '@tensorflow/tfjs';
-import { saveCheckpoint } from '../../model/checkpoint.ts';
-import { MODEL_DEFAULTS } from '../../model/captioner.ts';
-import { Vocabulary } from '../../model/vocab.ts';
+import { saveCheckpoint } from '../../model/io/checkpoint.ts';
+import { MODEL_DEFAULTS } from '../../model/nn/captioner.ts';
+import { Vocabulary } from '../../model/text/vocab.ts';
 
 const dir = process.argv[2]!;
 const vocab = Vocabulary.build(['a red circle'], 1);

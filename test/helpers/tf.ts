@@ -1,6 +1,6 @@
 /** Test set-up shared by every file that runs the model: the backend the CLI would pick. */
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../../model/backend.ts';
+import { selectBackend } from '../../model/runtime/backend.ts';
 
 export async function setupBackend(): Promise<typeof tf> {
   await selectBackend();

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import type { DatasetImage, Manifest } from '../../model/dataset.ts';
+import type { DatasetImage, Manifest } from '../../model/data/dataset.ts';
 
 export const TINY_SCENES = [
   { colour: 'red', hex: '#e02020', shape: 'circle' },

@@ -2,7 +2,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveTrainConfig, train, type TrainConfig } from '../../model/train.ts';
+import { resolveTrainConfig, train, type TrainConfig } from '../../model/train/trainer.ts';
 
 export const TINY_MODEL = {
   imageSize: 16,

@@ -23,7 +23,7 @@ before(async () => {
   await writeFile(`${model.modelDir}/README.md`, `# A tiny test model\n\n${CARD}\nIt knows nothing else.\n\n## How it was made\n\nBy the test.\n`);
   server = await serve(model.modelDir, { limits: { maxBytes: MAX_BYTES, maxPixels: MAX_PIXELS } });
   const { readFile } = await import('node:fs/promises');
-  const { readCheckpointConfig } = await import('../../model/checkpoint.ts');
+  const { readCheckpointConfig } = await import('../../model/io/checkpoint.ts');
   const { dir } = await readCheckpointConfig(model.modelDir);
   vocab = new Set((JSON.parse(await readFile(`${dir}/vocab.json`, 'utf8')) as { words: string[] }).words);
 });

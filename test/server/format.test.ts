@@ -1,7 +1,7 @@
 /** How the page writes a probability, and what it says raised the training loss. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SavedConfig } from '../../model/checkpoint.ts';
+import type { SavedConfig } from '../../model/io/checkpoint.ts';
 import { lossRaisedBy } from '../../server/model-info.ts';
 import { formatPercent } from '../../server/views.ts';
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { loadImagePixels } from '../../model/image.ts';
+import { loadImagePixels } from '../../model/data/image.ts';
 import { CancelledError, QueueFullError, TimeoutError, UnavailableError } from '../../server/errors.ts';
 import { resolvePort } from '../../server/listen.ts';
 import { WorkerPool } from '../../server/workers.ts';

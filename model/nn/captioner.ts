@@ -1,0 +1,317 @@
+/**
+ * The captioning model: the CNN encoder reads an image into a feature vector, the feature sets
+ * the decoder's initial state, and a recurrent decoder writes the caption one word at a time.
+ * With attention (Xu et al. 2015, "Show, Attend and Tell") the encoder keeps a feature per
+ * position of its last map, and at every step the decoder looks at a weighted mix of them.
+ * The decoder step is written once (`step`); teacher forcing, scheduled sampling, greedy,
+ * beam and sampled decoding all call it.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Rng } from '../util/rng.ts';
+import { cellStep, createCell, type CellKind, type CellState } from './cells.ts';
+import { ConfigError, type ConfigSpec } from '../util/config.ts';
+import { Encoder, type EncoderConfig } from './encoder.ts';
+import { constant, glorotUniform, uniform } from './init.ts';
+import type { LanguagePrior } from '../decode/prior.ts';
+import { sampleCategorical, uniforms } from '../decode/sampling.ts';
+import { substituteWords } from '../train/substitution.ts';
+import { UNK, type Vocabulary } from '../text/vocab.ts';
+
+/** Everything that fixes the model's architecture; saved in every checkpoint. */
+export interface ModelConfig extends EncoderConfig {
+  embeddingSize: number;
+  hiddenSize: number;
+  cell: CellKind;
+  /**
+   * Where the image feature enters the decoder: the initial state only, also every step's input,
+   * or 'attention': every step's input and output get a context vector, a mix of the grid's
+   * features weighted by how well each matches the decoder's state (needs encoderPooling 'grid').
+   */
+  featureInput: 'init' | 'every-step' | 'attention';
+  /** Longest caption, in words (longer training captions are cut). */
+  maxLength: number;
+  /** Words seen fewer times than this in the training captions become <unk>. */
+  minWordCount: number;
+}
+
+/** The standard configuration (../shared/bench/std-config.md). */
+export const MODEL_DEFAULTS = {
+  imageSize: 64,
+  encoderChannels: [32, 64, 128, 256],
+  featureSize: 256,
+  encoderPooling: 'average',
+  backbone: null,
+  backboneTrainable: false,
+  embeddingSize: 256,
+  hiddenSize: 512,
+  cell: 'lstm',
+  featureInput: 'init',
+  maxLength: 16,
+  minWordCount: 5,
+} satisfies ModelConfig;
+
+export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
+  imageSize: { type: 'number', integer: true, min: 8, describe: 'input image side in pixels' },
+  encoderChannels: { type: 'number[]', integer: true, min: 1, describe: 'channels of each conv block (comma-separated)' },
+  featureSize: { type: 'number', integer: true, min: 1, describe: 'image feature size' },
+  encoderPooling: { type: 'string', choices: ['average', 'flatten', 'grid'], describe: "last feature map to vector: global average, flattened (keeps where things are), or a vector per position ('grid', for attention)" },
+  backbone: { type: 'string', nullable: true, describe: 'path of a TF.js LayersModel to use as the CNN backbone' },
+  backboneTrainable: { type: 'boolean', describe: 'fine-tune the backbone (else frozen)' },
+  embeddingSize: { type: 'number', integer: true, min: 1, describe: 'word embedding size' },
+  hiddenSize: { type: 'number', integer: true, min: 1, describe: 'recurrent units' },
+  cell: { type: 'string', choices: ['lstm', 'gru'], describe: 'recurrent cell' },
+  featureInput: { type: 'string', choices: ['init', 'every-step', 'attention'], describe: 'image feature enters the initial state only, every step too, or every step through attention over the grid' },
+  maxLength: { type: 'number', integer: true, min: 1, describe: 'longest caption in words' },
+  minWordCount: { type: 'number', integer: true, min: 1, describe: 'minimum count for a word to enter the vocabulary' },
+};
+
+export const MODEL_KEYS = Object.keys(MODEL_SPEC) as (keyof ModelConfig)[];
+
+/** Attention reads a grid, and a grid is only of use to attention: the two keys go together. */
+export function checkModelConfig(config: ModelConfig): void {
+  if ((config.featureInput === 'attention') !== (config.encoderPooling === 'grid')) {
+    throw new ConfigError(`featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`);
+  }
+}
+
+/**
+ * What the encoder hands the decoder: [batch, featureSize], or with attention one feature per
+ * grid position, [batch, positions, featureSize]. Decoding treats it as opaque rows.
+ */
+export type ImageFeatures = tf.Tensor2D | tf.Tensor3D;
+
+/** A step's output: logits [batch, vocab] over the next word, and the new recurrent state. */
+export interface StepOutput {
+  logits: tf.Tensor2D;
+  state: CellState;
+}
+
+/** How the training forward pass chooses each step's input (Bengio et al. 2015). */
+export interface ForwardOptions {
+  /** ε: probability that a step's input is the true previous word; 1 is teacher forcing. */
+  teacherProbability: number;
+  /** The model's own previous word: its argmax, or a sample from its distribution. */
+  feed: 'argmax' | 'sample';
+  /**
+   * Scheduled sampling within slots: each word id's substitutes (model/train/substitution.ts). When
+   * given, the model's own word is fed only where it is the true word or one of its
+   * substitutes; elsewhere the true word is fed. The targets stay the reference's words, so an
+   * own word that changes the sentence's structure ("is" where the reference goes on "on the
+   * left of") would teach a wrong continuation ("is the left of"); one that fills the same slot
+   * ("blue" for "red") keeps the targets right.
+   */
+  samplingSlots?: readonly (readonly number[])[];
+  /**
+   * Word dropout (Bowman et al. 2016): each input after <start> is replaced by <unk> with this
+   * probability, so the next word must often be read off the image and the state rather than
+   * off the word just fed. 0 (the default) never replaces.
+   */
+  wordDropout?: number;
+  /**
+   * Word substitution (model/train/substitution.ts): each input after <start> that has substitutes
+   * in `classes` (indexed by word id) is replaced by one of them with probability `rate` (one
+   * number, or one per word id), after scheduled sampling has chosen it and before word dropout.
+   * Off when absent or 0.
+   */
+  substitution?: { classes: readonly (readonly number[])[]; rate: number | readonly number[] };
+  /** Draws the coin flips (and samples); required when ε < 1 or word substitution or dropout is on. */
+  rng?: Rng;
+  training?: boolean;
+}
+
+export class Captioner {
+  /** The training captions' word pairs, for anti-LM decoding (set by loadModel when the checkpoint has them). */
+  languagePrior: LanguagePrior | null = null;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly vocab: Vocabulary,
+    readonly encoder: Encoder,
+    private readonly params: Record<string, tf.Variable>,
+  ) {}
+
+  /** A new model with weights drawn from `seed`. */
+  static async create(config: ModelConfig, vocab: Vocabulary, seed: number): Promise<Captioner> {
+    checkModelConfig(config);
+    const rng = new Rng(seed);
+    const encoder = await Encoder.create(config, rng);
+    return new Captioner(config, vocab, encoder, Captioner.decoderParams(config, vocab, rng, encoder.positions));
+  }
+
+  /** A model of the saved architecture, with the saved weights. */
+  static async restore(config: ModelConfig, vocab: Vocabulary, weights: tf.NamedTensorMap, backboneTopology: object | null): Promise<Captioner> {
+    checkModelConfig(config);
+    const rng = new Rng(0);
+    const encoder = await Encoder.fromTopology(config, backboneTopology, rng);
+    const model = new Captioner(config, vocab, encoder, Captioner.decoderParams(config, vocab, rng, encoder.positions));
+    model.setWeights(weights, 'checkpoint');
+    return model;
+  }
+
+  /** `positions`: grid positions of an attending model's features (1 without attention). */
+  private static decoderParams(config: ModelConfig, vocab: Vocabulary, rng: Rng, positions: number): Record<string, tf.Variable> {
+    const { embeddingSize: E, hiddenSize: H, featureSize: F } = config;
+    const V = vocab.size;
+    const attention = config.featureInput === 'attention';
+    const inputSize = config.featureInput === 'init' ? E : E + F;
+    // The initial state reads the whole grid, flattened, so that it knows where everything is
+    // before the first word; the output reads the state and, with attention, the context.
+    const initIn = positions * F;
+    const outIn = attention ? H + F : H;
+    const p: Record<string, tf.Variable> = {
+      'decoder/embedding': uniform(rng, [V, E], 0.1),
+      'decoder/init_h/kernel': glorotUniform(rng, [initIn, H], initIn, H),
+      'decoder/init_h/bias': constant([H], 0),
+      ...createCell(config.cell, rng, inputSize, H, 'decoder/cell'),
+      'decoder/output/kernel': glorotUniform(rng, [outIn, V], outIn, V),
+      'decoder/output/bias': constant([V], 0),
+    };
+    if (config.cell === 'lstm') {
+      p['decoder/init_c/kernel'] = glorotUniform(rng, [initIn, H], initIn, H);
+      p['decoder/init_c/bias'] = constant([H], 0);
+    }
+    if (attention) p['decoder/attention/query'] = glorotUniform(rng, [H, F], H, F);
+    return p;
+  }
+
+  private p(name: string): tf.Variable {
+    const v = this.params[name];
+    if (!v) throw new Error(`missing parameter ${name}`);
+    return v;
+  }
+
+  /** images [batch, size, size, 3] in [0, 1] → features [batch, featureSize] (or [batch, positions, featureSize]). */
+  encode(images: tf.Tensor4D, training = false): ImageFeatures {
+    return this.encoder.apply(images, training);
+  }
+
+  /** h0 = tanh(W_h·feature + b_h) and, for the LSTM, c0 = tanh(W_c·feature + b_c); a grid is read flattened. */
+  initialState(features: ImageFeatures): CellState {
+    const flat = features.rank === 3 ? tf.reshape(features, [features.shape[0], -1]) as tf.Tensor2D : features as tf.Tensor2D;
+    const dense = (name: string) => tf.tanh(tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`))) as tf.Tensor2D;
+    return this.config.cell === 'lstm' ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') } : { h: dense('decoder/init_h') };
+  }
+
+  /**
+   * Soft attention: the previous state asks a query q = h·W_q; each grid position scores
+   * q·feature / √F, a softmax over positions turns scores into weights, and the context is
+   * the weighted sum of the features. grid [batch, positions, F] → context [batch, F].
+   */
+  private attend(h: tf.Tensor2D, grid: tf.Tensor3D): tf.Tensor2D {
+    const [batch, , F] = grid.shape;
+    const query = tf.reshape(tf.matMul(h, this.p('decoder/attention/query')), [batch, F, 1]) as tf.Tensor3D;
+    const scores = tf.mul(tf.reshape(tf.matMul(grid, query), [batch, -1]), 1 / Math.sqrt(F)) as tf.Tensor2D; // [batch, positions]
+    const weights = tf.reshape(tf.softmax(scores), [batch, 1, -1]) as tf.Tensor3D;
+    return tf.reshape(tf.matMul(weights, grid), [batch, F]) as tf.Tensor2D;
+  }
+
+  /**
+   * The decoder step, written once: previous words [batch] (int32), the state, and the image
+   * features [batch, featureSize] (or the grid [batch, positions, featureSize]) → logits
+   * [batch, vocab] over the next word and the new state.
+   */
+  step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput {
+    let x = tf.gather(this.p('decoder/embedding'), prevTokens) as tf.Tensor2D; // [batch, E]
+    const context = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
+    if (context) x = tf.concat([x, context], 1); // [batch, E + F]
+    else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
+    const next = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
+    const readout = context ? tf.concat([next.h, context], 1) : next.h; // the word is read off the state and, with attention, what it looked at
+    const logits = tf.add(tf.matMul(readout, this.p('decoder/output/kernel')), this.p('decoder/output/bias')) as tf.Tensor2D;
+    return { logits, state: next };
+  }
+
+  /**
+   * The training forward pass over whole captions. tokens [batch, steps + 1] are
+   * `<start> w1 … wn <end> <pad>…`; step t predicts tokens[:, t + 1] from an input that is the
+   * true tokens[:, t] with probability ε (teacher forcing) or else the model's own prediction
+   * at step t − 1 (scheduled sampling, Bengio et al. 2015). The first input is always <start>.
+   * No gradient flows through the choice: predictions are read back as integer ids; with
+   * `samplingSlots` an own word outside the true word's slot is not fed. With word
+   * substitution the chosen input may then be swapped for a word of the same slot, and with
+   * word dropout replaced by <unk> with probability `wordDropout`.
+   *
+   * Returns logits [batch, steps, vocab] and the inputs actually fed [batch, steps] (int32).
+   */
+  forward(images: tf.Tensor4D, tokens: tf.Tensor2D, options: ForwardOptions): { logits: tf.Tensor3D; inputs: tf.Tensor2D } {
+    const [batch, width] = tokens.shape;
+    const steps = width - 1;
+    const epsilon = options.teacherProbability;
+    const dropout = options.wordDropout ?? 0;
+    const rate = options.substitution?.rate ?? 0;
+    const substitution = (typeof rate === 'number' ? rate > 0 : rate.some((r) => r > 0)) ? options.substitution! : null;
+    if ((epsilon < 1 || dropout > 0 || substitution) && !options.rng) throw new Error('forward: scheduled sampling (ε < 1), word substitution and word dropout need an rng');
+    const features = this.encode(images, options.training ?? false);
+    const truth = tf.unstack(tf.cast(tokens, 'int32'), 1) as tf.Tensor1D[]; // steps + 1 × [batch]
+    let state = this.initialState(features);
+    const logits: tf.Tensor2D[] = [];
+    const inputs: tf.Tensor1D[] = [];
+    for (let t = 0; t < steps; t++) {
+      let input = truth[t]!;
+      if (t > 0 && epsilon < 1) {
+        const rng = options.rng!;
+        const previous = logits[t - 1]!;
+        // The model's own words are read back as plain ids: a new tensor with no history on
+        // the gradient tape, so no gradient can flow through the choice.
+        const chosen = options.feed === 'sample' ? sampleCategorical(previous, uniforms(rng, batch)) : tf.argMax(previous, 1);
+        let ownIds = chosen.dataSync() as Int32Array;
+        if (options.samplingSlots) ownIds = withinSlots(ownIds, input.dataSync(), options.samplingSlots);
+        const own = tf.tensor1d(ownIds, 'int32');
+        if (epsilon <= 0) {
+          input = own;
+        } else {
+          const coins = uniforms(rng, batch).map((u) => (u < epsilon ? 1 : 0));
+          input = tf.where(tf.tensor1d(coins, 'bool'), input, own);
+        }
+      }
+      if (t > 0 && substitution) {
+        const rng = options.rng!;
+        input = tf.tensor1d(substituteWords(input.dataSync(), substitution.classes, substitution.rate, uniforms(rng, batch), uniforms(rng, batch)), 'int32');
+      }
+      if (t > 0 && dropout > 0) {
+        const dropped = uniforms(options.rng!, batch).map((u) => (u < dropout ? 1 : 0));
+        input = tf.where(tf.tensor1d(dropped, 'bool'), tf.fill([batch], UNK, 'int32'), input) as tf.Tensor1D;
+      }
+      inputs.push(input);
+      const out = this.step(input, state, features);
+      state = out.state;
+      logits.push(out.logits);
+    }
+    return { logits: tf.stack(logits, 1) as tf.Tensor3D, inputs: tf.stack(inputs, 1) as tf.Tensor2D };
+  }
+
+  /** Every weight by name, for checkpoints. */
+  namedWeights(): Record<string, tf.Variable> {
+    return { ...this.encoder.namedWeights(), ...this.params };
+  }
+
+  /** The weights that training updates. */
+  trainableVariables(): tf.Variable[] {
+    return [...this.encoder.trainableVariables(), ...Object.values(this.params)];
+  }
+
+  /** Assigns saved weights; every weight must be present with its shape. */
+  setWeights(weights: tf.NamedTensorMap, source: string): void {
+    const own = this.namedWeights();
+    for (const [name, variable] of Object.entries(own)) {
+      const value = weights[name];
+      if (!value) throw new Error(`${source}: weight "${name}" is missing`);
+      if (value.shape.join(',') !== variable.shape.join(',')) {
+        throw new Error(`${source}: weight "${name}" has shape [${value.shape}], the model needs [${variable.shape}]`);
+      }
+      variable.assign(value);
+    }
+    const extra = Object.keys(weights).filter((n) => !(n in own));
+    if (extra.length) throw new Error(`${source}: unexpected weights ${extra.slice(0, 5).join(', ')}`);
+  }
+
+  dispose(): void {
+    this.encoder.dispose();
+    for (const v of Object.values(this.params)) v.dispose();
+  }
+}
+
+/** `own` where each id is the true id or one of its substitutes in `slots`; else the true id. */
+function withinSlots(own: ArrayLike<number>, truth: ArrayLike<number>, slots: readonly (readonly number[])[]): Int32Array {
+  return Int32Array.from(own, (id, b) => (id === truth[b] || slots[truth[b]!]?.includes(id) ? id : truth[b]!));
+}

@@ -1,0 +1,95 @@
+/**
+ * Recurrent cells written out gate by gate. One set of weights serves every time step: the
+ * training loop calls the same cell T times, and backpropagation through time sums the
+ * gradient each step contributes to those shared weights.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Rng } from '../util/rng.ts';
+import { glorotUniform } from './init.ts';
+
+export type CellKind = 'lstm' | 'gru';
+
+/** The recurrent state: h for both cells, and the LSTM's cell state c. */
+export type CellState = {
+  h: tf.Tensor2D;
+  c?: tf.Tensor2D;
+};
+
+export type CellParams = Record<string, tf.Variable>;
+
+/** How many gate blocks each cell stacks side by side in its weight matrices. */
+const GATES: Record<CellKind, number> = { lstm: 4, gru: 3 };
+
+/**
+ * Creates a cell's weights: `kernel` [input, G·H] for the input, `recurrent` [H, G·H] for the
+ * previous h, and `bias` [G·H]. The LSTM's forget-gate bias starts at 1 (Jozefowicz et al.
+ * 2015), so that the cell state is carried, not forgotten, before training has taught the gate.
+ */
+export function createCell(kind: CellKind, rng: Rng, inputSize: number, hiddenSize: number, prefix: string): CellParams {
+  const g = GATES[kind];
+  const bias = new Float32Array(g * hiddenSize);
+  if (kind === 'lstm') bias.fill(1, hiddenSize, 2 * hiddenSize); // gate order i, f, g, o
+  const params: CellParams = {
+    [`${prefix}/kernel`]: glorotUniform(rng, [inputSize, g * hiddenSize], inputSize, g * hiddenSize),
+    [`${prefix}/recurrent`]: glorotUniform(rng, [hiddenSize, g * hiddenSize], hiddenSize, g * hiddenSize),
+    [`${prefix}/bias`]: tf.tidy(() => tf.variable(tf.tensor1d(bias), true)),
+  };
+  return params;
+}
+
+function param(params: CellParams, name: string): tf.Variable {
+  const p = params[name];
+  if (!p) throw new Error(`missing parameter ${name}`);
+  return p;
+}
+
+/**
+ * One LSTM step (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000):
+ *   i = σ(x·Wi + h·Ui + bi)   input gate: how much of the candidate to write
+ *   f = σ(x·Wf + h·Uf + bf)   forget gate: how much of the old cell state to keep
+ *   g = tanh(x·Wg + h·Ug + bg) candidate values
+ *   o = σ(x·Wo + h·Uo + bo)   output gate: how much of the cell to expose as h
+ *   c' = f ⊙ c + i ⊙ g        the cell state, carried almost linearly: the long-term memory
+ *   h' = o ⊙ tanh(c')
+ */
+export function lstmStep(params: CellParams, prefix: string, x: tf.Tensor2D, state: CellState): CellState {
+  const { h, c } = state;
+  if (!c) throw new Error('lstmStep: the state has no cell state c');
+  const z = tf.add(
+    tf.add(tf.matMul(x, param(params, `${prefix}/kernel`)), tf.matMul(h, param(params, `${prefix}/recurrent`))),
+    param(params, `${prefix}/bias`),
+  ); // [batch, 4H]
+  const [zi, zf, zg, zo] = tf.split(z, 4, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+  const i = tf.sigmoid(zi);
+  const f = tf.sigmoid(zf);
+  const g = tf.tanh(zg);
+  const o = tf.sigmoid(zo);
+  const cNext = tf.add(tf.mul(f, c), tf.mul(i, g)) as tf.Tensor2D;
+  const hNext = tf.mul(o, tf.tanh(cNext)) as tf.Tensor2D;
+  return { h: hNext, c: cNext };
+}
+
+/**
+ * One GRU step (Cho et al. 2014), for comparison with the LSTM:
+ *   z = σ(x·Wz + h·Uz + bz)   update gate
+ *   r = σ(x·Wr + h·Ur + br)   reset gate
+ *   n = tanh(x·Wn + r ⊙ (h·Un) + bn)
+ *   h' = (1 − z) ⊙ n + z ⊙ h
+ */
+export function gruStep(params: CellParams, prefix: string, x: tf.Tensor2D, state: CellState): CellState {
+  const { h } = state;
+  const bias = param(params, `${prefix}/bias`);
+  const xw = tf.add(tf.matMul(x, param(params, `${prefix}/kernel`)), bias); // [batch, 3H]
+  const hu = tf.matMul(h, param(params, `${prefix}/recurrent`)); // [batch, 3H]
+  const [xz, xr, xn] = tf.split(xw, 3, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+  const [hz, hr, hn] = tf.split(hu, 3, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+  const z = tf.sigmoid(tf.add(xz, hz));
+  const r = tf.sigmoid(tf.add(xr, hr));
+  const n = tf.tanh(tf.add(xn, tf.mul(r, hn)));
+  const hNext = tf.add(tf.mul(tf.sub(1, z), n), tf.mul(z, h)) as tf.Tensor2D;
+  return { h: hNext };
+}
+
+export function cellStep(kind: CellKind, params: CellParams, prefix: string, x: tf.Tensor2D, state: CellState): CellState {
+  return kind === 'lstm' ? lstmStep(params, prefix, x, state) : gruStep(params, prefix, x, state);
+}

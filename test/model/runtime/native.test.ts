@@ -1,0 +1,281 @@
+/**
+ * The native kernels (model/runtime/native.ts, native/src/kernels.cc) against the JavaScript kernels
+ * they replace: each case runs once on the JS kernels and once on the native ones and compares
+ * (max |native − js| ≤ 1e-4 · max |js|). The addon must be built: these tests fail, not skip,
+ * when it is not (CI installs libopenblas-dev before npm ci).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
+import { maskedSequenceLoss } from '../../../model/train/loss.ts';
+import { binaryPlan, disableNativeKernels, enableNativeKernels, loadNativeAddon, nativeCallCounts } from '../../../model/runtime/native.ts';
+import { Rng } from '../../../model/util/rng.ts';
+import { SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
+
+let rng = new Rng(12345);
+let seed = 1;
+
+function rand(shape: number[], scale = 1): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale), shape);
+}
+
+/** Runs `fn` on the JS kernels, then on the native ones; returns both outputs as arrays. */
+function onBoth(fn: () => tf.Tensor | tf.Tensor[]): { js: Float32Array[]; native: Float32Array[]; shapes: number[][] } {
+  const run = () =>
+    tf.tidy(() => {
+      const out = fn();
+      return (Array.isArray(out) ? out : [out]).map((t) => ({ values: Float32Array.from(t.dataSync()), shape: t.shape }));
+    });
+  // Inputs drawn inside `fn` must be the same on both runs.
+  const runSeed = seed++;
+  disableNativeKernels();
+  rng = new Rng(runSeed);
+  const js = run();
+  assert.ok(enableNativeKernels().enabled, 'native kernels should be on');
+  rng = new Rng(runSeed);
+  const native = run();
+  assert.deepEqual(native.map((o) => o.shape), js.map((o) => o.shape));
+  return { js: js.map((o) => o.values), native: native.map((o) => o.values), shapes: js.map((o) => o.shape) };
+}
+
+function assertClose(fn: () => tf.Tensor | tf.Tensor[], label: string, tolerance = 1e-4): void {
+  const { js, native } = onBoth(fn);
+  js.forEach((ref, i) => {
+    const got = native[i]!;
+    let maxRef = 0;
+    let maxDiff = 0;
+    for (let j = 0; j < ref.length; j++) {
+      if (!Number.isNaN(ref[j]!)) maxRef = Math.max(maxRef, Math.abs(ref[j]!));
+      const d = Math.abs(got[j]! - ref[j]!);
+      maxDiff = Number.isNaN(d) ? (Number.isNaN(got[j]!) && Number.isNaN(ref[j]!) ? maxDiff : Infinity) : Math.max(maxDiff, d);
+    }
+    assert.ok(maxDiff <= tolerance * Math.max(maxRef, 1e-30), `${label} [output ${i}]: max diff ${maxDiff} vs max |ref| ${maxRef}`);
+  });
+}
+
+/** Asserts that each kernel named served calls natively since the last check (no silent fallback). */
+function assertServedNatively(...kernels: string[]): void {
+  const counts = nativeCallCounts(true);
+  for (const k of kernels) assert.ok((counts[k] ?? 0) > 0, `${k} never ran natively (calls: ${JSON.stringify(counts)})`);
+}
+
+describe('native kernels', () => {
+  before(async () => {
+    await tf.setBackend('cpu');
+    const addon = loadNativeAddon();
+    assert.equal(typeof addon, 'object', `the native addon must be built for these tests: ${String(addon)}`);
+  });
+  after(() => disableNativeKernels());
+
+  test('BatchMatMul: transposes, odd sizes, batches and broadcasting', () => {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const a = rand(ta ? [13, 7] : [7, 13]);
+      const b = rand(tb ? [5, 13] : [13, 5]);
+      assertClose(() => tf.matMul(a, b, ta, tb), `2-D ta=${ta} tb=${tb}`);
+      const a3 = rand(ta ? [3, 13, 7] : [3, 7, 13]);
+      const b3 = rand(tb ? [3, 5, 13] : [3, 13, 5]);
+      assertClose(() => tf.matMul(a3, b3, ta, tb), `batched ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(a3, b, ta, tb), `b broadcast ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(a, b3, ta, tb), `a broadcast ta=${ta} tb=${tb}`);
+    }
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      // up to four rows: the matrix-vector path
+      assertClose(() => tf.matMul(rand(ta ? [13, 1] : [1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `row vector ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(rand(ta ? [3, 13, 1] : [3, 1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `batched row vectors ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(rand(ta ? [13, 3] : [3, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `three rows ta=${ta} tb=${tb}`);
+      assertClose(() => tf.matMul(rand(ta ? [2, 13, 4] : [2, 4, 13]), rand(tb ? [2, 5, 13] : [2, 13, 5]), ta, tb), `batched four rows ta=${ta} tb=${tb}`);
+    }
+    assertClose(() => tf.matMul(rand([2, 3, 4, 6]), rand([2, 3, 6, 5])), 'rank 4');
+    assertClose(() => tf.matMul(rand([1, 3, 4, 6]), rand([2, 1, 6, 5])), 'two-sided broadcast (JS fallback)');
+    assertClose(() => tf.matMul(rand([64, 300]), rand([300, 129])), 'larger');
+    assertServedNatively('BatchMatMul');
+  });
+
+  test('_FusedMatMul: bias and activations, PReLU falls back', () => {
+    const a = rand([6, 9]);
+    const b = rand([9, 11]);
+    const bias = rand([11]);
+    for (const activation of ['linear', 'relu', 'relu6', 'leakyrelu', 'sigmoid', 'elu'] as const) {
+      assertClose(() => tf.fused.matMul({ a, b, bias, activation, leakyreluAlpha: 0.1 }), `fused ${activation}`);
+    }
+    assertClose(() => tf.fused.matMul({ a, b, bias: tf.scalar(0.5), activation: 'relu' }), 'scalar bias');
+    assertClose(() => tf.fused.matMul({ a, b: rand([11, 9]), transposeB: true, bias }), 'transposed b, no activation');
+    assertClose(() => tf.fused.matMul({ a, b, activation: 'prelu', preluActivationWeights: rand([11]) }), 'prelu');
+    assertServedNatively('_FusedMatMul');
+  });
+
+  test('Conv2D and FusedConv2D: strides 1 and 2, same/valid/explicit padding, dilation, 1x1', () => {
+    const x = rand([2, 9, 11, 3]);
+    for (const filterShape of [[3, 3, 3, 4], [3, 2, 3, 5], [1, 1, 3, 6], [5, 5, 3, 2]] as [number, number, number, number][]) {
+      const w = rand(filterShape);
+      for (const stride of [1, 2]) {
+        for (const pad of ['same', 'valid', 1] as const) {
+          assertClose(() => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad), `conv ${filterShape} s${stride} ${pad}`);
+        }
+      }
+      assertClose(() => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same', 'NHWC', 2), `conv ${filterShape} dilation 2`);
+    }
+    const w = rand([3, 3, 3, 4]);
+    const bias = rand([4]);
+    for (const activation of ['linear', 'relu', 'sigmoid'] as const) {
+      assertClose(() => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 2, pad: 'same', bias, activation }), `fused conv ${activation}`);
+    }
+    assertServedNatively('Conv2D', 'FusedConv2D');
+  });
+
+  test('Conv2DBackpropInput and Conv2DBackpropFilter through gradients', () => {
+    for (const [xShape, wShape, stride, pad] of [
+      [[2, 9, 11, 3], [3, 3, 3, 4], 1, 'same'],
+      [[2, 9, 11, 3], [3, 3, 3, 4], 2, 'same'],
+      [[3, 8, 7, 5], [3, 2, 5, 6], 2, 'valid'],
+      [[2, 6, 6, 4], [1, 1, 4, 3], 1, 'valid'],
+      [[1, 10, 10, 2], [5, 5, 2, 3], 2, 'same'],
+    ] as [number[], number[], number, 'same' | 'valid'][]) {
+      const x = rand(xShape);
+      const w = rand(wShape);
+      const probe = rand(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad).shape);
+      const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, stride, pad), probe)));
+      assertClose(() => g([x, w]), `conv grads x${xShape} w${wShape} s${stride} ${pad}`);
+      assertClose(() => tf.conv2dTranspose(probe as tf.Tensor4D, w as tf.Tensor4D, xShape as [number, number, number, number], stride, pad), 'conv2dTranspose');
+    }
+    assertServedNatively('Conv2DBackpropInput', 'Conv2DBackpropFilter');
+  });
+
+  test('MaxPool and MaxPoolGrad: overlapping and edge windows, ties', () => {
+    const x = rand([2, 9, 7, 3]);
+    const ties = tf.tensor4d(Array.from({ length: 2 * 6 * 6 * 2 }, (_, i) => Math.floor(i / 7) % 3), [2, 6, 6, 2]);
+    for (const input of [x, ties]) {
+      for (const [filter, stride, pad] of [[2, 2, 'same'], [3, 1, 'same'], [3, 2, 'valid'], [2, 1, 'valid']] as [number, number, 'same' | 'valid'][]) {
+        assertClose(() => tf.maxPool(input as tf.Tensor4D, filter, stride, pad), `maxPool f${filter} s${stride} ${pad}`);
+        const g = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(xx as tf.Tensor4D, filter, stride, pad), 1.5)));
+        assertClose(() => g(input), `maxPoolGrad f${filter} s${stride} ${pad}`);
+      }
+    }
+    assertServedNatively('MaxPool', 'MaxPoolGrad');
+  });
+
+  test('UnsortedSegmentSum and the gather gradient', () => {
+    const x = rand([10, 3, 4]);
+    const ids = tf.tensor1d([0, 2, 2, 5, 1, 0, 5, 5, 3, 2], 'int32');
+    assertClose(() => tf.unsortedSegmentSum(x, ids, 7), 'segment sum');
+    const table = rand([12, 5]);
+    const idx = tf.tensor1d([3, 3, 0, 11, 7, 3], 'int32');
+    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, idx), rand([6, 5]))));
+    assertClose(() => g(table), 'gather gradient');
+    assertServedNatively('UnsortedSegmentSum');
+  });
+
+  test('elementwise ops with each broadcast form', () => {
+    const shapes: [number[], number[]][] = [
+      [[4, 5, 6], [4, 5, 6]],
+      [[4, 5, 6], []],
+      [[], [4, 5, 6]],
+      [[4, 5, 6], [6]],
+      [[6], [4, 5, 6]],
+      [[4, 5, 6], [5, 6]],
+      [[4, 5, 6], [4, 5, 1]],
+      [[4, 1, 1], [4, 5, 6]],
+      [[4, 1, 6], [4, 5, 6]],
+      [[4, 5, 1], [1, 5, 6]],
+      [[4, 1, 1, 6], [4, 3, 5, 6]],
+      [[4, 3, 5, 6], [4, 1, 5, 1]],
+    ];
+    for (const [sa, sb] of shapes) {
+      const a = rand(sa);
+      const b = tf.add(rand(sb), 2); // keep divisors away from 0
+      assertClose(() => [tf.add(a, b), tf.sub(a, b), tf.mul(a, b), tf.div(a, b)], `binary ${JSON.stringify(sa)} ${JSON.stringify(sb)}`);
+    }
+    assertClose(() => tf.add(tf.tensor1d([1, 2], 'int32'), tf.tensor1d([3, 4], 'int32')).toFloat(), 'int32 add (JS fallback)');
+    const x = tf.tensor1d([-2, -0.5, 0, 0.5, 3, NaN]);
+    assertClose(() => [tf.relu(x), tf.step(x), tf.step(x, 0.3)], 'relu and step');
+    const u = rand([7, 300], 4);
+    assertClose(() => [tf.tanh(u), tf.sigmoid(u), tf.exp(u), tf.sqrt(tf.abs(u)), tf.square(u), tf.neg(u), tf.log(tf.abs(u))], 'unary');
+    assert.equal(binaryPlan([4, 3, 5, 6], [4, 1, 5, 1]), null); // two broadcast blocks stay in JS
+    assert.equal(binaryPlan([4, 1, 1, 6], [4, 3, 5, 6])?.mode, 4);
+    assertServedNatively('Add', 'Sub', 'Multiply', 'RealDiv', 'Relu', 'Step', 'Tanh', 'Sigmoid', 'Exp', 'Sqrt', 'Square', 'Neg', 'Log');
+  });
+
+  test('Sum, Transpose, SplitV, Unpack, Concat, Pack', () => {
+    const x = rand([3, 4, 5, 6]);
+    for (const axis of [undefined, 0, 1, 3, [0, 1, 2], [1, 2], [2, 3], [0, 2], -1]) {
+      assertClose(() => [tf.sum(x, axis), tf.sum(x, axis, true), tf.mean(x, axis), tf.mean(x, axis, true)], `sum/mean ${JSON.stringify(axis)}`);
+    }
+    assertClose(() => tf.sum(rand([70000, 3]), 0), 'long reduction');
+    for (const perm of [[0, 1, 2, 3], [0, 1, 3, 2], [3, 2, 1, 0]]) assertClose(() => tf.transpose(x, perm), `transpose ${perm}`);
+    assertClose(() => tf.transpose(rand([33, 70])), 'transpose 2-D');
+    assertClose(() => tf.split(x, 2, 1), 'split even');
+    assertClose(() => tf.split(x, [1, 3, 2], 3), 'split sizes');
+    assertClose(() => tf.unstack(x, 2), 'unstack');
+    assertClose(() => tf.unstack(tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32'), 1).map((t) => t.toFloat()), 'unstack int32');
+    assertClose(() => tf.concat([x, rand([3, 2, 5, 6])], 1), 'concat');
+    assertClose(() => tf.stack([rand([4, 5]), rand([4, 5]), rand([4, 5])], 1), 'stack');
+    assertServedNatively('Sum', 'Mean', 'Transpose', 'SplitV', 'Unpack', 'Concat', 'Pack');
+  });
+
+  test('inputs large enough to be split across threads', () => {
+    const x = rand([4, 40, 40, 8]);
+    const w = rand([3, 3, 8, 16]);
+    const probe = rand([4, 40, 40, 16]);
+    const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same'), probe)));
+    assertClose(() => [tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), ...g([x, w])], 'large conv and gradients');
+    const a = rand([300, 400]);
+    const b = tf.add(rand([300, 400]), 3);
+    for (const other of [b, tf.add(rand([400]), 3), tf.add(rand([300, 1]), 3), tf.scalar(1.5)]) {
+      assertClose(() => [tf.add(a, other), tf.sub(other, a), tf.mul(a, other), tf.div(a, other)], `large binary with ${other.shape}`);
+    }
+    assertClose(() => [tf.relu(a), tf.sigmoid(a), tf.sum(a, 0), tf.sum(a, 1), tf.transpose(a)], 'large unary, sum, transpose');
+    assertClose(() => tf.matMul(rand([256, 300]), rand([300, 260])), 'large matMul');
+    assertServedNatively('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'Add', 'Sub', 'Multiply', 'RealDiv', 'Sum', 'BatchMatMul');
+  });
+
+  test('gradients of a small CNN + LSTM captioner are equal with and without native kernels', async () => {
+    const config: ModelConfig = {
+      imageSize: 16, encoderChannels: [4, 8], featureSize: 12, encoderPooling: 'average', backbone: null, backboneTrainable: false,
+      embeddingSize: 6, hiddenSize: 10, cell: 'lstm', featureInput: 'init', maxLength: 5, minWordCount: 1,
+    };
+    const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
+    const model = await Captioner.create(config, vocab, 3);
+    const images = tf.tensor4d(Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => rng.next()), [3, 16, 16, 3]);
+    const tokens = tf.tensor2d([[START, 4, 5, 6, 2, 0], [START, 7, 7, 2, 0, 0], [START, 9, 8, 4, 5, 2]], [3, 6], 'int32');
+    const variables = model.trainableVariables();
+    const before = tf.memory().numTensors;
+    const { js, native } = onBoth(() => {
+      const { value, grads } = tf.variableGrads(() => {
+        const { logits } = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' });
+        return maskedSequenceLoss(logits, tokens.slice([0, 1], [3, 5]) as tf.Tensor2D);
+      }, variables);
+      return [value, ...variables.map((v) => grads[v.name]!)];
+    });
+    assert.equal(tf.memory().numTensors, before);
+    js.forEach((ref, i) => {
+      const scale = Math.max(...ref.map(Math.abs), 1e-30);
+      const diff = Math.max(...ref.map((r, j) => Math.abs(r - native[i]![j]!)));
+      assert.ok(diff <= 1e-4 * scale, `gradient ${i === 0 ? 'loss' : variables[i - 1]!.name}: ${diff} vs ${scale}`);
+    });
+    tf.dispose([images, tokens]);
+    model.dispose();
+  });
+
+  test('kernels leak no tensors', () => {
+    enableNativeKernels();
+    const x = rand([2, 8, 8, 3]);
+    const w = rand([3, 3, 3, 4]);
+    const before = tf.memory().numTensors;
+    const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.maxPool(tf.relu(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same')), 2, 2, 'same')));
+    tf.dispose(g([x, w]));
+    assert.equal(tf.memory().numTensors, before);
+    tf.dispose([x, w]);
+  });
+
+  test('CAPTIONER_NATIVE=0 turns them off and says what it costs', () => {
+    const out = execFileSync(
+      process.execPath,
+      ['--import', 'tsx', '-e', "import('./model/runtime/native.ts').then((n) => console.log(n.describeNative(n.enableNativeKernels())))"],
+      { env: { ...process.env, CAPTIONER_NATIVE: '0' }, encoding: 'utf8' },
+    );
+    assert.match(out, /native kernels: off: turned off by CAPTIONER_NATIVE=0; the pure-JavaScript kernels train .* slower/);
+  });
+});
