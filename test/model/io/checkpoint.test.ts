@@ -5,6 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type * as TF from '@tensorflow/tfjs';
 import { Captioner, MODEL_DEFAULTS } from '../../../model/nn/captioner.ts';
 import { CheckpointError, disposeCheckpoint, loadCheckpoint, saveCheckpoint } from '../../../model/io/checkpoint.ts';
 import { loadModel } from '../../../model/io/load.ts';
@@ -41,12 +42,13 @@ test('save → load round trip: config, vocabulary, weights, optimiser state, tr
   assert.deepEqual(back.training?.state, state);
   assert.equal(back.training?.optimizerStep, 1);
   for (const [name, v] of Object.entries(named)) assert.deepEqual(back.weights[name]!.dataSync(), v.dataSync(), name);
-  for (const [name, t] of Object.entries(adam.stateTensors())) assert.deepEqual(back.training!.optimizer[name]!.dataSync(), t.dataSync(), name);
+  for (const [name, t] of Object.entries(adam.stateTensors()))
+    assert.deepEqual(back.training!.optimizer[name]!.dataSync(), t.dataSync(), name);
   disposeCheckpoint(back);
 
   // A restored model computes exactly what the saved one did.
   const restored = await loadModel(dir);
-  const images = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 1) as import('@tensorflow/tfjs').Tensor4D;
+  const images = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 1) as TF.Tensor4D;
   assert.deepEqual(restored.encode(images).dataSync(), model.encode(images).dataSync());
   tf.dispose(images);
   restored.dispose();
@@ -57,10 +59,22 @@ test('save → load round trip: config, vocabulary, weights, optimiser state, tr
 
 test('loading names what is wrong: no model, a truncated weights file, a corrupt pointer', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'captioner-ckpt-'));
-  await assert.rejects(loadCheckpoint(dir, 'best'), (e: unknown) => e instanceof CheckpointError && e.message.includes('not a model directory'));
+  await assert.rejects(
+    loadCheckpoint(dir, 'best'),
+    (e: unknown) => e instanceof CheckpointError && e.message.includes('not a model directory'),
+  );
   const vocab = Vocabulary.build(['a b'], 1);
   const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL }, vocab, 1);
-  const name = await saveCheckpoint(dir, { config: { model: model.config, versions: { captioner: 'x', tfjs: 'y' } }, vocab, weights: model.namedWeights(), backboneTopology: null }, false);
+  const name = await saveCheckpoint(
+    dir,
+    {
+      config: { model: model.config, versions: { captioner: 'x', tfjs: 'y' } },
+      vocab,
+      weights: model.namedWeights(),
+      backboneTopology: null,
+    },
+    false,
+  );
   await writeFile(join(dir, name, 'weights.bin'), Buffer.alloc(10));
   await assert.rejects(loadCheckpoint(dir, 'best'), /weights\.bin: 10 bytes, the manifest describes \d+/);
   await writeFile(join(dir, 'checkpoint.json'), '{"latest": ');
@@ -73,7 +87,11 @@ test('atomicity: a save killed at any moment leaves the last good checkpoint loa
   const dir = await mkdtemp(join(tmpdir(), 'captioner-kill-'));
   let lastSeen = 0;
   for (let round = 0; round < 6; round++) {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../../../helpers/save-loop.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, '../../helpers/save-loop.ts'), dir],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let printed = '';
     child.stdout.on('data', (d: Buffer) => (printed += d.toString()));
     // Wait for at least one completed save, then kill at a moment that varies from round to round.
@@ -93,7 +111,10 @@ test('atomicity: a save killed at any moment leaves the last good checkpoint loa
     // The checkpoint is one whole save: every weight holds its step, and it is at least the last announced one.
     assert.ok(step >= saved.at(-1)!, `loaded step ${step}, but step ${saved.at(-1)} had been saved`);
     const big = ckpt.weights.big!.dataSync();
-    assert.ok(big[0] === step && big[big.length - 1] === step, `weights of step ${big[0]}…${big[big.length - 1]} with state of step ${step}`);
+    assert.ok(
+      big[0] === step && big[big.length - 1] === step,
+      `weights of step ${big[0]}…${big[big.length - 1]} with state of step ${step}`,
+    );
     assert.equal(ckpt.weights.small!.dataSync()[9], step);
     disposeCheckpoint(ckpt);
     const pointer = JSON.parse(await readFile(join(dir, 'checkpoint.json'), 'utf8')) as { best: string | null };
