@@ -77,7 +77,10 @@ function timed(fn: () => void, reps: number, warm: number, budgetS: number): { m
 
 /** A vocabulary of `size` words: the four special tokens and synthetic words. */
 function syntheticVocabulary(size: number): Vocabulary {
-  return new Vocabulary([...SPECIAL_TOKENS, ...Array.from({ length: size - SPECIAL_TOKENS.length }, (_, i) => `w${i}`)]);
+  return new Vocabulary([
+    ...SPECIAL_TOKENS,
+    ...Array.from({ length: size - SPECIAL_TOKENS.length }, (_, i) => `w${i}`),
+  ]);
 }
 
 function randomInts(n: number, lo: number, hi: number, seed: number): Int32Array {
@@ -114,7 +117,14 @@ async function main(): Promise<void> {
   const outputBias = model.namedWeights()['decoder/output/bias']!;
   tf.tidy(() => outputBias.assign(tf.tensor1d(Array.from({ length: VOCAB }, (_, i) => (i === END ? -1e9 : 0)))));
 
-  const trainConfig: TrainConfig = { ...TRAIN_DEFAULTS, ...config, batchSize: BATCH, samplingSchedule: 'constant', samplingK: 1, clipNorm: 0 };
+  const trainConfig: TrainConfig = {
+    ...TRAIN_DEFAULTS,
+    ...config,
+    batchSize: BATCH,
+    samplingSchedule: 'constant',
+    samplingK: 1,
+    clipNorm: 0,
+  };
   const trainer = new Trainer(model, trainConfig);
   const size = config.imageSize;
   const images = Float32Array.from({ length: BATCH * size * size * 3 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
@@ -134,13 +144,17 @@ async function main(): Promise<void> {
     for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
     const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
     log(`kernel time of ${label}: ${total.toFixed(0)} ms in ${profile.kernels.length} kernel calls`);
-    for (const [name, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 15)) log(`  ${name.padEnd(24)} ${ms.toFixed(1).padStart(9)} ms`);
+    for (const [name, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 15))
+      log(`  ${name.padEnd(24)} ${ms.toFixed(1).padStart(9)} ms`);
   };
   if (args.profile) {
     await profileKernels('one training step', trainStep);
     const image = tf.tensor4d(images.subarray(0, size * size * 3), [1, size, size, 3]);
     await profileKernels('one greedy batch-1 caption', () => void greedyDecode(model, image, decodeLength));
-    await profileKernels('one beam-3 batch-1 caption', () => void beamSearch(model, image, { beamWidth: BEAM, maxLength: decodeLength }));
+    await profileKernels(
+      'one beam-3 batch-1 caption',
+      () => void beamSearch(model, image, { beamWidth: BEAM, maxLength: decodeLength }),
+    );
     image.dispose();
   }
 
@@ -173,7 +187,10 @@ async function main(): Promise<void> {
   }
   const rows: [string, string][] = [
     ['backend', result.backend + (result.native && result.native !== 'off' ? ` (${result.native})` : '')],
-    ['train images/s', `${result.train_images_per_s.toFixed(2)}  (step ${train.ms.toFixed(0)} ms, median of ${train.runs})`],
+    [
+      'train images/s',
+      `${result.train_images_per_s.toFixed(2)}  (step ${train.ms.toFixed(0)} ms, median of ${train.runs})`,
+    ],
     ['train GFLOP/s', result.train_gflops.toFixed(2)],
     ['greedy batch-1 latency', `${greedy1.ms.toFixed(1)} ms  (median of ${greedy1.runs})`],
     ['greedy batch-32', `${result.greedy_b32_captions_per_s.toFixed(1)} captions/s  (median of ${greedy32.runs})`],

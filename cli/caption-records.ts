@@ -45,11 +45,13 @@ function toRow(r: CaptionRecord, nbest: number): string[] {
 }
 
 function fromRow(row: string[], cols: string[], where: string): CaptionRecord {
-  if (row.length !== cols.length) throw new RecordFileError(`${where}: ${row.length} fields, the header has ${cols.length}`);
+  if (row.length !== cols.length)
+    throw new RecordFileError(`${where}: ${row.length} fields, the header has ${cols.length}`);
   const get = (name: string) => row[cols.indexOf(name)] ?? '';
   const num = (text: string, name: string) => {
     const v = Number(text);
-    if (text === '' || !Number.isFinite(v)) throw new RecordFileError(`${where}: ${name} ${JSON.stringify(text)} is not a number`);
+    if (text === '' || !Number.isFinite(v))
+      throw new RecordFileError(`${where}: ${name} ${JSON.stringify(text)} is not a number`);
     return v;
   };
   const r: CaptionRecord = { path: get('path') };
@@ -175,8 +177,14 @@ export function parseRecords(text: string, format: RecordFormat, nbest: number, 
         throw new RecordFileError(`${file}:${i + 1}: not a JSON record; is --format right? (refusing to append to it)`);
       }
       const rec = r as CaptionRecord;
-      if (!rec || typeof rec.path !== 'string' || (rec.error === undefined && (typeof rec.caption !== 'string' || typeof rec.logProb !== 'number'))) {
-        throw new RecordFileError(`${file}:${i + 1}: not a caption record (expected {"path", "caption", "logProb"} or {"path", "error"})`);
+      if (
+        !rec ||
+        typeof rec.path !== 'string' ||
+        (rec.error === undefined && (typeof rec.caption !== 'string' || typeof rec.logProb !== 'number'))
+      ) {
+        throw new RecordFileError(
+          `${file}:${i + 1}: not a caption record (expected {"path", "caption", "logProb"} or {"path", "error"})`,
+        );
       }
       return rec;
     });
@@ -194,7 +202,9 @@ export function parseRecords(text: string, format: RecordFormat, nbest: number, 
   const header = rows.shift();
   if (!header) return { records: [], droppedPartial: partial };
   if (header.join('\t') !== expected.join('\t')) {
-    throw new RecordFileError(`${file}: its columns are ${header.join(',')}; this run writes ${expected.join(',')} (same --format and --nbest as the first run, or another --out)`);
+    throw new RecordFileError(
+      `${file}: its columns are ${header.join(',')}; this run writes ${expected.join(',')} (same --format and --nbest as the first run, or another --out)`,
+    );
   }
   return { records: rows.map((row, i) => fromRow(row, expected, `${file}: record ${i + 1}`)), droppedPartial: partial };
 }

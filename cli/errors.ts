@@ -26,7 +26,15 @@ export class UsageError extends Error {
 
 export function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError || err instanceof UsageError || err instanceof DecodeOptionsError) return EXIT.usage;
-  if (err instanceof DatasetError || err instanceof CheckpointError || err instanceof ImageError || err instanceof RecordFileError || err instanceof CocoFileError || err instanceof PriorError) return EXIT.input;
+  if (
+    err instanceof DatasetError ||
+    err instanceof CheckpointError ||
+    err instanceof ImageError ||
+    err instanceof RecordFileError ||
+    err instanceof CocoFileError ||
+    err instanceof PriorError
+  )
+    return EXIT.input;
   if (err instanceof BackendError) return EXIT.backend;
   return EXIT.failed;
 }

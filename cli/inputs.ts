@@ -44,7 +44,10 @@ export async function expandInputs(args: readonly string[]): Promise<ExpandedInp
       continue;
     } else if (info?.isDirectory()) {
       const inside = await fg('**/*', { cwd: arg, onlyFiles: true, dot: false, followSymbolicLinks: true });
-      found = inside.filter(hasImageExtension).sort(byName).map((p) => join(arg, p));
+      found = inside
+        .filter(hasImageExtension)
+        .sort(byName)
+        .map((p) => join(arg, p));
     } else if (fg.isDynamicPattern(arg)) {
       found = (await fg(arg, { onlyFiles: true, dot: false })).filter(hasImageExtension).sort(byName);
     } else {

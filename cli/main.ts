@@ -12,7 +12,9 @@ export async function main(args: string[]): Promise<number> {
   let code: number = EXIT.ok;
   let parser = yargs(args)
     .scriptName('captioner')
-    .usage('$0 <command> [options]\n\nImage captioning: a CNN encoder and an LSTM decoder, trained with scheduled sampling.')
+    .usage(
+      '$0 <command> [options]\n\nImage captioning: a CNN encoder and an LSTM decoder, trained with scheduled sampling.',
+    )
     .option('backend', {
       type: 'string',
       choices: [...BACKENDS],

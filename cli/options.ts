@@ -45,7 +45,8 @@ export async function fileLayer(path: string): Promise<ConfigLayer> {
   } catch (err) {
     throw new ConfigError(`${path}: cannot read config (${(err as Error).message})`);
   }
-  if (!values || typeof values !== 'object' || Array.isArray(values)) throw new ConfigError(`${path}: a config file must hold a JSON object`);
+  if (!values || typeof values !== 'object' || Array.isArray(values))
+    throw new ConfigError(`${path}: a config file must hold a JSON object`);
   return { source: path, values: values as Record<string, unknown> };
 }
 
@@ -53,7 +54,11 @@ export async function fileLayer(path: string): Promise<ConfigLayer> {
 export const ANTI_LM_OPTIONS: Record<string, Options> = {
   'anti-lm': {
     type: 'number',
-    describe: "anti-LM weight λ: take λ·log p(word | previous word) of the training captions off each word's score (needs the model's language-prior.json) [default: the model's, else 0]",
+    describe:
+      "anti-LM weight λ: take λ·log p(word | previous word) of the training captions off each word's score (needs the model's language-prior.json) [default: the model's, else 0]",
   },
-  'anti-lm-plausibility': { type: 'number', describe: "anti-LM: only words with p ≥ β·max p are chosen [default: the model's, else 0.15]" },
+  'anti-lm-plausibility': {
+    type: 'number',
+    describe: "anti-LM: only words with p ≥ β·max p are chosen [default: the model's, else 0.15]",
+  },
 };

@@ -9,7 +9,9 @@ export interface Bar {
   stop(): void;
 }
 
-/** A bar for `total` units; `format` may use {bar} {value} {total} {percentage} {rate} {eta_formatted} and payload keys. */
+/**
+ * A bar for `total` units; `format` may use {bar} {value} {total} {percentage} {rate} {eta_formatted} and payload keys.
+ */
 export function progressBar(total: number, format: string, unit = 'it'): Bar {
   const start = performance.now();
   const bar = new cliProgress.SingleBar(

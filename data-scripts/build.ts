@@ -81,7 +81,11 @@ export function defaultImagesPerShard(imageSize: number): number {
   return Math.max(1, Math.min(4096, 2 ** Math.floor(Math.log2(Math.max(1, fit)))));
 }
 
-const exists = (path: string) => access(path).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 const shardName = (k: number) => `shards/${String(k).padStart(4, '0')}`;
 
 /** Builds (or resumes building) a data set as the module comment describes. */
@@ -92,18 +96,30 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const per = opts.imagesPerShard ?? defaultImagesPerShard(imageSize);
   const bytesPer = imageSize * imageSize * 3;
   const log = opts.log ?? (() => {});
-  if (await exists(join(out, 'manifest.json'))) throw new DatasetError(`${out}: a data set already exists there; remove it or choose another --out`);
-  if (await exists(out)) throw new DatasetError(`${out}: already exists (and is not a data set); remove it or choose another --out`);
+  if (await exists(join(out, 'manifest.json')))
+    throw new DatasetError(`${out}: a data set already exists there; remove it or choose another --out`);
+  if (await exists(out))
+    throw new DatasetError(`${out}: already exists (and is not a data set); remove it or choose another --out`);
   const seen = new Map<string, number>();
   records.forEach((r, i) => {
     const first = seen.get(r.id);
-    if (first !== undefined) throw new DatasetError(`duplicate image id ${JSON.stringify(r.id)} (records ${first} and ${i})`);
+    if (first !== undefined)
+      throw new DatasetError(`duplicate image id ${JSON.stringify(r.id)} (records ${first} and ${i})`);
     seen.set(r.id, i);
   });
 
   const partial = `${out}.partial`;
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify({ name: opts.name, source: opts.source, imageSize, per, records, extra: opts.fingerprint ?? null }))
+    .update(
+      JSON.stringify({
+        name: opts.name,
+        source: opts.source,
+        imageSize,
+        per,
+        records,
+        extra: opts.fingerprint ?? null,
+      }),
+    )
     .digest('hex');
   const planPath = join(partial, 'plan.json');
   if (await exists(partial)) {
@@ -114,13 +130,19 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
       // no readable plan: the earlier run died before it began; start over below
     }
     if (plan.fingerprint && plan.fingerprint !== fingerprint) {
-      throw new DatasetError(`${partial}: an interrupted build of different inputs or options is there; rerun that command to finish it, or remove ${partial}`);
+      throw new DatasetError(
+        `${partial}: an interrupted build of different inputs or options is there; rerun that command to finish it, or remove ${partial}`,
+      );
     }
     if (!plan.fingerprint) await rm(partial, { recursive: true, force: true });
   }
   await mkdir(join(partial, 'shards'), { recursive: true });
   await mkdir(dirname(out), { recursive: true });
-  if (!(await exists(planPath))) await writeFileAtomic(planPath, JSON.stringify({ fingerprint, records: records.length, imagesPerShard: per }) + '\n');
+  if (!(await exists(planPath)))
+    await writeFileAtomic(
+      planPath,
+      JSON.stringify({ fingerprint, records: records.length, imagesPerShard: per }) + '\n',
+    );
 
   const shardCount = Math.ceil(records.length / per);
   const skipped: Issue[] = [];
@@ -168,18 +190,47 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
   const images: DatasetImage[] = [];
   records.forEach((r, i) => {
     if (skippedIds.has(r.id)) return;
-    images.push({ id: r.id, file: r.file, split: r.split, captions: r.captions, shard: Math.floor(i / per), slot: i % per, ...(r.scene === undefined ? {} : { scene: r.scene }) });
+    images.push({
+      id: r.id,
+      file: r.file,
+      split: r.split,
+      captions: r.captions,
+      shard: Math.floor(i / per),
+      slot: i % per,
+      ...(r.scene === undefined ? {} : { scene: r.scene }),
+    });
   });
-  if (images.length === 0) throw new DatasetError(`${out}: no image could be read (${skipped.length} skipped; first: ${skipped[0]?.file}: ${skipped[0]?.problem})`);
+  if (images.length === 0)
+    throw new DatasetError(
+      `${out}: no image could be read (${skipped.length} skipped; first: ${skipped[0]?.file}: ${skipped[0]?.problem})`,
+    );
   const minWordCount = opts.minWordCount ?? 5;
   const maxLength = opts.maxLength ?? 16;
   const stats = datasetStats(images, { minWordCount, maxLength });
-  const shards: ShardIndex = { imageSize, imagesPerShard: per, files: Array.from({ length: shardCount }, (_, k) => `${shardName(k)}.bin`) };
+  const shards: ShardIndex = {
+    imageSize,
+    imagesPerShard: per,
+    files: Array.from({ length: shardCount }, (_, k) => `${shardName(k)}.bin`),
+  };
   const inputIssues = [...(opts.inputIssues ?? [])];
-  await writeFileAtomic(join(partial, 'report.json'), JSON.stringify({ skippedImages: skipped, skippedInputs: inputIssues }, null, 2) + '\n');
+  await writeFileAtomic(
+    join(partial, 'report.json'),
+    JSON.stringify({ skippedImages: skipped, skippedInputs: inputIssues }, null, 2) + '\n',
+  );
   const train = images.filter((img) => img.split === 'train').flatMap((img) => img.captions);
-  await writeFileAtomic(join(partial, 'vocab.json'), JSON.stringify(Vocabulary.build(train, minWordCount).toJSON()) + '\n');
-  const manifest: Manifest = { format: 'captioner-dataset', version: 1, name: opts.name, source: opts.source, shards, stats, images };
+  await writeFileAtomic(
+    join(partial, 'vocab.json'),
+    JSON.stringify(Vocabulary.build(train, minWordCount).toJSON()) + '\n',
+  );
+  const manifest: Manifest = {
+    format: 'captioner-dataset',
+    version: 1,
+    name: opts.name,
+    source: opts.source,
+    shards,
+    stats,
+    images,
+  };
   await writeFileAtomic(join(partial, 'manifest.json'), JSON.stringify(manifest) + '\n');
   await rename(partial, out);
   // Bookkeeping of the build, no longer needed (harmless if a kill leaves it behind).

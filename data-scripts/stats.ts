@@ -28,7 +28,10 @@ export interface DatasetStats {
 }
 
 /** Statistics of `images` (see the module comment). */
-export function datasetStats(images: readonly DatasetImage[], opts: { trainSplit?: string; minWordCount: number; maxLength: number }): DatasetStats {
+export function datasetStats(
+  images: readonly DatasetImage[],
+  opts: { trainSplit?: string; minWordCount: number; maxLength: number },
+): DatasetStats {
   const trainSplit = opts.trainSplit ?? 'train';
   const splits: DatasetStats['splits'] = {};
   const counts = new Map<string, number>();

@@ -48,7 +48,11 @@ export function closestRefLength(candidateLength: number, refLengths: readonly n
 }
 
 /** The BLEU statistics of one candidate (tokens) against its references (tokens each). */
-export function bleuStats(candidate: readonly string[], references: readonly (readonly string[])[], maxN = 4): BleuStats {
+export function bleuStats(
+  candidate: readonly string[],
+  references: readonly (readonly string[])[],
+  maxN = 4,
+): BleuStats {
   if (references.length === 0) throw new RangeError('bleuStats: an image needs at least one reference');
   // For each n-gram, the largest count in any single reference (Papineni et al. §2.1.1).
   const maxRefCounts = Array.from({ length: maxN }, () => new Map<string, number>());
@@ -66,7 +70,10 @@ export function bleuStats(candidate: readonly string[], references: readonly (re
   });
   return {
     testLength: c,
-    refLength: closestRefLength(c, references.map((r) => r.length)),
+    refLength: closestRefLength(
+      c,
+      references.map((r) => r.length),
+    ),
     guess: Array.from({ length: maxN }, (_, k) => Math.max(0, c - k)),
     correct,
   };

@@ -55,7 +55,11 @@ export function svgLineChart(chart: LineChart): string | null {
   const height = chart.height ?? 260;
   const m = { left: 64, right: 16, top: 34, bottom: 42 };
   const series = chart.series
-    .map((s, i) => ({ ...s, colour: s.colour ?? PALETTE[i % PALETTE.length]!, points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)) }))
+    .map((s, i) => ({
+      ...s,
+      colour: s.colour ?? PALETTE[i % PALETTE.length]!,
+      points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)),
+    }))
     .filter((s) => s.points.length > 0);
   if (series.length === 0) return null;
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
@@ -74,32 +78,47 @@ export function svgLineChart(chart: LineChart): string | null {
   const f = (v: number) => v.toFixed(1);
 
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(chart.title)}">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(chart.title)}">`,
+  );
   parts.push(`<text x="${m.left}" y="18" font-size="14" font-weight="bold">${escapeXml(chart.title)}</text>`);
   for (const t of niceTicks(y0, y1)) {
     parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${f(sy(t))}" y2="${f(sy(t))}" stroke="#e4e4e4"/>`);
     parts.push(`<text x="${m.left - 6}" y="${f(sy(t) + 4)}" font-size="11" text-anchor="end">${formatTick(t)}</text>`);
   }
   for (const t of niceTicks(x0, x1)) {
-    parts.push(`<line x1="${f(sx(t))}" x2="${f(sx(t))}" y1="${m.top + plotH}" y2="${m.top + plotH + 4}" stroke="#444"/>`);
-    parts.push(`<text x="${f(sx(t))}" y="${m.top + plotH + 17}" font-size="11" text-anchor="middle">${formatTick(t)}</text>`);
+    parts.push(
+      `<line x1="${f(sx(t))}" x2="${f(sx(t))}" y1="${m.top + plotH}" y2="${m.top + plotH + 4}" stroke="#444"/>`,
+    );
+    parts.push(
+      `<text x="${f(sx(t))}" y="${m.top + plotH + 17}" font-size="11" text-anchor="middle">${formatTick(t)}</text>`,
+    );
   }
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#444"/>`);
-  parts.push(`<text x="${m.left + plotW / 2}" y="${height - 6}" font-size="12" text-anchor="middle">${escapeXml(chart.xLabel)}</text>`);
+  parts.push(
+    `<text x="${m.left + plotW / 2}" y="${height - 6}" font-size="12" text-anchor="middle">${escapeXml(chart.xLabel)}</text>`,
+  );
   if (chart.yLabel) {
-    parts.push(`<text transform="translate(14 ${m.top + plotH / 2}) rotate(-90)" font-size="12" text-anchor="middle">${escapeXml(chart.yLabel)}</text>`);
+    parts.push(
+      `<text transform="translate(14 ${m.top + plotH / 2}) rotate(-90)" font-size="12" text-anchor="middle">${escapeXml(chart.yLabel)}</text>`,
+    );
   }
   for (const s of series) {
     const pts = [...s.points].sort((a, b) => a[0] - b[0]);
     if (pts.length > 1) {
-      parts.push(`<polyline fill="none" stroke="${s.colour}" stroke-width="1.5" points="${pts.map(([x, y]) => `${f(sx(x))},${f(sy(y))}`).join(' ')}"/>`);
+      parts.push(
+        `<polyline fill="none" stroke="${s.colour}" stroke-width="1.5" points="${pts.map(([x, y]) => `${f(sx(x))},${f(sy(y))}`).join(' ')}"/>`,
+      );
     }
-    if (pts.length <= 40) for (const [x, y] of pts) parts.push(`<circle cx="${f(sx(x))}" cy="${f(sy(y))}" r="2.5" fill="${s.colour}"/>`);
+    if (pts.length <= 40)
+      for (const [x, y] of pts) parts.push(`<circle cx="${f(sx(x))}" cy="${f(sy(y))}" r="2.5" fill="${s.colour}"/>`);
   }
   series.forEach((s, i) => {
     const x = width - m.right - 150;
     const y = m.top + 14 + i * 16;
-    parts.push(`<rect x="${x}" y="${y - 8}" width="12" height="3" fill="${s.colour}"/><text x="${x + 18}" y="${y - 3}" font-size="11">${escapeXml(s.name)}</text>`);
+    parts.push(
+      `<rect x="${x}" y="${y - 8}" width="12" height="3" fill="${s.colour}"/><text x="${x + 18}" y="${y - 3}" font-size="11">${escapeXml(s.name)}</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('');

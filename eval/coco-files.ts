@@ -69,7 +69,9 @@ async function readJsonFile(path: string, what: string): Promise<unknown> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new CocoFileError(`${path}: cannot read the ${what} file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new CocoFileError(
+      `${path}: cannot read the ${what} file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   try {
     return JSON.parse(text);
@@ -84,7 +86,9 @@ function checkCaption(caption: unknown, where: string, allowEmpty: boolean): str
   if (allowEmpty) return caption;
   if (!caption.trim()) throw new CocoFileError(`${where}: empty caption`);
   if (ptbTokenize(caption).length === 0) {
-    throw new CocoFileError(`${where}: caption ${JSON.stringify(caption)} has no words after tokenization (only punctuation)`);
+    throw new CocoFileError(
+      `${where}: caption ${JSON.stringify(caption)} has no words after tokenization (only punctuation)`,
+    );
   }
   return caption;
 }
@@ -117,7 +121,8 @@ export function parseCocoAnnotations(json: unknown, path: string): References {
     throw new CocoFileError(`${path}: a COCO annotation file is a JSON object with "images" and "annotations"`);
   }
   if (!Array.isArray(doc.images)) throw new CocoFileError(`${path}: "images" must be an array of {"id": ...}`);
-  if (!Array.isArray(doc.annotations)) throw new CocoFileError(`${path}: "annotations" must be an array of {"image_id", "caption"}`);
+  if (!Array.isArray(doc.annotations))
+    throw new CocoFileError(`${path}: "annotations" must be an array of {"image_id", "caption"}`);
   const ids: ImageId[] = [];
   const captions = new Map<string, string[]>();
   const asText = new Set<string>();
@@ -133,29 +138,38 @@ export function parseCocoAnnotations(json: unknown, path: string): References {
   doc.annotations.forEach((ann: unknown, i) => {
     const where = `${path}: annotations[${i}]`;
     const a = ann as { image_id?: unknown; caption?: unknown } | null;
-    if (!isImageId(a?.image_id)) throw new CocoFileError(`${where}: "image_id" must be an integer or a non-empty string`);
+    if (!isImageId(a?.image_id))
+      throw new CocoFileError(`${where}: "image_id" must be an integer or a non-empty string`);
     const list = captions.get(key(a.image_id));
     if (!list) throw new CocoFileError(`${where}: image_id ${describeId(a.image_id)} is not in "images"`);
     list.push(checkCaption(a.caption, `${where} (image ${describeId(a.image_id)})`, false));
   });
   const bare = ids.filter((id) => captions.get(key(id))!.length === 0);
-  if (bare.length) throw new CocoFileError(`${path}: ${bare.length} image(s) without any reference caption: ${listIds(bare)}`);
+  if (bare.length)
+    throw new CocoFileError(`${path}: ${bare.length} image(s) without any reference caption: ${listIds(bare)}`);
   return { ids, captions };
 }
 
 /** Checks a parsed COCO results file: one caption per image id. */
 export function parseCocoResults(json: unknown, path: string): Map<string, { id: ImageId; caption: string }> {
-  if (!Array.isArray(json)) throw new CocoFileError(`${path}: a COCO results file is a JSON array of {"image_id", "caption"}`);
+  if (!Array.isArray(json))
+    throw new CocoFileError(`${path}: a COCO results file is a JSON array of {"image_id", "caption"}`);
   if (json.length === 0) throw new CocoFileError(`${path}: no results`);
   const out = new Map<string, { id: ImageId; caption: string }>();
   json.forEach((res: unknown, i) => {
     const where = `${path}: [${i}]`;
     const r = res as { image_id?: unknown; caption?: unknown } | null;
-    if (!isImageId(r?.image_id)) throw new CocoFileError(`${where}: "image_id" must be an integer or a non-empty string`);
+    if (!isImageId(r?.image_id))
+      throw new CocoFileError(`${where}: "image_id" must be an integer or a non-empty string`);
     if (out.has(key(r.image_id))) {
-      throw new CocoFileError(`${where}: a second result for image ${describeId(r.image_id)} (coco-caption scores exactly one caption per image)`);
+      throw new CocoFileError(
+        `${where}: a second result for image ${describeId(r.image_id)} (coco-caption scores exactly one caption per image)`,
+      );
     }
-    out.set(key(r.image_id), { id: r.image_id, caption: checkCaption(r.caption, `${where} (image ${describeId(r.image_id)})`, true) });
+    out.set(key(r.image_id), {
+      id: r.image_id,
+      caption: checkCaption(r.caption, `${where} (image ${describeId(r.image_id)})`, true),
+    });
   });
   return out;
 }
@@ -183,7 +197,9 @@ export function matchCaptions(
 ): CaptionPair[] {
   const unknown = [...results.values()].filter((r) => !refs.captions.has(key(r.id))).map((r) => r.id);
   if (unknown.length) {
-    throw new CocoFileError(`${resultsPath}: ${unknown.length} result(s) for images that have no references in ${refsPath}: ${listIds(unknown)}`);
+    throw new CocoFileError(
+      `${resultsPath}: ${unknown.length} result(s) for images that have no references in ${refsPath}: ${listIds(unknown)}`,
+    );
   }
   const missing = refs.ids.filter((id) => !results.has(key(id)));
   if (missing.length && !options.subset) {
@@ -192,18 +208,27 @@ export function matchCaptions(
         '(to score only the images that have a result, as pycocoevalcap does with params["image_id"] = cocoRes.getImgIds(), pass --subset)',
     );
   }
-  return refs.ids.filter((id) => results.has(key(id))).map((id) => ({ id, candidate: results.get(key(id))!.caption, references: refs.captions.get(key(id))! }));
+  return refs.ids
+    .filter((id) => results.has(key(id)))
+    .map((id) => ({ id, candidate: results.get(key(id))!.caption, references: refs.captions.get(key(id))! }));
 }
 
 /** Reads, checks and pairs an annotation file and a results file. */
-export async function readCaptionPairs(refsPath: string, resultsPath: string, options: MatchOptions = {}): Promise<CaptionPair[]> {
+export async function readCaptionPairs(
+  refsPath: string,
+  resultsPath: string,
+  options: MatchOptions = {},
+): Promise<CaptionPair[]> {
   const refs = parseCocoAnnotations(await readJsonFile(refsPath, 'annotation'), refsPath);
   const results = parseCocoResults(await readJsonFile(resultsPath, 'results'), resultsPath);
   return matchCaptions(refs, results, refsPath, resultsPath, options);
 }
 
 /** A COCO caption annotation file of these images' references, loadable by pycocotools' COCO. */
-export function toCocoAnnotations(images: readonly { id: ImageId; file?: string; captions: readonly string[] }[], description: string): CocoAnnotationFile {
+export function toCocoAnnotations(
+  images: readonly { id: ImageId; file?: string; captions: readonly string[] }[],
+  description: string,
+): CocoAnnotationFile {
   let annId = 0;
   return {
     info: { description },

@@ -12,7 +12,15 @@ import { semanticScores, type Scene, type SemanticScores } from '../data-scripts
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
 import { toCocoAnnotations, toCocoResults } from './coco-files.ts';
-import { bestAndWorst, imageDataUri, readTrainingLog, renderReport, trainingCharts, type GalleryItem, type ReportSplit } from './report.ts';
+import {
+  bestAndWorst,
+  imageDataUri,
+  readTrainingLog,
+  renderReport,
+  trainingCharts,
+  type GalleryItem,
+  type ReportSplit,
+} from './report.ts';
 import { NOT_COMPUTED, scoreCaptions, type CorpusScores, type ImageScore, type ScoreReport } from './score.ts';
 
 export interface CaptionSplitOptions {
@@ -37,7 +45,9 @@ export interface CaptionedImage {
 }
 
 /** The decoding an evaluation runs: beam search of `beamWidth` (1: greedy), anti-LM as asked or as the model says. */
-export function evalDecodeOptions(options: Pick<CaptionSplitOptions, 'beamWidth' | 'antiLm' | 'antiLmPlausibility'>): DecodeOptions {
+export function evalDecodeOptions(
+  options: Pick<CaptionSplitOptions, 'beamWidth' | 'antiLm' | 'antiLmPlausibility'>,
+): DecodeOptions {
   const beamWidth = options.beamWidth ?? 1;
   const decode: DecodeOptions = beamWidth > 1 ? { strategy: 'beam', beamWidth } : { strategy: 'greedy' };
   if (options.antiLm !== undefined) decode.antiLm = options.antiLm;
@@ -53,7 +63,12 @@ export function decodingDescription(model: StepModel, options: DecodeOptions): s
 }
 
 /** Captions `images` (of the data set in `dataDir`) in batches; results in input order. */
-export async function captionImagesOfSplit(model: Captioner, dataDir: string, images: readonly DatasetImage[], options: CaptionSplitOptions = {}): Promise<CaptionedImage[]> {
+export async function captionImagesOfSplit(
+  model: Captioner,
+  dataDir: string,
+  images: readonly DatasetImage[],
+  options: CaptionSplitOptions = {},
+): Promise<CaptionedImage[]> {
   const batchSize = options.batchSize ?? 32;
   const decode = evalDecodeOptions(options);
   const size = model.config.imageSize;
@@ -132,14 +147,18 @@ export interface EvaluationResult {
  * adds semantic accuracy on the shapes data set (whose images carry their ground-truth scenes), and
  * writes metrics.json and the HTML report. Every file is written atomically.
  */
-export async function runEvaluation(options: EvaluationOptions, hooks: EvaluationHooks = {}): Promise<EvaluationResult> {
+export async function runEvaluation(
+  options: EvaluationOptions,
+  hooks: EvaluationHooks = {},
+): Promise<EvaluationResult> {
   const log = hooks.log ?? (() => {});
   const manifest = await readManifest(options.dataDir);
   // The generated shapes set carries each image's ground-truth scene: its captions can be judged
   // for meaning, and its test split has a compositional twin (held-out colour + shape pairs).
   const isShapes = manifest.name === 'shapes';
   const splits = [options.split];
-  if (isShapes && options.split === 'test' && splitImages(manifest, 'test-compositional').length > 0) splits.push('test-compositional');
+  if (isShapes && options.split === 'test' && splitImages(manifest, 'test-compositional').length > 0)
+    splits.push('test-compositional');
   for (const split of splits) {
     if (splitImages(manifest, split).length === 0) {
       throw new DatasetError(`${join(options.dataDir, 'manifest.json')}: no images in split "${split}"`);
@@ -159,7 +178,9 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
     for (const split of splits) {
       const all = splitImages(manifest, split);
       const images = options.limit ? all.slice(0, options.limit) : all;
-      log(`captioning ${images.length}${images.length < all.length ? ` of the ${all.length}` : ''} images of "${split}" (${decoding})`);
+      log(
+        `captioning ${images.length}${images.length < all.length ? ` of the ${all.length}` : ''} images of "${split}" (${decoding})`,
+      );
       const captioned = await captionImagesOfSplit(model, options.dataDir, images, {
         batchSize: options.batchSize,
         beamWidth: options.beamWidth,
@@ -169,23 +190,39 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
         progress: (d, t) => hooks.progress?.(split, d, t),
       });
       const empty = captioned.filter((c) => !c.caption.trim()).length;
-      if (empty) log(`${empty} of ${captioned.length} captions of "${split}" are empty (the model ended at once); they score 0`);
+      if (empty)
+        log(`${empty} of ${captioned.length} captions of "${split}" are empty (the model ended at once); they score 0`);
       const report = scoreCaptionedImages(captioned);
       let semantic: SemanticScores | null = null;
       if (isShapes) {
         const missing = images.filter((img) => img.scene === undefined).length;
-        if (missing === 0) semantic = semanticScores(captioned.map((c, i) => ({ caption: c.caption, truth: images[i]!.scene as Scene })));
+        if (missing === 0)
+          semantic = semanticScores(
+            captioned.map((c, i) => ({ caption: c.caption, truth: images[i]!.scene as Scene })),
+          );
         else log(`"${split}": ${missing} images lack a ground-truth scene: semantic accuracy not computed`);
       }
       const safe = split.replace(/[^A-Za-z0-9._-]/g, '_');
       const resultsFile = `results-${safe}.json`;
       const referencesFile = `references-${safe}.json`;
-      await writeFileAtomic(join(options.outDir, resultsFile), JSON.stringify(toCocoResults(captioned.map((c) => ({ id: c.id, caption: c.caption })))) + '\n');
+      await writeFileAtomic(
+        join(options.outDir, resultsFile),
+        JSON.stringify(toCocoResults(captioned.map((c) => ({ id: c.id, caption: c.caption })))) + '\n',
+      );
       await writeFileAtomic(
         join(options.outDir, referencesFile),
-        JSON.stringify(toCocoAnnotations(images.map((img) => ({ id: img.id, file: img.file, captions: img.captions })), `${manifest.name}: split ${split}`)) + '\n',
+        JSON.stringify(
+          toCocoAnnotations(
+            images.map((img) => ({ id: img.id, file: img.file, captions: img.captions })),
+            `${manifest.name}: split ${split}`,
+          ),
+        ) + '\n',
       );
-      evaluated.push({ result: { split, images: images.length, scores: report.corpus, semantic, resultsFile, referencesFile }, perImage: report.perImage, captioned });
+      evaluated.push({
+        result: { split, images: images.length, scores: report.corpus, semantic, resultsFile, referencesFile },
+        perImage: report.perImage,
+        captioned,
+      });
     }
   } finally {
     model.dispose();
@@ -201,7 +238,17 @@ export async function runEvaluation(options: EvaluationOptions, hooks: Evaluatio
         data: options.dataDir,
         decoding,
         notComputed: NOT_COMPUTED,
-        splits: Object.fromEntries(evaluated.map(({ result, perImage }) => [result.split, { ...result, perImage: Object.fromEntries(perImage.map((p) => [p.id, { caption: p.candidate, 'CIDEr-D': p['CIDEr-D'], 'ROUGE-L': p['ROUGE-L'] }])) }])),
+        splits: Object.fromEntries(
+          evaluated.map(({ result, perImage }) => [
+            result.split,
+            {
+              ...result,
+              perImage: Object.fromEntries(
+                perImage.map((p) => [p.id, { caption: p.candidate, 'CIDEr-D': p['CIDEr-D'], 'ROUGE-L': p['ROUGE-L'] }]),
+              ),
+            },
+          ]),
+        ),
       },
       null,
       2,

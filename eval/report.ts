@@ -28,7 +28,8 @@ export async function readTrainingLog(modelDir: string): Promise<TrainingRecord[
     if (!line.trim()) continue;
     try {
       const rec = JSON.parse(line) as unknown;
-      if (rec && typeof rec === 'object' && typeof (rec as TrainingRecord).step === 'number') out.push(rec as TrainingRecord);
+      if (rec && typeof rec === 'object' && typeof (rec as TrainingRecord).step === 'number')
+        out.push(rec as TrainingRecord);
     } catch {
       // an unfinished last line
     }
@@ -44,7 +45,9 @@ export interface Chart {
 function seriesOf(records: readonly TrainingRecord[], type: string, key: string, name: string): ChartSeries {
   return {
     name,
-    points: records.filter((r) => r.type === type && typeof r[key] === 'number').map((r) => [r.step!, r[key] as number] as const),
+    points: records
+      .filter((r) => r.type === type && typeof r[key] === 'number')
+      .map((r) => [r.step!, r[key] as number] as const),
   };
 }
 
@@ -61,14 +64,23 @@ export function trainingCharts(records: readonly TrainingRecord[]): Chart[] {
     const svg = svgLineChart({ title, xLabel: 'step', yLabel, series, yRange });
     if (svg) charts.push({ title, svg });
   };
-  add('Loss per token', 'cross-entropy', [seriesOf(records, 'step', 'loss', 'training'), seriesOf(records, 'epoch', 'valLoss', 'validation')]);
+  add('Loss per token', 'cross-entropy', [
+    seriesOf(records, 'step', 'loss', 'training'),
+    seriesOf(records, 'epoch', 'valLoss', 'validation'),
+  ]);
   const epochKeys = new Set<string>();
   for (const r of records) {
     if (r.type !== 'epoch') continue;
-    for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && !EPOCH_KEYS_NOT_CHARTED.has(k)) epochKeys.add(k);
+    for (const [k, v] of Object.entries(r))
+      if (typeof v === 'number' && !EPOCH_KEYS_NOT_CHARTED.has(k)) epochKeys.add(k);
   }
   for (const key of epochKeys) add(`Validation: ${key}`, key, [seriesOf(records, 'epoch', key, key)]);
-  add('Scheduled sampling ε (probability of feeding the true word)', 'ε', [seriesOf(records, 'step', 'epsilon', 'ε')], [0, 1]);
+  add(
+    'Scheduled sampling ε (probability of feeding the true word)',
+    'ε',
+    [seriesOf(records, 'step', 'epsilon', 'ε')],
+    [0, 1],
+  );
   add('Learning rate', 'learning rate', [seriesOf(records, 'step', 'learningRate', 'learning rate')]);
   return charts;
 }
@@ -78,7 +90,11 @@ export function trainingCharts(records: readonly TrainingRecord[]): Chart[] {
  * scales small images up itself, which keeps the file small).
  */
 export async function imageDataUri(path: string, size = 160): Promise<string> {
-  const png = await sharp(path).rotate().resize(size, size, { fit: 'inside', withoutEnlargement: true }).png().toBuffer();
+  const png = await sharp(path)
+    .rotate()
+    .resize(size, size, { fit: 'inside', withoutEnlargement: true })
+    .png()
+    .toBuffer();
   return `data:image/png;base64,${png.toString('base64')}`;
 }
 
@@ -96,7 +112,10 @@ export interface GalleryItem {
  * The `count` best and `count` worst images by CIDEr-D (ties by id, so the choice is stable);
  * when there are fewer than 2·count images the two lists share none.
  */
-export function bestAndWorst<T extends Pick<ImageScore, 'id' | 'CIDEr-D'>>(scores: readonly T[], count: number): { best: T[]; worst: T[] } {
+export function bestAndWorst<T extends Pick<ImageScore, 'id' | 'CIDEr-D'>>(
+  scores: readonly T[],
+  count: number,
+): { best: T[]; worst: T[] } {
   const sorted = [...scores].sort((a, b) => b['CIDEr-D'] - a['CIDEr-D'] || String(a.id).localeCompare(String(b.id)));
   const best = sorted.slice(0, Math.min(count, Math.ceil(sorted.length / 2)));
   const worst = sorted.slice(best.length).slice(-count).reverse();
@@ -131,7 +150,9 @@ const DEFAULT_TEMPLATE = new URL('../views/eval-report.hbs', import.meta.url);
 /** Renders the report's HTML from its view model (pure apart from reading the template). */
 export async function renderReport(view: ReportView, templatePath: string | URL = DEFAULT_TEMPLATE): Promise<string> {
   const hb = Handlebars.create();
-  hb.registerHelper('fixed', (v: unknown, digits: unknown) => (typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 4) : 'n/a'));
+  hb.registerHelper('fixed', (v: unknown, digits: unknown) =>
+    typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 4) : 'n/a',
+  );
   hb.registerHelper('percent', (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(1)}%` : 'n/a'));
   const template = hb.compile(await readFile(templatePath, 'utf8'), { strict: false, noEscape: false });
   const metricRows = METRIC_NAMES.map((name) => ({ name, values: view.splits.map((s) => s.scores[name]) }));

@@ -34,7 +34,11 @@ function asSplit(tokens: readonly string[]): readonly string[] {
 }
 
 /** ROUGE-L of one candidate (tokens) against its references (tokens each), 0–1. */
-export function rougeL(candidate: readonly string[], references: readonly (readonly string[])[], beta = ROUGE_BETA): number {
+export function rougeL(
+  candidate: readonly string[],
+  references: readonly (readonly string[])[],
+  beta = ROUGE_BETA,
+): number {
   if (references.length === 0) throw new RangeError('rougeL: an image needs at least one reference');
   const c = asSplit(candidate);
   let precision = 0;

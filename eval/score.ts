@@ -16,7 +16,8 @@ export type CorpusScores = Record<MetricName, number>;
 /** Metrics coco-caption reports that we cannot compute faithfully without its Java tools. */
 export const NOT_COMPUTED = {
   METEOR: 'needs the Java Meteor 1.5 jar (pycocoevalcap/meteor), which captioner does not ship',
-  SPICE: 'needs the Java SPICE 1.0 jar and Stanford CoreNLP models (pycocoevalcap/spice), which captioner does not ship',
+  SPICE:
+    'needs the Java SPICE 1.0 jar and Stanford CoreNLP models (pycocoevalcap/spice), which captioner does not ship',
 } as const;
 
 export interface ImageScore {
@@ -37,7 +38,10 @@ export function scoreCaptions(pairs: readonly CaptionPair[]): ScoreReport {
   if (pairs.length === 0) throw new RangeError('scoreCaptions: nothing to score');
   const candidates = pairs.map((p) => ptbTokenize(p.candidate));
   const references = pairs.map((p) => p.references.map(ptbTokenize));
-  const bleu = corpusBleu(candidates.map((c, i) => bleuStats(c, references[i]!, 4)), 4);
+  const bleu = corpusBleu(
+    candidates.map((c, i) => bleuStats(c, references[i]!, 4)),
+    4,
+  );
   const rouge = candidates.map((c, i) => rougeL(c, references[i]!));
   const cider = ciderD(candidates, references);
   const corpus: CorpusScores = {
@@ -49,7 +53,8 @@ export function scoreCaptions(pairs: readonly CaptionPair[]): ScoreReport {
     'CIDEr-D': cider.score,
   };
   for (const name of METRIC_NAMES) {
-    if (!Number.isFinite(corpus[name])) throw new Error(`${name} came out as ${corpus[name]}: this is a bug in eval/, please report it`);
+    if (!Number.isFinite(corpus[name]))
+      throw new Error(`${name} came out as ${corpus[name]}: this is a bug in eval/, please report it`);
   }
   const perImage = pairs.map((p, i) => ({
     id: p.id,
@@ -72,6 +77,7 @@ export function scoresToJson(report: ScoreReport): Record<string, unknown> {
 export function formatScoreTable(corpus: CorpusScores, images: number): string {
   const lines = [`metric    score     (${images} images; BLEU and ROUGE-L on 0-1, CIDEr-D on coco-caption's scale)`];
   for (const name of METRIC_NAMES) lines.push(`${name.padEnd(9)} ${corpus[name].toFixed(4)}`);
-  for (const [name, why] of Object.entries(NOT_COMPUTED)) lines.push(`${name.padEnd(9)} n/a       not computed: ${why}`);
+  for (const [name, why] of Object.entries(NOT_COMPUTED))
+    lines.push(`${name.padEnd(9)} n/a       not computed: ${why}`);
   return lines.join('\n') + '\n';
 }

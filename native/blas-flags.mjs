@@ -20,8 +20,20 @@ function find() {
     const libs = pkgConfig(pkg, '--libs');
     if (libs !== null) return { cflags: pkgConfig(pkg, '--cflags') ?? '', libs, openblas: pkg === 'openblas' };
   }
-  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib', '/opt/homebrew/opt/openblas/lib'];
-  const includes = ['/usr/include/x86_64-linux-gnu/openblas-pthread', '/usr/include/openblas', '/usr/local/include', '/opt/homebrew/opt/openblas/include'];
+  const dirs = [
+    '/usr/lib/x86_64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+    '/usr/lib64',
+    '/usr/lib',
+    '/usr/local/lib',
+    '/opt/homebrew/opt/openblas/lib',
+  ];
+  const includes = [
+    '/usr/include/x86_64-linux-gnu/openblas-pthread',
+    '/usr/include/openblas',
+    '/usr/local/include',
+    '/opt/homebrew/opt/openblas/include',
+  ];
   for (const dir of dirs) {
     if (['so', 'dylib'].some((ext) => existsSync(`${dir}/libopenblas.${ext}`))) {
       const inc = includes.find((d) => existsSync(`${d}/cblas.h`));

@@ -35,16 +35,26 @@ function main() {
   const args = [...gyp, 'rebuild', '--loglevel=warn'];
   // Node's own headers (Debian's nodejs ships them) spare node-gyp a download it cannot make here.
   const prefix = join(dirname(process.execPath), '..');
-  if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include/node/node_api.h'))) args.push(`--nodedir=${prefix}`);
+  if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include/node/node_api.h')))
+    args.push(`--nodedir=${prefix}`);
   const started = Date.now();
   const result = spawnSync(cmd, args, { cwd: here, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
   if (result.status === 0) {
-    console.warn(`captioner: native kernels built in ${((Date.now() - started) / 1000).toFixed(0)} s (native/build/Release/captioner_native.node)`);
+    console.warn(
+      `captioner: native kernels built in ${((Date.now() - started) / 1000).toFixed(0)} s (native/build/Release/captioner_native.node)`,
+    );
     return;
   }
   const output = `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? String(result.error) : ''}`;
-  const reason = output.includes('no BLAS found') ? 'no BLAS found (apt-get install libopenblas-dev pkg-config)' : (output.trim().split('\n').filter((l) => /error/i.test(l))[0] ?? `node-gyp exited with ${result.status}`);
-  console.warn(`captioner: native kernels NOT built: ${reason}. Training runs on the pure-JavaScript kernels, some 100x slower (README, Performance).`);
+  const reason = output.includes('no BLAS found')
+    ? 'no BLAS found (apt-get install libopenblas-dev pkg-config)'
+    : (output
+        .trim()
+        .split('\n')
+        .filter((l) => /error/i.test(l))[0] ?? `node-gyp exited with ${result.status}`);
+  console.warn(
+    `captioner: native kernels NOT built: ${reason}. Training runs on the pure-JavaScript kernels, some 100x slower (README, Performance).`,
+  );
 }
 
 try {

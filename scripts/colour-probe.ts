@@ -29,9 +29,13 @@ await selectBackend(undefined, () => {});
 const model = await loadModel(modelDir);
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8'));
 const scenes = manifest.images
-  .filter((i: { split: string; scene?: { objects: SceneObject[] } }) => i.split === 'test-compositional' && i.scene?.objects.length === 1)
+  .filter(
+    (i: { split: string; scene?: { objects: SceneObject[] } }) =>
+      i.split === 'test-compositional' && i.scene?.objects.length === 1,
+  )
   .slice(0, Number(count));
-if (scenes.length === 0) throw new Error(`${join(dataDir, 'manifest.json')}: no single-shape scenes in split "test-compositional"`);
+if (scenes.length === 0)
+  throw new Error(`${join(dataDir, 'manifest.json')}: no single-shape scenes in split "test-compositional"`);
 
 /** The decoder's next word after `prefix`, reading the image's `features`. */
 function nextWord(features: ImageFeatures, prefix: readonly string[]): string {
@@ -52,13 +56,18 @@ let swappedRight = 0;
 for (const image of scenes) {
   const object: SceneObject = image.scene.objects[0];
   const pixels = await loadImagePixels(join(dataDir, image.file), model.config.imageSize);
-  const words: string[] = image.captions.map((c: string) => c.split(' ')).find((w: string[]) => w.includes(object.colour));
+  const words: string[] = image.captions
+    .map((c: string) => c.split(' '))
+    .find((w: string[]) => w.includes(object.colour));
   const before = words.slice(0, words.indexOf(object.colour));
   const seen = COLOURS.find((c) => c !== object.colour && !isHeldOut({ ...object, colour: c }))!;
-  const features = tf.tidy(() => model.encode(imagesToTensor([pixels], model.config.imageSize))); // once for both prefixes
+  // once for both prefixes
+  const features = tf.tidy(() => model.encode(imagesToTensor([pixels], model.config.imageSize)));
   if (nextWord(features, [...before, object.colour]) === object.shape) trueRight++;
   if (nextWord(features, [...before, seen]) === object.shape) swappedRight++;
   features.dispose();
 }
 const n = scenes.length;
-process.stdout.write(`${JSON.stringify({ scenes: n, shapeRightWithTrueColour: trueRight / n, shapeRightWithSeenColour: swappedRight / n })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ scenes: n, shapeRightWithTrueColour: trueRight / n, shapeRightWithSeenColour: swappedRight / n })}\n`,
+);

@@ -20,13 +20,30 @@ if (!evalDir || !dataDir) {
   process.stderr.write('usage: scripts/held-out-fate.ts EVAL_DIR DATA_DIR\n');
   process.exit(2);
 }
-const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as { images: { id: string; scene?: Scene }[] };
+const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as {
+  images: { id: string; scene?: Scene }[];
+};
 const scenes = new Map(manifest.images.map((i) => [i.id, i.scene]));
-const results = JSON.parse(readFileSync(join(evalDir, 'results-test-compositional.json'), 'utf8')) as { image_id: string | number; caption: string }[];
-const counts = { heldOutObjects: 0, named: 0, colourKeptShapeSwapped: 0, swappedForAnotherObjectsShape: 0, shapeKeptColourSwapped: 0, bothSaidUnbound: 0, neither: 0, captionUnparsed: 0 };
+const results = JSON.parse(readFileSync(join(evalDir, 'results-test-compositional.json'), 'utf8')) as {
+  image_id: string | number;
+  caption: string;
+}[];
+const counts = {
+  heldOutObjects: 0,
+  named: 0,
+  colourKeptShapeSwapped: 0,
+  swappedForAnotherObjectsShape: 0,
+  shapeKeptColourSwapped: 0,
+  bothSaidUnbound: 0,
+  neither: 0,
+  captionUnparsed: 0,
+};
 for (const r of results) {
   const truth = scenes.get(String(r.image_id));
-  if (!truth) throw new Error(`${join(evalDir, 'results-test-compositional.json')}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`);
+  if (!truth)
+    throw new Error(
+      `${join(evalDir, 'results-test-compositional.json')}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`,
+    );
   const said = parseShapesCaption(r.caption);
   for (const o of truth.objects.filter(isHeldOut)) {
     counts.heldOutObjects++;
@@ -42,7 +59,8 @@ for (const r of results) {
       counts.colourKeptShapeSwapped++;
       // Was the shape said with that colour one that another object in the scene has?
       const others = truth.objects.filter((q) => q !== o);
-      if (said.objects.some((q) => q.colour === o.colour && others.some((x) => x.shape === q.shape))) counts.swappedForAnotherObjectsShape++;
+      if (said.objects.some((q) => q.colour === o.colour && others.some((x) => x.shape === q.shape)))
+        counts.swappedForAnotherObjectsShape++;
     } else if (shape) counts.shapeKeptColourSwapped++;
     else counts.neither++;
   }

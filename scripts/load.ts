@@ -27,9 +27,18 @@ const argv = await yargs(hideBin(process.argv))
   .option('model', { type: 'string', describe: 'model directory (default: train the tiny test model in a temp dir)' })
   .option('connections', { type: 'number', default: 32, describe: 'concurrent connections' })
   .option('seconds', { type: 'number', default: 10, describe: 'how long to fire requests' })
-  .option('workers', { type: 'number', default: Math.max(1, availableParallelism() - 1), describe: 'caption worker threads' })
+  .option('workers', {
+    type: 'number',
+    default: Math.max(1, availableParallelism() - 1),
+    describe: 'caption worker threads',
+  })
   .option('queue', { type: 'number', default: 8, describe: 'caption queue bound (503 past it)' })
-  .option('strategy', { type: 'string', default: 'beam', choices: ['greedy', 'beam', 'sample'], describe: 'decoding strategy of each request' })
+  .option('strategy', {
+    type: 'string',
+    default: 'beam',
+    choices: ['greedy', 'beam', 'sample'],
+    describe: 'decoding strategy of each request',
+  })
   .option('json', { type: 'boolean', describe: 'print the report as JSON on stdout' })
   .strict()
   .help()
@@ -43,7 +52,11 @@ if (!modelDir) {
   const out = await mkdtemp(join(tmpdir(), 'captioner-load-model-'));
   cleanup.push(data, out);
   log('training the tiny test model (30 steps)…');
-  await train(await resolveTrainConfig([{ source: 'load', values: { ...TINY_TRAINING, data, out, epochs: 30, validateEvery: 30 } }]));
+  await train(
+    await resolveTrainConfig([
+      { source: 'load', values: { ...TINY_TRAINING, data, out, epochs: 30, validateEvery: 30 } },
+    ]),
+  );
   modelDir = out;
 }
 
@@ -59,11 +72,15 @@ const server = await startServer({
 log(`server ${server.url}: ${argv.workers} worker(s), queue ${argv.queue}, ${server.pool.info.backend} backend`);
 
 // One multipart body, built once: a 96×96 PNG in the field "image" and the strategy.
-const png = await sharp({ create: { width: 96, height: 96, channels: 3, background: '#e02020' } }).png().toBuffer();
+const png = await sharp({ create: { width: 96, height: 96, channels: 3, background: '#e02020' } })
+  .png()
+  .toBuffer();
 const boundary = 'captioner-load-boundary';
 const body = Buffer.concat([
   Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="strategy"\r\n\r\n${argv.strategy}\r\n`),
-  Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="load.png"\r\nContent-Type: image/png\r\n\r\n`),
+  Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="load.png"\r\nContent-Type: image/png\r\n\r\n`,
+  ),
   png,
   Buffer.from(`\r\n--${boundary}--\r\n`),
 ]);
@@ -101,7 +118,9 @@ try {
 const codes = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, s]) => [code, s.count ?? 0]));
 const ok = codes['200'] ?? 0;
 const busy = codes['503'] ?? 0;
-const other = Object.entries(codes).filter(([c]) => c !== '200' && c !== '503').reduce((s, [, n]) => s + n, 0);
+const other = Object.entries(codes)
+  .filter(([c]) => c !== '200' && c !== '503')
+  .reduce((s, [, n]) => s + n, 0);
 const sorted = [...health].sort((a, b) => a - b);
 const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 const report = {

@@ -79,7 +79,8 @@ export function statusFor(err: unknown): number {
   if (err instanceof ImageError) return 400;
   if (err instanceof Error && err.name === 'DecodeOptionsError') return 400;
   // body parsers and busboy mark malformed requests with a 4xx status of their own.
-  const status = (err as { status?: unknown; statusCode?: unknown })?.status ?? (err as { statusCode?: unknown })?.statusCode;
+  const status =
+    (err as { status?: unknown; statusCode?: unknown })?.status ?? (err as { statusCode?: unknown })?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) return status;
   return 500;
 }
@@ -87,7 +88,8 @@ export function statusFor(err: unknown): number {
 function messageFor(err: unknown, status: number, limits: ImageLimits): string {
   if (err instanceof multer.MulterError) {
     if (err.code === 'LIMIT_FILE_SIZE') return `the upload is larger than the ${limits.maxBytes}-byte limit`;
-    if (err.code === 'LIMIT_UNEXPECTED_FILE') return `unexpected file field "${err.field}"; send one file in the field "image"`;
+    if (err.code === 'LIMIT_UNEXPECTED_FILE')
+      return `unexpected file field "${err.field}"; send one file in the field "image"`;
     return `bad upload: ${err.message}${err.field ? ` (field "${err.field}")` : ''}`;
   }
   if (status >= 500 && !(err instanceof HttpError)) return 'internal error';
@@ -95,13 +97,23 @@ function messageFor(err: unknown, status: number, limits: ImageLimits): string {
 }
 
 /** A caption result as the API returns it. */
-function captionJson(result: CaptionResult, outcome: Omit<CaptionOutcome, 'result'>, info: PoolModelInfo, modelName: string, options: DecodeOptions, image: CheckedImage) {
+function captionJson(
+  result: CaptionResult,
+  outcome: Omit<CaptionOutcome, 'result'>,
+  info: PoolModelInfo,
+  modelName: string,
+  options: DecodeOptions,
+  image: CheckedImage,
+) {
   return {
     caption: result.caption,
     words: result.words,
     wordProbs: result.wordProbs,
     logProb: result.logProb,
-    nbest: (result.nbest ?? [{ caption: result.caption, logProb: result.logProb }]).map((h) => ({ ...h, prob: Math.exp(h.logProb) })),
+    nbest: (result.nbest ?? [{ caption: result.caption, logProb: result.logProb }]).map((h) => ({
+      ...h,
+      prob: Math.exp(h.logProb),
+    })),
     model: modelName,
     backend: info.backend,
     options,
@@ -124,8 +136,14 @@ function resultView(json: ReturnType<typeof captionJson>) {
 export function createApp(deps: AppDeps): express.Express {
   const limits: ImageLimits & DecodeLimits = { ...DEFAULT_IMAGE_LIMITS, ...DEFAULT_DECODE_LIMITS, ...deps.limits };
   const decodeDefaults = defaultDecode(deps.defaultBeamWidth ?? 3);
-  if (!(Number.isInteger(decodeDefaults.beamWidth) && decodeDefaults.beamWidth! >= 1 && decodeDefaults.beamWidth! <= limits.maxBeamWidth)) {
-    throw new RangeError(`defaultBeamWidth must be a whole number from 1 to ${limits.maxBeamWidth}, got ${deps.defaultBeamWidth}`);
+  if (!(
+    Number.isInteger(decodeDefaults.beamWidth) &&
+    decodeDefaults.beamWidth! >= 1 &&
+    decodeDefaults.beamWidth! <= limits.maxBeamWidth
+  )) {
+    throw new RangeError(
+      `defaultBeamWidth must be a whole number from 1 to ${limits.maxBeamWidth}, got ${deps.defaultBeamWidth}`,
+    );
   }
   const metrics = deps.metrics ?? new ServerMetrics(deps.pool);
   const log = deps.log ?? (() => {});
@@ -146,7 +164,11 @@ export function createApp(deps: AppDeps): express.Express {
     res.set(SECURITY_HEADERS);
     const start = performance.now();
     res.on('close', () => {
-      const route = req.route?.path ? String(req.route.path) : req.path.startsWith('/static/') ? '/static' : 'unmatched';
+      const route = req.route?.path
+        ? String(req.route.path)
+        : req.path.startsWith('/static/')
+          ? '/static'
+          : 'unmatched';
       metrics.requests.inc({ method: req.method, route, status: String(res.statusCode) });
       metrics.latency.observe((performance.now() - start) / 1000, { route });
     });
@@ -174,14 +196,20 @@ export function createApp(deps: AppDeps): express.Express {
     if (!req.file) {
       throw new BadRequestError('no image: send multipart/form-data with the image file in the field "image"');
     }
-    if (req.file.size > limits.maxBytes) throw new TooLargeError(`the upload is larger than the ${limits.maxBytes}-byte limit`);
+    if (req.file.size > limits.maxBytes)
+      throw new TooLargeError(`the upload is larger than the ${limits.maxBytes}-byte limit`);
     const options = parseDecodeOptions((req.body ?? {}) as Record<string, unknown>, limits, decodeDefaults);
     const decoded = await decodeUpload(req.file.buffer, deps.pool.info.config.imageSize, limits);
     return { bytes: req.file.buffer, options, decoded };
   };
 
   /** Runs a caption job, cancelling it when the client goes away. */
-  const runCaption = (res: Response, pixels: Uint8Array, options: DecodeOptions, onEvent?: CaptionRequest['onEvent']) => {
+  const runCaption = (
+    res: Response,
+    pixels: Uint8Array,
+    options: DecodeOptions,
+    onEvent?: CaptionRequest['onEvent'],
+  ) => {
     const disconnect = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) disconnect.abort();
@@ -221,7 +249,14 @@ export function createApp(deps: AppDeps): express.Express {
     const { bytes, options, decoded } = await readUpload(req, res);
     const outcome = await runCaption(res, decoded.pixels, options);
     const json = captionJson(outcome.result, outcome, deps.pool.info, modelName, options, decoded);
-    res.render('home', { title: 'Caption an image', ...pageData(), card: await card, result: resultView(json), preview: await thumbnailDataUrl(bytes), strategy: options.strategy });
+    res.render('home', {
+      title: 'Caption an image',
+      ...pageData(),
+      card: await card,
+      result: resultView(json),
+      preview: await thumbnailDataUrl(bytes),
+      strategy: options.strategy,
+    });
   });
 
   app.get('/model', async (_req, res) => {
@@ -243,9 +278,15 @@ export function createApp(deps: AppDeps): express.Express {
     const send = (event: string, data: unknown) => {
       if (res.destroyed || res.writableEnded) return; // the client has gone; its job is being cancelled
       if (!res.headersSent) {
-        res.status(200).set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
+        res.status(200).set({
+          'Content-Type': 'text/event-stream; charset=utf-8',
+          'Cache-Control': 'no-store',
+          'X-Accel-Buffering': 'no',
+        });
         res.flushHeaders();
-        res.write(`event: start\ndata: ${JSON.stringify({ model: modelName, backend: deps.pool.info.backend, options })}\n\n`);
+        res.write(
+          `event: start\ndata: ${JSON.stringify({ model: modelName, backend: deps.pool.info.backend, options })}\n\n`,
+        );
       }
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
@@ -283,7 +324,8 @@ export function createApp(deps: AppDeps): express.Express {
     }
     const status = statusFor(err);
     const message = messageFor(err, status, limits);
-    if (status >= 500 && !(err instanceof HttpError)) log(`error: ${req.method} ${req.path}: ${(err as Error)?.stack ?? String(err)}`);
+    if (status >= 500 && !(err instanceof HttpError))
+      log(`error: ${req.method} ${req.path}: ${(err as Error)?.stack ?? String(err)}`);
     if (err instanceof CheckpointError) log(`error: ${err.message}`);
     if (res.headersSent) {
       if (res.destroyed || res.writableEnded) return;

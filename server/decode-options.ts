@@ -44,7 +44,11 @@ const IGNORED = new Set(['image', 'format']);
  * Parses decoding options from form fields. Empty fields mean "default"; unknown fields and
  * values out of range are errors naming the field.
  */
-export function parseDecodeOptions(fields: Record<string, unknown>, limits: DecodeLimits = DEFAULT_DECODE_LIMITS, defaults: DecodeOptions = DEFAULT_DECODE): DecodeOptions {
+export function parseDecodeOptions(
+  fields: Record<string, unknown>,
+  limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+  defaults: DecodeOptions = DEFAULT_DECODE,
+): DecodeOptions {
   const given: Record<string, string> = {};
   for (const [k, v] of Object.entries(fields)) {
     if (IGNORED.has(k)) continue;
@@ -60,15 +64,23 @@ export function parseDecodeOptions(fields: Record<string, unknown>, limits: Deco
   for (const [k, s] of Object.entries(given)) {
     if (k === 'strategy') continue;
     const spec = NUMBER_FIELDS[k as NumberField];
-    if (!spec) throw new BadRequestError(`unknown field "${k}"; expected strategy, ${Object.keys(NUMBER_FIELDS).join(', ')}`);
+    if (!spec)
+      throw new BadRequestError(`unknown field "${k}"; expected strategy, ${Object.keys(NUMBER_FIELDS).join(', ')}`);
     const n = Number(s);
     const max = spec.max?.(limits) ?? Infinity;
     if (!Number.isFinite(n) || (spec.integer && !Number.isInteger(n)) || n < spec.min || n > max) {
-      throw new BadRequestError(`field "${k}" must be ${spec.integer ? 'a whole number' : 'a number'} from ${spec.min} to ${max}, got ${JSON.stringify(s)}`);
+      throw new BadRequestError(
+        `field "${k}" must be ${spec.integer ? 'a whole number' : 'a number'} from ${spec.min} to ${max}, got ${JSON.stringify(s)}`,
+      );
     }
     options[k as NumberField] = n;
   }
-  if (options.strategy === 'beam' && options.nBest !== undefined && options.beamWidth !== undefined && options.nBest > options.beamWidth) {
+  if (
+    options.strategy === 'beam' &&
+    options.nBest !== undefined &&
+    options.beamWidth !== undefined &&
+    options.nBest > options.beamWidth
+  ) {
     // Asking for a narrower beam than the default n-best: return as many as the beam holds.
     if (given.nBest === undefined) options.nBest = options.beamWidth;
   }

@@ -44,7 +44,9 @@ export class UnsupportedTypeError extends HttpError {
 export class QueueFullError extends HttpError {
   override name = 'QueueFullError';
   constructor(retryAfterSeconds: number) {
-    super(503, `the server is busy (caption queue full); retry in ${retryAfterSeconds} s`, { 'Retry-After': String(retryAfterSeconds) });
+    super(503, `the server is busy (caption queue full); retry in ${retryAfterSeconds} s`, {
+      'Retry-After': String(retryAfterSeconds),
+    });
   }
 }
 

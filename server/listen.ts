@@ -34,7 +34,9 @@ export interface RunningServer {
 export function resolvePort(flag: number | undefined, env: string | undefined = process.env.PORT): number {
   const raw = flag ?? (env !== undefined && env !== '' ? Number(env) : 3000);
   if (!Number.isInteger(raw) || raw < 0 || raw > 65535) {
-    throw new RangeError(`port must be a whole number from 0 to 65535, got ${JSON.stringify(flag ?? env)}${flag === undefined ? ' (from PORT)' : ''}`);
+    throw new RangeError(
+      `port must be a whole number from 0 to 65535, got ${JSON.stringify(flag ?? env)}${flag === undefined ? ' (from PORT)' : ''}`,
+    );
   }
   return raw;
 }

@@ -7,7 +7,9 @@
 type Labels = Record<string, string>;
 
 function labelText(labels: Labels): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')}"`);
+  const parts = Object.entries(labels).map(
+    ([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')}"`,
+  );
   return parts.length ? `{${parts.join(',')}}` : '';
 }
 
@@ -78,7 +80,9 @@ export class Histogram {
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const s of this.series.values()) {
-      this.buckets.forEach((le, i) => lines.push(`${this.name}_bucket${labelText({ ...s.labels, le: String(le) })} ${s.counts[i]}`));
+      this.buckets.forEach((le, i) =>
+        lines.push(`${this.name}_bucket${labelText({ ...s.labels, le: String(le) })} ${s.counts[i]}`),
+      );
       lines.push(`${this.name}_bucket${labelText({ ...s.labels, le: '+Inf' })} ${s.count}`);
       lines.push(`${this.name}_sum${labelText(s.labels)} ${s.sum}`);
       lines.push(`${this.name}_count${labelText(s.labels)} ${s.count}`);
@@ -94,9 +98,20 @@ export class ServerMetrics {
   readonly requests = new Counter('captioner_http_requests_total', 'HTTP requests by method, route and status');
   readonly latency = new Histogram('captioner_http_request_duration_seconds', 'HTTP request latency by route', SECONDS);
   readonly captions = new Counter('captioner_captions_total', 'captions generated, by decoding strategy');
-  readonly captionFailures = new Counter('captioner_caption_failures_total', 'caption jobs that did not finish, by reason');
-  readonly decodeSeconds = new Histogram('captioner_decode_duration_seconds', 'time a worker spent decoding one caption', SECONDS);
-  readonly queueSeconds = new Histogram('captioner_queue_wait_seconds', 'time a caption job waited for a worker', SECONDS);
+  readonly captionFailures = new Counter(
+    'captioner_caption_failures_total',
+    'caption jobs that did not finish, by reason',
+  );
+  readonly decodeSeconds = new Histogram(
+    'captioner_decode_duration_seconds',
+    'time a worker spent decoding one caption',
+    SECONDS,
+  );
+  readonly queueSeconds = new Histogram(
+    'captioner_queue_wait_seconds',
+    'time a caption job waited for a worker',
+    SECONDS,
+  );
   private readonly gauges: Gauge[];
 
   constructor(pool: { stats(): { queued: number; busy: number; ready: number } }) {
@@ -109,7 +124,15 @@ export class ServerMetrics {
 
   /** The exposition text (Content-Type: text/plain; version=0.0.4). */
   render(): string {
-    const all = [this.requests, this.latency, this.captions, this.captionFailures, this.decodeSeconds, this.queueSeconds, ...this.gauges];
+    const all = [
+      this.requests,
+      this.latency,
+      this.captions,
+      this.captionFailures,
+      this.decodeSeconds,
+      this.queueSeconds,
+      ...this.gauges,
+    ];
     return all.map((m) => m.render()).join('\n') + '\n';
   }
 }

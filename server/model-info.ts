@@ -44,11 +44,20 @@ export interface ModelDescription {
   modelDir: string;
   checkpoint: string;
   config: SavedConfig;
-  /** The anti-LM decoding a request gets unless it asks otherwise (model/decode/prior.ts); null: the checkpoint has no language prior. */
+  /**
+   * The anti-LM decoding a request gets unless it asks otherwise (model/decode/prior.ts); null: the checkpoint has no
+   * language prior.
+   */
   antiLm: AntiLmDefaults | null;
   /** The data set from config.train.data, when its manifest is still there. */
   dataset: { dir: string; name: string; source: string; images: number; splits: string } | null;
-  training: { steps: number; epochs: number; lastLoss: number | null; bestValLoss: number | null; raisedBy: string | null } | null;
+  training: {
+    steps: number;
+    epochs: number;
+    lastLoss: number | null;
+    bestValLoss: number | null;
+    raisedBy: string | null;
+  } | null;
   charts: Chart[];
   evaluations: EvalFigures[];
 }
@@ -61,7 +70,8 @@ export function lossRaisedBy(config: SavedConfig): string | null {
   const parts: string[] = [];
   if (config.train?.labelSmoothing) parts.push(`label smoothing ${config.train.labelSmoothing}`);
   const rates = config.train?.wordSubstitutionRates;
-  if (config.train?.wordSubstitution || rates) parts.push(`word substitution ${config.train!.wordSubstitution ?? 0}${rates ? ` (${rates})` : ''}`);
+  if (config.train?.wordSubstitution || rates)
+    parts.push(`word substitution ${config.train!.wordSubstitution ?? 0}${rates ? ` (${rates})` : ''}`);
   if (config.train?.wordDropout) parts.push(`word dropout ${config.train.wordDropout}`);
   if (parts.length === 0) return null;
   return parts.length === 1 ? parts[0]! : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
@@ -168,17 +178,26 @@ function evaluationFigures(file: string, json: unknown): EvalFigures[] {
       typeof decoding === 'string'
         ? ` (${decoding})`
         : decoding && typeof decoding === 'object'
-          ? ` (${Object.entries(decoding).map(([k, v]) => `${k} ${String(v)}`).join(', ')})`
+          ? ` (${Object.entries(decoding)
+              .map(([k, v]) => `${k} ${String(v)}`)
+              .join(', ')})`
           : '';
     return Object.entries(splits).map(([split, v]) => ({
       file: `${file}: ${split}${how}`,
-      figures: numericFigures({ images: (v as { images?: unknown }).images, ...(v as { scores?: object }).scores, semantic: (v as { semantic?: unknown }).semantic }).slice(0, 40),
+      figures: numericFigures({
+        images: (v as { images?: unknown }).images,
+        ...(v as { scores?: object }).scores,
+        semantic: (v as { semantic?: unknown }).semantic,
+      }).slice(0, 40),
     }));
   }
   return [{ file, figures: numericFigures(json).slice(0, 40) }];
 }
 
-/** Evaluation files in the model directory: eval*.json, eval/*.json, and metrics.json in eval-SPLIT folders (captioner eval). */
+/**
+ * Evaluation files in the model directory: eval*.json, eval/*.json, and metrics.json in eval-SPLIT folders (captioner
+ * eval).
+ */
 async function readEvaluations(modelDir: string): Promise<EvalFigures[]> {
   const entries = await readdir(modelDir, { withFileTypes: true }).catch(() => []);
   const files: string[] = [];
@@ -186,13 +205,23 @@ async function readEvaluations(modelDir: string): Promise<EvalFigures[]> {
     if (e.isFile() && e.name.endsWith('.json')) files.push(e.name);
     if (!e.isDirectory()) continue;
     const inner = await readdir(join(modelDir, e.name)).catch(() => [] as string[]);
-    if (e.name === 'eval') files.push(...inner.filter((n) => n.endsWith('.json')).sort().map((n) => `eval/${n}`));
+    if (e.name === 'eval')
+      files.push(
+        ...inner
+          .filter((n) => n.endsWith('.json'))
+          .sort()
+          .map((n) => `eval/${n}`),
+      );
     else if (inner.includes('metrics.json')) files.push(`${e.name}/metrics.json`);
   }
   const out: EvalFigures[] = [];
   for (const file of files) {
     try {
-      out.push(...evaluationFigures(file, JSON.parse(await readFile(join(modelDir, file), 'utf8'))).filter((f) => f.figures.length > 0));
+      out.push(
+        ...evaluationFigures(file, JSON.parse(await readFile(join(modelDir, file), 'utf8'))).filter(
+          (f) => f.figures.length > 0,
+        ),
+      );
     } catch {
       // Not JSON we can read: not an evaluation file.
     }
@@ -203,11 +232,21 @@ async function readEvaluations(modelDir: string): Promise<EvalFigures[]> {
 async function readDataset(dataDir: unknown): Promise<ModelDescription['dataset']> {
   if (typeof dataDir !== 'string' || !dataDir) return null;
   try {
-    const m = JSON.parse(await readFile(join(dataDir, 'manifest.json'), 'utf8')) as { name?: string; source?: string; images?: { split?: string }[] };
+    const m = JSON.parse(await readFile(join(dataDir, 'manifest.json'), 'utf8')) as {
+      name?: string;
+      source?: string;
+      images?: { split?: string }[];
+    };
     const counts = new Map<string, number>();
     for (const img of m.images ?? []) counts.set(String(img.split), (counts.get(String(img.split)) ?? 0) + 1);
     const splits = [...counts].map(([s, n]) => `${s}: ${n}`).join(', ');
-    return { dir: dataDir, name: String(m.name ?? basename(dataDir)), source: String(m.source ?? ''), images: m.images?.length ?? 0, splits };
+    return {
+      dir: dataDir,
+      name: String(m.name ?? basename(dataDir)),
+      source: String(m.source ?? ''),
+      images: m.images?.length ?? 0,
+      splits,
+    };
   } catch {
     return null;
   }
@@ -228,11 +267,20 @@ export interface ModelCard {
 export async function readModelCard(modelDir: string): Promise<ModelCard | null> {
   const text = await readFile(join(modelDir, 'README.md'), 'utf8').catch(() => null);
   if (text === null) return null;
-  const blocks = text.replace(/\r\n/g, '\n').split(/\n\s*\n/).map((b) => b.trim()).filter(Boolean);
+  const blocks = text
+    .replace(/\r\n/g, '\n')
+    .split(/\n\s*\n/)
+    .map((b) => b.trim())
+    .filter(Boolean);
   const heading = blocks[0]?.startsWith('#') ? blocks[0] : null;
   const first = blocks.find((b) => !b.startsWith('#') && !b.startsWith('|') && !b.startsWith('    '));
   if (!first) return null;
-  const plain = (md: string) => md.replace(/`([^`]*)`/g, '$1').replace(/\*\*([^*]+)\*\*/g, '$1').replace(/\s+/g, ' ').trim();
+  const plain = (md: string) =>
+    md
+      .replace(/`([^`]*)`/g, '$1')
+      .replace(/\*\*([^*]+)\*\*/g, '$1')
+      .replace(/\s+/g, ' ')
+      .trim();
   return { summary: plain(first), title: heading ? plain(heading.replace(/^#+\s*/, '')) : null };
 }
 
@@ -247,12 +295,21 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
     'Loss per token',
     [
       { label: 'training', points: steps.map((m) => ({ x: m.step!, y: m.loss ?? NaN })) },
-      { label: 'validation', points: epochs.map((m) => ({ x: m.step!, y: m.valLoss ?? NaN })).filter((p) => Number.isFinite(p.y)) },
+      {
+        label: 'validation',
+        points: epochs.map((m) => ({ x: m.step!, y: m.valLoss ?? NaN })).filter((p) => Number.isFinite(p.y)),
+      },
     ],
     'step',
   );
   if (loss) charts.push(loss);
-  const eps = layoutChart('Scheduled sampling ε (probability of feeding the true word)', [{ label: 'ε', points: steps.map((m) => ({ x: m.step!, y: m.epsilon ?? NaN })) }], 'step', 640, 200);
+  const eps = layoutChart(
+    'Scheduled sampling ε (probability of feeding the true word)',
+    [{ label: 'ε', points: steps.map((m) => ({ x: m.step!, y: m.epsilon ?? NaN })) }],
+    'step',
+    640,
+    200,
+  );
   if (eps) charts.push(eps);
   const valLosses = epochs.map((m) => m.valLoss).filter((v): v is number => typeof v === 'number');
   const last = steps[steps.length - 1];
@@ -262,10 +319,22 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
     modelDir,
     checkpoint: basename(dir),
     config,
-    antiLm: (await readPrior(dir, Vocabulary.fromJSON(JSON.parse(await readFile(join(dir, 'vocab.json'), 'utf8')), join(dir, 'vocab.json'))))?.antiLm ?? null,
+    antiLm:
+      (
+        await readPrior(
+          dir,
+          Vocabulary.fromJSON(JSON.parse(await readFile(join(dir, 'vocab.json'), 'utf8')), join(dir, 'vocab.json')),
+        )
+      )?.antiLm ?? null,
     dataset: await readDataset(config.train?.data),
     training: last
-      ? { steps: last.step!, epochs: last.epoch ?? epochs.length, lastLoss: last.loss ?? null, bestValLoss: valLosses.length ? Math.min(...valLosses) : null, raisedBy: lossRaisedBy(config) }
+      ? {
+          steps: last.step!,
+          epochs: last.epoch ?? epochs.length,
+          lastLoss: last.loss ?? null,
+          bestValLoss: valLosses.length ? Math.min(...valLosses) : null,
+          raisedBy: lossRaisedBy(config),
+        }
       : null,
     charts,
     evaluations: await readEvaluations(modelDir),

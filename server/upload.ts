@@ -50,7 +50,8 @@ export function sniffFormat(bytes: Uint8Array): RasterFormat | null {
 /** A name for common non-raster or unsupported content, for a clearer refusal. */
 function describeOther(bytes: Uint8Array): string {
   const head = Buffer.from(bytes.subarray(0, 512)).toString('latin1').trimStart().toLowerCase();
-  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg')) || head.includes('<svg')) return 'an SVG (vector) image';
+  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg')) || head.includes('<svg'))
+    return 'an SVG (vector) image';
   if (head.startsWith('%pdf')) return 'a PDF document';
   if (head.startsWith('<')) return 'markup (HTML/XML)';
   if (ascii(bytes, 4, 8) === 'ftyp') return 'an ISO media file that is not AVIF (HEIC or video?)';
@@ -70,10 +71,13 @@ export interface CheckedImage {
  */
 export async function checkImage(bytes: Buffer, limits: ImageLimits): Promise<CheckedImage> {
   if (bytes.length === 0) throw new BadRequestError('the uploaded file is empty (0 bytes)');
-  if (bytes.length > limits.maxBytes) throw new TooLargeError(`the upload is ${bytes.length} bytes; the limit is ${limits.maxBytes}`);
+  if (bytes.length > limits.maxBytes)
+    throw new TooLargeError(`the upload is ${bytes.length} bytes; the limit is ${limits.maxBytes}`);
   const format = sniffFormat(bytes);
   if (!format) {
-    throw new UnsupportedTypeError(`unsupported file type: ${describeOther(bytes)}; upload a JPEG, PNG, WebP, GIF, AVIF or TIFF image`);
+    throw new UnsupportedTypeError(
+      `unsupported file type: ${describeOther(bytes)}; upload a JPEG, PNG, WebP, GIF, AVIF or TIFF image`,
+    );
   }
   let meta: Metadata;
   try {
@@ -88,9 +92,12 @@ export async function checkImage(bytes: Buffer, limits: ImageLimits): Promise<Ch
   }
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
-  if (!(width > 0 && height > 0)) throw new BadRequestError(`the ${format.toUpperCase()} file has no size in its header`);
+  if (!(width > 0 && height > 0))
+    throw new BadRequestError(`the ${format.toUpperCase()} file has no size in its header`);
   if (width * height > limits.maxPixels) {
-    throw new TooLargeError(`the image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxPixels}`);
+    throw new TooLargeError(
+      `the image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxPixels}`,
+    );
   }
   return { format, width, height };
 }
@@ -99,7 +106,11 @@ export async function checkImage(bytes: Buffer, limits: ImageLimits): Promise<Ch
  * Checks an upload, then decodes it to size × size × 3 RGB bytes with model/data/image.ts. A file
  * whose header is fine but whose data is cut short or damaged fails here with a 400.
  */
-export async function decodeUpload(bytes: Buffer, size: number, limits: ImageLimits): Promise<CheckedImage & { pixels: Uint8Array }> {
+export async function decodeUpload(
+  bytes: Buffer,
+  size: number,
+  limits: ImageLimits,
+): Promise<CheckedImage & { pixels: Uint8Array }> {
   const checked = await checkImage(bytes, limits);
   try {
     const pixels = await loadImagePixels(bytes, size);

@@ -24,7 +24,9 @@ export function formatPercent(p: number): string {
 }
 
 /** The express `app.engine('hbs', …)` callback for the views in `viewsDir`. */
-export function handlebarsEngine(viewsDir: string): (path: string, options: object, cb: (err: Error | null, html?: string) => void) => void {
+export function handlebarsEngine(
+  viewsDir: string,
+): (path: string, options: object, cb: (err: Error | null, html?: string) => void) => void {
   const hbs = Handlebars.create();
   const partialsDir = join(viewsDir, 'partials');
   let partialFiles: string[] = [];
@@ -33,8 +35,11 @@ export function handlebarsEngine(viewsDir: string): (path: string, options: obje
   } catch {
     // No partials folder: nothing to register.
   }
-  for (const file of partialFiles) hbs.registerPartial(basename(file, '.hbs'), readFileSync(join(partialsDir, file), 'utf8'));
-  hbs.registerHelper('fixed', (v: unknown, digits: unknown) => (typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 2) : ''));
+  for (const file of partialFiles)
+    hbs.registerPartial(basename(file, '.hbs'), readFileSync(join(partialsDir, file), 'utf8'));
+  hbs.registerHelper('fixed', (v: unknown, digits: unknown) =>
+    typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 2) : '',
+  );
   hbs.registerHelper('percent', (p: unknown) => (typeof p === 'number' ? formatPercent(p) : ''));
   hbs.registerHelper('json', (v: unknown) => JSON.stringify(v, null, 2));
   hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b);

@@ -22,7 +22,10 @@ const init = workerData as WorkerInit;
 
 const running = new Map<number, AbortController>();
 
-async function run(msg: Extract<ToWorker, { type: 'run' }>, model: Awaited<ReturnType<typeof loadModel>>): Promise<FromWorker> {
+async function run(
+  msg: Extract<ToWorker, { type: 'run' }>,
+  model: Awaited<ReturnType<typeof loadModel>>,
+): Promise<FromWorker> {
   const controller = new AbortController();
   running.set(msg.id, controller);
   const started = performance.now();
@@ -31,7 +34,8 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>, model: Awaited<Retur
     // [1, size, size, 3] in [0, 1], scaled as in training.
     image = imagesToTensor([msg.pixels], model.config.imageSize);
     for await (const event of streamCaption(model, image, msg.options, controller.signal)) {
-      if (event.type === 'done') return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started, numTensors: 0 };
+      if (event.type === 'done')
+        return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started, numTensors: 0 };
       if (msg.stream) post({ type: 'event', id: msg.id, event });
     }
     throw new Error('the decoder ended without a result');
@@ -54,11 +58,18 @@ try {
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'run') {
       if (msg.pixels.length !== model.config.imageSize * model.config.imageSize * 3) {
-        post({ type: 'error', id: msg.id, name: 'Error', message: `expected ${model.config.imageSize}² RGB pixels, got ${msg.pixels.length} bytes` });
+        post({
+          type: 'error',
+          id: msg.id,
+          name: 'Error',
+          message: `expected ${model.config.imageSize}² RGB pixels, got ${msg.pixels.length} bytes`,
+        });
         return;
       }
       // The reply goes after the image tensor is freed, so that numTensors is the idle count.
-      void run(msg, model).then((reply) => post(reply.type === 'result' ? { ...reply, numTensors: tf.memory().numTensors } : reply));
+      void run(msg, model).then((reply) =>
+        post(reply.type === 'result' ? { ...reply, numTensors: tf.memory().numTensors } : reply),
+      );
     } else if (msg.type === 'cancel') {
       running.get(msg.id)?.abort();
     }
@@ -66,7 +77,8 @@ try {
   post({
     type: 'ready',
     backend,
-    backendDetail: backend === 'cpu' ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' }) : '',
+    backendDetail:
+      backend === 'cpu' ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' }) : '',
     model: { config: model.config, vocabSize: model.vocab.size },
     numTensors: tf.memory().numTensors,
   });

@@ -30,7 +30,13 @@ export type ToWorker =
 
 /** Messages from a worker. */
 export type FromWorker =
-  | { type: 'ready'; backend: string; backendDetail: string; model: { config: ModelConfig; vocabSize: number }; numTensors: number }
+  | {
+      type: 'ready';
+      backend: string;
+      backendDetail: string;
+      model: { config: ModelConfig; vocabSize: number };
+      numTensors: number;
+    }
   | { type: 'fatal'; name: string; message: string }
   | { type: 'event'; id: number; event: Exclude<StreamEvent, { type: 'done' }> }
   | { type: 'result'; id: number; result: CaptionResult; ms: number; numTensors: number }
@@ -168,7 +174,10 @@ export class WorkerPool {
   }
 
   private spawn(): Promise<void> {
-    const init: WorkerInit = { modelDir: this.opts.modelDir, ...(this.opts.backend ? { backend: this.opts.backend } : {}) };
+    const init: WorkerInit = {
+      modelDir: this.opts.modelDir,
+      ...(this.opts.backend ? { backend: this.opts.backend } : {}),
+    };
     const worker = new Worker(ENTRY, { workerData: init });
     const slot: Slot = { worker, ready: false, job: null, watchdog: null, numTensors: 0 };
     this.slots.push(slot);
@@ -179,7 +188,12 @@ export class WorkerPool {
           started = true;
           slot.ready = true;
           slot.numTensors = msg.numTensors;
-          this.modelInfo ??= { backend: msg.backend, backendDetail: msg.backendDetail, config: msg.model.config, vocabSize: msg.model.vocabSize };
+          this.modelInfo ??= {
+            backend: msg.backend,
+            backendDetail: msg.backendDetail,
+            config: msg.model.config,
+            vocabSize: msg.model.vocabSize,
+          };
           resolve();
           this.dispatch();
         } else if (msg.type === 'fatal') {
@@ -236,7 +250,10 @@ export class WorkerPool {
     } else if (msg.type === 'error') {
       // DecodeOptionsError: options the decoder refused (a 400).
       const status = msg.name === 'DecodeOptionsError' ? 400 : 500;
-      this.settle(job, status === 400 ? new HttpError(400, msg.message) : new WorkerError(`${msg.name}: ${msg.message}`));
+      this.settle(
+        job,
+        status === 400 ? new HttpError(400, msg.message) : new WorkerError(`${msg.name}: ${msg.message}`),
+      );
     } else {
       this.cancelledInWorker += 1;
       this.settle(job, new CancelledError());
@@ -260,7 +277,13 @@ export class WorkerPool {
       if (!job) return;
       slot.job = job;
       job.started = performance.now();
-      const msg: ToWorker = { type: 'run', id: job.id, pixels: job.request.pixels, options: job.request.options, stream: !!job.request.onEvent };
+      const msg: ToWorker = {
+        type: 'run',
+        id: job.id,
+        pixels: job.request.pixels,
+        options: job.request.options,
+        stream: !!job.request.onEvent,
+      };
       slot.worker.postMessage(msg);
     }
   }
@@ -343,7 +366,8 @@ export class WorkerPool {
     while (this.slots.some((s) => s.job) && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    for (const slot of this.slots) if (slot.job) this.settle(slot.job, new UnavailableError('the server is shutting down'));
+    for (const slot of this.slots)
+      if (slot.job) this.settle(slot.job, new UnavailableError('the server is shutting down'));
     await this.terminateAll();
   }
 

@@ -10,11 +10,24 @@ import { extname, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { deriveSeed } from '../../model/util/rng.ts';
-import { captionImages, resolveDecodeOptions, type CaptionResult, type DecodeOptions } from '../../model/decode/decode.ts';
+import {
+  captionImages,
+  resolveDecodeOptions,
+  type CaptionResult,
+  type DecodeOptions,
+} from '../../model/decode/decode.ts';
 import { writeFileAtomic } from '../../model/io/fsutil.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { loadModel } from '../../model/io/load.ts';
-import { RECORD_FORMATS, formatRecord, headerText, isCaptioned, parseRecords, type CaptionRecord, type RecordFormat } from '../caption-records.ts';
+import {
+  RECORD_FORMATS,
+  formatRecord,
+  headerText,
+  isCaptioned,
+  parseRecords,
+  type CaptionRecord,
+  type RecordFormat,
+} from '../caption-records.ts';
 import { logLine, type Command } from '../command.ts';
 import { ANTI_LM_OPTIONS } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -55,7 +68,8 @@ function chooseFormat(format: unknown, out: string | undefined): RecordFormat {
 function positiveInt(argv: Record<string, unknown>, name: string): number | undefined {
   const v = argv[name];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new UsageError(`--${name} must be a whole number ≥ 1, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new UsageError(`--${name} must be a whole number ≥ 1, got ${String(v)}`);
   return v;
 }
 
@@ -68,7 +82,8 @@ function decodeOptionsFrom(argv: Record<string, unknown>): DecodeOptions {
     if (argv[flag] !== undefined && !sample) throw new UsageError(`--${flag} applies to sampling: add --sample`);
   }
   for (const flag of ['nbest', 'length-penalty']) {
-    if (argv[flag] !== undefined && beam === undefined) throw new UsageError(`--${flag} applies to beam search: add --beam N`);
+    if (argv[flag] !== undefined && beam === undefined)
+      throw new UsageError(`--${flag} applies to beam search: add --beam N`);
   }
   const options: DecodeOptions = { strategy: beam !== undefined ? 'beam' : sample ? 'sample' : 'greedy' };
   if (beam !== undefined) options.beamWidth = beam;
@@ -115,24 +130,54 @@ export const captionCommand: Command = {
   describe: 'caption image files, folders (recursively) and globs with a trained model',
   builder: (y: Argv) =>
     y
-      .positional('inputs', { type: 'string', array: true, describe: 'image files, folders (searched recursively for image files) and quoted globs' })
-      .option('model', { type: 'string', demandOption: true, describe: 'model directory (written by `captioner train`)' })
-      .option('checkpoint', { type: 'string', choices: ['best', 'latest'], default: 'best', describe: 'which checkpoint of the model directory' })
+      .positional('inputs', {
+        type: 'string',
+        array: true,
+        describe: 'image files, folders (searched recursively for image files) and quoted globs',
+      })
+      .option('model', {
+        type: 'string',
+        demandOption: true,
+        describe: 'model directory (written by `captioner train`)',
+      })
+      .option('checkpoint', {
+        type: 'string',
+        choices: ['best', 'latest'],
+        default: 'best',
+        describe: 'which checkpoint of the model directory',
+      })
       .option('batch-size', { type: 'number', default: 16, describe: 'images decoded together' })
       .option('beam', { type: 'number', describe: 'beam search with this many beams (default: greedy)' })
-      .option('length-penalty', { type: 'number', describe: 'beam search: α of the GNMT length penalty ((5+|Y|)/6)^α [default: 0]' })
+      .option('length-penalty', {
+        type: 'number',
+        describe: 'beam search: α of the GNMT length penalty ((5+|Y|)/6)^α [default: 0]',
+      })
       .option('nbest', { type: 'number', describe: 'beam search: also output the K best captions (K ≤ --beam)' })
       .option('sample', { type: 'boolean', describe: 'sample each word instead of taking the most probable' })
       .option('temperature', { type: 'number', describe: 'sampling: softmax temperature [default: 1]' })
       .option('top-k', { type: 'number', describe: 'sampling: only the k most probable words [default: all]' })
       .option('top-p', { type: 'number', describe: 'sampling: only the nucleus of mass p [default: 1]' })
-      .option('seed', { type: 'number', describe: 'sampling: seed; each image draws from a stream seeded by it and the file path, so reruns repeat [default: 0]' })
+      .option('seed', {
+        type: 'number',
+        describe:
+          'sampling: seed; each image draws from a stream seeded by it and the file path, so reruns repeat [default: 0]',
+      })
       .option('max-length', { type: 'number', describe: "longest caption in words [default: the model's]" })
       .options(ANTI_LM_OPTIONS)
-      .option('format', { type: 'string', choices: [...RECORD_FORMATS], describe: 'output format [default: from --out extension, else jsonl]' })
-      .option('out', { type: 'string', describe: 'write records to FILE (resumable: a rerun skips images already in it); default stdout' })
+      .option('format', {
+        type: 'string',
+        choices: [...RECORD_FORMATS],
+        describe: 'output format [default: from --out extension, else jsonl]',
+      })
+      .option('out', {
+        type: 'string',
+        describe: 'write records to FILE (resumable: a rerun skips images already in it); default stdout',
+      })
       .example('$0 caption photos/ --model models/coco --out captions.jsonl', 'caption a folder; rerun to resume')
-      .example("$0 caption 'shots/**/*.png' a.jpg --model models/coco --beam 5 --nbest 3 --format csv", 'beam search, 3 best each, CSV on stdout'),
+      .example(
+        "$0 caption 'shots/**/*.png' a.jpg --model models/coco --beam 5 --nbest 3 --format csv",
+        'beam search, 3 best each, CSV on stdout',
+      ),
   async run(argv) {
     const inputs = (argv.inputs as string[] | undefined) ?? [];
     const out = argv.out as string | undefined;
@@ -161,8 +206,16 @@ export const captionCommand: Command = {
         });
         const existing = parseRecords(text ?? '', format, nbestColumns, out);
         const kept = existing.records.filter(isCaptioned);
-        if (text === null || existing.droppedPartial || kept.length !== existing.records.length || (text === '' && format !== 'jsonl')) {
-          await writeFileAtomic(out, headerText(format, nbestColumns) + kept.map((r) => formatRecord(format, r, nbestColumns)).join(''));
+        if (
+          text === null ||
+          existing.droppedPartial ||
+          kept.length !== existing.records.length ||
+          (text === '' && format !== 'jsonl')
+        ) {
+          await writeFileAtomic(
+            out,
+            headerText(format, nbestColumns) + kept.map((r) => formatRecord(format, r, nbestColumns)).join(''),
+          );
         }
         for (const r of kept) done.add(resolve(r.path));
         if (text !== null) {
@@ -187,7 +240,9 @@ export const captionCommand: Command = {
       const onSigint = () => {
         if (interrupted) process.exit(EXIT.interrupted);
         interrupted = true;
-        logLine('interrupted: stopping after this batch (Ctrl-C again to quit at once; records written so far are whole)');
+        logLine(
+          'interrupted: stopping after this batch (Ctrl-C again to quit at once; records written so far are whole)',
+        );
       };
       process.on('SIGINT', onSigint);
       const start = performance.now();
@@ -195,7 +250,11 @@ export const captionCommand: Command = {
       try {
         if (missing.length) {
           failed += missing.length;
-          await sink.write(missing.map((path) => formatRecord(format, { path, error: 'no such file, folder or glob match' }, nbestColumns)).join(''));
+          await sink.write(
+            missing
+              .map((path) => formatRecord(format, { path, error: 'no such file, folder or glob match' }, nbestColumns))
+              .join(''),
+          );
         }
         const load = (paths: string[]): Promise<Loaded[]> =>
           Promise.all(
@@ -221,14 +280,17 @@ export const captionCommand: Command = {
               size,
             );
             try {
-              const imageSeeds = options.strategy === 'sample' ? good.map((g) => imageSeed(options.seed ?? 0, g.path)) : undefined;
+              const imageSeeds =
+                options.strategy === 'sample' ? good.map((g) => imageSeed(options.seed ?? 0, g.path)) : undefined;
               results = captionImages(model, images, imageSeeds ? { ...options, imageSeeds } : options);
             } finally {
               images.dispose();
             }
           }
           let r = 0;
-          const records = loaded.map((l): CaptionRecord => ('pixels' in l ? recordFor(l.path, results[r++]!, options.nBest) : { path: l.path, error: l.error }));
+          const records = loaded.map((l): CaptionRecord =>
+            'pixels' in l ? recordFor(l.path, results[r++]!, options.nBest) : { path: l.path, error: l.error },
+          );
           await sink.write(records.map((rec) => formatRecord(format, rec, nbestColumns)).join(''));
           captioned += good.length;
           failed += loaded.length - good.length;

@@ -11,28 +11,59 @@ import { progressBar, type Bar } from '../progress.ts';
 
 function positiveInteger(argv: Record<string, unknown>, name: string): number {
   const v = argv[name];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
   return v;
 }
 
 export const evalCommand: Command = {
   command: 'eval',
-  describe: 'caption a data-set split with a model; print BLEU-1..4, ROUGE-L, CIDEr-D; write COCO files and an HTML report',
+  describe:
+    'caption a data-set split with a model; print BLEU-1..4, ROUGE-L, CIDEr-D; write COCO files and an HTML report',
   builder: (y: Argv) =>
     y
-      .option('model', { type: 'string', demandOption: true, describe: 'model directory (its best checkpoint is used)' })
+      .option('model', {
+        type: 'string',
+        demandOption: true,
+        describe: 'model directory (its best checkpoint is used)',
+      })
       .option('data', { type: 'string', demandOption: true, describe: 'data-set directory (manifest.json + images)' })
-      .option('split', { type: 'string', default: 'test', describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")' })
-      .option('beam', { type: 'number', default: 3, describe: 'beam width (model/decode/decode.ts beam search); 1 is greedy decoding' })
+      .option('split', {
+        type: 'string',
+        default: 'test',
+        describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")',
+      })
+      .option('beam', {
+        type: 'number',
+        default: 3,
+        describe: 'beam width (model/decode/decode.ts beam search); 1 is greedy decoding',
+      })
       .options(ANTI_LM_OPTIONS)
       .option('batch-size', { type: 'number', default: 32, describe: 'images per decoding batch' })
-      .option('gallery', { type: 'number', default: 6, describe: 'images in each of the report\'s best and worst galleries' })
-      .option('limit', { type: 'number', describe: 'only the first N images of each split: a quick look at a checkpoint while it trains (not figures to report)' })
+      .option('gallery', {
+        type: 'number',
+        default: 6,
+        describe: "images in each of the report's best and worst galleries",
+      })
+      .option('limit', {
+        type: 'number',
+        describe:
+          'only the first N images of each split: a quick look at a checkpoint while it trains (not figures to report)',
+      })
       .option('out', { type: 'string', describe: 'output directory [default: MODEL/eval-SPLIT]' })
       .option('json', { type: 'boolean', describe: 'print the result as one JSON object on stdout' })
-      .example('$0 eval --model models/shapes --data data/shapes', 'evaluate on "test"; report in models/shapes/eval-test/report.html')
-      .example('$0 eval --model models/shapes --data data/shapes --split val --json', 'machine-readable metrics of the val split')
-      .example('$0 eval --model train/shapes/ckpt-000800 --data data/shapes --beam 1 --limit 200 --out /tmp/look', 'a quick look at a checkpoint while training goes on'),
+      .example(
+        '$0 eval --model models/shapes --data data/shapes',
+        'evaluate on "test"; report in models/shapes/eval-test/report.html',
+      )
+      .example(
+        '$0 eval --model models/shapes --data data/shapes --split val --json',
+        'machine-readable metrics of the val split',
+      )
+      .example(
+        '$0 eval --model train/shapes/ckpt-000800 --data data/shapes --beam 1 --limit 200 --out /tmp/look',
+        'a quick look at a checkpoint while training goes on',
+      ),
   async run(argv) {
     const modelDir = argv.model as string;
     const split = argv.split as string;
@@ -70,7 +101,14 @@ export const evalCommand: Command = {
         },
       });
       if (argv.json) {
-        process.stdout.write(JSON.stringify({ decoding: result.decoding, splits: result.splits, report: result.reportFile, metrics: result.metricsFile }) + '\n');
+        process.stdout.write(
+          JSON.stringify({
+            decoding: result.decoding,
+            splits: result.splits,
+            report: result.reportFile,
+            metrics: result.metricsFile,
+          }) + '\n',
+        );
         for (const [name, why] of Object.entries(NOT_COMPUTED)) logLine(`${name} not computed: ${why}`);
       } else {
         for (const s of result.splits) {

@@ -8,4 +8,12 @@ import { scoreCommand } from './score.ts';
 import { evalCommand } from './eval.ts';
 import { priorCommand } from './prior.ts';
 
-export const COMMANDS: readonly Command[] = [trainCommand, dataCommand, captionCommand, scoreCommand, evalCommand, priorCommand, serveCommand];
+export const COMMANDS: readonly Command[] = [
+  trainCommand,
+  dataCommand,
+  captionCommand,
+  scoreCommand,
+  evalCommand,
+  priorCommand,
+  serveCommand,
+];

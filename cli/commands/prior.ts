@@ -18,26 +18,55 @@ export const priorCommand: Command = {
   describe: "count a data set's training word pairs into a model, for anti-LM decoding (--anti-lm)",
   builder: (y: Argv) =>
     y
-      .option('model', { type: 'string', demandOption: true, describe: 'model directory (its best checkpoint) or a checkpoint directory' })
+      .option('model', {
+        type: 'string',
+        demandOption: true,
+        describe: 'model directory (its best checkpoint) or a checkpoint directory',
+      })
       .option('data', { type: 'string', demandOption: true, describe: 'the data set the model was trained on' })
       .option('split', { type: 'string', default: 'train', describe: 'the split whose captions are counted' })
-      .option('checkpoint', { type: 'string', choices: ['best', 'latest'], default: 'best', describe: 'which checkpoint of the model directory' })
-      .option('anti-lm', { type: 'number', default: 0, describe: 'the anti-LM weight λ the model is then decoded with by default (0: off until a command asks)' })
-      .option('anti-lm-plausibility', { type: 'number', default: 0.15, describe: 'anti-LM: only words with p ≥ β·max p are chosen' })
-      .example('$0 prior --model models/shapes --data data/shapes', 'count the pairs; decode with --anti-lm 0.1 to use them')
-      .example('$0 prior --model models/shapes --data data/shapes --anti-lm 0.12', 'and decode with λ = 0.12 unless told otherwise'),
+      .option('checkpoint', {
+        type: 'string',
+        choices: ['best', 'latest'],
+        default: 'best',
+        describe: 'which checkpoint of the model directory',
+      })
+      .option('anti-lm', {
+        type: 'number',
+        default: 0,
+        describe: 'the anti-LM weight λ the model is then decoded with by default (0: off until a command asks)',
+      })
+      .option('anti-lm-plausibility', {
+        type: 'number',
+        default: 0.15,
+        describe: 'anti-LM: only words with p ≥ β·max p are chosen',
+      })
+      .example(
+        '$0 prior --model models/shapes --data data/shapes',
+        'count the pairs; decode with --anti-lm 0.1 to use them',
+      )
+      .example(
+        '$0 prior --model models/shapes --data data/shapes --anti-lm 0.12',
+        'and decode with λ = 0.12 unless told otherwise',
+      ),
   async run(argv) {
     const weight = argv['anti-lm'] as number;
     const plausibility = argv['anti-lm-plausibility'] as number;
     if (!isAntiLmWeight(weight)) throw new UsageError(`--anti-lm must be a number ≥ 0, got ${weight}`);
-    if (!isAntiLmPlausibility(plausibility)) throw new UsageError(`--anti-lm-plausibility must be in (0, 1], got ${plausibility}`);
+    if (!isAntiLmPlausibility(plausibility))
+      throw new UsageError(`--anti-lm-plausibility must be in (0, 1], got ${plausibility}`);
     const { dir, config } = await readCheckpointConfig(argv.model as string, argv.checkpoint as 'best' | 'latest');
     const vocabPath = join(dir, 'vocab.json');
     const vocab = Vocabulary.fromJSON(JSON.parse(await readFile(vocabPath, 'utf8')), vocabPath);
-    const prior = await priorOfSplit(argv.data as string, argv.split as string, vocab, config.model.maxLength, { weight, plausibility });
+    const prior = await priorOfSplit(argv.data as string, argv.split as string, vocab, config.model.maxLength, {
+      weight,
+      plausibility,
+    });
     const out = join(dir, PRIOR_FILE);
     await writeFileAtomic(out, JSON.stringify(prior.toJSON(vocab)) + '\n');
-    logLine(`${out}: word pairs of ${argv.data} (${argv.split}); anti-LM λ = ${prior.antiLm.weight}, β = ${prior.antiLm.plausibility}`);
+    logLine(
+      `${out}: word pairs of ${argv.data} (${argv.split}); anti-LM λ = ${prior.antiLm.weight}, β = ${prior.antiLm.plausibility}`,
+    );
     return EXIT.ok;
   },
 };

@@ -10,12 +10,26 @@ export const scoreCommand: Command = {
   describe: 'score captions with BLEU-1..4, ROUGE-L and CIDEr-D exactly as coco-caption does',
   builder: (y: Argv) =>
     y
-      .option('refs', { type: 'string', demandOption: true, describe: 'COCO caption annotation file: {"images":[{"id"}], "annotations":[{"image_id","caption"}]}' })
-      .option('results', { type: 'string', demandOption: true, describe: 'COCO results file: [{"image_id","caption"}], one per image' })
-      .option('subset', { type: 'boolean', describe: 'score only the annotated images that have a result (else each image needs one)' })
+      .option('refs', {
+        type: 'string',
+        demandOption: true,
+        describe: 'COCO caption annotation file: {"images":[{"id"}], "annotations":[{"image_id","caption"}]}',
+      })
+      .option('results', {
+        type: 'string',
+        demandOption: true,
+        describe: 'COCO results file: [{"image_id","caption"}], one per image',
+      })
+      .option('subset', {
+        type: 'boolean',
+        describe: 'score only the annotated images that have a result (else each image needs one)',
+      })
       .option('json', { type: 'boolean', describe: 'print one JSON object (the six metrics and perImage) on stdout' })
       .example('$0 score --refs captions_val.json --results results.json', 'print the metrics table')
-      .example('$0 score --refs captions_val.json --results results.json --json | jq .CIDEr-D', 'machine-readable output'),
+      .example(
+        '$0 score --refs captions_val.json --results results.json --json | jq .CIDEr-D',
+        'machine-readable output',
+      ),
   async run(argv) {
     const pairs = await readCaptionPairs(argv.refs as string, argv.results as string, { subset: Boolean(argv.subset) });
     const empty = emptyCandidates(pairs);

@@ -13,20 +13,55 @@ export const serveCommand: Command = {
     y
       .option('model', { type: 'string', demandOption: true, describe: 'model directory (as written by train)' })
       .option('port', { type: 'number', describe: 'port to listen on [default: $PORT or 3000]' })
-      .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0 for every interface)' })
-      .option('workers', { type: 'number', describe: 'caption worker threads, each with a copy of the model [default: cores - 1, at least 1]' })
-      .option('queue', { type: 'number', default: 16, describe: 'caption jobs that may wait for a worker; past that, 503' })
-      .option('timeout', { type: 'number', default: 30_000, describe: 'time limit per caption request in ms (queue wait included)' })
-      .option('max-upload', { type: 'number', default: 10 * 1024 * 1024, describe: 'largest upload in bytes (413 past it)' })
-      .option('max-pixels', { type: 'number', default: 40_000_000, describe: 'largest image in pixels, width × height (413 past it)' })
-      .option('beam', { type: 'number', default: 3, describe: 'beam width a request gets when it names none; the page\'s Beam width field starts at it (at most 10)' })
-      .option('grace', { type: 'number', default: 10_000, describe: 'on SIGTERM/SIGINT, ms to let captions in flight finish' })
+      .option('host', {
+        type: 'string',
+        default: '127.0.0.1',
+        describe: 'address to listen on (0.0.0.0 for every interface)',
+      })
+      .option('workers', {
+        type: 'number',
+        describe: 'caption worker threads, each with a copy of the model [default: cores - 1, at least 1]',
+      })
+      .option('queue', {
+        type: 'number',
+        default: 16,
+        describe: 'caption jobs that may wait for a worker; past that, 503',
+      })
+      .option('timeout', {
+        type: 'number',
+        default: 30_000,
+        describe: 'time limit per caption request in ms (queue wait included)',
+      })
+      .option('max-upload', {
+        type: 'number',
+        default: 10 * 1024 * 1024,
+        describe: 'largest upload in bytes (413 past it)',
+      })
+      .option('max-pixels', {
+        type: 'number',
+        default: 40_000_000,
+        describe: 'largest image in pixels, width × height (413 past it)',
+      })
+      .option('beam', {
+        type: 'number',
+        default: 3,
+        describe: "beam width a request gets when it names none; the page's Beam width field starts at it (at most 10)",
+      })
+      .option('grace', {
+        type: 'number',
+        default: 10_000,
+        describe: 'on SIGTERM/SIGINT, ms to let captions in flight finish',
+      })
       .example('$0 serve --model models/shapes', 'serve on http://127.0.0.1:3000')
-      .example('PORT=8080 $0 serve --model models/shapes --host 0.0.0.0 --workers 2', 'serve on every interface, port 8080'),
+      .example(
+        'PORT=8080 $0 serve --model models/shapes --host 0.0.0.0 --workers 2',
+        'serve on every interface, port 8080',
+      ),
   async run(argv) {
     const positive = (name: string, min: number) => {
       const v = argv[name];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new UsageError(`--${name} must be a whole number ≥ ${min}, got ${String(v)}`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+        throw new UsageError(`--${name} must be a whole number ≥ ${min}, got ${String(v)}`);
       return v;
     };
     let port: number;
@@ -36,7 +71,8 @@ export const serveCommand: Command = {
       throw new UsageError((err as Error).message);
     }
     const beamWidth = positive('beam', 1);
-    if (beamWidth > DEFAULT_DECODE_LIMITS.maxBeamWidth) throw new UsageError(`--beam must be at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth}, got ${beamWidth}`);
+    if (beamWidth > DEFAULT_DECODE_LIMITS.maxBeamWidth)
+      throw new UsageError(`--beam must be at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth}, got ${beamWidth}`);
     const workers = argv.workers === undefined ? Math.max(1, availableParallelism() - 1) : positive('workers', 1);
     logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
     const running = await startServer({
@@ -53,7 +89,9 @@ export const serveCommand: Command = {
       log: logLine,
     });
     const { backend, backendDetail } = running.pool.info;
-    logLine(`model ${String(argv.model)} on the ${backend} backend${backendDetail ? ` (${backendDetail})` : ''}; listening on ${running.url}`);
+    logLine(
+      `model ${String(argv.model)} on the ${backend} backend${backendDetail ? ` (${backendDetail})` : ''}; listening on ${running.url}`,
+    );
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {

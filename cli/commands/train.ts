@@ -43,7 +43,11 @@ export const trainCommand: Command = {
           if (done === total) loadBar.stop();
         },
         progress(p) {
-          bar ??= progressBar(p.totalSteps, 'training {bar} {value}/{total} steps | epoch {epoch} | loss {loss} | ε {eps} | {tps} tok/s', 'steps');
+          bar ??= progressBar(
+            p.totalSteps,
+            'training {bar} {value}/{total} steps | epoch {epoch} | loss {loss} | ε {eps} | {tps} tok/s',
+            'steps',
+          );
           bar.update(p.step, {
             epoch: `${p.epoch + 1}/${p.epochs}`,
             loss: p.stats.lossPerToken.toFixed(4),

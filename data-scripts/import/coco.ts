@@ -36,25 +36,41 @@ export async function readCocoAnnotations(files: readonly string[], issues: Issu
     }
     const name = basename(file);
     const split = /train/.test(name) ? 'train' : /val/.test(name) ? 'val' : /test/.test(name) ? 'test' : null;
-    if (!split) throw recordError(file, 'file name', 'cannot tell the split (expected "train", "val" or "test" in the name, e.g. captions_train2014.json); use --karpathy for explicit splits');
+    if (!split)
+      throw recordError(
+        file,
+        'file name',
+        'cannot tell the split (expected "train", "val" or "test" in the name, e.g. captions_train2014.json); use --karpathy for explicit splits',
+      );
     const folder = /(train|val|test)\d{4}/.exec(name)?.[0] ?? '';
     const here = new Set<string>();
     json.images.forEach((img: unknown, i: number) => {
-      if (!isObject(img) || (typeof img.id !== 'number' && typeof img.id !== 'string') || typeof img.file_name !== 'string' || !img.file_name) {
+      if (
+        !isObject(img) ||
+        (typeof img.id !== 'number' && typeof img.id !== 'string') ||
+        typeof img.file_name !== 'string' ||
+        !img.file_name
+      ) {
         throw recordError(file, `images[${i}]`, 'needs "id" (number) and "file_name" (string)');
       }
       const id = String(img.id);
       const prior = images.get(id);
-      if (here.has(id) || prior) throw recordError(file, `images[${i}]`, `duplicate image id ${id}${prior ? ` (also in ${prior.source})` : ''}`);
+      if (here.has(id) || prior)
+        throw recordError(file, `images[${i}]`, `duplicate image id ${id}${prior ? ` (also in ${prior.source})` : ''}`);
       here.add(id);
       images.set(id, { fileName: img.file_name, split, folder, captions: [], source: file });
     });
     json.annotations.forEach((ann: unknown, i: number) => {
-      if (!isObject(ann) || (typeof ann.image_id !== 'number' && typeof ann.image_id !== 'string') || typeof ann.caption !== 'string') {
+      if (
+        !isObject(ann) ||
+        (typeof ann.image_id !== 'number' && typeof ann.image_id !== 'string') ||
+        typeof ann.caption !== 'string'
+      ) {
         throw recordError(file, `annotations[${i}]`, 'needs "image_id" and "caption" (string)');
       }
       const img = images.get(String(ann.image_id));
-      if (!img || !here.has(String(ann.image_id))) throw recordError(file, `annotations[${i}]`, `image_id ${ann.image_id} is not among the file's images`);
+      if (!img || !here.has(String(ann.image_id)))
+        throw recordError(file, `annotations[${i}]`, `image_id ${ann.image_id} is not among the file's images`);
       img.captions.push(...cleanCaptions([ann.caption], file, `annotations[${i}] (image ${ann.image_id})`, issues));
     });
   }
@@ -62,7 +78,10 @@ export async function readCocoAnnotations(files: readonly string[], issues: Issu
 }
 
 /** COCO from annotation files alone: each file's images in its split. */
-export async function readCoco(opts: { annotations: readonly string[]; images: string }, issues: Issue[]): Promise<ImportedImage[]> {
+export async function readCoco(
+  opts: { annotations: readonly string[]; images: string },
+  issues: Issue[],
+): Promise<ImportedImage[]> {
   const byId = await readCocoAnnotations(opts.annotations, issues);
   const out: ImportedImage[] = [];
   for (const [id, img] of byId) {
@@ -82,10 +101,18 @@ const KARPATHY_SPLITS: Record<string, string> = { train: 'train', restval: 'trai
  * A Karpathy split file (COCO, Flickr8k or Flickr30k). Captions are its "raw" sentences, or,
  * for COCO with annotation files given, the annotation files' captions of the same image.
  */
-export async function readKarpathy(opts: { karpathy: string; images: string; annotations?: readonly string[] }, issues: Issue[]): Promise<ImportedImage[]> {
+export async function readKarpathy(
+  opts: { karpathy: string; images: string; annotations?: readonly string[] },
+  issues: Issue[],
+): Promise<ImportedImage[]> {
   const file = opts.karpathy;
   const json = await readJson(file);
-  if (!isObject(json) || !Array.isArray(json.images)) throw recordError(file, 'top level', 'expected {"images": [...]} (a Karpathy split file such as dataset_coco.json)');
+  if (!isObject(json) || !Array.isArray(json.images))
+    throw recordError(
+      file,
+      'top level',
+      'expected {"images": [...]} (a Karpathy split file such as dataset_coco.json)',
+    );
   const coco = opts.annotations?.length ? await readCocoAnnotations(opts.annotations, issues) : null;
   const out: ImportedImage[] = [];
   const seen = new Map<string, number>();
@@ -95,9 +122,15 @@ export async function readKarpathy(opts: { karpathy: string; images: string; ann
       throw recordError(file, where, 'needs "filename" and "split" (strings)');
     }
     const split = KARPATHY_SPLITS[img.split];
-    if (!split) throw recordError(file, where, `unknown split ${JSON.stringify(img.split)} (expected train, restval, val or test)`);
+    if (!split)
+      throw recordError(
+        file,
+        where,
+        `unknown split ${JSON.stringify(img.split)} (expected train, restval, val or test)`,
+      );
     const idValue = img.cocoid ?? img.imgid ?? img.filename;
-    if (typeof idValue !== 'number' && typeof idValue !== 'string') throw recordError(file, where, '"cocoid"/"imgid" must be a number or string');
+    if (typeof idValue !== 'number' && typeof idValue !== 'string')
+      throw recordError(file, where, '"cocoid"/"imgid" must be a number or string');
     const id = String(idValue);
     const prior = seen.get(id);
     if (prior !== undefined) throw recordError(file, where, `duplicate image id ${id} (also images[${prior}])`);
@@ -110,7 +143,8 @@ export async function readKarpathy(opts: { karpathy: string; images: string; ann
     } else {
       if (!Array.isArray(img.sentences)) throw recordError(file, where, 'needs "sentences": [{"raw": "..."}]');
       const raws = img.sentences.map((s: unknown, k: number) => {
-        if (!isObject(s) || typeof s.raw !== 'string') throw recordError(file, `${where}.sentences[${k}]`, 'needs "raw" (string)');
+        if (!isObject(s) || typeof s.raw !== 'string')
+          throw recordError(file, `${where}.sentences[${k}]`, 'needs "raw" (string)');
         return s.raw;
       });
       captions = cleanCaptions(raws, file, `${where} (${img.filename})`, issues);

@@ -18,7 +18,10 @@ export interface Flickr8kOptions {
 }
 
 /** Reads Flickr8k; returns the images and how many captioned images were in no split list. */
-export async function readFlickr8k(opts: Flickr8kOptions, issues: Issue[]): Promise<{ images: ImportedImage[]; unlisted: number }> {
+export async function readFlickr8k(
+  opts: Flickr8kOptions,
+  issues: Issue[],
+): Promise<{ images: ImportedImage[]; unlisted: number }> {
   const dir = dirname(opts.captions);
   const captions = new Map<string, string[]>();
   const lines = await readLines(opts.captions, issues);
@@ -41,7 +44,8 @@ export async function readFlickr8k(opts: Flickr8kOptions, issues: Issue[]): Prom
   const images: ImportedImage[] = [];
   const listed = new Map<string, string>();
   for (const [split, list] of lists) {
-    if (!(await exists(list))) throw recordError(list, 'file', `the ${split} split list is missing (give it with --${split}-list)`);
+    if (!(await exists(list)))
+      throw recordError(list, 'file', `the ${split} split list is missing (give it with --${split}-list)`);
     const names = await readLines(list, issues);
     for (const [i, raw] of names.entries()) {
       const name = raw?.trim();
@@ -51,7 +55,11 @@ export async function readFlickr8k(opts: Flickr8kOptions, issues: Issue[]): Prom
       listed.set(name, list);
       const caps = captions.get(name);
       if (!caps?.length) {
-        issues.push({ file: list, record: `line ${i + 1} (${name})`, problem: `no captions in ${opts.captions}; image skipped` });
+        issues.push({
+          file: list,
+          record: `line ${i + 1} (${name})`,
+          problem: `no captions in ${opts.captions}; image skipped`,
+        });
         continue;
       }
       images.push({ id: name, split, captions: caps, path: join(opts.images, name) });

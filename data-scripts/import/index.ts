@@ -26,7 +26,11 @@ export interface ImportOptions {
 }
 
 /** Writes `images` (read by one of the readers, with the issues it found) as a data set. */
-export async function importImages(images: readonly ImportedImage[], inputIssues: readonly Issue[], opts: ImportOptions): Promise<BuildResult> {
+export async function importImages(
+  images: readonly ImportedImage[],
+  inputIssues: readonly Issue[],
+  opts: ImportOptions,
+): Promise<BuildResult> {
   return buildDataset({
     out: opts.out,
     name: opts.name,

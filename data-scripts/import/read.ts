@@ -75,7 +75,11 @@ export function cleanCaptions(captions: readonly string[], file: string, record:
   return out;
 }
 
-export const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
+export const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 /** The first candidate path that exists, else the first (its absence is reported when read). */
 export async function firstExisting(candidates: readonly string[]): Promise<string> {
@@ -95,11 +99,19 @@ export interface ImportedImage {
 /** Build records pointing (relatively) from the output directory at the user's files. */
 export function toRecords(images: readonly ImportedImage[], out: string): BuildRecord[] {
   const base = resolve(out);
-  return images.map((img) => ({ id: img.id, split: img.split, captions: img.captions, file: relative(base, img.path) }));
+  return images.map((img) => ({
+    id: img.id,
+    split: img.split,
+    captions: img.captions,
+    file: relative(base, img.path),
+  }));
 }
 
 /** The shared `pixels` callback of importers: the project's one preprocessing path. */
-export function importPixels(images: readonly ImportedImage[], size: number): (record: BuildRecord, index: number) => Promise<Uint8Array> {
+export function importPixels(
+  images: readonly ImportedImage[],
+  size: number,
+): (record: BuildRecord, index: number) => Promise<Uint8Array> {
   return (_record, index) => loadImagePixels(images[index]!.path, size);
 }
 

@@ -81,10 +81,22 @@ async function csvRows(file: string): Promise<Row[]> {
   if (!header) throw recordError(file, 'line 1', 'empty file: expected a header with "image" and "caption" columns');
   const col = (name: string) => header.fields.findIndex((f) => f.trim().toLowerCase() === name);
   const [image, caption, split, id] = ['image', 'caption', 'split', 'id'].map(col) as [number, number, number, number];
-  if (image < 0 || caption < 0) throw recordError(file, 'line 1', `the header must name "image" and "caption" columns (got ${header.fields.join(',')})`);
+  if (image < 0 || caption < 0)
+    throw recordError(
+      file,
+      'line 1',
+      `the header must name "image" and "caption" columns (got ${header.fields.join(',')})`,
+    );
   return rows.map(({ line, fields }) => {
-    if (fields.length !== header.fields.length) throw recordError(file, `line ${line}`, `${fields.length} fields, the header has ${header.fields.length}`);
-    return { where: `line ${line}`, image: fields[image]!, captions: [fields[caption]!], split: split >= 0 ? fields[split] || undefined : undefined, id: id >= 0 ? fields[id] || undefined : undefined };
+    if (fields.length !== header.fields.length)
+      throw recordError(file, `line ${line}`, `${fields.length} fields, the header has ${header.fields.length}`);
+    return {
+      where: `line ${line}`,
+      image: fields[image]!,
+      captions: [fields[caption]!],
+      split: split >= 0 ? fields[split] || undefined : undefined,
+      id: id >= 0 ? fields[id] || undefined : undefined,
+    };
   });
 }
 
@@ -100,17 +112,35 @@ async function jsonlRows(file: string, issues: Issue[]): Promise<Row[]> {
       throw recordError(file, where, `malformed JSON (${(err as Error).message})`);
     }
     const o = obj as Record<string, unknown> | null;
-    if (!o || typeof o !== 'object' || typeof o.image !== 'string') throw recordError(file, where, 'needs "image" (string)');
-    const captions = typeof o.caption === 'string' ? [o.caption] : Array.isArray(o.captions) && o.captions.every((c) => typeof c === 'string') ? (o.captions as string[]) : null;
+    if (!o || typeof o !== 'object' || typeof o.image !== 'string')
+      throw recordError(file, where, 'needs "image" (string)');
+    const captions =
+      typeof o.caption === 'string'
+        ? [o.caption]
+        : Array.isArray(o.captions) && o.captions.every((c) => typeof c === 'string')
+          ? (o.captions as string[])
+          : null;
     if (!captions) throw recordError(file, where, 'needs "caption" (string) or "captions" (array of strings)');
-    for (const key of ['split', 'id'] as const) if (o[key] !== undefined && typeof o[key] !== 'string') throw recordError(file, where, `"${key}" must be a string`);
-    rows.push({ where, image: o.image, captions, split: o.split as string | undefined, id: o.id as string | undefined });
+    for (const key of ['split', 'id'] as const)
+      if (o[key] !== undefined && typeof o[key] !== 'string')
+        throw recordError(file, where, `"${key}" must be a string`);
+    rows.push({
+      where,
+      image: o.image,
+      captions,
+      split: o.split as string | undefined,
+      id: o.id as string | undefined,
+    });
   }
   return rows;
 }
 
 /** Reads a CSV or JSONL caption table into images (rows of one image merged). */
-export async function readTable(format: 'csv' | 'jsonl', opts: TableOptions, issues: Issue[]): Promise<ImportedImage[]> {
+export async function readTable(
+  format: 'csv' | 'jsonl',
+  opts: TableOptions,
+  issues: Issue[],
+): Promise<ImportedImage[]> {
   const file = opts.input;
   const rows = format === 'csv' ? await csvRows(file) : await jsonlRows(file, issues);
   const base = opts.images ?? dirname(file);
@@ -123,12 +153,21 @@ export async function readTable(format: 'csv' | 'jsonl', opts: TableOptions, iss
     let entry = byImage.get(path);
     if (!entry) {
       const other = ids.get(id);
-      if (other) throw recordError(file, row.where, `duplicate id ${JSON.stringify(id)} for a different image (first at ${other})`);
+      if (other)
+        throw recordError(
+          file,
+          row.where,
+          `duplicate id ${JSON.stringify(id)} for a different image (first at ${other})`,
+        );
       ids.set(id, row.where);
       entry = { id, split: row.split, captions: [], where: row.where };
       byImage.set(path, entry);
     } else if (row.split && entry.split && row.split !== entry.split) {
-      throw recordError(file, row.where, `split ${JSON.stringify(row.split)} contradicts ${JSON.stringify(entry.split)} given at ${entry.where} for the same image`);
+      throw recordError(
+        file,
+        row.where,
+        `split ${JSON.stringify(row.split)} contradicts ${JSON.stringify(entry.split)} given at ${entry.where} for the same image`,
+      );
     }
     entry.split ??= row.split;
     entry.captions.push(...cleanCaptions(row.captions, file, `${row.where} (${row.image})`, issues));

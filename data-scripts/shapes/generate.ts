@@ -36,12 +36,22 @@ export interface ShapesOptions {
 }
 
 /** Scene i of a data set: its split, drawing and captions, from (seed, i) alone. */
-export function shapesScene(seed: number, index: number, opts: Pick<ShapesOptions, 'captionsPerImage' | 'valFraction' | 'testFraction' | 'compositionalFraction'> = {}): { split: string; drawing: Drawing; captions: string[] } {
+export function shapesScene(
+  seed: number,
+  index: number,
+  opts: Pick<ShapesOptions, 'captionsPerImage' | 'valFraction' | 'testFraction' | 'compositionalFraction'> = {},
+): { split: string; drawing: Drawing; captions: string[] } {
   const rng = new Rng(deriveSeed(seed, index));
   const compositional = rng.next() < (opts.compositionalFraction ?? 0.1);
   const u = rng.next();
   const val = opts.valFraction ?? 0.1;
-  const split = compositional ? 'test-compositional' : u < val ? 'val' : u < val + (opts.testFraction ?? 0.1) ? 'test' : 'train';
+  const split = compositional
+    ? 'test-compositional'
+    : u < val
+      ? 'val'
+      : u < val + (opts.testFraction ?? 0.1)
+        ? 'test'
+        : 'train';
   const drawing = sampleDrawing(rng, compositional);
   return { split, drawing, captions: sampleCaptions(rng, drawing.scene, opts.captionsPerImage ?? 5) };
 }
@@ -49,12 +59,21 @@ export function shapesScene(seed: number, index: number, opts: Pick<ShapesOption
 /** Generates (or resumes generating) the shapes data set into `opts.out`. */
 export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> {
   for (const [key, value] of Object.entries({ count: opts.count, size: opts.size, seed: opts.seed })) {
-    if (!Number.isInteger(value) || value < (key === 'seed' ? 0 : 1)) throw new RangeError(`shapes: "${key}" must be a ${key === 'seed' ? 'non-negative' : 'positive'} integer, got ${value}`);
+    if (!Number.isInteger(value) || value < (key === 'seed' ? 0 : 1))
+      throw new RangeError(
+        `shapes: "${key}" must be a ${key === 'seed' ? 'non-negative' : 'positive'} integer, got ${value}`,
+      );
   }
   if (opts.size < 16) throw new RangeError(`shapes: "size" must be at least 16 pixels, got ${opts.size}`);
-  const fractions = { val: opts.valFraction ?? 0.1, test: opts.testFraction ?? 0.1, compositional: opts.compositionalFraction ?? 0.1 };
+  const fractions = {
+    val: opts.valFraction ?? 0.1,
+    test: opts.testFraction ?? 0.1,
+    compositional: opts.compositionalFraction ?? 0.1,
+  };
   if (Object.values(fractions).some((f) => !(f >= 0 && f < 1)) || fractions.val + fractions.test >= 1) {
-    throw new RangeError(`shapes: split fractions must lie in [0, 1) and val + test < 1, got ${JSON.stringify(fractions)}`);
+    throw new RangeError(
+      `shapes: split fractions must lie in [0, 1) and val + test < 1, got ${JSON.stringify(fractions)}`,
+    );
   }
   const drawings: Drawing[] = [];
   const records: BuildRecord[] = [];

@@ -5,7 +5,16 @@
  */
 import type { Rng } from '../../model/util/rng.ts';
 import { ptbTokenize } from '../../model/text/tokenize.ts';
-import { COLOURS, HELD_OUT_PAIRS, SHAPES, SIZES, isHeldOut, type Relation, type Scene, type SceneObject } from './scene.ts';
+import {
+  COLOURS,
+  HELD_OUT_PAIRS,
+  SHAPES,
+  SIZES,
+  isHeldOut,
+  type Relation,
+  type Scene,
+  type SceneObject,
+} from './scene.ts';
 import { PREFIXES, RELATION_PHRASES, SIZE_WORDS, SUFFIXES } from './semantics.ts';
 
 /** How one object is drawn: radius as a fraction of the image side, rotation in degrees, fill. */
@@ -41,11 +50,18 @@ const COLOUR_HSL: Record<string, { hue: number; light: [number, number] }> = {
 const SIZE_RADIUS: Record<string, number> = { small: 0.09, medium: 0.135, large: 0.18 };
 
 function hsl(h: number, s: number, l: number): string {
-  return `hsl(${((h % 360) + 360) % 360 | 0},${Math.round(s * 100)}%,${Math.round(l * 100)}%)`;
+  return `hsl(${(((h % 360) + 360) % 360) | 0},${Math.round(s * 100)}%,${Math.round(l * 100)}%)`;
 }
 
 /** The rotations that keep each shape recognisable (a square turned 45° is a diamond). */
-const MAX_ROTATION: Record<string, number> = { circle: 0, square: 10, diamond: 10, triangle: 15, star: 36, hexagon: 30 };
+const MAX_ROTATION: Record<string, number> = {
+  circle: 0,
+  square: 10,
+  diamond: 10,
+  triangle: 15,
+  star: 36,
+  hexagon: 30,
+};
 
 /**
  * Whether two objects sit plainly on a diagonal: neither axis dominates (the offsets differ by
@@ -103,7 +119,8 @@ export function sampleDrawing(rng: Rng, compositional: boolean): Drawing {
     }
     const ordered = rng.shuffle(objects);
     const scene: Scene = { objects: ordered, relations: [] };
-    if (count === 2 && rng.next() < 0.6) scene.relations.push({ subject: 0, relation: rng.next() < 0.5 ? 'left of' : 'above', object: 1 });
+    if (count === 2 && rng.next() < 0.6)
+      scene.relations.push({ subject: 0, relation: rng.next() < 0.5 ? 'left of' : 'above', object: 1 });
     const radii = ordered.map((o) => SIZE_RADIUS[o.size]! * between(rng, 0.92, 1.08));
     const pos = place(rng, scene, radii);
     if (!pos) continue; // e.g. two large objects that cannot sit side by side: sample again
@@ -123,7 +140,10 @@ export function sampleDrawing(rng: Rng, compositional: boolean): Drawing {
     const sat = between(rng, 0, 0.18);
     const light = rng.next() < 0.7 ? between(rng, 0.72, 0.95) : between(rng, 0.1, 0.28);
     const from = hsl(hue, sat, light);
-    const to = rng.next() < 0.5 ? from : hsl(hue + between(rng, -40, 40), sat, Math.min(0.97, Math.max(0.05, light + between(rng, -0.1, 0.1))));
+    const to =
+      rng.next() < 0.5
+        ? from
+        : hsl(hue + between(rng, -40, 40), sat, Math.min(0.97, Math.max(0.05, light + between(rng, -0.1, 0.1))));
     return { scene, styles, background: { from, to, angle: rng.int(360) }, noise: between(rng, 0, 10) };
   }
 }
@@ -139,7 +159,13 @@ function nounPhrase(rng: Rng, o: SceneObject, allowOne: boolean): string {
   return [det, ...words].join(' ');
 }
 
-const CONVERSE: Record<Relation, Relation> = { 'left of': 'right of', 'right of': 'left of', above: 'below', below: 'above', 'next to': 'next to' };
+const CONVERSE: Record<Relation, Relation> = {
+  'left of': 'right of',
+  'right of': 'left of',
+  above: 'below',
+  below: 'above',
+  'next to': 'next to',
+};
 
 const prefixWith = (count: number) => PREFIXES.filter((p) => p.count === count).map((p) => p.words);
 const openings = PREFIXES.filter((p) => p.count === 0).map((p) => p.words);
@@ -161,7 +187,9 @@ export function sampleCaption(rng: Rng, scene: Scene): string {
     if (rng.next() < 0.5) [x, y, relation] = [y, x, CONVERSE[relation]];
     if ((relation === 'left of' || relation === 'right of') && rng.next() < 0.25) relation = 'next to';
     const copula = rng.next() < 0.3 ? 'is ' : '';
-    return frame(`${nounPhrase(rng, x, false)} ${copula}${pick(rng, RELATION_PHRASES[relation])} ${nounPhrase(rng, y, false)}`);
+    return frame(
+      `${nounPhrase(rng, x, false)} ${copula}${pick(rng, RELATION_PHRASES[relation])} ${nounPhrase(rng, y, false)}`,
+    );
   }
   const nps = rng.shuffle(objs).map((o) => nounPhrase(rng, o, false));
   const list = nps.length === 2 ? `${nps[0]} and ${nps[1]}` : `${nps.slice(0, -1).join(', ')} and ${nps.at(-1)}`;

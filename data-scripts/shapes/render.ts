@@ -19,7 +19,12 @@ function polygon(cx: number, cy: number, radii: readonly number[], rotationDeg: 
 export function drawingSvg(d: Drawing, size: number): string {
   const { from, to, angle } = d.background;
   const rad = (angle * Math.PI) / 180;
-  const [x1, y1, x2, y2] = [0.5 - Math.cos(rad) / 2, 0.5 - Math.sin(rad) / 2, 0.5 + Math.cos(rad) / 2, 0.5 + Math.sin(rad) / 2].map((v) => v.toFixed(3));
+  const [x1, y1, x2, y2] = [
+    0.5 - Math.cos(rad) / 2,
+    0.5 - Math.sin(rad) / 2,
+    0.5 + Math.cos(rad) / 2,
+    0.5 + Math.sin(rad) / 2,
+  ].map((v) => v.toFixed(3));
   const body = d.scene.objects.map((o, i) => {
     const { radius, rotation, fill } = d.styles[i]!;
     const cx = o.x! * size;
@@ -29,13 +34,37 @@ export function drawingSvg(d: Drawing, size: number): string {
       case 'circle':
         return `<circle cx="${cx.toFixed(2)}" cy="${cy.toFixed(2)}" r="${r.toFixed(2)}" fill="${fill}"/>`;
       case 'square':
-        return polygon(cx, cy, [1, 1, 1, 1].map((k) => k * r * 1.25), rotation + 45, fill);
+        return polygon(
+          cx,
+          cy,
+          [1, 1, 1, 1].map((k) => k * r * 1.25),
+          rotation + 45,
+          fill,
+        );
       case 'diamond':
-        return polygon(cx, cy, [1.3, 1, 1.3, 1].map((k) => k * r), rotation, fill);
+        return polygon(
+          cx,
+          cy,
+          [1.3, 1, 1.3, 1].map((k) => k * r),
+          rotation,
+          fill,
+        );
       case 'triangle':
-        return polygon(cx, cy, [1, 1, 1].map((k) => k * r * 1.35), rotation, fill);
+        return polygon(
+          cx,
+          cy,
+          [1, 1, 1].map((k) => k * r * 1.35),
+          rotation,
+          fill,
+        );
       case 'star':
-        return polygon(cx, cy, Array.from({ length: 10 }, (_, k) => (k % 2 ? 0.5 : 1.4) * r), rotation, fill);
+        return polygon(
+          cx,
+          cy,
+          Array.from({ length: 10 }, (_, k) => (k % 2 ? 0.5 : 1.4) * r),
+          rotation,
+          fill,
+        );
       case 'hexagon':
         return polygon(cx, cy, Array(6).fill(r * 1.1) as number[], rotation, fill);
     }
@@ -73,5 +102,7 @@ export async function renderDrawing(d: Drawing, size: number, noiseSeed: number)
 
 /** PNG bytes of raw RGB pixels (lossless: decoding gives the same pixels back). */
 export async function encodePng(pixels: Uint8Array, size: number): Promise<Buffer> {
-  return sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 6 }).toBuffer();
+  return sharp(pixels, { raw: { width: size, height: size, channels: 3 } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 }

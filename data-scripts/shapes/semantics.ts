@@ -14,7 +14,17 @@
  * F-measure with β = 1).
  */
 import { ptbTokenize } from '../../model/text/tokenize.ts';
-import { COLOURS, SHAPES, type Colour, type Relation, type Scene, type SceneObject, type SceneRelation, type Shape, type Size } from './scene.ts';
+import {
+  COLOURS,
+  SHAPES,
+  type Colour,
+  type Relation,
+  type Scene,
+  type SceneObject,
+  type SceneRelation,
+  type Shape,
+  type Size,
+} from './scene.ts';
 
 export type { Scene, SceneObject, SceneRelation } from './scene.ts';
 
@@ -75,7 +85,9 @@ export function parseShapesCaption(caption: string): Scene | null {
   if (suffix) end -= suffix.length;
   let at = 0;
   let promised = 0;
-  const prefix = PREFIXES.map((p) => ({ words: p.words.split(' '), count: p.count })).find((p) => startsWith(tokens, 0, p.words));
+  const prefix = PREFIXES.map((p) => ({ words: p.words.split(' '), count: p.count })).find((p) =>
+    startsWith(tokens, 0, p.words),
+  );
   if (prefix) {
     at = prefix.words.length;
     promised = prefix.count;
@@ -94,7 +106,8 @@ export function parseShapesCaption(caption: string): Scene | null {
     }
     const colour = tokens[at];
     const shape = tokens[at + 1];
-    if (!(COLOURS as readonly string[]).includes(colour ?? '') || !(SHAPES as readonly string[]).includes(shape ?? '')) return null;
+    if (!(COLOURS as readonly string[]).includes(colour ?? '') || !(SHAPES as readonly string[]).includes(shape ?? ''))
+      return null;
     at += 2;
     return { shape: shape as Shape, colour: colour as Colour, size };
   };
@@ -241,7 +254,8 @@ export function compareScenes(predicted: Scene, truth: Scene): SceneComparison {
   for (const rel of predicted.relations) {
     const a = truthOfPredicted.get(rel.subject);
     const b = truthOfPredicted.get(rel.object);
-    const stated = a === undefined || b === undefined ? null : placement({ subject: a, relation: rel.relation, object: b });
+    const stated =
+      a === undefined || b === undefined ? null : placement({ subject: a, relation: rel.relation, object: b });
     const hit = stated ? truePlacements.findIndex((t) => agrees(stated, t, truth.objects)) : -1;
     if (hit < 0) fp += 1;
     else covered.add(hit);
@@ -252,7 +266,11 @@ export function compareScenes(predicted: Scene, truth: Scene): SceneComparison {
 }
 
 /** Precision, recall and F1 (β = 1) from summed counts; 0 where undefined. */
-export function attributeF1(counts: { tp: number; fp: number; fn: number }): { precision: number; recall: number; f1: number } {
+export function attributeF1(counts: { tp: number; fp: number; fn: number }): {
+  precision: number;
+  recall: number;
+  f1: number;
+} {
   const { tp, fp, fn } = counts;
   const precision = tp + fp ? tp / (tp + fp) : 0;
   const recall = tp + fn ? tp / (tp + fn) : 0;

@@ -53,7 +53,13 @@ export interface EpochBatchOptions {
  * so that a resumed run sees the same order without replaying earlier epochs. With bucketing
  * the batches are still a pure function of (examples, seed, epoch).
  */
-export function epochBatches(examples: readonly Example[], batchSize: number, seed: number, epoch: number, opts: EpochBatchOptions = {}): Batch[] {
+export function epochBatches(
+  examples: readonly Example[],
+  batchSize: number,
+  seed: number,
+  epoch: number,
+  opts: EpochBatchOptions = {},
+): Batch[] {
   return shuffledBatches(examples, batchSize, deriveSeed(seed, 1, epoch), deriveSeed(seed, 1, epoch, 1), opts).batches;
 }
 
@@ -82,7 +88,8 @@ export function shuffledBatches(
   }
   const pool = batchSize * (opts.poolBatches ?? 32);
   for (let p = 0; p < order.length; p += pool) {
-    const sorted = order.slice(p, p + pool).sort((a, b) => a.ids.length - b.ids.length); // stable: ties keep the shuffle
+    // stable: ties keep the shuffle
+    const sorted = order.slice(p, p + pool).sort((a, b) => a.ids.length - b.ids.length);
     for (let i = 0; i < sorted.length; i += batchSize) out.push(padBatch(sorted.slice(i, i + batchSize)));
   }
   return { batches: new Rng(bucketSeed).shuffle(out), remainder };

@@ -59,7 +59,13 @@ export interface Manifest {
 function checkShardIndex(value: unknown, path: string): ShardIndex {
   const s = value as Partial<ShardIndex> | null;
   const positive = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v > 0;
-  if (!s || !positive(s.imageSize) || !positive(s.imagesPerShard) || !Array.isArray(s.files) || !s.files.every((f) => typeof f === 'string' && f)) {
+  if (
+    !s ||
+    !positive(s.imageSize) ||
+    !positive(s.imagesPerShard) ||
+    !Array.isArray(s.files) ||
+    !s.files.every((f) => typeof f === 'string' && f)
+  ) {
     throw new DatasetError(`${path}: "shards" must be {"imageSize": int, "imagesPerShard": int, "files": [string]}`);
   }
   return { imageSize: s.imageSize!, imagesPerShard: s.imagesPerShard!, files: s.files };
@@ -74,11 +80,14 @@ export async function readManifest(dataDir: string): Promise<Manifest> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new DatasetError(
-      code === 'ENOENT' ? `${path}: no manifest: ${dataDir} is not a complete data set` : `${path}: ${(err as Error).message}`,
+      code === 'ENOENT'
+        ? `${path}: no manifest: ${dataDir} is not a complete data set`
+        : `${path}: ${(err as Error).message}`,
     );
   }
   const m = json as Partial<Manifest>;
-  if (m?.format !== 'captioner-dataset' || m.version !== 1) throw new DatasetError(`${path}: not a captioner data set (format/version)`);
+  if (m?.format !== 'captioner-dataset' || m.version !== 1)
+    throw new DatasetError(`${path}: not a captioner data set (format/version)`);
   if (!Array.isArray(m.images)) throw new DatasetError(`${path}: "images" must be an array`);
   const shards = m.shards === undefined ? undefined : checkShardIndex(m.shards, path);
   const seen = new Set<string>();
@@ -87,19 +96,35 @@ export async function readManifest(dataDir: string): Promise<Manifest> {
     if (typeof img?.id !== 'string' || !img.id) throw new DatasetError(`${where}: "id" must be a non-empty string`);
     if (seen.has(img.id)) throw new DatasetError(`${where}: duplicate id ${JSON.stringify(img.id)}`);
     seen.add(img.id);
-    if (typeof img.file !== 'string' || !img.file) throw new DatasetError(`${where} (id ${img.id}): "file" must be a non-empty string`);
-    if (typeof img.split !== 'string' || !img.split) throw new DatasetError(`${where} (id ${img.id}): "split" must be a non-empty string`);
-    if (!Array.isArray(img.captions) || img.captions.length === 0 || !img.captions.every((c) => typeof c === 'string' && c.trim())) {
+    if (typeof img.file !== 'string' || !img.file)
+      throw new DatasetError(`${where} (id ${img.id}): "file" must be a non-empty string`);
+    if (typeof img.split !== 'string' || !img.split)
+      throw new DatasetError(`${where} (id ${img.id}): "split" must be a non-empty string`);
+    if (
+      !Array.isArray(img.captions) ||
+      img.captions.length === 0 ||
+      !img.captions.every((c) => typeof c === 'string' && c.trim())
+    ) {
       throw new DatasetError(`${where} (id ${img.id}): "captions" must be a non-empty array of non-empty strings`);
     }
     if (img.shard !== undefined || img.slot !== undefined) {
       const ok = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < max;
       if (!shards || !ok(img.shard, shards.files.length) || !ok(img.slot, shards.imagesPerShard)) {
-        throw new DatasetError(`${where} (id ${img.id}): "shard"/"slot" must index the manifest's "shards" (${shards ? `${shards.files.length} files of ${shards.imagesPerShard}` : 'absent'})`);
+        throw new DatasetError(
+          `${where} (id ${img.id}): "shard"/"slot" must index the manifest's "shards" (${shards ? `${shards.files.length} files of ${shards.imagesPerShard}` : 'absent'})`,
+        );
       }
     }
   });
-  return { ...m, format: 'captioner-dataset', version: 1, name: m.name ?? dataDir, source: m.source ?? 'unknown', images: m.images, ...(shards ? { shards } : {}) };
+  return {
+    ...m,
+    format: 'captioner-dataset',
+    version: 1,
+    name: m.name ?? dataDir,
+    source: m.source ?? 'unknown',
+    images: m.images,
+    ...(shards ? { shards } : {}),
+  };
 }
 
 /** The manifest's shard index, or null when the data set has no shards. */
@@ -111,7 +136,6 @@ export async function readShardIndex(dataDir: string): Promise<ShardIndex | null
 export function splitImages(manifest: Manifest, split: string): DatasetImage[] {
   return manifest.images.filter((img) => img.split === split);
 }
-
 
 /** Where a cache's pixels came from. */
 export type PixelSource = 'shards' | 'shards-resized' | 'files' | 'mixed';
@@ -126,7 +150,11 @@ async function resizePixels(src: Uint8Array, from: number, to: number): Promise<
 }
 
 /** Runs `job` over `items` with `width` in flight (sharp works on libuv's thread pool). */
-export async function inParallel<T>(items: readonly T[], width: number, job: (item: T) => Promise<void>): Promise<void> {
+export async function inParallel<T>(
+  items: readonly T[],
+  width: number,
+  job: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await job(items[next++]!);
@@ -138,7 +166,10 @@ export async function inParallel<T>(items: readonly T[], width: number, job: (it
  * `images` by where their pixels are: the shards holding any of them (in shard order, each
  * shard's images in slot order), and the images without a shard slot (in the order given).
  */
-export function groupByShard(images: readonly DatasetImage[], shardIndex: ShardIndex | null): { shards: [shard: number, images: DatasetImage[]][]; files: DatasetImage[] } {
+export function groupByShard(
+  images: readonly DatasetImage[],
+  shardIndex: ShardIndex | null,
+): { shards: [shard: number, images: DatasetImage[]][]; files: DatasetImage[] } {
   const byShard = new Map<number, DatasetImage[]>();
   const files: DatasetImage[] = [];
   for (const img of images) {
@@ -150,7 +181,9 @@ export function groupByShard(images: readonly DatasetImage[], shardIndex: ShardI
       files.push(img);
     }
   }
-  const shards = [...byShard].sort((a, b) => a[0] - b[0]).map(([shard, list]) => [shard, list.sort((a, b) => a.slot! - b.slot!)] as [number, DatasetImage[]]);
+  const shards = [...byShard]
+    .sort((a, b) => a[0] - b[0])
+    .map(([shard, list]) => [shard, list.sort((a, b) => a.slot! - b.slot!)] as [number, DatasetImage[]]);
   return { shards, files };
 }
 
@@ -173,12 +206,16 @@ export async function readShardImages(
   const side = shardIndex.imageSize;
   const stored = side * side * 3;
   if (bytes.length % stored !== 0) {
-    throw new DatasetError(`${file}: ${bytes.length} bytes is not a whole number of ${side}×${side}×3 images (${stored} bytes each): the shard is truncated or corrupt; rebuild the data set`);
+    throw new DatasetError(
+      `${file}: ${bytes.length} bytes is not a whole number of ${side}×${side}×3 images (${stored} bytes each): the shard is truncated or corrupt; rebuild the data set`,
+    );
   }
   const slotPixels = (img: DatasetImage) => {
     const offset = img.slot! * stored;
     if (offset + stored > bytes.length) {
-      throw new DatasetError(`${file}: image ${img.id} (slot ${img.slot}) lies past the end of the shard (${bytes.length} bytes): the shard is truncated; rebuild the data set`);
+      throw new DatasetError(
+        `${file}: image ${img.id} (slot ${img.slot}) lies past the end of the shard (${bytes.length} bytes): the shard is truncated; rebuild the data set`,
+      );
     }
     return bytes.subarray(offset, offset + stored);
   };
@@ -219,7 +256,12 @@ export class ImageCache {
    * original files) are resized with sharp — close to, but not bit-identical with, decoding the
    * file at `size`. Images without shards are decoded from their files by `loadImagePixels`.
    */
-  static async load(dataDir: string, images: readonly DatasetImage[], size: number, onProgress?: (done: number, total: number) => void): Promise<ImageCache> {
+  static async load(
+    dataDir: string,
+    images: readonly DatasetImage[],
+    size: number,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<ImageCache> {
     const per = size * size * 3;
     const pixels = new Uint8Array(images.length * per);
     const position = new Map(images.map((img, i) => [img.id, i]));
@@ -229,7 +271,9 @@ export class ImageCache {
     const sharded = images.length - fromFiles.length;
     for (const [shard, members] of shards) {
       const before = done;
-      const read = await readShardImages(dataDir, shardIndex!, shard, members, size, 4, (n) => onProgress?.((done = before + n), images.length));
+      const read = await readShardImages(dataDir, shardIndex!, shard, members, size, 4, (n) =>
+        onProgress?.((done = before + n), images.length),
+      );
       members.forEach((img, j) => pixels.set(read.subarray(j * per, (j + 1) * per), position.get(img.id)! * per));
     }
     // A few decodes in flight keep sharp's thread pool busy without holding every file in memory.
@@ -239,14 +283,22 @@ export class ImageCache {
     });
 
     const s = shardIndex?.imageSize;
-    const source: PixelSource = sharded === 0 ? 'files' : fromFiles.length > 0 ? 'mixed' : s === size ? 'shards' : 'shards-resized';
+    const source: PixelSource =
+      sharded === 0 ? 'files' : fromFiles.length > 0 ? 'mixed' : s === size ? 'shards' : 'shards-resized';
     const description = {
       files: `${images.length} images decoded from their files at ${size}×${size}`,
       shards: `${images.length} images read from shards at ${size}×${size} (no decoding)`,
       'shards-resized': `${images.length} images read from shards of ${s}×${s} and resized to ${size}×${size} with sharp (from the shard pixels, not the original files)`,
       mixed: `${sharded} images from shards (${s}×${s}${s === size ? '' : ` resized to ${size}×${size}`}), ${fromFiles.length} decoded from their files`,
     }[source];
-    return new ImageCache(size, images.map((img) => img.id), pixels, position, source, description);
+    return new ImageCache(
+      size,
+      images.map((img) => img.id),
+      pixels,
+      position,
+      source,
+      description,
+    );
   }
 
   /** Float pixels in [0, 1] of the given images, [n, size, size, 3] flattened. */
@@ -281,7 +333,7 @@ async function readShardBytes(file: string): Promise<Uint8Array> {
     try {
       const { size } = await handle.stat();
       const out = new Uint8Array(size);
-      for (let at = 0; at < size; ) {
+      for (let at = 0; at < size;) {
         const { bytesRead } = await handle.read(out, at, Math.min(size - at, 1 << 30), at);
         if (bytesRead === 0) throw new Error(`the file ended at byte ${at} of ${size} while being read`);
         at += bytesRead;

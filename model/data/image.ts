@@ -34,7 +34,9 @@ export async function loadImagePixels(input: string | Buffer, size: number): Pro
 /** v / 255 for every byte v, as float32: a table look-up is faster than a division per pixel. */
 const UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
-/** uint8 pixels → x / 255 in [0, 1], written into `out` from `offset`: the one scaling training and captioning share. */
+/**
+ * uint8 pixels → x / 255 in [0, 1], written into `out` from `offset`: the one scaling training and captioning share.
+ */
 export function pixelsToUnit(pixels: Uint8Array, out: Float32Array, offset = 0): void {
   for (let k = 0; k < pixels.length; k++) out[offset + k] = UNIT[pixels[k]!]!;
 }
@@ -44,7 +46,8 @@ export function imagesToTensor(images: readonly Uint8Array[], size: number): tf.
   const per = size * size * 3;
   const out = new Float32Array(images.length * per);
   images.forEach((pixels, i) => {
-    if (pixels.length !== per) throw new Error(`imagesToTensor: image ${i} has ${pixels.length} values, expected ${size}×${size}×3 = ${per}`);
+    if (pixels.length !== per)
+      throw new Error(`imagesToTensor: image ${i} has ${pixels.length} values, expected ${size}×${size}×3 = ${per}`);
     pixelsToUnit(pixels, out, i * per);
   });
   return tf.tensor4d(out, [images.length, size, size, 3]);

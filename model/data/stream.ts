@@ -26,7 +26,14 @@
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { shuffledBatches, type Batch, type EpochBatchOptions, type Example } from './batch.ts';
-import { groupByShard, inParallel, readShardImages, readShardIndex, type DatasetImage, type ShardIndex } from './dataset.ts';
+import {
+  groupByShard,
+  inParallel,
+  readShardImages,
+  readShardIndex,
+  type DatasetImage,
+  type ShardIndex,
+} from './dataset.ts';
 import { loadImagePixels, pixelsToUnit } from './image.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
 
@@ -55,14 +62,21 @@ export interface EpochPlan {
   batches: number;
 }
 
-/** Bytes of images about this size are grouped into one chunk when they have no shards (as data-scripts/build.ts sizes shards). */
+/**
+ * Bytes of images about this size are grouped into one chunk when they have no shards (as data-scripts/build.ts sizes
+ * shards).
+ */
 const FILE_CHUNK_BYTES = 16 << 20;
 
 /**
  * The chunks of `images`: one per shard holding any of them (in shard order, images in slot
  * order), then runs of `fileChunkImages` images without shards, in manifest order.
  */
-export function makeChunks(images: readonly DatasetImage[], shardIndex: ShardIndex | null, fileChunkImages: number): Chunk[] {
+export function makeChunks(
+  images: readonly DatasetImage[],
+  shardIndex: ShardIndex | null,
+  fileChunkImages: number,
+): Chunk[] {
   const { shards, files } = groupByShard(images, shardIndex);
   const chunks: Chunk[] = shards.map(([shard, list]) => ({ shard, images: list }));
   for (let i = 0; i < files.length; i += fileChunkImages) chunks.push({ images: files.slice(i, i + fileChunkImages) });
@@ -90,8 +104,14 @@ export function streamEpochPlan(
   for (let start = 0, w = 0; start < chunkOrder.length; start += window, w++) {
     const chunks = chunkOrder.slice(start, start + window);
     const last = start + window >= chunkOrder.length;
-    const own = chunks.flatMap((c) => chunkExamples[c]!).sort((a, b) => a - b).map((i) => examples[i]!); // canonical (manifest) order
-    const [orderSeed, bucketSeed] = w === 0 ? [deriveSeed(seed, 1, epoch), deriveSeed(seed, 1, epoch, 1)] : [deriveSeed(seed, 1, epoch, 2, w), deriveSeed(seed, 1, epoch, 3, w)];
+    const own = chunks
+      .flatMap((c) => chunkExamples[c]!)
+      .sort((a, b) => a - b)
+      .map((i) => examples[i]!); // canonical (manifest) order
+    const [orderSeed, bucketSeed] =
+      w === 0
+        ? [deriveSeed(seed, 1, epoch), deriveSeed(seed, 1, epoch, 1)]
+        : [deriveSeed(seed, 1, epoch, 2, w), deriveSeed(seed, 1, epoch, 3, w)];
     const { batches, remainder } = shuffledBatches([...carry, ...own], batchSize, orderSeed, bucketSeed, opts, !last);
     windows.push({ chunks, firstBatch, batches, carryOut: [...new Set(remainder.map((e) => e.imageId))] });
     firstBatch += batches.length;
@@ -177,14 +197,25 @@ export class StreamedPixels {
   ) {
     this.per = size * size * 3;
     this.chunkBytes = chunks.reduce((most, c) => Math.max(most, c.images.length), 0) * this.per;
-    ({ window: this.window, readAhead: this.readAhead } = streamWindowSizes(opts.window, opts.readAhead, this.chunkBytes, chunks.length, opts.budgetBytes ?? 0));
-    if (!Number.isInteger(this.window) || this.window < 1) throw new RangeError(`StreamedPixels: window must be an integer >= 0, got ${opts.window}`);
-    if (!Number.isInteger(this.readAhead) || this.readAhead < 0) throw new RangeError(`StreamedPixels: readAhead must be an integer >= -1, got ${opts.readAhead}`);
+    ({ window: this.window, readAhead: this.readAhead } = streamWindowSizes(
+      opts.window,
+      opts.readAhead,
+      this.chunkBytes,
+      chunks.length,
+      opts.budgetBytes ?? 0,
+    ));
+    if (!Number.isInteger(this.window) || this.window < 1)
+      throw new RangeError(`StreamedPixels: window must be an integer >= 0, got ${opts.window}`);
+    if (!Number.isInteger(this.readAhead) || this.readAhead < 0)
+      throw new RangeError(`StreamedPixels: readAhead must be an integer >= -1, got ${opts.readAhead}`);
     chunks.forEach((c, i) => c.images.forEach((img) => this.chunkOfImage.set(img.id, i)));
     this.chunkExamples = chunks.map(() => []);
     examples.forEach((e, i) => {
       const c = this.chunkOfImage.get(e.imageId);
-      if (c === undefined) throw new Error(`StreamedPixels: example ${i} names image ${e.imageId}, which is not among the streamed images`);
+      if (c === undefined)
+        throw new Error(
+          `StreamedPixels: example ${i} names image ${e.imageId}, which is not among the streamed images`,
+        );
       this.chunkExamples[c]!.push(i);
     });
   }
@@ -193,7 +224,13 @@ export class StreamedPixels {
    * Streams the pixels of `images` (one split) at `size` for `examples` (their captions). Reads
    * the shard index when any image has shards; nothing else is read until `epoch` is called.
    */
-  static async open(dataDir: string, images: readonly DatasetImage[], examples: readonly Example[], size: number, opts: StreamOptions): Promise<StreamedPixels> {
+  static async open(
+    dataDir: string,
+    images: readonly DatasetImage[],
+    examples: readonly Example[],
+    size: number,
+    opts: StreamOptions,
+  ): Promise<StreamedPixels> {
     const shardIndex = images.some((img) => img.shard !== undefined) ? await readShardIndex(dataDir) : null;
     const fileChunk = opts.fileChunkImages ?? Math.max(1, Math.floor(FILE_CHUNK_BYTES / (size * size * 3)));
     return new StreamedPixels(dataDir, size, examples, makeChunks(images, shardIndex, fileChunk), shardIndex, opts);
@@ -205,9 +242,13 @@ export class StreamedPixels {
     const files = this.chunks.length - shards;
     const s = this.shardIndex?.imageSize;
     const from = [
-      shards ? `${shards} shards (${s === this.size ? 'no decoding' : `${s}×${s} resized to ${this.size}×${this.size} with sharp`})` : '',
+      shards
+        ? `${shards} shards (${s === this.size ? 'no decoding' : `${s}×${s} resized to ${this.size}×${this.size} with sharp`})`
+        : '',
       files ? `${files} chunks of image files decoded at ${this.size}×${this.size}` : '',
-    ].filter(Boolean).join(' and ');
+    ]
+      .filter(Boolean)
+      .join(' and ');
     const images = this.chunks.reduce((n, c) => n + c.images.length, 0);
     const { window, readAhead } = this;
     const mb = ((window + readAhead) * this.chunkBytes) / 2 ** 20;
@@ -219,7 +260,10 @@ export class StreamedPixels {
     let plan = this.plans.get(epoch);
     if (!plan) {
       const { batchSize, seed, bucketing, poolBatches } = this.opts;
-      plan = streamEpochPlan(this.examples, this.chunkExamples, batchSize, seed, epoch, this.window, { bucketing, poolBatches });
+      plan = streamEpochPlan(this.examples, this.chunkExamples, batchSize, seed, epoch, this.window, {
+        bucketing,
+        poolBatches,
+      });
       this.plans.set(epoch, plan);
       for (const e of this.plans.keys()) if (e < epoch - 1) this.plans.delete(e);
     }
@@ -249,7 +293,11 @@ export class StreamedPixels {
       this.stats[starting ? 'startWaitMs' : 'ioWaitMs'] += performance.now() - asked;
       starting = false;
       const lookup = new Map(this.carry);
-      win.chunks.forEach((c, i) => this.chunks[c]!.images.forEach((img, j) => lookup.set(img.id, loaded[i]!.subarray(j * this.per, (j + 1) * this.per))));
+      win.chunks.forEach((c, i) =>
+        this.chunks[c]!.images.forEach((img, j) =>
+          lookup.set(img.id, loaded[i]!.subarray(j * this.per, (j + 1) * this.per)),
+        ),
+      );
       if (win.batches.length === 0) this.finishWindow(epoch, w, plan, lookup, keys);
       for (let b = Math.max(0, from - win.firstBatch); b < win.batches.length; b++) {
         const batch = win.batches[b]!;
@@ -293,20 +341,41 @@ export class StreamedPixels {
         return pixels;
       });
       this.inFlight += 1;
-      // Awaited when its window comes; handling the rejection here too keeps an early failure from counting as unhandled.
-      void read.then(() => this.inFlight--, () => this.inFlight--);
+      // Awaited when its window comes; handling the rejection here too keeps an early failure from counting as
+      // unhandled.
+      void read.then(
+        () => this.inFlight--,
+        () => this.inFlight--,
+      );
       this.resident.set(positionKey(at), read);
       this.stats.maxResident = Math.max(this.stats.maxResident, this.resident.size);
-      this.next = at.k + 1 < this.chunks.length ? { epoch: at.epoch, k: at.k + 1 } : at.epoch + 1 < this.opts.epochs ? { epoch: at.epoch + 1, k: 0 } : null;
+      this.next =
+        at.k + 1 < this.chunks.length
+          ? { epoch: at.epoch, k: at.k + 1 }
+          : at.epoch + 1 < this.opts.epochs
+            ? { epoch: at.epoch + 1, k: 0 }
+            : null;
     }
   }
 
   /** Keeps the handed-on images' pixels, releases the window's chunks, reads on. */
-  private finishWindow(epoch: number, w: number, plan: EpochPlan, lookup: Map<string, Uint8Array>, keys: readonly string[]): void {
+  private finishWindow(
+    epoch: number,
+    w: number,
+    plan: EpochPlan,
+    lookup: Map<string, Uint8Array>,
+    keys: readonly string[],
+  ): void {
     this.carry = new Map(plan.windows[w]!.carryOut.map((id) => [id, lookup.get(id)!.slice()]));
     for (const [i, key] of keys.entries()) {
       this.resident.delete(key);
-      this.opts.onEvent?.({ type: 'release', epoch, position: w * this.window + i, chunk: plan.windows[w]!.chunks[i]!, resident: this.resident.size });
+      this.opts.onEvent?.({
+        type: 'release',
+        epoch,
+        position: w * this.window + i,
+        chunk: plan.windows[w]!.chunks[i]!,
+        resident: this.resident.size,
+      });
     }
     this.head = w + 1 < plan.windows.length ? { epoch, k: (w + 1) * this.window } : { epoch: epoch + 1, k: 0 };
     this.pump();
@@ -344,10 +413,13 @@ export class StreamedPixels {
   /** A chunk's images at the training size, one after another: a shard read and checked, or files decoded. */
   private async readChunk(c: number): Promise<Uint8Array> {
     const chunk = this.chunks[c]!;
-    if (chunk.shard !== undefined) return readShardImages(this.dataDir, this.shardIndex!, chunk.shard, chunk.images, this.size, DECODES_IN_FLIGHT);
+    if (chunk.shard !== undefined)
+      return readShardImages(this.dataDir, this.shardIndex!, chunk.shard, chunk.images, this.size, DECODES_IN_FLIGHT);
     const per = this.per;
     const out = new Uint8Array(chunk.images.length * per);
-    await inParallel([...chunk.images.keys()], DECODES_IN_FLIGHT, async (j) => out.set(await loadImagePixels(join(this.dataDir, chunk.images[j]!.file), this.size), j * per));
+    await inParallel([...chunk.images.keys()], DECODES_IN_FLIGHT, async (j) =>
+      out.set(await loadImagePixels(join(this.dataDir, chunk.images[j]!.file), this.size), j * per),
+    );
     return out;
   }
 }
@@ -367,7 +439,13 @@ const DECODES_IN_FLIGHT = 64;
  * a read-ahead of -1 for as many as the window, so that the whole next window is read while
  * this one trains and the two together stay within the budget.
  */
-export function streamWindowSizes(window: number, readAhead: number, chunkBytes: number, chunks: number, budgetBytes: number): { window: number; readAhead: number } {
+export function streamWindowSizes(
+  window: number,
+  readAhead: number,
+  chunkBytes: number,
+  chunks: number,
+  budgetBytes: number,
+): { window: number; readAhead: number } {
   const fits = Math.floor(budgetBytes / Math.max(1, chunkBytes));
   const w = window > 0 ? window : Math.max(1, Math.min(chunks, Math.floor(fits / 2)));
   const r = readAhead >= 0 ? readAhead : Math.min(w, Math.max(0, chunks - 1));

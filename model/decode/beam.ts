@@ -54,22 +54,34 @@ export function hypothesisScore(h: Hypothesis, alpha: number): number {
 }
 
 /** A hypothesis grown by one token: log p always, the separate score only when either side has one. */
-function extend(parent: Hypothesis, c: { logProb: number; score?: number }, tokens: number[], tokenLogProbs: number[]): Hypothesis {
+function extend(
+  parent: Hypothesis,
+  c: { logProb: number; score?: number },
+  tokens: number[],
+  tokenLogProbs: number[],
+): Hypothesis {
   const h: Hypothesis = { tokens, tokenLogProbs, logProb: parent.logProb + c.logProb };
-  if (parent.score !== undefined || c.score !== undefined) h.score = (parent.score ?? parent.logProb) + (c.score ?? c.logProb);
+  if (parent.score !== undefined || c.score !== undefined)
+    h.score = (parent.score ?? parent.logProb) + (c.score ?? c.logProb);
   return h;
 }
 
 /**
  * One beam-search step for one image. Candidates are ranked by total log-probability
- * (beam's + token's), or total score where scores are given; ties keep the earlier beam, then the smaller token id, so the result does
+ * (beam's + token's), or total score where scores are given; ties keep the earlier beam, then the smaller token id, so
+ * the result does
  * not depend on the order candidates arrive in. Walking down the ranking, a candidate that
  * ends the caption is finished only when it ranks within the top `width` (so that width 1 is
  * exactly greedy decoding, as in fairseq's sequence generator); any other candidate becomes a
  * live beam until `width` are live. Callers pass at least 2·width candidates per beam where the
  * vocabulary allows, so `width` live beams are always found: at most one <end> per beam.
  */
-export function selectBeams(beams: readonly Hypothesis[], candidates: readonly BeamCandidate[], width: number, endToken: number): { live: SelectedBeam[]; finished: Hypothesis[] } {
+export function selectBeams(
+  beams: readonly Hypothesis[],
+  candidates: readonly BeamCandidate[],
+  width: number,
+  endToken: number,
+): { live: SelectedBeam[]; finished: Hypothesis[] } {
   if (!(width >= 1)) throw new Error(`selectBeams: width must be at least 1, got ${width}`);
   const ranked = candidates
     .map((c) => {
@@ -87,7 +99,10 @@ export function selectBeams(beams: readonly Hypothesis[], candidates: readonly B
       if (rank < width) finished.push(extend(parent, c, parent.tokens, parent.tokenLogProbs));
       continue;
     }
-    live.push({ parent: c.beam, hypothesis: extend(parent, c, [...parent.tokens, c.token], [...parent.tokenLogProbs, c.logProb]) });
+    live.push({
+      parent: c.beam,
+      hypothesis: extend(parent, c, [...parent.tokens, c.token], [...parent.tokenLogProbs, c.logProb]),
+    });
   }
   return { live, finished };
 }

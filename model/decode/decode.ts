@@ -20,7 +20,14 @@
  */
 import { setImmediate as nextTick } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs';
-import { beamSearchDone, finishWithEnd, rankHypotheses, selectBeams, type BeamCandidate, type Hypothesis } from './beam.ts';
+import {
+  beamSearchDone,
+  finishWithEnd,
+  rankHypotheses,
+  selectBeams,
+  type BeamCandidate,
+  type Hypothesis,
+} from './beam.ts';
 import type { ImageFeatures, StepOutput } from '../nn/captioner.ts';
 import type { CellState } from '../nn/cells.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
@@ -129,7 +136,8 @@ export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): 
   const fail = (what: string) => {
     throw new DecodeOptionsError(what);
   };
-  if (!['greedy', 'beam', 'sample'].includes(o.strategy)) fail(`strategy must be greedy, beam or sample, got ${JSON.stringify(o.strategy)}`);
+  if (!['greedy', 'beam', 'sample'].includes(o.strategy))
+    fail(`strategy must be greedy, beam or sample, got ${JSON.stringify(o.strategy)}`);
   const whole = (name: string, v: number, min: number) => {
     if (!Number.isInteger(v) || v < min) fail(`${name} must be a whole number ≥ ${min}, got ${v}`);
   };
@@ -137,17 +145,24 @@ export function resolveDecodeOptions(model: StepModel, options: DecodeOptions): 
   whole('maxLength', o.maxLength, 1);
   whole('topK', o.topK, 0);
   whole('seed', o.seed, 0);
-  if (!(o.lengthPenalty >= 0 && Number.isFinite(o.lengthPenalty))) fail(`lengthPenalty must be ≥ 0, got ${o.lengthPenalty}`);
+  if (!(o.lengthPenalty >= 0 && Number.isFinite(o.lengthPenalty)))
+    fail(`lengthPenalty must be ≥ 0, got ${o.lengthPenalty}`);
   if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) fail(`temperature must be ≥ 0, got ${o.temperature}`);
   if (!(o.topP > 0 && o.topP <= 1)) fail(`topP must be in (0, 1], got ${o.topP}`);
   if (!isAntiLmWeight(o.antiLm)) fail(`antiLm must be ≥ 0, got ${o.antiLm}`);
-  if (!isAntiLmPlausibility(o.antiLmPlausibility)) fail(`antiLmPlausibility must be in (0, 1], got ${o.antiLmPlausibility}`);
-  if (o.antiLm > 0 && !model.languagePrior) fail('antiLm needs the language prior of the model\'s training captions, and this model has none (language-prior.json: make it with `captioner prior`)');
-  if (o.imageSeeds !== null && !o.imageSeeds.every((seed) => Number.isInteger(seed) && seed >= 0)) fail('imageSeeds must be whole numbers ≥ 0');
+  if (!isAntiLmPlausibility(o.antiLmPlausibility))
+    fail(`antiLmPlausibility must be in (0, 1], got ${o.antiLmPlausibility}`);
+  if (o.antiLm > 0 && !model.languagePrior)
+    fail(
+      "antiLm needs the language prior of the model's training captions, and this model has none (language-prior.json: make it with `captioner prior`)",
+    );
+  if (o.imageSeeds !== null && !o.imageSeeds.every((seed) => Number.isInteger(seed) && seed >= 0))
+    fail('imageSeeds must be whole numbers ≥ 0');
   if (o.nBest !== null) {
     whole('nBest', o.nBest, 1);
     if (o.strategy !== 'beam' && o.nBest > 1) fail(`nBest ${o.nBest} needs beam search (strategy "beam")`);
-    if (o.strategy === 'beam' && o.nBest > o.beamWidth) fail(`nBest ${o.nBest} is more than beamWidth ${o.beamWidth}: beam search finds at most beamWidth`);
+    if (o.strategy === 'beam' && o.nBest > o.beamWidth)
+      fail(`nBest ${o.nBest} is more than beamWidth ${o.beamWidth}: beam search finds at most beamWidth`);
   }
   return o;
 }
@@ -166,7 +181,12 @@ function gatherState(state: CellState, rows: tf.Tensor1D): CellState {
  * the rest), renormalised per step so that beams compare as under plain decoding. `adjusted` is
  * q without the plausibility cut (for an <end> forced at the length limit).
  */
-function choiceScores(model: StepModel, o: ResolvedOptions, logProbs: tf.Tensor2D, prev: tf.Tensor1D): { scores: tf.Tensor2D; adjusted: tf.Tensor2D } {
+function choiceScores(
+  model: StepModel,
+  o: ResolvedOptions,
+  logProbs: tf.Tensor2D,
+  prev: tf.Tensor1D,
+): { scores: tf.Tensor2D; adjusted: tf.Tensor2D } {
   if (o.antiLm === 0 || !model.languagePrior) return { scores: logProbs, adjusted: logProbs };
   const prior = tf.tensor2d(model.languagePrior.rows(prev.dataSync()), logProbs.shape);
   const shifted = tf.sub(logProbs, tf.mul(prior, o.antiLm));
@@ -181,8 +201,17 @@ function wordOf(model: StepModel, id: number): string {
 
 function toResult(model: StepModel, h: Hypothesis, nbest?: Hypothesis[]): CaptionResult {
   const words = h.tokens.map((id) => wordOf(model, id));
-  const result: CaptionResult = { words, caption: words.join(' '), logProb: h.logProb, wordProbs: h.tokenLogProbs.map(Math.exp) };
-  if (nbest) result.nbest = nbest.map((n) => ({ caption: n.tokens.map((id) => wordOf(model, id)).join(' '), logProb: n.logProb }));
+  const result: CaptionResult = {
+    words,
+    caption: words.join(' '),
+    logProb: h.logProb,
+    wordProbs: h.tokenLogProbs.map(Math.exp),
+  };
+  if (nbest)
+    result.nbest = nbest.map((n) => ({
+      caption: n.tokens.map((id) => wordOf(model, id)).join(' '),
+      logProb: n.logProb,
+    }));
   return result;
 }
 
@@ -297,7 +326,10 @@ class TokenSearch implements Search {
         const filtered = filterLogits(choice, this.o);
         const drawn = tf.cast(sampleCategorical(filtered, u), 'int32') as tf.Tensor1D;
         // A uniform at the very top of the CDF can land on a filtered-out word; take the best kept word then.
-        const allowed = tf.greater(tf.sum(tf.mul(tf.cast(tf.isFinite(filtered), 'float32'), tf.oneHot(drawn, vocab)), 1), 0);
+        const allowed = tf.greater(
+          tf.sum(tf.mul(tf.cast(tf.isFinite(filtered), 'float32'), tf.oneHot(drawn, vocab)), 1),
+          0,
+        );
         chosen = tf.where(allowed, drawn, tf.cast(tf.argMax(filtered, 1), 'int32')) as tf.Tensor1D;
       }
       const chosenLogProb = tf.sum(tf.mul(logProbs, tf.oneHot(chosen, vocab)), 1) as tf.Tensor1D; // [rows]
@@ -334,7 +366,14 @@ class TokenSearch implements Search {
     const step = this.last.find((s) => s.image === 0);
     if (!step || step.token === END) return [];
     // At most one word per caption per step: the word just chosen is the caption's last.
-    return [{ type: 'word', index: this.hyps[0]!.tokens.length - 1, word: wordOf(this.model, step.token), prob: Math.exp(step.logProb) }];
+    return [
+      {
+        type: 'word',
+        index: this.hyps[0]!.tokens.length - 1,
+        word: wordOf(this.model, step.token),
+        prob: Math.exp(step.logProb),
+      },
+    ];
   }
 
   results(): CaptionResult[] {
@@ -391,7 +430,8 @@ class BeamSearch implements Search {
       const logProbs = tf.logSoftmax(step.logits) as tf.Tensor2D; // [rows, vocab]
       const { scores, adjusted } = choiceScores(this.model, this.o, logProbs, prev);
       const top = tf.topk(scores, Math.min(2 * width, vocab)); // [rows, k]
-      const values = scores === logProbs ? top.values : tf.gather(logProbs, top.indices, 1, 1); // log p of the top words
+      // log p of the top words
+      const values = scores === logProbs ? top.values : tf.gather(logProbs, top.indices, 1, 1);
       const endLogProb = logProbs.slice([0, END], [-1, 1]); // [rows, 1]
       const endScore = adjusted.slice([0, END], [-1, 1]);
       return { values, scores: top.values, indices: top.indices, endLogProb, endScore, state: step.state };
@@ -414,7 +454,9 @@ class BeamSearch implements Search {
       const first = row;
       row += beams.length;
       if (forceEnd) {
-        beams.forEach((h, j) => this.finished[b]!.push(finishWithEnd(h, endLogProb[first + j]!, endScore?.[first + j])));
+        beams.forEach((h, j) =>
+          this.finished[b]!.push(finishWithEnd(h, endLogProb[first + j]!, endScore?.[first + j])),
+        );
         this.live[b] = [];
         continue;
       }
@@ -422,7 +464,11 @@ class BeamSearch implements Search {
       beams.forEach((_, j) => {
         for (let i = 0; i < k; i++) {
           const at = (first + j) * k + i;
-          candidates.push(scores ? { beam: j, token: indices[at]!, logProb: values[at]!, score: scores[at]! } : { beam: j, token: indices[at]!, logProb: values[at]! });
+          candidates.push(
+            scores
+              ? { beam: j, token: indices[at]!, logProb: values[at]!, score: scores[at]! }
+              : { beam: j, token: indices[at]!, logProb: values[at]! },
+          );
         }
       });
       const selected = selectBeams(beams, candidates, width, END);
@@ -453,7 +499,9 @@ class BeamSearch implements Search {
   }
 
   results(): CaptionResult[] {
-    return this.ranked().map((ranked) => toResult(this.model, ranked[0]!, this.o.nBest === null ? undefined : ranked.slice(0, this.o.nBest)));
+    return this.ranked().map((ranked) =>
+      toResult(this.model, ranked[0]!, this.o.nBest === null ? undefined : ranked.slice(0, this.o.nBest)),
+    );
   }
 
   dispose(): void {
@@ -487,7 +535,11 @@ export function captionImages(model: StepModel, images: tf.Tensor4D, options: De
  * Beam search over a batch: each image's finished hypotheses, best first by length-normalised
  * score (at least one, at most about 2·beamWidth).
  */
-export function beamSearch(model: StepModel, images: tf.Tensor4D, options: Omit<DecodeOptions, 'strategy'> = {}): Hypothesis[][] {
+export function beamSearch(
+  model: StepModel,
+  images: tf.Tensor4D,
+  options: Omit<DecodeOptions, 'strategy'> = {},
+): Hypothesis[][] {
   const o = resolveDecodeOptions(model, { ...options, strategy: 'beam' });
   if (images.shape[0] === 0) return [];
   const search = new BeamSearch(model, images, o);
@@ -507,8 +559,14 @@ export function beamSearch(model: StepModel, images: tf.Tensor4D, options: Omit<
  * reason (an AbortError); ending the iteration early (`break`, `return()`) stops it too. Either
  * way every tensor it held is freed.
  */
-export async function* streamCaption(model: StepModel, image: tf.Tensor4D, options: DecodeOptions, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
-  if (image.shape[0] !== 1) throw new DecodeOptionsError(`streamCaption decodes one image: expected a batch of 1, got ${image.shape[0]}`);
+export async function* streamCaption(
+  model: StepModel,
+  image: tf.Tensor4D,
+  options: DecodeOptions,
+  signal?: AbortSignal,
+): AsyncGenerator<StreamEvent> {
+  if (image.shape[0] !== 1)
+    throw new DecodeOptionsError(`streamCaption decodes one image: expected a batch of 1, got ${image.shape[0]}`);
   const o = resolveDecodeOptions(model, options);
   signal?.throwIfAborted();
   const search = createSearch(model, image, o);
@@ -537,13 +595,19 @@ export interface DecodedCaption {
  * Greedy decoding with ids (training's validation samples use it): at every step feed back the
  * most probable word, until <end> or `maxLength` words. images [batch, size, size, 3] in [0, 1].
  */
-export function greedyDecode(model: StepModel, images: tf.Tensor4D, maxLength = model.config.maxLength): DecodedCaption[] {
+export function greedyDecode(
+  model: StepModel,
+  images: tf.Tensor4D,
+  maxLength = model.config.maxLength,
+): DecodedCaption[] {
   const o = resolveDecodeOptions(model, { strategy: 'greedy', maxLength });
   if (images.shape[0] === 0) return [];
   const search = new TokenSearch(model, images, o);
   try {
     while (!search.done) search.advance();
-    return search.hypotheses().map((h) => ({ ids: h.tokens, words: h.tokens.map((id) => wordOf(model, id)), logProb: h.logProb }));
+    return search
+      .hypotheses()
+      .map((h) => ({ ids: h.tokens, words: h.tokens.map((id) => wordOf(model, id)), logProb: h.logProb }));
   } finally {
     search.dispose();
   }

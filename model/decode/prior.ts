@@ -54,13 +54,22 @@ export class LanguagePrior {
     private readonly counts: ReadonlyMap<number, ReadonlyMap<number, number>>,
     readonly antiLm: AntiLmDefaults,
   ) {
-    for (const [prev, row] of counts) this.totals.set(prev, [...row.values()].reduce((a, b) => a + b, 0));
+    for (const [prev, row] of counts)
+      this.totals.set(
+        prev,
+        [...row.values()].reduce((a, b) => a + b, 0),
+      );
   }
 
   private readonly totals = new Map<number, number>();
 
   /** Counts the word pairs of encoded captions (`<start> w1 … wn <end>`, as Vocabulary.encode gives). */
-  static fromCaptions(captions: Iterable<readonly number[]>, vocabSize: number, smoothing = 1, antiLm: Partial<AntiLmDefaults> = {}): LanguagePrior {
+  static fromCaptions(
+    captions: Iterable<readonly number[]>,
+    vocabSize: number,
+    smoothing = 1,
+    antiLm: Partial<AntiLmDefaults> = {},
+  ): LanguagePrior {
     if (!(smoothing > 0 && Number.isFinite(smoothing))) throw new PriorError(`smoothing must be > 0, got ${smoothing}`);
     const counts = new Map<number, Map<number, number>>();
     for (const ids of captions) {
@@ -78,7 +87,8 @@ export class LanguagePrior {
     if (!j || j.format !== 'captioner-language-prior' || !j.counts || typeof j.counts !== 'object') {
       throw new PriorError(`${source}: not a captioner language prior`);
     }
-    if (!(typeof j.smoothing === 'number' && j.smoothing > 0)) throw new PriorError(`${source}: "smoothing" must be a number > 0`);
+    if (!(typeof j.smoothing === 'number' && j.smoothing > 0))
+      throw new PriorError(`${source}: "smoothing" must be a number > 0`);
     const ids = new Map(vocab.words.map((w, i) => [w, i]));
     const idOf = (word: string) => {
       const id = ids.get(word);
@@ -89,7 +99,8 @@ export class LanguagePrior {
     for (const [prev, row] of Object.entries(j.counts)) {
       const out = new Map<number, number>();
       for (const [next, n] of Object.entries(row)) {
-        if (!(typeof n === 'number' && n >= 0)) throw new PriorError(`${source}: counts["${prev}"]["${next}"] must be a count ≥ 0`);
+        if (!(typeof n === 'number' && n >= 0))
+          throw new PriorError(`${source}: counts["${prev}"]["${next}"] must be a count ≥ 0`);
         out.set(idOf(next), n);
       }
       counts.set(idOf(prev), out);
@@ -101,14 +112,27 @@ export class LanguagePrior {
   toJSON(vocab: Vocabulary): PriorJson {
     const counts: PriorJson['counts'] = {};
     for (const [a, row] of [...this.counts].sort((x, y) => x[0] - y[0])) {
-      counts[vocab.words[a]!] = Object.fromEntries([...row].sort((x, y) => x[0] - y[0]).map(([b, n]) => [vocab.words[b]!, n]));
+      counts[vocab.words[a]!] = Object.fromEntries(
+        [...row].sort((x, y) => x[0] - y[0]).map(([b, n]) => [vocab.words[b]!, n]),
+      );
     }
-    return { format: 'captioner-language-prior', version: 1, smoothing: this.smoothing, antiLm: { ...this.antiLm }, counts };
+    return {
+      format: 'captioner-language-prior',
+      version: 1,
+      smoothing: this.smoothing,
+      antiLm: { ...this.antiLm },
+      counts,
+    };
   }
 
   /** The same counts, decoded by default with other anti-LM settings. */
   withAntiLm(antiLm: Partial<AntiLmDefaults>): LanguagePrior {
-    return new LanguagePrior(this.vocabSize, this.smoothing, this.counts, checkAntiLm({ ...this.antiLm, ...antiLm }, 'antiLm'));
+    return new LanguagePrior(
+      this.vocabSize,
+      this.smoothing,
+      this.counts,
+      checkAntiLm({ ...this.antiLm, ...antiLm }, 'antiLm'),
+    );
   }
 
   /** How many times `next` followed `prev` in the captions counted. */
@@ -128,7 +152,8 @@ export class LanguagePrior {
     for (let r = 0; r < prev.length; r++) {
       const denominator = this.total(prev[r]!) + this.smoothing * V;
       out.fill(Math.log(this.smoothing / denominator), r * V, (r + 1) * V);
-      for (const [next, n] of this.counts.get(prev[r]!) ?? []) out[r * V + next] = Math.log((n + this.smoothing) / denominator);
+      for (const [next, n] of this.counts.get(prev[r]!) ?? [])
+        out[r * V + next] = Math.log((n + this.smoothing) / denominator);
     }
     return out;
   }
@@ -150,14 +175,21 @@ export function isAntiLmPlausibility(plausibility: number): boolean {
 
 function checkAntiLm(a: AntiLmDefaults, where: string): AntiLmDefaults {
   if (!isAntiLmWeight(a.weight)) throw new PriorError(`${where}.weight must be a number ≥ 0, got ${a.weight}`);
-  if (!isAntiLmPlausibility(a.plausibility)) throw new PriorError(`${where}.plausibility must be in (0, 1], got ${a.plausibility}`);
+  if (!isAntiLmPlausibility(a.plausibility))
+    throw new PriorError(`${where}.plausibility must be in (0, 1], got ${a.plausibility}`);
   return { weight: a.weight, plausibility: a.plausibility };
 }
 
 /** The prior stored in a checkpoint directory, or null when it has none. */
 export async function readPrior(dir: string, vocab: Vocabulary): Promise<LanguagePrior | null> {
   const path = join(dir, PRIOR_FILE);
-  if (!(await stat(path).then(() => true, () => false))) return null;
+  if (
+    !(await stat(path).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return null;
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path, 'utf8'));
@@ -167,12 +199,17 @@ export async function readPrior(dir: string, vocab: Vocabulary): Promise<Languag
   return LanguagePrior.fromJSON(json, vocab, path);
 }
 
-
 /**
  * The prior of a data set's split (its training split, for a model trained on it), encoded with
  * the model's vocabulary and caption limit exactly as training encodes it.
  */
-export async function priorOfSplit(dataDir: string, split: string, vocab: Vocabulary, maxLength: number, antiLm: Partial<AntiLmDefaults> = {}): Promise<LanguagePrior> {
+export async function priorOfSplit(
+  dataDir: string,
+  split: string,
+  vocab: Vocabulary,
+  maxLength: number,
+  antiLm: Partial<AntiLmDefaults> = {},
+): Promise<LanguagePrior> {
   const images = splitImages(await readManifest(dataDir), split);
   if (images.length === 0) throw new PriorError(`${dataDir}: split "${split}" has no images`);
   return LanguagePrior.fromCaptions(

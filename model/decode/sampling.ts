@@ -28,11 +28,17 @@ export function uniforms(rng: Rng, n: number): Float32Array {
 
 /** How a sampled decoder reshapes the model's distribution before drawing from it. */
 export interface SamplingFilter {
-  /** Divides the logits: below 1 sharpens, above 1 flattens (softmax temperature, Ackley, Hinton & Sejnowski 1985). Must be > 0. */
+  /**
+   * Divides the logits: below 1 sharpens, above 1 flattens (softmax temperature, Ackley, Hinton & Sejnowski 1985). Must
+   * be > 0.
+   */
   temperature: number;
   /** Keep only the k most probable words (Fan, Lewis & Dauphin 2018); 0 or absent: all. */
   topK?: number;
-  /** Keep the smallest set of most probable words whose mass reaches p (nucleus sampling, Holtzman et al. 2020); 1 or absent: all. */
+  /**
+   * Keep the smallest set of most probable words whose mass reaches p (nucleus sampling, Holtzman et al. 2020); 1 or
+   * absent: all.
+   */
   topP?: number;
 }
 
@@ -45,7 +51,8 @@ export interface SamplingFilter {
 export function filterLogits(logits: tf.Tensor2D, filter: SamplingFilter): tf.Tensor2D {
   const { temperature, topK = 0, topP = 1 } = filter;
   if (!(temperature > 0)) throw new Error(`filterLogits: temperature must be > 0, got ${temperature}`);
-  if (!Number.isInteger(topK) || topK < 0) throw new Error(`filterLogits: topK must be a whole number ≥ 0, got ${topK}`);
+  if (!Number.isInteger(topK) || topK < 0)
+    throw new Error(`filterLogits: topK must be a whole number ≥ 0, got ${topK}`);
   if (!(topP > 0 && topP <= 1)) throw new Error(`filterLogits: topP must be in (0, 1], got ${topP}`);
   return tf.tidy(() => {
     const vocab = logits.shape[1];

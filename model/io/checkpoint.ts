@@ -88,7 +88,9 @@ async function readJson<T>(path: string): Promise<T> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new CheckpointError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new CheckpointError(
+      `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   try {
     return JSON.parse(text) as T;
@@ -99,7 +101,9 @@ async function readJson<T>(path: string): Promise<T> {
 
 async function readWeights(dir: string, base: string): Promise<tf.NamedTensorMap> {
   const manifestPath = join(dir, `${base}.json`);
-  const manifest = await readJson<{ weightsManifest?: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] }>(manifestPath);
+  const manifest = await readJson<{ weightsManifest?: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] }>(
+    manifestPath,
+  );
   const group = manifest.weightsManifest?.[0];
   if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
     throw new CheckpointError(`${manifestPath}: not a TF.js weights manifest`);
@@ -108,7 +112,9 @@ async function readWeights(dir: string, base: string): Promise<tf.NamedTensorMap
   const data = Buffer.concat(buffers);
   const expected = group.weights.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * 4, 0);
   if (data.byteLength !== expected) {
-    throw new CheckpointError(`${join(dir, group.paths[0] ?? '')}: ${data.byteLength} bytes, the manifest describes ${expected}`);
+    throw new CheckpointError(
+      `${join(dir, group.paths[0] ?? '')}: ${data.byteLength} bytes, the manifest describes ${expected}`,
+    );
   }
   return tf.io.decodeWeights(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength), group.weights);
 }
@@ -146,7 +152,8 @@ export async function saveCheckpoint(modelDir: string, payload: CheckpointPayloa
     await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(payload.config, null, 2));
     await writeFileAtomic(join(dir, 'vocab.json'), JSON.stringify(payload.vocab.toJSON()));
     await writeWeights(dir, 'weights', payload.weights);
-    if (payload.backboneTopology) await writeFileAtomic(join(dir, 'backbone.json'), JSON.stringify(payload.backboneTopology));
+    if (payload.backboneTopology)
+      await writeFileAtomic(join(dir, 'backbone.json'), JSON.stringify(payload.backboneTopology));
     if (payload.languagePrior) await writeFileAtomic(join(dir, PRIOR_FILE), JSON.stringify(payload.languagePrior));
     if (payload.training) {
       await writeWeights(dir, 'optimizer', payload.training.optimizer);
@@ -155,13 +162,19 @@ export async function saveCheckpoint(modelDir: string, payload: CheckpointPayloa
     }
   });
 
-  const pointer: Pointer = { format: 'captioner-model', version: 1, latest: name, best: isBest ? name : (previous?.best ?? null) };
+  const pointer: Pointer = {
+    format: 'captioner-model',
+    version: 1,
+    latest: name,
+    best: isBest ? name : (previous?.best ?? null),
+  };
   await writeFileAtomic(join(modelDir, POINTER), JSON.stringify(pointer, null, 2));
 
   // Old checkpoints and temporaries left by a killed save go last, once nothing points at them.
   const keep = new Set([pointer.latest, pointer.best]);
   for (const entry of await readdir(modelDir)) {
-    const stale = (entry.startsWith('ckpt-') && !keep.has(entry)) || (entry.startsWith('.ckpt-') && entry.includes('.tmp-'));
+    const stale =
+      (entry.startsWith('ckpt-') && !keep.has(entry)) || (entry.startsWith('.ckpt-') && entry.includes('.tmp-'));
     if (stale) await rm(join(modelDir, entry), { recursive: true, force: true });
   }
   return name;
@@ -179,7 +192,10 @@ export async function loadCheckpoint(modelDir: string, which: 'latest' | 'best')
   let backboneTopology: object | null = null;
   if (config.model.backbone) backboneTopology = await readJson<object>(join(dir, 'backbone.json'));
   let training: LoadedCheckpoint['training'] = null;
-  const hasState = await stat(join(dir, 'state.json')).then(() => true, () => false);
+  const hasState = await stat(join(dir, 'state.json')).then(
+    () => true,
+    () => false,
+  );
   if (hasState) {
     const state = await readJson<TrainingState & { optimizerStep: number }>(join(dir, 'state.json'));
     const { optimizerStep, ...rest } = state;
@@ -198,7 +214,10 @@ export function disposeCheckpoint(ckpt: LoadedCheckpoint): void {
  * The saved configuration of a model directory's best (or latest) checkpoint, and where it is,
  * without loading its weights: for describing a model (the web app's model page).
  */
-export async function readCheckpointConfig(modelDir: string, which: 'latest' | 'best' = 'best'): Promise<{ dir: string; config: SavedConfig }> {
+export async function readCheckpointConfig(
+  modelDir: string,
+  which: 'latest' | 'best' = 'best',
+): Promise<{ dir: string; config: SavedConfig }> {
   const dir = await checkpointDir(modelDir, which);
   return { dir, config: await readSavedConfig(dir) };
 }

@@ -23,7 +23,7 @@ export async function loadLayersModelFromPath(path: string): Promise<tf.LayersMo
   try {
     json = JSON.parse(await readFile(jsonPath, 'utf8')) as ModelJson;
   } catch (err) {
-    throw new Error(`${jsonPath}: cannot read a TF.js LayersModel (${(err as Error).message})`);
+    throw new Error(`${jsonPath}: cannot read a TF.js LayersModel (${(err as Error).message})`, { cause: err });
   }
   if (!json.modelTopology || !Array.isArray(json.weightsManifest)) {
     throw new Error(`${jsonPath}: not a TF.js LayersModel (needs "modelTopology" and "weightsManifest")`);

@@ -52,15 +52,30 @@ export const MODEL_DEFAULTS = {
 
 export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
   imageSize: { type: 'number', integer: true, min: 8, describe: 'input image side in pixels' },
-  encoderChannels: { type: 'number[]', integer: true, min: 1, describe: 'channels of each conv block (comma-separated)' },
+  encoderChannels: {
+    type: 'number[]',
+    integer: true,
+    min: 1,
+    describe: 'channels of each conv block (comma-separated)',
+  },
   featureSize: { type: 'number', integer: true, min: 1, describe: 'image feature size' },
-  encoderPooling: { type: 'string', choices: ['average', 'flatten', 'grid'], describe: "last feature map to vector: global average, flattened (keeps where things are), or a vector per position ('grid', for attention)" },
+  encoderPooling: {
+    type: 'string',
+    choices: ['average', 'flatten', 'grid'],
+    describe:
+      "last feature map to vector: global average, flattened (keeps where things are), or a vector per position ('grid', for attention)",
+  },
   backbone: { type: 'string', nullable: true, describe: 'path of a TF.js LayersModel to use as the CNN backbone' },
   backboneTrainable: { type: 'boolean', describe: 'fine-tune the backbone (else frozen)' },
   embeddingSize: { type: 'number', integer: true, min: 1, describe: 'word embedding size' },
   hiddenSize: { type: 'number', integer: true, min: 1, describe: 'recurrent units' },
   cell: { type: 'string', choices: ['lstm', 'gru'], describe: 'recurrent cell' },
-  featureInput: { type: 'string', choices: ['init', 'every-step', 'attention'], describe: 'image feature enters the initial state only, every step too, or every step through attention over the grid' },
+  featureInput: {
+    type: 'string',
+    choices: ['init', 'every-step', 'attention'],
+    describe:
+      'image feature enters the initial state only, every step too, or every step through attention over the grid',
+  },
   maxLength: { type: 'number', integer: true, min: 1, describe: 'longest caption in words' },
   minWordCount: { type: 'number', integer: true, min: 1, describe: 'minimum count for a word to enter the vocabulary' },
 };
@@ -70,7 +85,9 @@ export const MODEL_KEYS = Object.keys(MODEL_SPEC) as (keyof ModelConfig)[];
 /** Attention reads a grid, and a grid is only of use to attention: the two keys go together. */
 export function checkModelConfig(config: ModelConfig): void {
   if ((config.featureInput === 'attention') !== (config.encoderPooling === 'grid')) {
-    throw new ConfigError(`featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`);
+    throw new ConfigError(
+      `featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`,
+    );
   }
 }
 
@@ -139,7 +156,12 @@ export class Captioner {
   }
 
   /** A model of the saved architecture, with the saved weights. */
-  static async restore(config: ModelConfig, vocab: Vocabulary, weights: tf.NamedTensorMap, backboneTopology: object | null): Promise<Captioner> {
+  static async restore(
+    config: ModelConfig,
+    vocab: Vocabulary,
+    weights: tf.NamedTensorMap,
+    backboneTopology: object | null,
+  ): Promise<Captioner> {
     checkModelConfig(config);
     const rng = new Rng(0);
     const encoder = await Encoder.fromTopology(config, backboneTopology, rng);
@@ -149,7 +171,12 @@ export class Captioner {
   }
 
   /** `positions`: grid positions of an attending model's features (1 without attention). */
-  private static decoderParams(config: ModelConfig, vocab: Vocabulary, rng: Rng, positions: number): Record<string, tf.Variable> {
+  private static decoderParams(
+    config: ModelConfig,
+    vocab: Vocabulary,
+    rng: Rng,
+    positions: number,
+  ): Record<string, tf.Variable> {
     const { embeddingSize: E, hiddenSize: H, featureSize: F } = config;
     const V = vocab.size;
     const attention = config.featureInput === 'attention';
@@ -187,9 +214,13 @@ export class Captioner {
 
   /** h0 = tanh(W_h·feature + b_h) and, for the LSTM, c0 = tanh(W_c·feature + b_c); a grid is read flattened. */
   initialState(features: ImageFeatures): CellState {
-    const flat = features.rank === 3 ? tf.reshape(features, [features.shape[0], -1]) as tf.Tensor2D : features as tf.Tensor2D;
-    const dense = (name: string) => tf.tanh(tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`))) as tf.Tensor2D;
-    return this.config.cell === 'lstm' ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') } : { h: dense('decoder/init_h') };
+    const flat =
+      features.rank === 3 ? (tf.reshape(features, [features.shape[0], -1]) as tf.Tensor2D) : (features as tf.Tensor2D);
+    const dense = (name: string) =>
+      tf.tanh(tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`))) as tf.Tensor2D;
+    return this.config.cell === 'lstm'
+      ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') }
+      : { h: dense('decoder/init_h') };
   }
 
   /**
@@ -200,7 +231,8 @@ export class Captioner {
   private attend(h: tf.Tensor2D, grid: tf.Tensor3D): tf.Tensor2D {
     const [batch, , F] = grid.shape;
     const query = tf.reshape(tf.matMul(h, this.p('decoder/attention/query')), [batch, F, 1]) as tf.Tensor3D;
-    const scores = tf.mul(tf.reshape(tf.matMul(grid, query), [batch, -1]), 1 / Math.sqrt(F)) as tf.Tensor2D; // [batch, positions]
+    // [batch, positions]
+    const scores = tf.mul(tf.reshape(tf.matMul(grid, query), [batch, -1]), 1 / Math.sqrt(F)) as tf.Tensor2D;
     const weights = tf.reshape(tf.softmax(scores), [batch, 1, -1]) as tf.Tensor3D;
     return tf.reshape(tf.matMul(weights, grid), [batch, F]) as tf.Tensor2D;
   }
@@ -213,11 +245,16 @@ export class Captioner {
   step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput {
     let x = tf.gather(this.p('decoder/embedding'), prevTokens) as tf.Tensor2D; // [batch, E]
     const context = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
-    if (context) x = tf.concat([x, context], 1); // [batch, E + F]
+    if (context)
+      x = tf.concat([x, context], 1); // [batch, E + F]
     else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
     const next = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
-    const readout = context ? tf.concat([next.h, context], 1) : next.h; // the word is read off the state and, with attention, what it looked at
-    const logits = tf.add(tf.matMul(readout, this.p('decoder/output/kernel')), this.p('decoder/output/bias')) as tf.Tensor2D;
+    // the word is read off the state and, with attention, what it looked at
+    const readout = context ? tf.concat([next.h, context], 1) : next.h;
+    const logits = tf.add(
+      tf.matMul(readout, this.p('decoder/output/kernel')),
+      this.p('decoder/output/bias'),
+    ) as tf.Tensor2D;
     return { logits, state: next };
   }
 
@@ -233,14 +270,19 @@ export class Captioner {
    *
    * Returns logits [batch, steps, vocab] and the inputs actually fed [batch, steps] (int32).
    */
-  forward(images: tf.Tensor4D, tokens: tf.Tensor2D, options: ForwardOptions): { logits: tf.Tensor3D; inputs: tf.Tensor2D } {
+  forward(
+    images: tf.Tensor4D,
+    tokens: tf.Tensor2D,
+    options: ForwardOptions,
+  ): { logits: tf.Tensor3D; inputs: tf.Tensor2D } {
     const [batch, width] = tokens.shape;
     const steps = width - 1;
     const epsilon = options.teacherProbability;
     const dropout = options.wordDropout ?? 0;
     const rate = options.substitution?.rate ?? 0;
     const substitution = (typeof rate === 'number' ? rate > 0 : rate.some((r) => r > 0)) ? options.substitution! : null;
-    if ((epsilon < 1 || dropout > 0 || substitution) && !options.rng) throw new Error('forward: scheduled sampling (ε < 1), word substitution and word dropout need an rng');
+    if ((epsilon < 1 || dropout > 0 || substitution) && !options.rng)
+      throw new Error('forward: scheduled sampling (ε < 1), word substitution and word dropout need an rng');
     const features = this.encode(images, options.training ?? false);
     const truth = tf.unstack(tf.cast(tokens, 'int32'), 1) as tf.Tensor1D[]; // steps + 1 × [batch]
     let state = this.initialState(features);
@@ -253,7 +295,8 @@ export class Captioner {
         const previous = logits[t - 1]!;
         // The model's own words are read back as plain ids: a new tensor with no history on
         // the gradient tape, so no gradient can flow through the choice.
-        const chosen = options.feed === 'sample' ? sampleCategorical(previous, uniforms(rng, batch)) : tf.argMax(previous, 1);
+        const chosen =
+          options.feed === 'sample' ? sampleCategorical(previous, uniforms(rng, batch)) : tf.argMax(previous, 1);
         let ownIds = chosen.dataSync() as Int32Array;
         if (options.samplingSlots) ownIds = withinSlots(ownIds, input.dataSync(), options.samplingSlots);
         const own = tf.tensor1d(ownIds, 'int32');
@@ -266,7 +309,16 @@ export class Captioner {
       }
       if (t > 0 && substitution) {
         const rng = options.rng!;
-        input = tf.tensor1d(substituteWords(input.dataSync(), substitution.classes, substitution.rate, uniforms(rng, batch), uniforms(rng, batch)), 'int32');
+        input = tf.tensor1d(
+          substituteWords(
+            input.dataSync(),
+            substitution.classes,
+            substitution.rate,
+            uniforms(rng, batch),
+            uniforms(rng, batch),
+          ),
+          'int32',
+        );
       }
       if (t > 0 && dropout > 0) {
         const dropped = uniforms(options.rng!, batch).map((u) => (u < dropout ? 1 : 0));
@@ -312,6 +364,10 @@ export class Captioner {
 }
 
 /** `own` where each id is the true id or one of its substitutes in `slots`; else the true id. */
-function withinSlots(own: ArrayLike<number>, truth: ArrayLike<number>, slots: readonly (readonly number[])[]): Int32Array {
+function withinSlots(
+  own: ArrayLike<number>,
+  truth: ArrayLike<number>,
+  slots: readonly (readonly number[])[],
+): Int32Array {
   return Int32Array.from(own, (id, b) => (id === truth[b] || slots[truth[b]!]?.includes(id) ? id : truth[b]!));
 }

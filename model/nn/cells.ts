@@ -25,7 +25,13 @@ const GATES: Record<CellKind, number> = { lstm: 4, gru: 3 };
  * previous h, and `bias` [G·H]. The LSTM's forget-gate bias starts at 1 (Jozefowicz et al.
  * 2015), so that the cell state is carried, not forgotten, before training has taught the gate.
  */
-export function createCell(kind: CellKind, rng: Rng, inputSize: number, hiddenSize: number, prefix: string): CellParams {
+export function createCell(
+  kind: CellKind,
+  rng: Rng,
+  inputSize: number,
+  hiddenSize: number,
+  prefix: string,
+): CellParams {
   const g = GATES[kind];
   const bias = new Float32Array(g * hiddenSize);
   if (kind === 'lstm') bias.fill(1, hiddenSize, 2 * hiddenSize); // gate order i, f, g, o
@@ -90,6 +96,12 @@ export function gruStep(params: CellParams, prefix: string, x: tf.Tensor2D, stat
   return { h: hNext };
 }
 
-export function cellStep(kind: CellKind, params: CellParams, prefix: string, x: tf.Tensor2D, state: CellState): CellState {
+export function cellStep(
+  kind: CellKind,
+  params: CellParams,
+  prefix: string,
+  x: tf.Tensor2D,
+  state: CellState,
+): CellState {
   return kind === 'lstm' ? lstmStep(params, prefix, x, state) : gruStep(params, prefix, x, state);
 }

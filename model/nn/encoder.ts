@@ -71,14 +71,21 @@ export class Encoder {
   /** An encoder with the architecture of `config` whose weights will be set by `setWeights`. */
   static async fromTopology(config: EncoderConfig, backboneTopology: object | null, rng: Rng): Promise<Encoder> {
     if (!backboneTopology) return Encoder.create({ ...config, backbone: null }, rng);
-    const backbone = (await tf.models.modelFromJSON({ modelTopology: backboneTopology } as tf.io.ModelJSON)) as tf.LayersModel;
+    const backbone = (await tf.models.modelFromJSON({
+      modelTopology: backboneTopology,
+    } as tf.io.ModelJSON)) as tf.LayersModel;
     const convOut = Encoder.checkBackbone(backbone, config, 'the saved backbone');
     const params = Encoder.projection(config, convOut, rng, backbone.outputs[0]?.shape);
     return new Encoder(config, params, backbone, backboneTopology);
   }
 
   /** The dense projection to the feature size and, for a grid, the position embedding. */
-  private static projection(config: EncoderConfig, convOut: number, rng: Rng, backboneOutput?: (number | null)[]): Params {
+  private static projection(
+    config: EncoderConfig,
+    convOut: number,
+    rng: Rng,
+    backboneOutput?: (number | null)[],
+  ): Params {
     const params: Params = {
       'encoder/project/kernel': glorotUniform(rng, [convOut, config.featureSize], convOut, config.featureSize),
       'encoder/project/bias': constant([config.featureSize], 0),
@@ -95,7 +102,9 @@ export class Encoder {
     if (backboneOutput) {
       const [, h, w] = backboneOutput;
       if (backboneOutput.length !== 4 || typeof h !== 'number' || typeof w !== 'number') {
-        throw new Error(`backbone output shape ${JSON.stringify(backboneOutput)} has no fixed [h, w] grid (encoderPooling 'grid' needs one)`);
+        throw new Error(
+          `backbone output shape ${JSON.stringify(backboneOutput)} has no fixed [h, w] grid (encoderPooling 'grid' needs one)`,
+        );
       }
       return h * w;
     }
@@ -115,16 +124,21 @@ export class Encoder {
   private static checkBackbone(model: tf.LayersModel, config: EncoderConfig, source: string): number {
     const input = model.inputs[0]?.shape ?? [];
     if (input.length !== 4 || input[1] !== config.imageSize || input[2] !== config.imageSize || input[3] !== 3) {
-      throw new Error(`${source}: backbone input shape is ${JSON.stringify(input)}, expected [null, ${config.imageSize}, ${config.imageSize}, 3] (set imageSize to match)`);
+      throw new Error(
+        `${source}: backbone input shape is ${JSON.stringify(input)}, expected [null, ${config.imageSize}, ${config.imageSize}, 3] (set imageSize to match)`,
+      );
     }
     const output = model.outputs[0]?.shape ?? [];
     const channels = output.at(-1);
     if ((output.length !== 2 && output.length !== 4) || typeof channels !== 'number') {
-      throw new Error(`${source}: backbone output shape ${JSON.stringify(output)} is neither [batch, channels] nor [batch, h, w, channels]`);
+      throw new Error(
+        `${source}: backbone output shape ${JSON.stringify(output)} is neither [batch, channels] nor [batch, h, w, channels]`,
+      );
     }
     if (output.length === 4 && config.encoderPooling === 'flatten') {
       const [, h, w] = output;
-      if (typeof h !== 'number' || typeof w !== 'number') throw new Error(`${source}: backbone output shape ${JSON.stringify(output)} has no fixed size to flatten`);
+      if (typeof h !== 'number' || typeof w !== 'number')
+        throw new Error(`${source}: backbone output shape ${JSON.stringify(output)} has no fixed size to flatten`);
       return h * w * channels;
     }
     return channels;
@@ -149,17 +163,26 @@ export class Encoder {
           x = tf.maxPool(x as tf.Tensor4D, 2, 2, 'same'); // [batch, s/2, s/2, ch]
         }
       }
-      const project = (v: tf.Tensor2D) => tf.add(tf.matMul(v, this.params['encoder/project/kernel']!), this.params['encoder/project/bias']!) as tf.Tensor2D;
+      const project = (v: tf.Tensor2D) =>
+        tf.add(
+          tf.matMul(v, this.params['encoder/project/kernel']!),
+          this.params['encoder/project/bias']!,
+        ) as tf.Tensor2D;
       if (this.config.encoderPooling === 'grid') {
-        if (x.rank !== 4) throw new Error(`encoderPooling 'grid' needs a [batch, h, w, channels] map, got rank ${x.rank}`);
+        if (x.rank !== 4)
+          throw new Error(`encoderPooling 'grid' needs a [batch, h, w, channels] map, got rank ${x.rank}`);
         const [batch, h, w, channels] = x.shape as number[];
         const perPosition = project(tf.reshape(x, [batch! * h! * w!, channels!])); // one dense layer for every position
-        return tf.add(tf.reshape(perPosition, [batch!, h! * w!, this.config.featureSize]), this.params['encoder/position']!) as tf.Tensor3D;
+        return tf.add(
+          tf.reshape(perPosition, [batch!, h! * w!, this.config.featureSize]),
+          this.params['encoder/position']!,
+        ) as tf.Tensor3D;
       }
       if (x.rank === 4) {
-        x = this.config.encoderPooling === 'flatten'
-          ? tf.reshape(x, [x.shape[0]!, -1]) // [batch, h·w·channels]
-          : tf.mean(x, [1, 2]); // global average pooling → [batch, channels]
+        x =
+          this.config.encoderPooling === 'flatten'
+            ? tf.reshape(x, [x.shape[0]!, -1]) // [batch, h·w·channels]
+            : tf.mean(x, [1, 2]); // global average pooling → [batch, channels]
       }
       return project(x as tf.Tensor2D);
     });

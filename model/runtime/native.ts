@@ -38,17 +38,48 @@ interface ConvGeometry {
 /** The addon's functions (native/src/kernels.cc); outputs arrive zeroed and are written in place. */
 export interface NativeAddon {
   batchMatMul(
-    a: Float32Array, b: Float32Array, out: Float32Array, batch: number, batchA: number, batchB: number,
-    m: number, n: number, k: number, transposeA: boolean, transposeB: boolean,
-    bias?: Float32Array | null, biasSize?: number, activation?: number, alpha?: number,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    batch: number,
+    batchA: number,
+    batchB: number,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: boolean,
+    transposeB: boolean,
+    bias?: Float32Array | null,
+    biasSize?: number,
+    activation?: number,
+    alpha?: number,
   ): void;
-  conv2d(x: Float32Array, filter: Float32Array, out: Float32Array, g: ConvGeometry, bias?: Float32Array | null, biasSize?: number, activation?: number, alpha?: number): void;
+  conv2d(
+    x: Float32Array,
+    filter: Float32Array,
+    out: Float32Array,
+    g: ConvGeometry,
+    bias?: Float32Array | null,
+    biasSize?: number,
+    activation?: number,
+    alpha?: number,
+  ): void;
   conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, g: ConvGeometry): void;
   conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, g: ConvGeometry): void;
   unsortedSegmentSum(x: Float32Array, ids: Int32Array, out: Float32Array, inner: number, numSegments: number): void;
   maxPool(x: Float32Array, out: Float32Array, g: ConvGeometry): void;
   maxPoolGrad(dy: Float32Array, x: Float32Array, dx: Float32Array, g: ConvGeometry): void;
-  binary(op: number, full: Float32Array, other: Float32Array, out: Float32Array, rows: number, cols: number, mode: number, swapped: boolean, mid: number): void;
+  binary(
+    op: number,
+    full: Float32Array,
+    other: Float32Array,
+    out: Float32Array,
+    rows: number,
+    cols: number,
+    mode: number,
+    swapped: boolean,
+    mid: number,
+  ): void;
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
   sum(x: Float32Array, out: Float32Array, outer: number, reduce: number, inner: number): void;
   transpose2d(x: Float32Array, out: Float32Array, batch: number, rows: number, cols: number): void;
@@ -66,7 +97,8 @@ export interface NativeStatus {
 }
 
 /** The cost of running without the addon, measured with `npm run bench` (README "Performance"). */
-export const PURE_JS_COST = 'the pure-JavaScript kernels train the standard model at about 0.1 images/s, some 100x slower than the native ones (README, Performance)';
+export const PURE_JS_COST =
+  'the pure-JavaScript kernels train the standard model at about 0.1 images/s, some 100x slower than the native ones (README, Performance)';
 
 /** The parts of the CPU backend (tfjs-backend-cpu's MathBackendCPU) the kernels use. */
 interface CpuBackend {
@@ -74,7 +106,11 @@ interface CpuBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array | Int32Array): tf.TensorInfo;
 }
 
-type KernelArgs = { inputs: Record<string, tf.TensorInfo | undefined>; backend: unknown; attrs?: Record<string, unknown> };
+type KernelArgs = {
+  inputs: Record<string, tf.TensorInfo | undefined>;
+  backend: unknown;
+  attrs?: Record<string, unknown>;
+};
 type KernelResult = tf.TensorInfo | tf.TensorInfo[];
 type JsKernel = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 
@@ -90,7 +126,8 @@ const nativeCalls = new Map<string, number>();
 /** Loads the addon, or returns why it cannot be loaded. */
 export function loadNativeAddon(): NativeAddon | string {
   if (addon) return addon;
-  if (!existsSync(ADDON_PATH)) return 'the addon is not built (npm install builds it when a BLAS is installed: apt-get install libopenblas-dev pkg-config, then node native/build.mjs)';
+  if (!existsSync(ADDON_PATH))
+    return 'the addon is not built (npm install builds it when a BLAS is installed: apt-get install libopenblas-dev pkg-config, then node native/build.mjs)';
   try {
     addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
     const threads = Number(process.env.CAPTIONER_THREADS);
@@ -116,7 +153,10 @@ const ACTIVATIONS: Record<string, number> = { linear: 0, relu: 1, relu6: 2, leak
 
 /** A fused op's bias and activation as the addon takes them, or null when unsupported. */
 function fusedEpilogue(
-  backend: CpuBackend, inputs: KernelArgs['inputs'], attrs: Record<string, unknown>, channels: number,
+  backend: CpuBackend,
+  inputs: KernelArgs['inputs'],
+  attrs: Record<string, unknown>,
+  channels: number,
 ): { bias: Float32Array | null; biasSize: number; activation: number; alpha: number } | null {
   const activation = ACTIVATIONS[(attrs.activation as string | undefined) ?? 'linear'];
   if (activation === undefined || inputs.preluActivationWeights) return null;
@@ -133,13 +173,23 @@ function fusedEpilogue(
 
 function convGeometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   return {
-    batch: info.batchSize, inHeight: info.inHeight, inWidth: info.inWidth, inChannels: info.inChannels,
-    outHeight: info.outHeight, outWidth: info.outWidth, outChannels: info.outChannels,
-    filterHeight: info.filterHeight, filterWidth: info.filterWidth, strideHeight: info.strideHeight, strideWidth: info.strideWidth,
-    padTop: info.padInfo.top, padLeft: info.padInfo.left, dilationHeight: info.dilationHeight, dilationWidth: info.dilationWidth,
+    batch: info.batchSize,
+    inHeight: info.inHeight,
+    inWidth: info.inWidth,
+    inChannels: info.inChannels,
+    outHeight: info.outHeight,
+    outWidth: info.outWidth,
+    outChannels: info.outChannels,
+    filterHeight: info.filterHeight,
+    filterWidth: info.filterWidth,
+    strideHeight: info.strideHeight,
+    strideWidth: info.strideWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+    dilationHeight: info.dilationHeight,
+    dilationWidth: info.dilationWidth,
   };
 }
-
 
 /**
  * How a broadcasting binary op maps onto the addon: one operand covers the whole output; the
@@ -149,7 +199,8 @@ function convGeometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
  * and stay in JavaScript.
  */
 export function binaryPlan(
-  aShape: readonly number[], bShape: readonly number[],
+  aShape: readonly number[],
+  bShape: readonly number[],
 ): { swapped: boolean; rows: number; cols: number; mid: number; mode: number; outShape: number[] } | null {
   let outShape: number[];
   try {
@@ -191,7 +242,12 @@ function numeric(backend: CpuBackend, t: tf.TensorInfo | undefined): Float32Arra
  * Copies pieces into one array laid out as [outer, Σ inner_i]: piece i contributes `inner_i`
  * values to each outer row (concatenation along an axis; stacking is the same with a new axis).
  */
-function concatRows(pieces: (Float32Array | Int32Array)[], inners: number[], outer: number, out: Float32Array | Int32Array): void {
+function concatRows(
+  pieces: (Float32Array | Int32Array)[],
+  inners: number[],
+  outer: number,
+  out: Float32Array | Int32Array,
+): void {
   const rowSize = inners.reduce((a, b) => a + b, 0);
   let offset = 0;
   pieces.forEach((piece, i) => {
@@ -207,7 +263,8 @@ function splitRows(values: Float32Array | Int32Array, inners: number[], outer: n
   let offset = 0;
   return inners.map((inner) => {
     const piece = values instanceof Float32Array ? new Float32Array(outer * inner) : new Int32Array(outer * inner);
-    for (let o = 0; o < outer; o++) piece.set(values.subarray(o * rowSize + offset, o * rowSize + offset + inner), o * inner);
+    for (let o = 0; o < outer; o++)
+      piece.set(values.subarray(o * rowSize + offset, o * rowSize + offset + inner), o * inner);
     offset += inner;
     return piece;
   });
@@ -241,7 +298,23 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
     if (fused) {
       const epilogue = fusedEpilogue(backend, args.inputs, attrs, n);
       if (!epilogue) return null;
-      lib.batchMatMul(av, bv, out, batch, batchA, batchB, m, n, k, ta, tb, epilogue.bias, epilogue.biasSize, epilogue.activation, epilogue.alpha);
+      lib.batchMatMul(
+        av,
+        bv,
+        out,
+        batch,
+        batchA,
+        batchB,
+        m,
+        n,
+        k,
+        ta,
+        tb,
+        epilogue.bias,
+        epilogue.biasSize,
+        epilogue.activation,
+        epilogue.alpha,
+      );
     } else {
       lib.batchMatMul(av, bv, out, batch, batchA, batchB, m, n, k, ta, tb);
     }
@@ -256,43 +329,68 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
     const wv = float32(backend, filter);
     if (!x || !filter || !xv || !wv || attrs.dataFormat === 'NCHW') return null;
     const info = tf.backend_util.computeConv2DInfo(
-      x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
-      attrs.strides as [number, number], attrs.dilations as [number, number], attrs.pad as 'same',
+      x.shape as [number, number, number, number],
+      filter.shape as [number, number, number, number],
+      attrs.strides as [number, number],
+      attrs.dilations as [number, number],
+      attrs.pad as 'same',
       attrs.dimRoundingMode as 'floor' | undefined,
     );
     const out = new Float32Array(size(info.outShape));
     if (fused) {
       const epilogue = fusedEpilogue(backend, args.inputs, attrs, info.outChannels);
       if (!epilogue) return null;
-      lib.conv2d(xv, wv, out, convGeometry(info), epilogue.bias, epilogue.biasSize, epilogue.activation, epilogue.alpha);
+      lib.conv2d(
+        xv,
+        wv,
+        out,
+        convGeometry(info),
+        epilogue.bias,
+        epilogue.biasSize,
+        epilogue.activation,
+        epilogue.alpha,
+      );
     } else {
       lib.conv2d(xv, wv, out, convGeometry(info));
     }
     return backend.makeTensorInfo(info.outShape, 'float32', out);
   };
 
-
-  const binary = (op: number) => (args: KernelArgs): tf.TensorInfo | null => {
-    const backend = args.backend as CpuBackend;
-    const { a, b } = args.inputs;
-    const av = float32(backend, a);
-    const bv = float32(backend, b);
-    if (!a || !b || !av || !bv) return null;
-    const plan = binaryPlan(a.shape, b.shape);
-    if (!plan) return null;
-    const out = new Float32Array(size(plan.outShape));
-    lib.binary(op, plan.swapped ? bv : av, plan.swapped ? av : bv, out, plan.rows, plan.cols, plan.mode, plan.swapped, plan.mid);
-    return backend.makeTensorInfo(plan.outShape, 'float32', out);
-  };
-  const unary = (op: number) => (args: KernelArgs): tf.TensorInfo | null => {
-    const backend = args.backend as CpuBackend;
-    const { x } = args.inputs;
-    const xv = float32(backend, x);
-    if (!x || !xv) return null;
-    const out = new Float32Array(xv.length);
-    lib.unary(op, xv, out, (args.attrs?.alpha as number | undefined) ?? 0);
-    return backend.makeTensorInfo(x.shape.slice(), 'float32', out);
-  };
+  const binary =
+    (op: number) =>
+    (args: KernelArgs): tf.TensorInfo | null => {
+      const backend = args.backend as CpuBackend;
+      const { a, b } = args.inputs;
+      const av = float32(backend, a);
+      const bv = float32(backend, b);
+      if (!a || !b || !av || !bv) return null;
+      const plan = binaryPlan(a.shape, b.shape);
+      if (!plan) return null;
+      const out = new Float32Array(size(plan.outShape));
+      lib.binary(
+        op,
+        plan.swapped ? bv : av,
+        plan.swapped ? av : bv,
+        out,
+        plan.rows,
+        plan.cols,
+        plan.mode,
+        plan.swapped,
+        plan.mid,
+      );
+      return backend.makeTensorInfo(plan.outShape, 'float32', out);
+    };
+  const unary =
+    (op: number) =>
+    (args: KernelArgs): tf.TensorInfo | null => {
+      const backend = args.backend as CpuBackend;
+      const { x } = args.inputs;
+      const xv = float32(backend, x);
+      if (!x || !xv) return null;
+      const out = new Float32Array(xv.length);
+      lib.unary(op, xv, out, (args.attrs?.alpha as number | undefined) ?? 0);
+      return backend.makeTensorInfo(x.shape.slice(), 'float32', out);
+    };
 
   /** Sum (or mean) over a contiguous block of axes: out[o, i] = Σ_r x[o, r, i] (÷ r). */
   const reduceSum = (args: KernelArgs, mean: boolean): tf.TensorInfo | null => {
@@ -330,8 +428,12 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       const wv = float32(backend, filter);
       if (!dy || !filter || !dyv || !wv || attrs.dataFormat === 'NCHW') return null;
       const info = tf.backend_util.computeConv2DInfo(
-        attrs.inputShape as [number, number, number, number], filter.shape as [number, number, number, number],
-        attrs.strides as [number, number], 1, attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined,
+        attrs.inputShape as [number, number, number, number],
+        filter.shape as [number, number, number, number],
+        attrs.strides as [number, number],
+        1,
+        attrs.pad as 'same',
+        attrs.dimRoundingMode as 'floor' | undefined,
       );
       if (info.outShape.join() !== dy.shape.join()) return null;
       const dx = new Float32Array(size(info.inShape));
@@ -346,8 +448,12 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       const dyv = float32(backend, dy);
       if (!x || !dy || !xv || !dyv || attrs.dataFormat === 'NCHW') return null;
       const info = tf.backend_util.computeConv2DInfo(
-        x.shape as [number, number, number, number], attrs.filterShape as [number, number, number, number],
-        attrs.strides as [number, number], 1, attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined,
+        x.shape as [number, number, number, number],
+        attrs.filterShape as [number, number, number, number],
+        attrs.strides as [number, number],
+        1,
+        attrs.pad as 'same',
+        attrs.dimRoundingMode as 'floor' | undefined,
       );
       if (info.outShape.join() !== dy.shape.join()) return null;
       const dw = new Float32Array(size(info.filterShape));
@@ -361,8 +467,12 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       const xv = float32(backend, x);
       if (!x || !xv || x.shape.length !== 4) return null;
       const info = tf.backend_util.computePool2DInfo(
-        x.shape as [number, number, number, number], attrs.filterSize as [number, number], attrs.strides as [number, number],
-        1, attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined,
+        x.shape as [number, number, number, number],
+        attrs.filterSize as [number, number],
+        attrs.strides as [number, number],
+        1,
+        attrs.pad as 'same',
+        attrs.dimRoundingMode as 'floor' | undefined,
       );
       const out = new Float32Array(size(info.outShape));
       lib.maxPool(xv, out, convGeometry(info));
@@ -376,8 +486,12 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       const xv = float32(backend, input);
       if (!dy || !input || !dyv || !xv || input.shape.length !== 4) return null;
       const info = tf.backend_util.computePool2DInfo(
-        input.shape as [number, number, number, number], attrs.filterSize as [number, number], attrs.strides as [number, number],
-        1, attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined,
+        input.shape as [number, number, number, number],
+        attrs.filterSize as [number, number],
+        attrs.strides as [number, number],
+        1,
+        attrs.pad as 'same',
+        attrs.dimRoundingMode as 'floor' | undefined,
       );
       if (info.outShape.join() !== dy.shape.join()) return null;
       const dx = new Float32Array(size(input.shape));
@@ -409,7 +523,13 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       const outShape = perm.map((p) => x.shape[p]!);
       if (perm.every((p, i) => p === i)) return backend.makeTensorInfo(outShape, 'float32', xv.slice());
       // Swapping the last two axes (of every matrix in a batch); other permutations stay in JS.
-      if (rank < 2 || perm[rank - 1] !== rank - 2 || perm[rank - 2] !== rank - 1 || perm.slice(0, -2).some((p, i) => p !== i)) return null;
+      if (
+        rank < 2 ||
+        perm[rank - 1] !== rank - 2 ||
+        perm[rank - 2] !== rank - 1 ||
+        perm.slice(0, -2).some((p, i) => p !== i)
+      )
+        return null;
       const out = new Float32Array(xv.length);
       lib.transpose2d(xv, out, size(x.shape.slice(0, -2)), x.shape[rank - 2]!, x.shape[rank - 1]!);
       return backend.makeTensorInfo(outShape, 'float32', out);
@@ -421,11 +541,23 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       if (!x || !xv) return null;
       const axis = tf.util.parseAxisParam(args.attrs?.axis as number, x.shape)[0]!;
       const splits = tf.backend_util.prepareSplitSize(
-        { shape: x.shape } as unknown as tf.Tensor, args.attrs?.numOrSizeSplits as number | number[], axis,
+        { shape: x.shape } as unknown as tf.Tensor,
+        args.attrs?.numOrSizeSplits as number | number[],
+        axis,
       );
       const inner = size(x.shape.slice(axis + 1));
-      const pieces = splitRows(xv, splits.map((n) => n * inner), size(x.shape.slice(0, axis)));
-      return pieces.map((p, i) => backend.makeTensorInfo(x.shape.map((d, j) => (j === axis ? splits[i]! : d)), x.dtype, p));
+      const pieces = splitRows(
+        xv,
+        splits.map((n) => n * inner),
+        size(x.shape.slice(0, axis)),
+      );
+      return pieces.map((p, i) =>
+        backend.makeTensorInfo(
+          x.shape.map((d, j) => (j === axis ? splits[i]! : d)),
+          x.dtype,
+          p,
+        ),
+      );
     },
     Unpack: (args) => {
       const backend = args.backend as CpuBackend;
@@ -445,11 +577,20 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       if (!first) return null;
       const axis = tf.util.parseAxisParam(args.attrs?.axis as number, first.shape)[0]!;
       const values = tensors.map((t) => numeric(backend, t));
-      if (values.some((v) => !v) || tensors.some((t) => t.dtype !== first.dtype || t.shape.length !== first.shape.length)) return null;
+      if (
+        values.some((v) => !v) ||
+        tensors.some((t) => t.dtype !== first.dtype || t.shape.length !== first.shape.length)
+      )
+        return null;
       if (tensors.some((t) => t.shape.some((d, j) => j !== axis && d !== first.shape[j]))) return null;
       const outShape = first.shape.map((d, j) => (j === axis ? tensors.reduce((n, t) => n + t.shape[axis]!, 0) : d));
       const out = first.dtype === 'float32' ? new Float32Array(size(outShape)) : new Int32Array(size(outShape));
-      concatRows(values as (Float32Array | Int32Array)[], tensors.map((t) => size(t.shape.slice(axis))), size(first.shape.slice(0, axis)), out);
+      concatRows(
+        values as (Float32Array | Int32Array)[],
+        tensors.map((t) => size(t.shape.slice(axis))),
+        size(first.shape.slice(0, axis)),
+        out,
+      );
       return backend.makeTensorInfo(outShape, first.dtype, out);
     },
     Pack: (args) => {
@@ -459,11 +600,20 @@ function nativeKernels(lib: NativeAddon): Record<string, (args: KernelArgs) => K
       if (!first) return null;
       const axis = tf.util.parseAxisParam(args.attrs?.axis as number, [...first.shape, 1])[0]!;
       const values = tensors.map((t) => numeric(backend, t));
-      if (values.some((v) => !v) || tensors.some((t) => t.dtype !== first.dtype || t.shape.join() !== first.shape.join())) return null;
+      if (
+        values.some((v) => !v) ||
+        tensors.some((t) => t.dtype !== first.dtype || t.shape.join() !== first.shape.join())
+      )
+        return null;
       const outShape = [...first.shape.slice(0, axis), tensors.length, ...first.shape.slice(axis)];
       const out = first.dtype === 'float32' ? new Float32Array(size(outShape)) : new Int32Array(size(outShape));
       const inner = size(first.shape.slice(axis));
-      concatRows(values as (Float32Array | Int32Array)[], tensors.map(() => inner), size(first.shape.slice(0, axis)), out);
+      concatRows(
+        values as (Float32Array | Int32Array)[],
+        tensors.map(() => inner),
+        size(first.shape.slice(0, axis)),
+        out,
+      );
       return backend.makeTensorInfo(outShape, first.dtype, out);
     },
     UnsortedSegmentSum: (args) => {
@@ -549,5 +699,7 @@ export function nativeStatus(): NativeStatus | null {
 
 /** One log line: whether native kernels are on and, if off, why and what it costs. */
 export function describeNative(s: NativeStatus): string {
-  return s.enabled ? `native kernels: on (${s.detail}; ${s.kernels.length} kernels)` : `native kernels: off: ${s.detail}`;
+  return s.enabled
+    ? `native kernels: on (${s.detail}; ${s.kernels.length} kernels)`
+    : `native kernels: off: ${s.detail}`;
 }

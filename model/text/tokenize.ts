@@ -30,7 +30,19 @@
  * (it is not shipped); the rules follow PTBTokenizer's documented PTB3 conventions.
  */
 export const PTB_PUNCTUATION: ReadonlySet<string> = new Set([
-  "''", "'", '``', '`', '.', '?', '!', ',', ':', '-', '--', '...', ';',
+  "''",
+  "'",
+  '``',
+  '`',
+  '.',
+  '?',
+  '!',
+  ',',
+  ':',
+  '-',
+  '--',
+  '...',
+  ';',
 ]);
 
 const CLITIC = /^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$/;
@@ -50,12 +62,44 @@ const ASSIMILATIONS: ReadonlyMap<string, readonly string[]> = new Map([
 
 /** Abbreviations that keep their period (a small part of PTBTokenizer's lists). */
 const ABBREVIATIONS: ReadonlySet<string> = new Set([
-  'mr', 'mrs', 'ms', 'dr', 'prof', 'st', 'jr', 'sr', 'mt', 'ft', 'ave', 'blvd', 'rd', 'vs', 'etc',
-  'inc', 'co', 'corp', 'ltd', 'bros', 'gen', 'col', 'sgt', 'capt', 'lt', 'gov', 'sen', 'rep', 'rev',
+  'mr',
+  'mrs',
+  'ms',
+  'dr',
+  'prof',
+  'st',
+  'jr',
+  'sr',
+  'mt',
+  'ft',
+  'ave',
+  'blvd',
+  'rd',
+  'vs',
+  'etc',
+  'inc',
+  'co',
+  'corp',
+  'ltd',
+  'bros',
+  'gen',
+  'col',
+  'sgt',
+  'capt',
+  'lt',
+  'gov',
+  'sen',
+  'rep',
+  'rev',
 ]);
 
 const BRACKETS: Readonly<Record<string, string>> = {
-  '(': ' -lrb- ', ')': ' -rrb- ', '[': ' -lsb- ', ']': ' -rsb- ', '{': ' -lcb- ', '}': ' -rcb- ',
+  '(': ' -lrb- ',
+  ')': ' -rrb- ',
+  '[': ' -lsb- ',
+  ']': ' -rsb- ',
+  '{': ' -lcb- ',
+  '}': ' -rcb- ',
 };
 
 /** One whitespace-delimited chunk → PTB tokens (before punctuation removal). */

@@ -77,7 +77,12 @@ export class Vocabulary {
 
   static fromJSON(json: unknown, source = 'vocabulary'): Vocabulary {
     const v = json as Partial<VocabJson> | null;
-    if (!v || v.format !== 'captioner-vocab' || !Array.isArray(v.words) || !v.words.every((w) => typeof w === 'string')) {
+    if (
+      !v ||
+      v.format !== 'captioner-vocab' ||
+      !Array.isArray(v.words) ||
+      !v.words.every((w) => typeof w === 'string')
+    ) {
       throw new Error(`${source}: not a captioner vocabulary (expected {"format":"captioner-vocab","words":[...]})`);
     }
     return new Vocabulary(v.words);

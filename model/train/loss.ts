@@ -20,7 +20,8 @@ import { PAD } from '../text/vocab.ts';
  * which caps such learned exclusions.
  */
 export function maskedSequenceLoss(logits: tf.Tensor3D, targets: tf.Tensor2D, labelSmoothing = 0): tf.Scalar {
-  if (!(labelSmoothing >= 0 && labelSmoothing < 1)) throw new Error(`maskedSequenceLoss: labelSmoothing must be in [0, 1), got ${labelSmoothing}`);
+  if (!(labelSmoothing >= 0 && labelSmoothing < 1))
+    throw new Error(`maskedSequenceLoss: labelSmoothing must be in [0, 1), got ${labelSmoothing}`);
   return tf.tidy(() => {
     const [batch, , vocab] = logits.shape;
     const logProbs = tf.logSoftmax(logits); // [batch, steps, vocab]
@@ -40,7 +41,11 @@ export function countTokens(targets: ArrayLike<number>): number {
 }
 
 /** Mean loss per token and perplexity from the batch loss of maskedSequenceLoss. */
-export function perTokenLoss(batchLoss: number, batchSize: number, tokens: number): { lossPerToken: number; perplexity: number } {
+export function perTokenLoss(
+  batchLoss: number,
+  batchSize: number,
+  tokens: number,
+): { lossPerToken: number; perplexity: number } {
   const lossPerToken = tokens > 0 ? (batchLoss * batchSize) / tokens : 0;
   return { lossPerToken, perplexity: Math.exp(lossPerToken) };
 }

@@ -10,7 +10,10 @@ import * as tf from '@tensorflow/tfjs';
  * the direction is kept and only exploding steps are shortened. maxNorm 0 turns it off.
  * Returns new tensors (the caller disposes the inputs) and the norm before clipping.
  */
-export function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): { grads: tf.NamedTensorMap; norm: number } {
+export function clipByGlobalNorm(
+  grads: tf.NamedTensorMap,
+  maxNorm: number,
+): { grads: tf.NamedTensorMap; norm: number } {
   const names = Object.keys(grads);
   const norm = tf.tidy(() => Math.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))).dataSync()[0]!));
   const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / norm : 1;

@@ -32,7 +32,11 @@ export interface SubstitutionOptions {
  * `sequences` are encoded captions `<start> w1 … wn <end>`; the special tokens and <unk> are
  * neighbours in frames but never substitutes.
  */
-export function substitutionClasses(sequences: Iterable<readonly number[]>, vocabSize: number, options: SubstitutionOptions = {}): number[][] {
+export function substitutionClasses(
+  sequences: Iterable<readonly number[]>,
+  vocabSize: number,
+  options: SubstitutionOptions = {},
+): number[][] {
   const minFrameCount = options.minFrameCount ?? 2;
   const minJaccard = options.minJaccard ?? 0.5;
   const counts: Map<number, number>[] = Array.from({ length: vocabSize }, () => new Map());
@@ -86,7 +90,13 @@ function substitutable(id: number): boolean {
  * one per word id), by one of them chosen uniformly. `coins` and `picks` are uniforms in
  * [0, 1), one of each per id.
  */
-export function substituteWords(ids: ArrayLike<number>, classes: readonly (readonly number[])[], rate: number | ArrayLike<number>, coins: ArrayLike<number>, picks: ArrayLike<number>): Int32Array {
+export function substituteWords(
+  ids: ArrayLike<number>,
+  classes: readonly (readonly number[])[],
+  rate: number | ArrayLike<number>,
+  coins: ArrayLike<number>,
+  picks: ArrayLike<number>,
+): Int32Array {
   const out = Int32Array.from(ids);
   for (let i = 0; i < out.length; i++) {
     const others = classes[out[i]!];
@@ -104,9 +114,17 @@ export function substituteWords(ids: ArrayLike<number>, classes: readonly (reado
  * "of" is grammar). Pairs apply in order. Throws, naming the pair, for a word not in the
  * vocabulary, a word with no substitutes, or a rate outside [0, 1].
  */
-export function substitutionRates(classes: readonly (readonly number[])[], base: number, overrides: string, words: readonly string[]): number[] {
+export function substitutionRates(
+  classes: readonly (readonly number[])[],
+  base: number,
+  overrides: string,
+  words: readonly string[],
+): number[] {
   const rates = classes.map(() => base);
-  for (const pair of overrides.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const pair of overrides
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const match = /^([^=\s]+)\s*=\s*(\S+)$/.exec(pair);
     if (!match) throw new Error(`"${pair}" is not word=rate`);
     const word = match[1]!;
@@ -124,7 +142,11 @@ export function substitutionRates(classes: readonly (readonly number[])[], base:
  * A line for the training log: how many words have substitutes, and the largest groups (a word
  * with its substitutes; words whose groups are the same set are shown once).
  */
-export function describeClasses(classes: readonly (readonly number[])[], word: (id: number) => string, examples = 3): string {
+export function describeClasses(
+  classes: readonly (readonly number[])[],
+  word: (id: number) => string,
+  examples = 3,
+): string {
   const groups = new Map<string, number[]>();
   classes.forEach((subs, id) => {
     if (!subs.length) return;

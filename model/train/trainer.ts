@@ -7,8 +7,23 @@ import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { epochBatches, makeExamples, orderedBatches, type Batch, type Example } from '../data/batch.ts';
-import { Captioner, MODEL_DEFAULTS, MODEL_KEYS, MODEL_SPEC, checkModelConfig, type ModelConfig } from '../nn/captioner.ts';
-import { hasCheckpoint, loadCheckpoint, disposeCheckpoint, readCheckpointConfig, saveCheckpoint, type SavedConfig, type TrainingState } from '../io/checkpoint.ts';
+import {
+  Captioner,
+  MODEL_DEFAULTS,
+  MODEL_KEYS,
+  MODEL_SPEC,
+  checkModelConfig,
+  type ModelConfig,
+} from '../nn/captioner.ts';
+import {
+  hasCheckpoint,
+  loadCheckpoint,
+  disposeCheckpoint,
+  readCheckpointConfig,
+  saveCheckpoint,
+  type SavedConfig,
+  type TrainingState,
+} from '../io/checkpoint.ts';
 import { ConfigError, pick, resolveConfig, type ConfigLayer, type ConfigSpec } from '../util/config.ts';
 import { ImageCache, readManifest, splitImages, DatasetError } from '../data/dataset.ts';
 import { greedyDecode } from '../decode/decode.ts';
@@ -20,7 +35,12 @@ import { Rng, deriveSeed } from '../util/rng.ts';
 import { StreamedPixels, type PixelBatch } from '../data/stream.ts';
 import { describeClasses, substitutionClasses, substitutionRates } from './substitution.ts';
 import { LanguagePrior } from '../decode/prior.ts';
-import { learningRateAt, scheduledSamplingProbability, type LrScheduleKind, type SamplingScheduleKind } from './schedules.ts';
+import {
+  learningRateAt,
+  scheduledSamplingProbability,
+  type LrScheduleKind,
+  type SamplingScheduleKind,
+} from './schedules.ts';
 import { Vocabulary } from '../text/vocab.ts';
 
 export const VERSION = '0.1.0';
@@ -29,7 +49,10 @@ export interface TrainConfig extends ModelConfig {
   data: string;
   out: string;
   resume: boolean;
-  /** Start from this model's weights and vocabulary (same architecture), with a fresh optimiser and schedule ('' : new weights). */
+  /**
+   * Start from this model's weights and vocabulary (same architecture), with a fresh optimiser and schedule ('' : new
+   * weights).
+   */
   initFrom: string;
   trainSplit: string;
   valSplit: string;
@@ -47,9 +70,15 @@ export interface TrainConfig extends ModelConfig {
   labelSmoothing: number;
   /** Probability that a decoder input after <start> is replaced by <unk> (word dropout). */
   wordDropout: number;
-  /** Probability that a decoder input after <start> is replaced by a word of the same slot (model/train/substitution.ts). */
+  /**
+   * Probability that a decoder input after <start> is replaced by a word of the same slot
+   * (model/train/substitution.ts).
+   */
   wordSubstitution: number;
-  /** Rates per slot that override `wordSubstitution`: "red=0.5,left=0" (model/train/substitution.ts `substitutionRates`). */
+  /**
+   * Rates per slot that override `wordSubstitution`: "red=0.5,left=0" (model/train/substitution.ts
+   * `substitutionRates`).
+   */
   wordSubstitutionRates: string;
   samplingSchedule: SamplingScheduleKind;
   samplingK: number;
@@ -66,9 +95,14 @@ export interface TrainConfig extends ModelConfig {
   valSamples: number;
   /** Batch captions of similar length together (model/data/batch.ts), to pad less. */
   bucketing: boolean;
-  /** Stream the training pixels chunk by chunk (model/data/stream.ts) instead of holding them all: 'auto' when they exceed `pixelBudgetMb`. */
+  /**
+   * Stream the training pixels chunk by chunk (model/data/stream.ts) instead of holding them all: 'auto' when they
+   * exceed `pixelBudgetMb`.
+   */
   stream: 'auto' | 'on' | 'off';
-  /** Memory for pixels, MB: the in-memory limit of `stream: 'auto'`, and what an automatic window and read-ahead fill. */
+  /**
+   * Memory for pixels, MB: the in-memory limit of `stream: 'auto'`, and what an automatic window and read-ahead fill.
+   */
   pixelBudgetMb: number;
   /** Chunks (shards) whose examples are shuffled together when streaming (0: as many as half the budget holds). */
   streamWindow: number;
@@ -119,7 +153,11 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   data: { type: 'string', describe: 'data-set directory (with manifest.json)' },
   out: { type: 'string', describe: 'model directory to write checkpoints to' },
   resume: { type: 'boolean', describe: 'continue from the latest checkpoint in --out' },
-  initFrom: { type: 'string', describe: "start from this model's weights and vocabulary (fine-tuning): a fresh optimiser, schedule and step count; the architecture is the model's" },
+  initFrom: {
+    type: 'string',
+    describe:
+      "start from this model's weights and vocabulary (fine-tuning): a fresh optimiser, schedule and step count; the architecture is the model's",
+  },
   trainSplit: { type: 'string', describe: 'split to train on' },
   valSplit: { type: 'string', describe: 'split to validate on each epoch' },
   epochs: { type: 'number', integer: true, min: 1, describe: 'passes over the training captions' },
@@ -127,36 +165,94 @@ export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
   maxSteps: { type: 'number', integer: true, min: 0, describe: 'stop after this many steps in all (0: all epochs)' },
   seed: { type: 'number', integer: true, min: 0, describe: 'seed for initialisation, shuffling and sampling' },
   learningRate: { type: 'number', min: 0, describe: 'Adam learning rate' },
-  lrSchedule: { type: 'string', choices: ['constant', 'cosine', 'linear'], describe: 'learning-rate schedule after warm-up' },
+  lrSchedule: {
+    type: 'string',
+    choices: ['constant', 'cosine', 'linear'],
+    describe: 'learning-rate schedule after warm-up',
+  },
   warmupSteps: { type: 'number', integer: true, min: 0, describe: 'linear learning-rate warm-up steps' },
   minLearningRate: { type: 'number', min: 0, describe: 'learning rate at the end of cosine/linear decay' },
   clipNorm: { type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
-  labelSmoothing: { type: 'number', min: 0, max: 0.99, describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word' },
-  wordDropout: { type: 'number', min: 0, max: 1, describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>' },
-  wordSubstitution: { type: 'number', min: 0, max: 1, describe: 'word substitution: probability that a decoder input after <start> is replaced by a word found in the same slots of the training captions (red → blue), the target staying the true word' },
-  wordSubstitutionRates: { type: 'string', describe: 'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it' },
+  labelSmoothing: {
+    type: 'number',
+    min: 0,
+    max: 0.99,
+    describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word',
+  },
+  wordDropout: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>',
+  },
+  wordSubstitution: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    describe:
+      'word substitution: probability that a decoder input after <start> is replaced by a word found in the same slots of the training captions (red → blue), the target staying the true word',
+  },
+  wordSubstitutionRates: {
+    type: 'string',
+    describe:
+      'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it',
+  },
   samplingSchedule: {
     type: 'string',
     choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
     describe: 'scheduled-sampling ε schedule (probability of feeding the true word)',
   },
-  samplingK: { type: 'number', min: 0, describe: 'schedule k: constant ε, linear start, exponential base, inverse-sigmoid k' },
+  samplingK: {
+    type: 'number',
+    min: 0,
+    describe: 'schedule k: constant ε, linear start, exponential base, inverse-sigmoid k',
+  },
   samplingC: { type: 'number', min: 0, describe: 'linear schedule slope per step' },
   samplingMin: { type: 'number', min: 0, max: 1, describe: 'floor of ε' },
   samplingFeed: { type: 'string', choices: ['argmax', 'sample'], describe: "the model's own word: argmax or a sample" },
   samplingWithinSlots: {
     type: 'boolean',
-    describe: "scheduled sampling feeds the model's own word only where it is the true word or a word of the same slot in the training captions (blue for red), else the true word, so that the targets, which stay the reference's, still fit",
+    describe:
+      "scheduled sampling feeds the model's own word only where it is the true word or a word of the same slot in the training captions (blue for red), else the true word, so that the targets, which stay the reference's, still fit",
   },
   logEvery: { type: 'number', integer: true, min: 1, describe: 'write a metrics line every N steps' },
-  checkpointEvery: { type: 'number', integer: true, min: 0, describe: 'checkpoint every N steps too (0: per epoch only)' },
-  validateEvery: { type: 'number', integer: true, min: 1, describe: 'validate and checkpoint every N epochs (and after the last)' },
+  checkpointEvery: {
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'checkpoint every N steps too (0: per epoch only)',
+  },
+  validateEvery: {
+    type: 'number',
+    integer: true,
+    min: 1,
+    describe: 'validate and checkpoint every N epochs (and after the last)',
+  },
   valSamples: { type: 'number', integer: true, min: 0, describe: 'validation images to caption greedily each epoch' },
   bucketing: { type: 'boolean', describe: 'batch captions of similar length together (less padding)' },
-  stream: { type: 'string', choices: ['auto', 'on', 'off'], describe: 'stream training pixels shard by shard with read-ahead instead of loading them all (auto: when they exceed --pixel-budget-mb)' },
-  pixelBudgetMb: { type: 'number', min: 0, describe: 'memory for image pixels, MB: above it --stream auto streams, and the stream window fills it' },
-  streamWindow: { type: 'number', integer: true, min: 0, describe: 'shards whose examples are shuffled together when streaming (0: half the pixel budget)' },
-  streamReadAhead: { type: 'number', integer: true, min: -1, describe: 'shards read ahead while the window trains (-1: as many as the window, 0: none)' },
+  stream: {
+    type: 'string',
+    choices: ['auto', 'on', 'off'],
+    describe:
+      'stream training pixels shard by shard with read-ahead instead of loading them all (auto: when they exceed --pixel-budget-mb)',
+  },
+  pixelBudgetMb: {
+    type: 'number',
+    min: 0,
+    describe: 'memory for image pixels, MB: above it --stream auto streams, and the stream window fills it',
+  },
+  streamWindow: {
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'shards whose examples are shuffled together when streaming (0: half the pixel budget)',
+  },
+  streamReadAhead: {
+    type: 'number',
+    integer: true,
+    min: -1,
+    describe: 'shards read ahead while the window trains (-1: as many as the window, 0: none)',
+  },
 };
 
 /**
@@ -171,17 +267,32 @@ export async function resolveTrainConfig(layers: readonly ConfigLayer[]): Promis
   checkModelConfig(first);
   if (first.resume && (await hasCheckpoint(first.out))) {
     const { config: saved } = await readCheckpointConfig(first.out, 'latest');
-    return rebase({ ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig, saved.model, layers, (key, value) => `--resume: "${key}" is ${value} in the checkpoint; the architecture cannot change on resume`);
+    return rebase(
+      { ...TRAIN_DEFAULTS, ...(saved.train ?? {}), ...saved.model } as TrainConfig,
+      saved.model,
+      layers,
+      (key, value) => `--resume: "${key}" is ${value} in the checkpoint; the architecture cannot change on resume`,
+    );
   }
   if (first.initFrom) {
     const { dir, config: saved } = await readCheckpointConfig(first.initFrom, 'best');
-    return rebase({ ...first, ...saved.model }, saved.model, layers, (key, value) => `--init-from: "${key}" is ${value} in ${dir}; the architecture cannot change`);
+    return rebase(
+      { ...first, ...saved.model },
+      saved.model,
+      layers,
+      (key, value) => `--init-from: "${key}" is ${value} in ${dir}; the architecture cannot change`,
+    );
   }
   return first;
 }
 
 /** Re-applies `layers` over `base` and refuses any architecture setting that differs from `model`'s. */
-function rebase(base: TrainConfig, model: ModelConfig, layers: readonly ConfigLayer[], refusal: (key: string, value: string) => string): TrainConfig {
+function rebase(
+  base: TrainConfig,
+  model: ModelConfig,
+  layers: readonly ConfigLayer[],
+  refusal: (key: string, value: string) => string,
+): TrainConfig {
   const resolved = resolveConfig<TrainConfig>(base, TRAIN_SPEC, layers);
   for (const key of MODEL_KEYS) {
     if (JSON.stringify(resolved[key]) !== JSON.stringify(model[key])) {
@@ -223,7 +334,8 @@ export class Trainer {
     readonly optimizer = new Adam(),
     readonly slots?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
   ) {
-    if (config.samplingWithinSlots && !slots) throw new Error('Trainer: scheduled sampling within slots needs the substitution classes');
+    if (config.samplingWithinSlots && !slots)
+      throw new Error('Trainer: scheduled sampling within slots needs the substitution classes');
     this.byName = model.namedWeights();
     for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
     this.trainable = model.trainableVariables();
@@ -231,12 +343,23 @@ export class Trainer {
 
   samplingProbability(step: number): number {
     const c = this.config;
-    return scheduledSamplingProbability(step, { kind: c.samplingSchedule, k: c.samplingK, c: c.samplingC, min: c.samplingMin });
+    return scheduledSamplingProbability(step, {
+      kind: c.samplingSchedule,
+      k: c.samplingK,
+      c: c.samplingC,
+      min: c.samplingMin,
+    });
   }
 
   learningRate(step: number, totalSteps: number): number {
     const c = this.config;
-    return learningRateAt(step, { kind: c.lrSchedule, base: c.learningRate, warmupSteps: c.warmupSteps, decaySteps: totalSteps, min: c.minLearningRate });
+    return learningRateAt(step, {
+      kind: c.lrSchedule,
+      base: c.learningRate,
+      warmupSteps: c.warmupSteps,
+      decaySteps: totalSteps,
+      min: c.minLearningRate,
+    });
   }
 
   /**
@@ -279,7 +402,14 @@ export class Trainer {
       const loss = value.dataSync()[0]!;
       value.dispose();
       const n = countTokens(tokens.filter((_, i) => i % width !== 0));
-      return { loss, ...perTokenLoss(loss, batchSize, n), tokens: n, gradNorm: clipped.norm, learningRate: lr, samplingProbability: epsilon };
+      return {
+        loss,
+        ...perTokenLoss(loss, batchSize, n),
+        tokens: n,
+        gradNorm: clipped.norm,
+        learningRate: lr,
+        samplingProbability: epsilon,
+      };
     } finally {
       imgs.dispose();
       toks.dispose();
@@ -360,12 +490,13 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   const log = hooks.log ?? (() => {});
   const manifest = await readManifest(config.data);
   const trainImages = splitImages(manifest, config.trainSplit);
-  if (trainImages.length === 0) throw new DatasetError(`${join(config.data, 'manifest.json')}: no images in split "${config.trainSplit}"`);
+  if (trainImages.length === 0)
+    throw new DatasetError(`${join(config.data, 'manifest.json')}: no images in split "${config.trainSplit}"`);
   const valImages = splitImages(manifest, config.valSplit);
 
   const resuming = config.resume && (await hasCheckpoint(config.out));
   let model: Captioner;
-  let optimizer = new Adam();
+  const optimizer = new Adam();
   let state: TrainingState;
   if (resuming) {
     const ckpt = await loadCheckpoint(config.out, 'latest');
@@ -378,19 +509,26 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     log(`resuming ${ckpt.dir} at step ${state.step} (epoch ${state.epoch + 1}, batch ${state.batchInEpoch})`);
   } else {
     if (await hasCheckpoint(config.out)) {
-      throw new ConfigError(`${config.out} already holds a model; pass --resume to continue it or choose another --out`);
+      throw new ConfigError(
+        `${config.out} already holds a model; pass --resume to continue it or choose another --out`,
+      );
     }
     if (config.initFrom) {
       // Fine-tuning: the starting model's weights and vocabulary; a fresh optimiser and schedule.
       model = await loadModel(config.initFrom);
       log(`starting from the weights of ${config.initFrom}`);
     } else {
-      const vocab = Vocabulary.build(trainImages.flatMap((i) => i.captions), config.minWordCount);
+      const vocab = Vocabulary.build(
+        trainImages.flatMap((i) => i.captions),
+        config.minWordCount,
+      );
       model = await Captioner.create(pick(config, MODEL_KEYS), vocab, deriveSeed(config.seed, 0));
     }
     state = { step: 0, epoch: 0, batchInEpoch: 0, seed: config.seed, bestMetric: null, samplingProbability: 1 };
   }
-  log(`vocabulary: ${model.vocab.size} words; train: ${trainImages.length} images; ${config.valSplit}: ${valImages.length} images`);
+  log(
+    `vocabulary: ${model.vocab.size} words; train: ${trainImages.length} images; ${config.valSplit}: ${valImages.length} images`,
+  );
 
   const size = model.config.imageSize;
   const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
@@ -401,7 +539,10 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   ).toJSON(model.vocab);
   let slots: { classes: number[][]; rate: number[] } | undefined;
   if (config.wordSubstitution > 0 || config.wordSubstitutionRates || config.samplingWithinSlots) {
-    const classes = substitutionClasses(examples.map((e) => e.ids), model.vocab.size);
+    const classes = substitutionClasses(
+      examples.map((e) => e.ids),
+      model.vocab.size,
+    );
     let rate: number[];
     try {
       rate = substitutionRates(classes, config.wordSubstitution, config.wordSubstitutionRates, model.vocab.words);
@@ -409,7 +550,10 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       throw new ConfigError(`"wordSubstitutionRates": ${(err as Error).message}`);
     }
     const uses: string[] = [];
-    if (config.wordSubstitution > 0 || config.wordSubstitutionRates) uses.push(`word substitution ${config.wordSubstitution}${config.wordSubstitutionRates ? ` (${config.wordSubstitutionRates})` : ''}`);
+    if (config.wordSubstitution > 0 || config.wordSubstitutionRates)
+      uses.push(
+        `word substitution ${config.wordSubstitution}${config.wordSubstitutionRates ? ` (${config.wordSubstitutionRates})` : ''}`,
+      );
     if (config.samplingWithinSlots) uses.push('scheduled sampling within slots');
     log(`${uses.join(', ')}: ${describeClasses(classes, (id) => model.vocab.words[id]!)}`);
     slots = { classes, rate };
@@ -433,20 +577,29 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       readAhead: config.streamReadAhead,
       budgetBytes: budget - valImages.length * size * size * 3,
     });
-    const why = config.stream === 'on' ? '--stream on' : `${(allBytes / 2 ** 20).toFixed(0)} MB of pixels exceed --pixel-budget-mb ${config.pixelBudgetMb}`;
+    const why =
+      config.stream === 'on'
+        ? '--stream on'
+        : `${(allBytes / 2 ** 20).toFixed(0)} MB of pixels exceed --pixel-budget-mb ${config.pixelBudgetMb}`;
     log(`images: ${stream.description} (${why}); ${config.valSplit}: ${cache.sourceDescription}, in memory`);
   } else {
     cache = await ImageCache.load(config.data, [...trainImages, ...valImages], size, hooks.loading);
     log(`images: ${cache.sourceDescription}, in memory`);
   }
   hooks.pixelSource?.(stream ?? cache);
-  const trainBatches = (epoch: number, from: number) => stream?.epoch(epoch, from) ?? inMemoryBatches(cache, examples, config, epoch, from);
+  const trainBatches = (epoch: number, from: number) =>
+    stream?.epoch(epoch, from) ?? inMemoryBatches(cache, examples, config, epoch, from);
   const valBatches = orderedBatches(makeExamples(valImages, model.vocab, model.config.maxLength), config.batchSize);
   const perEpoch = Math.ceil(examples.length / config.batchSize);
-  const totalSteps = config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
+  const totalSteps =
+    config.maxSteps > 0 ? Math.min(config.maxSteps, perEpoch * config.epochs) : perEpoch * config.epochs;
   const trainer = new Trainer(model, config, optimizer, slots);
   const metricsPath = join(config.out, 'metrics.jsonl');
-  const savedConfig: SavedConfig = { model: model.config, train: { ...config }, versions: { captioner: VERSION, tfjs: tf.version.tfjs } };
+  const savedConfig: SavedConfig = {
+    model: model.config,
+    train: { ...config },
+    versions: { captioner: VERSION, tfjs: tf.version.tfjs },
+  };
 
   const checkpoint = async (isBest: boolean) => {
     state.samplingProbability = trainer.samplingProbability(state.step);
@@ -478,8 +631,16 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
    * maxSteps) inside an epoch, so the record marks a point that is not an epoch's end.
    */
   const validateAndCheckpoint = async (partial: boolean) => {
-    const record: Record<string, unknown> = { type: 'epoch', step: state.step, epoch: state.epoch + 1, trainLoss: lastLoss, ...(partial ? { partial: true } : {}) };
-    const where = partial ? `step ${state.step} (epoch ${state.epoch + 1}, cut short by maxSteps)` : `epoch ${state.epoch + 1}`;
+    const record: Record<string, unknown> = {
+      type: 'epoch',
+      step: state.step,
+      epoch: state.epoch + 1,
+      trainLoss: lastLoss,
+      ...(partial ? { partial: true } : {}),
+    };
+    const where = partial
+      ? `step ${state.step} (epoch ${state.epoch + 1}, cut short by maxSteps)`
+      : `epoch ${state.epoch + 1}`;
     let isBest = false;
     if (valBatches.length > 0) {
       const val = trainer.evaluate(cache, valBatches);
@@ -494,7 +655,9 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       });
       isBest = state.bestMetric === null || val.lossPerToken < state.bestMetric;
       if (isBest) state.bestMetric = val.lossPerToken;
-      log(`${where}: train loss ${lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${val.perplexity.toFixed(2)})${isBest ? ', best so far' : ''}`);
+      log(
+        `${where}: train loss ${lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${val.perplexity.toFixed(2)})${isBest ? ', best so far' : ''}`,
+      );
       samples.forEach((s, i) => log(`  ${s.id}: ${captions[i]!.words.join(' ')}   [ref: ${s.captions[0]}]`));
     } else {
       log(`${where}: train loss ${lastLoss?.toFixed(4)} (no "${config.valSplit}" split to validate on)`);
@@ -513,13 +676,15 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       for (let b = state.batchInEpoch; b < perEpoch && state.step < totalSteps; b++) {
         const asked = performance.now();
         const next = await batches.next();
-        if (next.done) throw new Error(`the pixel source ended at batch ${b} of ${perEpoch} in epoch ${state.epoch + 1}`);
+        if (next.done)
+          throw new Error(`the pixel source ended at batch ${b} of ${perEpoch} in epoch ${state.epoch + 1}`);
         const waited = performance.now() - asked;
         windowWait += waited;
         dataWait += waited;
         const { batch, pixels } = next.value;
         const stats = trainer.step(pixels, batch, state.step, totalSteps);
-        if (!Number.isFinite(stats.loss)) throw new Error(`training diverged at step ${state.step}: loss ${stats.loss}`);
+        if (!Number.isFinite(stats.loss))
+          throw new Error(`training diverged at step ${state.step}: loss ${stats.loss}`);
         state.step += 1;
         state.batchInEpoch = b + 1;
         lastLoss = stats.lossPerToken;
@@ -527,7 +692,14 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
         windowImages += batch.batchSize;
         const seconds = (performance.now() - windowStart) / 1000;
         const tokensPerSecond = windowTokens / Math.max(seconds, 1e-9);
-        hooks.progress?.({ step: state.step, totalSteps, epoch: state.epoch, epochs: config.epochs, stats, tokensPerSecond });
+        hooks.progress?.({
+          step: state.step,
+          totalSteps,
+          epoch: state.epoch,
+          epochs: config.epochs,
+          stats,
+          tokensPerSecond,
+        });
         if (state.step % config.logEvery === 0 || state.step === totalSteps) {
           await appendMetrics(metricsPath, {
             type: 'step',
@@ -554,7 +726,12 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
         }
         // Mid-epoch only (an epoch's end is saved after validation), and not at the last step,
         // which the end of the run validates and saves.
-        if (config.checkpointEvery > 0 && state.step % config.checkpointEvery === 0 && state.batchInEpoch < perEpoch && state.step < totalSteps) {
+        if (
+          config.checkpointEvery > 0 &&
+          state.step % config.checkpointEvery === 0 &&
+          state.batchInEpoch < perEpoch &&
+          state.step < totalSteps
+        ) {
           await checkpoint(false);
         }
       }
@@ -579,12 +756,29 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     optimizer.dispose();
     model.dispose();
   }
-  log(`data: waited ${(dataWait / 1000).toFixed(2)} s for batch pixels${stream ? ` (of it waiting on reads: ${(stream.stats.startWaitMs / 1000).toFixed(2)} s for the first window, ${(stream.stats.ioWaitMs / 1000).toFixed(2)} s later; ${stream.stats.chunksRead} chunks read, at most ${stream.stats.maxResident} resident)` : ''}`);
-  return { steps: state.step, epochs: state.epoch, lastLoss, bestMetric: state.bestMetric, stopped, modelDir: config.out, dataWaitSeconds: dataWait / 1000 };
+  log(
+    `data: waited ${(dataWait / 1000).toFixed(2)} s for batch pixels${stream ? ` (of it waiting on reads: ${(stream.stats.startWaitMs / 1000).toFixed(2)} s for the first window, ${(stream.stats.ioWaitMs / 1000).toFixed(2)} s later; ${stream.stats.chunksRead} chunks read, at most ${stream.stats.maxResident} resident)` : ''}`,
+  );
+  return {
+    steps: state.step,
+    epochs: state.epoch,
+    lastLoss,
+    bestMetric: state.bestMetric,
+    stopped,
+    modelDir: config.out,
+    dataWaitSeconds: dataWait / 1000,
+  };
 }
 
 /** The in-memory pixel source: `epochBatches`'s order, pixels gathered from the cache. */
-async function* inMemoryBatches(cache: ImageCache, examples: readonly Example[], config: TrainConfig, epoch: number, from: number): AsyncGenerator<PixelBatch> {
+async function* inMemoryBatches(
+  cache: ImageCache,
+  examples: readonly Example[],
+  config: TrainConfig,
+  epoch: number,
+  from: number,
+): AsyncGenerator<PixelBatch> {
   const batches = epochBatches(examples, config.batchSize, config.seed, epoch, { bucketing: config.bucketing });
-  for (let b = from; b < batches.length; b++) yield { batch: batches[b]!, pixels: cache.batch(batches[b]!.imageIds), index: b };
+  for (let b = from; b < batches.length; b++)
+    yield { batch: batches[b]!, pixels: cache.batch(batches[b]!.imageIds), index: b };
 }

@@ -41,17 +41,24 @@ function checkValue(key: string, spec: FieldSpec, value: unknown, source: string
   if (spec.type === 'number[]') {
     // Flags arrive as "32,64" or as repeated numbers; files as arrays.
     const list = typeof value === 'string' ? value.split(',').map((s) => s.trim()) : value;
-    if (!Array.isArray(list) || list.length === 0) throw new ConfigError(`${where} must be a non-empty list of numbers, got ${JSON.stringify(value)}`);
-    return list.map((v, i) => checkValue(`${key}[${i}]`, { ...spec, type: 'number' }, typeof v === 'string' ? Number(v) : v, source));
+    if (!Array.isArray(list) || list.length === 0)
+      throw new ConfigError(`${where} must be a non-empty list of numbers, got ${JSON.stringify(value)}`);
+    return list.map((v, i) =>
+      checkValue(`${key}[${i}]`, { ...spec, type: 'number' }, typeof v === 'string' ? Number(v) : v, source),
+    );
   }
   if (spec.type === 'number') {
-    if (typeof value !== 'number' || !Number.isFinite(value)) throw new ConfigError(`${where} must be a finite number, got ${show(value)}`);
+    if (typeof value !== 'number' || !Number.isFinite(value))
+      throw new ConfigError(`${where} must be a finite number, got ${show(value)}`);
     if (spec.integer && !Number.isInteger(value)) throw new ConfigError(`${where} must be an integer, got ${value}`);
-    if (spec.min !== undefined && value < spec.min) throw new ConfigError(`${where} must be >= ${spec.min}, got ${value}`);
-    if (spec.max !== undefined && value > spec.max) throw new ConfigError(`${where} must be <= ${spec.max}, got ${value}`);
+    if (spec.min !== undefined && value < spec.min)
+      throw new ConfigError(`${where} must be >= ${spec.min}, got ${value}`);
+    if (spec.max !== undefined && value > spec.max)
+      throw new ConfigError(`${where} must be <= ${spec.max}, got ${value}`);
     return value;
   }
-  if (typeof value !== spec.type) throw new ConfigError(`${where} must be a ${spec.type}, got ${JSON.stringify(value)}`);
+  if (typeof value !== spec.type)
+    throw new ConfigError(`${where} must be a ${spec.type}, got ${JSON.stringify(value)}`);
   if (spec.choices && !spec.choices.includes(value as string)) {
     throw new ConfigError(`${where} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(value)}`);
   }

@@ -80,8 +80,13 @@ function showResult(r) {
 }
 
 function setAnswered(model, backend, how) {
-  answered.replaceChildren('Answered by model ', Object.assign(document.createElement('strong'), { textContent: model }), ' on the ',
-    Object.assign(document.createElement('strong'), { textContent: backend }), ` backend (${how}).`);
+  answered.replaceChildren(
+    'Answered by model ',
+    Object.assign(document.createElement('strong'), { textContent: model }),
+    ' on the ',
+    Object.assign(document.createElement('strong'), { textContent: backend }),
+    ` backend (${how}).`,
+  );
 }
 
 function showError(message) {

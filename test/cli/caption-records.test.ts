@@ -18,8 +18,21 @@ import {
 import { expandInputs } from '../../cli/inputs.ts';
 
 const RECORDS: CaptionRecord[] = [
-  { path: 'a.jpg', caption: 'a dog, "running"', logProb: -1.25, nbest: [{ caption: 'a dog, "running"', logProb: -1.25 }, { caption: 'a cat', logProb: -2.5 }] },
-  { path: 'dir with space/b\tc.png', caption: 'two\nlines', logProb: -0.5, nbest: [{ caption: 'two\nlines', logProb: -0.5 }] },
+  {
+    path: 'a.jpg',
+    caption: 'a dog, "running"',
+    logProb: -1.25,
+    nbest: [
+      { caption: 'a dog, "running"', logProb: -1.25 },
+      { caption: 'a cat', logProb: -2.5 },
+    ],
+  },
+  {
+    path: 'dir with space/b\tc.png',
+    caption: 'two\nlines',
+    logProb: -0.5,
+    nbest: [{ caption: 'two\nlines', logProb: -0.5 }],
+  },
   { path: 'bad,name".jpg', error: 'cannot decode image (truncated)' },
 ];
 
@@ -57,9 +70,15 @@ test('a record cut short by a kill is dropped, in every format and at every byte
 });
 
 test('a file this run did not write is refused, naming the file', () => {
-  assert.throws(() => parseRecords('hello\n', 'jsonl', 1, 'o.jsonl'), (e: Error) => e instanceof RecordFileError && /o\.jsonl:1/.test(e.message));
+  assert.throws(
+    () => parseRecords('hello\n', 'jsonl', 1, 'o.jsonl'),
+    (e: Error) => e instanceof RecordFileError && /o\.jsonl:1/.test(e.message),
+  );
   assert.throws(() => parseRecords('{"x":1}\n', 'jsonl', 1, 'o.jsonl'), RecordFileError);
-  assert.throws(() => parseRecords(fileText('csv', 1, []), 'csv', 3, 'o.csv'), (e: Error) => /columns/.test(e.message));
+  assert.throws(
+    () => parseRecords(fileText('csv', 1, []), 'csv', 3, 'o.csv'),
+    (e: Error) => /columns/.test(e.message),
+  );
   assert.throws(() => parseRecords(headerText('tsv', 1) + 'a.jpg\tx\tnot-a-number\t\n', 'tsv', 1, 'o.tsv'), /log_prob/);
 });
 
@@ -67,9 +86,24 @@ test('CSV and TSV fields escape exactly what they must', () => {
   assert.equal(csvField('plain words'), 'plain words');
   assert.equal(csvField('a,b'), '"a,b"');
   assert.equal(csvField('say "hi"'), '"say ""hi"""');
-  assert.deepEqual(parseCsv('a,"b,""c""\nd",e\r\nf,g\n'), { rows: [['a', 'b,"c"\nd', 'e'], ['f', 'g']], partial: false });
+  assert.deepEqual(parseCsv('a,"b,""c""\nd",e\r\nf,g\n'), {
+    rows: [
+      ['a', 'b,"c"\nd', 'e'],
+      ['f', 'g'],
+    ],
+    partial: false,
+  });
   assert.equal(tsvField('a\tb\\n\nc'), 'a\\tb\\\\n\\nc');
-  assert.deepEqual(columns(3), ['path', 'caption', 'log_prob', 'caption_2', 'log_prob_2', 'caption_3', 'log_prob_3', 'error']);
+  assert.deepEqual(columns(3), [
+    'path',
+    'caption',
+    'log_prob',
+    'caption_2',
+    'log_prob_2',
+    'caption_3',
+    'log_prob_3',
+    'error',
+  ]);
 });
 
 test('inputs: files as named, folders recursively by image extension, globs, missing paths; each once', async () => {
@@ -77,9 +111,23 @@ test('inputs: files as named, folders recursively by image extension, globs, mis
   try {
     await mkdir(join(dir, 'sub', 'deeper'), { recursive: true });
     await mkdir(join(dir, 'empty'));
-    for (const f of ['b.jpg', 'a.PNG', 'notes.txt', 'sub/c.webp', 'sub/deeper/d.jpeg', 'sub/.hidden.jpg', 'odd.name']) await writeFile(join(dir, f), 'x');
-    const { files, missing, empty } = await expandInputs([dir, join(dir, 'odd.name'), join(dir, 'b.jpg'), join(dir, '*.jpg'), join(dir, 'nope.jpg'), join(dir, 'empty')]);
-    assert.deepEqual(files, [join(dir, 'a.PNG'), join(dir, 'b.jpg'), join(dir, 'sub/c.webp'), join(dir, 'sub/deeper/d.jpeg'), join(dir, 'odd.name')]);
+    for (const f of ['b.jpg', 'a.PNG', 'notes.txt', 'sub/c.webp', 'sub/deeper/d.jpeg', 'sub/.hidden.jpg', 'odd.name'])
+      await writeFile(join(dir, f), 'x');
+    const { files, missing, empty } = await expandInputs([
+      dir,
+      join(dir, 'odd.name'),
+      join(dir, 'b.jpg'),
+      join(dir, '*.jpg'),
+      join(dir, 'nope.jpg'),
+      join(dir, 'empty'),
+    ]);
+    assert.deepEqual(files, [
+      join(dir, 'a.PNG'),
+      join(dir, 'b.jpg'),
+      join(dir, 'sub/c.webp'),
+      join(dir, 'sub/deeper/d.jpeg'),
+      join(dir, 'odd.name'),
+    ]);
     assert.deepEqual(missing, [join(dir, 'nope.jpg')]);
     assert.deepEqual(empty, [join(dir, 'empty')]);
     const globbed = await expandInputs([join(dir, '**/*.{jpg,jpeg}')]);

@@ -31,13 +31,19 @@ let badFiles: string[] = [];
 let firstRun: CliResult | null = null;
 
 /** Runs the CLI; once `stop.when()` holds (polled), the process gets `stop.signal`. */
-async function cli(args: string[], stop?: { when: () => Promise<boolean>; signal: NodeJS.Signals }): Promise<CliResult> {
+async function cli(
+  args: string[],
+  stop?: { when: () => Promise<boolean>; signal: NodeJS.Signals },
+): Promise<CliResult> {
   const { child, done } = startCli(args);
   let timer: NodeJS.Timeout | null = null;
   if (stop) {
-    const poll = async () => {
-      if (await stop.when()) child.kill(stop.signal);
-      else timer = setTimeout(poll, 10);
+    // A rejected check is not caught here: it surfaces as the test's unhandled rejection.
+    const poll = (): void => {
+      void stop.when().then((now) => {
+        if (now) child.kill(stop.signal);
+        else timer = setTimeout(poll, 10);
+      });
     };
     timer = setTimeout(poll, 10);
   }
@@ -62,7 +68,8 @@ before(async () => {
   const src = (i: number) => join(data, 'images', `${i}.png`);
   for (let i = 0; i < 6; i++) await copyFile(src(i), join(images, `good-${i}.png`));
   // Enough images that an interruption lands mid-run.
-  for (let i = 0; i < 24; i++) await copyFile(src(i % 6), join(images, 'more', i % 2 ? 'deeper' : '', `copy-${String(i).padStart(2, '0')}.png`));
+  for (let i = 0; i < 24; i++)
+    await copyFile(src(i % 6), join(images, 'more', i % 2 ? 'deeper' : '', `copy-${String(i).padStart(2, '0')}.png`));
   await sharp(src(2)).jpeg().toFile(join(images, 'photo.jpg'));
   await sharp(src(3)).toColourspace('b-w').png().toFile(join(images, 'grey.png'));
   await sharp(src(1)).png({ palette: true, colours: 8 }).toFile(join(images, 'palette.png'));
@@ -74,7 +81,9 @@ before(async () => {
   goodFiles = [
     ...Array.from({ length: 6 }, (_, i) => join(images, `good-${i}.png`)),
     join(images, 'grey.png'),
-    ...Array.from({ length: 24 }, (_, i) => join(images, 'more', i % 2 ? 'deeper' : '', `copy-${String(i).padStart(2, '0')}.png`)),
+    ...Array.from({ length: 24 }, (_, i) =>
+      join(images, 'more', i % 2 ? 'deeper' : '', `copy-${String(i).padStart(2, '0')}.png`),
+    ),
     join(images, 'palette.png'),
     join(images, 'photo.jpg'),
   ];
@@ -92,7 +101,11 @@ interface JsonRecord {
   nbest?: { caption: string; logProb: number }[];
 }
 
-const parseJsonl = (text: string) => text.trim().split('\n').map((l) => JSON.parse(l) as JsonRecord);
+const parseJsonl = (text: string) =>
+  text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as JsonRecord);
 
 test('captions a folder recursively: one record per image, errors recorded, summary, exit 1', async () => {
   const run = await cli(['caption', images, '--model', modelDir, '--batch-size', '4']);
@@ -127,7 +140,19 @@ test('captions a folder recursively: one record per image, errors recorded, summ
 });
 
 test('beam search with n-best as CSV on stdout; globs; sampling seeded per file; usage errors exit 2', async () => {
-  const run = await cli(['caption', join(images, 'good-*.png'), join(images, 'missing.png'), '--model', modelDir, '--beam', '3', '--nbest', '2', '--format', 'csv']);
+  const run = await cli([
+    'caption',
+    join(images, 'good-*.png'),
+    join(images, 'missing.png'),
+    '--model',
+    modelDir,
+    '--beam',
+    '3',
+    '--nbest',
+    '2',
+    '--format',
+    'csv',
+  ]);
   assert.equal(run.code, 1, run.stderr); // the missing file failed
   const { rows, partial } = parseCsv(run.stdout);
   assert.equal(partial, false);
@@ -141,12 +166,28 @@ test('beam search with n-best as CSV on stdout; globs; sampling seeded per file;
   }
   // Sampling: each image's draws are seeded by --seed and its path, so the batch it lands in does not matter.
   const goodSix = goodFiles.filter((f) => /good-\d\.png$/.test(f));
-  const sampled = await cli(['caption', ...goodSix, '--model', modelDir, '--sample', '--temperature', '3', '--seed', '5', '--batch-size', '4']);
+  const sampled = await cli([
+    'caption',
+    ...goodSix,
+    '--model',
+    modelDir,
+    '--sample',
+    '--temperature',
+    '3',
+    '--seed',
+    '5',
+    '--batch-size',
+    '4',
+  ]);
   assert.equal(sampled.code, 0, sampled.stderr);
   const model = await loadModel(modelDir);
   for (const r of parseJsonl(sampled.stdout)) {
     const image = imagesToTensor([await loadImagePixels(r.path, model.config.imageSize)], model.config.imageSize);
-    const [alone] = captionImages(model, image, { strategy: 'sample', temperature: 3, imageSeeds: [imageSeed(5, r.path)] });
+    const [alone] = captionImages(model, image, {
+      strategy: 'sample',
+      temperature: 3,
+      imageSeeds: [imageSeed(5, r.path)],
+    });
     image.dispose();
     assert.equal(r.caption, alone!.caption, r.path);
   }
@@ -189,7 +230,10 @@ test('an interrupted run resumes: no record lost, corrupt or duplicated', async 
     assert.deepEqual(rest, refRest);
     assert.equal(logProb === undefined, refLogProb === undefined, r.path);
     if (logProb !== undefined && refLogProb !== undefined) {
-      assert.ok(Math.abs(logProb - refLogProb) <= 1e-5 * Math.abs(refLogProb), `${r.path}: logProb ${logProb} vs ${refLogProb}`);
+      assert.ok(
+        Math.abs(logProb - refLogProb) <= 1e-5 * Math.abs(refLogProb),
+        `${r.path}: logProb ${logProb} vs ${refLogProb}`,
+      );
     }
   }
   // A finished file: a rerun has nothing to do but the two failures.
@@ -203,7 +247,11 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   const model2 = join(work, 'model-prior');
   await cp(modelDir, model2, { recursive: true });
   const goodSix = goodFiles.filter((f) => /good-\d\.png$/.test(f));
-  const file = join(model2, (JSON.parse(await readFile(join(model2, 'checkpoint.json'), 'utf8')) as { best: string }).best, 'language-prior.json');
+  const file = join(
+    model2,
+    (JSON.parse(await readFile(join(model2, 'checkpoint.json'), 'utf8')) as { best: string }).best,
+    'language-prior.json',
+  );
   // train wrote the word pairs; without them (a model trained before it did) anti-LM is refused.
   assert.equal(JSON.parse(await readFile(file, 'utf8')).antiLm.weight, 0);
   await rm(file);
@@ -216,7 +264,17 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   const badData = await cli(['prior', '--model', model2, '--data', join(work, 'nowhere')]);
   assert.equal(badData.code, 3, badData.stderr);
 
-  const made = await cli(['prior', '--model', model2, '--data', data, '--anti-lm', '5', '--anti-lm-plausibility', '0.001']);
+  const made = await cli([
+    'prior',
+    '--model',
+    model2,
+    '--data',
+    data,
+    '--anti-lm',
+    '5',
+    '--anti-lm-plausibility',
+    '0.001',
+  ]);
   assert.equal(made.code, 0, made.stderr);
   const json = JSON.parse(await readFile(file, 'utf8'));
   assert.deepEqual(json.antiLm, { weight: 5, plausibility: 0.001 });
@@ -228,11 +286,18 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   const model = await loadModel(model2);
   assert.deepEqual(model.languagePrior?.antiLm, { weight: 5, plausibility: 0.001 });
   const byDefault = parseJsonl((await cli(['caption', ...goodSix, '--model', model2, '--beam', '2'])).stdout);
-  const off = parseJsonl((await cli(['caption', ...goodSix, '--model', model2, '--beam', '2', '--anti-lm', '0'])).stdout);
+  const off = parseJsonl(
+    (await cli(['caption', ...goodSix, '--model', model2, '--beam', '2', '--anti-lm', '0'])).stdout,
+  );
   let changed = 0;
   for (const [i, r] of byDefault.entries()) {
     const image = imagesToTensor([await loadImagePixels(r.path, model.config.imageSize)], model.config.imageSize);
-    const [anti] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 5, antiLmPlausibility: 0.001 });
+    const [anti] = captionImages(model, image, {
+      strategy: 'beam',
+      beamWidth: 2,
+      antiLm: 5,
+      antiLmPlausibility: 0.001,
+    });
     const [plain] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 0 });
     image.dispose();
     assert.equal(r.caption, anti!.caption, r.path);
@@ -242,7 +307,20 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   }
   model.dispose();
   assert.ok(changed > 0, 'anti-LM at weight 5 changed no caption');
-  const evaluated = await cli(['eval', '--model', model2, '--data', data, '--split', 'val', '--beam', '2', '--json', '--out', join(work, 'eval-prior')]);
+  const evaluated = await cli([
+    'eval',
+    '--model',
+    model2,
+    '--data',
+    data,
+    '--split',
+    'val',
+    '--beam',
+    '2',
+    '--json',
+    '--out',
+    join(work, 'eval-prior'),
+  ]);
   assert.equal(evaluated.code, 0, evaluated.stderr);
   assert.equal(JSON.parse(evaluated.stdout).decoding, 'beam search, width 2, anti-LM λ 5 (β 0.001)');
 });

@@ -46,12 +46,31 @@ test('captioner score: table, --json with exactly the six metrics and perImage, 
     assert.match(table.stdout, /^CIDEr-D\s+\d+\.\d{4}$/m);
     assert.match(table.stdout, /^METEOR\s+n\/a\s+not computed/m);
 
-    const json = await captioner(['score', '--refs', join(dir, 'refs.json'), '--results', join(dir, 'res.json'), '--json']);
+    const json = await captioner([
+      'score',
+      '--refs',
+      join(dir, 'refs.json'),
+      '--results',
+      join(dir, 'res.json'),
+      '--json',
+    ]);
     assert.equal(json.code, 0, json.stderr);
     const out = JSON.parse(json.stdout) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(out).sort(), ['BLEU-1', 'BLEU-2', 'BLEU-3', 'BLEU-4', 'CIDEr-D', 'ROUGE-L', 'perImage']);
+    assert.deepEqual(Object.keys(out).sort(), [
+      'BLEU-1',
+      'BLEU-2',
+      'BLEU-3',
+      'BLEU-4',
+      'CIDEr-D',
+      'ROUGE-L',
+      'perImage',
+    ]);
     const expected = scoreCaptions([
-      { id: 1, candidate: results[1]!.caption, references: [refs.annotations[0]!.caption, refs.annotations[1]!.caption] },
+      {
+        id: 1,
+        candidate: results[1]!.caption,
+        references: [refs.annotations[0]!.caption, refs.annotations[1]!.caption],
+      },
       { id: 2, candidate: results[2]!.caption, references: [refs.annotations[2]!.caption] },
       { id: 3, candidate: results[0]!.caption, references: [refs.annotations[3]!.caption] },
     ]);
@@ -63,11 +82,17 @@ test('captioner score: table, --json with exactly the six metrics and perImage, 
     assert.match(json.stderr, /METEOR not computed/);
 
     await writeFile(join(dir, 'dup.json'), JSON.stringify([...results, { image_id: 2, caption: 'again' }]));
-    const dup = await captioner(['score', '--refs', join(dir, 'refs.json'), '--results', join(dir, 'dup.json'), '--json']);
+    const dup = await captioner([
+      'score',
+      '--refs',
+      join(dir, 'refs.json'),
+      '--results',
+      join(dir, 'dup.json'),
+      '--json',
+    ]);
     assert.equal(dup.code, 3);
     assert.equal(dup.stdout, '');
     assert.match(dup.stderr, /dup\.json: \[3\]: a second result for image 2/);
-
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

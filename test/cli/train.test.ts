@@ -10,7 +10,24 @@ import { makeTinyDataset } from '../helpers/tiny-data.ts';
 
 let data: string;
 let work: string;
-const TINY = ['--image-size', '16', '--encoder-channels', '8,16', '--feature-size', '32', '--embedding-size', '16', '--hidden-size', '32', '--min-word-count', '1', '--max-length', '6', '--batch-size', '3'];
+const TINY = [
+  '--image-size',
+  '16',
+  '--encoder-channels',
+  '8,16',
+  '--feature-size',
+  '32',
+  '--embedding-size',
+  '16',
+  '--hidden-size',
+  '32',
+  '--min-word-count',
+  '1',
+  '--max-length',
+  '6',
+  '--batch-size',
+  '3',
+];
 
 before(async () => {
   data = (await makeTinyDataset()).dir;
@@ -27,7 +44,8 @@ test('--help lists the verbs and every training setting', async () => {
   assert.match(top.stdout, /captioner train/);
   const help = await runCli(['train', '--help']);
   assert.equal(help.code, 0);
-  for (const flag of ['--image-size', '--cell', '--sampling-schedule', '--clip-norm', '--resume', '--lr-schedule']) assert.match(help.stdout, new RegExp(flag));
+  for (const flag of ['--image-size', '--cell', '--sampling-schedule', '--clip-norm', '--resume', '--lr-schedule'])
+    assert.match(help.stdout, new RegExp(flag));
 });
 
 test('bad usage exits 2, unreadable data exits 3, a missing backend exits 4, each with a message naming the problem', async () => {
@@ -61,12 +79,17 @@ test('train → refuse to overwrite → resume with more epochs → refuse an ar
   assert.match(first.stderr, /backend: \w+/);
   assert.match(first.stderr, /epoch 2: train loss [\d.]+, val loss [\d.]+/);
 
-  const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const epochs = metrics.filter((m) => m.type === 'epoch');
   assert.equal(epochs.length, 2);
-  for (const key of ['valLoss', 'valPerplexity', 'samples', 'trainLoss']) assert.ok(key in epochs[0]!, `epoch record has ${key}`);
+  for (const key of ['valLoss', 'valPerplexity', 'samples', 'trainLoss'])
+    assert.ok(key in epochs[0]!, `epoch record has ${key}`);
   const steps = metrics.filter((m) => m.type === 'step');
-  for (const key of ['loss', 'perplexity', 'epsilon', 'gradNorm', 'learningRate', 'tokensPerSecond']) assert.equal(typeof steps[0]![key], 'number', key);
+  for (const key of ['loss', 'perplexity', 'epsilon', 'gradNorm', 'learningRate', 'tokensPerSecond'])
+    assert.equal(typeof steps[0]![key], 'number', key);
 
   const again = await runCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '2']);
   assert.equal(again.code, 2);
@@ -84,10 +107,30 @@ test('train → refuse to overwrite → resume with more epochs → refuse an ar
 
 test('--stream on streams the training pixels, says so, and reports the time spent waiting for them', async () => {
   const out = join(work, 'streamed');
-  const run = await runCli(['train', '--data', data, '--out', out, ...TINY, '--epochs', '2', '--stream', 'on', '--stream-window', '1', '--json']);
+  const run = await runCli([
+    'train',
+    '--data',
+    data,
+    '--out',
+    out,
+    ...TINY,
+    '--epochs',
+    '2',
+    '--stream',
+    'on',
+    '--stream-window',
+    '1',
+    '--json',
+  ]);
   assert.equal(run.code, 0, run.stderr);
-  assert.match(run.stderr, /images: streaming 6 images from 1 chunks of image files decoded at 16×16: .*windows of 1 of 1 chunks.* \(--stream on\); val: 2 images decoded from their files at 16×16, in memory/);
-  assert.match(run.stderr, /data: waited [\d.]+ s for batch pixels \(of it waiting on reads: [\d.]+ s for the first window, [\d.]+ s later; 2 chunks read, at most 1 resident\)/);
+  assert.match(
+    run.stderr,
+    /images: streaming 6 images from 1 chunks of image files decoded at 16×16: .*windows of 1 of 1 chunks.* \(--stream on\); val: 2 images decoded from their files at 16×16, in memory/,
+  );
+  assert.match(
+    run.stderr,
+    /data: waited [\d.]+ s for batch pixels \(of it waiting on reads: [\d.]+ s for the first window, [\d.]+ s later; 2 chunks read, at most 1 resident\)/,
+  );
   const result = JSON.parse(run.stdout) as { steps: number; dataWaitSeconds: number };
   assert.equal(result.steps, 4);
   assert.ok(result.dataWaitSeconds >= 0);
@@ -112,7 +155,17 @@ test('Ctrl-C saves a checkpoint after the current step and exits 130; --resume c
   const step = ckpt.training!.state.step;
   assert.ok(step > 0 && step < 1000);
   disposeCheckpoint(ckpt);
-  const resumed = await runCli(['train', '--data', data, '--out', out, '--resume', '--max-steps', String(step + 2), '--json']);
+  const resumed = await runCli([
+    'train',
+    '--data',
+    data,
+    '--out',
+    out,
+    '--resume',
+    '--max-steps',
+    String(step + 2),
+    '--json',
+  ]);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.equal((JSON.parse(resumed.stdout) as { steps: number }).steps, step + 2);
 });

@@ -39,7 +39,10 @@ test('same seed, same bytes: every file of two generations is identical', async 
   for (const [name, bytes] of a) assert.ok(bytes.equals(b.get(name)!), `${name} differs`);
   const other = join(root, 'c');
   await generateShapes({ ...small, seed: 12, out: other });
-  assert.ok(!(await readFile(join(other, 'shards/0000.bin'))).equals(a.get('shards/0000.bin')!), 'another seed draws other images');
+  assert.ok(
+    !(await readFile(join(other, 'shards/0000.bin'))).equals(a.get('shards/0000.bin')!),
+    'another seed draws other images',
+  );
 });
 
 test('the manifest: splits, captions, scenes, a PNG per image, statistics', async () => {
@@ -53,10 +56,20 @@ test('the manifest: splits, captions, scenes, a PNG per image, statistics', asyn
     const scene = img.scene as Scene;
     assert.ok(scene.objects.length >= 1 && scene.objects.length <= 3);
   }
-  const stats = m.stats as { splits: Record<string, { images: number }>; lengthHistogram: Record<string, number>; wordCounts: Record<string, number> };
-  assert.equal(Object.values(stats.splits).reduce((s, x) => s + x.images, 0), 60);
+  const stats = m.stats as {
+    splits: Record<string, { images: number }>;
+    lengthHistogram: Record<string, number>;
+    wordCounts: Record<string, number>;
+  };
+  assert.equal(
+    Object.values(stats.splits).reduce((s, x) => s + x.images, 0),
+    60,
+  );
   const trainCaptions = m.images.filter((i) => i.split === 'train').flatMap((i) => i.captions);
-  assert.equal(Object.values(stats.lengthHistogram).reduce((s, x) => s + x, 0), trainCaptions.length);
+  assert.equal(
+    Object.values(stats.lengthHistogram).reduce((s, x) => s + x, 0),
+    trainCaptions.length,
+  );
   assert.equal(stats.wordCounts.a, trainCaptions.flatMap((c) => ptbTokenize(c)).filter((w) => w === 'a').length);
 });
 
@@ -109,12 +122,19 @@ test('caption/ground-truth agreement: every caption parses back to its scene exa
       assert.ok(parsed, `does not parse: "${caption}"`);
       assert.equal(captions.length, 5);
       const cmp = compareScenes(parsed, truth);
-      assert.deepEqual(cmp, { exact: true, tp: 3 * truth.objects.length + truth.relations.length, fp: 0, fn: 0 }, `"${caption}" vs ${JSON.stringify(truth)}`);
+      assert.deepEqual(
+        cmp,
+        { exact: true, tp: 3 * truth.objects.length + truth.relations.length, fp: 0, fn: 0 },
+        `"${caption}" vs ${JSON.stringify(truth)}`,
+      );
       lengths.add(ptbTokenize(caption).length);
     }
   }
   assert.ok(relations > 200, 'relations occur');
-  assert.ok(Math.min(...lengths) <= 4 && Math.max(...lengths) === MAX_CAPTION_WORDS, `caption lengths ${[...lengths].sort((a, b) => a - b)}`);
+  assert.ok(
+    Math.min(...lengths) <= 4 && Math.max(...lengths) === MAX_CAPTION_WORDS,
+    `caption lengths ${[...lengths].sort((a, b) => a - b)}`,
+  );
 });
 
 test('the relation in the ground truth holds in the geometry, and two shapes with none sit on a diagonal', () => {
@@ -123,7 +143,8 @@ test('the relation in the ground truth holds in the geometry, and two shapes wit
     const { scene } = shapesScene(2, i).drawing;
     for (const r of scene.relations) {
       const [a, b] = [scene.objects[r.subject]!, scene.objects[r.object]!];
-      const [along, across] = r.relation === 'left of' ? [b.x! - a.x!, Math.abs(b.y! - a.y!)] : [b.y! - a.y!, Math.abs(b.x! - a.x!)];
+      const [along, across] =
+        r.relation === 'left of' ? [b.x! - a.x!, Math.abs(b.y! - a.y!)] : [b.y! - a.y!, Math.abs(b.x! - a.x!)];
       assert.ok(r.relation === 'left of' || r.relation === 'above');
       assert.ok(along > 0 && across < 0.5 * along + 0.002, `scene ${i}: "${r.relation}" is not plain to see`);
     }
@@ -132,7 +153,10 @@ test('the relation in the ground truth holds in the geometry, and two shapes wit
       unrelated += 1;
       const [a, b] = scene.objects as [SceneObject, SceneObject];
       const [dx, dy] = [Math.abs(a.x! - b.x!), Math.abs(a.y! - b.y!)];
-      assert.ok(Math.min(dx, dy) >= 0.74 * Math.max(dx, dy), `scene ${i}: two shapes with no relation at dx ${dx}, dy ${dy}`);
+      assert.ok(
+        Math.min(dx, dy) >= 0.74 * Math.max(dx, dy),
+        `scene ${i}: two shapes with no relation at dx ${dx}, dy ${dy}`,
+      );
     }
   }
   assert.ok(unrelated > 20, `${unrelated} two-shape scenes without a relation`);
@@ -150,16 +174,42 @@ test('compareScenes: paraphrases and converses are exact; wrong facts count', ()
   const score = (c: string) => compareScenes(parseShapesCaption(c)!, truth);
   assert.equal(score('A small blue square above a large yellow triangle.').exact, true);
   assert.equal(score('a big yellow triangle is beneath a tiny blue square').exact, true);
-  assert.equal(score('there are two shapes: a large yellow triangle and a small blue square').exact, false, 'the relation is missed');
-  assert.deepEqual(score('there are two shapes: a large yellow triangle and a small blue square'), { exact: false, tp: 6, fp: 0, fn: 1 });
+  assert.equal(
+    score('there are two shapes: a large yellow triangle and a small blue square').exact,
+    false,
+    'the relation is missed',
+  );
+  assert.deepEqual(score('there are two shapes: a large yellow triangle and a small blue square'), {
+    exact: false,
+    tp: 6,
+    fp: 0,
+    fn: 1,
+  });
   assert.deepEqual(score('a small blue square below a large yellow triangle'), { exact: false, tp: 6, fp: 1, fn: 1 });
   assert.deepEqual(score('a small red square above a large yellow triangle'), { exact: false, tp: 6, fp: 1, fn: 1 });
   assert.deepEqual(score('a small blue square'), { exact: false, tp: 3, fp: 0, fn: 4 });
-  assert.deepEqual(score('a small blue square above a large yellow triangle and a green star'), { exact: false, tp: 7, fp: 3, fn: 0 });
+  assert.deepEqual(score('a small blue square above a large yellow triangle and a green star'), {
+    exact: false,
+    tp: 7,
+    fp: 3,
+    fn: 0,
+  });
   assert.deepEqual(compareScenes({ objects: [], relations: [] }, truth), { exact: false, tp: 0, fp: 0, fn: 7 });
-  const sideBySide: Scene = { objects: [{ ...truth.objects[0]!, x: 0.2, y: 0.5 }, { ...truth.objects[1]!, x: 0.8, y: 0.5 }], relations: [{ subject: 1, relation: 'right of', object: 0 }] };
-  assert.equal(compareScenes(parseShapesCaption('a small blue square next to a large yellow triangle')!, sideBySide).exact, true);
-  assert.equal(compareScenes(parseShapesCaption('a large yellow triangle to the left of a small blue square')!, sideBySide).exact, false);
+  const sideBySide: Scene = {
+    objects: [
+      { ...truth.objects[0]!, x: 0.2, y: 0.5 },
+      { ...truth.objects[1]!, x: 0.8, y: 0.5 },
+    ],
+    relations: [{ subject: 1, relation: 'right of', object: 0 }],
+  };
+  assert.equal(
+    compareScenes(parseShapesCaption('a small blue square next to a large yellow triangle')!, sideBySide).exact,
+    true,
+  );
+  assert.equal(
+    compareScenes(parseShapesCaption('a large yellow triangle to the left of a small blue square')!, sideBySide).exact,
+    false,
+  );
   assert.deepEqual(attributeF1({ tp: 6, fp: 1, fn: 1 }), { precision: 6 / 7, recall: 6 / 7, f1: 12 / 14 });
   const scores = semanticScores([
     { caption: 'a small blue square over a large yellow triangle', truth },
@@ -171,10 +221,23 @@ test('compareScenes: paraphrases and converses are exact; wrong facts count', ()
 });
 
 test('parseShapesCaption rejects what the grammar cannot say', () => {
-  for (const bad of ['', 'a red', 'a circle', 'red circle', 'a red circle and', 'there are three shapes: a red circle and a blue square', 'a red circle near a blue square', 'a red circle a', 'a dog on a skateboard']) {
+  for (const bad of [
+    '',
+    'a red',
+    'a circle',
+    'red circle',
+    'a red circle and',
+    'there are three shapes: a red circle and a blue square',
+    'a red circle near a blue square',
+    'a red circle a',
+    'a dog on a skateboard',
+  ]) {
     assert.equal(parseShapesCaption(bad), null, JSON.stringify(bad));
   }
-  assert.deepEqual(parseShapesCaption('a red circle, a blue square and a green star')?.objects.map((o) => o.shape), ['circle', 'square', 'star']);
+  assert.deepEqual(
+    parseShapesCaption('a red circle, a blue square and a green star')?.objects.map((o) => o.shape),
+    ['circle', 'square', 'star'],
+  );
 });
 
 test('shards hold exactly the PNG pixels, and ImageCache reads them back (same size, resized, files)', async () => {
@@ -212,5 +275,8 @@ test('training reads a generated data set from its shards, with length bucketing
   const lines: string[] = [];
   const result = await train(config, { log: (line) => lines.push(line) });
   assert.equal(result.steps, 3);
-  assert.ok(lines.some((l) => /images: \d+ images read from shards at 16×16 \(no decoding\)/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /images: \d+ images read from shards at 16×16 \(no decoding\)/.test(l)),
+    lines.join('\n'),
+  );
 });

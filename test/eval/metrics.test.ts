@@ -22,9 +22,27 @@ const p = (correct: number, guess: number) => (correct + 1e-15) / (guess + 1e-9)
 
 test('n-gram counts per order', () => {
   const [uni, bi, tri] = ngramCounts(t('a b a b'), 3);
-  assert.deepEqual([...uni!], [['a', 2], ['b', 2]]);
-  assert.deepEqual([...bi!], [['a b', 2], ['b a', 1]]);
-  assert.deepEqual([...tri!], [['a b a', 1], ['b a b', 1]]);
+  assert.deepEqual(
+    [...uni!],
+    [
+      ['a', 2],
+      ['b', 2],
+    ],
+  );
+  assert.deepEqual(
+    [...bi!],
+    [
+      ['a b', 2],
+      ['b a', 1],
+    ],
+  );
+  assert.deepEqual(
+    [...tri!],
+    [
+      ['a b a', 1],
+      ['b a b', 1],
+    ],
+  );
   assert.equal(ngramCounts(t('a'), 2)[1]!.size, 0);
 });
 
@@ -80,10 +98,13 @@ test('BLEU: the corpus score comes from summed counts, not a mean of image score
 
 test('BLEU property: a candidate equal to its single reference scores 1 at every order', () => {
   let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const words = ['a', 'dog', 'cat', 'on', 'the', 'red', 'mat'];
   for (let trial = 0; trial < 20; trial++) {
-    const sentence = Array.from({ length: 4 + Math.floor(rand() * 8) }, () => words[Math.floor(rand() * words.length)]!);
+    const sentence = Array.from(
+      { length: 4 + Math.floor(rand() * 8) },
+      () => words[Math.floor(rand() * words.length)]!,
+    );
     for (const score of corpusBleu([bleuStats(sentence, [sentence])])) close(score, 1, 1e-9, sentence.join(' '));
   }
 });
@@ -146,16 +167,25 @@ test('CIDEr-D: the mean over references', () => {
 
 interface CrossCase {
   images: { id: string; candidate: string; references: string[] }[];
-  expected: { BLEU: number[]; 'ROUGE-L': number; 'CIDEr-D': number; perImage: Record<string, { 'ROUGE-L': number; 'CIDEr-D': number }> };
+  expected: {
+    BLEU: number[];
+    'ROUGE-L': number;
+    'CIDEr-D': number;
+    perImage: Record<string, { 'ROUGE-L': number; 'CIDEr-D': number }>;
+  };
 }
 
 test('agrees with pycocoevalcap within 1e-9 on random corpora', () => {
-  const fixture = JSON.parse(readFileSync(new URL('./fixtures/pycocoevalcap-crosscheck.json', import.meta.url), 'utf8')) as { cases: CrossCase[] };
+  const fixture = JSON.parse(
+    readFileSync(new URL('./fixtures/pycocoevalcap-crosscheck.json', import.meta.url), 'utf8'),
+  ) as { cases: CrossCase[] };
   assert.ok(fixture.cases.length >= 10);
   for (const [n, c] of fixture.cases.entries()) {
     const cands = c.images.map((i) => t(i.candidate));
     const refs = c.images.map((i) => i.references.map(t));
-    corpusBleu(cands.map((cand, i) => bleuStats(cand, refs[i]!))).forEach((b, k) => close(b, c.expected.BLEU[k]!, 1e-9, `case ${n} BLEU-${k + 1}`));
+    corpusBleu(cands.map((cand, i) => bleuStats(cand, refs[i]!))).forEach((b, k) =>
+      close(b, c.expected.BLEU[k]!, 1e-9, `case ${n} BLEU-${k + 1}`),
+    );
     const rouge = cands.map((cand, i) => rougeL(cand, refs[i]!));
     close(corpusRougeL(rouge), c.expected['ROUGE-L'], 1e-9, `case ${n} ROUGE-L`);
     const cider = ciderD(cands, refs);
@@ -166,7 +196,9 @@ test('agrees with pycocoevalcap within 1e-9 on random corpora', () => {
     });
     // The same through scoreCaptions (tokenizing lower-case words is the identity).
     if (c.images.every((i) => i.candidate)) {
-      const report = scoreCaptions(c.images.map((i) => ({ id: i.id, candidate: i.candidate, references: i.references })));
+      const report = scoreCaptions(
+        c.images.map((i) => ({ id: i.id, candidate: i.candidate, references: i.references })),
+      );
       close(report.corpus['BLEU-4'], c.expected.BLEU[3]!, 1e-9, `case ${n} scoreCaptions BLEU-4`);
       close(report.corpus['CIDEr-D'], c.expected['CIDEr-D'], 1e-9, `case ${n} scoreCaptions CIDEr-D`);
     }

@@ -1,4 +1,6 @@
-/** The report's pieces (charts, gallery choice, semantic aggregation) and the whole evaluation of a tiny trained model. */
+/**
+ * The report's pieces (charts, gallery choice, semantic aggregation) and the whole evaluation of a tiny trained model.
+ */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -28,7 +30,15 @@ test('an SVG line chart: one polyline per series with two or more points, text e
     title: 'loss <b>&</b>',
     xLabel: 'step',
     series: [
-      { name: 'train', points: [[1, 2], [2, 1.5], [3, NaN], [4, 1]] },
+      {
+        name: 'train',
+        points: [
+          [1, 2],
+          [2, 1.5],
+          [3, NaN],
+          [4, 1],
+        ],
+      },
       { name: 'val <i>', points: [[4, 1.2]] },
     ],
   })!;
@@ -46,23 +56,38 @@ test('training charts from a metrics.jsonl log: loss, each validation metric, ε
     { type: 'step', step: 20, loss: 1.5, epsilon: 0.9, learningRate: 0.01 },
     { type: 'epoch', step: 20, epoch: 1, trainLoss: 1.5, valLoss: 1.7, valPerplexity: 5.5, best: true },
   ];
-  assert.deepEqual(trainingCharts(records).map((c) => c.title), [
-    'Loss per token',
-    'Validation: valPerplexity',
-    'Scheduled sampling ε (probability of feeding the true word)',
-    'Learning rate',
-  ]);
+  assert.deepEqual(
+    trainingCharts(records).map((c) => c.title),
+    [
+      'Loss per token',
+      'Validation: valPerplexity',
+      'Scheduled sampling ε (probability of feeding the true word)',
+      'Learning rate',
+    ],
+  );
   assert.deepEqual(trainingCharts([]), []);
 });
 
 test('gallery: the best and the worst by CIDEr-D, never the same image twice', () => {
   const scores = [5, 1, 3, 2, 4].map((c, i) => ({ id: `i${i}`, 'CIDEr-D': c }));
   const two = bestAndWorst(scores, 2);
-  assert.deepEqual(two.best.map((s) => s['CIDEr-D']), [5, 4]);
-  assert.deepEqual(two.worst.map((s) => s['CIDEr-D']), [1, 2]);
+  assert.deepEqual(
+    two.best.map((s) => s['CIDEr-D']),
+    [5, 4],
+  );
+  assert.deepEqual(
+    two.worst.map((s) => s['CIDEr-D']),
+    [1, 2],
+  );
   const three = bestAndWorst(scores, 3);
-  assert.deepEqual(three.best.map((s) => s['CIDEr-D']), [5, 4, 3]);
-  assert.deepEqual(three.worst.map((s) => s['CIDEr-D']), [1, 2]);
+  assert.deepEqual(
+    three.best.map((s) => s['CIDEr-D']),
+    [5, 4, 3],
+  );
+  assert.deepEqual(
+    three.worst.map((s) => s['CIDEr-D']),
+    [1, 2],
+  );
 });
 
 let data: string;
@@ -79,7 +104,15 @@ after(async () => {
 test('eval of a tiny trained model: COCO files that rescore to the same numbers, metrics.json, a self-contained report', async () => {
   const outDir = join(model, 'eval-out');
   const tensorsBefore = tf.memory().numTensors;
-  const result = await runEvaluation({ modelDir: model, dataDir: data, split: 'val', beamWidth: 1, batchSize: 1, outDir, galleryCount: 1 });
+  const result = await runEvaluation({
+    modelDir: model,
+    dataDir: data,
+    split: 'val',
+    beamWidth: 1,
+    batchSize: 1,
+    outDir,
+    galleryCount: 1,
+  });
   assert.equal(tf.memory().numTensors, tensorsBefore, 'evaluation leaves no tensor behind');
   assert.equal(result.splits.length, 1);
   const [val] = result.splits;
@@ -87,13 +120,19 @@ test('eval of a tiny trained model: COCO files that rescore to the same numbers,
 
   // pycocoevalcap's inputs, read back and rescored: the same numbers.
   const pairs = await readCaptionPairs(join(outDir, val!.referencesFile), join(outDir, val!.resultsFile));
-  assert.deepEqual(pairs.map((p) => p.id), ['img0-val', 'img1-val']);
+  assert.deepEqual(
+    pairs.map((p) => p.id),
+    ['img0-val', 'img1-val'],
+  );
   assert.deepEqual(scoreCaptions(pairs).corpus, val!.scores);
-  const metrics = JSON.parse(await readFile(result.metricsFile, 'utf8')) as { splits: Record<string, { scores: Record<string, number> }> };
+  const metrics = JSON.parse(await readFile(result.metricsFile, 'utf8')) as {
+    splits: Record<string, { scores: Record<string, number> }>;
+  };
   assert.deepEqual(metrics.splits.val!.scores, val!.scores);
 
   const html = await readFile(result.reportFile, 'utf8');
-  for (const name of METRIC_NAMES) assert.match(html, new RegExp(`<td>${name}</td><td>${val!.scores[name].toFixed(4)}</td>`));
+  for (const name of METRIC_NAMES)
+    assert.match(html, new RegExp(`<td>${name}</td><td>${val!.scores[name].toFixed(4)}</td>`));
   assert.match(html, /METEOR<\/td><td class="na"[^>]*>not computed/);
   assert.ok((html.match(/<svg /g) ?? []).length >= 3, 'loss, ε and learning-rate charts');
   assert.ok(html.includes('Loss per token') && html.includes('Scheduled sampling'));
@@ -106,14 +145,27 @@ test('eval of a tiny trained model: COCO files that rescore to the same numbers,
 test('captioner eval (CLI): metrics on stdout as JSON; an unknown split is bad input', async () => {
   const run = promisify(execFile);
   const bin = new URL('../../bin/captioner.js', import.meta.url).pathname;
-  const { stdout } = await run(process.execPath, [bin, 'eval', '--model', model, '--data', data, '--split', 'val', '--json']);
+  const { stdout } = await run(process.execPath, [
+    bin,
+    'eval',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--split',
+    'val',
+    '--json',
+  ]);
   const out = JSON.parse(stdout) as { splits: { split: string; scores: Record<string, number> }[]; report: string };
   assert.equal(out.splits[0]!.split, 'val');
   assert.deepEqual(Object.keys(out.splits[0]!.scores), [...METRIC_NAMES]);
   assert.ok(out.report.endsWith(join('eval-val', 'report.html')));
-  await assert.rejects(run(process.execPath, [bin, 'eval', '--model', model, '--data', data, '--split', 'nope']), (err: { code: number; stderr: string }) => {
-    assert.equal(err.code, 3);
-    assert.match(err.stderr, /no images in split "nope"/);
-    return true;
-  });
+  await assert.rejects(
+    run(process.execPath, [bin, 'eval', '--model', model, '--data', data, '--split', 'nope']),
+    (err: { code: number; stderr: string }) => {
+      assert.equal(err.code, 3);
+      assert.match(err.stderr, /no images in split "nope"/);
+      return true;
+    },
+  );
 });

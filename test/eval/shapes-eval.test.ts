@@ -20,19 +20,34 @@ test('shapes: "test" brings "test-compositional"; semantic accuracy is the scene
   const data = join(root, 'data');
   await generateShapes({ count: 40, size: 16, seed: 3, out: data, testFraction: 0.2, compositionalFraction: 0.2 });
   const manifest = await readManifest(data);
-  for (const split of ['test', 'test-compositional']) assert.ok(splitImages(manifest, split).length > 0, `${split} is not empty`);
+  for (const split of ['test', 'test-compositional'])
+    assert.ok(splitImages(manifest, split).length > 0, `${split} is not empty`);
   const model = await trainTinyModel(data, 1, { out: join(root, 'model'), maxSteps: 10, maxLength: 16 });
 
   const outDir = join(root, 'eval');
-  const result = await runEvaluation({ modelDir: model, dataDir: data, split: 'test', beamWidth: 2, batchSize: 4, outDir, galleryCount: 2 });
+  const result = await runEvaluation({
+    modelDir: model,
+    dataDir: data,
+    split: 'test',
+    beamWidth: 2,
+    batchSize: 4,
+    outDir,
+    galleryCount: 2,
+  });
   assert.equal(result.decoding, 'beam search, width 2');
-  assert.deepEqual(result.splits.map((s) => s.split), ['test', 'test-compositional']);
+  assert.deepEqual(
+    result.splits.map((s) => s.split),
+    ['test', 'test-compositional'],
+  );
   for (const s of result.splits) {
     const images = splitImages(manifest, s.split);
     const pairs = await readCaptionPairs(join(outDir, s.referencesFile), join(outDir, s.resultsFile));
     assert.equal(pairs.length, images.length);
     const scenes = new Map(images.map((img) => [img.id, img.scene as Scene]));
-    assert.deepEqual(s.semantic, semanticScores(pairs.map((p) => ({ caption: p.candidate, truth: scenes.get(String(p.id))! }))));
+    assert.deepEqual(
+      s.semantic,
+      semanticScores(pairs.map((p) => ({ caption: p.candidate, truth: scenes.get(String(p.id))! }))),
+    );
     assert.equal(s.semantic!.count, images.length);
   }
   const html = await readFile(result.reportFile, 'utf8');
@@ -46,11 +61,25 @@ test('--limit evaluates only the first N images of each split', async () => {
   const manifest = await readManifest(data);
   const model = await trainTinyModel(data, 1, { out: join(root, 'model-limit'), maxSteps: 2, maxLength: 16 });
   const outDir = join(root, 'eval-limit');
-  const result = await runEvaluation({ modelDir: model, dataDir: data, split: 'test', beamWidth: 1, batchSize: 4, outDir, galleryCount: 1, limit: 3 });
+  const result = await runEvaluation({
+    modelDir: model,
+    dataDir: data,
+    split: 'test',
+    beamWidth: 1,
+    batchSize: 4,
+    outDir,
+    galleryCount: 1,
+    limit: 3,
+  });
   for (const s of result.splits) {
     assert.ok(splitImages(manifest, s.split).length > 3, `${s.split} has more than 3 images`);
     assert.equal(s.images, 3);
     const pairs = await readCaptionPairs(join(outDir, s.referencesFile), join(outDir, s.resultsFile));
-    assert.deepEqual([...new Set(pairs.map((p) => String(p.id)))], splitImages(manifest, s.split).slice(0, 3).map((img) => img.id));
+    assert.deepEqual(
+      [...new Set(pairs.map((p) => String(p.id)))],
+      splitImages(manifest, s.split)
+        .slice(0, 3)
+        .map((img) => img.id),
+    );
   }
 });

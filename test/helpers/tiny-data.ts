@@ -29,14 +29,18 @@ function svgFor(hex: string, shape: string, size: number): string {
 }
 
 /** Writes a data set of `TINY_SCENES` (all in "train", the first two also in "val") to a new temp dir. */
-export async function makeTinyDataset(opts: { size?: number; dir?: string } = {}): Promise<{ dir: string; manifest: Manifest }> {
+export async function makeTinyDataset(
+  opts: { size?: number; dir?: string } = {},
+): Promise<{ dir: string; manifest: Manifest }> {
   const size = opts.size ?? 16;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'captioner-tiny-')));
   await mkdir(join(dir, 'images'), { recursive: true });
   const images: DatasetImage[] = [];
   for (const [i, scene] of TINY_SCENES.entries()) {
     const file = `images/${i}.png`;
-    await sharp(Buffer.from(svgFor(scene.hex, scene.shape, size))).png().toFile(join(dir, file));
+    await sharp(Buffer.from(svgFor(scene.hex, scene.shape, size)))
+      .png()
+      .toFile(join(dir, file));
     const caption = `a ${scene.colour} ${scene.shape}`;
     images.push({ id: `img${i}`, file, split: 'train', captions: [caption] });
   }

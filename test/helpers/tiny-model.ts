@@ -32,7 +32,11 @@ export async function tinyConfig(data: string, overrides: Record<string, unknown
 }
 
 /** Trains the tiny model on `data` for `epochs` (one step each) and returns its directory. */
-export async function trainTinyModel(data: string, epochs = 400, overrides: Record<string, unknown> = {}): Promise<string> {
+export async function trainTinyModel(
+  data: string,
+  epochs = 400,
+  overrides: Record<string, unknown> = {},
+): Promise<string> {
   const config = await tinyConfig(data, { epochs, ...overrides });
   await train(config);
   return config.out;

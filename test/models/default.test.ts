@@ -46,7 +46,10 @@ async function freshScenes(split: 'test' | 'test-compositional', n: number): Pro
   return out;
 }
 
-/** Exact match on the first PER_SPLIT fresh scenes of `split`: beam 3, with the model's anti-LM default unless `antiLm` is given. */
+/**
+ * Exact match on the first PER_SPLIT fresh scenes of `split`: beam 3, with the model's anti-LM default unless `antiLm`
+ * is given.
+ */
 async function exactRate(split: 'test' | 'test-compositional', antiLm?: number): Promise<{ rate: number; captions: string[] }> {
   const scenes = await freshScenes(split, PER_SPLIT);
   const images = imagesToTensor(scenes.map((s) => s.pixels), model.config.imageSize);

@@ -20,7 +20,10 @@ before(async () => {
   model = await trainServerModel();
   // The model's card: the first paragraph of its README, shown on the pages.
   const { writeFile } = await import('node:fs/promises');
-  await writeFile(`${model.modelDir}/README.md`, `# A tiny test model\n\n${CARD}\nIt knows nothing else.\n\n## How it was made\n\nBy the test.\n`);
+  await writeFile(
+    `${model.modelDir}/README.md`,
+    `# A tiny test model\n\n${CARD}\nIt knows nothing else.\n\n## How it was made\n\nBy the test.\n`,
+  );
   server = await serve(model.modelDir, { limits: { maxBytes: MAX_BYTES, maxPixels: MAX_PIXELS } });
   const { readFile } = await import('node:fs/promises');
   const { readCheckpointConfig } = await import('../../model/io/checkpoint.ts');
@@ -33,7 +36,8 @@ after(async () => {
   await model?.cleanup();
 });
 
-const post = (path: string, body: FormData, headers: Record<string, string> = {}) => fetch(server.url + path, { method: 'POST', body, headers });
+const post = (path: string, body: FormData, headers: Record<string, string> = {}) =>
+  fetch(server.url + path, { method: 'POST', body, headers });
 
 interface CaptionJson {
   caption: string;
@@ -70,7 +74,8 @@ test('POST /api/captions captions a PNG: words from the vocabulary, probabilitie
   assert.ok(r.logProb <= r.wordProbs.reduce((s, p) => s + Math.log(p), 0) + 1e-9);
   assert.equal(r.nbest.length, 3);
   assert.equal(r.nbest[0]!.caption, r.caption);
-  for (let i = 1; i < r.nbest.length; i++) assert.ok(r.nbest[i - 1]!.logProb >= r.nbest[i]!.logProb - 1e-9, 'n-best sorted');
+  for (let i = 1; i < r.nbest.length; i++)
+    assert.ok(r.nbest[i - 1]!.logProb >= r.nbest[i]!.logProb - 1e-9, 'n-best sorted');
   for (const h of r.nbest) assert.ok(Math.abs(h.prob - Math.exp(h.logProb)) < 1e-12);
   assert.equal(r.backend, 'cpu');
   assert.deepEqual(r.image, { format: 'png', width: 48, height: 48 });
@@ -86,8 +91,12 @@ test('every accepted format is captioned, and the type comes from the bytes, not
 
 test('the same image gets the same caption with greedy decoding (deterministic)', async () => {
   const bytes = await image('png', 48, 48, '#2040e0');
-  const a = (await (await post('/api/captions', form(bytes, 'a.png', 'image/png', { strategy: 'greedy' }))).json()) as CaptionJson;
-  const b = (await (await post('/api/captions', form(bytes, 'a.png', 'image/png', { strategy: 'greedy' }))).json()) as CaptionJson;
+  const a = (await (
+    await post('/api/captions', form(bytes, 'a.png', 'image/png', { strategy: 'greedy' }))
+  ).json()) as CaptionJson;
+  const b = (await (
+    await post('/api/captions', form(bytes, 'a.png', 'image/png', { strategy: 'greedy' }))
+  ).json()) as CaptionJson;
   assert.equal(a.caption, b.caption);
   assert.equal(a.logProb, b.logProb);
   assert.equal(a.nbest.length, 1);
@@ -105,14 +114,28 @@ test('bad and hostile uploads get a 4xx with a clear message', async () => {
   const png = await image('png');
   const cases: [string, FormData, number, RegExp][] = [
     ['zero bytes', form(new Uint8Array(0)), 400, /empty/],
-    ['SVG called .png', form(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'), 'x.png', 'image/png'), 415, /SVG/],
+    [
+      'SVG called .png',
+      form(
+        Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
+        'x.png',
+        'image/png',
+      ),
+      415,
+      /SVG/,
+    ],
     ['a PDF', form(Buffer.from('%PDF-1.4\n'), 'x.jpg', 'image/jpeg'), 415, /PDF/],
     ['text', form(Buffer.from('hello'), 'x.gif', 'image/gif'), 415, /unsupported file type/],
     ['corrupt PNG', form(Buffer.concat([png.subarray(0, 8), Buffer.alloc(40, 7)])), 400, /PNG file is corrupt/],
     ['truncated JPEG', form(jpeg.subarray(0, jpeg.length >> 1), 'x.jpg', 'image/jpeg'), 400, /truncated or corrupt/],
     ['decompression bomb', form(pngHeaderClaiming(50_000, 50_000)), 413, /50000×50000.*limit is 262144/],
     ['over the pixel limit', form(await image('png', 600, 600)), 413, /600×600/],
-    ['over the byte limit', form(Buffer.concat([png, Buffer.alloc(MAX_BYTES)])), 413, new RegExp(`${MAX_BYTES}-byte limit`)],
+    [
+      'over the byte limit',
+      form(Buffer.concat([png, Buffer.alloc(MAX_BYTES)])),
+      413,
+      new RegExp(`${MAX_BYTES}-byte limit`),
+    ],
   ];
   for (const [name, body, status, pattern] of cases) {
     await expectError(await post('/api/captions', body), status, pattern, name);
@@ -130,15 +153,47 @@ test('malformed requests: no file, a file in the wrong field, two files, not mul
   const two = form(png);
   two.append('image', new Blob([new Uint8Array(png)]), 'y.png');
   await expectError(await post('/api/captions', two), 400, /./);
-  const json = await fetch(`${server.url}/api/captions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"image":"x"}' });
+  const json = await fetch(`${server.url}/api/captions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"image":"x"}',
+  });
   await expectError(json, 400, /no image/);
-  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { strategy: 'best' })), 400, /strategy/);
-  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { beamWidth: '99' })), 400, /beamWidth/);
-  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { nBest: '4' })), 400, /nBest 4 is more than beamWidth 3/);
-  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { '<b>x</b>': '1' })), 400, /unknown field/);
-  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '-1' })), 400, /field "antiLm" must be a number from 0 to 10/);
-  await expectError(await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '0.1', antiLmPlausibility: '0' })), 400, /antiLmPlausibility must be in \(0, 1\]/);
-  const noBoundary = await fetch(`${server.url}/api/captions`, { method: 'POST', headers: { 'content-type': 'multipart/form-data' }, body: 'xx' });
+  await expectError(
+    await post('/api/captions', form(png, 'x.png', 'image/png', { strategy: 'best' })),
+    400,
+    /strategy/,
+  );
+  await expectError(
+    await post('/api/captions', form(png, 'x.png', 'image/png', { beamWidth: '99' })),
+    400,
+    /beamWidth/,
+  );
+  await expectError(
+    await post('/api/captions', form(png, 'x.png', 'image/png', { nBest: '4' })),
+    400,
+    /nBest 4 is more than beamWidth 3/,
+  );
+  await expectError(
+    await post('/api/captions', form(png, 'x.png', 'image/png', { '<b>x</b>': '1' })),
+    400,
+    /unknown field/,
+  );
+  await expectError(
+    await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '-1' })),
+    400,
+    /field "antiLm" must be a number from 0 to 10/,
+  );
+  await expectError(
+    await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '0.1', antiLmPlausibility: '0' })),
+    400,
+    /antiLmPlausibility must be in \(0, 1\]/,
+  );
+  const noBoundary = await fetch(`${server.url}/api/captions`, {
+    method: 'POST',
+    headers: { 'content-type': 'multipart/form-data' },
+    body: 'xx',
+  });
   await expectError(noBoundary, 400, /malformed multipart body/);
   const cutShort = await fetch(`${server.url}/api/captions`, {
     method: 'POST',
@@ -151,7 +206,10 @@ test('malformed requests: no file, a file in the wrong field, two files, not mul
 });
 
 test('the stream sends start, one word event per word as it is chosen, then done with the full result', async () => {
-  const res = await post('/api/captions/stream', form(await image('png'), 'x.png', 'image/png', { strategy: 'greedy' }));
+  const res = await post(
+    '/api/captions/stream',
+    form(await image('png'), 'x.png', 'image/png', { strategy: 'greedy' }),
+  );
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
   const records = await readSse(res);
@@ -169,7 +227,10 @@ test('the stream sends start, one word event per word as it is chosen, then done
 });
 
 test('a beam-search stream sends the best hypothesis after each step', async () => {
-  const res = await post('/api/captions/stream', form(await image('png'), 'x.png', 'image/png', { strategy: 'beam', beamWidth: '3' }));
+  const res = await post(
+    '/api/captions/stream',
+    form(await image('png'), 'x.png', 'image/png', { strategy: 'beam', beamWidth: '3' }),
+  );
   const records = await readSse(res);
   const hyps = records.filter((r) => r.event === 'hypothesis');
   assert.ok(hyps.length >= 1);
@@ -204,7 +265,9 @@ test('pages: security headers, a CSP without inline script, static files with th
 });
 
 test('without JavaScript: a plain form POST renders the finished caption with its alternatives', async () => {
-  const res = await post('/', form(await image('png'), 'x.png', 'image/png', { strategy: 'beam', beamWidth: '2' }), { accept: 'text/html' });
+  const res = await post('/', form(await image('png'), 'x.png', 'image/png', { strategy: 'beam', beamWidth: '2' }), {
+    accept: 'text/html',
+  });
   assert.equal(res.status, 200);
   const html = await res.text();
   const words = [...html.matchAll(/<span class="word c(\d+)" title="p = ([\d.]+)">([^<]+)<\/span>/g)];
@@ -222,14 +285,19 @@ test('user-supplied strings are escaped in pages', async () => {
   const html = await res.text();
   assert.ok(!html.includes(evil), 'not echoed raw');
   assert.ok(html.includes('&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt;'), 'echoed escaped');
-  const notFound = await (await fetch(`${server.url}/%3Cscript%3Ealert(1)%3C%2Fscript%3E`, { headers: { accept: 'text/html' } })).text();
+  const notFound = await (
+    await fetch(`${server.url}/%3Cscript%3Ealert(1)%3C%2Fscript%3E`, { headers: { accept: 'text/html' } })
+  ).text();
   assert.ok(!notFound.includes('<script>alert'));
 });
 
 test('the home page and the model page say what the model knows, from the first paragraph of its README', async () => {
   const plain = 'What it knows: the tiny test world of six images, not photographs. It knows nothing else.';
   const home = await (await fetch(server.url + '/')).text();
-  assert.match(home, /<p class="model-card" id="model-card"><strong>What model [^<]+ knows:<\/strong> ([^<]+) <a href="\/model">/);
+  assert.match(
+    home,
+    /<p class="model-card" id="model-card"><strong>What model [^<]+ knows:<\/strong> ([^<]+) <a href="\/model">/,
+  );
   assert.equal(/<p class="model-card" id="model-card">.*?<\/strong> ([^<]+) <a/.exec(home)?.[1], plain);
   const page = await (await fetch(server.url + '/model')).text();
   assert.ok(page.includes(`<p class="model-card">${plain}</p>`));
@@ -250,7 +318,14 @@ test('the model page shows the configuration, the data set, the training curves 
   await mkdir(`${model.modelDir}/eval-val`, { recursive: true });
   const evaluation = {
     decoding: 'beam search, width 3',
-    splits: { val: { split: 'val', images: 2, scores: { 'BLEU-4': 0.25, 'CIDEr-D': 1.5 }, perImage: { img0: { 'CIDEr-D': 9 } } } },
+    splits: {
+      val: {
+        split: 'val',
+        images: 2,
+        scores: { 'BLEU-4': 0.25, 'CIDEr-D': 1.5 },
+        perImage: { img0: { 'CIDEr-D': 9 } },
+      },
+    },
   };
   await writeFile(`${model.modelDir}/eval-val/metrics.json`, JSON.stringify(evaluation));
   const res = await fetch(server.url + '/model');
@@ -270,7 +345,8 @@ test('the model page shows the configuration, the data set, the training curves 
 
 test('metrics count requests, captions and failures, and report the queue', async () => {
   const before = await (await fetch(server.url + '/metrics')).text();
-  const captions = (text: string) => [...text.matchAll(/^captioner_captions_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
+  const captions = (text: string) =>
+    [...text.matchAll(/^captioner_captions_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
   await post('/api/captions', form(await image('png'), 'x.png', 'image/png', { strategy: 'greedy' }));
   const res = await fetch(server.url + '/metrics');
   assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0.0.4/);
@@ -284,28 +360,40 @@ test('metrics count requests, captions and failures, and report the queue', asyn
 });
 
 test('the worker holds no more tensors after captioning than before', async () => {
-  const tensors = async () => ((await (await fetch(server.url + '/readyz')).json()) as { workerTensors: number[] }).workerTensors[0]!;
+  const tensors = async () =>
+    ((await (await fetch(server.url + '/readyz')).json()) as { workerTensors: number[] }).workerTensors[0]!;
   await post('/api/captions', form(await image('png'))); // warm up
   const first = await tensors();
-  for (const strategy of ['greedy', 'beam', 'sample']) await post('/api/captions', form(await image('png'), 'x.png', 'image/png', { strategy }));
+  for (const strategy of ['greedy', 'beam', 'sample'])
+    await post('/api/captions', form(await image('png'), 'x.png', 'image/png', { strategy }));
   assert.equal(await tensors(), first);
 });
 
-test('`serve --beam`: a request that names no beam width gets the server\'s, and the page starts at it', async () => {
+test("`serve --beam`: a request that names no beam width gets the server's, and the page starts at it", async () => {
   const wide = await serve(model.modelDir, { defaultBeamWidth: 5 });
   try {
     const page = await (await fetch(wide.url + '/')).text();
     assert.match(page, /name="beamWidth" id="beam-width" min="1" max="10" value="5"/);
     const res = await fetch(wide.url + '/api/captions', { method: 'POST', body: form(await image('png')) });
     assert.equal(res.status, 200);
-    const json = (await res.json()) as CaptionJson & { options: { strategy: string; beamWidth: number; nBest: number } };
+    const json = (await res.json()) as CaptionJson & {
+      options: { strategy: string; beamWidth: number; nBest: number };
+    };
     assert.deepEqual(json.options, { strategy: 'beam', beamWidth: 5, nBest: 3 });
     // A request's own width still wins, with no more alternatives than it holds.
-    const narrow = (await (await fetch(wide.url + '/api/captions', { method: 'POST', body: form(await image('png'), 'x.png', 'image/png', { beamWidth: '2' }) })).json()) as { options: unknown };
+    const narrow = (await (
+      await fetch(wide.url + '/api/captions', {
+        method: 'POST',
+        body: form(await image('png'), 'x.png', 'image/png', { beamWidth: '2' }),
+      })
+    ).json()) as { options: unknown };
     assert.deepEqual(narrow.options, { strategy: 'beam', beamWidth: 2, nBest: 2 });
   } finally {
     await wide.close();
   }
   assert.match(await (await fetch(server.url + '/')).text(), /value="3"/, 'the default stays 3');
-  await assert.rejects(serve(model.modelDir, { defaultBeamWidth: 11 }), /defaultBeamWidth must be a whole number from 1 to 10/);
+  await assert.rejects(
+    serve(model.modelDir, { defaultBeamWidth: 11 }),
+    /defaultBeamWidth must be a whole number from 1 to 10/,
+  );
 });

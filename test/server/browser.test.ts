@@ -14,7 +14,8 @@ import { form, image, serve, trainServerModel, type TrainedModel } from './helpe
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const available = existsSync(CHROMIUM);
-if (!available && process.env.CI) throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (see .ci/run)`);
+if (!available && process.env.CI)
+  throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (see .ci/run)`);
 const skip = available ? false : `no browser at ${CHROMIUM} (apt-get install chromium)`;
 
 let model: TrainedModel;
@@ -29,7 +30,14 @@ before(async () => {
   png = await image('png', 96, 96);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--headless'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--headless',
+    ],
   });
 });
 
@@ -41,7 +49,10 @@ after(async () => {
 
 /** The greedy caption of `png` from the JSON API, to compare the page against. */
 async function apiCaption(): Promise<string> {
-  const res = await fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'greedy' }) });
+  const res = await fetch(`${server.url}/api/captions`, {
+    method: 'POST',
+    body: form(png, 'x.png', 'image/png', { strategy: 'greedy' }),
+  });
   return ((await res.json()) as { caption: string }).caption;
 }
 
@@ -59,7 +70,9 @@ test('upload through the page: the preview shows and the caption streams in word
     const caption = document.getElementById('caption')!;
     const snapshots: string[][] = [];
     (window as unknown as { snapshots: string[][] }).snapshots = snapshots;
-    new MutationObserver(() => snapshots.push(Array.from(caption.querySelectorAll('.word'), (w) => w.textContent ?? ''))).observe(caption, { childList: true, subtree: true });
+    new MutationObserver(() =>
+      snapshots.push(Array.from(caption.querySelectorAll('.word'), (w) => w.textContent ?? '')),
+    ).observe(caption, { childList: true, subtree: true });
   });
   await page.setInputFiles('#image-input', { name: 'disc.png', mimeType: 'image/png', buffer: png });
   await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
@@ -75,7 +88,11 @@ test('upload through the page: the preview shows and the caption streams in word
     words.map((_, i) => i + 1),
     `snapshots: ${JSON.stringify(snapshots)}`,
   );
-  for (let i = 1; i <= words.length; i++) assert.deepEqual(snapshots.find((s) => s.length === i), words.slice(0, i));
+  for (let i = 1; i <= words.length; i++)
+    assert.deepEqual(
+      snapshots.find((s) => s.length === i),
+      words.slice(0, i),
+    );
   // Shaded by confidence, the preview shown, the model and backend named.
   const classes = await page.$$eval('#caption .word', (els) => els.map((e) => e.className));
   for (const c of classes) assert.match(c, /^word c(10|\d)$/);
@@ -95,7 +112,10 @@ test('beam search on the page lists the alternatives with their probabilities', 
   for (const a of alts) assert.match(a, /\d+(\.\d+)?% log p -?\d+\.\d\d$/);
   // The page formats probabilities as the server's no-JavaScript page does.
   const values = [0, 1e-9, 0.00032, 0.0123, 0.5, 0.996];
-  const shown = await page.evaluate((vs) => vs.map((v) => (window as unknown as { percent: (p: number) => string }).percent(v)), values);
+  const shown = await page.evaluate(
+    (vs) => vs.map((v) => (window as unknown as { percent: (p: number) => string }).percent(v)),
+    values,
+  );
   assert.deepEqual(shown, values.map(formatPercent));
   await page.close();
 });
@@ -110,8 +130,12 @@ test('drop an image on the page, or paste one', { skip }, async () => {
       ({ bytes, how }) => {
         const dt = new DataTransfer();
         dt.items.add(new File([new Uint8Array(bytes)], 'x.png', { type: 'image/png' }));
-        if (how === 'drop') document.getElementById('drop-zone')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-        else document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+        if (how === 'drop')
+          document
+            .getElementById('drop-zone')!
+            .dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        else
+          document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
       },
       { bytes: [...png], how },
     );
@@ -125,7 +149,11 @@ test('drop an image on the page, or paste one', { skip }, async () => {
 test('an unsupported file shows the server’s message on the page', { skip }, async () => {
   const page = await browser.newPage();
   await page.goto(server.url);
-  await page.setInputFiles('#image-input', { name: 'x.png', mimeType: 'image/png', buffer: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>') });
+  await page.setInputFiles('#image-input', {
+    name: 'x.png',
+    mimeType: 'image/png',
+    buffer: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'),
+  });
   await page.waitForSelector('#caption[data-state="error"]', { timeout: 30_000 });
   assert.match((await page.textContent('#status')) ?? '', /unsupported file type: an SVG/);
   await page.close();

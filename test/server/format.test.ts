@@ -17,12 +17,25 @@ test('formatPercent: one decimal, none near 100 %, two significant digits below 
 });
 
 test('lossRaisedBy names every setting that raises the logged training loss above plain cross-entropy', () => {
-  const saved = (train: Record<string, number | string>) => ({ model: {}, train, versions: {} }) as unknown as SavedConfig;
+  const saved = (train: Record<string, number | string>) =>
+    ({ model: {}, train, versions: {} }) as unknown as SavedConfig;
   assert.equal(lossRaisedBy(saved({})), null);
   assert.equal(lossRaisedBy(saved({ labelSmoothing: 0, wordDropout: 0, wordSubstitution: 0 })), null);
   assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2 })), 'label smoothing 0.2');
-  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25 })), 'label smoothing 0.2 and word substitution 0.25');
-  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25, wordDropout: 0.1 })), 'label smoothing 0.2, word substitution 0.25 and word dropout 0.1');
-  assert.equal(lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25, wordSubstitutionRates: 'red=0.75' })), 'label smoothing 0.2 and word substitution 0.25 (red=0.75)');
-  assert.equal(lossRaisedBy(saved({ wordSubstitution: 0, wordSubstitutionRates: 'red=0.75' })), 'word substitution 0 (red=0.75)');
+  assert.equal(
+    lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25 })),
+    'label smoothing 0.2 and word substitution 0.25',
+  );
+  assert.equal(
+    lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25, wordDropout: 0.1 })),
+    'label smoothing 0.2, word substitution 0.25 and word dropout 0.1',
+  );
+  assert.equal(
+    lossRaisedBy(saved({ labelSmoothing: 0.2, wordSubstitution: 0.25, wordSubstitutionRates: 'red=0.75' })),
+    'label smoothing 0.2 and word substitution 0.25 (red=0.75)',
+  );
+  assert.equal(
+    lossRaisedBy(saved({ wordSubstitution: 0, wordSubstitutionRates: 'red=0.75' })),
+    'word substitution 0 (red=0.75)',
+  );
 });

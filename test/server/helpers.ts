@@ -40,11 +40,25 @@ export async function trainServerModel(steps = 20): Promise<TrainedModel> {
 
 /** A server for `modelDir` on 127.0.0.1 (a free port), one worker unless told otherwise. */
 export function serve(modelDir: string, overrides: Partial<ServeOptions> = {}): Promise<RunningServer> {
-  return startServer({ modelDir, port: 0, host: '127.0.0.1', workers: 1, maxQueue: 8, timeoutMs: 30_000, graceMs: 5_000, ...overrides });
+  return startServer({
+    modelDir,
+    port: 0,
+    host: '127.0.0.1',
+    workers: 1,
+    maxQueue: 8,
+    timeoutMs: 30_000,
+    graceMs: 5_000,
+    ...overrides,
+  });
 }
 
 /** A w × h image: a coloured disc on a light background, in `format`. */
-export async function image(format: 'png' | 'jpeg' | 'webp' | 'gif' | 'avif' | 'tiff', w = 48, h = 48, colour = '#e02020'): Promise<Buffer> {
+export async function image(
+  format: 'png' | 'jpeg' | 'webp' | 'gif' | 'avif' | 'tiff',
+  w = 48,
+  h = 48,
+  colour = '#e02020',
+): Promise<Buffer> {
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><rect width="100%" height="100%" fill="#f4f4f4"/><circle cx="${w / 2}" cy="${h / 2}" r="${Math.min(w, h) * 0.35}" fill="${colour}"/></svg>`;
   return sharp(Buffer.from(svg)).toFormat(format).toBuffer();
 }
@@ -79,11 +93,21 @@ export function pngHeaderClaiming(width: number, height: number): Buffer {
   ihdr[8] = 8; // bit depth
   ihdr[9] = 2; // colour type RGB
   const rows = deflateSync(Buffer.alloc((1 + width * 3) * 4));
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', rows), pngChunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', rows),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 /** A multipart form with the file in the field "image" and any extra fields. */
-export function form(bytes: Uint8Array, filename = 'image.png', type = 'image/png', fields: Record<string, string> = {}): FormData {
+export function form(
+  bytes: Uint8Array,
+  filename = 'image.png',
+  type = 'image/png',
+  fields: Record<string, string> = {},
+): FormData {
   const f = new FormData();
   for (const [k, v] of Object.entries(fields)) f.append(k, v);
   f.append('image', new Blob([new Uint8Array(bytes)], { type }), filename);

@@ -101,10 +101,18 @@ test('HTTP: a burst past capacity gets 503 with Retry-After at once, and every o
   const server = await serve(model.modelDir, { workers: 1, maxQueue: 1 });
   try {
     const burst = await Promise.all(
-      Array.from({ length: 16 }, () => fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }) })),
+      Array.from({ length: 16 }, () =>
+        fetch(`${server.url}/api/captions`, {
+          method: 'POST',
+          body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }),
+        }),
+      ),
     );
     const statuses = burst.map((r) => r.status);
-    assert.ok(statuses.every((s) => s === 200 || s === 503), statuses.join(','));
+    assert.ok(
+      statuses.every((s) => s === 200 || s === 503),
+      statuses.join(','),
+    );
     const refused = burst.filter((r) => r.status === 503);
     assert.ok(refused.length >= 1, `some refused: ${statuses.join(',')}`);
     assert.ok(statuses.filter((s) => s === 200).length >= 2, `some served: ${statuses.join(',')}`);
@@ -114,7 +122,10 @@ test('HTTP: a burst past capacity gets 503 with Retry-After at once, and every o
     }
     await Promise.all(burst.filter((r) => r.status === 200).map((r) => r.json()));
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    assert.match(metrics, new RegExp(`^captioner_caption_failures_total\\{reason="QueueFullError"\\} ${refused.length}$`, 'm'));
+    assert.match(
+      metrics,
+      new RegExp(`^captioner_caption_failures_total\\{reason="QueueFullError"\\} ${refused.length}$`, 'm'),
+    );
   } finally {
     await server.close();
   }
@@ -126,13 +137,22 @@ test('HTTP: past the time limit the answer is 504', async () => {
     // A lone caption of the tiny model can come back within 1 ms; eight sent at once queue for
     // the one worker, so the later ones surely wait past the limit.
     const burst = await Promise.all(
-      Array.from({ length: 8 }, () => fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { beamWidth: '5' }) })),
+      Array.from({ length: 8 }, () =>
+        fetch(`${server.url}/api/captions`, {
+          method: 'POST',
+          body: form(png, 'x.png', 'image/png', { beamWidth: '5' }),
+        }),
+      ),
     );
     const statuses = burst.map((r) => r.status);
-    assert.ok(statuses.every((s) => s === 200 || s === 504), statuses.join(','));
+    assert.ok(
+      statuses.every((s) => s === 200 || s === 504),
+      statuses.join(','),
+    );
     const late = burst.filter((r) => r.status === 504);
     assert.ok(late.length >= 1, `some past the limit: ${statuses.join(',')}`);
-    for (const res of late) assert.match(((await res.json()) as { error: { message: string } }).error.message, /1 ms limit/);
+    for (const res of late)
+      assert.match(((await res.json()) as { error: { message: string } }).error.message, /1 ms limit/);
     await Promise.all(burst.filter((r) => r.status === 200).map((r) => r.json()));
     assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
   } finally {
@@ -142,8 +162,10 @@ test('HTTP: past the time limit the answer is 504', async () => {
 
 test('HTTP: a client that disconnects while waiting cancels its job (it never runs)', async () => {
   const server = await serve(model.modelDir, { workers: 1, maxQueue: 256 });
-  const stats = async () => (await (await fetch(`${server.url}/readyz`)).json()) as { busy: number; queued: number; accepted: number };
-  const counter = async (pattern: RegExp) => [...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(pattern)].reduce((s, m) => s + Number(m[1]), 0);
+  const stats = async () =>
+    (await (await fetch(`${server.url}/readyz`)).json()) as { busy: number; queued: number; accepted: number };
+  const counter = async (pattern: RegExp) =>
+    [...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(pattern)].reduce((s, m) => s + Number(m[1]), 0);
   try {
     // The abandoned request must wait behind others. How long a caption takes depends on the
     // machine, so the set-up is retried with more work ahead until it is still queued at the abort.
@@ -152,19 +174,38 @@ test('HTTP: a client that disconnects while waiting cancels its job (it never ru
       const before = await stats();
       const captionsBefore = await counter(/^captioner_captions_total\{[^}]*\} (\d+)$/gm);
       const work = Array.from({ length: ahead }, () =>
-        fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }) }),
+        fetch(`${server.url}/api/captions`, {
+          method: 'POST',
+          body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }),
+        }),
       );
-      await waitFor(async () => (await stats()).accepted >= before.accepted + ahead, 30_000, 'the work ahead to be accepted');
+      await waitFor(
+        async () => (await stats()).accepted >= before.accepted + ahead,
+        30_000,
+        'the work ahead to be accepted',
+      );
       const client = new AbortController();
-      const leaving = fetch(`${server.url}/api/captions/stream`, { method: 'POST', body: form(png), signal: client.signal }).catch((e: unknown) => e);
-      await waitFor(async () => (await stats()).accepted === before.accepted + ahead + 1, 30_000, 'the streaming request to be accepted');
+      const leaving = fetch(`${server.url}/api/captions/stream`, {
+        method: 'POST',
+        body: form(png),
+        signal: client.signal,
+      }).catch((e: unknown) => e);
+      await waitFor(
+        async () => (await stats()).accepted === before.accepted + ahead + 1,
+        30_000,
+        'the streaming request to be accepted',
+      );
       if ((await stats()).queued >= 3) {
         // Accepted last, it waits behind at least two others (FIFO): abort it now.
         client.abort();
         assert.ok((await leaving) instanceof Error);
         for (const r of await Promise.all(work)) assert.equal(r.status, 200);
         assert.equal(await counter(/^captioner_caption_failures_total\{reason="CancelledError"\} (\d+)$/gm), 1);
-        assert.equal(await counter(/^captioner_captions_total\{[^}]*\} (\d+)$/gm), captionsBefore + ahead, 'only the requests that stayed were captioned');
+        assert.equal(
+          await counter(/^captioner_captions_total\{[^}]*\} (\d+)$/gm),
+          captionsBefore + ahead,
+          'only the requests that stayed were captioned',
+        );
         demonstrated = true;
       } else {
         await leaving; // the work ahead finished too fast: the stream ran; try with more ahead
@@ -181,17 +222,31 @@ test('HTTP: uploads, pages and health checks stay responsive while the worker is
   const server = await serve(model.modelDir, { workers: 1, maxQueue: 64 });
   try {
     const work = Array.from({ length: 40 }, () =>
-      fetch(`${server.url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }) }),
+      fetch(`${server.url}/api/captions`, {
+        method: 'POST',
+        body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10' }),
+      }),
     );
-    await waitFor(async () => ((await (await fetch(`${server.url}/readyz`)).json()) as { accepted: number }).accepted >= 1, 20_000, 'work to start');
+    await waitFor(
+      async () => ((await (await fetch(`${server.url}/readyz`)).json()) as { accepted: number }).accepted >= 1,
+      20_000,
+      'work to start',
+    );
     const started = performance.now();
     assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
     assert.equal((await fetch(`${server.url}/`)).status, 200);
     const refused = await fetch(`${server.url}/api/captions`, { method: 'POST', body: form(Buffer.from('<svg/>')) });
     assert.equal(refused.status, 415, 'an upload is checked without waiting for the queue');
     const elapsed = performance.now() - started;
-    const pending = (await (await fetch(`${server.url}/readyz`)).json()) as { queued: number; busy: number; accepted: number };
-    assert.ok(pending.busy + pending.queued >= 1 || pending.accepted < 40, `answered while captions were still pending (${elapsed.toFixed(0)} ms)`);
+    const pending = (await (await fetch(`${server.url}/readyz`)).json()) as {
+      queued: number;
+      busy: number;
+      accepted: number;
+    };
+    assert.ok(
+      pending.busy + pending.queued >= 1 || pending.accepted < 40,
+      `answered while captions were still pending (${elapsed.toFixed(0)} ms)`,
+    );
     for (const r of await Promise.all(work)) assert.equal(r.status, 200);
   } finally {
     await server.close();
@@ -200,7 +255,10 @@ test('HTTP: uploads, pages and health checks stay responsive while the worker is
 
 test('HTTP: a graceful stop finishes the stream in flight, then refuses connections', async () => {
   const server = await serve(model.modelDir);
-  const res = await fetch(`${server.url}/api/captions/stream`, { method: 'POST', body: form(png, 'x.png', 'image/png', GREEDY) });
+  const res = await fetch(`${server.url}/api/captions/stream`, {
+    method: 'POST',
+    body: form(png, 'x.png', 'image/png', GREEDY),
+  });
   assert.equal(res.status, 200);
   const closing = server.close();
   const records = await readSse(res);
@@ -227,7 +285,11 @@ test('captioner serve: listens where PORT says, and exits 0 on SIGTERM after a g
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   try {
-    await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stderr) || child.exitCode !== null, 60_000, 'the server to listen');
+    await waitFor(
+      () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(stderr) || child.exitCode !== null,
+      60_000,
+      'the server to listen',
+    );
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
     assert.ok(url, stderr);
     const res = await fetch(`${url}/api/captions`, { method: 'POST', body: form(png) });
@@ -243,7 +305,9 @@ test('captioner serve: listens where PORT says, and exits 0 on SIGTERM after a g
 
 test('captioner serve: a directory that is not a model exits 3, naming it', async () => {
   const bin = fileURLToPath(new URL('../../bin/captioner.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'serve', '--model', model.dataDir, '--workers', '1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, 'serve', '--model', model.dataDir, '--workers', '1', '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));

@@ -25,8 +25,13 @@ test('a generated data set reads back with its splits, and its images decode to 
 test('manifest errors name the file and the record', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'captioner-bad-'));
   const path = join(dir, 'manifest.json');
-  const write = (images: unknown[]) => writeFile(path, JSON.stringify({ format: 'captioner-dataset', version: 1, images }));
-  await assert.rejects(readManifest(dir), (e: unknown) => e instanceof DatasetError && /manifest\.json: no manifest: .* is not a complete data set/.test(e.message));
+  const write = (images: unknown[]) =>
+    writeFile(path, JSON.stringify({ format: 'captioner-dataset', version: 1, images }));
+  await assert.rejects(
+    readManifest(dir),
+    (e: unknown) =>
+      e instanceof DatasetError && /manifest\.json: no manifest: .* is not a complete data set/.test(e.message),
+  );
   await writeFile(path, '{"format": "captioner-dataset", ');
   await assert.rejects(readManifest(dir), /manifest\.json: .*JSON/);
   const ok = { id: 'a', file: 'a.png', split: 'train', captions: ['a cat'] };

@@ -3,7 +3,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { ImageError, imagesToTensor, loadImagePixels } from '../../../model/data/image.ts';
 
@@ -61,17 +60,31 @@ test('grey, palette, 16-bit, grey 16-bit and alpha PNGs all become 8-bit RGB', a
   assert.deepEqual(pixel(await loadImagePixels(palette, 8), 8, 3, 3), [...COLOUR]);
 
   const wide = new Uint16Array(W * H * 3);
-  for (let i = 0; i < W * H; i++) wide.set(COLOUR.map((v) => v * 257), i * 3); // v·257: the 16-bit twin of v
-  const png16 = await sharp(wide, { raw: { width: W, height: H, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+  for (let i = 0; i < W * H; i++)
+    wide.set(
+      COLOUR.map((v) => v * 257),
+      i * 3,
+    ); // v·257: the 16-bit twin of v
+  const png16 = await sharp(wide, { raw: { width: W, height: H, channels: 3 } })
+    .toColourspace('rgb16')
+    .png()
+    .toBuffer();
   assert.equal((await sharp(png16).metadata()).depth, 'ushort');
   assert.deepEqual(pixel(await loadImagePixels(png16, 8), 8, 3, 3), [...COLOUR]);
-  const grey16 = await sharp(wide, { raw: { width: W, height: H, channels: 3 } }).toColourspace('grey16').png().toBuffer();
+  const grey16 = await sharp(wide, { raw: { width: W, height: H, channels: 3 } })
+    .toColourspace('grey16')
+    .png()
+    .toBuffer();
   assert.equal((await sharp(grey16).metadata()).channels, 1);
   const g16 = pixel(await loadImagePixels(grey16, 8), 8, 3, 3);
   assert.ok(g16[0] === g16[1] && g16[1] === g16[2] && Math.abs(g16[0]! - g[0]!) <= 3, `grey16 ${g16} vs grey ${g}`);
 
   // Alpha is flattened onto white: transparent → white, half-transparent black → mid grey.
-  const rgba = (a: number) => sharp(solid(4, () => [0, 0, 0, a]), { raw: { width: W, height: H, channels: 4 } });
+  const rgba = (a: number) =>
+    sharp(
+      solid(4, () => [0, 0, 0, a]),
+      { raw: { width: W, height: H, channels: 4 } },
+    );
   assert.deepEqual(pixel(await loadImagePixels(await rgba(0).png().toBuffer(), 8), 8, 3, 3), [255, 255, 255]);
   assert.ok(close(pixel(await loadImagePixels(await rgba(128).png().toBuffer(), 8), 8, 3, 3), [127, 127, 127], 1));
   const greyAlpha = await rgba(128).toColourspace('b-w').png().toBuffer();
@@ -83,7 +96,9 @@ test('a file that is not an image is an ImageError naming the file', async () =>
   const text = join(dir, 'notes.jpg');
   await writeFile(text, 'this is not a picture\n');
   await assert.rejects(loadImagePixels(text, 8), (e: Error) => e instanceof ImageError && e.message.includes(text));
-  const good = await rgb(solid(3, () => [...COLOUR])).jpeg().toBuffer();
+  const good = await rgb(solid(3, () => [...COLOUR]))
+    .jpeg()
+    .toBuffer();
   const cut = join(dir, 'cut.jpg');
   await writeFile(cut, good.subarray(0, Math.floor(good.length / 2)));
   await assert.rejects(loadImagePixels(cut, 8), (e: Error) => e instanceof ImageError && e.message.includes(cut));

@@ -8,7 +8,13 @@ import { epochBatches, makeExamples, type Batch, type Example } from '../../../m
 import { disposeCheckpoint, loadCheckpoint } from '../../../model/io/checkpoint.ts';
 import { DatasetError, readManifest, splitImages, type DatasetImage } from '../../../model/data/dataset.ts';
 import { loadImagePixels } from '../../../model/data/image.ts';
-import { StreamedPixels, streamEpochPlan, streamWindowSizes, type StreamEvent, type StreamOptions } from '../../../model/data/stream.ts';
+import {
+  StreamedPixels,
+  streamEpochPlan,
+  streamWindowSizes,
+  type StreamEvent,
+  type StreamOptions,
+} from '../../../model/data/stream.ts';
 import { train } from '../../../model/train/trainer.ts';
 import { Vocabulary } from '../../../model/text/vocab.ts';
 import { setupBackend } from '../../helpers/tf.ts';
@@ -34,23 +40,44 @@ before(async () => {
     id: `s${i}`,
     file: `none/${i}.png`,
     split: i % 6 === 5 ? 'val' : 'train',
-    captions: Array.from({ length: 1 + (i % 3) }, (_, c) => Array.from({ length: 2 + ((i + c) % 5) }, (_, w) => WORDS[(i + c + w) % WORDS.length]).join(' ')),
+    captions: Array.from({ length: 1 + (i % 3) }, (_, c) =>
+      Array.from({ length: 2 + ((i + c) % 5) }, (_, w) => WORDS[(i + c + w) % WORDS.length]).join(' '),
+    ),
   }));
   const dir = tmp();
   cleanup.push(dir);
-  await buildDataset({ out: dir, name: 'synthetic', source: 'test', imageSize: SIDE, imagesPerShard: 4, minWordCount: 1, records, pixels: async (_r, i) => new Uint8Array(SIDE * SIDE * 3).fill(code(i)) });
+  await buildDataset({
+    out: dir,
+    name: 'synthetic',
+    source: 'test',
+    imageSize: SIDE,
+    imagesPerShard: 4,
+    minWordCount: 1,
+    records,
+    pixels: async (_r, i) => new Uint8Array(SIDE * SIDE * 3).fill(code(i)),
+  });
   const train = splitImages(await readManifest(dir), 'train');
-  const vocab = Vocabulary.build(train.flatMap((i) => i.captions), 1);
+  const vocab = Vocabulary.build(
+    train.flatMap((i) => i.captions),
+    1,
+  );
   synthetic = { dir, train, examples: makeExamples(train, vocab, 8) };
 
   const tiny = await makeTinyDataset();
   cleanup.push(tiny.dir);
-  const doubled = [0, 1].flatMap((copy) => tiny.manifest.images.filter((i) => i.split === 'train').map((img) => ({ ...img, id: `${img.id}-${copy}` })));
+  const doubled = [0, 1].flatMap((copy) =>
+    tiny.manifest.images.filter((i) => i.split === 'train').map((img) => ({ ...img, id: `${img.id}-${copy}` })),
+  );
   const val = tiny.manifest.images.filter((i) => i.split === 'val');
   shapes = tmp();
   cleanup.push(shapes);
   await buildDataset({
-    out: shapes, name: 'shapes', source: 'test', imageSize: 16, imagesPerShard: 2, minWordCount: 1,
+    out: shapes,
+    name: 'shapes',
+    source: 'test',
+    imageSize: 16,
+    imagesPerShard: 2,
+    minWordCount: 1,
     records: [...doubled, ...val].map(({ id, file, split, captions }) => ({ id, file, split, captions })),
     pixels: (r) => loadImagePixels(join(tiny.dir, r.file), 16),
   });
@@ -59,9 +86,18 @@ after(async () => {
   for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
 });
 
-const options = (over: Partial<StreamOptions> = {}): StreamOptions => ({ batchSize: 5, seed: 3, epochs: 3, window: 2, readAhead: 1, ...over });
-const open = (over: Partial<StreamOptions> = {}, images = synthetic.train, examples = synthetic.examples) => StreamedPixels.open(synthetic.dir, images, examples, SIDE, options(over));
-const rowKey = (b: Batch, r: number) => `${b.imageIds[r]}:${[...b.tokens.slice(r * b.width, (r + 1) * b.width)].filter((t) => t !== 0).join(',')}`;
+const options = (over: Partial<StreamOptions> = {}): StreamOptions => ({
+  batchSize: 5,
+  seed: 3,
+  epochs: 3,
+  window: 2,
+  readAhead: 1,
+  ...over,
+});
+const open = (over: Partial<StreamOptions> = {}, images = synthetic.train, examples = synthetic.examples) =>
+  StreamedPixels.open(synthetic.dir, images, examples, SIDE, options(over));
+const rowKey = (b: Batch, r: number) =>
+  `${b.imageIds[r]}:${[...b.tokens.slice(r * b.width, (r + 1) * b.width)].filter((t) => t !== 0).join(',')}`;
 const exampleKey = (e: Example) => `${e.imageId}:${e.ids.join(',')}`;
 
 /** Every batch of one epoch from `from`, checking each row's pixels are its image's. */
@@ -73,7 +109,10 @@ async function collect(stream: StreamedPixels, epoch: number, from = 0): Promise
     assert.equal(index, from + out.length);
     batch.imageIds.forEach((id, r) => {
       const row = pixels.subarray(r * per, (r + 1) * per);
-      assert.ok(row.every((v) => Math.round(v * 255) === codes.get(id)), `batch ${index} row ${r}: pixels of ${id}`);
+      assert.ok(
+        row.every((v) => Math.round(v * 255) === codes.get(id)),
+        `batch ${index} row ${r}: pixels of ${id}`,
+      );
     });
     out.push(batch);
   }
@@ -86,11 +125,23 @@ test('every example exactly once per epoch, in full batches but the last, with a
       const stream = await open({ window, bucketing, poolBatches: 2 });
       for (const epoch of [0, 1]) {
         const batches = await collect(stream, epoch);
-        assert.equal(batches.length, Math.ceil(synthetic.examples.length / 5), `window ${window}: as many batches as in memory`);
+        assert.equal(
+          batches.length,
+          Math.ceil(synthetic.examples.length / 5),
+          `window ${window}: as many batches as in memory`,
+        );
         const short = batches.filter((b) => b.batchSize < 5);
-        assert.equal(short.length, synthetic.examples.length % 5 ? 1 : 0, 'one short batch at most (the last window\'s)');
+        assert.equal(
+          short.length,
+          synthetic.examples.length % 5 ? 1 : 0,
+          "one short batch at most (the last window's)",
+        );
         const rows = batches.flatMap((b) => Array.from({ length: b.batchSize }, (_, r) => rowKey(b, r)));
-        assert.deepEqual(rows.sort(), synthetic.examples.map(exampleKey).sort(), `window ${window}, bucketing ${bucketing}, epoch ${epoch}`);
+        assert.deepEqual(
+          rows.sort(),
+          synthetic.examples.map(exampleKey).sort(),
+          `window ${window}, bucketing ${bucketing}, epoch ${epoch}`,
+        );
       }
       await stream.close();
     }
@@ -116,39 +167,70 @@ test('the order is a pure function of (seed, epoch): same seed same order, anoth
 test('a window over every chunk gives exactly the in-memory order (epochBatches)', () => {
   const chunkOf = new Map(synthetic.train.map((img) => [img.id, img.shard!]));
   const shards = [...new Set(synthetic.train.map((i) => i.shard!))];
-  const chunkExamples = shards.map((s) => synthetic.examples.flatMap((e, i) => (chunkOf.get(e.imageId) === s ? [i] : [])));
+  const chunkExamples = shards.map((s) =>
+    synthetic.examples.flatMap((e, i) => (chunkOf.get(e.imageId) === s ? [i] : [])),
+  );
   for (const bucketing of [false, true]) {
-    const plan = streamEpochPlan(synthetic.examples, chunkExamples, 5, 3, 2, shards.length, { bucketing, poolBatches: 2 });
+    const plan = streamEpochPlan(synthetic.examples, chunkExamples, 5, 3, 2, shards.length, {
+      bucketing,
+      poolBatches: 2,
+    });
     assert.equal(plan.windows.length, 1);
-    assert.deepEqual(plan.windows[0]!.batches, epochBatches(synthetic.examples, 5, 3, 2, { bucketing, poolBatches: 2 }));
+    assert.deepEqual(
+      plan.windows[0]!.batches,
+      epochBatches(synthetic.examples, 5, 3, 2, { bucketing, poolBatches: 2 }),
+    );
   }
 });
 
 test('at most window + read-ahead chunks are resident, and the next chunk is read before the current one is handed out', async () => {
-  for (const [window, readAhead] of [[1, 1], [2, 1], [2, 2], [3, 0]] as const) {
+  for (const [window, readAhead] of [
+    [1, 1],
+    [2, 1],
+    [2, 2],
+    [3, 0],
+  ] as const) {
     const events: StreamEvent[] = [];
     let resident = 0;
     let most = 0;
-    const stream = await open({ window, readAhead, epochs: 2, onEvent: (e) => {
-      events.push(e);
-      if (e.type === 'read-start') most = Math.max(most, ++resident);
-      if (e.type === 'release') resident--;
-    } });
+    const stream = await open({
+      window,
+      readAhead,
+      epochs: 2,
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === 'read-start') most = Math.max(most, ++resident);
+        if (e.type === 'release') resident--;
+      },
+    });
     await collect(stream, 0);
     await collect(stream, 1);
     assert.equal(stream.stats.maxResident, Math.min(window + readAhead, 2 * stream.chunks.length));
     assert.ok(most <= window + readAhead, `window ${window} + read-ahead ${readAhead}: ${most} resident`);
     assert.equal(stream.stats.chunksRead, 2 * stream.chunks.length, 'each chunk read once an epoch');
     if (readAhead >= window) {
-      // Read-ahead: the reads of window w+1 (across the epoch boundary too) start before window w's first batch is handed out.
+      // Read-ahead: the reads of window w+1 (across the epoch boundary too) start before window w's first batch is
+      // handed out.
       for (const epoch of [0, 1]) {
         const plan = stream.plan(epoch);
         plan.windows.forEach((win, w) => {
-          const firstBatch = events.findIndex((e) => e.type === 'batch' && e.epoch === epoch && e.index === win.firstBatch);
-          const nextStart = w + 1 < plan.windows.length ? { epoch, position: (w + 1) * window } : epoch === 0 ? { epoch: 1, position: 0 } : null;
+          const firstBatch = events.findIndex(
+            (e) => e.type === 'batch' && e.epoch === epoch && e.index === win.firstBatch,
+          );
+          const nextStart =
+            w + 1 < plan.windows.length
+              ? { epoch, position: (w + 1) * window }
+              : epoch === 0
+                ? { epoch: 1, position: 0 }
+                : null;
           if (!nextStart) return;
-          const read = events.findIndex((e) => e.type === 'read-start' && e.epoch === nextStart.epoch && e.position === nextStart.position);
-          assert.ok(read >= 0 && read < firstBatch, `window ${window}/${readAhead}: epoch ${epoch} window ${w}: next read at event ${read}, first batch at ${firstBatch}`);
+          const read = events.findIndex(
+            (e) => e.type === 'read-start' && e.epoch === nextStart.epoch && e.position === nextStart.position,
+          );
+          assert.ok(
+            read >= 0 && read < firstBatch,
+            `window ${window}/${readAhead}: epoch ${epoch} window ${w}: next read at event ${read}, first batch at ${firstBatch}`,
+          );
         });
       }
     }
@@ -160,7 +242,10 @@ test('resuming at any batch of an epoch (mid-window, with examples handed on) gi
   const whole = await open({ window: 2, readAhead: 1 });
   const all = await collect(whole, 1);
   const plan = whole.plan(1);
-  assert.ok(plan.windows.some((w) => w.carryOut.length > 0), 'the fixture hands examples on between windows');
+  assert.ok(
+    plan.windows.some((w) => w.carryOut.length > 0),
+    'the fixture hands examples on between windows',
+  );
   for (const from of [1, plan.windows[1]!.firstBatch, plan.windows[1]!.firstBatch + 1, all.length - 1]) {
     const resumed = await open({ window: 2, readAhead: 1 });
     assert.deepEqual(await collect(resumed, 1, from), all.slice(from), `resumed at batch ${from}`);
@@ -174,8 +259,22 @@ test('images without shards stream in chunks of decoded files', async () => {
   const { dir, manifest } = await makeTinyDataset();
   cleanup.push(dir);
   const images = splitImages(manifest, 'train');
-  const examples = makeExamples(images, Vocabulary.build(images.flatMap((i) => i.captions), 1), 6);
-  const stream = await StreamedPixels.open(dir, images, examples, 12, { batchSize: 4, seed: 1, epochs: 1, window: 1, readAhead: 1, fileChunkImages: 2 });
+  const examples = makeExamples(
+    images,
+    Vocabulary.build(
+      images.flatMap((i) => i.captions),
+      1,
+    ),
+    6,
+  );
+  const stream = await StreamedPixels.open(dir, images, examples, 12, {
+    batchSize: 4,
+    seed: 1,
+    epochs: 1,
+    window: 1,
+    readAhead: 1,
+    fileChunkImages: 2,
+  });
   assert.equal(stream.chunks.length, 3);
   assert.match(stream.description, /3 chunks of image files decoded at 12×12/);
   const seen: string[] = [];
@@ -198,22 +297,36 @@ test('a truncated shard is an error naming the file, and nothing is left hanging
   const manifest = await readManifest(dir);
   const shardFile = join(dir, manifest.shards!.files[2]!);
   await truncate(shardFile, (await readFile(shardFile)).length - 5);
-  const stream = await StreamedPixels.open(dir, splitImages(manifest, 'train'), synthetic.examples, SIDE, options({ window: 9, readAhead: 0 }));
+  const stream = await StreamedPixels.open(
+    dir,
+    splitImages(manifest, 'train'),
+    synthetic.examples,
+    SIDE,
+    options({ window: 9, readAhead: 0 }),
+  );
   await assert.rejects(
     (async () => {
       for await (const _ of stream.epoch(0)) void _;
     })(),
-    (e: unknown) => e instanceof DatasetError && e.message.includes(shardFile) && /truncated or corrupt/.test(e.message),
+    (e: unknown) =>
+      e instanceof DatasetError && e.message.includes(shardFile) && /truncated or corrupt/.test(e.message),
   );
   await stream.close();
   await truncate(shardFile, 0);
   await rm(join(dir, manifest.shards!.files[3]!));
-  const again = await StreamedPixels.open(dir, splitImages(manifest, 'train'), synthetic.examples, SIDE, options({ window: 1, readAhead: 8 }));
+  const again = await StreamedPixels.open(
+    dir,
+    splitImages(manifest, 'train'),
+    synthetic.examples,
+    SIDE,
+    options({ window: 1, readAhead: 8 }),
+  );
   await assert.rejects(
     (async () => {
       for await (const _ of again.epoch(0)) void _;
     })(),
-    (e: unknown) => e instanceof DatasetError && (e.message.includes(shardFile) || e.message.includes(manifest.shards!.files[3]!)),
+    (e: unknown) =>
+      e instanceof DatasetError && (e.message.includes(shardFile) || e.message.includes(manifest.shards!.files[3]!)),
   );
   await again.close();
 });
@@ -243,7 +356,14 @@ function assertSameWeights(a: Map<string, Float32Array>, b: Map<string, Float32A
 }
 
 test('training: a window over the whole set equals in-memory training; a one-shard window learns; resume is exact; no tensors leak', async () => {
-  const common = { batchSize: 4, epochs: 6, logEvery: 1, validateEvery: 3, learningRate: 0.01, featureInput: 'every-step' };
+  const common = {
+    batchSize: 4,
+    epochs: 6,
+    logEvery: 1,
+    validateEvery: 3,
+    learningRate: 0.01,
+    featureInput: 'every-step',
+  };
   const memory = await tinyConfig(shapes, { ...common, stream: 'off' });
   const wide = await tinyConfig(shapes, { ...common, stream: 'on', streamWindow: 100 });
   cleanup.push(memory.out, wide.out);
@@ -254,7 +374,10 @@ test('training: a window over the whole set equals in-memory training; a one-sha
   lines.length = 0;
   await train(wide, { log: (l) => lines.push(l) });
   assert.equal(tf.memory().numTensors, live, 'training with streaming leaks no tensors');
-  assert.ok(lines.some((l) => /images: streaming 12 images from 6 shards .*windows of 6 of 6 chunks.*--stream on/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /images: streaming 12 images from 6 shards .*windows of 6 of 6 chunks.*--stream on/.test(l)),
+    lines.join('\n'),
+  );
   assertSameWeights(await weights(memory.out), await weights(wide.out), 0);
 
   // One shard (two images) a window, one read ahead; auto streaming because of a tiny budget.
@@ -263,10 +386,19 @@ test('training: a window over the whole set equals in-memory training; a one-sha
   cleanup.push(whole.out);
   lines.length = 0;
   let stream: StreamedPixels | null = null;
-  const result = await train(whole, { log: (l) => lines.push(l), pixelSource: (s) => (stream = s instanceof StreamedPixels ? s : null) });
-  assert.ok(lines.some((l) => /images: streaming .* exceed --pixel-budget-mb 0\.001/.test(l)), lines.join('\n'));
+  const result = await train(whole, {
+    log: (l) => lines.push(l),
+    pixelSource: (s) => (stream = s instanceof StreamedPixels ? s : null),
+  });
+  assert.ok(
+    lines.some((l) => /images: streaming .* exceed --pixel-budget-mb 0\.001/.test(l)),
+    lines.join('\n'),
+  );
   assert.ok(stream !== null && (stream as StreamedPixels).stats.maxResident <= 2);
-  const losses = (await readFile(join(whole.out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss?: number; dataWaitMs?: number });
+  const losses = (await readFile(join(whole.out, 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string; loss?: number; dataWaitMs?: number });
   const steps = losses.filter((r) => r.type === 'step');
   assert.ok(steps.every((r) => typeof r.dataWaitMs === 'number'));
   assert.ok(result.lastLoss! < steps[0]!.loss! / 3, `loss falls: ${steps[0]!.loss} → ${result.lastLoss}`);

@@ -30,7 +30,13 @@ const CONFIG: ModelConfig = {
   maxLength: 6,
   minWordCount: 1,
 };
-const CAPTIONS = ['a red circle', 'a blue square', 'a green triangle', 'two small yellow circles on grass', 'the dog runs'];
+const CAPTIONS = [
+  'a red circle',
+  'a blue square',
+  'a green triangle',
+  'two small yellow circles on grass',
+  'the dog runs',
+];
 
 async function randomModel(seed = 3, config: Partial<ModelConfig> = {}): Promise<Captioner> {
   return Captioner.create({ ...CONFIG, ...config }, Vocabulary.build(CAPTIONS, 1), seed);
@@ -150,7 +156,11 @@ test('beam search finds the planted better caption that greedy misses, with corr
 });
 
 test('the length limit forces <end> and counts its probability', () => {
-  const model = new ToyModel({ '': { a: 0.9, '<end>': 0.1 }, a: { a: 0.8, '<end>': 0.2 }, 'a a': { a: 0.7, '<end>': 0.3 } });
+  const model = new ToyModel({
+    '': { a: 0.9, '<end>': 0.1 },
+    a: { a: 0.8, '<end>': 0.2 },
+    'a a': { a: 0.7, '<end>': 0.3 },
+  });
   const image = tf.zeros([1, 1, 1, 3]) as tf.Tensor4D;
   for (const strategy of ['greedy', 'beam'] as const) {
     const [r] = captionImages(model, image, { strategy, beamWidth: 1, maxLength: 2 });
@@ -184,7 +194,8 @@ test('beam search returns hypotheses sorted by score, best first, each scored ri
     assert.equal(all.length, 3);
     for (const [b, ranked] of all.entries()) {
       assert.ok(ranked.length >= 1);
-      for (let i = 1; i < ranked.length; i++) assert.ok(hypothesisScore(ranked[i - 1]!, alpha) >= hypothesisScore(ranked[i]!, alpha));
+      for (let i = 1; i < ranked.length; i++)
+        assert.ok(hypothesisScore(ranked[i - 1]!, alpha) >= hypothesisScore(ranked[i]!, alpha));
       const one = images.slice([b, 0, 0, 0], [1, -1, -1, -1]) as tf.Tensor4D;
       const words = (ids: number[]) => ids.map((id) => model.vocab.words[id]!);
       assert.ok(near(ranked[0]!.logProb, teacherForcedLogProb(model, one, words(ranked[0]!.tokens))));
@@ -212,8 +223,15 @@ test('sampling at temperature → 0 and with top-k 1 equals greedy; a seed repea
   const hot: DecodeOptions = { strategy: 'sample', temperature: 3, seed: 5 };
   const a = captionImages(model, images, hot);
   sameCaptions(captionImages(model, images, hot), a);
-  const others = [6, 7, 8].map((seed) => captionImages(model, images, { ...hot, seed }).map((r) => r.caption).join('|'));
-  assert.ok(others.some((o) => o !== a.map((r) => r.caption).join('|')), 'different seeds should draw differently at temperature 3');
+  const others = [6, 7, 8].map((seed) =>
+    captionImages(model, images, { ...hot, seed })
+      .map((r) => r.caption)
+      .join('|'),
+  );
+  assert.ok(
+    others.some((o) => o !== a.map((r) => r.caption).join('|')),
+    'different seeds should draw differently at temperature 3',
+  );
   images.dispose();
   model.dispose();
 });
@@ -271,8 +289,14 @@ test('streaming yields each word, then exactly the caption the batched call retu
   const seeded = captionImages(model, batch, { strategy: 'sample', temperature: 2, imageSeeds: [11, 12, 13] });
   const last = batch.slice([2, 0, 0, 0], [1, -1, -1, -1]) as tf.Tensor4D;
   assert.deepEqual(captionImages(model, last, { strategy: 'sample', temperature: 2, imageSeeds: [13] })[0], seeded[2]);
-  assert.notDeepEqual(captionImages(model, last, { strategy: 'sample', temperature: 2, imageSeeds: [14] })[0], seeded[2]);
-  assert.throws(() => captionImages(model, last, { strategy: 'sample', imageSeeds: [1, 2] }), /2 seeds for a batch of 1/);
+  assert.notDeepEqual(
+    captionImages(model, last, { strategy: 'sample', temperature: 2, imageSeeds: [14] })[0],
+    seeded[2],
+  );
+  assert.throws(
+    () => captionImages(model, last, { strategy: 'sample', imageSeeds: [1, 2] }),
+    /2 seeds for a batch of 1/,
+  );
   tf.dispose([batch, last]);
   const beamOptions: DecodeOptions = { strategy: 'beam', beamWidth: 3, nBest: 2 };
   const [expected] = captionImages(model, image, beamOptions);
@@ -292,12 +316,15 @@ test('a stream can be cancelled: by abort signal or by leaving the loop; the wor
     const controller = new AbortController();
     toy.steps = 0;
     const seen: StreamEvent[] = [];
-    await assert.rejects(async () => {
-      for await (const e of streamCaption(toy, image, { strategy, beamWidth: 2 }, controller.signal)) {
-        seen.push(e);
-        controller.abort();
-      }
-    }, { name: 'AbortError' });
+    await assert.rejects(
+      async () => {
+        for await (const e of streamCaption(toy, image, { strategy, beamWidth: 2 }, controller.signal)) {
+          seen.push(e);
+          controller.abort();
+        }
+      },
+      { name: 'AbortError' },
+    );
     assert.equal(seen.length, 1, strategy);
     assert.equal(toy.steps, 1, `${strategy}: one step ran before the abort was seen`);
     toy.steps = 0;
@@ -350,7 +377,11 @@ test('bad options are refused with the option named', async () => {
     [{ strategy: 'greedy', maxLength: 0 }, /maxLength/],
     [{ strategy: 'nope' as 'greedy' }, /strategy/],
   ];
-  for (const [options, message] of bad) assert.throws(() => captionImages(model, image, options), (e: Error) => e instanceof DecodeOptionsError && message.test(e.message));
+  for (const [options, message] of bad)
+    assert.throws(
+      () => captionImages(model, image, options),
+      (e: Error) => e instanceof DecodeOptionsError && message.test(e.message),
+    );
   const two = tf.zeros([2, 1, 1, 3]) as tf.Tensor4D;
   await assert.rejects(collect(streamCaption(model, two, { strategy: 'greedy' })), /batch of 1/);
   tf.dispose([image, two]);
@@ -367,25 +398,36 @@ const ANTI = { '': { a: 0.5, b: 0.44, '<end>': 0.06 }, a: { '<end>': 1 }, b: { '
 function antiModel(weight = 0): ToyModel {
   const model = new ToyModel(ANTI);
   const [a, c] = [model.vocab.words.indexOf('a'), model.vocab.words.indexOf('c')];
-  const captions = [...Array.from({ length: 90 }, () => [START, a, END]), ...Array.from({ length: 10 }, () => [START, c, END])];
+  const captions = [
+    ...Array.from({ length: 90 }, () => [START, a, END]),
+    ...Array.from({ length: 10 }, () => [START, c, END]),
+  ];
   model.languagePrior = LanguagePrior.fromCaptions(captions, model.vocab.size, 1, { weight });
   return model;
 }
 
-test('anti-LM chooses the word the prior did not predict; reported log p stays the model\'s', async () => {
+test("anti-LM chooses the word the prior did not predict; reported log p stays the model's", async () => {
   const model = antiModel();
   const image = tf.zeros([1, 1, 1, 3]) as tf.Tensor4D;
   assert.ok(near(model.languagePrior!.logProb(START, 4), Math.log(91 / 107)));
   for (const strategy of ['greedy', 'beam'] as const) {
     const [plain] = captionImages(model, image, { strategy, beamWidth: 2 });
     assert.deepEqual(plain!.words, ['a'], strategy);
-    const [anti] = captionImages(model, image, { strategy, beamWidth: 2, nBest: strategy === 'beam' ? 2 : undefined, antiLm: 0.5 });
+    const [anti] = captionImages(model, image, {
+      strategy,
+      beamWidth: 2,
+      nBest: strategy === 'beam' ? 2 : undefined,
+      antiLm: 0.5,
+    });
     assert.deepEqual(anti!.words, ['b'], strategy);
     assert.ok(near(anti!.logProb, Math.log(0.44)), `${strategy}: ${anti!.logProb}`);
     assert.ok(near(anti!.wordProbs[0]!, 0.44));
     if (strategy === 'beam') {
       // Ranked by the anti-LM score, "b" first although "a" is the likelier caption; both report log p.
-      assert.deepEqual(anti!.nbest!.map((n) => n.caption), ['b', 'a']);
+      assert.deepEqual(
+        anti!.nbest!.map((n) => n.caption),
+        ['b', 'a'],
+      );
       assert.ok(near(anti!.nbest![1]!.logProb, Math.log(0.5)));
     }
     // Too weak a weight does not overturn 0.5 against 0.44.
@@ -407,19 +449,25 @@ test('anti-LM chooses the word the prior did not predict; reported log p stays t
   image.dispose();
 });
 
-test('anti-LM defaults to the weight the model\'s prior carries; a caller can turn it off; no prior, no anti-LM', () => {
+test("anti-LM defaults to the weight the model's prior carries; a caller can turn it off; no prior, no anti-LM", () => {
   const image = tf.zeros([1, 1, 1, 3]) as tf.Tensor4D;
   const withDefault = antiModel(0.5);
   assert.deepEqual(captionImages(withDefault, image, { strategy: 'greedy' })[0]!.words, ['b']);
   assert.deepEqual(captionImages(withDefault, image, { strategy: 'greedy', antiLm: 0 })[0]!.words, ['a']);
   const bare = new ToyModel(ANTI);
-  assert.throws(() => captionImages(bare, image, { strategy: 'greedy', antiLm: 0.1 }), (e: Error) => e instanceof DecodeOptionsError && /language-prior\.json/.test(e.message));
+  assert.throws(
+    () => captionImages(bare, image, { strategy: 'greedy', antiLm: 0.1 }),
+    (e: Error) => e instanceof DecodeOptionsError && /language-prior\.json/.test(e.message),
+  );
   for (const [options, message] of [
     [{ strategy: 'greedy', antiLm: -1 }, /antiLm must be ≥ 0/],
     [{ strategy: 'beam', antiLm: 0.1, antiLmPlausibility: 0 }, /antiLmPlausibility/],
     [{ strategy: 'beam', antiLm: 0.1, antiLmPlausibility: 1.5 }, /antiLmPlausibility/],
   ] as [DecodeOptions, RegExp][]) {
-    assert.throws(() => captionImages(withDefault, image, options), (e: Error) => e instanceof DecodeOptionsError && message.test(e.message));
+    assert.throws(
+      () => captionImages(withDefault, image, options),
+      (e: Error) => e instanceof DecodeOptionsError && message.test(e.message),
+    );
   }
   image.dispose();
 });

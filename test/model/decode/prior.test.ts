@@ -61,7 +61,10 @@ test('the file round-trips by word, and bad files and settings are refused by na
     ];
     for (const [content, message] of bad) {
       await writeFile(join(dir, PRIOR_FILE), JSON.stringify(content));
-      await assert.rejects(readPrior(dir, vocab), (e: Error) => e instanceof PriorError && e.message.includes(join(dir, PRIOR_FILE)) && message.test(e.message));
+      await assert.rejects(
+        readPrior(dir, vocab),
+        (e: Error) => e instanceof PriorError && e.message.includes(join(dir, PRIOR_FILE)) && message.test(e.message),
+      );
     }
     await writeFile(join(dir, PRIOR_FILE), '{"format": ');
     await assert.rejects(readPrior(dir, vocab), (e: Error) => e instanceof PriorError && /cannot read/.test(e.message));
@@ -74,7 +77,10 @@ test('the file round-trips by word, and bad files and settings are refused by na
 test("a data set's split is counted as training encodes it", async () => {
   const { dir, manifest } = await makeTinyDataset();
   try {
-    const words = Vocabulary.build(manifest.images.flatMap((i) => i.captions), 1);
+    const words = Vocabulary.build(
+      manifest.images.flatMap((i) => i.captions),
+      1,
+    );
     const prior = await priorOfSplit(dir, 'train', words, 6);
     const pairs = manifest.images.filter((i) => i.split === 'train').flatMap((i) => i.captions).length;
     assert.equal(prior.count(START, words.id('a')), pairs);

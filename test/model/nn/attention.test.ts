@@ -32,10 +32,19 @@ after(async () => {
 });
 
 test('attention and a grid go together: either one alone is refused, naming both keys', async () => {
-  await assert.rejects(tinyConfig(data, { featureInput: 'attention' }), /featureInput "attention" with encoderPooling "average": .*needs encoderPooling "grid"/);
-  await assert.rejects(tinyConfig(data, { encoderPooling: 'grid', featureInput: 'every-step' }), /"grid" needs "attention"/);
+  await assert.rejects(
+    tinyConfig(data, { featureInput: 'attention' }),
+    /featureInput "attention" with encoderPooling "average": .*needs encoderPooling "grid"/,
+  );
+  await assert.rejects(
+    tinyConfig(data, { encoderPooling: 'grid', featureInput: 'every-step' }),
+    /"grid" needs "attention"/,
+  );
   const vocab = Vocabulary.build(['a red circle'], 1);
-  await assert.rejects(Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, encoderPooling: 'grid' }, vocab, 1), /needs "attention"/);
+  await assert.rejects(
+    Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, encoderPooling: 'grid' }, vocab, 1),
+    /needs "attention"/,
+  );
 });
 
 test('an attention model learns six tiny images exactly, and decodes the same after saving and loading', async () => {
@@ -55,12 +64,20 @@ test('an attention model learns six tiny images exactly, and decodes the same af
   assert.deepEqual(features.shape, [images.length, 16, TINY_MODEL.featureSize]);
   features.dispose();
   const greedy = greedyDecode(model, batch);
-  images.forEach((img, i) => assert.equal(greedy[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`));
+  images.forEach((img, i) =>
+    assert.equal(greedy[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`),
+  );
   // Beam search tiles the grid per hypothesis; width 1 follows greedy exactly.
   const beam1 = beamSearch(model, batch, { beamWidth: 1 });
-  assert.deepEqual(beam1.map((h) => h[0]!.tokens), greedy.map((c) => c.ids));
+  assert.deepEqual(
+    beam1.map((h) => h[0]!.tokens),
+    greedy.map((c) => c.ids),
+  );
   const beam3 = beamSearch(model, batch, { beamWidth: 3 });
-  assert.deepEqual(beam3.map((h) => h[0]!.tokens), greedy.map((c) => c.ids));
+  assert.deepEqual(
+    beam3.map((h) => h[0]!.tokens),
+    greedy.map((c) => c.ids),
+  );
   batch.dispose();
   model.dispose();
 });

@@ -42,7 +42,11 @@ after(async () => {
 });
 
 function snapshot(model: Captioner, prefix: string): Map<string, Float32Array> {
-  return new Map(Object.entries(model.namedWeights()).filter(([n]) => n.startsWith(prefix)).map(([n, v]) => [n, v.dataSync().slice() as Float32Array]));
+  return new Map(
+    Object.entries(model.namedWeights())
+      .filter(([n]) => n.startsWith(prefix))
+      .map(([n, v]) => [n, v.dataSync().slice() as Float32Array]),
+  );
 }
 
 function changed(before: Map<string, Float32Array>, model: Captioner): string[] {
@@ -54,10 +58,17 @@ for (const trainable of [false, true]) {
   test(`a ${trainable ? 'fine-tuned' : 'frozen'} backbone ${trainable ? 'changes' : 'keeps its weights'} while the projection learns`, async () => {
     const manifest = await readManifest(data);
     const images = manifest.images.filter((i) => i.split === 'train');
-    const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
+    const vocab = Vocabulary.build(
+      images.flatMap((i) => i.captions),
+      1,
+    );
     const config = { ...MODEL_DEFAULTS, ...TINY_MODEL, backbone: backbonePath, backboneTrainable: trainable };
     const model = await Captioner.create(config, vocab, 1);
-    assert.equal(Object.keys(model.namedWeights()).filter((n) => n.startsWith('encoder/backbone/')).length, 4, 'two conv layers: kernel and bias each');
+    assert.equal(
+      Object.keys(model.namedWeights()).filter((n) => n.startsWith('encoder/backbone/')).length,
+      4,
+      'two conv layers: kernel and bias each',
+    );
     const cache = await ImageCache.load(data, images, 16);
     const batch = padBatch(makeExamples(images, vocab, 6));
     const backboneBefore = snapshot(model, 'encoder/backbone/');
@@ -72,7 +83,12 @@ for (const trainable of [false, true]) {
 }
 
 test('a model with a backbone trains, saves and loads on its own (the topology travels with the checkpoint)', async () => {
-  const config = await tinyConfig(data, { backbone: backbonePath, backboneTrainable: true, epochs: 2, out: join(work, 'model') });
+  const config = await tinyConfig(data, {
+    backbone: backbonePath,
+    backboneTrainable: true,
+    epochs: 2,
+    out: join(work, 'model'),
+  });
   await train(config);
   await rm(backbonePath, { recursive: true }); // the model directory must not need the original file
   const model = await loadModel(config.out);
@@ -93,5 +109,8 @@ test('a backbone whose input does not match imageSize is refused with a clear me
     Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, backbone: path }, vocab, 1),
     /backbone input shape is \[null,32,32,3\], expected \[null, 16, 16, 3\]/,
   );
-  await assert.rejects(Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, backbone: join(work, 'missing') }, vocab, 1), /missing\/model\.json: cannot read a TF\.js LayersModel/);
+  await assert.rejects(
+    Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, backbone: join(work, 'missing') }, vocab, 1),
+    /missing\/model\.json: cannot read a TF\.js LayersModel/,
+  );
 });

@@ -14,7 +14,14 @@ import { setupBackend } from '../../helpers/tf.ts';
 
 const tf = await setupBackend();
 
-const base: EncoderConfig = { imageSize: 10, encoderChannels: [3], featureSize: 4, encoderPooling: 'average', backbone: null, backboneTrainable: false };
+const base: EncoderConfig = {
+  imageSize: 10,
+  encoderChannels: [3],
+  featureSize: 4,
+  encoderPooling: 'average',
+  backbone: null,
+  backboneTrainable: false,
+};
 
 /** A 10×10 image, black but for one white pixel at (row, col). */
 function dot(row: number, col: number) {

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type * as TF from '@tensorflow/tfjs';
 import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { createCell, cellStep, type CellKind } from '../../../model/nn/cells.ts';
 import { maskedSequenceLoss } from '../../../model/train/loss.ts';
@@ -15,7 +16,7 @@ import { setupBackend } from '../../helpers/tf.ts';
 const tf = await setupBackend();
 
 /** Central difference of `f` with respect to element `i` of variable `v`. */
-function numericGradient(f: () => number, v: import('@tensorflow/tfjs').Variable, i: number, h = 3e-3): number {
+function numericGradient(f: () => number, v: TF.Variable, i: number, h = 3e-3): number {
   const base = v.dataSync().slice();
   const at = (delta: number) => {
     const values = base.slice();
@@ -36,7 +37,10 @@ function assertClose(analytic: number, numeric: number, what: string): void {
 
 function randomTensor(rng: Rng, shape: number[], scale = 1) {
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => rng.normal() * scale), shape);
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => rng.normal() * scale),
+    shape,
+  );
 }
 
 for (const kind of ['lstm', 'gru'] as CellKind[]) {
@@ -51,10 +55,13 @@ for (const kind of ['lstm', 'gru'] as CellKind[]) {
     // A scalar that depends on both outputs, so that both paths are checked.
     const loss = () =>
       tf.tidy(() => {
-        const next = cellStep(kind, params, 'cell', x as import('@tensorflow/tfjs').Tensor2D, { h: h as import('@tensorflow/tfjs').Tensor2D, c: c as import('@tensorflow/tfjs').Tensor2D });
+        const next = cellStep(kind, params, 'cell', x as TF.Tensor2D, {
+          h: h as TF.Tensor2D,
+          c: c as TF.Tensor2D,
+        });
         const s = tf.sum(tf.mul(next.h, rh));
         return next.c ? tf.add(s, tf.sum(tf.mul(next.c, rc))) : s;
-      }) as import('@tensorflow/tfjs').Scalar;
+      }) as TF.Scalar;
     const variables = { ...params, x, h, ...(kind === 'lstm' ? { c } : {}) };
     const { grads } = tf.variableGrads(loss, Object.values(variables));
     const f = () => loss().dataSync()[0]!;
@@ -74,8 +81,15 @@ for (const smoothing of [0, 0.2]) {
     // The target is the one-hot word, or with smoothing α: (1 − α)·one-hot + α/vocab on every word.
     const rng = new Rng(3);
     const logits = tf.variable(randomTensor(rng, [2, 3, 5]));
-    const targets = tf.tensor2d([[4, 2, 0], [1, 0, 0]], [2, 3], 'int32');
-    const loss = () => maskedSequenceLoss(logits as import('@tensorflow/tfjs').Tensor3D, targets, smoothing);
+    const targets = tf.tensor2d(
+      [
+        [4, 2, 0],
+        [1, 0, 0],
+      ],
+      [2, 3],
+      'int32',
+    );
+    const loss = () => maskedSequenceLoss(logits as TF.Tensor3D, targets, smoothing);
     const { value, grads } = tf.variableGrads(loss, [logits]);
     const g = grads[logits.name]!.dataSync();
     const probs = tf.softmax(logits).dataSync();
@@ -94,7 +108,10 @@ for (const smoothing of [0, 0.2]) {
         }
       }
     }
-    assert.ok(Math.abs(value.dataSync()[0]! - expectedLoss) < 1e-5, `loss ${value.dataSync()[0]} expected ${expectedLoss}`);
+    assert.ok(
+      Math.abs(value.dataSync()[0]! - expectedLoss) < 1e-5,
+      `loss ${value.dataSync()[0]} expected ${expectedLoss}`,
+    );
     const f = () => loss().dataSync()[0]!;
     for (const i of [0, 7, 13, 22]) assertClose(g[i]!, numericGradient(f, logits, i), `logits[${i}]`);
     tf.dispose([logits, targets, value, grads[logits.name]!]);
@@ -117,11 +134,23 @@ for (const variant of [{}, { encoderPooling: 'grid', featureInput: 'attention' }
     const vocab = Vocabulary.build(['red circle', 'blue square'], 1);
     const model = await Captioner.create(config, vocab, 11);
     const rng = new Rng(5);
-    const images = tf.tensor4d(Float32Array.from({ length: 2 * 8 * 8 * 3 }, () => rng.next()), [2, 8, 8, 3]);
-    const tokens = tf.tensor2d([[1, 4, 5, 2], [1, 6, 2, 0]], [2, 4], 'int32');
-    const targets = tokens.slice([0, 1], [2, 3]) as import('@tensorflow/tfjs').Tensor2D;
+    const images = tf.tensor4d(
+      Float32Array.from({ length: 2 * 8 * 8 * 3 }, () => rng.next()),
+      [2, 8, 8, 3],
+    );
+    const tokens = tf.tensor2d(
+      [
+        [1, 4, 5, 2],
+        [1, 6, 2, 0],
+      ],
+      [2, 4],
+      'int32',
+    );
+    const targets = tokens.slice([0, 1], [2, 3]) as TF.Tensor2D;
     const loss = () =>
-      tf.tidy(() => maskedSequenceLoss(model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' }).logits, targets));
+      tf.tidy(() =>
+        maskedSequenceLoss(model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' }).logits, targets),
+      );
     const named = model.namedWeights();
     const { grads } = tf.variableGrads(loss, model.trainableVariables());
     const f = () => loss().dataSync()[0]!;

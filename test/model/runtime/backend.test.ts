@@ -11,7 +11,11 @@ test('the default backend is the first that works, and one log line names it', a
 });
 
 test('forcing an unknown or uninstalled backend fails with a message naming it', async () => {
-  await assert.rejects(selectBackend('tpu'), (e: unknown) => e instanceof BackendError && /unknown backend "tpu"; expected one of node-gpu, node, cpu/.test(e.message));
+  await assert.rejects(
+    selectBackend('tpu'),
+    (e: unknown) =>
+      e instanceof BackendError && /unknown backend "tpu"; expected one of node-gpu, node, cpu/.test(e.message),
+  );
   let nodeInstalled = true;
   try {
     await import('@tensorflow/tfjs-node' as string);
@@ -19,7 +23,10 @@ test('forcing an unknown or uninstalled backend fails with a message naming it',
     nodeInstalled = false;
   }
   if (!nodeInstalled) {
-    await assert.rejects(selectBackend('node'), /backend "node" is not available: @tensorflow\/tfjs-node is not installed/);
+    await assert.rejects(
+      selectBackend('node'),
+      /backend "node" is not available: @tensorflow\/tfjs-node is not installed/,
+    );
     assert.notEqual(activeBackend(), 'node', 'a failed request leaves the working backend in place');
   }
   const prev = process.env.CAPTIONER_BACKEND;

@@ -10,7 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { maskedSequenceLoss } from '../../../model/train/loss.ts';
-import { binaryPlan, disableNativeKernels, enableNativeKernels, loadNativeAddon, nativeCallCounts } from '../../../model/runtime/native.ts';
+import {
+  binaryPlan,
+  disableNativeKernels,
+  enableNativeKernels,
+  loadNativeAddon,
+  nativeCallCounts,
+} from '../../../model/runtime/native.ts';
 import { Rng } from '../../../model/util/rng.ts';
 import { SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
 
@@ -19,7 +25,10 @@ let seed = 1;
 
 function rand(shape: number[], scale = 1): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale), shape);
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale),
+    shape,
+  );
 }
 
 /** Runs `fn` on the JS kernels, then on the native ones; returns both outputs as arrays. */
@@ -27,7 +36,10 @@ function onBoth(fn: () => tf.Tensor | tf.Tensor[]): { js: Float32Array[]; native
   const run = () =>
     tf.tidy(() => {
       const out = fn();
-      return (Array.isArray(out) ? out : [out]).map((t) => ({ values: Float32Array.from(t.dataSync()), shape: t.shape }));
+      return (Array.isArray(out) ? out : [out]).map((t) => ({
+        values: Float32Array.from(t.dataSync()),
+        shape: t.shape,
+      }));
     });
   // Inputs drawn inside `fn` must be the same on both runs.
   const runSeed = seed++;
@@ -37,7 +49,10 @@ function onBoth(fn: () => tf.Tensor | tf.Tensor[]): { js: Float32Array[]; native
   assert.ok(enableNativeKernels().enabled, 'native kernels should be on');
   rng = new Rng(runSeed);
   const native = run();
-  assert.deepEqual(native.map((o) => o.shape), js.map((o) => o.shape));
+  assert.deepEqual(
+    native.map((o) => o.shape),
+    js.map((o) => o.shape),
+  );
   return { js: js.map((o) => o.values), native: native.map((o) => o.values), shapes: js.map((o) => o.shape) };
 }
 
@@ -50,16 +65,24 @@ function assertClose(fn: () => tf.Tensor | tf.Tensor[], label: string, tolerance
     for (let j = 0; j < ref.length; j++) {
       if (!Number.isNaN(ref[j]!)) maxRef = Math.max(maxRef, Math.abs(ref[j]!));
       const d = Math.abs(got[j]! - ref[j]!);
-      maxDiff = Number.isNaN(d) ? (Number.isNaN(got[j]!) && Number.isNaN(ref[j]!) ? maxDiff : Infinity) : Math.max(maxDiff, d);
+      maxDiff = Number.isNaN(d)
+        ? Number.isNaN(got[j]!) && Number.isNaN(ref[j]!)
+          ? maxDiff
+          : Infinity
+        : Math.max(maxDiff, d);
     }
-    assert.ok(maxDiff <= tolerance * Math.max(maxRef, 1e-30), `${label} [output ${i}]: max diff ${maxDiff} vs max |ref| ${maxRef}`);
+    assert.ok(
+      maxDiff <= tolerance * Math.max(maxRef, 1e-30),
+      `${label} [output ${i}]: max diff ${maxDiff} vs max |ref| ${maxRef}`,
+    );
   });
 }
 
 /** Asserts that each kernel named served calls natively since the last check (no silent fallback). */
 function assertServedNatively(...kernels: string[]): void {
   const counts = nativeCallCounts(true);
-  for (const k of kernels) assert.ok((counts[k] ?? 0) > 0, `${k} never ran natively (calls: ${JSON.stringify(counts)})`);
+  for (const k of kernels)
+    assert.ok((counts[k] ?? 0) > 0, `${k} never ran natively (calls: ${JSON.stringify(counts)})`);
 }
 
 describe('native kernels', () => {
@@ -71,7 +94,12 @@ describe('native kernels', () => {
   after(() => disableNativeKernels());
 
   test('BatchMatMul: transposes, odd sizes, batches and broadcasting', () => {
-    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    for (const [ta, tb] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
       const a = rand(ta ? [13, 7] : [7, 13]);
       const b = rand(tb ? [5, 13] : [13, 5]);
       assertClose(() => tf.matMul(a, b, ta, tb), `2-D ta=${ta} tb=${tb}`);
@@ -81,12 +109,29 @@ describe('native kernels', () => {
       assertClose(() => tf.matMul(a3, b, ta, tb), `b broadcast ta=${ta} tb=${tb}`);
       assertClose(() => tf.matMul(a, b3, ta, tb), `a broadcast ta=${ta} tb=${tb}`);
     }
-    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    for (const [ta, tb] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
       // up to four rows: the matrix-vector path
-      assertClose(() => tf.matMul(rand(ta ? [13, 1] : [1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `row vector ta=${ta} tb=${tb}`);
-      assertClose(() => tf.matMul(rand(ta ? [3, 13, 1] : [3, 1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `batched row vectors ta=${ta} tb=${tb}`);
-      assertClose(() => tf.matMul(rand(ta ? [13, 3] : [3, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb), `three rows ta=${ta} tb=${tb}`);
-      assertClose(() => tf.matMul(rand(ta ? [2, 13, 4] : [2, 4, 13]), rand(tb ? [2, 5, 13] : [2, 13, 5]), ta, tb), `batched four rows ta=${ta} tb=${tb}`);
+      assertClose(
+        () => tf.matMul(rand(ta ? [13, 1] : [1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb),
+        `row vector ta=${ta} tb=${tb}`,
+      );
+      assertClose(
+        () => tf.matMul(rand(ta ? [3, 13, 1] : [3, 1, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb),
+        `batched row vectors ta=${ta} tb=${tb}`,
+      );
+      assertClose(
+        () => tf.matMul(rand(ta ? [13, 3] : [3, 13]), rand(tb ? [5, 13] : [13, 5]), ta, tb),
+        `three rows ta=${ta} tb=${tb}`,
+      );
+      assertClose(
+        () => tf.matMul(rand(ta ? [2, 13, 4] : [2, 4, 13]), rand(tb ? [2, 5, 13] : [2, 13, 5]), ta, tb),
+        `batched four rows ta=${ta} tb=${tb}`,
+      );
     }
     assertClose(() => tf.matMul(rand([2, 3, 4, 6]), rand([2, 3, 6, 5])), 'rank 4');
     assertClose(() => tf.matMul(rand([1, 3, 4, 6]), rand([2, 1, 6, 5])), 'two-sided broadcast (JS fallback)');
@@ -109,19 +154,34 @@ describe('native kernels', () => {
 
   test('Conv2D and FusedConv2D: strides 1 and 2, same/valid/explicit padding, dilation, 1x1', () => {
     const x = rand([2, 9, 11, 3]);
-    for (const filterShape of [[3, 3, 3, 4], [3, 2, 3, 5], [1, 1, 3, 6], [5, 5, 3, 2]] as [number, number, number, number][]) {
+    for (const filterShape of [
+      [3, 3, 3, 4],
+      [3, 2, 3, 5],
+      [1, 1, 3, 6],
+      [5, 5, 3, 2],
+    ] as [number, number, number, number][]) {
       const w = rand(filterShape);
       for (const stride of [1, 2]) {
         for (const pad of ['same', 'valid', 1] as const) {
-          assertClose(() => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad), `conv ${filterShape} s${stride} ${pad}`);
+          assertClose(
+            () => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad),
+            `conv ${filterShape} s${stride} ${pad}`,
+          );
         }
       }
-      assertClose(() => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same', 'NHWC', 2), `conv ${filterShape} dilation 2`);
+      assertClose(
+        () => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same', 'NHWC', 2),
+        `conv ${filterShape} dilation 2`,
+      );
     }
     const w = rand([3, 3, 3, 4]);
     const bias = rand([4]);
     for (const activation of ['linear', 'relu', 'sigmoid'] as const) {
-      assertClose(() => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 2, pad: 'same', bias, activation }), `fused conv ${activation}`);
+      assertClose(
+        () =>
+          tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 2, pad: 'same', bias, activation }),
+        `fused conv ${activation}`,
+      );
     }
     assertServedNatively('Conv2D', 'FusedConv2D');
   });
@@ -137,19 +197,42 @@ describe('native kernels', () => {
       const x = rand(xShape);
       const w = rand(wShape);
       const probe = rand(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad).shape);
-      const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, stride, pad), probe)));
+      const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) =>
+        tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, stride, pad), probe)),
+      );
       assertClose(() => g([x, w]), `conv grads x${xShape} w${wShape} s${stride} ${pad}`);
-      assertClose(() => tf.conv2dTranspose(probe as tf.Tensor4D, w as tf.Tensor4D, xShape as [number, number, number, number], stride, pad), 'conv2dTranspose');
+      assertClose(
+        () =>
+          tf.conv2dTranspose(
+            probe as tf.Tensor4D,
+            w as tf.Tensor4D,
+            xShape as [number, number, number, number],
+            stride,
+            pad,
+          ),
+        'conv2dTranspose',
+      );
     }
     assertServedNatively('Conv2DBackpropInput', 'Conv2DBackpropFilter');
   });
 
   test('MaxPool and MaxPoolGrad: overlapping and edge windows, ties', () => {
     const x = rand([2, 9, 7, 3]);
-    const ties = tf.tensor4d(Array.from({ length: 2 * 6 * 6 * 2 }, (_, i) => Math.floor(i / 7) % 3), [2, 6, 6, 2]);
+    const ties = tf.tensor4d(
+      Array.from({ length: 2 * 6 * 6 * 2 }, (_, i) => Math.floor(i / 7) % 3),
+      [2, 6, 6, 2],
+    );
     for (const input of [x, ties]) {
-      for (const [filter, stride, pad] of [[2, 2, 'same'], [3, 1, 'same'], [3, 2, 'valid'], [2, 1, 'valid']] as [number, number, 'same' | 'valid'][]) {
-        assertClose(() => tf.maxPool(input as tf.Tensor4D, filter, stride, pad), `maxPool f${filter} s${stride} ${pad}`);
+      for (const [filter, stride, pad] of [
+        [2, 2, 'same'],
+        [3, 1, 'same'],
+        [3, 2, 'valid'],
+        [2, 1, 'valid'],
+      ] as [number, number, 'same' | 'valid'][]) {
+        assertClose(
+          () => tf.maxPool(input as tf.Tensor4D, filter, stride, pad),
+          `maxPool f${filter} s${stride} ${pad}`,
+        );
         const g = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(xx as tf.Tensor4D, filter, stride, pad), 1.5)));
         assertClose(() => g(input), `maxPoolGrad f${filter} s${stride} ${pad}`);
       }
@@ -170,46 +253,117 @@ describe('native kernels', () => {
 
   test('elementwise ops with each broadcast form', () => {
     const shapes: [number[], number[]][] = [
-      [[4, 5, 6], [4, 5, 6]],
+      [
+        [4, 5, 6],
+        [4, 5, 6],
+      ],
       [[4, 5, 6], []],
       [[], [4, 5, 6]],
       [[4, 5, 6], [6]],
       [[6], [4, 5, 6]],
-      [[4, 5, 6], [5, 6]],
-      [[4, 5, 6], [4, 5, 1]],
-      [[4, 1, 1], [4, 5, 6]],
-      [[4, 1, 6], [4, 5, 6]],
-      [[4, 5, 1], [1, 5, 6]],
-      [[4, 1, 1, 6], [4, 3, 5, 6]],
-      [[4, 3, 5, 6], [4, 1, 5, 1]],
+      [
+        [4, 5, 6],
+        [5, 6],
+      ],
+      [
+        [4, 5, 6],
+        [4, 5, 1],
+      ],
+      [
+        [4, 1, 1],
+        [4, 5, 6],
+      ],
+      [
+        [4, 1, 6],
+        [4, 5, 6],
+      ],
+      [
+        [4, 5, 1],
+        [1, 5, 6],
+      ],
+      [
+        [4, 1, 1, 6],
+        [4, 3, 5, 6],
+      ],
+      [
+        [4, 3, 5, 6],
+        [4, 1, 5, 1],
+      ],
     ];
     for (const [sa, sb] of shapes) {
       const a = rand(sa);
       const b = tf.add(rand(sb), 2); // keep divisors away from 0
-      assertClose(() => [tf.add(a, b), tf.sub(a, b), tf.mul(a, b), tf.div(a, b)], `binary ${JSON.stringify(sa)} ${JSON.stringify(sb)}`);
+      assertClose(
+        () => [tf.add(a, b), tf.sub(a, b), tf.mul(a, b), tf.div(a, b)],
+        `binary ${JSON.stringify(sa)} ${JSON.stringify(sb)}`,
+      );
     }
-    assertClose(() => tf.add(tf.tensor1d([1, 2], 'int32'), tf.tensor1d([3, 4], 'int32')).toFloat(), 'int32 add (JS fallback)');
+    assertClose(
+      () => tf.add(tf.tensor1d([1, 2], 'int32'), tf.tensor1d([3, 4], 'int32')).toFloat(),
+      'int32 add (JS fallback)',
+    );
     const x = tf.tensor1d([-2, -0.5, 0, 0.5, 3, NaN]);
     assertClose(() => [tf.relu(x), tf.step(x), tf.step(x, 0.3)], 'relu and step');
     const u = rand([7, 300], 4);
-    assertClose(() => [tf.tanh(u), tf.sigmoid(u), tf.exp(u), tf.sqrt(tf.abs(u)), tf.square(u), tf.neg(u), tf.log(tf.abs(u))], 'unary');
+    assertClose(
+      () => [tf.tanh(u), tf.sigmoid(u), tf.exp(u), tf.sqrt(tf.abs(u)), tf.square(u), tf.neg(u), tf.log(tf.abs(u))],
+      'unary',
+    );
     assert.equal(binaryPlan([4, 3, 5, 6], [4, 1, 5, 1]), null); // two broadcast blocks stay in JS
     assert.equal(binaryPlan([4, 1, 1, 6], [4, 3, 5, 6])?.mode, 4);
-    assertServedNatively('Add', 'Sub', 'Multiply', 'RealDiv', 'Relu', 'Step', 'Tanh', 'Sigmoid', 'Exp', 'Sqrt', 'Square', 'Neg', 'Log');
+    assertServedNatively(
+      'Add',
+      'Sub',
+      'Multiply',
+      'RealDiv',
+      'Relu',
+      'Step',
+      'Tanh',
+      'Sigmoid',
+      'Exp',
+      'Sqrt',
+      'Square',
+      'Neg',
+      'Log',
+    );
   });
 
   test('Sum, Transpose, SplitV, Unpack, Concat, Pack', () => {
     const x = rand([3, 4, 5, 6]);
     for (const axis of [undefined, 0, 1, 3, [0, 1, 2], [1, 2], [2, 3], [0, 2], -1]) {
-      assertClose(() => [tf.sum(x, axis), tf.sum(x, axis, true), tf.mean(x, axis), tf.mean(x, axis, true)], `sum/mean ${JSON.stringify(axis)}`);
+      assertClose(
+        () => [tf.sum(x, axis), tf.sum(x, axis, true), tf.mean(x, axis), tf.mean(x, axis, true)],
+        `sum/mean ${JSON.stringify(axis)}`,
+      );
     }
     assertClose(() => tf.sum(rand([70000, 3]), 0), 'long reduction');
-    for (const perm of [[0, 1, 2, 3], [0, 1, 3, 2], [3, 2, 1, 0]]) assertClose(() => tf.transpose(x, perm), `transpose ${perm}`);
+    for (const perm of [
+      [0, 1, 2, 3],
+      [0, 1, 3, 2],
+      [3, 2, 1, 0],
+    ])
+      assertClose(() => tf.transpose(x, perm), `transpose ${perm}`);
     assertClose(() => tf.transpose(rand([33, 70])), 'transpose 2-D');
     assertClose(() => tf.split(x, 2, 1), 'split even');
     assertClose(() => tf.split(x, [1, 3, 2], 3), 'split sizes');
     assertClose(() => tf.unstack(x, 2), 'unstack');
-    assertClose(() => tf.unstack(tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32'), 1).map((t) => t.toFloat()), 'unstack int32');
+    assertClose(
+      () =>
+        tf
+          .unstack(
+            tf.tensor2d(
+              [
+                [1, 2, 3],
+                [4, 5, 6],
+              ],
+              [2, 3],
+              'int32',
+            ),
+            1,
+          )
+          .map((t) => t.toFloat()),
+      'unstack int32',
+    );
     assertClose(() => tf.concat([x, rand([3, 2, 5, 6])], 1), 'concat');
     assertClose(() => tf.stack([rand([4, 5]), rand([4, 5]), rand([4, 5])], 1), 'stack');
     assertServedNatively('Sum', 'Mean', 'Transpose', 'SplitV', 'Unpack', 'Concat', 'Pack');
@@ -219,27 +373,69 @@ describe('native kernels', () => {
     const x = rand([4, 40, 40, 8]);
     const w = rand([3, 3, 8, 16]);
     const probe = rand([4, 40, 40, 16]);
-    const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same'), probe)));
-    assertClose(() => [tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), ...g([x, w])], 'large conv and gradients');
+    const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) =>
+      tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same'), probe)),
+    );
+    assertClose(
+      () => [tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'), ...g([x, w])],
+      'large conv and gradients',
+    );
     const a = rand([300, 400]);
     const b = tf.add(rand([300, 400]), 3);
     for (const other of [b, tf.add(rand([400]), 3), tf.add(rand([300, 1]), 3), tf.scalar(1.5)]) {
-      assertClose(() => [tf.add(a, other), tf.sub(other, a), tf.mul(a, other), tf.div(a, other)], `large binary with ${other.shape}`);
+      assertClose(
+        () => [tf.add(a, other), tf.sub(other, a), tf.mul(a, other), tf.div(a, other)],
+        `large binary with ${other.shape}`,
+      );
     }
-    assertClose(() => [tf.relu(a), tf.sigmoid(a), tf.sum(a, 0), tf.sum(a, 1), tf.transpose(a)], 'large unary, sum, transpose');
+    assertClose(
+      () => [tf.relu(a), tf.sigmoid(a), tf.sum(a, 0), tf.sum(a, 1), tf.transpose(a)],
+      'large unary, sum, transpose',
+    );
     assertClose(() => tf.matMul(rand([256, 300]), rand([300, 260])), 'large matMul');
-    assertServedNatively('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'Add', 'Sub', 'Multiply', 'RealDiv', 'Sum', 'BatchMatMul');
+    assertServedNatively(
+      'Conv2D',
+      'Conv2DBackpropInput',
+      'Conv2DBackpropFilter',
+      'Add',
+      'Sub',
+      'Multiply',
+      'RealDiv',
+      'Sum',
+      'BatchMatMul',
+    );
   });
 
   test('gradients of a small CNN + LSTM captioner are equal with and without native kernels', async () => {
     const config: ModelConfig = {
-      imageSize: 16, encoderChannels: [4, 8], featureSize: 12, encoderPooling: 'average', backbone: null, backboneTrainable: false,
-      embeddingSize: 6, hiddenSize: 10, cell: 'lstm', featureInput: 'init', maxLength: 5, minWordCount: 1,
+      imageSize: 16,
+      encoderChannels: [4, 8],
+      featureSize: 12,
+      encoderPooling: 'average',
+      backbone: null,
+      backboneTrainable: false,
+      embeddingSize: 6,
+      hiddenSize: 10,
+      cell: 'lstm',
+      featureInput: 'init',
+      maxLength: 5,
+      minWordCount: 1,
     };
     const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
     const model = await Captioner.create(config, vocab, 3);
-    const images = tf.tensor4d(Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => rng.next()), [3, 16, 16, 3]);
-    const tokens = tf.tensor2d([[START, 4, 5, 6, 2, 0], [START, 7, 7, 2, 0, 0], [START, 9, 8, 4, 5, 2]], [3, 6], 'int32');
+    const images = tf.tensor4d(
+      Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => rng.next()),
+      [3, 16, 16, 3],
+    );
+    const tokens = tf.tensor2d(
+      [
+        [START, 4, 5, 6, 2, 0],
+        [START, 7, 7, 2, 0, 0],
+        [START, 9, 8, 4, 5, 2],
+      ],
+      [3, 6],
+      'int32',
+    );
     const variables = model.trainableVariables();
     const before = tf.memory().numTensors;
     const { js, native } = onBoth(() => {
@@ -264,7 +460,9 @@ describe('native kernels', () => {
     const x = rand([2, 8, 8, 3]);
     const w = rand([3, 3, 3, 4]);
     const before = tf.memory().numTensors;
-    const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.maxPool(tf.relu(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same')), 2, 2, 'same')));
+    const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) =>
+      tf.sum(tf.maxPool(tf.relu(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same')), 2, 2, 'same')),
+    );
     tf.dispose(g([x, w]));
     assert.equal(tf.memory().numTensors, before);
     tf.dispose([x, w]);
@@ -273,9 +471,17 @@ describe('native kernels', () => {
   test('CAPTIONER_NATIVE=0 turns them off and says what it costs', () => {
     const out = execFileSync(
       process.execPath,
-      ['--import', 'tsx', '-e', "import('./model/runtime/native.ts').then((n) => console.log(n.describeNative(n.enableNativeKernels())))"],
+      [
+        '--import',
+        'tsx',
+        '-e',
+        "import('./model/runtime/native.ts').then((n) => console.log(n.describeNative(n.enableNativeKernels())))",
+      ],
       { env: { ...process.env, CAPTIONER_NATIVE: '0' }, encoding: 'utf8' },
     );
-    assert.match(out, /native kernels: off: turned off by CAPTIONER_NATIVE=0; the pure-JavaScript kernels train .* slower/);
+    assert.match(
+      out,
+      /native kernels: off: turned off by CAPTIONER_NATIVE=0; the pure-JavaScript kernels train .* slower/,
+    );
   });
 });

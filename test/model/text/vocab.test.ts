@@ -8,7 +8,15 @@ test('ptbTokenize lower-cases, drops punctuation tokens and splits clitics', () 
   assert.deepEqual(ptbTokenize('Two dogs, playing; in the "park"!'), ['two', 'dogs', 'playing', 'in', 'the', 'park']);
   assert.deepEqual(ptbTokenize("The dog's ball isn't red"), ['the', 'dog', "'s", 'ball', 'is', "n't", 'red']);
   // Brackets stay as -lrb-/-rrb-, as in coco-caption's output (see model/text/tokenize.ts).
-  assert.deepEqual(ptbTokenize('a t-shirt -- and (3,000) people...'), ['a', 't-shirt', 'and', '-lrb-', '3,000', '-rrb-', 'people']);
+  assert.deepEqual(ptbTokenize('a t-shirt -- and (3,000) people...'), [
+    'a',
+    't-shirt',
+    'and',
+    '-lrb-',
+    '3,000',
+    '-rrb-',
+    'people',
+  ]);
   assert.deepEqual(ptbTokenize('  '), []);
 });
 

@@ -16,13 +16,21 @@ test('clipByGlobalNorm rescales by the global norm, keeps direction, and is off 
   const off = clipByGlobalNorm({ a: tf.tensor1d([300, 400]) }, 0);
   assert.equal(off.norm, 500);
   assert.deepEqual(Array.from(off.grads.a!.dataSync()), [300, 400]);
-  tf.dispose([...Object.values(grads), ...Object.values(clipped.grads), ...Object.values(loose.grads), ...Object.values(off.grads)]);
+  tf.dispose([
+    ...Object.values(grads),
+    ...Object.values(clipped.grads),
+    ...Object.values(loose.grads),
+    ...Object.values(off.grads),
+  ]);
 });
 
 test('Adam follows Kingma & Ba, Algorithm 1, step by step', () => {
   const theta = tf.variable(tf.tensor1d([1, -2]));
   const adam = new Adam({ beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
-  const gradients = [[0.5, -1], [0.1, 2]];
+  const gradients = [
+    [0.5, -1],
+    [0.1, 2],
+  ];
   let m = [0, 0];
   let v = [0, 0];
   let expected = [1, -2];
@@ -32,7 +40,9 @@ test('Adam follows Kingma & Ba, Algorithm 1, step by step', () => {
     grad.dispose();
     m = m.map((mi, i) => 0.9 * mi + 0.1 * g[i]!);
     v = v.map((vi, i) => 0.999 * vi + 0.001 * g[i]! ** 2);
-    expected = expected.map((p, i) => p - (0.01 * (m[i]! / (1 - 0.9 ** (t + 1)))) / (Math.sqrt(v[i]! / (1 - 0.999 ** (t + 1))) + 1e-8));
+    expected = expected.map(
+      (p, i) => p - (0.01 * (m[i]! / (1 - 0.9 ** (t + 1)))) / (Math.sqrt(v[i]! / (1 - 0.999 ** (t + 1))) + 1e-8),
+    );
   });
   const got = theta.dataSync();
   expected.forEach((e, i) => assert.ok(Math.abs(got[i]! - e) < 1e-6, `θ[${i}] = ${got[i]}, expected ${e}`));

@@ -12,11 +12,23 @@ import { maxRelativeError, setupBackend } from '../../helpers/tf.ts';
 const tf = await setupBackend();
 
 const vocab = Vocabulary.build(['a red circle', 'a blue square', 'a green triangle above a red circle'], 1);
-const config = { ...MODEL_DEFAULTS, imageSize: 8, encoderChannels: [4], featureSize: 8, embeddingSize: 6, hiddenSize: 8, maxLength: 8, minWordCount: 1 };
+const config = {
+  ...MODEL_DEFAULTS,
+  imageSize: 8,
+  encoderChannels: [4],
+  featureSize: 8,
+  embeddingSize: 6,
+  hiddenSize: 8,
+  maxLength: 8,
+  minWordCount: 1,
+};
 const ids = (s: string) => vocab.encode(s, 8);
 
 function batchTokens(rows: number[][], width: number): TF.Tensor2D {
-  assert.ok(rows.every((r) => r.length <= width), 'rows fit the width');
+  assert.ok(
+    rows.every((r) => r.length <= width),
+    'rows fit the width',
+  );
   const flat = new Int32Array(rows.length * width).fill(PAD);
   rows.forEach((r, b) => flat.set(r, b * width));
   return tf.tensor2d(flat, [rows.length, width], 'int32');
@@ -25,10 +37,19 @@ function batchTokens(rows: number[][], width: number): TF.Tensor2D {
 function lossAndGrads(model: Captioner, images: TF.Tensor4D, tokens: TF.Tensor2D, options: ForwardOptions) {
   const [batch, width] = tokens.shape;
   const { value, grads } = tf.variableGrads(
-    () => tf.tidy(() => maskedSequenceLoss(model.forward(images, tokens, options).logits, tokens.slice([0, 1], [batch, width - 1]) as TF.Tensor2D)),
+    () =>
+      tf.tidy(() =>
+        maskedSequenceLoss(
+          model.forward(images, tokens, options).logits,
+          tokens.slice([0, 1], [batch, width - 1]) as TF.Tensor2D,
+        ),
+      ),
     model.trainableVariables(),
   );
-  const out = { loss: value.dataSync()[0]!, grads: Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, g.dataSync().slice()])) };
+  const out = {
+    loss: value.dataSync()[0]!,
+    grads: Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, g.dataSync().slice()])),
+  };
   tf.dispose([value, ...Object.values(grads)]);
   return out;
 }
@@ -46,7 +67,10 @@ test('padding invariance: extra <pad> columns change neither the loss nor any gr
   ] as ForwardOptions[]) {
     const a = lossAndGrads(model, images, tight, { ...options, rng: options.rng && new Rng(9) });
     const b = lossAndGrads(model, images, padded, { ...options, rng: options.rng && new Rng(9) });
-    assert.ok(Math.abs(a.loss - b.loss) <= 1e-6 * Math.abs(a.loss), `loss ${a.loss} vs ${b.loss} (ε ${options.teacherProbability}, ${options.feed})`);
+    assert.ok(
+      Math.abs(a.loss - b.loss) <= 1e-6 * Math.abs(a.loss),
+      `loss ${a.loss} vs ${b.loss} (ε ${options.teacherProbability}, ${options.feed})`,
+    );
     for (const name of Object.keys(a.grads)) {
       assert.ok(maxRelativeError(b.grads[name]!, a.grads[name]!) < 1e-5, `gradient of ${name} changed with padding`);
     }
@@ -56,12 +80,17 @@ test('padding invariance: extra <pad> columns change neither the loss nor any gr
 });
 
 test('scheduled-sampling schedules: exact values at known steps (Bengio et al. 2015)', () => {
-  const s = (kind: 'constant' | 'linear' | 'exponential' | 'inverse-sigmoid', k: number, c = 0, min = 0) => ({ kind, k, c, min });
+  const s = (kind: 'constant' | 'linear' | 'exponential' | 'inverse-sigmoid', k: number, c = 0, min = 0) => ({
+    kind,
+    k,
+    c,
+    min,
+  });
   assert.equal(scheduledSamplingProbability(123, s('constant', 0.7)), 0.7);
   assert.equal(scheduledSamplingProbability(0, s('linear', 1, 0.01)), 1);
   assert.ok(Math.abs(scheduledSamplingProbability(10, s('linear', 1, 0.01)) - 0.9) < 1e-12);
   assert.equal(scheduledSamplingProbability(200, s('linear', 1, 0.01, 0.1)), 0.1);
-  assert.ok(Math.abs(scheduledSamplingProbability(100, s('exponential', 0.99)) - 0.36603234127322950) < 1e-12);
+  assert.ok(Math.abs(scheduledSamplingProbability(100, s('exponential', 0.99)) - 0.3660323412732295) < 1e-12);
   assert.ok(Math.abs(scheduledSamplingProbability(0, s('inverse-sigmoid', 10)) - 10 / 11) < 1e-12);
   assert.ok(Math.abs(scheduledSamplingProbability(50, s('inverse-sigmoid', 10)) - 10 / (10 + Math.exp(5))) < 1e-12);
   assert.equal(scheduledSamplingProbability(1e6, s('inverse-sigmoid', 10, 0, 0.25)), 0.25);
@@ -114,7 +143,9 @@ test('with ε = 1 the forward pass is teacher forcing; with ε = 0 every input a
 function longBatch(imageSeed: number) {
   const batch = 64;
   const width = 41;
-  const truth = Array.from({ length: batch }, (_, b) => Array.from({ length: width }, (_, t) => (t === 0 ? START : 4 + ((b + t) % (vocab.size - 4)))));
+  const truth = Array.from({ length: batch }, (_, b) =>
+    Array.from({ length: width }, (_, t) => (t === 0 ? START : 4 + ((b + t) % (vocab.size - 4)))),
+  );
   const tokens = tf.tensor2d(truth, [batch, width], 'int32');
   const images = tf.randomUniform([batch, 8, 8, 3], 0, 1, 'float32', imageSeed) as TF.Tensor4D;
   return { batch, width, truth, tokens, images };
@@ -149,14 +180,21 @@ test('with 0 < ε < 1 each input is the true word with probability ε (and sampl
   model.dispose();
 });
 
-test('scheduled sampling within slots feeds the model\'s own word only where it fills the true word\'s slot', async () => {
+test("scheduled sampling within slots feeds the model's own word only where it fills the true word's slot", async () => {
   const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 5);
   const { batch, width, truth, tokens, images } = longBatch(3);
   const colours = ['red', 'blue', 'green'].map((w) => vocab.encode(w, 1)[1]!);
-  const slots = Array.from({ length: vocab.size }, (_, id) => (colours.includes(id) ? colours.filter((c) => c !== id) : []));
+  const slots = Array.from({ length: vocab.size }, (_, id) =>
+    colours.includes(id) ? colours.filter((c) => c !== id) : [],
+  );
   // ε = 0 with sampled words: every input after <start> is the model's own, unless refused.
   const free = model.forward(images, tokens, { teacherProbability: 0, feed: 'sample', rng: new Rng(2) });
-  const within = model.forward(images, tokens, { teacherProbability: 0, feed: 'sample', samplingSlots: slots, rng: new Rng(2) });
+  const within = model.forward(images, tokens, {
+    teacherProbability: 0,
+    feed: 'sample',
+    samplingSlots: slots,
+    rng: new Rng(2),
+  });
   const [freeIn, withinIn] = [free.inputs.arraySync() as number[][], within.inputs.arraySync() as number[][]];
   let outsideSlot = 0;
   let otherColour = 0;
@@ -173,7 +211,7 @@ test('scheduled sampling within slots feeds the model\'s own word only where it 
     }
   }
   assert.ok(outsideSlot > 20, `without slots, ${outsideSlot} own words that fill no slot of the truth were fed`);
-  assert.ok(otherColour > 0, 'within slots, the model\'s own colour is still fed in place of the true one');
+  assert.ok(otherColour > 0, "within slots, the model's own colour is still fed in place of the true one");
   tf.dispose([free.logits, free.inputs, within.logits, within.inputs, tokens, images]);
   model.dispose();
 });
@@ -182,14 +220,29 @@ test('word dropout replaces each input after <start> by <unk> with its probabili
   const model = await Captioner.create({ ...config, maxLength: 40 }, vocab, 6);
   const { batch, width, truth, tokens, images } = longBatch(4);
 
-  const none = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 0, rng: new Rng(3) });
-  assert.deepEqual(Array.from(none.inputs.dataSync()), Array.from(tokens.slice([0, 0], [batch, width - 1]).dataSync()), 'rate 0 feeds the true words');
+  const none = model.forward(images, tokens, {
+    teacherProbability: 1,
+    feed: 'argmax',
+    wordDropout: 0,
+    rng: new Rng(3),
+  });
+  assert.deepEqual(
+    Array.from(none.inputs.dataSync()),
+    Array.from(tokens.slice([0, 0], [batch, width - 1]).dataSync()),
+    'rate 0 feeds the true words',
+  );
 
   const all = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 1, rng: new Rng(3) });
-  for (const row of all.inputs.arraySync() as number[][]) assert.deepEqual(row, [START, ...Array(width - 2).fill(UNK)], 'rate 1: <start>, then only <unk>');
+  for (const row of all.inputs.arraySync() as number[][])
+    assert.deepEqual(row, [START, ...Array(width - 2).fill(UNK)], 'rate 1: <start>, then only <unk>');
 
   // Rate 0.4 with ε = 0.5: an input is <unk> 40 % of the time, and otherwise the true or the predicted word.
-  const some = model.forward(images, tokens, { teacherProbability: 0.5, feed: 'argmax', wordDropout: 0.4, rng: new Rng(3) });
+  const some = model.forward(images, tokens, {
+    teacherProbability: 0.5,
+    feed: 'argmax',
+    wordDropout: 0.4,
+    rng: new Rng(3),
+  });
   const inputs = some.inputs.arraySync() as number[][];
   const argmax = tf.argMax(some.logits, 2).arraySync() as number[][];
   let unk = 0;
@@ -205,10 +258,29 @@ test('word dropout replaces each input after <start> by <unk> with its probabili
   assert.ok(share > 0.35 && share < 0.45, `share of <unk> inputs ${share}, expected about 0.4`);
 
   // The same seed drops the same inputs, so a resumed run repeats its steps exactly.
-  const again = model.forward(images, tokens, { teacherProbability: 0.5, feed: 'argmax', wordDropout: 0.4, rng: new Rng(3) });
+  const again = model.forward(images, tokens, {
+    teacherProbability: 0.5,
+    feed: 'argmax',
+    wordDropout: 0.4,
+    rng: new Rng(3),
+  });
   assert.deepEqual(Array.from(again.inputs.dataSync()), Array.from(some.inputs.dataSync()));
-  assert.throws(() => model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 0.4 }), /need an rng/);
-  tf.dispose([none.logits, none.inputs, all.logits, all.inputs, some.logits, some.inputs, again.logits, again.inputs, tokens, images]);
+  assert.throws(
+    () => model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', wordDropout: 0.4 }),
+    /need an rng/,
+  );
+  tf.dispose([
+    none.logits,
+    none.inputs,
+    all.logits,
+    all.inputs,
+    some.logits,
+    some.inputs,
+    again.logits,
+    again.inputs,
+    tokens,
+    images,
+  ]);
   model.dispose();
 });
 
@@ -218,10 +290,19 @@ test('word substitution feeds a word of the same slot in place of the true one, 
   const [red, blue, green] = ['red', 'blue', 'green'].map((w) => vocab.encode(w, 1)[1]!);
   const classes: number[][] = Array.from({ length: vocab.size }, () => []);
   classes[red!] = [blue!, green!]; // only "red" has substitutes here
-  const substitution = (rate: number) => ({ teacherProbability: 1, feed: 'argmax' as const, substitution: { classes, rate }, rng: new Rng(3) });
+  const substitution = (rate: number) => ({
+    teacherProbability: 1,
+    feed: 'argmax' as const,
+    substitution: { classes, rate },
+    rng: new Rng(3),
+  });
 
   const none = model.forward(images, tokens, substitution(0));
-  assert.deepEqual(Array.from(none.inputs.dataSync()), Array.from(tokens.slice([0, 0], [batch, width - 1]).dataSync()), 'rate 0 feeds the true words');
+  assert.deepEqual(
+    Array.from(none.inputs.dataSync()),
+    Array.from(tokens.slice([0, 0], [batch, width - 1]).dataSync()),
+    'rate 0 feeds the true words',
+  );
   const all = model.forward(images, tokens, substitution(1));
   const some = model.forward(images, tokens, substitution(0.5));
   const [allIn, someIn] = [all.inputs.arraySync() as number[][], some.inputs.arraySync() as number[][]];
@@ -242,12 +323,21 @@ test('word substitution feeds a word of the same slot in place of the true one, 
   }
   assert.ok(reds > 20, `the batch holds ${reds} reds`);
   assert.ok(swapped / reds > 0.3 && swapped / reds < 0.7, `rate 0.5 swapped ${swapped} of ${reds}`);
-  assert.throws(() => model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate: 0.5 } }), /need an rng/);
+  assert.throws(
+    () =>
+      model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate: 0.5 } }),
+    /need an rng/,
+  );
 
   // One rate per word id: red always swapped, blue (now with substitutes too) never.
   classes[blue!] = [red!, green!];
   const rate = classes.map((_, id) => (id === red ? 1 : 0));
-  const perWord = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate }, rng: new Rng(3) });
+  const perWord = model.forward(images, tokens, {
+    teacherProbability: 1,
+    feed: 'argmax',
+    substitution: { classes, rate },
+    rng: new Rng(3),
+  });
   const perWordIn = perWord.inputs.arraySync() as number[][];
   let blues = 0;
   for (let b = 0; b < batch; b++) {
@@ -259,8 +349,29 @@ test('word substitution feeds a word of the same slot in place of the true one, 
     }
   }
   assert.ok(blues > 20, `the batch holds ${blues} blues`);
-  const zeros = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax', substitution: { classes, rate: rate.map(() => 0) } });
-  assert.deepEqual(Array.from(zeros.inputs.dataSync()), Array.from(none.inputs.dataSync()), 'rates all 0: substitution is off (and needs no rng)');
-  tf.dispose([none.logits, none.inputs, all.logits, all.inputs, some.logits, some.inputs, perWord.logits, perWord.inputs, zeros.logits, zeros.inputs, tokens, images]);
+  const zeros = model.forward(images, tokens, {
+    teacherProbability: 1,
+    feed: 'argmax',
+    substitution: { classes, rate: rate.map(() => 0) },
+  });
+  assert.deepEqual(
+    Array.from(zeros.inputs.dataSync()),
+    Array.from(none.inputs.dataSync()),
+    'rates all 0: substitution is off (and needs no rng)',
+  );
+  tf.dispose([
+    none.logits,
+    none.inputs,
+    all.logits,
+    all.inputs,
+    some.logits,
+    some.inputs,
+    perWord.logits,
+    perWord.inputs,
+    zeros.logits,
+    zeros.inputs,
+    tokens,
+    images,
+  ]);
   model.dispose();
 });

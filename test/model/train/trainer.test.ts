@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
+import type * as TF from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { makeExamples, padBatch } from '../../../model/data/batch.ts';
 import { Captioner, MODEL_DEFAULTS } from '../../../model/nn/captioner.ts';
@@ -43,12 +44,17 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
   const cache = await ImageCache.load(data, images, model.config.imageSize);
   const batch = tf.tensor4d(cache.batch(images.map((i) => i.id)), [images.length, 16, 16, 3]);
   const captions = greedyDecode(model, batch);
-  images.forEach((img, i) => assert.equal(captions[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`));
+  images.forEach((img, i) =>
+    assert.equal(captions[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`),
+  );
   // The checkpoint carries the training captions' word pairs, anti-LM off until asked for.
   const prior = model.languagePrior!;
   assert.deepEqual(prior.antiLm, { weight: 0, plausibility: 0.15 });
   assert.equal(prior.count(START, model.vocab.id('a')), images.length);
-  assert.equal(prior.count(model.vocab.id('red'), model.vocab.id('circle')), images.filter((i) => i.captions[0] === 'a red circle').length);
+  assert.equal(
+    prior.count(model.vocab.id('red'), model.vocab.id('circle')),
+    images.filter((i) => i.captions[0] === 'a red circle').length,
+  );
   assert.equal(prior.count(model.vocab.id('yellow'), model.vocab.id('square')), 0);
   batch.dispose();
   model.dispose();
@@ -58,7 +64,10 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
 async function trainBatch() {
   const manifest = await readManifest(data);
   const images = manifest.images.filter((i) => i.split === 'train');
-  const vocab = Vocabulary.build(images.flatMap((i) => i.captions), 1);
+  const vocab = Vocabulary.build(
+    images.flatMap((i) => i.captions),
+    1,
+  );
   const cache = await ImageCache.load(data, images, 16);
   const batch = padBatch(makeExamples(images, vocab, 6));
   return { vocab, cache, batch, pixels: cache.batch(batch.imageIds) };
@@ -72,7 +81,14 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
     { name: 'attention', arch: { cell: 'lstm', encoderPooling: 'grid', featureInput: 'attention' } },
   ] as const;
   for (const { name, arch } of variants) {
-    const config = await tinyConfig(data, { ...arch, samplingSchedule: 'constant', samplingK: 0.5, samplingFeed: 'sample', wordDropout: 0.3, clipNorm: 0.1 });
+    const config = await tinyConfig(data, {
+      ...arch,
+      samplingSchedule: 'constant',
+      samplingK: 0.5,
+      samplingFeed: 'sample',
+      wordDropout: 0.3,
+      clipNorm: 0.1,
+    });
     cleanup.push(config.out);
     const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, ...arch }, vocab, 1);
     const trainer = new Trainer(model, config);
@@ -85,10 +101,13 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
     assert.equal(tf.memory().numTensors, live, `${name}: tensors leaked`);
     const evalLive = tf.memory().numTensors;
     trainer.evaluate(cache, [batch]);
-    const input = tf.zeros([2, 16, 16, 3]) as import('@tensorflow/tfjs').Tensor4D;
+    const input = tf.zeros([2, 16, 16, 3]) as TF.Tensor4D;
     greedyDecode(model, input);
     beamSearch(model, input, { beamWidth: 3 });
-    assert.ok(tf.memory().numTensors <= evalLive + 1, `${name}: evaluation and decoding leak nothing (the input tensor aside)`);
+    assert.ok(
+      tf.memory().numTensors <= evalLive + 1,
+      `${name}: evaluation and decoding leak nothing (the input tensor aside)`,
+    );
     input.dispose();
     trainer.optimizer.dispose();
     model.dispose();
@@ -98,7 +117,9 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
 test('the training step applies --word-dropout and --word-substitution: the same model on the same batch gets a different loss', async () => {
   const { vocab, batch, pixels } = await trainBatch();
   const colours = ['red', 'blue', 'green', 'yellow'].map((w) => vocab.encode(w, 1)[1]!);
-  const classes = Array.from({ length: vocab.size }, (_, id) => (colours.includes(id) ? colours.filter((c) => c !== id) : []));
+  const classes = Array.from({ length: vocab.size }, (_, id) =>
+    colours.includes(id) ? colours.filter((c) => c !== id) : [],
+  );
   const losses: number[] = [];
   const everyColour = { classes, rate: classes.map(() => 1) };
   for (const [settings, substitution] of [[{}], [{}], [{ wordDropout: 1 }], [{}, everyColour]] as const) {
@@ -127,7 +148,15 @@ async function stepLosses(modelDir: string): Promise<Map<number, number>> {
 
 test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, with scheduled sampling)', async () => {
   // 6 captions in batches of 4: two batches an epoch, so step 5 stops in the middle of epoch 3.
-  const common = { batchSize: 4, epochs: 20, logEvery: 1, samplingSchedule: 'inverse-sigmoid', samplingK: 2, samplingFeed: 'sample', lrSchedule: 'constant' };
+  const common = {
+    batchSize: 4,
+    epochs: 20,
+    logEvery: 1,
+    samplingSchedule: 'inverse-sigmoid',
+    samplingK: 2,
+    samplingFeed: 'sample',
+    lrSchedule: 'constant',
+  };
   const whole = await tinyConfig(data, { ...common, maxSteps: 10 });
   const half = await tinyConfig(data, { ...common, maxSteps: 5, checkpointEvery: 5 });
   cleanup.push(whole.out, half.out);
@@ -135,7 +164,10 @@ test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, w
   const first = await train(half);
   assert.equal(first.steps, 5);
   // Ended by maxSteps inside epoch 3: the run still validates its last weights.
-  const ended = (await readFile(join(half.out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ended = (await readFile(join(half.out, 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const last = ended[ended.length - 1]!;
   assert.deepEqual([last.type, last.step, last.epoch, last.partial], ['epoch', 5, 3, true]);
   assert.equal(typeof last.valLoss, 'number');
@@ -148,7 +180,8 @@ test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, w
   const a = await stepLosses(whole.out);
   const b = await stepLosses(half.out);
   assert.deepEqual([...b.keys()], [...a.keys()], 'the resumed run logs every step once');
-  for (const [step, loss] of a) assert.ok(Math.abs(loss - b.get(step)!) <= 1e-5 * Math.abs(loss), `step ${step}: ${loss} vs ${b.get(step)}`);
+  for (const [step, loss] of a)
+    assert.ok(Math.abs(loss - b.get(step)!) <= 1e-5 * Math.abs(loss), `step ${step}: ${loss} vs ${b.get(step)}`);
 
   const wa = await loadCheckpoint(whole.out, 'latest');
   const wb = await loadCheckpoint(half.out, 'latest');
@@ -172,14 +205,26 @@ test('training refuses to overwrite a model without --resume, and names a missin
   await assert.rejects(train({ ...config, out: config.out + '-x', trainSplit: 'nope' }), /no images in split "nope"/);
 });
 
-test('--init-from: a run starts from another model\'s weights and vocabulary, and keeps its architecture', async () => {
+test("--init-from: a run starts from another model's weights and vocabulary, and keeps its architecture", async () => {
   const start = await tinyConfig(data, { maxSteps: 3 });
   cleanup.push(start.out);
   await train(start);
   const source = await loadModel(start.out);
 
   // The architecture comes from the starting model: the tiny settings are not passed again.
-  const tuned = await resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out, out: start.out + '-tuned', learningRate: 0, maxSteps: 1, labelSmoothing: 0.1 } }]);
+  const tuned = await resolveTrainConfig([
+    {
+      source: 'flags',
+      values: {
+        data,
+        initFrom: start.out,
+        out: start.out + '-tuned',
+        learningRate: 0,
+        maxSteps: 1,
+        labelSmoothing: 0.1,
+      },
+    },
+  ]);
   cleanup.push(tuned.out);
   assert.equal(tuned.hiddenSize, TINY_MODEL.hiddenSize);
   assert.deepEqual(tuned.encoderChannels, TINY_MODEL.encoderChannels);
@@ -196,17 +241,30 @@ test('--init-from: a run starts from another model\'s weights and vocabulary, an
   after.dispose();
 
   await assert.rejects(
-    resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out, out: start.out + '-x', hiddenSize: 64 } }]),
+    resolveTrainConfig([
+      { source: 'flags', values: { data, initFrom: start.out, out: start.out + '-x', hiddenSize: 64 } },
+    ]),
     /--init-from: "hiddenSize" is 32 in .*; the architecture cannot change \(asked for 64\)/,
   );
-  await assert.rejects(resolveTrainConfig([{ source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } }]), /-missing: not a model directory/);
+  await assert.rejects(
+    resolveTrainConfig([
+      { source: 'flags', values: { data, initFrom: start.out + '-missing', out: start.out + '-y' } },
+    ]),
+    /-missing: not a model directory/,
+  );
 });
 
 test('train() reads the substitution classes off the training captions, says what they are, and uses them for per-slot rates and sampling within slots', async () => {
   const { dir, manifest } = await makeTinyDataset();
   cleanup.push(dir);
   // Each caption twice, so that its frames are seen often enough to count.
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify({ ...manifest, images: manifest.images.map((i) => ({ ...i, captions: [i.captions[0], i.captions[0]] })) }));
+  await writeFile(
+    join(dir, 'manifest.json'),
+    JSON.stringify({
+      ...manifest,
+      images: manifest.images.map((i) => ({ ...i, captions: [i.captions[0], i.captions[0]] })),
+    }),
+  );
   const config = await tinyConfig(dir, { wordSubstitution: 0.5, maxSteps: 2 });
   cleanup.push(config.out);
   const lines: string[] = [];
@@ -215,12 +273,19 @@ test('train() reads the substitution classes off the training captions, says wha
   const line = lines.find((l) => l.startsWith('word substitution 0.5: '));
   assert.ok(line, `a log line names the classes: ${lines.join(' | ')}`);
   assert.match(line, /: 4 of \d+ words have substitutes, e\.g\. /);
-  const groups = line.split('e.g. ')[1]!.split('; ').map((g) => g.split(' ').sort().join(' ')).sort();
+  const groups = line
+    .split('e.g. ')[1]!
+    .split('; ')
+    .map((g) => g.split(' ').sort().join(' '))
+    .sort();
   assert.deepEqual(groups, ['blue green', 'red yellow']);
 
   // Trains `base` and `base` + `changed` two steps each: the changed run's log and both runs' losses.
   const pair = async (base: Record<string, unknown>, changed: Record<string, unknown>) => {
-    const [a, b] = [await tinyConfig(dir, { maxSteps: 2, logEvery: 1, ...base }), await tinyConfig(dir, { maxSteps: 2, logEvery: 1, ...base, ...changed })];
+    const [a, b] = [
+      await tinyConfig(dir, { maxSteps: 2, logEvery: 1, ...base }),
+      await tinyConfig(dir, { maxSteps: 2, logEvery: 1, ...base, ...changed }),
+    ];
     cleanup.push(a.out, b.out);
     const log: string[] = [];
     await train(a);
@@ -235,7 +300,10 @@ test('train() reads the substitution classes off the training captions, says wha
   const sampling = await pair({ samplingSchedule: 'constant', samplingK: 0.5 }, { samplingWithinSlots: true });
   assert.match(sampling.log, /(^| \| )scheduled sampling within slots: 4 of /);
   assert.notDeepEqual(sampling.after, sampling.before, 'refusing own words outside the slot changes the losses');
-  assert.throws(() => new Trainer(null as unknown as Captioner, sampling.config), /scheduled sampling within slots needs the substitution classes/);
+  assert.throws(
+    () => new Trainer(null as unknown as Captioner, sampling.config),
+    /scheduled sampling within slots needs the substitution classes/,
+  );
 
   const bad = await tinyConfig(dir, { maxSteps: 2, wordSubstitutionRates: 'purple=0.5' });
   cleanup.push(bad.out);

@@ -15,8 +15,12 @@ test('layers override defaults in order', () => {
 });
 
 test('unknown keys, wrong types, bad choices and ranges are errors naming the key and source', () => {
-  const run = (values: Record<string, unknown>) => resolveConfig(TRAIN_DEFAULTS, TRAIN_SPEC, [{ source: 'cfg.json', values }]);
-  assert.throws(() => run({ hiddenSzie: 3 }), (e: unknown) => e instanceof ConfigError && /cfg\.json: unknown setting "hiddenSzie"/.test(e.message));
+  const run = (values: Record<string, unknown>) =>
+    resolveConfig(TRAIN_DEFAULTS, TRAIN_SPEC, [{ source: 'cfg.json', values }]);
+  assert.throws(
+    () => run({ hiddenSzie: 3 }),
+    (e: unknown) => e instanceof ConfigError && /cfg\.json: unknown setting "hiddenSzie"/.test(e.message),
+  );
   assert.throws(() => run({ hiddenSize: '3' }), /cfg\.json: "hiddenSize" must be a finite number/);
   assert.throws(() => run({ hiddenSize: 2.5 }), /must be an integer/);
   assert.throws(() => run({ cell: 'rnn' }), /"cell" must be one of lstm, gru/);
