@@ -139,7 +139,13 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
     const scene = shapesScene(opts.seed, i, { ...opts, generatorVersion: version });
     const id = `shapes-${String(i).padStart(width, '0')}`;
     scenes.push(scene);
-    records.push({ id, split: scene.split, captions: scene.captions, file: `images/${id}.png`, scene: scene.drawing.scene });
+    records.push({
+      id,
+      split: scene.split,
+      captions: scene.captions,
+      file: `images/${id}.png`,
+      scene: scene.drawing.scene,
+    });
   }
   const made = new Map<string, Promise<unknown>>();
   return buildDataset({
