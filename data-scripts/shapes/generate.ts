@@ -27,8 +27,21 @@ export const SHAPES_SPLITS = ['train', 'val', 'test', 'test-compositional'] as c
 
 /** The generator versions there are (see the module comment); the last is the default. */
 export const SHAPES_GENERATOR_VERSIONS = [1, 2] as const;
+/** A shapes generator version: 1 (the bundled model's data) or 2. */
 export type ShapesGeneratorVersion = (typeof SHAPES_GENERATOR_VERSIONS)[number];
+/** The version `captioner data shapes` and `generateShapes` use unless told otherwise. */
 export const LATEST_SHAPES_GENERATOR: ShapesGeneratorVersion = 2;
+
+/** `opts.generatorVersion`, checked, or the latest. */
+function generatorVersion(opts: { generatorVersion?: ShapesGeneratorVersion }): ShapesGeneratorVersion {
+  const version = opts.generatorVersion ?? LATEST_SHAPES_GENERATOR;
+  if (!SHAPES_GENERATOR_VERSIONS.includes(version)) {
+    throw new RangeError(
+      `shapes: "generatorVersion" must be one of ${SHAPES_GENERATOR_VERSIONS.join(', ')}, got ${String(version)}`,
+    );
+  }
+  return version;
+}
 
 export interface ShapesOptions {
   out: string;
@@ -73,7 +86,7 @@ function sceneSeeds(version: ShapesGeneratorVersion, seed: number, index: number
 
 /** Scene i of a data set, from (seed, i, opts.generatorVersion) alone. */
 export function shapesScene(seed: number, index: number, opts: SceneOptions = {}): ShapesScene {
-  const version = opts.generatorVersion ?? LATEST_SHAPES_GENERATOR;
+  const version = generatorVersion(opts);
   const seeds = sceneSeeds(version, seed, index);
   const rng = new Rng(seeds.scene);
   const compositional = rng.next() < (opts.compositionalFraction ?? 0.1);
@@ -115,12 +128,7 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
         `shapes: "${key}" must be a ${key === 'seed' ? 'non-negative' : 'positive'} integer, got ${value}`,
       );
   }
-  const version = opts.generatorVersion ?? LATEST_SHAPES_GENERATOR;
-  if (!SHAPES_GENERATOR_VERSIONS.includes(version)) {
-    throw new RangeError(
-      `shapes: "generatorVersion" must be one of ${SHAPES_GENERATOR_VERSIONS.join(', ')}, got ${String(version)}`,
-    );
-  }
+  const version = generatorVersion(opts);
   if (opts.size < 16) throw new RangeError(`shapes: "size" must be at least 16 pixels, got ${opts.size}`);
   const fractions = {
     val: opts.valFraction ?? 0.1,

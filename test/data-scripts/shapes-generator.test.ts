@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
+import { buildDataset } from '../../data-scripts/build.ts';
 import { generateShapes, shapesScene, type ShapesGeneratorVersion } from '../../data-scripts/shapes/generate.ts';
 import {
   CAPTION_TEMPLATES,
@@ -105,7 +106,7 @@ test('generator v1: 5,000 scenes and their captions are those of the committed d
   }
 });
 
-test('generateShapes refuses an unknown generator version, naming the field', async () => {
+test('an unknown generator version is refused, naming the field; extra manifest fields cannot override its own', async () => {
   await assert.rejects(
     generateShapes({
       out: join(root, 'v9'),
@@ -115,6 +116,19 @@ test('generateShapes refuses an unknown generator version, naming the field', as
       generatorVersion: 9 as ShapesGeneratorVersion,
     }),
     /"generatorVersion" must be one of 1, 2, got 9/,
+  );
+  assert.throws(() => shapesScene(1, 0, { generatorVersion: 0 as ShapesGeneratorVersion }), /got 0/);
+  await assert.rejects(
+    buildDataset({
+      out: join(root, 'clash'),
+      name: 'x',
+      source: 'x',
+      imageSize: 4,
+      records: [],
+      manifestFields: { source: 'y' },
+      pixels: () => Promise.resolve(new Uint8Array(48)),
+    }),
+    /manifestFields may not set the manifest's own field "source"/,
   );
 });
 
