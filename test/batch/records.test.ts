@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   RecordFileError,
@@ -14,8 +11,7 @@ import {
   tsvField,
   type CaptionRecord,
   type RecordFormat,
-} from '../../cli/caption-records.ts';
-import { expandInputs } from '../../cli/inputs.ts';
+} from '../../batch/records.ts';
 
 const RECORDS: CaptionRecord[] = [
   {
@@ -104,35 +100,4 @@ test('CSV and TSV fields escape exactly what they must', () => {
     'log_prob_3',
     'error',
   ]);
-});
-
-test('inputs: files as named, folders recursively by image extension, globs, missing paths; each once', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'captioner-inputs-'));
-  try {
-    await mkdir(join(dir, 'sub', 'deeper'), { recursive: true });
-    await mkdir(join(dir, 'empty'));
-    for (const f of ['b.jpg', 'a.PNG', 'notes.txt', 'sub/c.webp', 'sub/deeper/d.jpeg', 'sub/.hidden.jpg', 'odd.name'])
-      await writeFile(join(dir, f), 'x');
-    const { files, missing, empty } = await expandInputs([
-      dir,
-      join(dir, 'odd.name'),
-      join(dir, 'b.jpg'),
-      join(dir, '*.jpg'),
-      join(dir, 'nope.jpg'),
-      join(dir, 'empty'),
-    ]);
-    assert.deepEqual(files, [
-      join(dir, 'a.PNG'),
-      join(dir, 'b.jpg'),
-      join(dir, 'sub/c.webp'),
-      join(dir, 'sub/deeper/d.jpeg'),
-      join(dir, 'odd.name'),
-    ]);
-    assert.deepEqual(missing, [join(dir, 'nope.jpg')]);
-    assert.deepEqual(empty, [join(dir, 'empty')]);
-    const globbed = await expandInputs([join(dir, '**/*.{jpg,jpeg}')]);
-    assert.deepEqual(globbed.files, [join(dir, 'b.jpg'), join(dir, 'sub/deeper/d.jpeg')]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
 });
