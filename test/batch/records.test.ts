@@ -101,3 +101,27 @@ test('CSV and TSV fields escape exactly what they must', () => {
     'error',
   ]);
 });
+
+test('record files keep the real path where it differs: JSON Lines as realPath, CSV/TSV in a last column', () => {
+  const withReal: CaptionRecord[] = [
+    { path: 'pics/a.jpg', realPath: '/data/pics/a.jpg', caption: 'a cat', logProb: -1 },
+    { path: '/data/pics/b.jpg', caption: 'a dog', logProb: -2 },
+    { path: 'c.jpg', realPath: '/data/c.jpg', error: 'cannot decode image (truncated)' },
+  ];
+  for (const format of ['jsonl', 'csv', 'tsv'] as const) {
+    const text = headerText(format, 1, true) + withReal.map((r) => formatRecord(format, r, 1, true)).join('');
+    const read = parseRecords(text, format, 1, 'out');
+    assert.deepEqual(read.records, withReal, format);
+    assert.equal(read.realPathColumn, true);
+  }
+  assert.deepEqual(columns(1, true), ['path', 'caption', 'log_prob', 'error', 'real_path']);
+  // A file written before the column existed is read as it is, and says so.
+  const legacy = headerText('csv', 1) + formatRecord('csv', { path: 'x.jpg', caption: 'x', logProb: -1 }, 1);
+  const old = parseRecords(legacy, 'csv', 1, 'old.csv');
+  assert.equal(old.realPathColumn, false);
+  assert.deepEqual(old.records, [{ path: 'x.jpg', caption: 'x', logProb: -1 }]);
+  assert.throws(
+    () => parseRecords('{"path":"a","realPath":3,"caption":"x","logProb":-1}\n', 'jsonl', 1, 'o.jsonl'),
+    /o\.jsonl:1: "realPath" must be a non-empty string/,
+  );
+});
