@@ -90,7 +90,7 @@ export async function firstExisting(candidates: readonly string[]): Promise<stri
 /** An imported image: its record, plus where its pixels come from. */
 export interface ImportedImage {
   id: string;
-  /** The id as a number, where the source gives numbers (COCO's image ids, Karpathy's cocoid/imgid); `id` is its text. */
+  /** The id as a number where the source numbers its images (COCO's ids, Karpathy's cocoid/imgid); `id` is its text. */
   sourceId?: number;
   split: string;
   captions: string[];
