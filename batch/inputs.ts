@@ -3,18 +3,21 @@
  * recursively, globs expanded (fast-glob). Folders and globs yield files with an image
  * extension only; a file named outright is taken whatever its name.
  *
- * Symbolic links are followed, but a link back into the folder it sits in (`sub/up -> ..`) is a
- * loop and is not entered, so every walk ends. Each file is listed once, by its real path (links
- * resolved): of several paths to one file, the first argument's wins, and within a folder or a
- * glob the path without links in it, else the first by name.
+ * Symbolic links are followed, but a link to a folder on its own path (`sub/up -> ..`, or
+ * `a/to-b -> ../b` beside `b/to-a -> ../a`) is a loop and is not entered, so every walk ends.
+ * Each file is listed once, by its real path (links resolved): of several paths to one file, the
+ * first argument's wins, and within a folder or a glob the path without links in it, else the
+ * first by name.
  */
 import { stat, type Stats } from 'node:fs';
 import { realpath as realpathAsync, stat as statAsync } from 'node:fs/promises';
 import { dirname, extname, join, relative, resolve } from 'node:path';
 import fg from 'fast-glob';
 
+/** The extensions folders and globs are searched for (compared without case). */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jpe', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif'] as const;
 
+/** Whether the file name ends in one of IMAGE_EXTENSIONS. */
 export function hasImageExtension(path: string): boolean {
   return (IMAGE_EXTENSIONS as readonly string[]).includes(extname(path).toLowerCase());
 }
