@@ -121,7 +121,8 @@ export const captionCommand: Command = {
       })
       .option('out', {
         type: 'string',
-        describe: 'write records to FILE (resumable: a rerun skips images already in it); default stdout',
+        describe:
+          'write records to FILE (resumable: a rerun, from any directory, skips images already in it); default stdout',
       })
       .example('$0 caption photos/ --model models/coco --out captions.jsonl', 'caption a folder; rerun to resume')
       .example(
