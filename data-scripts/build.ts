@@ -23,6 +23,8 @@ import { datasetStats, type DatasetStats } from './stats.ts';
 /** One image to write: its manifest record without the shard fields. */
 export interface BuildRecord {
   id: string;
+  /** The id as a number, where the source gave one (model/data/dataset.ts). */
+  sourceId?: number;
   split: string;
   captions: string[];
   /** The manifest's `file`, relative to the final data-set directory. */
@@ -197,6 +199,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     if (skippedIds.has(r.id)) return;
     images.push({
       id: r.id,
+      ...(r.sourceId === undefined ? {} : { sourceId: r.sourceId }),
       file: r.file,
       split: r.split,
       captions: r.captions,

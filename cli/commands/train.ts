@@ -4,6 +4,7 @@ import { selectBackend } from '../../model/runtime/backend.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, resolveTrainConfig, train } from '../../model/train/trainer.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT } from '../errors.ts';
+import { stopOnInterrupt } from '../interrupt.ts';
 import { fileLayer, flagLayer, specOptions } from '../options.ts';
 import { progressBar, type Bar } from '../progress.ts';
 
@@ -25,13 +26,7 @@ export const trainCommand: Command = {
     await selectBackend(argv.backend as string | undefined, logLine);
     logLine(`config: ${JSON.stringify(config)}`);
 
-    let interrupted = false;
-    const onSigint = () => {
-      if (interrupted) process.exit(EXIT.interrupted);
-      interrupted = true;
-      logLine('interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)');
-    };
-    process.on('SIGINT', onSigint);
+    const stop = stopOnInterrupt('interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)');
     let bar: Bar | null = null;
     let loadBar: Bar | null = null;
     try {
@@ -55,7 +50,7 @@ export const trainCommand: Command = {
             tps: Math.round(p.tokensPerSecond),
           });
         },
-        shouldStop: () => interrupted,
+        shouldStop: () => stop.signal.aborted,
       });
       (bar as Bar | null)?.stop();
       if (argv.json) process.stdout.write(JSON.stringify(result) + '\n');
@@ -63,7 +58,7 @@ export const trainCommand: Command = {
       return result.stopped ? EXIT.interrupted : EXIT.ok;
     } finally {
       (bar as Bar | null)?.stop();
-      process.off('SIGINT', onSigint);
+      stop.release();
     }
   },
 };
