@@ -4,7 +4,7 @@
  * that name in `Host`. So a request is answered only when its Host names this server: the bound
  * address, `localhost`, `127.0.0.1`, `[::1]`, the machine's own addresses when bound to every
  * interface, and the names given with `--allowed-host` (421 otherwise). A state-changing request
- * (POST) whose `Origin` is another site is refused with 403, whatever its Host.
+ * (POST) that a page of another origin sent is refused with 403, whatever its Host.
  */
 import { networkInterfaces } from 'node:os';
 import type { RequestHandler } from 'express';
@@ -93,6 +93,23 @@ export function isSameOrigin(origin: string, host: string, policy: HostPolicy): 
   return o.host === normaliseHost(host) && o.port === (port ?? (o.scheme === 'https:' ? '443' : '80'));
 }
 
+/**
+ * Whether a state-changing request was sent by another site. Its `Origin` decides when it names
+ * one; a browser sends `Origin: null` for a page whose referrer policy hides it, and then its
+ * fetch metadata (`Sec-Fetch-Site`, which a page cannot set) says whether the page was this
+ * origin. A request with neither (curl, scripts) is not a browser's cross-site request.
+ */
+export function isForeignRequest(
+  origin: string | undefined,
+  fetchSite: string | undefined,
+  host: string,
+  policy: HostPolicy,
+): boolean {
+  if (origin !== undefined && origin !== 'null') return !isSameOrigin(origin, host, policy);
+  if (fetchSite !== undefined) return fetchSite !== 'same-origin' && fetchSite !== 'none';
+  return origin === 'null';
+}
+
 /** Express middleware: 421 for a Host not in `policy`, 403 for a POST from another origin. */
 export function guardHost(policy: HostPolicy): RequestHandler {
   return (req, _res, next) => {
@@ -107,9 +124,11 @@ export function guardHost(policy: HostPolicy): RequestHandler {
       );
       return;
     }
-    const origin = req.headers.origin;
-    if (!SAFE_METHODS.has(req.method) && origin !== undefined && !isSameOrigin(origin, host, policy)) {
-      next(new ForeignOriginError(`a ${req.method} from another site (Origin ${origin.slice(0, 100)}) is refused`));
+    const { origin } = req.headers;
+    const fetchSite = req.get('sec-fetch-site');
+    if (!SAFE_METHODS.has(req.method) && isForeignRequest(origin, fetchSite, host, policy)) {
+      const from = origin !== undefined ? `Origin ${origin.slice(0, 100)}` : `Sec-Fetch-Site ${fetchSite}`;
+      next(new ForeignOriginError(`a ${req.method} from another site (${from}) is refused`));
       return;
     }
     next();

@@ -13,7 +13,7 @@ import sharp from 'sharp';
 import { readCheckpointConfig } from '../../model/io/checkpoint.ts';
 import { DecodeBudget } from '../../server/decode-budget.ts';
 import { CancelledError } from '../../server/errors.ts';
-import { hostPolicy, isSameOrigin, normaliseHost } from '../../server/host-guard.ts';
+import { hostPolicy, isForeignRequest, isSameOrigin, normaliseHost } from '../../server/host-guard.ts';
 import { resolveAllowedHosts, type RunningServer } from '../../server/listen.ts';
 import { displayPath } from '../../server/public-paths.ts';
 import { checkImage } from '../../server/upload.ts';
@@ -302,6 +302,18 @@ test('a POST from another origin gets 403; this origin, no Origin and an --allow
   assert.equal((await postFrom(`http://localhost:${port}`, `localhost:${port}`)).status, 200);
   assert.equal((await postFrom(null)).status, 200, 'a client that sends no Origin (curl, scripts)');
   assert.equal((await postFrom('https://captions.test')).status, 200, 'the name given with --allowed-host');
+  // A browser hides the Origin of a page whose referrer policy says so ("null"); its fetch
+  // metadata, which no page can set, still tells this origin from another site.
+  const postWith = (headers: Record<string, string>) =>
+    rawRequest(server.url, {
+      method: 'POST',
+      path: '/api/captions',
+      headers: { host: `127.0.0.1:${port}`, 'content-type': contentType, ...headers },
+      body,
+    });
+  assert.equal((await postWith({ origin: 'null', 'sec-fetch-site': 'same-origin' })).status, 200);
+  assert.equal((await postWith({ origin: 'null', 'sec-fetch-site': 'cross-site' })).status, 403);
+  assert.equal((await postWith({ 'sec-fetch-site': 'same-site' })).status, 403, 'another port of this host');
   // The page itself: a GET from anywhere is no change of state.
   const get = await rawRequest(server.url, { path: '/', headers: { host: `127.0.0.1:${port}`, origin: 'null' } });
   assert.equal(get.status, 200);
@@ -319,6 +331,14 @@ test('host names: normalised; bound to every interface, the machine’s own addr
   assert.ok(hostPolicy('192.0.2.7').allowed.has('192.0.2.7'), 'the bound address');
   assert.ok(isSameOrigin('http://localhost', 'localhost', loopback), 'default port on both sides');
   assert.ok(!isSameOrigin('http://localhost:8080', 'localhost:3000', loopback), 'another local server');
+  assert.equal(isForeignRequest(undefined, undefined, 'localhost:3000', loopback), false, 'curl');
+  assert.equal(isForeignRequest('null', undefined, 'localhost:3000', loopback), true);
+  assert.equal(isForeignRequest('null', 'same-origin', 'localhost:3000', loopback), false);
+  assert.equal(
+    isForeignRequest('http://localhost:3000', 'cross-site', 'localhost:3000', loopback),
+    false,
+    'Origin decides',
+  );
   assert.deepEqual(resolveAllowedHosts(['a.test', 'b.test,c.test'], 'env.test'), ['a.test', 'b.test', 'c.test']);
   assert.deepEqual(resolveAllowedHosts(undefined, 'x.test, y.test'), ['x.test', 'y.test']);
   assert.deepEqual(resolveAllowedHosts([], undefined), []);
