@@ -175,6 +175,12 @@ test('decode memory is bounded from the header: bytes per sample, alpha and inte
     .png()
     .toBuffer();
   assert.equal((await checkImage(rgb8, limits)).decodeBytes, (3000 * 3000 * 3) / 2);
+  // A progressive JPEG holds its DCT coefficients, 2 bytes each; a baseline one is read in strips.
+  const grey = sharp({ create: { width: 1000, height: 1000, channels: 3, background: '#808080' } });
+  const progressive = await grey.clone().jpeg({ progressive: true }).toBuffer();
+  const baseline = await grey.clone().jpeg().toBuffer();
+  assert.equal((await checkImage(progressive, limits)).decodeBytes, 1000 * 1000 * 3 * 2);
+  assert.equal((await checkImage(baseline, limits)).decodeBytes, (1000 * 1000 * 3) / 2);
 
   const tight = await serve(model.modelDir, { workers: 1, limits: { maxDecodeBytes: 50 << 20 } });
   try {
