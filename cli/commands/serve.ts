@@ -44,7 +44,7 @@ export const serveCommand: Command = {
         type: 'string',
         array: true,
         describe:
-          'a host name the server answers to besides its address, localhost, 127.0.0.1 and [::1] (repeatable; others get 421) [default: $CAPTIONER_ALLOWED_HOSTS, comma-separated]',
+          "a host name the server answers to besides localhost, 127.0.0.1, [::1] and the --host address (every one of the machine's addresses for 0.0.0.0); repeatable; other Host headers get 421 [default: $CAPTIONER_ALLOWED_HOSTS, comma-separated]",
       })
       .option('workers', {
         type: 'number',
