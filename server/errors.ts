@@ -50,11 +50,30 @@ export class QueueFullError extends HttpError {
   }
 }
 
-/** 503: the server is shutting down or has no model worker ready. */
+/** 503 with Retry-After: the server is shutting down or has no model worker ready. */
 export class UnavailableError extends HttpError {
   override name = 'UnavailableError';
+  constructor(message: string, retryAfterSeconds = 5) {
+    super(503, message, { 'Retry-After': String(retryAfterSeconds) });
+  }
+}
+
+/**
+ * 421 Misdirected Request: the Host header names a server this is not (RFC 9110 §15.5.20). A
+ * page on another site whose name was rebound to this machine's address (DNS rebinding) gets it.
+ */
+export class MisdirectedError extends HttpError {
+  override name = 'MisdirectedError';
   constructor(message: string) {
-    super(503, message, { 'Retry-After': '5' });
+    super(421, message);
+  }
+}
+
+/** 403: a state-changing request sent by a page of another origin. */
+export class ForeignOriginError extends HttpError {
+  override name = 'ForeignOriginError';
+  constructor(message: string) {
+    super(403, message);
   }
 }
 
@@ -66,7 +85,7 @@ export class TimeoutError extends HttpError {
   }
 }
 
-/** The client went away; nothing is sent back. */
+/** The client went away; nothing is sent back (counted as status 499 in /metrics). */
 export class CancelledError extends Error {
   override name = 'CancelledError';
   constructor(message = 'cancelled') {

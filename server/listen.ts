@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.ts';
 import type { DecodeLimits } from './decode-options.ts';
+import { hostPolicy } from './host-guard.ts';
 import { ServerMetrics } from './metrics.ts';
 import type { ImageLimits } from './upload.ts';
 import { WorkerPool, type PoolOptions } from './workers.ts';
@@ -19,7 +20,37 @@ export interface ServeOptions extends PoolOptions {
   defaultBeamWidth?: number;
   /** How long in-flight captions may run on after a stop is asked for (ms). */
   graceMs: number;
+  /** Host names the server answers to besides its address and loopback (`--allowed-host`). */
+  allowedHosts?: readonly string[];
   log?: (line: string) => void;
+}
+
+/** The socket could not be opened: the port is taken, privileged, or the address is not this machine's. */
+export class ListenError extends Error {
+  override name = 'ListenError';
+  constructor(
+    message: string,
+    /** The system's code: EADDRINUSE, EACCES, EADDRNOTAVAIL, … */
+    readonly code: string,
+    readonly host: string,
+    readonly port: number,
+  ) {
+    super(message);
+  }
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): ListenError {
+  const where = `${host}:${port}`;
+  const code = err.code ?? 'unknown';
+  const reason =
+    code === 'EADDRINUSE'
+      ? `port ${port} is already in use on ${host}`
+      : code === 'EACCES'
+        ? `not allowed to listen on port ${port} (ports below 1024 need privileges)`
+        : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND'
+          ? `${host} is not an address of this machine`
+          : `cannot listen on ${where}: ${err.message}`;
+  return new ListenError(reason, code, host, port);
 }
 
 export interface RunningServer {
@@ -41,6 +72,21 @@ export function resolvePort(flag: number | undefined, env: string | undefined = 
   return raw;
 }
 
+/**
+ * Host names from `--allowed-host` (repeatable, or comma-separated) when given, else from the
+ * CAPTIONER_ALLOWED_HOSTS environment variable (comma-separated).
+ */
+export function resolveAllowedHosts(
+  flag: readonly string[] | undefined,
+  env: string | undefined = process.env.CAPTIONER_ALLOWED_HOSTS,
+): string[] {
+  const given = flag && flag.length > 0 ? flag : env ? [env] : [];
+  return given
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
 /** Loads the model into the worker pool, then listens. Resolves once the socket is open. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
@@ -53,6 +99,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       modelDir: opts.modelDir,
       metrics,
       log,
+      hosts: hostPolicy(opts.host, opts.allowedHosts),
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(opts.defaultBeamWidth !== undefined ? { defaultBeamWidth: opts.defaultBeamWidth } : {}),
     });
@@ -68,7 +115,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     });
   } catch (err) {
     await pool.close(0);
-    throw err;
+    throw listenError(err as NodeJS.ErrnoException, opts.host, opts.port);
   }
   // Uploads are bounded by size; a client that trickles its request cannot hold a socket forever.
   server.requestTimeout = Math.max(opts.timeoutMs * 2, 30_000);

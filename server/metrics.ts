@@ -42,15 +42,19 @@ export class Counter {
   }
 }
 
+/** A value read when scraped: a gauge, or a counter kept elsewhere (the worker pool's). */
 export class Gauge {
   constructor(
     readonly name: string,
     readonly help: string,
     private readonly read: () => number,
+    private readonly type: 'gauge' | 'counter' = 'gauge',
   ) {}
 
   render(): string {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name} ${this.read()}`].join('\n');
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`, `${this.name} ${this.read()}`].join(
+      '\n',
+    );
   }
 }
 
@@ -93,9 +97,36 @@ export class Histogram {
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-/** The server's metrics. Gauges read the pool when scraped. */
+/** What the metrics read from the worker pool (server/workers.ts PoolStats). */
+interface PoolFigures {
+  queued: number;
+  busy: number;
+  ready: number;
+  reserved: number;
+  starting: number;
+  restarts: number;
+  startFailures: number;
+  cancelledInWorker: number;
+}
+
+/** What the metrics read from the decode memory budget (server/decode-budget.ts). */
+interface DecodeFigures {
+  decoding: number;
+  waiting: number;
+  bytes: number;
+  peakBytes: number;
+}
+
+/**
+ * The server's metrics. Gauges read the pool (and the decode budget) when scraped. Requests are
+ * counted by method, route and status when their response ends; a request whose client left
+ * before the answer was sent counts as status 499 ("client closed request", nginx's code).
+ */
 export class ServerMetrics {
-  readonly requests = new Counter('captioner_http_requests_total', 'HTTP requests by method, route and status');
+  readonly requests = new Counter(
+    'captioner_http_requests_total',
+    'HTTP requests by method, route and status (499: the client left before the answer)',
+  );
   readonly latency = new Histogram('captioner_http_request_duration_seconds', 'HTTP request latency by route', SECONDS);
   readonly captions = new Counter('captioner_captions_total', 'captions generated, by decoding strategy');
   readonly captionFailures = new Counter(
@@ -114,12 +145,56 @@ export class ServerMetrics {
   );
   private readonly gauges: Gauge[];
 
-  constructor(pool: { stats(): { queued: number; busy: number; ready: number } }) {
+  constructor(pool: { stats(): PoolFigures }) {
+    const read = (key: keyof PoolFigures) => () => pool.stats()[key];
     this.gauges = [
-      new Gauge('captioner_queue_length', 'caption jobs waiting for a worker', () => pool.stats().queued),
-      new Gauge('captioner_workers_busy', 'workers decoding now', () => pool.stats().busy),
-      new Gauge('captioner_workers_ready', 'workers with the model loaded', () => pool.stats().ready),
+      new Gauge('captioner_queue_length', 'caption jobs waiting for a worker', read('queued')),
+      new Gauge('captioner_workers_busy', 'workers decoding now', read('busy')),
+      new Gauge('captioner_workers_ready', 'workers with the model loaded', read('ready')),
+      new Gauge(
+        'captioner_workers_starting',
+        'replacement workers loading the model or waiting to retry',
+        read('starting'),
+      ),
+      new Gauge(
+        'captioner_requests_admitted',
+        'caption requests holding a place: being read, decoded, queued or captioned',
+        read('reserved'),
+      ),
+      new Gauge(
+        'captioner_worker_restarts_total',
+        'workers replaced after a crash or a forced stop',
+        read('restarts'),
+        'counter',
+      ),
+      new Gauge(
+        'captioner_worker_start_failures_total',
+        'replacement workers that could not load the model',
+        read('startFailures'),
+        'counter',
+      ),
+      new Gauge(
+        'captioner_jobs_cancelled_in_worker_total',
+        'caption jobs a worker stopped part-way (timeout, client gone)',
+        read('cancelledInWorker'),
+        'counter',
+      ),
     ];
+  }
+
+  /** Adds the decode budget's gauges (images being decoded, waiting, their estimated memory). */
+  watchDecodes(budget: { stats(): DecodeFigures }): void {
+    const read = (key: keyof DecodeFigures) => () => budget.stats()[key];
+    this.gauges.push(
+      new Gauge('captioner_image_decodes', 'uploaded images being decoded now', read('decoding')),
+      new Gauge('captioner_image_decodes_waiting', 'uploaded images waiting for decode memory', read('waiting')),
+      new Gauge('captioner_image_decode_bytes', 'estimated memory the decodes in progress hold', read('bytes')),
+      new Gauge(
+        'captioner_image_decode_peak_bytes',
+        'the most estimated decode memory held at once',
+        read('peakBytes'),
+      ),
+    );
   }
 
   /** The exposition text (Content-Type: text/plain; version=0.0.4). */

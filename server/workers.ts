@@ -5,10 +5,14 @@
  *
  * Admission control: a job goes to an idle worker, else waits in a queue of at most `maxQueue`
  * jobs; past that `caption()` fails at once with QueueFullError (503 + Retry-After) — there is
- * never an unbounded backlog. Every job has a time limit counted from its arrival (queue wait
+ * never an unbounded backlog. The server reserves a place (`reserve()`) before it reads and
+ * decodes an upload, so that at most `workers + maxQueue` requests are being read, decoded,
+ * queued or captioned at once. Every job has a time limit counted from its arrival (queue wait
  * included), and an AbortSignal (the client disconnecting) cancels it: a queued job is dropped,
  * a running one is told to stop at its next decoder step. A worker that does not stop within
- * `cancelGraceMs` is terminated and replaced.
+ * `cancelGraceMs` is terminated and replaced; a replacement that cannot load the model is retried
+ * with a growing delay, each failure logged, and while no worker is ready every request is
+ * refused at once (UnavailableError, 503) rather than left to time out.
  */
 import { Worker } from 'node:worker_threads';
 import { BackendError } from '../model/runtime/backend.ts';
@@ -55,6 +59,13 @@ export interface PoolOptions {
   backend?: string;
   /** How long a cancelled worker may take to stop before it is terminated (default 2000 ms). */
   cancelGraceMs?: number;
+  /**
+   * The delay before retrying a replacement worker that could not load the model: `initialMs`,
+   * doubling after each failure up to `maxMs` (default 1 s to 30 s).
+   */
+  restartBackoff?: { initialMs: number; maxMs: number };
+  /** Log lines: a worker that died, a replacement that could not load the model. */
+  log?: (line: string) => void;
 }
 
 /** What the loaded model is, as reported by a worker. */
@@ -80,6 +91,8 @@ export interface CaptionRequest {
   signal?: AbortSignal;
   /** Receives `word` and `hypothesis` events as the worker decodes (streaming). */
   onEvent?: (event: Exclude<StreamEvent, { type: 'done' }>) => void;
+  /** The place `reserve()` gave this request: its queue place is already counted. */
+  reservation?: Reservation;
 }
 
 export interface PoolStats {
@@ -95,6 +108,18 @@ export interface PoolStats {
   cancelledInWorker: number;
   /** Jobs accepted (queued or started) since the pool started. */
   accepted: number;
+  /** Places reserved by requests being read, decoded, queued or captioned (see `reserve`). */
+  reserved: number;
+  /** Replacement workers loading the model now or waiting to try again. */
+  starting: number;
+  /** Replacement workers that could not load the model, since the pool started. */
+  startFailures: number;
+}
+
+/** A place held for one request from before its upload is read until its response ends. */
+export interface Reservation {
+  /** Frees the place; safe to call more than once. */
+  release(): void;
 }
 
 interface Job {
@@ -128,6 +153,10 @@ export class WorkerPool {
   private restarts = 0;
   private cancelledInWorker = 0;
   private accepted = 0;
+  private reserved = 0;
+  private startFailures = 0;
+  /** Replacements waiting for their retry delay. */
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
   /** Exponential moving average of decode time, for Retry-After. */
   private avgDecodeMs = 200;
   private modelInfo: PoolModelInfo | null = null;
@@ -165,6 +194,9 @@ export class WorkerPool {
       restarts: this.restarts,
       cancelledInWorker: this.cancelledInWorker,
       accepted: this.accepted,
+      reserved: this.reserved,
+      starting: this.slots.filter((s) => !s.ready).length + this.retryTimers.size,
+      startFailures: this.startFailures,
     };
   }
 
@@ -181,7 +213,7 @@ export class WorkerPool {
     const worker = new Worker(ENTRY, { workerData: init });
     const slot: Slot = { worker, ready: false, job: null, watchdog: null, numTensors: 0 };
     this.slots.push(slot);
-    return new Promise<void>((resolve, reject) => {
+    const loaded = new Promise<void>((resolve, reject) => {
       let started = false;
       worker.on('message', (msg: FromWorker) => {
         if (msg.type === 'ready') {
@@ -214,6 +246,13 @@ export class WorkerPool {
         else this.failSlot(slot, new WorkerError(`the caption worker exited (code ${code})`));
       });
     });
+    // A worker that could not load the model holds no place in the pool.
+    return loaded.catch(async (err: unknown) => {
+      const i = this.slots.indexOf(slot);
+      if (i >= 0) this.slots.splice(i, 1);
+      await worker.terminate();
+      throw err;
+    });
   }
 
   /** A worker died or was terminated: fail its job, replace it (unless closing). */
@@ -226,10 +265,42 @@ export class WorkerPool {
     slot.job = null;
     if (this.closing) return;
     this.restarts += 1;
-    this.spawn().catch(() => {
-      // The model loaded before, so this is unexpected; the remaining workers carry on and
-      // /readyz reports not ready when none is left.
-    });
+    this.opts.log?.(`worker: ${err.message}; starting a replacement`);
+    this.replace(1);
+  }
+
+  /**
+   * Starts a replacement worker; if it cannot load the model (its directory changed since the
+   * start, say), logs why and tries again after a delay that doubles up to `restartBackoff.maxMs`.
+   * While no worker is ready, queued jobs are refused rather than left to time out.
+   */
+  private replace(attempt: number): void {
+    this.spawn().then(
+      () => {
+        if (attempt > 1) this.opts.log?.(`worker: a replacement loaded the model (attempt ${attempt})`);
+      },
+      (err: unknown) => {
+        if (this.closing) return;
+        this.startFailures += 1;
+        const { initialMs, maxMs } = this.opts.restartBackoff ?? { initialMs: 1000, maxMs: 30_000 };
+        const delay = Math.min(maxMs, initialMs * 2 ** (attempt - 1));
+        this.opts.log?.(
+          `worker: a replacement could not load the model (attempt ${attempt}): ${(err as Error).message}; retrying in ${delay} ms`,
+        );
+        if (!this.slots.some((s) => s.ready)) {
+          for (const job of this.queue.splice(0)) this.settle(job, this.unavailable());
+        }
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(timer);
+          if (!this.closing) this.replace(attempt + 1);
+        }, delay);
+        this.retryTimers.add(timer);
+      },
+    );
+  }
+
+  private unavailable(): UnavailableError {
+    return new UnavailableError('no caption worker has the model loaded; try again shortly');
   }
 
   private onJobMessage(slot: Slot, msg: Exclude<FromWorker, { type: 'ready' | 'fatal' }>): void {
@@ -315,21 +386,47 @@ export class WorkerPool {
    * that a request can be turned away before its upload is read and decoded.
    */
   checkAdmission(): void {
-    if (this.closing) throw new UnavailableError('the server is shutting down');
-    // A worker being replaced (after a crash or a forced stop) takes jobs once it is ready.
-    if (this.slots.length === 0) throw new UnavailableError('no caption worker is running');
+    this.checkAvailable();
     const idle = this.slots.some((s) => s.ready && !s.job);
     if (!idle && this.queue.length >= this.opts.maxQueue) throw new QueueFullError(this.retryAfterSeconds());
   }
 
+  /** Throws UnavailableError while shutting down or while no worker has the model loaded. */
+  private checkAvailable(): void {
+    if (this.closing) throw new UnavailableError('the server is shutting down');
+    // A worker being replaced (after a crash or a forced stop) takes jobs once it is ready.
+    if (!this.slots.some((s) => s.ready)) throw this.unavailable();
+  }
+
+  /**
+   * Reserves a place for one request before its upload is read and decoded, so that decoding is
+   * inside the admission limit: at most `workers + maxQueue` places. Throws QueueFullError past
+   * that, UnavailableError when no worker is ready. The caller releases the place when its
+   * response ends, and passes it to `caption()`, which then skips the queue-length check.
+   */
+  reserve(): Reservation {
+    this.checkAvailable();
+    if (this.reserved >= this.opts.workers + this.opts.maxQueue) throw new QueueFullError(this.retryAfterSeconds());
+    this.reserved += 1;
+    let held = true;
+    return {
+      release: () => {
+        if (held) this.reserved -= 1;
+        held = false;
+      },
+    };
+  }
+
   /**
    * Captions one image (its pixels from model/data/image.ts). Rejects at once with QueueFullError
-   * when every worker is busy and the queue is full, UnavailableError while shutting down;
-   * later with TimeoutError past the time limit, CancelledError when `signal` aborts.
+   * when every worker is busy and the queue is full (unless the request holds a reservation),
+   * UnavailableError while shutting down or with no worker ready; later with TimeoutError past the
+   * time limit, CancelledError when `signal` aborts.
    */
   caption(request: CaptionRequest): Promise<CaptionOutcome> {
     try {
-      this.checkAdmission();
+      if (request.reservation) this.checkAvailable();
+      else this.checkAdmission();
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -373,6 +470,8 @@ export class WorkerPool {
 
   private async terminateAll(): Promise<void> {
     this.closing = true;
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
     const slots = this.slots.splice(0);
     for (const s of slots) if (s.watchdog) clearTimeout(s.watchdog);
     await Promise.all(slots.map((s) => s.worker.terminate()));

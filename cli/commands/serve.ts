@@ -2,9 +2,31 @@
 import { availableParallelism } from 'node:os';
 import type { Argv } from 'yargs';
 import { DEFAULT_DECODE_LIMITS } from '../../server/decode-options.ts';
-import { resolvePort, startServer } from '../../server/listen.ts';
+import { LOOPBACK_HOSTS, normaliseHost } from '../../server/host-guard.ts';
+import { ListenError, resolveAllowedHosts, resolvePort, startServer } from '../../server/listen.ts';
+import { DEFAULT_IMAGE_LIMITS } from '../../server/upload.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
+
+/** A socket that could not be opened, as a usage error that says which flag or variable picks another. */
+function listenUsageError(err: ListenError, fromFlag: boolean): UsageError {
+  const source = fromFlag ? '--port' : process.env.PORT ? 'the PORT environment variable' : 'the default port';
+  if (err.code === 'EADDRINUSE' || err.code === 'EACCES')
+    return new UsageError(
+      `${err.message} (from ${source}); pick another with --port N or the PORT environment variable`,
+    );
+  if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND')
+    return new UsageError(`${err.message}; pick another with --host (127.0.0.1, or 0.0.0.0 for every interface)`);
+  return new UsageError(err.message);
+}
+
+/** The host names a server answers to, for its start-up line. */
+function hostNames(host: string, allowed: readonly string[]): string {
+  const bound = normaliseHost(host);
+  const wildcard = bound === '0.0.0.0' || bound === '[::]' || bound === '';
+  const names = [...LOOPBACK_HOSTS, wildcard ? "this machine's addresses" : bound, ...allowed.map(normaliseHost)];
+  return [...new Set(names)].join(', ');
+}
 
 export const serveCommand: Command = {
   command: 'serve',
@@ -17,6 +39,12 @@ export const serveCommand: Command = {
         type: 'string',
         default: '127.0.0.1',
         describe: 'address to listen on (0.0.0.0 for every interface)',
+      })
+      .option('allowed-host', {
+        type: 'string',
+        array: true,
+        describe:
+          "a host name the server answers to besides localhost, 127.0.0.1, [::1] and the --host address (every one of the machine's addresses for 0.0.0.0); repeatable; other Host headers get 421 [default: $CAPTIONER_ALLOWED_HOSTS, comma-separated]",
       })
       .option('workers', {
         type: 'number',
@@ -42,6 +70,12 @@ export const serveCommand: Command = {
         default: 40_000_000,
         describe: 'largest image in pixels, width × height (413 past it)',
       })
+      .option('max-decode-mb', {
+        type: 'number',
+        default: DEFAULT_IMAGE_LIMITS.maxDecodeBytes / 1024 / 1024,
+        describe:
+          'memory the image decodes in progress may hold together, in MB, estimated from each header (16-bit, alpha and interlacing count); an image that alone needs more gets 413',
+      })
       .option('beam', {
         type: 'number',
         default: 3,
@@ -54,8 +88,8 @@ export const serveCommand: Command = {
       })
       .example('$0 serve --model models/shapes', 'serve on http://127.0.0.1:3000')
       .example(
-        'PORT=8080 $0 serve --model models/shapes --host 0.0.0.0 --workers 2',
-        'serve on every interface, port 8080',
+        'PORT=8080 $0 serve --model models/shapes --host 0.0.0.0 --allowed-host captions.example.org --workers 2',
+        'serve on every interface, port 8080, also under the name captions.example.org',
       ),
   async run(argv) {
     const positive = (name: string, min: number) => {
@@ -74,23 +108,35 @@ export const serveCommand: Command = {
     if (beamWidth > DEFAULT_DECODE_LIMITS.maxBeamWidth)
       throw new UsageError(`--beam must be at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth}, got ${beamWidth}`);
     const workers = argv.workers === undefined ? Math.max(1, availableParallelism() - 1) : positive('workers', 1);
+    const host = String(argv.host);
+    const allowedHosts = resolveAllowedHosts(argv['allowed-host'] as string[] | undefined);
     logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
     const running = await startServer({
       modelDir: String(argv.model),
       port,
-      host: String(argv.host),
+      host,
+      allowedHosts,
       workers,
       maxQueue: positive('queue', 0),
       timeoutMs: positive('timeout', 1),
-      limits: { maxBytes: positive('max-upload', 1), maxPixels: positive('max-pixels', 1) },
+      limits: {
+        maxBytes: positive('max-upload', 1),
+        maxPixels: positive('max-pixels', 1),
+        maxDecodeBytes: positive('max-decode-mb', 1) * 1024 * 1024,
+      },
       graceMs: positive('grace', 0),
       defaultBeamWidth: beamWidth,
       ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}),
       log: logLine,
+    }).catch((err: unknown) => {
+      throw err instanceof ListenError ? listenUsageError(err, argv.port !== undefined) : err;
     });
     const { backend, backendDetail } = running.pool.info;
     logLine(
       `model ${String(argv.model)} on the ${backend} backend${backendDetail ? ` (${backendDetail})` : ''}; listening on ${running.url}`,
+    );
+    logLine(
+      `answering to the host names ${hostNames(host, allowedHosts)} (others get 421; add one with --allowed-host)`,
     );
 
     await new Promise<void>((resolve) => {

@@ -5,16 +5,23 @@
  * size × size square and centre-cropped.
  */
 import * as tf from '@tensorflow/tfjs';
-import sharp from 'sharp';
+import sharp, { type SharpOptions } from 'sharp';
 
 export class ImageError extends Error {
   override name = 'ImageError';
 }
 
+/**
+ * How every decode of an image reads it (captioning, training, the server's header check and
+ * preview): fail on errors, not on libjpeg's warnings (e.g. a stray marker inside scan data),
+ * which a viewer shows without complaint. The pixel limit is set per use.
+ */
+export const IMAGE_INPUT_OPTIONS = { failOn: 'error' } as const satisfies SharpOptions;
+
 /** Decodes an image (a path or its bytes) to size × size × 3 uint8 RGB pixels, row-major. */
 export async function loadImagePixels(input: string | Buffer, size: number): Promise<Uint8Array> {
   try {
-    const { data, info } = await sharp(input, { failOn: 'error', limitInputPixels: 1 << 28 })
+    const { data, info } = await sharp(input, { ...IMAGE_INPUT_OPTIONS, limitInputPixels: 1 << 28 })
       .rotate() // applies the EXIF orientation
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')

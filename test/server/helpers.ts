@@ -4,6 +4,7 @@
  * hostile files made by hand, and a reader for Server-Sent Events.
  */
 import { rm } from 'node:fs/promises';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { deflateSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
@@ -147,4 +148,103 @@ export async function waitFor(probe: () => Promise<boolean> | boolean, ms = 10_0
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * A large PNG that is slow and memory-hungry to decode: width × height, 16-bit RGBA (noise, so
+ * that it does not compress away), optionally interlaced (Adam7), the shape of a decode bomb that
+ * the pixel limit alone lets through.
+ */
+export async function heavyPng(width: number, height: number, interlaced: boolean): Promise<Buffer> {
+  const tile = Buffer.alloc(64 * 64 * 4);
+  for (let i = 0; i < tile.length; i++) tile[i] = (i * 2654435761) >>> 24;
+  return sharp(tile, { raw: { width: 64, height: 64, channels: 4 } })
+    .resize(width, height, { kernel: 'nearest' })
+    .toColourspace('rgb16')
+    .png({ progressive: interlaced, compressionLevel: 1 })
+    .toBuffer();
+}
+
+/** A multipart body as bytes with its Content-Type (for requests made with node:http). */
+export async function multipartBytes(f: FormData): Promise<{ body: Buffer; contentType: string }> {
+  const request = new Request('http://localhost/', { method: 'POST', body: f });
+  return {
+    body: Buffer.from(await request.arrayBuffer()),
+    contentType: request.headers.get('content-type') ?? '',
+  };
+}
+
+export interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * A request made with node:http, which (unlike fetch) sends any Host and Origin header it is
+ * given: what a page on another site, or a DNS-rebinding attack, would send.
+ */
+export function rawRequest(
+  url: string,
+  {
+    method = 'GET',
+    path = '/',
+    headers = {},
+    body,
+  }: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer },
+): Promise<RawResponse> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ hostname, port, method, path, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * Starts a POST whose body is only partly sent; `destroy()` then drops the connection, as a
+ * client that gives up during its upload (or during decoding, if `sent` is the whole body).
+ */
+export function startUpload(
+  url: string,
+  path: string,
+  { body, contentType }: { body: Buffer; contentType: string },
+  sent: number,
+): { destroy(): void; response: Promise<RawResponse | Error> } {
+  const { hostname, port } = new URL(url);
+  const req = httpRequest({
+    hostname,
+    port,
+    method: 'POST',
+    path,
+    headers: { 'content-type': contentType, 'content-length': String(body.length) },
+  });
+  const response = new Promise<RawResponse | Error>((resolve) => {
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      res.on('error', resolve);
+    });
+    req.on('error', resolve);
+  });
+  req.write(body.subarray(0, sent));
+  if (sent >= body.length) req.end();
+  return { destroy: () => req.destroy(), response };
+}
+
+/** The sum of a metric's series whose labels include `labels`, read from /metrics. */
+export async function metricValue(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let sum = 0;
+  for (const [, labelText = '', value] of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+    if (Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) sum += Number(value);
+  }
+  return sum;
 }

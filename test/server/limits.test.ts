@@ -5,13 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { loadImagePixels } from '../../model/data/image.ts';
 import { CancelledError, QueueFullError, TimeoutError, UnavailableError } from '../../server/errors.ts';
 import { resolvePort } from '../../server/listen.ts';
 import { WorkerPool } from '../../server/workers.ts';
-import { form, image, readSse, serve, trainServerModel, waitFor, type TrainedModel } from './helpers.ts';
+import { form, image, rawRequest, readSse, serve, trainServerModel, waitFor, type TrainedModel } from './helpers.ts';
 
 let model: TrainedModel;
 let pixels: Uint8Array;
@@ -278,7 +279,7 @@ test('the port: --port, else PORT, else 3000', () => {
 test('captioner serve: listens where PORT says, and exits 0 on SIGTERM after a graceful stop', async () => {
   const bin = fileURLToPath(new URL('../../bin/captioner.js', import.meta.url));
   const child = spawn(process.execPath, [bin, 'serve', '--model', model.modelDir, '--workers', '1'], {
-    env: { ...process.env, PORT: '0' },
+    env: { ...process.env, PORT: '0', CAPTIONER_ALLOWED_HOSTS: 'captions.test,other.test' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -294,6 +295,10 @@ test('captioner serve: listens where PORT says, and exits 0 on SIGTERM after a g
     assert.ok(url, stderr);
     const res = await fetch(`${url}/api/captions`, { method: 'POST', body: form(png) });
     assert.equal(res.status, 200);
+    // The host names from CAPTIONER_ALLOWED_HOSTS are answered; others are not.
+    assert.match(stderr, /answering to the host names localhost, 127\.0\.0\.1, \[::1\], captions\.test, other\.test/);
+    assert.equal((await rawRequest(url, { path: '/healthz', headers: { host: 'captions.test' } })).status, 200);
+    assert.equal((await rawRequest(url, { path: '/healthz', headers: { host: 'elsewhere.test' } })).status, 421);
     child.kill('SIGTERM');
     assert.equal(await exited, 0, stderr);
     assert.match(stderr, /SIGTERM: stopping/);
@@ -313,4 +318,36 @@ test('captioner serve: a directory that is not a model exits 3, naming it', asyn
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
   assert.equal(code, 3, stderr);
   assert.match(stderr, new RegExp(`error: ${model.dataDir}: not a model directory`));
+});
+
+test('captioner serve: a port in use exits 2, saying which flag or variable picks another', async () => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const port = String((taken.address() as { port: number }).port);
+  const bin = fileURLToPath(new URL('../../bin/captioner.js', import.meta.url));
+  const run = (args: string[], env: Record<string, string>) => {
+    const child = spawn(process.execPath, [bin, 'serve', '--model', model.modelDir, '--workers', '1', ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    return new Promise<{ code: number | null; stderr: string }>((resolve) =>
+      child.on('exit', (code) => resolve({ code, stderr })),
+    );
+  };
+  try {
+    const [byFlag, byEnv] = await Promise.all([run(['--port', port], {}), run([], { PORT: port })]);
+    assert.equal(byFlag.code, 2, byFlag.stderr);
+    assert.match(
+      byFlag.stderr,
+      new RegExp(
+        `error: port ${port} is already in use on 127\\.0\\.0\\.1 \\(from --port\\); pick another with --port N or the PORT environment variable`,
+      ),
+    );
+    assert.equal(byEnv.code, 2, byEnv.stderr);
+    assert.match(byEnv.stderr, /\(from the PORT environment variable\); pick another with --port N/);
+  } finally {
+    taken.close();
+  }
 });

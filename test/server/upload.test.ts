@@ -8,7 +8,7 @@ import { layoutChart, niceTicks } from '../../server/model-info.ts';
 import { checkImage, decodeUpload, sniffFormat } from '../../server/upload.ts';
 import { image, pngHeaderClaiming } from './helpers.ts';
 
-const LIMITS = { maxBytes: 1 << 20, maxPixels: 256 * 256 };
+const LIMITS = { maxBytes: 1 << 20, maxPixels: 256 * 256, maxDecodeBytes: 64 << 20 };
 
 test('every accepted raster format is recognised from its bytes and decodes to size² RGB', async () => {
   for (const format of ['png', 'jpeg', 'webp', 'gif', 'avif', 'tiff'] as const) {

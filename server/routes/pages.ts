@@ -1,0 +1,59 @@
+/**
+ * The pages: `GET /` the upload form, `POST /` the same form without JavaScript (it renders the
+ * finished caption), `GET /model` what the loaded model is, how it was trained and how well it
+ * does.
+ */
+import { Router } from 'express';
+import { captionJson, captionRoute, decodeImage, readUpload, runCaption, type CaptionJson } from '../captioning.ts';
+import { pageData, ROUTES, type AppContext } from '../context.ts';
+import { describeModel } from '../model-info.ts';
+import { publicDescription } from '../public-paths.ts';
+
+export function pagesRouter(ctx: AppContext): Router {
+  const router = Router();
+
+  router.get(ROUTES.home, async (_req, res) => {
+    res.render('home', { title: 'Caption an image', ...pageData(ctx), card: await ctx.card });
+  });
+
+  // The same form without JavaScript: a plain POST renders the finished caption.
+  router.post(
+    ROUTES.home,
+    captionRoute(ctx, async (req, res, { clientGone, reservation }) => {
+      const { bytes, options } = await readUpload(ctx, req, res, clientGone);
+      const image = await decodeImage(ctx, bytes, clientGone, { preview: true });
+      const outcome = await runCaption(ctx, { pixels: image.pixels, options, signal: clientGone, reservation });
+      res.render('home', {
+        title: 'Caption an image',
+        ...pageData(ctx),
+        card: await ctx.card,
+        result: resultView(captionJson(ctx, outcome, options, image)),
+        preview: image.preview,
+        strategy: options.strategy,
+      });
+    }),
+  );
+
+  router.get(ROUTES.model, async (_req, res) => {
+    const description = publicDescription(await describeModel(ctx.modelDir), ctx.modelDir);
+    res.render('model', {
+      title: `Model ${description.name}`,
+      ...pageData(ctx),
+      m: description,
+      info: ctx.pool.info,
+    });
+  });
+
+  return router;
+}
+
+/** The view model of a result: words with their confidence shade (0–10, see style.css). */
+function resultView(json: CaptionJson) {
+  return {
+    ...json,
+    words: json.words.map((word, i) => {
+      const prob = json.wordProbs[i] ?? 0;
+      return { word, prob, shade: Math.max(0, Math.min(10, Math.round(prob * 10))) };
+    }),
+  };
+}
