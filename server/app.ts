@@ -18,7 +18,13 @@ import multer from 'multer';
 import { CheckpointError } from '../model/io/checkpoint.ts';
 import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode/decode.ts';
 import { ImageError } from '../model/data/image.ts';
-import { DEFAULT_DECODE_LIMITS, defaultDecode, parseDecodeOptions, type DecodeLimits } from './decode-options.ts';
+import {
+  DEFAULT_DECODE_LIMITS,
+  defaultDecode,
+  parseDecodeOptions,
+  type DecodeLimits,
+  type FieldSource,
+} from './decode-options.ts';
 import { BadRequestError, CancelledError, HttpError, TooLargeError } from './errors.ts';
 import { ServerMetrics } from './metrics.ts';
 import { describeModel, readModelCard } from './model-info.ts';
@@ -40,7 +46,7 @@ export interface AppDeps {
   /** The model directory the pool loaded (for the model page). */
   modelDir: string;
   limits?: Partial<ImageLimits & DecodeLimits>;
-  /** The beam width a request gets when it names none, and the page's Beam width field starts at (default 3). */
+  /** The beam width a request gets when it names none, and the page's field starts at (default DEFAULT_BEAM_WIDTH). */
   defaultBeamWidth?: number;
   metrics?: ServerMetrics;
   /** Server-side log lines (5xx errors). */
@@ -135,16 +141,7 @@ function resultView(json: ReturnType<typeof captionJson>) {
 
 export function createApp(deps: AppDeps): express.Express {
   const limits: ImageLimits & DecodeLimits = { ...DEFAULT_IMAGE_LIMITS, ...DEFAULT_DECODE_LIMITS, ...deps.limits };
-  const decodeDefaults = defaultDecode(deps.defaultBeamWidth ?? 3);
-  if (!(
-    Number.isInteger(decodeDefaults.beamWidth) &&
-    decodeDefaults.beamWidth! >= 1 &&
-    decodeDefaults.beamWidth! <= limits.maxBeamWidth
-  )) {
-    throw new RangeError(
-      `defaultBeamWidth must be a whole number from 1 to ${limits.maxBeamWidth}, got ${deps.defaultBeamWidth}`,
-    );
-  }
+  const decodeDefaults = defaultDecode(deps.defaultBeamWidth, limits);
   const metrics = deps.metrics ?? new ServerMetrics(deps.pool);
   const log = deps.log ?? (() => {});
   const modelName = basename(deps.modelDir.replace(/\/+$/, '')) || deps.modelDir;
@@ -176,8 +173,8 @@ export function createApp(deps: AppDeps): express.Express {
   });
   app.use('/static', express.static(PUBLIC_DIR, { index: false, maxAge: '1h', fallthrough: true }));
 
-  /** Reads the multipart upload in memory, checks and decodes it, parses the decoding fields. */
-  const readUpload = async (req: Request, res: Response) => {
+  /** Reads the multipart upload in memory, checks and decodes it, parses the decoding fields (API's or page's). */
+  const readUpload = async (req: Request, res: Response, source: FieldSource = 'api') => {
     // When the queue is full, say so at once, before reading and decoding the upload.
     try {
       deps.pool.checkAdmission();
@@ -198,7 +195,7 @@ export function createApp(deps: AppDeps): express.Express {
     }
     if (req.file.size > limits.maxBytes)
       throw new TooLargeError(`the upload is larger than the ${limits.maxBytes}-byte limit`);
-    const options = parseDecodeOptions((req.body ?? {}) as Record<string, unknown>, limits, decodeDefaults);
+    const options = parseDecodeOptions((req.body ?? {}) as Record<string, unknown>, limits, decodeDefaults, source);
     const decoded = await decodeUpload(req.file.buffer, deps.pool.info.config.imageSize, limits);
     return { bytes: req.file.buffer, options, decoded };
   };
@@ -246,7 +243,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   // The same form without JavaScript: a plain POST renders the finished caption.
   app.post('/', async (req, res) => {
-    const { bytes, options, decoded } = await readUpload(req, res);
+    const { bytes, options, decoded } = await readUpload(req, res, 'page');
     const outcome = await runCaption(res, decoded.pixels, options);
     const json = captionJson(outcome.result, outcome, deps.pool.info, modelName, options, decoded);
     res.render('home', {

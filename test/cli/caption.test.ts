@@ -126,7 +126,7 @@ test('captions a folder recursively: one record per image, errors recorded, summ
   assert.match(run.stderr, /done: 33 captioned, 2 failed in [\d.]+ s \([\d.]+ images\/s\)/);
 
   // The CLI's captions are the library's for the same files (one preprocessing path, one decoder).
-  const model = await loadModel(modelDir);
+  const { model } = await loadModel(modelDir);
   const pixels = await Promise.all(goodFiles.map((f) => loadImagePixels(f, model.config.imageSize)));
   const batch = imagesToTensor(pixels, model.config.imageSize);
   const expected = captionImages(model, batch, { strategy: 'greedy' });
@@ -180,7 +180,7 @@ test('beam search with n-best as CSV on stdout; globs; sampling seeded per file;
     '4',
   ]);
   assert.equal(sampled.code, 0, sampled.stderr);
-  const model = await loadModel(modelDir);
+  const { model } = await loadModel(modelDir);
   for (const r of parseJsonl(sampled.stdout)) {
     const image = imagesToTensor([await loadImagePixels(r.path, model.config.imageSize)], model.config.imageSize);
     const [alone] = captionImages(model, image, {
@@ -283,8 +283,8 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   // empty, at a weight far above any useful one, must make it say something else.
   json.counts['<start>'] = { '<end>': 1000 };
   await writeFile(file, JSON.stringify(json));
-  const model = await loadModel(model2);
-  assert.deepEqual(model.languagePrior?.antiLm, { weight: 5, plausibility: 0.001 });
+  const { model, prior } = await loadModel(model2);
+  assert.deepEqual(prior?.antiLm, { weight: 5, plausibility: 0.001 });
   const byDefault = parseJsonl((await cli(['caption', ...goodSix, '--model', model2, '--beam', '2'])).stdout);
   const off = parseJsonl(
     (await cli(['caption', ...goodSix, '--model', model2, '--beam', '2', '--anti-lm', '0'])).stdout,
@@ -297,8 +297,9 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
       beamWidth: 2,
       antiLm: 5,
       antiLmPlausibility: 0.001,
+      prior,
     });
-    const [plain] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 0 });
+    const [plain] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 0, prior });
     image.dispose();
     assert.equal(r.caption, anti!.caption, r.path);
     assert.ok(Math.abs(r.logProb! - anti!.logProb) < 1e-4, 'the record carries log p under the model');
