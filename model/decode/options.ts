@@ -233,16 +233,12 @@ function accepts(spec: SettingSpec, value: number, max: number | undefined): boo
   );
 }
 
-/** What `spec` accepts, in words: "a whole number ≥ 1", "from 0 to 100", "in (0, 1]". */
+/** What `spec` accepts, in words: "a whole number ≥ 1", "a number from 0 to 100", "≥ 0", "in (0, 1]". */
 export function acceptedRange(spec: SettingSpec, limits?: DecodeLimits): string {
   const max = maxOf(spec, limits);
-  const range =
-    max === undefined
-      ? `${spec.minExclusive ? '>' : '≥'} ${spec.min}`
-      : spec.minExclusive
-        ? `in (${spec.min}, ${max}]`
-        : `from ${spec.min} to ${max}`;
-  return (spec.integer ? 'a whole number ' : '') + range;
+  if (max === undefined) return `${spec.integer ? 'a whole number ' : ''}${spec.minExclusive ? '>' : '≥'} ${spec.min}`;
+  if (spec.minExclusive) return `in (${spec.min}, ${max}]`;
+  return `${spec.integer ? 'a whole number' : 'a number'} from ${spec.min} to ${max}`;
 }
 
 /** Whether `value` is within the decoder's bounds for `key` (prior.ts checks its file's anti-LM pair with it). */

@@ -55,10 +55,12 @@ test('names like built-in properties are not settings: own keys only, of any obj
     bare[name] = '1';
     refused(() => readDecodeSettings(bare, FORM), new RegExp(`unknown field "${name}"`));
     // JSON.parse makes "__proto__" an own key of an ordinary object.
-    refused(() => readDecodeSettings(JSON.parse(`{"${name}": "1"}`) as object, FORM), /unknown field/);
+    refused(() => readDecodeSettings(JSON.parse(`{"${name}": "1"}`) as Record<string, unknown>, FORM), /unknown field/);
   }
   // Inherited properties are not read as given.
-  assert.deepEqual(readDecodeSettings(Object.create({ topK: '3' }) as object, FORM), { strategy: 'beam' });
+  assert.deepEqual(readDecodeSettings(Object.create({ topK: '3' }) as Record<string, unknown>, FORM), {
+    strategy: 'beam',
+  });
 });
 
 test('a setting the strategy does not use is refused, naming it and how to choose the strategy that does', () => {
@@ -104,7 +106,7 @@ test('values: numbers or numeric strings within the bounds; the untrusted caps o
     [{ beamWidth: 'x' }, /got "x"/],
     [{ maxLength: '41' }, /field "maxLength" must be a whole number from 1 to 40/],
     [{ strategy: 'sample', topP: '0' }, /field "topP" must be in \(0, 1\], got "0"/],
-    [{ strategy: 'sample', temperature: 'Infinity' }, /"temperature" must be from 0 to 100/],
+    [{ strategy: 'sample', temperature: 'Infinity' }, /"temperature" must be a number from 0 to 100/],
     [{ antiLmPlausibility: '1.5' }, /"antiLmPlausibility" must be in \(0, 1\]/],
     [{ strategy: 'best' }, /field "strategy" must be greedy, beam or sample, got "best"/],
   ];
