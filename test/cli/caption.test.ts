@@ -325,3 +325,65 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   assert.equal(evaluated.code, 0, evaluated.stderr);
   assert.equal(JSON.parse(evaluated.stdout).decoding, 'beam search, width 2, anti-LM λ 5 (β 0.001)');
 });
+
+test('decoding flags come from the one spec: a flag of another strategy exits 2 naming it, in caption and eval', async () => {
+  const good = join(images, 'good-0.png');
+  const refused: [string[], RegExp][] = [
+    [['--beam', '2', '--top-k', '5'], /--top-k applies to sampling, not to beam search: add --sample/],
+    [['--temperature', '0.5'], /--temperature applies to sampling, not to greedy decoding: add --sample/],
+    [['--sample', '--nbest', '2'], /--nbest applies to beam search, not to sampling: add --beam N/],
+    [['--sample', '--length-penalty', '1'], /--length-penalty applies to beam search/],
+    [['--beam', '0'], /--beam must be a whole number ≥ 1, got 0/],
+    [['--sample', '--top-p', '1.5'], /--top-p must be in \(0, 1\], got 1.5/],
+  ];
+  for (const [flags, message] of refused) {
+    const run = await cli(['caption', good, '--model', modelDir, ...flags]);
+    assert.equal(run.code, 2, `${flags.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+    assert.equal(run.stdout, '', 'nothing captioned');
+  }
+  const evalOut = join(work, 'eval-flags');
+  const evalRefused: [string[], RegExp][] = [
+    [['--beam', '1', '--length-penalty', '0.5'], /--length-penalty applies to beam search, not to greedy decoding/],
+    [['--max-length', '0'], /--max-length must be a whole number ≥ 1, got 0/],
+    [['--beam', '2.5'], /--beam must be a whole number ≥ 1, got 2.5/],
+  ];
+  for (const [flags, message] of evalRefused) {
+    const run = await cli(['eval', '--model', modelDir, '--data', data, '--split', 'val', '--out', evalOut, ...flags]);
+    assert.equal(run.code, 2, `${flags.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+  }
+  // eval takes the spec's beam-search settings, and says what it decoded with.
+  const evaluated = await cli([
+    'eval',
+    '--model',
+    modelDir,
+    '--data',
+    data,
+    '--split',
+    'val',
+    '--beam',
+    '2',
+    '--length-penalty',
+    '0.5',
+    '--max-length',
+    '3',
+    '--json',
+    '--out',
+    evalOut,
+  ]);
+  assert.equal(evaluated.code, 0, evaluated.stderr);
+  assert.equal(JSON.parse(evaluated.stdout).decoding, 'beam search, width 2, length penalty α 0.5, at most 3 words');
+  // --help: each decoding flag in one group, with the strategy that uses it and its default.
+  const help = await cli(['caption', '--help']);
+  assert.match(help.stdout, /Decoding:/);
+  for (const flag of ['--beam', '--sample', '--nbest', '--top-k', '--top-p', '--seed', '--max-length', '--anti-lm'])
+    assert.match(help.stdout, new RegExp(`${flag}\\b`));
+  assert.match(
+    help.stdout.replace(/\s+/g, ' '),
+    /--top-k sampling: draw from the k most probable words only; 0: all \[default: 0\]/,
+  );
+  const evalHelp = (await cli(['eval', '--help'])).stdout.replace(/\s+/g, ' ');
+  assert.match(evalHelp, /--beam beam width .*\[default: 3\]/);
+  assert.doesNotMatch(evalHelp, /--top-k/, 'eval decodes deterministically');
+});
