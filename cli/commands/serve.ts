@@ -45,7 +45,7 @@ export const serveCommand: Command = {
       .option('beam', {
         type: 'number',
         default: DEFAULT_BEAM_WIDTH,
-        describe: "beam width a request gets when it names none; the page's Beam width field starts at it (at most 10)",
+        describe: `beam width a request gets when it names none; the page's Beam width field starts at it (at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth})`,
       })
       .option('grace', {
         type: 'number',

@@ -213,7 +213,7 @@ export function settingSpec(key: NumericSetting): SettingSpec {
 }
 
 /** Whether `key` names a decoding setting (own keys only: `constructor` or `__proto__` is none). */
-export function isDecodeSetting(key: string): key is keyof DecodeSettings {
+function isDecodeSetting(key: string): key is keyof DecodeSettings {
   return Object.hasOwn(DECODE_SPEC, key);
 }
 
@@ -234,7 +234,7 @@ function accepts(spec: SettingSpec, value: number, max: number | undefined): boo
 }
 
 /** What `spec` accepts, in words: "a whole number ≥ 1", "a number from 0 to 100", "≥ 0", "in (0, 1]". */
-export function acceptedRange(spec: SettingSpec, limits?: DecodeLimits): string {
+function acceptedRange(spec: SettingSpec, limits?: DecodeLimits): string {
   const max = maxOf(spec, limits);
   if (max === undefined) return `${spec.integer ? 'a whole number ' : ''}${spec.minExclusive ? '>' : '≥'} ${spec.min}`;
   if (spec.minExclusive) return `in (${spec.min}, ${max}]`;
@@ -348,7 +348,7 @@ export interface ResolvedOptions {
 }
 
 /** What resolving options needs of a model. */
-export interface ModelLimits {
+export interface ModelShape {
   readonly vocab: { readonly size: number };
   readonly config: { readonly maxLength: number };
 }
@@ -357,7 +357,7 @@ export interface ModelLimits {
  * Fills in defaults (DECODE_SPEC's, the model's caption length, the prior's anti-LM settings)
  * and checks every option against DECODE_SPEC and the others, naming the one that is wrong.
  */
-export function resolveDecodeOptions(model: ModelLimits, options: DecodeOptions): ResolvedOptions {
+export function resolveDecodeOptions(model: ModelShape, options: DecodeOptions): ResolvedOptions {
   const fail = (what: string): never => {
     throw new DecodeOptionsError(what);
   };
@@ -390,7 +390,7 @@ export function resolveDecodeOptions(model: ModelLimits, options: DecodeOptions)
     );
   if (o.antiLm > 0 && !prior)
     fail(
-      "antiLm needs the language prior of the model's training captions, and this model has none (language-prior.json: make it with `captioner prior`)",
+      "antiLm needs the language prior of the model's training captions, and this model has none (language-prior.json: make it with `captioner prior`; a program passes loadModel's `prior`)",
     );
   if (o.imageSeeds !== null && !o.imageSeeds.every((seed) => Number.isInteger(seed) && seed >= 0))
     fail('imageSeeds must be whole numbers ≥ 0');
