@@ -6,8 +6,18 @@
 import { basename, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Captioner } from '../model/nn/captioner.ts';
+import type { LanguagePrior } from '../model/decode/prior.ts';
 import { DatasetError, ImageCache, readManifest, splitImages, type DatasetImage } from '../model/data/dataset.ts';
-import { captionImages, resolveDecodeOptions, type DecodeOptions, type StepModel } from '../model/decode/decode.ts';
+import { captionImages, type StepModel } from '../model/decode/decode.ts';
+import {
+  DEFAULT_BEAM_WIDTH,
+  STRATEGY_NAMES,
+  checkSetting,
+  readDecodeSettings,
+  resolveDecodeOptions,
+  type DecodeOptions,
+  type DecodeSettings,
+} from '../model/decode/options.ts';
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
@@ -23,14 +33,26 @@ import {
 } from './report.ts';
 import { NOT_COMPUTED, scoreCaptions, type CorpusScores, type ImageScore, type ScoreReport } from './score.ts';
 
-export interface CaptionSplitOptions {
+/**
+ * The decoding settings an evaluation takes (model/decode/options.ts DECODE_SPEC): deterministic
+ * decoding only, beam search of `beamWidth` (default DEFAULT_BEAM_WIDTH; 1 is greedy decoding).
+ * Anti-LM absent: the model's defaults (its language-prior.json).
+ */
+export const EVAL_DECODE_SETTINGS = [
+  'beamWidth',
+  'lengthPenalty',
+  'maxLength',
+  'antiLm',
+  'antiLmPlausibility',
+] as const;
+
+export type EvalDecodeSettings = Pick<DecodeSettings, (typeof EVAL_DECODE_SETTINGS)[number]>;
+
+export interface CaptionSplitOptions extends EvalDecodeSettings {
   /** Images per decoding batch. */
   batchSize?: number;
-  /** Beam width; 1 is greedy decoding. */
-  beamWidth?: number;
-  /** Anti-LM weight and plausibility (model/decode/decode.ts); absent: the model's defaults. */
-  antiLm?: number;
-  antiLmPlausibility?: number;
+  /** The model's language prior (model/io/load.ts returns it), for anti-LM; absent: plain decoding. */
+  prior?: LanguagePrior | null;
   /** Called while images are decoded from disk. */
   loading?(done: number, total: number): void;
   /** Called after each captioned batch. */
@@ -44,22 +66,36 @@ export interface CaptionedImage {
   references: string[];
 }
 
-/** The decoding an evaluation runs: beam search of `beamWidth` (1: greedy), anti-LM as asked or as the model says. */
+/**
+ * The decoding an evaluation runs: beam search of `beamWidth` (1: greedy decoding), the other
+ * settings checked against DECODE_SPEC; one that greedy decoding does not use (a length
+ * penalty at width 1) is refused. `nameOf` names a setting in errors as the caller does (the
+ * CLI: its flags).
+ */
 export function evalDecodeOptions(
-  options: Pick<CaptionSplitOptions, 'beamWidth' | 'antiLm' | 'antiLmPlausibility'>,
-): DecodeOptions {
-  const beamWidth = options.beamWidth ?? 1;
-  const decode: DecodeOptions = beamWidth > 1 ? { strategy: 'beam', beamWidth } : { strategy: 'greedy' };
-  if (options.antiLm !== undefined) decode.antiLm = options.antiLm;
-  if (options.antiLmPlausibility !== undefined) decode.antiLmPlausibility = options.antiLmPlausibility;
-  return decode;
+  settings: EvalDecodeSettings,
+  nameOf: (key: string) => string = (key) => key,
+): DecodeSettings {
+  const beamWidth = checkSetting('beamWidth', settings.beamWidth ?? DEFAULT_BEAM_WIDTH, nameOf('beamWidth'));
+  const strategy = beamWidth > 1 ? 'beam' : 'greedy';
+  const given: Record<string, unknown> = {};
+  for (const key of EVAL_DECODE_SETTINGS) if (key !== 'beamWidth') given[key] = settings[key];
+  const decode = readDecodeSettings(given, {
+    strategy,
+    nameOf,
+    howToChoose: (s) => (s === 'beam' ? `set ${nameOf('beamWidth')} above 1` : `use ${STRATEGY_NAMES[s]}`),
+  });
+  return strategy === 'beam' ? { ...decode, beamWidth } : decode;
 }
 
 /** How captions are decoded: a description for reports and logs (checks the options, naming a wrong one). */
 export function decodingDescription(model: StepModel, options: DecodeOptions): string {
   const o = resolveDecodeOptions(model, options);
-  const search = o.strategy === 'beam' ? `beam search, width ${o.beamWidth}` : o.strategy;
-  return o.antiLm > 0 ? `${search}, anti-LM λ ${o.antiLm} (β ${o.antiLmPlausibility})` : search;
+  const parts = [o.strategy === 'beam' ? `beam search, width ${o.beamWidth}` : o.strategy];
+  if (o.strategy === 'beam' && o.lengthPenalty > 0) parts.push(`length penalty α ${o.lengthPenalty}`);
+  if (options.maxLength !== undefined) parts.push(`at most ${o.maxLength} words`);
+  if (o.antiLm > 0) parts.push(`anti-LM λ ${o.antiLm} (β ${o.antiLmPlausibility})`);
+  return parts.join(', ');
 }
 
 /** Captions `images` (of the data set in `dataDir`) in batches; results in input order. */
@@ -70,7 +106,7 @@ export async function captionImagesOfSplit(
   options: CaptionSplitOptions = {},
 ): Promise<CaptionedImage[]> {
   const batchSize = options.batchSize ?? 32;
-  const decode = evalDecodeOptions(options);
+  const decode: DecodeOptions = { ...evalDecodeOptions(options), prior: options.prior ?? null };
   const size = model.config.imageSize;
   const cache = await ImageCache.load(dataDir, images, size, options.loading);
   const out: CaptionedImage[] = [];
@@ -99,16 +135,12 @@ export function scoreCaptionedImages(captioned: readonly CaptionedImage[]): Scor
   return scoreCaptions(captioned.map((c) => ({ id: c.id, candidate: c.caption, references: c.references })));
 }
 
-/** What `runEvaluation` needs. */
-export interface EvaluationOptions {
+/** What `runEvaluation` needs: where, what, and the decoding (EvalDecodeSettings). */
+export interface EvaluationOptions extends EvalDecodeSettings {
   modelDir: string;
   dataDir: string;
   /** The split to evaluate; on the shapes data set "test" brings "test-compositional" along. */
   split: string;
-  beamWidth: number;
-  /** Anti-LM weight and plausibility; absent: the model's defaults (its language-prior.json). */
-  antiLm?: number;
-  antiLmPlausibility?: number;
   batchSize: number;
   /** Where the COCO files, metrics.json and report.html go. */
   outDir: string;
@@ -165,10 +197,10 @@ export async function runEvaluation(
     }
   }
 
-  const model = await loadModel(options.modelDir);
+  const { model, prior } = await loadModel(options.modelDir);
   let decoding: string;
   try {
-    decoding = decodingDescription(model, evalDecodeOptions(options));
+    decoding = decodingDescription(model, { ...evalDecodeOptions(options), prior });
   } catch (err) {
     model.dispose();
     throw err;
@@ -182,10 +214,9 @@ export async function runEvaluation(
         `captioning ${images.length}${images.length < all.length ? ` of the ${all.length}` : ''} images of "${split}" (${decoding})`,
       );
       const captioned = await captionImagesOfSplit(model, options.dataDir, images, {
+        ...Object.fromEntries(EVAL_DECODE_SETTINGS.map((key) => [key, options[key]])),
         batchSize: options.batchSize,
-        beamWidth: options.beamWidth,
-        antiLm: options.antiLm,
-        antiLmPlausibility: options.antiLmPlausibility,
+        prior,
         loading: (d, t) => hooks.loading?.(split, d, t),
         progress: (d, t) => hooks.progress?.(split, d, t),
       });

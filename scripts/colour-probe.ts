@@ -26,7 +26,8 @@ if (!modelDir || !dataDir) {
   process.exit(2);
 }
 await selectBackend(undefined, () => {});
-const model = await loadModel(modelDir);
+// The weights alone: the probe measures the prior in the network, without anti-LM.
+const { model } = await loadModel(modelDir);
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8'));
 const scenes = manifest.images
   .filter(

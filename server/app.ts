@@ -35,7 +35,7 @@ export interface AppDeps {
   /** The model directory the pool loaded (for the model page). */
   modelDir: string;
   limits?: Partial<ImageLimits & DecodeLimits>;
-  /** The beam width a request gets when it names none, and the page's Beam width field starts at (default 3). */
+  /** The beam width a request gets when it names none, and the page's field starts at (default DEFAULT_BEAM_WIDTH). */
   defaultBeamWidth?: number;
   metrics?: ServerMetrics;
   /** The Host names the app answers to (server/host-guard.ts); default: loopback only. */
@@ -50,13 +50,7 @@ const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 /** The routers' shared context: limits and defaults checked, the decode budget, the model's card. */
 function appContext(deps: AppDeps): AppContext {
   const limits: ImageLimits & DecodeLimits = { ...DEFAULT_IMAGE_LIMITS, ...DEFAULT_DECODE_LIMITS, ...deps.limits };
-  const decodeDefaults = defaultDecode(deps.defaultBeamWidth ?? 3);
-  const beamWidth = decodeDefaults.beamWidth!;
-  if (!(Number.isInteger(beamWidth) && beamWidth >= 1 && beamWidth <= limits.maxBeamWidth)) {
-    throw new RangeError(
-      `defaultBeamWidth must be a whole number from 1 to ${limits.maxBeamWidth}, got ${deps.defaultBeamWidth}`,
-    );
-  }
+  const decodeDefaults = defaultDecode(deps.defaultBeamWidth, limits);
   const metrics = deps.metrics ?? new ServerMetrics(deps.pool);
   const decodeBudget = new DecodeBudget(limits.maxDecodeBytes);
   metrics.watchDecodes(decodeBudget);

@@ -13,9 +13,9 @@
  */
 import type { Request, RequestHandler, Response } from 'express';
 import multer from 'multer';
-import type { DecodeOptions } from '../model/decode/decode.ts';
+import type { DecodeOptions } from '../model/decode/options.ts';
 import type { AppContext } from './context.ts';
-import { parseDecodeOptions } from './decode-options.ts';
+import { parseDecodeOptions, type FieldSource } from './decode-options.ts';
 import { BadRequestError, CancelledError, HttpError, TooLargeError } from './errors.ts';
 import { decodeUpload, type CheckedImage, type DecodedUpload, type ImageLimits } from './upload.ts';
 import type { CaptionOutcome, CaptionRequest, Reservation } from './workers.ts';
@@ -87,12 +87,13 @@ export function captionRoute(
   };
 }
 
-/** Reads the multipart upload in memory and parses its decoding fields. */
+/** Reads the multipart upload in memory and parses its decoding fields (the API's, or the page form's). */
 export async function readUpload(
   ctx: AppContext,
   req: Request,
   res: Response,
   clientGone: AbortSignal,
+  source: FieldSource = 'api',
 ): Promise<{ bytes: Buffer; options: DecodeOptions }> {
   await new Promise<void>((resolve, reject) =>
     ctx.receiveUpload(req, res, (err: unknown) => {
@@ -109,7 +110,12 @@ export async function readUpload(
   }
   if (req.file.size > ctx.limits.maxBytes)
     throw new TooLargeError(`the upload is larger than the ${ctx.limits.maxBytes}-byte limit`);
-  const options = parseDecodeOptions((req.body ?? {}) as Record<string, unknown>, ctx.limits, ctx.decodeDefaults);
+  const options = parseDecodeOptions(
+    (req.body ?? {}) as Record<string, unknown>,
+    ctx.limits,
+    ctx.decodeDefaults,
+    source,
+  );
   return { bytes: req.file.buffer, options };
 }
 

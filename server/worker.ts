@@ -1,16 +1,17 @@
 /**
  * One caption worker thread: loads the model once, then captions the images the pool sends it,
- * one at a time, with model/decode/decode.ts `streamCaption`. The decoder yields to the event loop
+ * one at a time, with model/decode/stream.ts `streamCaption`. The decoder yields to the event loop
  * between steps, so a `cancel` message is seen at the next step and stops the search there.
  * Started by server/workers.ts through worker-entry.js (which registers tsx).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../model/runtime/backend.ts';
-import { captionImages, streamCaption } from '../model/decode/decode.ts';
+import { captionImages } from '../model/decode/decode.ts';
+import { streamCaption } from '../model/decode/stream.ts';
 import { imagesToTensor } from '../model/data/image.ts';
 import { describeNative, nativeStatus } from '../model/runtime/native.ts';
-import { loadModel } from '../model/io/load.ts';
+import { loadModel, type LoadedModel } from '../model/io/load.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './workers.ts';
 
 tf.env().set('PROD', true);
@@ -22,10 +23,7 @@ const init = workerData as WorkerInit;
 
 const running = new Map<number, AbortController>();
 
-async function run(
-  msg: Extract<ToWorker, { type: 'run' }>,
-  model: Awaited<ReturnType<typeof loadModel>>,
-): Promise<FromWorker> {
+async function run(msg: Extract<ToWorker, { type: 'run' }>, { model, prior }: LoadedModel): Promise<FromWorker> {
   const controller = new AbortController();
   running.set(msg.id, controller);
   const started = performance.now();
@@ -33,7 +31,8 @@ async function run(
   try {
     // [1, size, size, 3] in [0, 1], scaled as in training.
     image = imagesToTensor([msg.pixels], model.config.imageSize);
-    for await (const event of streamCaption(model, image, msg.options, controller.signal)) {
+    // The model's language prior goes with every request: its anti-LM weight is the default.
+    for await (const event of streamCaption(model, image, { ...msg.options, prior }, controller.signal)) {
       if (event.type === 'done')
         return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started, numTensors: 0 };
       if (msg.stream) post({ type: 'event', id: msg.id, event });
@@ -50,10 +49,11 @@ async function run(
 
 try {
   const backend = await selectBackend(init.backend);
-  const model = await loadModel(init.modelDir);
+  const loaded = await loadModel(init.modelDir);
+  const { model, prior } = loaded;
   // One throw-away caption so that the first real request does not pay the backend's warm-up.
   const blank = tf.zeros([1, model.config.imageSize, model.config.imageSize, 3]) as tf.Tensor4D;
-  captionImages(model, blank, { strategy: 'greedy', maxLength: 2 });
+  captionImages(model, blank, { strategy: 'greedy', maxLength: 2, prior });
   blank.dispose();
   port.on('message', (msg: ToWorker) => {
     if (msg.type === 'run') {
@@ -67,7 +67,7 @@ try {
         return;
       }
       // The reply goes after the image tensor is freed, so that numTensors is the idle count.
-      void run(msg, model).then((reply) =>
+      void run(msg, loaded).then((reply) =>
         post(reply.type === 'result' ? { ...reply, numTensors: tf.memory().numTensors } : reply),
       );
     } else if (msg.type === 'cancel') {

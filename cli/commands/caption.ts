@@ -6,7 +6,13 @@
 import { extname } from 'node:path';
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
-import { resolveDecodeOptions, type DecodeOptions } from '../../model/decode/decode.ts';
+import {
+  NUMERIC_SETTINGS,
+  resolveDecodeOptions,
+  type DecodeOptions,
+  type DecodeSettings,
+  type Strategy,
+} from '../../model/decode/options.ts';
 import { DEFAULT_MAX_PIXELS } from '../../model/data/image-header.ts';
 import { loadModel } from '../../model/io/load.ts';
 import { IMAGE_EXTENSIONS, expandInputs } from '../../batch/inputs.ts';
@@ -14,7 +20,7 @@ import { openRecordFile, streamOutput, type RecordOutput } from '../../batch/out
 import { RECORD_FORMATS, type RecordFormat } from '../../batch/records.ts';
 import { captionFiles, type BatchSummary } from '../../batch/run.ts';
 import { logLine, type Command } from '../command.ts';
-import { ANTI_LM_OPTIONS } from '../options.ts';
+import { decodeFlagOptions, decodeSettingsFromFlags, wholeNumberFlag } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { stopOnInterrupt } from '../interrupt.ts';
 import { progressBar, type Bar } from '../progress.ts';
@@ -29,41 +35,28 @@ function chooseFormat(format: unknown, out: string | undefined): RecordFormat {
   return (RECORD_FORMATS as readonly string[]).includes(ext) ? (ext as RecordFormat) : 'jsonl';
 }
 
-function positiveInt(argv: Record<string, unknown>, name: string): number | undefined {
-  const v = argv[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new UsageError(`--${name} must be a whole number ≥ 1, got ${String(v)}`);
-  return v;
+/** How `caption` chooses each strategy, for the error that refuses another strategy's flag. */
+const CHOOSE: Record<Strategy, string> = {
+  greedy: 'drop --beam and --sample',
+  beam: 'add --beam N',
+  sample: 'add --sample',
+};
+
+/**
+ * The decoding the flags ask for: greedy, or beam search with --beam N, or sampling with
+ * --sample; the other settings from model/decode/options.ts DECODE_SPEC, where a flag of another
+ * strategy (--top-k without --sample) is a usage error.
+ */
+function decodeSettingsFrom(argv: Record<string, unknown>): DecodeSettings {
+  const beam = argv.beam !== undefined;
+  const sample = argv.sample === true;
+  if (beam && sample) throw new UsageError('--beam and --sample exclude each other: choose one');
+  const strategy = beam ? 'beam' : sample ? 'sample' : 'greedy';
+  return decodeSettingsFromFlags(argv, NUMERIC_SETTINGS, strategy, (s) => CHOOSE[s]);
 }
 
-/** The decoding the flags ask for; flags that belong to another strategy are usage errors. */
-function decodeOptionsFrom(argv: Record<string, unknown>): DecodeOptions {
-  const beam = positiveInt(argv, 'beam');
-  const sample = argv.sample === true;
-  if (beam !== undefined && sample) throw new UsageError('--beam and --sample exclude each other: choose one');
-  for (const flag of ['temperature', 'top-k', 'top-p', 'seed']) {
-    if (argv[flag] !== undefined && !sample) throw new UsageError(`--${flag} applies to sampling: add --sample`);
-  }
-  for (const flag of ['nbest', 'length-penalty']) {
-    if (argv[flag] !== undefined && beam === undefined)
-      throw new UsageError(`--${flag} applies to beam search: add --beam N`);
-  }
-  const options: DecodeOptions = { strategy: beam !== undefined ? 'beam' : sample ? 'sample' : 'greedy' };
-  if (beam !== undefined) options.beamWidth = beam;
-  const maxLength = positiveInt(argv, 'max-length');
-  if (maxLength !== undefined) options.maxLength = maxLength;
-  const nBest = positiveInt(argv, 'nbest');
-  if (nBest !== undefined) options.nBest = nBest;
-  if (typeof argv['length-penalty'] === 'number') options.lengthPenalty = argv['length-penalty'];
-  if (typeof argv.temperature === 'number') options.temperature = argv.temperature;
-  if (typeof argv['top-k'] === 'number') options.topK = argv['top-k'];
-  if (typeof argv['top-p'] === 'number') options.topP = argv['top-p'];
-  if (typeof argv.seed === 'number') options.seed = argv.seed;
-  if (typeof argv['anti-lm'] === 'number') options.antiLm = argv['anti-lm'];
-  if (typeof argv['anti-lm-plausibility'] === 'number') options.antiLmPlausibility = argv['anti-lm-plausibility'];
-  return options;
-}
+/** The --help group of the decoding flags. */
+const DECODING = 'Decoding:';
 
 export const captionCommand: Command = {
   command: 'caption <inputs..>',
@@ -97,23 +90,20 @@ export const captionCommand: Command = {
         default: DEFAULT_DECODE_MEMORY_MIB,
         describe: 'MiB of full-size pixels decoding at once (an image larger than this decodes alone)',
       })
-      .option('beam', { type: 'number', describe: 'beam search with this many beams (default: greedy)' })
-      .option('length-penalty', {
-        type: 'number',
-        describe: 'beam search: α of the GNMT length penalty ((5+|Y|)/6)^α [default: 0]',
+      .option('sample', {
+        type: 'boolean',
+        describe: 'sample each word instead of taking the most probable',
+        group: DECODING,
       })
-      .option('nbest', { type: 'number', describe: 'beam search: also output the K best captions (K ≤ --beam)' })
-      .option('sample', { type: 'boolean', describe: 'sample each word instead of taking the most probable' })
-      .option('temperature', { type: 'number', describe: 'sampling: softmax temperature [default: 1]' })
-      .option('top-k', { type: 'number', describe: 'sampling: only the k most probable words [default: all]' })
-      .option('top-p', { type: 'number', describe: 'sampling: only the nucleus of mass p [default: 1]' })
-      .option('seed', {
-        type: 'number',
-        describe:
-          'sampling: seed; each image draws from a stream seeded by it and the file path, so reruns repeat [default: 0]',
-      })
-      .option('max-length', { type: 'number', describe: "longest caption in words [default: the model's]" })
-      .options(ANTI_LM_OPTIONS)
+      .options(
+        decodeFlagOptions(NUMERIC_SETTINGS, DECODING, {
+          beamWidth: { describe: 'beam search with this many hypotheses per image [default: greedy decoding]' },
+          seed: {
+            describe:
+              'sampling: seed; each image draws from a stream seeded by it and the file path, so reruns repeat [default: 0]',
+          },
+        }),
+      )
       .option('format', {
         type: 'string',
         choices: [...RECORD_FORMATS],
@@ -133,10 +123,10 @@ export const captionCommand: Command = {
     const inputs = (argv.inputs as string[] | undefined) ?? [];
     const out = argv.out as string | undefined;
     const format = chooseFormat(argv.format, out);
-    const batchSize = positiveInt(argv, 'batch-size')!;
-    const maxPixels = positiveInt(argv, 'max-pixels')!;
-    const decodeMemory = positiveInt(argv, 'decode-memory')!;
-    const options = decodeOptionsFrom(argv);
+    const batchSize = wholeNumberFlag(argv, 'batch-size')!;
+    const maxPixels = wholeNumberFlag(argv, 'max-pixels')!;
+    const decodeMemory = wholeNumberFlag(argv, 'decode-memory')!;
+    const options: DecodeOptions = decodeSettingsFrom(argv);
     const nbestColumns = options.nBest ?? 1;
 
     const { files, unreadable, empty } = await expandInputs(inputs);
@@ -145,7 +135,8 @@ export const captionCommand: Command = {
       throw new UsageError(`no image files found in ${inputs.join(' ')}`);
 
     await selectBackend(argv.backend as string | undefined, logLine);
-    const model = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
+    const { model, prior } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
+    options.prior = prior; // the model's anti-LM default comes with it
     try {
       resolveDecodeOptions(model, options); // refuse bad options before any output
       const output = out

@@ -2,18 +2,29 @@
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
-import { runEvaluation } from '../../eval/evaluate.ts';
+import { DEFAULT_BEAM_WIDTH } from '../../model/decode/options.ts';
+import {
+  EVAL_DECODE_SETTINGS,
+  evalDecodeOptions,
+  runEvaluation,
+  type EvalDecodeSettings,
+} from '../../eval/evaluate.ts';
 import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
-import { ANTI_LM_OPTIONS } from '../options.ts';
-import { EXIT, UsageError } from '../errors.ts';
+import { decodeFlag, decodeFlagOptions, wholeNumberFlag } from '../options.ts';
+import { EXIT } from '../errors.ts';
 import { progressBar, type Bar } from '../progress.ts';
 
-function positiveInteger(argv: Record<string, unknown>, name: string): number {
-  const v = argv[name];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
+/**
+ * The decoding the flags ask for (eval/evaluate.ts EVAL_DECODE_SETTINGS), checked before anything
+ * is loaded, errors naming the flag: a flag greedy decoding does not use (--length-penalty with
+ * --beam 1) is refused.
+ */
+function decodeSettingsFrom(argv: Record<string, unknown>): EvalDecodeSettings {
+  const settings: Record<string, unknown> = {};
+  for (const key of EVAL_DECODE_SETTINGS) settings[key] = argv[decodeFlag(key)];
+  evalDecodeOptions(settings as EvalDecodeSettings, (key) => `--${decodeFlag(key)}`);
+  return settings as EvalDecodeSettings;
 }
 
 export const evalCommand: Command = {
@@ -33,12 +44,14 @@ export const evalCommand: Command = {
         default: 'test',
         describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")',
       })
-      .option('beam', {
-        type: 'number',
-        default: 3,
-        describe: 'beam width (model/decode/decode.ts beam search); 1 is greedy decoding',
-      })
-      .options(ANTI_LM_OPTIONS)
+      .options(
+        decodeFlagOptions(EVAL_DECODE_SETTINGS, 'Decoding:', {
+          beamWidth: {
+            default: DEFAULT_BEAM_WIDTH,
+            describe: 'beam width (model/decode/beam-search.ts); 1 is greedy decoding',
+          },
+        }),
+      )
       .option('batch-size', { type: 'number', default: 32, describe: 'images per decoding batch' })
       .option('gallery', {
         type: 'number',
@@ -71,12 +84,10 @@ export const evalCommand: Command = {
       modelDir,
       dataDir: argv.data as string,
       split,
-      beamWidth: positiveInteger(argv, 'beam'),
-      antiLm: argv['anti-lm'] as number | undefined,
-      antiLmPlausibility: argv['anti-lm-plausibility'] as number | undefined,
-      batchSize: positiveInteger(argv, 'batch-size'),
-      galleryCount: positiveInteger(argv, 'gallery'),
-      limit: argv.limit === undefined ? 0 : positiveInteger(argv, 'limit'),
+      ...decodeSettingsFrom(argv),
+      batchSize: wholeNumberFlag(argv, 'batch-size')!,
+      galleryCount: wholeNumberFlag(argv, 'gallery')!,
+      limit: wholeNumberFlag(argv, 'limit') ?? 0,
       outDir: (argv.out as string | undefined) ?? join(modelDir, `eval-${split}`),
     };
     await selectBackend(argv.backend as string | undefined, logLine);

@@ -1,7 +1,7 @@
 /** `captioner serve`: the web app (server/) on a port, with a graceful stop on SIGTERM/SIGINT. */
 import { availableParallelism } from 'node:os';
 import type { Argv } from 'yargs';
-import { DEFAULT_DECODE_LIMITS } from '../../server/decode-options.ts';
+import { DEFAULT_BEAM_WIDTH, DEFAULT_DECODE_LIMITS, checkSetting } from '../../model/decode/options.ts';
 import { LOOPBACK_HOSTS, normaliseHost } from '../../server/host-guard.ts';
 import { ListenError, resolveAllowedHosts, resolvePort, startServer } from '../../server/listen.ts';
 import { DEFAULT_IMAGE_LIMITS } from '../../server/upload.ts';
@@ -78,8 +78,8 @@ export const serveCommand: Command = {
       })
       .option('beam', {
         type: 'number',
-        default: 3,
-        describe: "beam width a request gets when it names none; the page's Beam width field starts at it (at most 10)",
+        default: DEFAULT_BEAM_WIDTH,
+        describe: `beam width a request gets when it names none; the page's Beam width field starts at it (at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth})`,
       })
       .option('grace', {
         type: 'number',
@@ -104,9 +104,8 @@ export const serveCommand: Command = {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    const beamWidth = positive('beam', 1);
-    if (beamWidth > DEFAULT_DECODE_LIMITS.maxBeamWidth)
-      throw new UsageError(`--beam must be at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth}, got ${beamWidth}`);
+    // The decoding spec's bounds for a request's beam width (1 to the server's limit).
+    const beamWidth = checkSetting('beamWidth', argv.beam, '--beam', DEFAULT_DECODE_LIMITS);
     const workers = argv.workers === undefined ? Math.max(1, availableParallelism() - 1) : positive('workers', 1);
     const host = String(argv.host);
     const allowedHosts = resolveAllowedHosts(argv['allowed-host'] as string[] | undefined);

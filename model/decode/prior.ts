@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { makeExamples } from '../data/batch.ts';
 import { readManifest, splitImages } from '../data/dataset.ts';
 import type { Vocabulary } from '../text/vocab.ts';
+import { DECODE_SPEC, isValidSetting } from './options.ts';
 
 export const PRIOR_FILE = 'language-prior.json';
 
@@ -29,7 +30,11 @@ export interface AntiLmDefaults {
   plausibility: number;
 }
 
-export const DEFAULT_ANTI_LM: AntiLmDefaults = { weight: 0, plausibility: 0.15 };
+/** What a prior without settings decodes with: the decoding spec's defaults (model/decode/options.ts). */
+export const DEFAULT_ANTI_LM: AntiLmDefaults = {
+  weight: DECODE_SPEC.antiLm.default,
+  plausibility: DECODE_SPEC.antiLmPlausibility.default,
+};
 
 export interface PriorJson {
   format: 'captioner-language-prior';
@@ -163,14 +168,14 @@ export class LanguagePrior {
   }
 }
 
-/** λ is a usable anti-LM weight: finite and ≥ 0 (the one bound the file, the decoder and the CLI check). */
+/** λ is a usable anti-LM weight: finite and ≥ 0 (DECODE_SPEC's bound; the file and the prior command check it too). */
 export function isAntiLmWeight(weight: number): boolean {
-  return weight >= 0 && Number.isFinite(weight);
+  return isValidSetting('antiLm', weight);
 }
 
-/** β is a usable plausibility cut: in (0, 1]. */
+/** β is a usable plausibility cut: in (0, 1] (DECODE_SPEC's bound). */
 export function isAntiLmPlausibility(plausibility: number): boolean {
-  return plausibility > 0 && plausibility <= 1;
+  return isValidSetting('antiLmPlausibility', plausibility);
 }
 
 function checkAntiLm(a: AntiLmDefaults, where: string): AntiLmDefaults {

@@ -72,3 +72,19 @@ export function filterLogits(logits: tf.Tensor2D, filter: SamplingFilter): tf.Te
     return scaled;
   });
 }
+
+/**
+ * One token per row drawn from `logits` [rows, vocab] reshaped by `filter`, with the uniforms
+ * `u` (one per row) → int32 [rows]. A uniform at the very top of the CDF can land on a word the
+ * filter removed; the best kept word is taken then.
+ */
+export function drawTokens(logits: tf.Tensor2D, u: Float32Array, filter: SamplingFilter): tf.Tensor1D {
+  return tf.tidy(() => {
+    const vocab = logits.shape[1];
+    const filtered = filterLogits(logits, filter);
+    const drawn = tf.cast(sampleCategorical(filtered, u), 'int32') as tf.Tensor1D;
+    const kept = tf.cast(tf.isFinite(filtered), 'float32'); // [rows, vocab]
+    const allowed = tf.greater(tf.sum(tf.mul(kept, tf.oneHot(drawn, vocab)), 1), 0);
+    return tf.where(allowed, drawn, tf.cast(tf.argMax(filtered, 1), 'int32')) as tf.Tensor1D;
+  });
+}

@@ -1,20 +1,31 @@
 /** Loading a trained model for captioning. */
 import { Captioner } from '../nn/captioner.ts';
 import { disposeCheckpoint, loadCheckpoint } from './checkpoint.ts';
-import { readPrior } from '../decode/prior.ts';
+import { readPrior, type LanguagePrior } from '../decode/prior.ts';
+
+/** A trained model and what its directory holds for decoding it. */
+export interface LoadedModel {
+  model: Captioner;
+  /**
+   * The language prior of the model's training captions (language-prior.json), for anti-LM
+   * decoding; null when the checkpoint has none. It is a decoding setting, not part of the
+   * network: pass it to the decoder (`prior` in model/decode/options.ts DecodeOptions), and its
+   * `antiLm` weight is then the default.
+   */
+  prior: LanguagePrior | null;
+}
 
 /**
  * Loads the model in `modelDir` (its best checkpoint, else its latest; or a checkpoint
  * directory itself) with its vocabulary and, when the checkpoint has one, the language prior
  * anti-LM decoding uses (model/decode/prior.ts), ready to caption.
  */
-export async function loadModel(modelDir: string, which: 'best' | 'latest' = 'best'): Promise<Captioner> {
+export async function loadModel(modelDir: string, which: 'best' | 'latest' = 'best'): Promise<LoadedModel> {
   const ckpt = await loadCheckpoint(modelDir, which);
   try {
     const prior = await readPrior(ckpt.dir, ckpt.vocab);
     const model = await Captioner.restore(ckpt.config.model, ckpt.vocab, ckpt.weights, ckpt.backboneTopology);
-    model.languagePrior = prior;
-    return model;
+    return { model, prior };
   } finally {
     disposeCheckpoint(ckpt);
   }

@@ -12,7 +12,6 @@ import { cellStep, createCell, type CellKind, type CellState } from './cells.ts'
 import { ConfigError, type ConfigSpec } from '../util/config.ts';
 import { Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
-import type { LanguagePrior } from '../decode/prior.ts';
 import { sampleCategorical, uniforms } from '../decode/sampling.ts';
 import { substituteWords } from '../train/substitution.ts';
 import { UNK, type Vocabulary } from '../text/vocab.ts';
@@ -137,9 +136,6 @@ export interface ForwardOptions {
 }
 
 export class Captioner {
-  /** The training captions' word pairs, for anti-LM decoding (set by loadModel when the checkpoint has them). */
-  languagePrior: LanguagePrior | null = null;
-
   private constructor(
     readonly config: ModelConfig,
     readonly vocab: Vocabulary,

@@ -515,7 +515,8 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     }
     if (config.initFrom) {
       // Fine-tuning: the starting model's weights and vocabulary; a fresh optimiser and schedule.
-      model = await loadModel(config.initFrom);
+      // Not its language prior: the run counts its own captions' (below), and validation samples decode plainly.
+      model = (await loadModel(config.initFrom)).model;
       log(`starting from the weights of ${config.initFrom}`);
     } else {
       const vocab = Vocabulary.build(

@@ -20,7 +20,7 @@ export function pagesRouter(ctx: AppContext): Router {
   router.post(
     ROUTES.home,
     captionRoute(ctx, async (req, res, { clientGone, reservation }) => {
-      const { bytes, options } = await readUpload(ctx, req, res, clientGone);
+      const { bytes, options } = await readUpload(ctx, req, res, clientGone, 'page');
       const image = await decodeImage(ctx, bytes, clientGone, { preview: true });
       const outcome = await runCaption(ctx, { pixels: image.pixels, options, signal: clientGone, reservation });
       res.render('home', {

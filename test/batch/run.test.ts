@@ -24,7 +24,7 @@ before(async () => {
   await setupBackend();
   work = await realpath(await mkdtemp(join(tmpdir(), 'captioner-batch-run-')));
   const { dir: data } = await makeTinyDataset({ dir: join(work, 'data') });
-  model = await loadModel(await trainTinyModel(data, 3, { out: join(work, 'model'), valSamples: 0 }));
+  ({ model } = await loadModel(await trainTinyModel(data, 3, { out: join(work, 'model'), valSamples: 0 })));
   pics = join(work, 'pics');
   await mkdir(pics);
   for (let i = 0; i < 6; i++) await copyFile(join(data, 'images', `${i}.png`), join(pics, `${i}.png`));

@@ -130,7 +130,7 @@ test('captions a folder recursively: one record per image, errors recorded, summ
   assert.match(run.stderr, /done: 33 captioned, 2 failed in [\d.]+ s \([\d.]+ images\/s\)/);
 
   // The CLI's captions are the library's for the same files (one preprocessing path, one decoder).
-  const model = await loadModel(modelDir);
+  const { model } = await loadModel(modelDir);
   const pixels = await Promise.all(goodFiles.map((f) => loadImagePixels(f, model.config.imageSize)));
   const batch = imagesToTensor(pixels, model.config.imageSize);
   const expected = captionImages(model, batch, { strategy: 'greedy' });
@@ -184,7 +184,7 @@ test('beam search with n-best as CSV on stdout; globs; sampling seeded per file;
     '4',
   ]);
   assert.equal(sampled.code, 0, sampled.stderr);
-  const model = await loadModel(modelDir);
+  const { model } = await loadModel(modelDir);
   for (const r of parseJsonl(sampled.stdout)) {
     const image = imagesToTensor([await loadImagePixels(r.path, model.config.imageSize)], model.config.imageSize);
     const [alone] = captionImages(model, image, {
@@ -287,8 +287,8 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   // empty, at a weight far above any useful one, must make it say something else.
   json.counts['<start>'] = { '<end>': 1000 };
   await writeFile(file, JSON.stringify(json));
-  const model = await loadModel(model2);
-  assert.deepEqual(model.languagePrior?.antiLm, { weight: 5, plausibility: 0.001 });
+  const { model, prior } = await loadModel(model2);
+  assert.deepEqual(prior?.antiLm, { weight: 5, plausibility: 0.001 });
   const byDefault = parseJsonl((await cli(['caption', ...goodSix, '--model', model2, '--beam', '2'])).stdout);
   const off = parseJsonl(
     (await cli(['caption', ...goodSix, '--model', model2, '--beam', '2', '--anti-lm', '0'])).stdout,
@@ -301,8 +301,9 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
       beamWidth: 2,
       antiLm: 5,
       antiLmPlausibility: 0.001,
+      prior,
     });
-    const [plain] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 0 });
+    const [plain] = captionImages(model, image, { strategy: 'beam', beamWidth: 2, antiLm: 0, prior });
     image.dispose();
     assert.equal(r.caption, anti!.caption, r.path);
     assert.ok(Math.abs(r.logProb! - anti!.logProb) < 1e-4, 'the record carries log p under the model');
@@ -473,4 +474,66 @@ test('an image over --max-pixels (default: the server limit) is an error record,
   const bad = await cli(['caption', dir, '--model', modelDir, '--max-pixels', '0']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--max-pixels must be a whole number ≥ 1/);
+});
+
+test('decoding flags come from the one spec: a flag of another strategy exits 2 naming it, in caption and eval', async () => {
+  const good = join(images, 'good-0.png');
+  const refused: [string[], RegExp][] = [
+    [['--beam', '2', '--top-k', '5'], /--top-k applies to sampling, not to beam search: add --sample/],
+    [['--temperature', '0.5'], /--temperature applies to sampling, not to greedy decoding: add --sample/],
+    [['--sample', '--nbest', '2'], /--nbest applies to beam search, not to sampling: add --beam N/],
+    [['--sample', '--length-penalty', '1'], /--length-penalty applies to beam search/],
+    [['--beam', '0'], /--beam must be a whole number ≥ 1, got 0/],
+    [['--sample', '--top-p', '1.5'], /--top-p must be in \(0, 1\], got 1.5/],
+  ];
+  for (const [flags, message] of refused) {
+    const run = await cli(['caption', good, '--model', modelDir, ...flags]);
+    assert.equal(run.code, 2, `${flags.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+    assert.equal(run.stdout, '', 'nothing captioned');
+  }
+  const evalOut = join(work, 'eval-flags');
+  const evalRefused: [string[], RegExp][] = [
+    [['--beam', '1', '--length-penalty', '0.5'], /--length-penalty applies to beam search, not to greedy decoding/],
+    [['--max-length', '0'], /--max-length must be a whole number ≥ 1, got 0/],
+    [['--beam', '2.5'], /--beam must be a whole number ≥ 1, got 2.5/],
+  ];
+  for (const [flags, message] of evalRefused) {
+    const run = await cli(['eval', '--model', modelDir, '--data', data, '--split', 'val', '--out', evalOut, ...flags]);
+    assert.equal(run.code, 2, `${flags.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+  }
+  // eval takes the spec's beam-search settings, and says what it decoded with.
+  const evaluated = await cli([
+    'eval',
+    '--model',
+    modelDir,
+    '--data',
+    data,
+    '--split',
+    'val',
+    '--beam',
+    '2',
+    '--length-penalty',
+    '0.5',
+    '--max-length',
+    '3',
+    '--json',
+    '--out',
+    evalOut,
+  ]);
+  assert.equal(evaluated.code, 0, evaluated.stderr);
+  assert.equal(JSON.parse(evaluated.stdout).decoding, 'beam search, width 2, length penalty α 0.5, at most 3 words');
+  // --help: each decoding flag in one group, with the strategy that uses it and its default.
+  const help = await cli(['caption', '--help']);
+  assert.match(help.stdout, /Decoding:/);
+  for (const flag of ['--beam', '--sample', '--nbest', '--top-k', '--top-p', '--seed', '--max-length', '--anti-lm'])
+    assert.match(help.stdout, new RegExp(`${flag}\\b`));
+  assert.match(
+    help.stdout.replace(/\s+/g, ' '),
+    /--top-k sampling: draw from the k most probable words only; 0: all \[default: 0\]/,
+  );
+  const evalHelp = (await cli(['eval', '--help'])).stdout.replace(/\s+/g, ' ');
+  assert.match(evalHelp, /--beam beam width .*\[default: 3\]/);
+  assert.doesNotMatch(evalHelp, /--top-k/, 'eval decodes deterministically');
 });

@@ -187,7 +187,7 @@ test('malformed requests: no file, a file in the wrong field, two files, not mul
   await expectError(
     await post('/api/captions', form(png, 'x.png', 'image/png', { antiLm: '0.1', antiLmPlausibility: '0' })),
     400,
-    /antiLmPlausibility must be in \(0, 1\]/,
+    /"antiLmPlausibility" must be in \(0, 1\]/,
   );
   const noBoundary = await fetch(`${server.url}/api/captions`, {
     method: 'POST',
@@ -203,6 +203,57 @@ test('malformed requests: no file, a file in the wrong field, two files, not mul
   await expectError(cutShort, 400, /malformed multipart body/);
   const nope = await fetch(`${server.url}/api/nope`);
   await expectError(nope, 404, /no page/);
+});
+
+test('decoding fields named like built-in properties are unknown fields: 400, never echoed', async () => {
+  const png = await image('png');
+  for (const name of ['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__']) {
+    for (const path of ['/api/captions', '/api/captions/stream']) {
+      const body = new FormData();
+      body.append(name, '1');
+      body.append('image', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'x.png');
+      await expectError(await post(path, body), 400, new RegExp(`^unknown field "${name}"; expected strategy,`), name);
+    }
+  }
+});
+
+test('a decoding field the chosen strategy does not use is a 400 naming it; the page form’s beam width is not', async () => {
+  const png = await image('png');
+  const refused: [Record<string, string>, RegExp][] = [
+    [{ topK: '5' }, /^field "topK" applies to sampling, not to beam search: send strategy=sample$/],
+    [{ strategy: 'beam', temperature: '0.7' }, /^field "temperature" applies to sampling, not to beam search/],
+    [{ strategy: 'greedy', beamWidth: '3' }, /^field "beamWidth" applies to beam search, not to greedy decoding/],
+    [{ strategy: 'sample', nBest: '2' }, /^field "nBest" applies to beam search, not to sampling/],
+    [{ strategy: 'greedy', seed: '4' }, /^field "seed" applies to sampling, not to greedy decoding/],
+  ];
+  for (const [fields, pattern] of refused) {
+    for (const path of ['/api/captions', '/api/captions/stream'])
+      await expectError(
+        await post(path, form(png, 'x.png', 'image/png', fields)),
+        400,
+        pattern,
+        JSON.stringify(fields),
+      );
+  }
+  // With the strategy that uses them, the same fields are taken and echoed.
+  const sampled = await post(
+    '/api/captions',
+    form(png, 'x.png', 'image/png', { strategy: 'sample', topK: '5', seed: '4' }),
+  );
+  assert.equal(sampled.status, 200);
+  assert.deepEqual(((await sampled.json()) as { options: unknown }).options, { strategy: 'sample', topK: 5, seed: 4 });
+  // The no-JavaScript form always sends its Beam width field: with greedy decoding it is dropped, not refused…
+  const page = await post('/', form(png, 'x.png', 'image/png', { strategy: 'greedy', beamWidth: '3' }), {
+    accept: 'text/html',
+  });
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /backend \(greedy\)/);
+  // … while a field the form does not have is refused there too.
+  const odd = await post('/', form(png, 'x.png', 'image/png', { strategy: 'greedy', topK: '3' }), {
+    accept: 'text/html',
+  });
+  assert.equal(odd.status, 400);
+  assert.match(await odd.text(), /field &quot;topK&quot; applies to sampling/);
 });
 
 test('the stream sends start, one word event per word as it is chosen, then done with the full result', async () => {

@@ -8,13 +8,13 @@ import {
   beamSearch,
   captionImages,
   greedyDecode,
-  streamCaption,
   type CaptionResult,
   type DecodeOptions,
   type StepModel,
   type StreamEvent,
 } from '../../../model/decode/decode.ts';
 import { hypothesisScore } from '../../../model/decode/beam.ts';
+import { streamCaption } from '../../../model/decode/stream.ts';
 import { LanguagePrior } from '../../../model/decode/prior.ts';
 import { END, START, Vocabulary } from '../../../model/text/vocab.ts';
 
@@ -51,7 +51,6 @@ class ToyModel implements StepModel {
   readonly vocab = new Vocabulary(['<pad>', '<start>', '<end>', '<unk>', 'a', 'b', 'c']);
   readonly prefixes: number[][] = [];
   steps = 0;
-  languagePrior: LanguagePrior | null = null;
   constructor(
     private readonly table: Record<string, Record<string, number>>,
     readonly config = { maxLength: 5 },
@@ -395,29 +394,30 @@ test('bad options are refused with the option named', async () => {
  */
 const ANTI = { '': { a: 0.5, b: 0.44, '<end>': 0.06 }, a: { '<end>': 1 }, b: { '<end>': 1 }, c: { '<end>': 1 } };
 
-function antiModel(weight = 0): ToyModel {
+/** The toy model of ANTI and the prior of its training captions, decoded by default with anti-LM weight `weight`. */
+function antiModel(weight = 0): { model: ToyModel; prior: LanguagePrior } {
   const model = new ToyModel(ANTI);
   const [a, c] = [model.vocab.words.indexOf('a'), model.vocab.words.indexOf('c')];
   const captions = [
     ...Array.from({ length: 90 }, () => [START, a, END]),
     ...Array.from({ length: 10 }, () => [START, c, END]),
   ];
-  model.languagePrior = LanguagePrior.fromCaptions(captions, model.vocab.size, 1, { weight });
-  return model;
+  return { model, prior: LanguagePrior.fromCaptions(captions, model.vocab.size, 1, { weight }) };
 }
 
 test("anti-LM chooses the word the prior did not predict; reported log p stays the model's", async () => {
-  const model = antiModel();
+  const { model, prior } = antiModel();
   const image = tf.zeros([1, 1, 1, 3]) as tf.Tensor4D;
-  assert.ok(near(model.languagePrior!.logProb(START, 4), Math.log(91 / 107)));
+  assert.ok(near(prior.logProb(START, 4), Math.log(91 / 107)));
   for (const strategy of ['greedy', 'beam'] as const) {
-    const [plain] = captionImages(model, image, { strategy, beamWidth: 2 });
+    const [plain] = captionImages(model, image, { strategy, beamWidth: 2, prior });
     assert.deepEqual(plain!.words, ['a'], strategy);
     const [anti] = captionImages(model, image, {
       strategy,
       beamWidth: 2,
       nBest: strategy === 'beam' ? 2 : undefined,
       antiLm: 0.5,
+      prior,
     });
     assert.deepEqual(anti!.words, ['b'], strategy);
     assert.ok(near(anti!.logProb, Math.log(0.44)), `${strategy}: ${anti!.logProb}`);
@@ -431,19 +431,19 @@ test("anti-LM chooses the word the prior did not predict; reported log p stays t
       assert.ok(near(anti!.nbest![1]!.logProb, Math.log(0.5)));
     }
     // Too weak a weight does not overturn 0.5 against 0.44.
-    const [weak] = captionImages(model, image, { strategy, beamWidth: 2, antiLm: 0.02 });
+    const [weak] = captionImages(model, image, { strategy, beamWidth: 2, antiLm: 0.02, prior });
     assert.deepEqual(weak!.words, ['a'], `${strategy}, λ 0.02`);
     // The plausibility cut: "b" (0.44) is below 0.9 × 0.5, so it cannot be chosen at any weight.
-    const [cut] = captionImages(model, image, { strategy, beamWidth: 2, antiLm: 5, antiLmPlausibility: 0.9 });
+    const [cut] = captionImages(model, image, { strategy, beamWidth: 2, antiLm: 5, antiLmPlausibility: 0.9, prior });
     assert.deepEqual(cut!.words, ['a'], `${strategy}, β 0.9`);
   }
   // Sampling draws only plausible words: with β 0.9 every seed says "a".
   for (let seed = 0; seed < 10; seed++) {
-    const [s] = captionImages(model, image, { strategy: 'sample', seed, antiLm: 5, antiLmPlausibility: 0.9 });
+    const [s] = captionImages(model, image, { strategy: 'sample', seed, antiLm: 5, antiLmPlausibility: 0.9, prior });
     assert.deepEqual(s!.words, ['a']);
   }
   // A stream under anti-LM ends in the caption the batched call gives.
-  const events = await collect(streamCaption(model, image, { strategy: 'greedy', antiLm: 0.5 }));
+  const events = await collect(streamCaption(model, image, { strategy: 'greedy', antiLm: 0.5, prior }));
   const done = events.at(-1);
   assert.ok(done?.type === 'done' && done.result.caption === 'b');
   image.dispose();
@@ -452,8 +452,14 @@ test("anti-LM chooses the word the prior did not predict; reported log p stays t
 test("anti-LM defaults to the weight the model's prior carries; a caller can turn it off; no prior, no anti-LM", () => {
   const image = tf.zeros([1, 1, 1, 3]) as tf.Tensor4D;
   const withDefault = antiModel(0.5);
-  assert.deepEqual(captionImages(withDefault, image, { strategy: 'greedy' })[0]!.words, ['b']);
-  assert.deepEqual(captionImages(withDefault, image, { strategy: 'greedy', antiLm: 0 })[0]!.words, ['a']);
+  assert.deepEqual(
+    captionImages(withDefault.model, image, { strategy: 'greedy', prior: withDefault.prior })[0]!.words,
+    ['b'],
+  );
+  assert.deepEqual(
+    captionImages(withDefault.model, image, { strategy: 'greedy', antiLm: 0, prior: withDefault.prior })[0]!.words,
+    ['a'],
+  );
   const bare = new ToyModel(ANTI);
   assert.throws(
     () => captionImages(bare, image, { strategy: 'greedy', antiLm: 0.1 }),
@@ -465,7 +471,7 @@ test("anti-LM defaults to the weight the model's prior carries; a caller can tur
     [{ strategy: 'beam', antiLm: 0.1, antiLmPlausibility: 1.5 }, /antiLmPlausibility/],
   ] as [DecodeOptions, RegExp][]) {
     assert.throws(
-      () => captionImages(withDefault, image, options),
+      () => captionImages(withDefault.model, image, { ...options, prior: withDefault.prior }),
       (e: Error) => e instanceof DecodeOptionsError && message.test(e.message),
     );
   }

@@ -47,7 +47,7 @@ test('save → load round trip: config, vocabulary, weights, optimiser state, tr
   disposeCheckpoint(back);
 
   // A restored model computes exactly what the saved one did.
-  const restored = await loadModel(dir);
+  const { model: restored } = await loadModel(dir);
   const images = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 1) as TF.Tensor4D;
   assert.deepEqual(restored.encode(images).dataSync(), model.encode(images).dataSync());
   tf.dispose(images);

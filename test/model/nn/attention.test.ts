@@ -53,7 +53,7 @@ test('an attention model learns six tiny images exactly, and decodes the same af
   const result = await train(config);
   assert.ok(result.lastLoss !== null && result.lastLoss < 0.05, `final loss per token ${result.lastLoss}`);
 
-  const model = await loadModel(config.out, 'latest');
+  const { model } = await loadModel(config.out, 'latest');
   assert.equal(model.config.featureInput, 'attention');
   const manifest = await readManifest(data);
   const images = manifest.images.filter((i) => i.split === 'train');

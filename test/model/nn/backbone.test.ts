@@ -91,7 +91,7 @@ test('a model with a backbone trains, saves and loads on its own (the topology t
   });
   await train(config);
   await rm(backbonePath, { recursive: true }); // the model directory must not need the original file
-  const model = await loadModel(config.out);
+  const { model } = await loadModel(config.out);
   const images = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 4) as TF.Tensor4D;
   const features = model.encode(images);
   assert.deepEqual(features.shape, [2, TINY_MODEL.featureSize]);

@@ -53,7 +53,7 @@ test('a flattening model trains, saves and loads; a checkpoint written before en
   const work = await mkdtemp(join(tmpdir(), 'captioner-encoder-'));
   try {
     const flatDir = await trainTinyModel(data.dir, 3, { encoderPooling: 'flatten', out: join(work, 'flat') });
-    const flat = await loadModel(flatDir);
+    const { model: flat } = await loadModel(flatDir);
     assert.equal(flat.config.encoderPooling, 'flatten');
     flat.dispose();
 
@@ -65,7 +65,7 @@ test('a flattening model trains, saves and loads; a checkpoint written before en
     delete saved.model.encoderPooling;
     await writeFile(file, JSON.stringify(saved));
     assert.equal((await readCheckpointConfig(oldDir)).config.model.encoderPooling, 'average');
-    const old = await loadModel(oldDir);
+    const { model: old } = await loadModel(oldDir);
     assert.equal(old.config.encoderPooling, 'average');
     old.dispose();
   } finally {

@@ -38,7 +38,7 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
   assert.equal(result.steps, 250);
   assert.ok(result.lastLoss !== null && result.lastLoss < 0.05, `final loss per token ${result.lastLoss}`);
 
-  const model = await loadModel(config.out, 'latest');
+  const { model, prior: loadedPrior } = await loadModel(config.out, 'latest');
   const manifest = await readManifest(data);
   const images = manifest.images.filter((i) => i.split === 'train');
   const cache = await ImageCache.load(data, images, model.config.imageSize);
@@ -48,7 +48,7 @@ test('overfit: a tiny model learns to reproduce the captions of six tiny images 
     assert.equal(captions[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`),
   );
   // The checkpoint carries the training captions' word pairs, anti-LM off until asked for.
-  const prior = model.languagePrior!;
+  const prior = loadedPrior!;
   assert.deepEqual(prior.antiLm, { weight: 0, plausibility: 0.15 });
   assert.equal(prior.count(START, model.vocab.id('a')), images.length);
   assert.equal(
@@ -209,7 +209,7 @@ test("--init-from: a run starts from another model's weights and vocabulary, and
   const start = await tinyConfig(data, { maxSteps: 3 });
   cleanup.push(start.out);
   await train(start);
-  const source = await loadModel(start.out);
+  const { model: source } = await loadModel(start.out);
 
   // The architecture comes from the starting model: the tiny settings are not passed again.
   const tuned = await resolveTrainConfig([
@@ -231,7 +231,7 @@ test("--init-from: a run starts from another model's weights and vocabulary, and
   // A learning rate of 0 leaves the starting weights exactly as they were.
   const result = await train(tuned);
   assert.equal(result.steps, 1, 'a fresh step count');
-  const after = await loadModel(tuned.out, 'latest');
+  const { model: after } = await loadModel(tuned.out, 'latest');
   assert.deepEqual(after.vocab.words, source.vocab.words);
   const before = source.namedWeights();
   for (const [name, v] of Object.entries(after.namedWeights())) {

@@ -1,0 +1,131 @@
+/**
+ * What every search shares: the model interface the decoders step, the results and stream events
+ * they give, the `Search` each strategy implements, and the tensors a search holds between
+ * decoder steps (`Rows`).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Hypothesis } from './beam.ts';
+import type { ImageFeatures, StepOutput } from '../nn/captioner.ts';
+import type { CellState } from '../nn/cells.ts';
+import { START } from '../text/vocab.ts';
+
+/**
+ * What the decoders need of a model: `Captioner` satisfies it, and a test can plant a toy
+ * decoder with known probabilities behind it. Decoding settings (the language prior among them)
+ * are passed to each call, never stored here.
+ */
+export interface StepModel {
+  readonly vocab: { readonly size: number; readonly words: readonly string[] };
+  readonly config: { readonly maxLength: number };
+  /** images [batch, size, size, 3] in [0, 1] → features [batch, F] (or, for attention, [batch, positions, F]). */
+  encode(images: tf.Tensor4D): ImageFeatures;
+  initialState(features: ImageFeatures): CellState;
+  /** previous tokens [rows] int32, state, features [rows, …] → logits [rows, vocab] and the new state. */
+  step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput;
+}
+
+export interface CaptionResult {
+  words: string[];
+  caption: string;
+  /** log p(caption <end> | image) under the model. */
+  logProb: number;
+  /** p of each word in `words`, under the model. */
+  wordProbs: number[];
+  /** Beam search with nBest: the best hypotheses, best first (the first is this caption). */
+  nbest?: { caption: string; logProb: number }[];
+}
+
+export type StreamEvent =
+  | { type: 'word'; index: number; word: string; prob: number }
+  | { type: 'hypothesis'; words: string[]; logProb: number }
+  | { type: 'done'; result: CaptionResult };
+
+/** A decoding in progress, advanced one decoder step at a time. */
+export interface Search {
+  readonly done: boolean;
+  advance(): void;
+  /** What the last step produced for image 0 (the streaming API decodes one image). */
+  events(): StreamEvent[];
+  results(): CaptionResult[];
+  dispose(): void;
+}
+
+export function wordOf(model: StepModel, id: number): string {
+  return model.vocab.words[id] ?? '<unk>';
+}
+
+/** A finished hypothesis as a caption result, with the n-best list when asked for. */
+export function toResult(model: StepModel, h: Hypothesis, nbest?: Hypothesis[]): CaptionResult {
+  const words = h.tokens.map((id) => wordOf(model, id));
+  const result: CaptionResult = {
+    words,
+    caption: words.join(' '),
+    logProb: h.logProb,
+    wordProbs: h.tokenLogProbs.map(Math.exp),
+  };
+  if (nbest)
+    result.nbest = nbest.map((n) => ({
+      caption: n.tokens.map((id) => wordOf(model, id)).join(' '),
+      logProb: n.logProb,
+    }));
+  return result;
+}
+
+function disposeState(state: CellState): void {
+  tf.dispose([state.h, ...(state.c ? [state.c] : [])]);
+}
+
+function gatherState(state: CellState, rows: tf.Tensor1D): CellState {
+  return state.c ? { h: tf.gather(state.h, rows), c: tf.gather(state.c, rows) } : { h: tf.gather(state.h, rows) };
+}
+
+/**
+ * The tensors a search holds between steps. Rows are live captions (or beams); when some
+ * finish, the rest are gathered into fewer rows, so a batch's step costs what its unfinished
+ * captions need.
+ */
+export class Rows {
+  constructor(
+    public features: ImageFeatures, // [rows, F] or [rows, positions, F]
+    public state: CellState, // [rows, H] each
+    public prev: tf.Tensor1D, // [rows] int32
+  ) {}
+
+  static start(model: StepModel, images: tf.Tensor4D): Rows {
+    const features = tf.tidy(() => model.encode(images));
+    try {
+      const state = tf.tidy(() => model.initialState(features));
+      return new Rows(features, state, tf.fill([images.shape[0]], START, 'int32') as tf.Tensor1D);
+    } catch (err) {
+      features.dispose();
+      throw err;
+    }
+  }
+
+  /**
+   * Moves to the step's state, keeping only its rows `source[i]` (null: every row, in order);
+   * `tokens` [new rows] are the next step's input words. Takes ownership of `state` and `tokens`.
+   */
+  update(state: CellState, source: number[] | null, tokens: tf.Tensor1D): void {
+    const oldPrev = this.prev;
+    const oldState = this.state;
+    if (source === null) {
+      this.state = state;
+    } else {
+      const oldFeatures = this.features;
+      const idx = tf.tensor1d(source, 'int32');
+      this.features = tf.gather(oldFeatures, idx);
+      this.state = gatherState(state, idx);
+      tf.dispose([idx, oldFeatures]);
+      disposeState(state);
+    }
+    this.prev = tokens;
+    oldPrev.dispose();
+    disposeState(oldState);
+  }
+
+  dispose(): void {
+    tf.dispose([this.features, this.prev]);
+    disposeState(this.state);
+  }
+}
