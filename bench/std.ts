@@ -15,7 +15,8 @@ import { selectBackend } from '../model/runtime/backend.ts';
 import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../model/nn/captioner.ts';
 import { beamSearch, greedyDecode } from '../model/decode/decode.ts';
 import { nativeStatus } from '../model/runtime/native.ts';
-import { TRAIN_DEFAULTS, Trainer, type TrainConfig } from '../model/train/trainer.ts';
+import { TRAIN_DEFAULTS, type TrainConfig } from '../model/train/config.ts';
+import { Trainer } from '../model/train/trainer.ts';
 import { END, SPECIAL_TOKENS, START, Vocabulary } from '../model/text/vocab.ts';
 
 const BATCH = 32;

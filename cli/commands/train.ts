@@ -1,7 +1,8 @@
 /** `captioner train`: a thin layer over model/train/trainer.ts. */
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
-import { TRAIN_DEFAULTS, TRAIN_SPEC, resolveTrainConfig, train } from '../../model/train/trainer.ts';
+import { TRAIN_DEFAULTS, TRAIN_SPEC } from '../../model/train/config.ts';
+import { resolveTrainConfig, train } from '../../model/train/trainer.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT } from '../errors.ts';
 import { fileLayer, flagLayer, specOptions } from '../options.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, resolveConfig } from '../../../model/util/config.ts';
-import { TRAIN_DEFAULTS, TRAIN_SPEC } from '../../../model/train/trainer.ts';
+import { TRAIN_DEFAULTS, TRAIN_SPEC } from '../../../model/train/config.ts';
 
 test('layers override defaults in order', () => {
   const c = resolveConfig(TRAIN_DEFAULTS, TRAIN_SPEC, [
