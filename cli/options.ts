@@ -2,9 +2,8 @@
  * Turning a typed config spec into yargs options, and yargs' answer back into a config layer,
  * so that each setting is declared once (in model/) and the CLI only presents it.
  */
-import { readFile } from 'node:fs/promises';
 import type { Options } from 'yargs';
-import { ConfigError, type ConfigLayer, type ConfigSpec } from '../model/util/config.ts';
+import type { ConfigLayer, ConfigSpec, FieldSpec, SpecGroup } from '../model/util/config.ts';
 
 /** "imageSize" → "image-size": flags are shown in kebab case; yargs hands both spellings back. */
 export function kebab(key: string): string {
@@ -12,7 +11,7 @@ export function kebab(key: string): string {
 }
 
 /** yargs options for every field of `spec`, without defaults (so that only given flags override). */
-export function specOptions<T>(spec: ConfigSpec<T>, defaults: T, group: string): Record<string, Options> {
+export function specOptions<T>(spec: ConfigSpec<T>, defaults: T): Record<string, Options> {
   const out: Record<string, Options> = {};
   for (const [key, field] of Object.entries(spec) as [string, ConfigSpec<T>[keyof T]][]) {
     const def = JSON.stringify((defaults as Record<string, unknown>)[key]);
@@ -20,10 +19,28 @@ export function specOptions<T>(spec: ConfigSpec<T>, defaults: T, group: string):
       describe: `${field.describe} [default: ${def}]`,
       type: field.type === 'number[]' ? 'string' : field.type,
       choices: field.choices as string[] | undefined,
-      group,
     };
   }
   return out;
+}
+
+/**
+ * The flags of each group of `spec`, in the order of `groups` and, within a group, of the spec:
+ * what yargs' `.group(flags, title)` takes. `extra` puts a command's own flags (not in the spec)
+ * first in a group. A field whose group is not in `groups` is an error.
+ */
+export function specGroups<T>(
+  spec: ConfigSpec<T>,
+  groups: readonly SpecGroup[],
+  extra: Readonly<Record<string, readonly string[]>> = {},
+): { title: string; flags: string[] }[] {
+  const byKey = new Map(groups.map((g) => [g.key, { title: `${g.title}:`, flags: [...(extra[g.key] ?? [])] }]));
+  for (const [key, field] of Object.entries(spec) as [string, FieldSpec][]) {
+    const group = byKey.get(field.group ?? '');
+    if (!group) throw new Error(`spec field "${key}" names no known group (${JSON.stringify(field.group)})`);
+    group.flags.push(kebab(key));
+  }
+  return [...byKey.values()].filter((g) => g.flags.length > 0);
 }
 
 /** The flags the user gave for fields of `spec`, as a config layer (yargs adds kebab-case twins; they are skipped). */
@@ -35,19 +52,6 @@ export function flagLayer<T>(spec: ConfigSpec<T>, argv: Record<string, unknown>)
     values[key] = (spec as Record<string, { nullable?: boolean }>)[key]?.nullable && value === 'null' ? null : value;
   }
   return { source: 'flags', values };
-}
-
-/** The layer from a JSON config file (`--config FILE`). */
-export async function fileLayer(path: string): Promise<ConfigLayer> {
-  let values: unknown;
-  try {
-    values = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`${path}: cannot read config (${(err as Error).message})`);
-  }
-  if (!values || typeof values !== 'object' || Array.isArray(values))
-    throw new ConfigError(`${path}: a config file must hold a JSON object`);
-  return { source: path, values: values as Record<string, unknown> };
 }
 
 /** `--anti-lm` and `--anti-lm-plausibility`, as `caption` and `eval` take them (model/decode/decode.ts). */
