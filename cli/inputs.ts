@@ -6,6 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import fg from 'fast-glob';
+import { ifExists } from '../model/io/fsutil.ts';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jpe', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif'] as const;
 
@@ -37,7 +38,7 @@ export async function expandInputs(args: readonly string[]): Promise<ExpandedInp
     files.push(path);
   };
   for (const arg of args) {
-    const info = await stat(arg).catch(() => null);
+    const info = await ifExists(stat(arg));
     let found: string[];
     if (info?.isFile()) {
       add(arg);

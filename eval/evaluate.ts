@@ -11,11 +11,11 @@ import { captionImages, resolveDecodeOptions, type DecodeOptions, type StepModel
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
+import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
 import { toCocoAnnotations, toCocoResults } from './coco-files.ts';
 import {
   bestAndWorst,
   imageDataUri,
-  readTrainingLog,
   renderReport,
   trainingCharts,
   type GalleryItem,
@@ -291,7 +291,7 @@ export async function runEvaluation(
     decoding,
     modelSummary: `${modelConfig.imageSize}px images, vocabulary ${model.vocab.size}, captions up to ${modelConfig.maxLength} words`,
     splits: reportSplits,
-    charts: trainingCharts(await readTrainingLog(options.modelDir)),
+    charts: trainingCharts(await readMetricsLog(join(options.modelDir, METRICS_FILE))),
   });
   const reportFile = join(options.outDir, 'report.html');
   await writeFileAtomic(reportFile, html);

@@ -16,7 +16,7 @@ import {
   type CaptionResult,
   type DecodeOptions,
 } from '../../model/decode/decode.ts';
-import { writeFileAtomic } from '../../model/io/fsutil.ts';
+import { ifExists, writeFileAtomic } from '../../model/io/fsutil.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { loadModel } from '../../model/io/load.ts';
 import {
@@ -200,10 +200,7 @@ export const captionCommand: Command = {
       const done = new Set<string>();
       let sink: Sink;
       if (out) {
-        const text = await readFile(out, 'utf8').catch((err: NodeJS.ErrnoException) => {
-          if (err.code === 'ENOENT') return null;
-          throw err;
-        });
+        const text = await ifExists(readFile(out, 'utf8'));
         const existing = parseRecords(text ?? '', format, nbestColumns, out);
         const kept = existing.records.filter(isCaptioned);
         if (

@@ -3,7 +3,6 @@
  * sampling, clip gradients by global norm, follow a learning-rate schedule and be checkpointed
  * and resumed exactly.
  */
-import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { epochBatches, makeExamples, orderedBatches, type Batch, type Example } from '../data/batch.ts';
@@ -22,6 +21,7 @@ import { ImageCache, readManifest, splitImages, DatasetError } from '../data/dat
 import { greedyDecode } from '../decode/decode.ts';
 import { loadModel } from '../io/load.ts';
 import { writeFileAtomic } from '../io/fsutil.ts';
+import { appendMetrics, truncateMetrics } from '../io/metrics-log.ts';
 import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
 import { Adam, clipByGlobalNorm } from './optim.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
@@ -244,24 +244,6 @@ export interface TrainResult {
   modelDir: string;
   /** Time the loop waited between asking for a batch and having its pixels, seconds. */
   dataWaitSeconds: number;
-}
-
-async function appendMetrics(path: string, record: Record<string, unknown>): Promise<void> {
-  await appendFile(path, JSON.stringify(record) + '\n');
-}
-
-/** Keeps only the metric lines at or before `step`: a resumed run rewrites what came after. */
-async function truncateMetrics(path: string, step: number): Promise<void> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  const kept = text.split('\n').filter((line) => {
-    if (!line.trim()) return false;
-    try {
-      return (JSON.parse(line) as { step?: number }).step! <= step;
-    } catch {
-      return false; // a line cut short by a kill
-    }
-  });
-  await writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
 }
 
 /** Trains (or resumes) a model as `config` says, writing checkpoints and metrics to config.out. */

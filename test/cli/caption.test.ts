@@ -13,6 +13,7 @@ import { parseCsv } from '../../cli/caption-records.ts';
 import { imageSeed } from '../../cli/commands/caption.ts';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
+import { ifExists } from '../../model/io/fsutil.ts';
 import { loadModel } from '../../model/io/load.ts';
 import { startCli, type CliResult } from '../helpers/cli.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
@@ -53,7 +54,7 @@ async function cli(
 }
 
 async function lineCount(path: string): Promise<number> {
-  const text = await readFile(path, 'utf8').catch(() => '');
+  const text = (await ifExists(readFile(path, 'utf8'))) ?? '';
   return text.split('\n').length - 1;
 }
 
