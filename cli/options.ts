@@ -4,6 +4,7 @@
  */
 import type { Options } from 'yargs';
 import type { ConfigLayer, ConfigSpec, FieldSpec, SpecGroup } from '../model/util/config.ts';
+import { UsageError } from './errors.ts';
 
 /** "imageSize" → "image-size": flags are shown in kebab case; yargs hands both spellings back. */
 export function kebab(key: string): string {
@@ -52,6 +53,19 @@ export function flagLayer<T>(spec: ConfigSpec<T>, argv: Record<string, unknown>)
     values[key] = (spec as Record<string, { nullable?: boolean }>)[key]?.nullable && value === 'null' ? null : value;
   }
   return { source: 'flags', values };
+}
+
+/** The whole-number flag `--name`, at least `min`; anything else is a usage error naming the flag and the value. */
+export function integerFlag(argv: Record<string, unknown>, name: string, min = 1): number {
+  const v = argv[name];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new UsageError(`--${name} must be a whole number ≥ ${min}, got ${String(v)}`);
+  return v;
+}
+
+/** As `integerFlag`, or undefined when the flag was not given. */
+export function optionalIntegerFlag(argv: Record<string, unknown>, name: string, min = 1): number | undefined {
+  return argv[name] === undefined ? undefined : integerFlag(argv, name, min);
 }
 
 /** `--anti-lm` and `--anti-lm-plausibility`, as `caption` and `eval` take them (model/decode/decode.ts). */

@@ -29,7 +29,7 @@ import {
   type RecordFormat,
 } from '../caption-records.ts';
 import { logLine, type Command } from '../command.ts';
-import { ANTI_LM_OPTIONS } from '../options.ts';
+import { ANTI_LM_OPTIONS, integerFlag, optionalIntegerFlag } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { expandInputs } from '../inputs.ts';
 import { progressBar } from '../progress.ts';
@@ -65,17 +65,9 @@ function chooseFormat(format: unknown, out: string | undefined): RecordFormat {
   return (RECORD_FORMATS as readonly string[]).includes(ext) ? (ext as RecordFormat) : 'jsonl';
 }
 
-function positiveInt(argv: Record<string, unknown>, name: string): number | undefined {
-  const v = argv[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new UsageError(`--${name} must be a whole number ≥ 1, got ${String(v)}`);
-  return v;
-}
-
 /** The decoding the flags ask for; flags that belong to another strategy are usage errors. */
 function decodeOptionsFrom(argv: Record<string, unknown>): DecodeOptions {
-  const beam = positiveInt(argv, 'beam');
+  const beam = optionalIntegerFlag(argv, 'beam');
   const sample = argv.sample === true;
   if (beam !== undefined && sample) throw new UsageError('--beam and --sample exclude each other: choose one');
   for (const flag of ['temperature', 'top-k', 'top-p', 'seed']) {
@@ -87,9 +79,9 @@ function decodeOptionsFrom(argv: Record<string, unknown>): DecodeOptions {
   }
   const options: DecodeOptions = { strategy: beam !== undefined ? 'beam' : sample ? 'sample' : 'greedy' };
   if (beam !== undefined) options.beamWidth = beam;
-  const maxLength = positiveInt(argv, 'max-length');
+  const maxLength = optionalIntegerFlag(argv, 'max-length');
   if (maxLength !== undefined) options.maxLength = maxLength;
-  const nBest = positiveInt(argv, 'nbest');
+  const nBest = optionalIntegerFlag(argv, 'nbest');
   if (nBest !== undefined) options.nBest = nBest;
   if (typeof argv['length-penalty'] === 'number') options.lengthPenalty = argv['length-penalty'];
   if (typeof argv.temperature === 'number') options.temperature = argv.temperature;
@@ -182,7 +174,7 @@ export const captionCommand: Command = {
     const inputs = (argv.inputs as string[] | undefined) ?? [];
     const out = argv.out as string | undefined;
     const format = chooseFormat(argv.format, out);
-    const batchSize = positiveInt(argv, 'batch-size')!;
+    const batchSize = integerFlag(argv, 'batch-size');
     const options = decodeOptionsFrom(argv);
     const nbestColumns = options.nBest ?? 1;
 

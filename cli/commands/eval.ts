@@ -5,16 +5,9 @@ import { selectBackend } from '../../model/runtime/backend.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
 import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
-import { ANTI_LM_OPTIONS } from '../options.ts';
-import { EXIT, UsageError } from '../errors.ts';
+import { ANTI_LM_OPTIONS, integerFlag } from '../options.ts';
+import { EXIT } from '../errors.ts';
 import { progressBar, type Bar } from '../progress.ts';
-
-function positiveInteger(argv: Record<string, unknown>, name: string): number {
-  const v = argv[name];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
-}
 
 export const evalCommand: Command = {
   command: 'eval',
@@ -71,12 +64,12 @@ export const evalCommand: Command = {
       modelDir,
       dataDir: argv.data as string,
       split,
-      beamWidth: positiveInteger(argv, 'beam'),
+      beamWidth: integerFlag(argv, 'beam'),
       antiLm: argv['anti-lm'] as number | undefined,
       antiLmPlausibility: argv['anti-lm-plausibility'] as number | undefined,
-      batchSize: positiveInteger(argv, 'batch-size'),
-      galleryCount: positiveInteger(argv, 'gallery'),
-      limit: argv.limit === undefined ? 0 : positiveInteger(argv, 'limit'),
+      batchSize: integerFlag(argv, 'batch-size'),
+      galleryCount: integerFlag(argv, 'gallery'),
+      limit: argv.limit === undefined ? 0 : integerFlag(argv, 'limit'),
       outDir: (argv.out as string | undefined) ?? join(modelDir, `eval-${split}`),
     };
     await selectBackend(argv.backend as string | undefined, logLine);

@@ -5,6 +5,7 @@ import { DEFAULT_DECODE_LIMITS } from '../../server/decode-options.ts';
 import { resolvePort, startServer } from '../../server/listen.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
+import { integerFlag, optionalIntegerFlag } from '../options.ts';
 
 export const serveCommand: Command = {
   command: 'serve',
@@ -58,32 +59,26 @@ export const serveCommand: Command = {
         'serve on every interface, port 8080',
       ),
   async run(argv) {
-    const positive = (name: string, min: number) => {
-      const v = argv[name];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
-        throw new UsageError(`--${name} must be a whole number ≥ ${min}, got ${String(v)}`);
-      return v;
-    };
     let port: number;
     try {
       port = resolvePort(argv.port as number | undefined);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    const beamWidth = positive('beam', 1);
+    const beamWidth = integerFlag(argv, 'beam', 1);
     if (beamWidth > DEFAULT_DECODE_LIMITS.maxBeamWidth)
       throw new UsageError(`--beam must be at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth}, got ${beamWidth}`);
-    const workers = argv.workers === undefined ? Math.max(1, availableParallelism() - 1) : positive('workers', 1);
+    const workers = optionalIntegerFlag(argv, 'workers', 1) ?? Math.max(1, availableParallelism() - 1);
     logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
     const running = await startServer({
       modelDir: String(argv.model),
       port,
       host: String(argv.host),
       workers,
-      maxQueue: positive('queue', 0),
-      timeoutMs: positive('timeout', 1),
-      limits: { maxBytes: positive('max-upload', 1), maxPixels: positive('max-pixels', 1) },
-      graceMs: positive('grace', 0),
+      maxQueue: integerFlag(argv, 'queue', 0),
+      timeoutMs: integerFlag(argv, 'timeout', 1),
+      limits: { maxBytes: integerFlag(argv, 'max-upload', 1), maxPixels: integerFlag(argv, 'max-pixels', 1) },
+      graceMs: integerFlag(argv, 'grace', 0),
       defaultBeamWidth: beamWidth,
       ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}),
       log: logLine,
