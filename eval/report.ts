@@ -18,6 +18,11 @@ export interface Chart {
   svg: string;
 }
 
+/** A rate in [0, 1] as a percentage with one decimal ("96.5%"), as the report and `captioner eval` print it. */
+export function formatRate(rate: number): string {
+  return `${(rate * 100).toFixed(1)}%`;
+}
+
 function seriesOf(records: readonly MetricsRecord[], type: string, key: string, name: string): ChartSeries {
   return {
     name,
@@ -129,7 +134,7 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
   hb.registerHelper('fixed', (v: unknown, digits: unknown) =>
     typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 4) : 'n/a',
   );
-  hb.registerHelper('percent', (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(1)}%` : 'n/a'));
+  hb.registerHelper('percent', (v: unknown) => (typeof v === 'number' ? formatRate(v) : 'n/a'));
   const template = hb.compile(await readFile(templatePath, 'utf8'), { strict: false, noEscape: false });
   const metricRows = METRIC_NAMES.map((name) => ({ name, values: view.splits.map((s) => s.scores[name]) }));
   const notComputed = Object.entries(NOT_COMPUTED).map(([name, why]) => ({ name, why }));

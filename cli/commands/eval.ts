@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
+import { formatRate } from '../../eval/report.ts';
 import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
 import { ANTI_LM_OPTIONS, integerFlag } from '../options.ts';
@@ -108,7 +109,7 @@ export const evalCommand: Command = {
           process.stdout.write(`split ${s.split} (${result.decoding})\n${formatScoreTable(s.scores, s.images)}`);
           if (s.semantic) {
             process.stdout.write(
-              `semantic: exact match ${(s.semantic.exactRate * 100).toFixed(1)}%, attribute F1 ${s.semantic.f1.toFixed(4)} ` +
+              `semantic: exact match ${formatRate(s.semantic.exactRate)}, attribute F1 ${s.semantic.f1.toFixed(4)} ` +
                 `(precision ${s.semantic.precision.toFixed(4)}, recall ${s.semantic.recall.toFixed(4)}, ${s.semantic.unparsed} of ${s.semantic.count} captions unparsed)\n`,
             );
           }

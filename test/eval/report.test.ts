@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { niceTicks, svgLineChart } from '../../eval/charts.ts';
 import { readCaptionPairs } from '../../eval/coco-files.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
-import { bestAndWorst, trainingCharts } from '../../eval/report.ts';
+import { bestAndWorst, formatRate, trainingCharts } from '../../eval/report.ts';
 import { METRICS_FILE } from '../../model/io/metrics-log.ts';
 import { METRIC_NAMES, scoreCaptions } from '../../eval/score.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
@@ -204,4 +204,8 @@ test('the report reads the training log through the shared reader: a killed last
   } finally {
     await rm(copy, { recursive: true, force: true });
   }
+});
+
+test('a rate prints with one decimal, in the report and on the command line alike', () => {
+  assert.deepEqual([0.965, 0.8284, 1, 0].map(formatRate), ['96.5%', '82.8%', '100.0%', '0.0%']);
 });
