@@ -55,6 +55,8 @@ export interface PoolOptions {
   backend?: string;
   /** How long a cancelled worker may take to stop before it is terminated (default 2000 ms). */
   cancelGraceMs?: number;
+  /** Where a worker that cannot be restarted is reported (default: stderr). */
+  log?: (line: string) => void;
 }
 
 /** What the loaded model is, as reported by a worker. */
@@ -226,9 +228,11 @@ export class WorkerPool {
     slot.job = null;
     if (this.closing) return;
     this.restarts += 1;
-    this.spawn().catch(() => {
-      // The model loaded before, so this is unexpected; the remaining workers carry on and
-      // /readyz reports not ready when none is left.
+    this.spawn().catch((e: unknown) => {
+      // The model loaded before, so this is unexpected (the model directory changed?): say why.
+      // The remaining workers carry on, and /readyz reports not ready when none is left.
+      const log = this.opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+      log(`error: a caption worker could not be restarted: ${(e as Error).message}`);
     });
   }
 
