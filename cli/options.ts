@@ -44,6 +44,32 @@ export function specGroups<T>(
   return [...byKey.values()].filter((g) => g.flags.length > 0);
 }
 
+/**
+ * The settings of `spec` as Markdown for the docs: per group, a heading, what the group is for,
+ * and a table of flag, default and description, in `--help`'s order. Docs derive from the spec
+ * as `--help` does (`node --import tsx scripts/train-options.ts` prints the training options).
+ */
+export function specMarkdown<T>(spec: ConfigSpec<T>, defaults: T, groups: readonly SpecGroup[]): string {
+  const escape = (text: string) => text.replace(/\|/g, '\\|');
+  const fields = Object.entries(spec) as [string, FieldSpec][];
+  const parts: string[] = [];
+  for (const group of groups) {
+    const rows = fields
+      .filter(([, f]) => f.group === group.key)
+      .map(([key, f]) => {
+        const def = JSON.stringify((defaults as Record<string, unknown>)[key]);
+        const choices = f.choices ? ` (${f.choices.join(', ')})` : '';
+        return `| \`--${kebab(key)}\` | \`${escape(def)}\` | ${escape(f.describe)}${choices} |`;
+      });
+    if (rows.length === 0) continue;
+    const lead = group.describe.charAt(0).toUpperCase() + group.describe.slice(1);
+    parts.push(
+      `### ${group.title}\n\n${lead}.\n\n| option | default | what it does |\n| --- | --- | --- |\n${rows.join('\n')}\n`,
+    );
+  }
+  return parts.join('\n');
+}
+
 /** The flags the user gave for fields of `spec`, as a config layer (yargs adds kebab-case twins; they are skipped). */
 export function flagLayer<T>(spec: ConfigSpec<T>, argv: Record<string, unknown>): ConfigLayer {
   const values: Record<string, unknown> = {};

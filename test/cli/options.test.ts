@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UsageError } from '../../cli/errors.ts';
-import { integerFlag, optionalIntegerFlag, specGroups } from '../../cli/options.ts';
+import { integerFlag, kebab, optionalIntegerFlag, specGroups, specMarkdown } from '../../cli/options.ts';
+import { TRAIN_DEFAULTS, TRAIN_GROUPS, TRAIN_SPEC } from '../../model/train/config.ts';
 import { runCli } from '../helpers/cli.ts';
 
 test('integerFlag: a whole number at least min, else a usage error naming the flag and the value', () => {
@@ -46,4 +47,26 @@ test('every verb checks its whole-number flags the same way (exit 2, the same me
     assert.equal(r.code, 2, `${args[0]}: ${r.stderr}`);
     assert.ok(r.stderr.includes(`error: ${message}`), `${args[0]}: ${r.stderr}`);
   }
+});
+
+test('specMarkdown: every training setting once, in a table under its group, as --help groups them', () => {
+  const md = specMarkdown(TRAIN_SPEC, TRAIN_DEFAULTS, TRAIN_GROUPS);
+  const sections = md.split(/^### /m).slice(1);
+  assert.deepEqual(
+    sections.map((s) => s.split('\n')[0]),
+    TRAIN_GROUPS.map((g) => g.title),
+  );
+  for (const [key, field] of Object.entries(TRAIN_SPEC)) {
+    const row = new RegExp(`^\\| \`--${kebab(key)}\` \\| `, 'm');
+    const where = sections.filter((s) => row.test(s)).map((s) => s.split('\n')[0]);
+    assert.deepEqual(where, [TRAIN_GROUPS.find((g) => g.key === field.group)!.title], key);
+  }
+  assert.match(md, /^\| `--cell` \| `"lstm"` \| recurrent cell \(lstm, gru\) \|$/m);
+  const piped = specMarkdown({ a: { type: 'string', describe: 'x|y', group: 'g' } }, { a: '' }, [
+    { key: 'g', title: 'G', describe: 'a group' },
+  ]);
+  assert.equal(
+    piped,
+    '### G\n\nA group.\n\n| option | default | what it does |\n| --- | --- | --- |\n| `--a` | `""` | x\\|y |\n',
+  );
 });
