@@ -24,7 +24,7 @@ export const trainCommand: Command = {
       .option('json', { type: 'boolean', describe: 'print the result as one JSON object on stdout' })
       .example('$0 train --data data/shapes --out models/shapes', 'train with the default settings')
       .example(
-        '$0 train --config configs/default-model/stage1.json --data data/shapes60k',
+        '$0 train --config configs/default-model/stage1.json --data data/shapes60k --out train/stage1',
         "stage 1 of the bundled model's recipe",
       )
       .example('$0 train --data data/shapes --out models/shapes --resume', 'continue where the last run stopped');
