@@ -14,7 +14,7 @@ import { DatasetError } from '../model/data/dataset.ts';
 import { ImageError } from '../model/data/image.ts';
 import { DecodeOptionsError } from '../model/decode/decode.ts';
 import { PriorError } from '../model/decode/prior.ts';
-import { RecordFileError } from './caption-records.ts';
+import { RecordFileError } from '../batch/records.ts';
 import { CocoFileError } from '../eval/coco-files.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, input: 3, backend: 4, interrupted: 130 } as const;

@@ -23,6 +23,8 @@ import { datasetStats, type DatasetStats } from './stats.ts';
 /** One image to write: its manifest record without the shard fields. */
 export interface BuildRecord {
   id: string;
+  /** The id as a number, where the source gave one (model/data/dataset.ts). */
+  sourceId?: number;
   split: string;
   captions: string[];
   /** The manifest's `file`, relative to the final data-set directory. */
@@ -51,6 +53,8 @@ export interface BuildOptions {
    * `dir` (the directory being built). Throwing skips the image, which is listed in the report.
    */
   pixels(record: BuildRecord, index: number, dir: string): Promise<Uint8Array>;
+  /** Fields added to the manifest after `source`, e.g. a generator's version; none may be a field of Manifest. */
+  manifestFields?: Readonly<Record<string, unknown>>;
   /** Anything else that, if changed, makes a half-built directory not resumable (e.g. the seed). */
   fingerprint?: unknown;
   /** Problems the importer already found in its inputs (records it skipped), for the report. */
@@ -100,6 +104,9 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     throw new DatasetError(`${out}: a data set already exists there; remove it or choose another --out`);
   if (await exists(out))
     throw new DatasetError(`${out}: already exists (and is not a data set); remove it or choose another --out`);
+  const manifestKeys = ['format', 'version', 'name', 'source', 'shards', 'stats', 'images'];
+  const clash = Object.keys(opts.manifestFields ?? {}).find((k) => manifestKeys.includes(k));
+  if (clash) throw new RangeError(`buildDataset: manifestFields may not set the manifest's own field "${clash}"`);
   const seen = new Map<string, number>();
   records.forEach((r, i) => {
     const first = seen.get(r.id);
@@ -192,6 +199,7 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     if (skippedIds.has(r.id)) return;
     images.push({
       id: r.id,
+      ...(r.sourceId === undefined ? {} : { sourceId: r.sourceId }),
       file: r.file,
       split: r.split,
       captions: r.captions,
@@ -222,11 +230,12 @@ export async function buildDataset(opts: BuildOptions): Promise<BuildResult> {
     join(partial, 'vocab.json'),
     JSON.stringify(Vocabulary.build(train, minWordCount).toJSON()) + '\n',
   );
-  const manifest: Manifest = {
+  const manifest: Manifest & Record<string, unknown> = {
     format: 'captioner-dataset',
     version: 1,
     name: opts.name,
     source: opts.source,
+    ...opts.manifestFields,
     shards,
     stats,
     images,

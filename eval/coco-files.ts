@@ -6,7 +6,9 @@
  *   results      [{"image_id", "caption"}]
  *
  * Image ids may be integers (COCO's own) or strings (this project's data sets); a result matches
- * an image when its id is the same JSON value (42 and "42" are different ids, as in Python).
+ * an image when its id is the same JSON value (42 and "42" are different ids, as in Python). The
+ * files written for a data set give each image the id its source gave it (`cocoImageId`), so
+ * results made from an imported COCO set score against COCO's own annotation files.
  *
  * Unlike coco-caption, which asserts or silently produces NaN, every inconsistency is an error
  * naming the file and the record: a result for an image without references, an image without a
@@ -222,6 +224,14 @@ export async function readCaptionPairs(
   const refs = parseCocoAnnotations(await readJsonFile(refsPath, 'annotation'), refsPath);
   const results = parseCocoResults(await readJsonFile(resultsPath, 'results'), resultsPath);
   return matchCaptions(refs, results, refsPath, resultsPath, options);
+}
+
+/**
+ * The id a COCO file gives an image of a data set: as its source gave it (`sourceId`: COCO's and
+ * Karpathy's integers), else the data set's string id.
+ */
+export function cocoImageId(image: { id: string; sourceId?: number }): ImageId {
+  return image.sourceId ?? image.id;
 }
 
 /** A COCO caption annotation file of these images' references, loadable by pycocotools' COCO. */

@@ -12,7 +12,7 @@ import { semanticScores, type Scene, type SemanticScores } from '../data-scripts
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
 import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
-import { toCocoAnnotations, toCocoResults } from './coco-files.ts';
+import { cocoImageId, toCocoAnnotations, toCocoResults } from './coco-files.ts';
 import {
   bestAndWorst,
   imageDataUri,
@@ -207,13 +207,15 @@ export async function runEvaluation(
       const referencesFile = `references-${safe}.json`;
       await writeFileAtomic(
         join(options.outDir, resultsFile),
-        JSON.stringify(toCocoResults(captioned.map((c) => ({ id: c.id, caption: c.caption })))) + '\n',
+        // Ids as the data set's source gave them (COCO's integers), images and captioned in the same order.
+        JSON.stringify(toCocoResults(captioned.map((c, i) => ({ id: cocoImageId(images[i]!), caption: c.caption })))) +
+          '\n',
       );
       await writeFileAtomic(
         join(options.outDir, referencesFile),
         JSON.stringify(
           toCocoAnnotations(
-            images.map((img) => ({ id: img.id, file: img.file, captions: img.captions })),
+            images.map((img) => ({ id: cocoImageId(img), file: img.file, captions: img.captions })),
             `${manifest.name}: split ${split}`,
           ),
         ) + '\n',

@@ -7,6 +7,7 @@
  */
 import sharp, { type Metadata } from 'sharp';
 import { ImageError, loadImagePixels } from '../model/data/image.ts';
+import { DEFAULT_MAX_PIXELS } from '../model/data/image-header.ts';
 import { BadRequestError, TooLargeError, UnsupportedTypeError } from './errors.ts';
 
 export const RASTER_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'avif', 'tiff'] as const;
@@ -19,7 +20,7 @@ export interface ImageLimits {
   maxPixels: number;
 }
 
-export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxBytes: 10 * 1024 * 1024, maxPixels: 40_000_000 };
+export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxBytes: 10 * 1024 * 1024, maxPixels: DEFAULT_MAX_PIXELS };
 
 function ascii(bytes: Uint8Array, start: number, end: number): string {
   return String.fromCharCode(...bytes.subarray(start, end));

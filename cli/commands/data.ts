@@ -15,7 +15,12 @@ import {
   readTable,
   type ImportedImage,
 } from '../../data-scripts/import/index.ts';
-import { generateShapes } from '../../data-scripts/shapes/generate.ts';
+import {
+  LATEST_SHAPES_GENERATOR,
+  SHAPES_GENERATOR_VERSIONS,
+  generateShapes,
+  type ShapesGeneratorVersion,
+} from '../../data-scripts/shapes/generate.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { integerFlag } from '../options.ts';
@@ -80,6 +85,14 @@ export const dataCommand: Command = {
           describe: 'shapes: generator seed; csv/jsonl: seed of the hashed splits',
           group: 'shapes:',
         },
+        'generator-version': {
+          type: 'number',
+          choices: [...SHAPES_GENERATOR_VERSIONS],
+          default: LATEST_SHAPES_GENERATOR,
+          describe:
+            'shapes: 2 gives each seed its own scenes and grammatical captions; 1 reproduces data sets made before v2 (the bundled model was trained on v1)',
+          group: 'shapes:',
+        },
         'captions-per-image': { type: 'number', default: 5, describe: 'shapes: captions per image', group: 'shapes:' },
         'val-fraction': {
           type: 'number',
@@ -139,6 +152,10 @@ export const dataCommand: Command = {
       })
       .example('$0 data shapes --out data/shapes --count 20000 --size 64 --seed 1', 'generate the shapes benchmark')
       .example(
+        '$0 data shapes --out data/shapes60k --count 60000 --size 64 --seed 1 --generator-version 1 --val-fraction 0.05 --test-fraction 0.05 --compositional-fraction 0.05',
+        "the bundled model's training data (generator v1)",
+      )
+      .example(
         '$0 data coco --annotations captions_train2014.json captions_val2014.json --karpathy dataset_coco.json --images coco --out data/coco',
         'import COCO with the Karpathy splits',
       )
@@ -182,6 +199,7 @@ export const dataCommand: Command = {
             size,
             count: number(argv, 'count', 1000),
             seed: number(argv, 'seed', 1),
+            generatorVersion: number(argv, 'generatorVersion', LATEST_SHAPES_GENERATOR) as ShapesGeneratorVersion,
             captionsPerImage: number(argv, 'captionsPerImage', 5),
             valFraction: number(argv, 'valFraction', 0.1),
             testFraction: number(argv, 'testFraction', 0.1),

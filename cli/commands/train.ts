@@ -6,6 +6,7 @@ import { resolveTrainConfig, train } from '../../model/train/trainer.ts';
 import { readConfigFile } from '../../model/util/config.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT } from '../errors.ts';
+import { stopOnInterrupt } from '../interrupt.ts';
 import { flagLayer, specGroups, specOptions } from '../options.ts';
 import { progressBar, type Bar } from '../progress.ts';
 
@@ -37,13 +38,7 @@ export const trainCommand: Command = {
     await selectBackend(argv.backend as string | undefined, logLine);
     logLine(`config: ${JSON.stringify(config)}`);
 
-    let interrupted = false;
-    const onSigint = () => {
-      if (interrupted) process.exit(EXIT.interrupted);
-      interrupted = true;
-      logLine('interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)');
-    };
-    process.on('SIGINT', onSigint);
+    const stop = stopOnInterrupt('interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)');
     let bar: Bar | null = null;
     let loadBar: Bar | null = null;
     try {
@@ -67,7 +62,7 @@ export const trainCommand: Command = {
             tps: Math.round(p.tokensPerSecond),
           });
         },
-        shouldStop: () => interrupted,
+        shouldStop: () => stop.signal.aborted,
       });
       (bar as Bar | null)?.stop();
       if (argv.json) process.stdout.write(JSON.stringify(result) + '\n');
@@ -75,7 +70,7 @@ export const trainCommand: Command = {
       return result.stopped ? EXIT.interrupted : EXIT.ok;
     } finally {
       (bar as Bar | null)?.stop();
-      process.off('SIGINT', onSigint);
+      stop.release();
     }
   },
 };

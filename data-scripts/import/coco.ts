@@ -12,9 +12,11 @@
  */
 import { basename, join } from 'node:path';
 import type { Issue } from '../build.ts';
-import { cleanCaptions, firstExisting, readJson, recordError, type ImportedImage } from './read.ts';
+import { cleanCaptions, firstExisting, numericId, readJson, recordError, type ImportedImage } from './read.ts';
 
 interface CocoImage {
+  /** The id as the file gives it (a number in COCO's own files). */
+  sourceId: number | string;
   fileName: string;
   split: string;
   folder: string;
@@ -58,7 +60,7 @@ export async function readCocoAnnotations(files: readonly string[], issues: Issu
       if (here.has(id) || prior)
         throw recordError(file, `images[${i}]`, `duplicate image id ${id}${prior ? ` (also in ${prior.source})` : ''}`);
       here.add(id);
-      images.set(id, { fileName: img.file_name, split, folder, captions: [], source: file });
+      images.set(id, { sourceId: img.id, fileName: img.file_name, split, folder, captions: [], source: file });
     });
     json.annotations.forEach((ann: unknown, i: number) => {
       if (
@@ -90,7 +92,7 @@ export async function readCoco(
       continue;
     }
     const path = await firstExisting([join(opts.images, img.fileName), join(opts.images, img.folder, img.fileName)]);
-    out.push({ id, split: img.split, captions: img.captions, path });
+    out.push({ id, ...numericId(img.sourceId), split: img.split, captions: img.captions, path });
   }
   return out;
 }
@@ -155,7 +157,7 @@ export async function readKarpathy(
     }
     const folder = typeof img.filepath === 'string' ? img.filepath : '';
     const path = await firstExisting([join(opts.images, folder, img.filename), join(opts.images, img.filename)]);
-    out.push({ id, split, captions, path });
+    out.push({ id, ...numericId(idValue), split, captions, path });
   }
   return out;
 }

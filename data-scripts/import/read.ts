@@ -90,6 +90,8 @@ export async function firstExisting(candidates: readonly string[]): Promise<stri
 /** An imported image: its record, plus where its pixels come from. */
 export interface ImportedImage {
   id: string;
+  /** The id as a number where the source numbers its images (COCO's ids, Karpathy's cocoid/imgid); `id` is its text. */
+  sourceId?: number;
   split: string;
   captions: string[];
   /** Absolute path of the user's image file. */
@@ -101,6 +103,7 @@ export function toRecords(images: readonly ImportedImage[], out: string): BuildR
   const base = resolve(out);
   return images.map((img) => ({
     id: img.id,
+    ...(img.sourceId === undefined ? {} : { sourceId: img.sourceId }),
     split: img.split,
     captions: img.captions,
     file: relative(base, img.path),
@@ -113,6 +116,11 @@ export function importPixels(
   size: number,
 ): (record: BuildRecord, index: number) => Promise<Uint8Array> {
   return (_record, index) => loadImagePixels(images[index]!.path, size);
+}
+
+/** `sourceId` of an imported image whose source gave `value` as its id: set for an integer only. */
+export function numericId(value: unknown): { sourceId?: number } {
+  return typeof value === 'number' && Number.isSafeInteger(value) ? { sourceId: value } : {};
 }
 
 /** Resolves an image path given in an input file against a base directory. */

@@ -9,6 +9,7 @@
  * name no split get one from a hash of their id (train / val / test by the given fractions).
  */
 import { dirname } from 'node:path';
+import { parseCsv as parseCsvText } from '../../model/util/csv.ts';
 import type { Issue } from '../build.ts';
 import { cleanCaptions, hashedSplit, imagePath, readLines, readText, recordError, type ImportedImage } from './read.ts';
 
@@ -28,51 +29,16 @@ interface Row {
   id?: string;
 }
 
-/** Splits CSV text into rows of fields (RFC 4180), each with the line it starts on. */
+/**
+ * Splits CSV text into rows of fields (model/util/csv.ts), each with the line it starts on. A last
+ * row without a line end is a row; a quote left open at the end of the file is an error.
+ */
 export function parseCsv(text: string, file: string): { line: number; fields: string[] }[] {
-  const rows: { line: number; fields: string[] }[] = [];
-  let fields: string[] = [];
-  let field = '';
-  let quoted = false;
-  let line = 1;
-  let rowLine = 1;
-  let i = 0;
-  const endRow = () => {
-    fields.push(field);
-    if (!(fields.length === 1 && fields[0] === '')) rows.push({ line: rowLine, fields });
-    fields = [];
-    field = '';
-  };
-  if (text.charCodeAt(0) === 0xfeff) i = 1; // a byte-order mark
-  for (; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') {
-        quoted = false;
-      } else {
-        if (c === '\n') line++;
-        field += c;
-      }
-    } else if (c === '"' && field === '') {
-      quoted = true;
-    } else if (c === ',') {
-      fields.push(field);
-      field = '';
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      endRow();
-      line++;
-      rowLine = line;
-    } else {
-      field += c;
-    }
-  }
-  if (quoted) throw recordError(file, `line ${rowLine}`, 'a quoted field is not closed');
-  if (field !== '' || fields.length) endRow();
-  return rows;
+  const { rows, lines, tail } = parseCsvText(text);
+  if (tail?.inQuotes) throw recordError(file, `line ${tail.line}`, 'a quoted field is not closed');
+  const out = rows.map((fields, i) => ({ line: lines[i]!, fields }));
+  if (tail && !(tail.fields.length === 1 && tail.fields[0] === '')) out.push({ line: tail.line, fields: tail.fields });
+  return out;
 }
 
 async function csvRows(file: string): Promise<Row[]> {

@@ -1,8 +1,16 @@
 /**
  * The generated shapes data set: `count` scenes of 1–3 coloured shapes, five captions each from
  * the grammar, the scene's ground truth in every manifest record, a PNG per image (for
- * galleries) and the pixels in shards (for training). Image i depends only on (seed, i), so the
- * same seed gives the same bytes, and a prefix of a larger data set equals a smaller one.
+ * galleries) and the pixels in shards (for training). Image i depends only on (seed, i, generator
+ * version), so the same seed gives the same bytes, and a prefix of a larger data set equals a
+ * smaller one.
+ *
+ * Generator versions (the manifest records `generatorVersion`):
+ *   1  scene i of seed s is drawn from deriveSeed(s, i), which XORs seed and index, so seeds
+ *      share their scenes in another order (scene i of seed s is scene i ^ s ^ t of seed t);
+ *      captions in v1's forms, some ungrammatical. Kept bit for bit: the bundled model's data.
+ *   2  (default) scene i of seed s is drawn from hashSeed(s, i): each seed its own stream of
+ *      scenes; captions from CAPTION_TEMPLATES (grammar.ts). Scenes follow the same distribution.
  *
  * Splits: a `compositionalFraction` of scenes each hold a colour + shape pair from
  * HELD_OUT_PAIRS and form `test-compositional`; no other scene holds one, and the rest are
@@ -10,12 +18,30 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Rng, deriveSeed } from '../../model/util/rng.ts';
+import { Rng, deriveSeed, hashSeed } from '../../model/util/rng.ts';
 import { buildDataset, type BuildRecord, type BuildResult } from '../build.ts';
 import { sampleCaptions, sampleDrawing, type Drawing } from './grammar.ts';
 import { encodePng, renderDrawing } from './render.ts';
 
 export const SHAPES_SPLITS = ['train', 'val', 'test', 'test-compositional'] as const;
+
+/** The generator versions there are (see the module comment); the last is the default. */
+export const SHAPES_GENERATOR_VERSIONS = [1, 2] as const;
+/** A shapes generator version: 1 (the bundled model's data) or 2. */
+export type ShapesGeneratorVersion = (typeof SHAPES_GENERATOR_VERSIONS)[number];
+/** The version `captioner data shapes` and `generateShapes` use unless told otherwise. */
+export const LATEST_SHAPES_GENERATOR: ShapesGeneratorVersion = 2;
+
+/** `opts.generatorVersion`, checked, or the latest. */
+function generatorVersion(opts: { generatorVersion?: ShapesGeneratorVersion }): ShapesGeneratorVersion {
+  const version = opts.generatorVersion ?? LATEST_SHAPES_GENERATOR;
+  if (!SHAPES_GENERATOR_VERSIONS.includes(version)) {
+    throw new RangeError(
+      `shapes: "generatorVersion" must be one of ${SHAPES_GENERATOR_VERSIONS.join(', ')}, got ${String(version)}`,
+    );
+  }
+  return version;
+}
 
 export interface ShapesOptions {
   out: string;
@@ -23,6 +49,8 @@ export interface ShapesOptions {
   /** Image side in pixels (PNG and shards). */
   size: number;
   seed: number;
+  /** 1 reproduces the data of earlier versions bit for bit; default LATEST_SHAPES_GENERATOR. */
+  generatorVersion?: ShapesGeneratorVersion;
   captionsPerImage?: number;
   valFraction?: number;
   testFraction?: number;
@@ -35,13 +63,32 @@ export interface ShapesOptions {
   log?(line: string): void;
 }
 
-/** Scene i of a data set: its split, drawing and captions, from (seed, i) alone. */
-export function shapesScene(
-  seed: number,
-  index: number,
-  opts: Pick<ShapesOptions, 'captionsPerImage' | 'valFraction' | 'testFraction' | 'compositionalFraction'> = {},
-): { split: string; drawing: Drawing; captions: string[] } {
-  const rng = new Rng(deriveSeed(seed, index));
+type SceneOptions = Pick<
+  ShapesOptions,
+  'generatorVersion' | 'captionsPerImage' | 'valFraction' | 'testFraction' | 'compositionalFraction'
+>;
+
+/** A shapes scene: its split, drawing and captions, and the seed of its pixel noise. */
+export interface ShapesScene {
+  split: string;
+  drawing: Drawing;
+  captions: string[];
+  /** The `noiseSeed` of renderDrawing for this scene. */
+  noiseSeed: number;
+}
+
+/** The seeds of scene `index`'s draws and of its pixel noise, as generator `version` derives them. */
+function sceneSeeds(version: ShapesGeneratorVersion, seed: number, index: number): { scene: number; noise: number } {
+  return version === 1
+    ? { scene: deriveSeed(seed, index), noise: deriveSeed(seed, index, 1) }
+    : { scene: hashSeed(seed, index), noise: hashSeed(seed, index, 1) };
+}
+
+/** Scene i of a data set, from (seed, i, opts.generatorVersion) alone. */
+export function shapesScene(seed: number, index: number, opts: SceneOptions = {}): ShapesScene {
+  const version = generatorVersion(opts);
+  const seeds = sceneSeeds(version, seed, index);
+  const rng = new Rng(seeds.scene);
   const compositional = rng.next() < (opts.compositionalFraction ?? 0.1);
   const u = rng.next();
   const val = opts.valFraction ?? 0.1;
@@ -53,17 +100,35 @@ export function shapesScene(
         ? 'test'
         : 'train';
   const drawing = sampleDrawing(rng, compositional);
-  return { split, drawing, captions: sampleCaptions(rng, drawing.scene, opts.captionsPerImage ?? 5) };
+  const captions = sampleCaptions(rng, drawing.scene, opts.captionsPerImage ?? 5, version);
+  return { split, drawing, captions, noiseSeed: seeds.noise };
+}
+
+/** The command that makes the data set (the manifest's `source`): the options that differ from their defaults. */
+function sourceCommand(opts: ShapesOptions, version: ShapesGeneratorVersion): string {
+  const flags: [string, number | undefined, number][] = [
+    ['captions-per-image', opts.captionsPerImage, 5],
+    ['val-fraction', opts.valFraction, 0.1],
+    ['test-fraction', opts.testFraction, 0.1],
+    ['compositional-fraction', opts.compositionalFraction, 0.1],
+  ];
+  const extra = flags.filter(([, value, fallback]) => value !== undefined && value !== fallback);
+  return [
+    `captioner data shapes --count ${opts.count} --size ${opts.size} --seed ${opts.seed}`,
+    `--generator-version ${version}`,
+    ...extra.map(([flag, value]) => `--${flag} ${value}`),
+  ].join(' ');
 }
 
 /** Generates (or resumes generating) the shapes data set into `opts.out`. */
 export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> {
   for (const [key, value] of Object.entries({ count: opts.count, size: opts.size, seed: opts.seed })) {
-    if (!Number.isInteger(value) || value < (key === 'seed' ? 0 : 1))
+    if (!Number.isSafeInteger(value) || value < (key === 'seed' ? 0 : 1))
       throw new RangeError(
         `shapes: "${key}" must be a ${key === 'seed' ? 'non-negative' : 'positive'} integer, got ${value}`,
       );
   }
+  const version = generatorVersion(opts);
   if (opts.size < 16) throw new RangeError(`shapes: "size" must be at least 16 pixels, got ${opts.size}`);
   const fractions = {
     val: opts.valFraction ?? 0.1,
@@ -75,25 +140,33 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
       `shapes: split fractions must lie in [0, 1) and val + test < 1, got ${JSON.stringify(fractions)}`,
     );
   }
-  const drawings: Drawing[] = [];
+  const scenes: ShapesScene[] = [];
   const records: BuildRecord[] = [];
   const width = Math.max(6, String(opts.count - 1).length);
   for (let i = 0; i < opts.count; i++) {
-    const { split, drawing, captions } = shapesScene(opts.seed, i, opts);
+    const scene = shapesScene(opts.seed, i, { ...opts, generatorVersion: version });
     const id = `shapes-${String(i).padStart(width, '0')}`;
-    drawings.push(drawing);
-    records.push({ id, split, captions, file: `images/${id}.png`, scene: drawing.scene });
+    scenes.push(scene);
+    records.push({
+      id,
+      split: scene.split,
+      captions: scene.captions,
+      file: `images/${id}.png`,
+      scene: scene.drawing.scene,
+    });
   }
   const made = new Map<string, Promise<unknown>>();
   return buildDataset({
     out: opts.out,
     name: 'shapes',
-    source: `captioner data shapes --count ${opts.count} --size ${opts.size} --seed ${opts.seed}`,
+    source: sourceCommand(opts, version),
+    manifestFields: { generatorVersion: version },
     imageSize: opts.size,
     records,
-    fingerprint: { generator: 1, seed: opts.seed, fractions },
+    fingerprint: { generator: version, seed: opts.seed, fractions },
     async pixels(record, index, dir) {
-      const pixels = await renderDrawing(drawings[index]!, opts.size, deriveSeed(opts.seed, index, 1));
+      const { drawing, noiseSeed } = scenes[index]!;
+      const pixels = await renderDrawing(drawing, opts.size, noiseSeed);
       const path = join(dir, record.file);
       const folder = dirname(path);
       if (!made.has(folder)) made.set(folder, mkdir(folder, { recursive: true }));

@@ -1,7 +1,8 @@
 /**
  * Sampling a shapes scene (its ground truth and how it is drawn) and writing its captions from a
- * small grammar with paraphrases. Everything is drawn from one seeded generator, so a scene
- * and its captions are a pure function of (seed, index).
+ * small grammar with paraphrases: generator v1's forms, kept draw for draw, or v2's templates
+ * (`CAPTION_TEMPLATES`). Everything is drawn from one seeded generator, so a scene and its
+ * captions are a pure function of (seed, index, version).
  */
 import type { Rng } from '../../model/util/rng.ts';
 import { ptbTokenize } from '../../model/text/tokenize.ts';
@@ -171,8 +172,13 @@ const prefixWith = (count: number) => PREFIXES.filter((p) => p.count === count).
 const openings = PREFIXES.filter((p) => p.count === 0).map((p) => p.words);
 const listOpenings = openings.filter((w) => w !== 'there is');
 
-/** One caption of a scene, in one of the grammar's forms picked at random. */
-export function sampleCaption(rng: Rng, scene: Scene): string {
+/**
+ * One caption of a scene in generator v1's forms, picked at random. Kept as it was, draw for draw,
+ * so that `--generator-version 1` writes the data the bundled model was trained on; it can write
+ * an opening and a copula together ("the picture shows a red circle is above a blue square"),
+ * which v2 (`CAPTION_TEMPLATES`) does not.
+ */
+function sampleCaptionV1(rng: Rng, scene: Scene): string {
   const objs = scene.objects;
   const frame = (body: string): string => {
     const u = rng.next();
@@ -200,17 +206,135 @@ export function sampleCaption(rng: Rng, scene: Scene): string {
   return list;
 }
 
+/** Which templates can describe a scene: one object, two with a stated relation, or a list. */
+export type SceneKind = 'single' | 'relation' | 'list';
+
+/** The kind of caption a scene gets (a scene of two objects without a relation is a list). */
+export function sceneKind(scene: Scene): SceneKind {
+  if (scene.objects.length === 1) return 'single';
+  return scene.objects.length === 2 && scene.relations.length > 0 ? 'relation' : 'list';
+}
+
+/**
+ * A generator v2 caption template. Slots: `{np}` the one object ("a small red circle"); `{x}`,
+ * `{rel}`, `{y}` the stated relation, either way round ("a blue square", "to the left of", "a
+ * red circle"); `{list}` every object, in a random order ("a, b and c"); `{count}` their
+ * number ("two").
+ */
+export interface CaptionTemplate {
+  kind: SceneKind;
+  text: string;
+  /** Relative frequency among the templates of its kind. */
+  weight: number;
+  /** Whether the object may be counted instead of introduced: "there is one red circle". */
+  allowOne?: boolean;
+}
+
+/**
+ * Generator v2's templates: every one a sentence or caption a person would write. Unlike v1, an
+ * opening ("the picture shows") never meets the copula ("is"), and left/right are always "to the
+ * left of" / "on the left of", never a bare "left of". Every caption is one v1 could also write,
+ * so `parseShapesCaption` reads both. The weights keep v1's proportions of bare, opened and
+ * closed forms.
+ */
+export const CAPTION_TEMPLATES: readonly CaptionTemplate[] = [
+  { kind: 'single', text: '{np}', weight: 0.4 },
+  { kind: 'single', text: 'there is {np}', weight: 0.08, allowOne: true },
+  { kind: 'single', text: 'an image of {np}', weight: 0.08 },
+  { kind: 'single', text: 'a picture of {np}', weight: 0.08 },
+  { kind: 'single', text: 'the picture shows {np}', weight: 0.08, allowOne: true },
+  { kind: 'single', text: 'the image shows {np}', weight: 0.08, allowOne: true },
+  { kind: 'single', text: '{np} in the picture', weight: 0.1 },
+  { kind: 'single', text: '{np} in the image', weight: 0.1 },
+  { kind: 'relation', text: '{x} {rel} {y}', weight: 0.28 },
+  { kind: 'relation', text: '{x} is {rel} {y}', weight: 0.12 },
+  { kind: 'relation', text: 'there is {x} {rel} {y}', weight: 0.08 },
+  { kind: 'relation', text: 'an image of {x} {rel} {y}', weight: 0.08 },
+  { kind: 'relation', text: 'a picture of {x} {rel} {y}', weight: 0.08 },
+  { kind: 'relation', text: 'the picture shows {x} {rel} {y}', weight: 0.08 },
+  { kind: 'relation', text: 'the image shows {x} {rel} {y}', weight: 0.08 },
+  { kind: 'relation', text: '{x} {rel} {y} in the picture', weight: 0.07 },
+  { kind: 'relation', text: '{x} {rel} {y} in the image', weight: 0.07 },
+  { kind: 'relation', text: '{x} is {rel} {y} in the picture', weight: 0.03 },
+  { kind: 'relation', text: '{x} is {rel} {y} in the image', weight: 0.03 },
+  { kind: 'list', text: '{list}', weight: 0.25 },
+  { kind: 'list', text: 'there are {count} shapes: {list}', weight: 0.2 },
+  { kind: 'list', text: '{count} shapes: {list}', weight: 0.2 },
+  { kind: 'list', text: 'an image of {list}', weight: 0.05 },
+  { kind: 'list', text: 'a picture of {list}', weight: 0.05 },
+  { kind: 'list', text: 'the picture shows {list}', weight: 0.05 },
+  { kind: 'list', text: 'the image shows {list}', weight: 0.05 },
+  { kind: 'list', text: '{list} in the picture', weight: 0.075 },
+  { kind: 'list', text: '{list} in the image', weight: 0.075 },
+];
+
+/** v2's relation phrases: RELATION_PHRASES (which the parser reads) without the bare "left of" / "right of". */
+export const RELATION_PHRASES_V2: Readonly<Record<Relation, readonly string[]>> = {
+  'left of': ['to the left of', 'on the left of'],
+  'right of': ['to the right of', 'on the right of'],
+  above: ['above', 'over'],
+  below: ['below', 'under', 'beneath'],
+  'next to': ['next to', 'beside'],
+};
+
+const NUMBER_WORDS: Record<number, string> = { 2: 'two', 3: 'three' };
+
+/** The stated relation of a 'relation' scene, either way round; left/right is "next to" a quarter of the time. */
+function statedRelation(rng: Rng, scene: Scene): { x: string; rel: string; y: string } {
+  const rel = scene.relations[0]!;
+  let [x, y, relation] = [scene.objects[rel.subject]!, scene.objects[rel.object]!, rel.relation];
+  if (rng.next() < 0.5) [x, y, relation] = [y, x, CONVERSE[relation]];
+  if ((relation === 'left of' || relation === 'right of') && rng.next() < 0.25) relation = 'next to';
+  return { x: nounPhrase(rng, x, false), rel: pick(rng, RELATION_PHRASES_V2[relation]), y: nounPhrase(rng, y, false) };
+}
+
+/** A caption of `scene` from one template (of the scene's kind: see `sceneKind`), its choices drawn from `rng`. */
+export function captionFromTemplate(rng: Rng, scene: Scene, template: CaptionTemplate): string {
+  const kind = sceneKind(scene);
+  if (template.kind !== kind) {
+    throw new RangeError(`template "${template.text}" is for ${template.kind} scenes, not ${kind} ones`);
+  }
+  let slots: Record<string, string>;
+  if (kind === 'single') {
+    slots = { np: nounPhrase(rng, scene.objects[0]!, template.allowOne === true) };
+  } else if (kind === 'relation') {
+    slots = statedRelation(rng, scene);
+  } else {
+    const nps = rng.shuffle(scene.objects).map((o) => nounPhrase(rng, o, false));
+    const list = `${nps.slice(0, -1).join(', ')} and ${nps.at(-1)}`;
+    slots = { list, count: NUMBER_WORDS[nps.length] ?? String(nps.length) };
+  }
+  return template.text.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const value = slots[name];
+    if (value === undefined) throw new RangeError(`template "${template.text}": no slot {${name}} for ${kind} scenes`);
+    return value;
+  });
+}
+
+/** One generator v2 caption of a scene: a template of its kind picked by weight, then filled. */
+function sampleCaptionV2(rng: Rng, scene: Scene): string {
+  const kind = sceneKind(scene);
+  const templates = CAPTION_TEMPLATES.filter((t) => t.kind === kind);
+  let u = rng.next() * templates.reduce((sum, t) => sum + t.weight, 0);
+  const template = templates.find((t) => (u -= t.weight) < 0) ?? templates.at(-1)!;
+  return captionFromTemplate(rng, scene, template);
+}
+
 /**
  * The longest caption, in words: the standard model's maxLength (model/nn/captioner.ts), so that no
  * training caption is cut (a cut caption no longer says what the scene is).
  */
 export const MAX_CAPTION_WORDS = 16;
 
-/** `n` different captions of a scene of at most MAX_CAPTION_WORDS words (fewer only if the grammar cannot make `n`). */
-export function sampleCaptions(rng: Rng, scene: Scene, n: number): string[] {
+/**
+ * `n` different captions of a scene of at most MAX_CAPTION_WORDS words (fewer only if the grammar
+ * cannot make `n`), in the forms of generator `version` (1: v1's, 2: `CAPTION_TEMPLATES`).
+ */
+export function sampleCaptions(rng: Rng, scene: Scene, n: number, version: 1 | 2): string[] {
+  const sample = version === 1 ? sampleCaptionV1 : sampleCaptionV2;
   const out = new Set<string>();
   for (let tries = 0; out.size < n && tries < 50 * n; tries++) {
-    const caption = sampleCaption(rng, scene);
+    const caption = sample(rng, scene);
     if (ptbTokenize(caption).length <= MAX_CAPTION_WORDS) out.add(caption);
   }
   return [...out];

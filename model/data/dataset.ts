@@ -3,7 +3,7 @@
  *
  *   DATA_DIR/manifest.json   {"format": "captioner-dataset", "version": 1, "name", "source",
  *                             "images": [{"id", "file", "split", "captions": [...],
- *                                         "shard"?, "slot"?, "scene"?}],
+ *                                         "shard"?, "slot"?, "scene"?, "sourceId"?}],
  *                             "shards"?: {"imageSize", "imagesPerShard", "files": [...]},
  *                             "stats"?: {...}}
  *   DATA_DIR/<file>          the images, any format sharp decodes (a path relative to DATA_DIR;
@@ -25,6 +25,11 @@ export class DatasetError extends Error {
 
 export interface DatasetImage {
   id: string;
+  /**
+   * The id as a number, for images whose source numbers them (COCO's image ids, Karpathy's
+   * cocoid): `id` is its decimal text. COCO files written for the image carry this one.
+   */
+  sourceId?: number;
   /** Path relative to the data-set directory. */
   file: string;
   split: string;
@@ -98,6 +103,8 @@ export async function readManifest(dataDir: string): Promise<Manifest> {
     seen.add(img.id);
     if (typeof img.file !== 'string' || !img.file)
       throw new DatasetError(`${where} (id ${img.id}): "file" must be a non-empty string`);
+    if (img.sourceId !== undefined && !(Number.isSafeInteger(img.sourceId) && String(img.sourceId) === img.id))
+      throw new DatasetError(`${where} (id ${img.id}): "sourceId" must be an integer whose decimal text is the id`);
     if (typeof img.split !== 'string' || !img.split)
       throw new DatasetError(`${where} (id ${img.id}): "split" must be a non-empty string`);
     if (

@@ -62,3 +62,35 @@ export function deriveSeed(seed: number, ...path: number[]): number {
   }
   return h >>> 0;
 }
+
+const MASK64 = (1n << 64n) - 1n;
+/** 2^64 / φ, odd: the increment of splitmix64's Weyl sequence. */
+const GOLDEN_GAMMA = 0x9e3779b97f4a7c15n;
+
+/** splitmix64's finaliser (Steele, Lea & Flood 2014; Stafford's "Mix13" constants): a bijection of 64-bit words. */
+function mix64(z: bigint): bigint {
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+  return z ^ (z >> 31n);
+}
+
+/**
+ * A seed hashed from a base seed and a path of integers, with no structure shared between
+ * seeds: unlike `deriveSeed`, which XORs the seed with the first path element before mixing (so
+ * deriveSeed(s, i) = deriveSeed(t, i ^ s ^ t) for 32-bit seeds), the seed is mixed on its own
+ * first (splitmix64's first output for state `seed`), then each path element is added and the
+ * 64-bit word mixed again. Two different (seed, path) inputs give the same 64-bit word only if
+ * their mixed seeds differ by exactly a path difference (probability about 2^-31 for a pair
+ * of seeds and paths below 2^32); the 32 bits returned are its top half.
+ *
+ * `deriveSeed` stays as it is: training data order, sampling and resume depend on its values.
+ * Seed and path elements: safe integers (a negative one wraps modulo 2^64).
+ */
+export function hashSeed(seed: number, ...path: number[]): number {
+  for (const v of [seed, ...path]) {
+    if (!Number.isSafeInteger(v)) throw new RangeError(`hashSeed: seed and path must be safe integers, got ${v}`);
+  }
+  let h = mix64((BigInt(seed) + GOLDEN_GAMMA) & MASK64);
+  for (const p of path) h = mix64((h + BigInt(p) + GOLDEN_GAMMA) & MASK64);
+  return Number(h >> 32n);
+}

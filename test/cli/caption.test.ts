@@ -3,19 +3,22 @@
  * palette, corrupt and mislabelled images, then an interrupted run resumed.
  */
 import assert from 'node:assert/strict';
-import { appendFile, copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { appendFile, copyFile, cp, mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { deflateSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { parseCsv } from '../../cli/caption-records.ts';
-import { imageSeed } from '../../cli/commands/caption.ts';
+import { parseCsv } from '../../batch/records.ts';
+import { imageSeed } from '../../batch/run.ts';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
+import { DEFAULT_MAX_PIXELS } from '../../model/data/image-header.ts';
 import { ifExists } from '../../model/io/fsutil.ts';
 import { loadModel } from '../../model/io/load.ts';
-import { startCli, type CliResult } from '../helpers/cli.ts';
+import { BIN, startCli, type CliResult } from '../helpers/cli.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { trainTinyModel } from '../helpers/tiny-model.ts';
 
@@ -96,6 +99,7 @@ after(async () => {
 
 interface JsonRecord {
   path: string;
+  realPath?: string;
   caption?: string;
   logProb?: number;
   error?: string;
@@ -324,4 +328,150 @@ test('anti-LM: refused without a prior; `captioner prior` writes one whose weigh
   ]);
   assert.equal(evaluated.code, 0, evaluated.stderr);
   assert.equal(JSON.parse(evaluated.stdout).decoding, 'beam search, width 2, anti-LM λ 5 (β 0.001)');
+});
+
+/** Runs the CLI from the directory `cwd`, as a user standing there would. */
+function cliIn(cwd: string, args: string[]): Promise<CliResult> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((done) => child.on('close', (code, signal) => done({ code, signal, stdout, stderr })));
+}
+
+test('symbolic-link loops in a folder: the run ends and captions each image once', async () => {
+  const dir = join(work, 'loops');
+  await mkdir(join(dir, 'sub'), { recursive: true });
+  await mkdir(join(dir, 'other'));
+  const names = ['a.png', 'sub/b.png', 'other/c.png'];
+  for (const [i, name] of names.entries()) await copyFile(goodFiles[i]!, join(dir, name));
+  await symlink('..', join(dir, 'sub', 'up'));
+  await symlink('..', join(dir, 'other', 'up'));
+  const run = await cli(['caption', dir, '--model', modelDir]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(
+    parseJsonl(run.stdout)
+      .map((r) => r.path)
+      .sort(),
+    names.map((n) => join(dir, n)).sort(),
+  );
+  assert.match(run.stderr, /done: 3 captioned, 0 failed/);
+});
+
+test('resume matches records by real path: from another directory, and through a symlinked alias', async () => {
+  await mkdir(join(work, 'resume-where', 'pics'), { recursive: true });
+  const base = await realpath(join(work, 'resume-where'));
+  const names = ['p0.png', 'p1.png', 'p2.png', 'p3.png'];
+  for (const [i, name] of names.entries()) await copyFile(goodFiles[i]!, join(base, 'pics', name));
+  // First run, from base: two of the four images, named relative to base.
+  const first = await cliIn(base, [
+    'caption',
+    'pics/p0.png',
+    'pics/p1.png',
+    '--model',
+    modelDir,
+    '--out',
+    'caps.jsonl',
+  ]);
+  assert.equal(first.code, 0, first.stderr);
+  // Second run, from inside the folder: the whole folder as ".", the same file as "../caps.jsonl".
+  const second = await cliIn(join(base, 'pics'), ['caption', '.', '--model', modelDir, '--out', '../caps.jsonl']);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stderr, /resuming \.\.\/caps\.jsonl: 2 images already captioned/);
+  assert.match(second.stderr, /done: 2 captioned, 0 failed, 2 skipped/);
+  const records = parseJsonl(await readFile(join(base, 'caps.jsonl'), 'utf8'));
+  // Each record keeps the path as its run was given it, and the real path that identifies the image.
+  assert.deepEqual(
+    records.map((r) => [r.path, r.realPath]),
+    [
+      ['pics/p0.png', join(base, 'pics', 'p0.png')],
+      ['pics/p1.png', join(base, 'pics', 'p1.png')],
+      ['p2.png', join(base, 'pics', 'p2.png')],
+      ['p3.png', join(base, 'pics', 'p3.png')],
+    ],
+  );
+  // Third run, through a symlinked alias of the folder, from yet another directory: nothing to do.
+  await symlink(join(base, 'pics'), join(work, 'pics-alias'));
+  const third = await cliIn(tmpdir(), [
+    'caption',
+    join(work, 'pics-alias'),
+    '--model',
+    modelDir,
+    '--out',
+    join(base, 'caps.jsonl'),
+  ]);
+  assert.equal(third.code, 0, third.stderr);
+  assert.match(third.stderr, /done: 0 captioned, 0 failed, 4 skipped/);
+  assert.equal(parseJsonl(await readFile(join(base, 'caps.jsonl'), 'utf8')).length, 4, 'no duplicate appended');
+  // CSV keeps the real path in a last column, so a CSV record file resumes the same way.
+  const csv = await cliIn(base, ['caption', 'pics', '--model', modelDir, '--out', 'caps.csv']);
+  assert.equal(csv.code, 0, csv.stderr);
+  const { rows } = parseCsv(await readFile(join(base, 'caps.csv'), 'utf8'));
+  assert.equal(rows[0]!.at(-1), 'real_path');
+  assert.deepEqual(rows[1]!.at(-1), join(base, 'pics', 'p0.png'));
+  const csvAgain = await cliIn(join(base, 'pics'), ['caption', '.', '--model', modelDir, '--out', '../caps.csv']);
+  assert.match(csvAgain.stderr, /done: 0 captioned, 0 failed, 4 skipped/);
+});
+
+/** CRC-32 of PNG chunks (ISO 3309, as zlib computes it). */
+function crc32(bytes: Buffer): number {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+/** A valid PNG of side × side black pixels, 1 bit each: a few kB on disk, side² pixels decoded. */
+function bombPng(side: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), body.length + 4);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(side, 0);
+  ihdr.writeUInt32BE(side, 4);
+  ihdr.set([1, 0, 0, 0, 0], 8); // 1-bit greyscale, deflate, no filter, no interlace
+  const raw = Buffer.alloc(side * (1 + Math.ceil(side / 8))); // each row: filter byte 0, then zero bits
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw, { level: 9 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+test('an image over --max-pixels (default: the server limit) is an error record, never decoded', async () => {
+  const dir = join(work, 'large');
+  await mkdir(dir);
+  await copyFile(goodFiles[0]!, join(dir, 'small.png'));
+  await writeFile(join(dir, 'bomb.png'), bombPng(10_000)); // 100 megapixels: under sharp's 2^28, over 40 M
+  await sharp({ create: { width: 40, height: 30, channels: 3, background: '#808080' } })
+    .png()
+    .toFile(join(dir, 'medium.png'));
+  const run = await cli(['caption', dir, '--model', modelDir, '--decode-memory', '1']);
+  assert.equal(run.code, 1, run.stderr);
+  const byName = new Map(parseJsonl(run.stdout).map((r) => [r.path.slice(dir.length + 1), r]));
+  assert.equal(
+    byName.get('bomb.png')!.error,
+    `the image is 10000×10000 = 100000000 pixels; the limit is ${DEFAULT_MAX_PIXELS}`,
+  );
+  assert.equal(typeof byName.get('medium.png')!.caption, 'string');
+  assert.equal(typeof byName.get('small.png')!.caption, 'string');
+  assert.match(run.stderr, /done: 2 captioned, 1 failed/);
+  // A lower limit: the 40×30 image is refused too.
+  const lower = await cli(['caption', dir, '--model', modelDir, '--max-pixels', '1000']);
+  assert.match(
+    parseJsonl(lower.stdout).find((r) => r.path.endsWith('medium.png'))!.error!,
+    /40×30 = 1200 pixels; the limit is 1000/,
+  );
+  const bad = await cli(['caption', dir, '--model', modelDir, '--max-pixels', '0']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--max-pixels must be a whole number ≥ 1/);
 });

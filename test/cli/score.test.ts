@@ -2,11 +2,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import sharp from 'sharp';
 import { scoreCaptions } from '../../eval/score.ts';
+import { setupBackend } from '../helpers/tf.ts';
+import { trainTinyModel } from '../helpers/tiny-model.ts';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/captioner.js', import.meta.url).pathname;
@@ -93,6 +96,129 @@ test('captioner score: table, --json with exactly the six metrics and perImage, 
     assert.equal(dup.code, 3);
     assert.equal(dup.stdout, '');
     assert.match(dup.stderr, /dup\.json: \[3\]: a second result for image 2/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('COCO ids keep their type: import a COCO set, train, eval, and score against its own annotation file', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'captioner-coco-ids-'));
+  try {
+    // A COCO-format fixture: integer image ids, images in train2014/ and val2014/, one annotation file each.
+    const scenes = [
+      { id: 23, colour: 'red', rgb: { r: 220, g: 30, b: 30 } },
+      { id: 42, colour: 'blue', rgb: { r: 30, g: 60, b: 220 } },
+      { id: 7, colour: 'green', rgb: { r: 30, g: 180, b: 60 } },
+      { id: 108, colour: 'yellow', rgb: { r: 220, g: 210, b: 30 } },
+    ];
+    const files: Record<string, string> = {};
+    for (const split of ['train2014', 'val2014']) {
+      await mkdir(join(dir, split));
+      for (const s of scenes) {
+        const name = `COCO_${split}_${String(s.id).padStart(12, '0')}.png`;
+        await sharp({ create: { width: 20, height: 20, channels: 3, background: s.rgb } })
+          .png()
+          .toFile(join(dir, split, name));
+        files[`${split}/${s.id}`] = name;
+      }
+    }
+    const annotationFile = (split: string, offset: number) => ({
+      info: { description: `fixture ${split}` },
+      images: scenes.map((s) => ({ id: s.id + offset, file_name: files[`${split}/${s.id}`], width: 20, height: 20 })),
+      annotations: scenes.flatMap((s, i) => [
+        { id: 2 * i + 1, image_id: s.id + offset, caption: `A ${s.colour} square.` },
+        { id: 2 * i + 2, image_id: s.id + offset, caption: `a square that is ${s.colour}` },
+      ]),
+    });
+    const trainRefs = join(dir, 'captions_train2014.json');
+    const valRefs = join(dir, 'captions_val2014.json');
+    await writeFile(trainRefs, JSON.stringify(annotationFile('train2014', 1000)));
+    await writeFile(valRefs, JSON.stringify(annotationFile('val2014', 0)));
+
+    const data = join(dir, 'data');
+    const imported = await captioner([
+      'data',
+      'coco',
+      '--annotations',
+      trainRefs,
+      valRefs,
+      '--images',
+      dir,
+      '--out',
+      data,
+      '--size',
+      '16',
+      '--min-word-count',
+      '1',
+    ]);
+    assert.equal(imported.code, 0, imported.stderr);
+    await setupBackend();
+    const model = await trainTinyModel(data, 3, { out: join(dir, 'model'), valSamples: 0 });
+
+    const evalDir = join(dir, 'eval');
+    const evaluated = await captioner(['eval', '--model', model, '--data', data, '--split', 'val', '--out', evalDir]);
+    assert.equal(evaluated.code, 0, evaluated.stderr);
+    const results = JSON.parse(await readFile(join(evalDir, 'results-val.json'), 'utf8')) as { image_id: unknown }[];
+    assert.deepEqual(
+      results.map((r) => r.image_id).sort(),
+      scenes.map((s) => s.id).sort(),
+      'integer ids, as in captions_val2014.json',
+    );
+    const references = JSON.parse(await readFile(join(evalDir, 'references-val.json'), 'utf8')) as {
+      images: { id: unknown }[];
+      annotations: { image_id: unknown }[];
+    };
+    assert.ok(
+      [...references.images.map((i) => i.id), ...references.annotations.map((a) => a.image_id)].every(Number.isInteger),
+    );
+
+    // The results score against COCO's own annotation file as they are: all of it, and a subset.
+    const scored = await captioner([
+      'score',
+      '--refs',
+      valRefs,
+      '--results',
+      join(evalDir, 'results-val.json'),
+      '--json',
+    ]);
+    assert.equal(scored.code, 0, scored.stderr);
+    const ours = await captioner([
+      'score',
+      '--refs',
+      join(evalDir, 'references-val.json'),
+      '--results',
+      join(evalDir, 'results-val.json'),
+      '--json',
+    ]);
+    const scores = JSON.parse(scored.stdout) as Record<string, unknown>;
+    assert.deepEqual(scores, JSON.parse(ours.stdout), 'the same figures against the original references and ours');
+    assert.deepEqual(Object.keys(scores.perImage as object).sort(), scenes.map((s) => String(s.id)).sort());
+
+    const limited = join(dir, 'eval-2');
+    const few = await captioner([
+      'eval',
+      '--model',
+      model,
+      '--data',
+      data,
+      '--split',
+      'val',
+      '--limit',
+      '2',
+      '--out',
+      limited,
+    ]);
+    assert.equal(few.code, 0, few.stderr);
+    const subset = await captioner([
+      'score',
+      '--refs',
+      valRefs,
+      '--results',
+      join(limited, 'results-val.json'),
+      '--subset',
+    ]);
+    assert.equal(subset.code, 0, subset.stderr);
+    assert.match(subset.stdout, /^CIDEr-D\s+\d+\.\d{4}$/m);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

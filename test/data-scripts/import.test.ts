@@ -126,6 +126,10 @@ test('COCO annotations + Karpathy splits: splits, captions from the annotations,
 
   const plain = await readCoco({ annotations, images: dir }, []);
   assert.deepEqual(
+    plain.map((i) => i.sourceId),
+    [1, 2, 3, 4],
+  );
+  assert.deepEqual(
     plain.map((i) => [i.id, i.split]),
     [
       ['1', 'train'],
@@ -140,6 +144,16 @@ test('COCO annotations + Karpathy splits: splits, captions from the annotations,
   assert.equal(result.images, 4);
   const m = await readManifest(out);
   assert.equal(m.shards?.imageSize, 16);
+  // COCO's integer ids are kept as numbers beside the string ids the data set is keyed by.
+  assert.deepEqual(
+    m.images.map((img) => [img.id, img.sourceId]),
+    [
+      ['1', 1],
+      ['2', 2],
+      ['3', 3],
+      ['4', 4],
+    ],
+  );
   // The manifest's file points at the original image; shard pixels are that file preprocessed.
   const cache = await ImageCache.load(out, m.images, 16);
   for (const img of m.images)
@@ -228,8 +242,11 @@ test('Flickr30k Karpathy JSON: raw sentences, missing and corrupt images skipped
   assert.match(result.skipped.find((s) => s.record === '12')!.problem, /12\.jpg: cannot decode image/);
   const m = await readManifest(out);
   assert.deepEqual(
-    m.images.map((i) => i.id),
-    ['10', '11'],
+    m.images.map((i) => [i.id, i.sourceId]),
+    [
+      ['10', 10],
+      ['11', 11],
+    ],
   );
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { skippedImages: Issue[] };
   assert.equal(report.skippedImages.length, 2);
@@ -254,6 +271,10 @@ test('CSV (quoted fields, several rows per image) and JSONL; splits hashed when 
   );
   assert.equal(csv[0]!.split, 'train');
   assert.equal(csv[1]!.split, 'val');
+  assert.ok(
+    csv.every((i) => i.sourceId === undefined),
+    'ids a table gives as text stay text',
+  );
   const again = await readTable('csv', { input: join(dir, 'c.csv') }, []);
   assert.equal(again[2]!.split, csv[2]!.split, 'hashed split is deterministic');
   assert.deepEqual(
@@ -429,4 +450,25 @@ test('CLI: exit 1 with a report when an image is skipped, 3 for an unreadable in
   assert.match(unreadable.stderr, /broken\.json: malformed JSON/);
   assert.equal(shapes.code, 0, shapes.stderr);
   assert.equal((await readManifest(join(dir, 'shapes'))).images.length, 12);
+});
+
+test("a manifest's sourceId is the id as an integer, or the manifest is refused naming the image", async () => {
+  const dir = join(root, 'source-ids');
+  await mkdir(dir, { recursive: true });
+  const manifest = (sourceId: unknown) => ({
+    format: 'captioner-dataset',
+    version: 1,
+    name: 'x',
+    source: 'test',
+    images: [{ id: '23', sourceId, file: 'a.png', split: 'val', captions: ['a cat'] }],
+  });
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest(23)));
+  assert.equal((await readManifest(dir)).images[0]!.sourceId, 23);
+  for (const bad of [24, '23', 23.5]) {
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest(bad)));
+    await assert.rejects(
+      readManifest(dir),
+      /images\[0\] \(id 23\): "sourceId" must be an integer whose decimal text is the id/,
+    );
+  }
 });

@@ -45,8 +45,10 @@ test('same seed, same bytes: every file of two generations is identical', async 
   );
 });
 
-test('the manifest: splits, captions, scenes, a PNG per image, statistics', async () => {
+test('the manifest: generator version, splits, captions, scenes, a PNG per image, statistics', async () => {
   const m = await readManifest(first);
+  assert.equal((m as { generatorVersion?: unknown }).generatorVersion, 2);
+  assert.equal(m.source, 'captioner data shapes --count 60 --size 32 --seed 11 --generator-version 2');
   assert.equal(m.images.length, 60);
   assert.deepEqual(m.shards, { imageSize: 32, imagesPerShard: 4096, files: ['shards/0000.bin'] });
   for (const img of m.images) {
@@ -110,32 +112,34 @@ test('manifest ids are unique and each image is in one split', async () => {
   assert.equal(new Set(all).size, m.images.length);
 });
 
-test('caption/ground-truth agreement: every caption parses back to its scene exactly', () => {
-  let relations = 0;
-  const lengths = new Set<number>();
-  for (let i = 0; i < 1500; i++) {
-    const { drawing, captions } = shapesScene(9, i);
-    const truth = drawing.scene;
-    relations += truth.relations.length;
-    for (const caption of captions) {
-      const parsed = parseShapesCaption(caption);
-      assert.ok(parsed, `does not parse: "${caption}"`);
-      assert.equal(captions.length, 5);
-      const cmp = compareScenes(parsed, truth);
-      assert.deepEqual(
-        cmp,
-        { exact: true, tp: 3 * truth.objects.length + truth.relations.length, fp: 0, fn: 0 },
-        `"${caption}" vs ${JSON.stringify(truth)}`,
-      );
-      lengths.add(ptbTokenize(caption).length);
+for (const generatorVersion of [2, 1] as const) {
+  test(`caption/ground-truth agreement: every v${generatorVersion} caption parses back to its scene exactly`, () => {
+    let relations = 0;
+    const lengths = new Set<number>();
+    for (let i = 0; i < 1500; i++) {
+      const { drawing, captions } = shapesScene(9, i, { generatorVersion });
+      const truth = drawing.scene;
+      relations += truth.relations.length;
+      for (const caption of captions) {
+        const parsed = parseShapesCaption(caption);
+        assert.ok(parsed, `does not parse: "${caption}"`);
+        assert.equal(captions.length, 5);
+        const cmp = compareScenes(parsed, truth);
+        assert.deepEqual(
+          cmp,
+          { exact: true, tp: 3 * truth.objects.length + truth.relations.length, fp: 0, fn: 0 },
+          `"${caption}" vs ${JSON.stringify(truth)}`,
+        );
+        lengths.add(ptbTokenize(caption).length);
+      }
     }
-  }
-  assert.ok(relations > 200, 'relations occur');
-  assert.ok(
-    Math.min(...lengths) <= 4 && Math.max(...lengths) === MAX_CAPTION_WORDS,
-    `caption lengths ${[...lengths].sort((a, b) => a - b)}`,
-  );
-});
+    assert.ok(relations > 200, 'relations occur');
+    assert.ok(
+      Math.min(...lengths) <= 4 && Math.max(...lengths) === MAX_CAPTION_WORDS,
+      `caption lengths ${[...lengths].sort((a, b) => a - b)}`,
+    );
+  });
+}
 
 test('the relation in the ground truth holds in the geometry, and two shapes with none sit on a diagonal', () => {
   let unrelated = 0;

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CocoFileError,
+  cocoImageId,
   emptyCandidates,
   matchCaptions,
   parseCocoAnnotations,
@@ -190,4 +191,26 @@ test('files we write read back as the same pairs', async () => {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the COCO files of a data set give each image the id its source gave it: integers for COCO, else the string', () => {
+  const images = [
+    { id: '23', sourceId: 23, file: 'a.jpg', captions: ['a red square'] },
+    { id: 'img7', file: 'b.jpg', captions: ['a blue circle'] },
+  ];
+  assert.deepEqual(images.map(cocoImageId), [23, 'img7']);
+  const annotations = toCocoAnnotations(
+    images.map((img) => ({ id: cocoImageId(img), file: img.file, captions: img.captions })),
+    'test',
+  );
+  const results = toCocoResults(images.map((img) => ({ id: cocoImageId(img), caption: 'a square' })));
+  assert.deepEqual(
+    results.map((r) => r.image_id),
+    [23, 'img7'],
+  );
+  // They pair with COCO's own annotation file, whose ids are integers.
+  const official = parseCocoAnnotations({ images: [{ id: 23 }], annotations: [{ image_id: 23, caption: 'red' }] }, 'o');
+  const pairs = matchCaptions(official, parseCocoResults([results[0]], 'r'), 'o', 'r');
+  assert.deepEqual(pairs, [{ id: 23, candidate: 'a square', references: ['red'] }]);
+  assert.deepEqual(parseCocoAnnotations(annotations, 'ours').ids, [23, 'img7']);
 });

@@ -14,7 +14,6 @@ import type { Captioner } from '../../model/nn/captioner.ts';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { loadModel } from '../../model/io/load.ts';
-import { deriveSeed } from '../../model/util/rng.ts';
 import type { RunningServer } from '../../server/listen.ts';
 import { serve } from '../server/helpers.ts';
 import { setupBackend } from '../helpers/tf.ts';
@@ -32,15 +31,18 @@ before(async () => {
 });
 after(() => model?.dispose());
 
-/** The first `n` fresh scenes of `split`, rendered, as PNG bytes read back to pixels. */
+/**
+ * The first `n` fresh scenes of `split`, rendered, as PNG bytes read back to pixels. Generator v1's
+ * scenes: the model was trained on v1 data, and the floors below were measured on these scenes.
+ */
 async function freshScenes(split: 'test' | 'test-compositional', n: number): Promise<{ pixels: Uint8Array; truth: Scene }[]> {
   const out: { pixels: Uint8Array; truth: Scene }[] = [];
   for (let i = 0; out.length < n; i++) {
-    const scene = shapesScene(SEED, i, { compositionalFraction: 0.5 });
+    const scene = shapesScene(SEED, i, { compositionalFraction: 0.5, generatorVersion: 1 });
     // "test" stands for any scene without a held-out pair: none of them was trained on.
     if ((scene.split === 'test-compositional') !== (split === 'test-compositional')) continue;
     const size = model.config.imageSize;
-    const png = await encodePng(await renderDrawing(scene.drawing, size, deriveSeed(SEED, i, 1)), size);
+    const png = await encodePng(await renderDrawing(scene.drawing, size, scene.noiseSeed), size);
     out.push({ pixels: await loadImagePixels(png, size), truth: scene.drawing.scene });
   }
   return out;

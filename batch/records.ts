@@ -1,8 +1,14 @@
 /**
- * The caption command's output records in JSON Lines, CSV (RFC 4180) and TSV, written one whole
+ * Batch captioning's output records in JSON Lines, CSV (RFC 4180) and TSV, written one whole
  * record per line and read back for resuming. A file cut short by a kill ends in a partial
  * record with no line end; reading drops it, so a resumed run rewrites that image whole.
+ *
+ * A record's `path` is the image's path as the user gave it. A record file (not stdout) also
+ * keeps the image's real path (absolute, symbolic links resolved) wherever it differs from
+ * `path`, so that a rerun from another directory or through another alias finds it: JSON Lines
+ * as "realPath", CSV and TSV in a last column `real_path` (empty where it equals `path`).
  */
+import { parseCsv as parseCsvText } from '../model/util/csv.ts';
 
 export type RecordFormat = 'jsonl' | 'csv' | 'tsv';
 export const RECORD_FORMATS: readonly RecordFormat[] = ['jsonl', 'csv', 'tsv'];
@@ -10,6 +16,8 @@ export const RECORD_FORMATS: readonly RecordFormat[] = ['jsonl', 'csv', 'tsv'];
 /** One image's result: its caption and log-probability (with the alternatives of --nbest), or why it failed. */
 export interface CaptionRecord {
   path: string;
+  /** The image's real path, where it differs from `path` (record files only). */
+  realPath?: string;
   caption?: string;
   logProb?: number;
   /** The n best captions, best first (the first is `caption`). */
@@ -26,21 +34,26 @@ export function isCaptioned(r: CaptionRecord): boolean {
   return r.error === undefined && typeof r.caption === 'string';
 }
 
-/** The columns of CSV/TSV output: path, caption, log_prob, then each alternative, then error. */
-export function columns(nbest: number): string[] {
+/**
+ * The columns of CSV/TSV output: path, caption, log_prob, then each alternative, then error, then
+ * (in record files) real_path.
+ */
+export function columns(nbest: number, realPath = false): string[] {
   const cols = ['path', 'caption', 'log_prob'];
   for (let i = 2; i <= nbest; i++) cols.push(`caption_${i}`, `log_prob_${i}`);
   cols.push('error');
+  if (realPath) cols.push('real_path');
   return cols;
 }
 
-function toRow(r: CaptionRecord, nbest: number): string[] {
+function toRow(r: CaptionRecord, nbest: number, realPath: boolean): string[] {
   const row = [r.path, r.caption ?? '', r.logProb === undefined ? '' : String(r.logProb)];
   for (let i = 1; i < nbest; i++) {
     const alt = r.nbest?.[i];
     row.push(alt?.caption ?? '', alt === undefined ? '' : String(alt.logProb));
   }
   row.push(r.error ?? '');
+  if (realPath) row.push(r.realPath ?? '');
   return row;
 }
 
@@ -56,6 +69,7 @@ function fromRow(row: string[], cols: string[], where: string): CaptionRecord {
   };
   const r: CaptionRecord = { path: get('path') };
   if (!r.path) throw new RecordFileError(`${where}: empty path`);
+  if (get('real_path') !== '') r.realPath = get('real_path');
   if (get('error') !== '') {
     r.error = get('error');
     return r;
@@ -86,76 +100,48 @@ function tsvUnescape(value: string): string {
   return value.replace(/\\(.)/g, (_, c: string) => ({ t: '\t', n: '\n', r: '\r', '\\': '\\' })[c] ?? c);
 }
 
-/** The header line of a new file ('' for JSON Lines). */
-export function headerText(format: RecordFormat, nbest: number): string {
+/** The header line of a new file ('' for JSON Lines); `realPath`: with the real_path column. */
+export function headerText(format: RecordFormat, nbest: number, realPath = false): string {
   if (format === 'jsonl') return '';
-  return formatRow(format, columns(nbest));
+  return formatRow(format, columns(nbest, realPath));
 }
 
 function formatRow(format: 'csv' | 'tsv', row: string[]): string {
   return format === 'csv' ? row.map(csvField).join(',') + '\r\n' : row.map(tsvField).join('\t') + '\n';
 }
 
-/** One record as text, line end included. */
-export function formatRecord(format: RecordFormat, r: CaptionRecord, nbest: number): string {
+/**
+ * One record as text, line end included. JSON Lines carries `realPath` when the record has one;
+ * CSV and TSV have a column for it when `realPath` is set (the file's header says which).
+ */
+export function formatRecord(format: RecordFormat, r: CaptionRecord, nbest: number, realPath = false): string {
   if (format === 'jsonl') {
     const out: CaptionRecord = { path: r.path };
+    if (r.realPath !== undefined) out.realPath = r.realPath;
     if (r.caption !== undefined) out.caption = r.caption;
     if (r.logProb !== undefined) out.logProb = r.logProb;
     if (r.nbest !== undefined) out.nbest = r.nbest;
     if (r.error !== undefined) out.error = r.error;
     return JSON.stringify(out) + '\n';
   }
-  return formatRow(format, toRow(r, nbest));
+  return formatRow(format, toRow(r, nbest, realPath));
 }
 
 /**
- * Splits CSV text into complete records (RFC 4180: quoted fields may hold commas, quotes and
- * line breaks). A last record with no line end after it is returned apart, as `partial`.
+ * Splits CSV text into complete records (model/util/csv.ts). A last record with no line end after
+ * it is not among `rows`: `partial` says there was one.
  */
 export function parseCsv(text: string): { rows: string[][]; partial: boolean } {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  let i = 0;
-  let started = false;
-  while (i < text.length) {
-    const c = text[i]!;
-    started = true;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i += 2;
-        continue;
-      }
-      if (c === '"') quoted = false;
-      else field += c;
-      i += 1;
-      continue;
-    }
-    if (c === '"') quoted = true;
-    else if (c === ',') {
-      row.push(field);
-      field = '';
-    } else if (c === '\n' || (c === '\r' && text[i + 1] === '\n')) {
-      // A record ends at LF or CRLF; a CR the file ends on is a record cut short.
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-      started = false;
-      if (c === '\r') i += 1;
-    } else field += c;
-    i += 1;
-  }
-  return { rows, partial: started };
+  const { rows, partial } = parseCsvText(text);
+  return { rows, partial };
 }
 
 /** What an existing output file holds: its complete records, and whether a partial one was dropped. */
 export interface ExistingRecords {
   records: CaptionRecord[];
   droppedPartial: boolean;
+  /** CSV/TSV: whether the file has the real_path column (files written before it had none). */
+  realPathColumn: boolean;
 }
 
 /**
@@ -165,7 +151,7 @@ export interface ExistingRecords {
  * appends to (or resumes over) a file it did not write.
  */
 export function parseRecords(text: string, format: RecordFormat, nbest: number, file: string): ExistingRecords {
-  if (text === '') return { records: [], droppedPartial: false };
+  if (text === '') return { records: [], droppedPartial: false, realPathColumn: true };
   if (format === 'jsonl') {
     const lines = text.split('\n');
     const tail = lines.pop()!; // after the last '\n': '' when the file ends whole
@@ -186,9 +172,11 @@ export function parseRecords(text: string, format: RecordFormat, nbest: number, 
           `${file}:${i + 1}: not a caption record (expected {"path", "caption", "logProb"} or {"path", "error"})`,
         );
       }
+      if (rec.realPath !== undefined && (typeof rec.realPath !== 'string' || !rec.realPath))
+        throw new RecordFileError(`${file}:${i + 1}: "realPath" must be a non-empty string`);
       return rec;
     });
-    return { records, droppedPartial: tail !== '' };
+    return { records, droppedPartial: tail !== '', realPathColumn: true };
   }
   let rows: string[][];
   let partial: boolean;
@@ -198,13 +186,19 @@ export function parseRecords(text: string, format: RecordFormat, nbest: number, 
     partial = lines.pop() !== '';
     rows = lines.map((l) => l.split('\t').map(tsvUnescape));
   }
-  const expected = columns(nbest);
   const header = rows.shift();
-  if (!header) return { records: [], droppedPartial: partial };
-  if (header.join('\t') !== expected.join('\t')) {
+  if (!header) return { records: [], droppedPartial: partial, realPathColumn: true };
+  // Files written before the real_path column was added are read (and appended to) as they are.
+  const layout = [true, false].find((realPath) => header.join('\t') === columns(nbest, realPath).join('\t'));
+  if (layout === undefined) {
     throw new RecordFileError(
-      `${file}: its columns are ${header.join(',')}; this run writes ${expected.join(',')} (same --format and --nbest as the first run, or another --out)`,
+      `${file}: its columns are ${header.join(',')}; this run writes ${columns(nbest, true).join(',')} (same --format and --nbest as the first run, or another --out)`,
     );
   }
-  return { records: rows.map((row, i) => fromRow(row, expected, `${file}: record ${i + 1}`)), droppedPartial: partial };
+  const expected = columns(nbest, layout);
+  return {
+    records: rows.map((row, i) => fromRow(row, expected, `${file}: record ${i + 1}`)),
+    droppedPartial: partial,
+    realPathColumn: layout,
+  };
 }

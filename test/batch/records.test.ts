@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   RecordFileError,
@@ -14,8 +11,7 @@ import {
   tsvField,
   type CaptionRecord,
   type RecordFormat,
-} from '../../cli/caption-records.ts';
-import { expandInputs } from '../../cli/inputs.ts';
+} from '../../batch/records.ts';
 
 const RECORDS: CaptionRecord[] = [
   {
@@ -106,33 +102,26 @@ test('CSV and TSV fields escape exactly what they must', () => {
   ]);
 });
 
-test('inputs: files as named, folders recursively by image extension, globs, missing paths; each once', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'captioner-inputs-'));
-  try {
-    await mkdir(join(dir, 'sub', 'deeper'), { recursive: true });
-    await mkdir(join(dir, 'empty'));
-    for (const f of ['b.jpg', 'a.PNG', 'notes.txt', 'sub/c.webp', 'sub/deeper/d.jpeg', 'sub/.hidden.jpg', 'odd.name'])
-      await writeFile(join(dir, f), 'x');
-    const { files, missing, empty } = await expandInputs([
-      dir,
-      join(dir, 'odd.name'),
-      join(dir, 'b.jpg'),
-      join(dir, '*.jpg'),
-      join(dir, 'nope.jpg'),
-      join(dir, 'empty'),
-    ]);
-    assert.deepEqual(files, [
-      join(dir, 'a.PNG'),
-      join(dir, 'b.jpg'),
-      join(dir, 'sub/c.webp'),
-      join(dir, 'sub/deeper/d.jpeg'),
-      join(dir, 'odd.name'),
-    ]);
-    assert.deepEqual(missing, [join(dir, 'nope.jpg')]);
-    assert.deepEqual(empty, [join(dir, 'empty')]);
-    const globbed = await expandInputs([join(dir, '**/*.{jpg,jpeg}')]);
-    assert.deepEqual(globbed.files, [join(dir, 'b.jpg'), join(dir, 'sub/deeper/d.jpeg')]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+test('record files keep the real path where it differs: JSON Lines as realPath, CSV/TSV in a last column', () => {
+  const withReal: CaptionRecord[] = [
+    { path: 'pics/a.jpg', realPath: '/data/pics/a.jpg', caption: 'a cat', logProb: -1 },
+    { path: '/data/pics/b.jpg', caption: 'a dog', logProb: -2 },
+    { path: 'c.jpg', realPath: '/data/c.jpg', error: 'cannot decode image (truncated)' },
+  ];
+  for (const format of ['jsonl', 'csv', 'tsv'] as const) {
+    const text = headerText(format, 1, true) + withReal.map((r) => formatRecord(format, r, 1, true)).join('');
+    const read = parseRecords(text, format, 1, 'out');
+    assert.deepEqual(read.records, withReal, format);
+    assert.equal(read.realPathColumn, true);
   }
+  assert.deepEqual(columns(1, true), ['path', 'caption', 'log_prob', 'error', 'real_path']);
+  // A file written before the column existed is read as it is, and says so.
+  const legacy = headerText('csv', 1) + formatRecord('csv', { path: 'x.jpg', caption: 'x', logProb: -1 }, 1);
+  const old = parseRecords(legacy, 'csv', 1, 'old.csv');
+  assert.equal(old.realPathColumn, false);
+  assert.deepEqual(old.records, [{ path: 'x.jpg', caption: 'x', logProb: -1 }]);
+  assert.throws(
+    () => parseRecords('{"path":"a","realPath":3,"caption":"x","logProb":-1}\n', 'jsonl', 1, 'o.jsonl'),
+    /o\.jsonl:1: "realPath" must be a non-empty string/,
+  );
 });

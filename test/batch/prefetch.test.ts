@@ -1,0 +1,108 @@
+/** Loading ahead with memory bounded: the byte budget, the pixel limit, order and errors. */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import sharp from 'sharp';
+import { ByteBudget, Prefetcher } from '../../batch/prefetch.ts';
+import { DEFAULT_MAX_PIXELS, decodeBytes, readImageHeader } from '../../model/data/image-header.ts';
+import { loadImagePixels } from '../../model/data/image.ts';
+import { DEFAULT_IMAGE_LIMITS } from '../../server/upload.ts';
+
+let dir = '';
+const files: string[] = [];
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'captioner-prefetch-'));
+  for (let i = 0; i < 8; i++) {
+    const file = join(dir, `${i}.png`);
+    // 200×100 RGB, 8-bit: 60 000 bytes of full-size raster each.
+    await sharp({ create: { width: 200, height: 100, channels: 3, background: { r: 30 * i, g: 90, b: 200 } } })
+      .png()
+      .toFile(file);
+    files.push(file);
+  }
+  await writeFile(join(dir, 'broken.png'), 'not a png');
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('the header gives the decode size without decoding; 16-bit and alpha count', async () => {
+  const header = await readImageHeader(files[0]!);
+  assert.deepEqual(header, { format: 'png', width: 200, height: 100, channels: 3, bytesPerSample: 1 });
+  assert.equal(decodeBytes(header), 60_000);
+  const deep = join(dir, 'deep.png');
+  await sharp({ create: { width: 10, height: 10, channels: 4, background: '#ff000080' } })
+    .png()
+    .toColourspace('rgb16')
+    .toFile(deep);
+  assert.equal(decodeBytes(await readImageHeader(deep)), 10 * 10 * 4 * 2);
+  await assert.rejects(readImageHeader(join(dir, 'broken.png')), /broken\.png: cannot decode image/);
+});
+
+test('the batch CLI and the server share one default pixel limit', () => {
+  assert.equal(DEFAULT_IMAGE_LIMITS.maxPixels, DEFAULT_MAX_PIXELS);
+});
+
+test('a byte budget: first come first served; what does not fit waits; one request over it runs alone', async () => {
+  const budget = new ByteBudget(100);
+  const order: string[] = [];
+  await budget.acquire(60);
+  await budget.acquire(40); // fits exactly
+  const big = budget.acquire(500).then(() => order.push('big'));
+  const small = budget.acquire(10).then(() => order.push('small')); // would fit after one release, but waits its turn
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, []);
+  budget.release(60);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, [], 'the first in line (500) does not fit while 40 are held');
+  budget.release(40);
+  await big;
+  assert.equal(budget.inUse, 500, 'over the limit, alone');
+  budget.release(500);
+  await small;
+  assert.deepEqual(order, ['big', 'small']);
+  assert.equal(budget.peak, 500);
+});
+
+test('prefetch: images in order, failures as errors, decodes within the byte budget', async () => {
+  const paths = [...files.slice(0, 3), join(dir, 'broken.png'), ...files.slice(3)];
+  const prefetch = new Prefetcher(paths, {
+    size: 16,
+    maxPixels: DEFAULT_MAX_PIXELS,
+    budgetBytes: 130_000,
+    lookahead: 4,
+  });
+  const first = await prefetch.take(5);
+  const rest = await prefetch.take(5);
+  await prefetch.settle();
+  const all = [...first, ...rest];
+  assert.deepEqual(
+    all.map((l) => l.path),
+    paths,
+  );
+  assert.match((all[3] as { error: string }).error, /^cannot decode image/);
+  for (const [i, l] of all.entries()) {
+    if (i === 3) continue;
+    assert.ok('pixels' in l, l.path);
+    assert.deepEqual(l.pixels, await loadImagePixels(l.path, 16), 'the one preprocessing path');
+  }
+  assert.ok(prefetch.budget.peak <= 130_000, `peak ${prefetch.budget.peak}: at most two 60 000-byte decodes at once`);
+  assert.equal(prefetch.budget.inUse, 0);
+});
+
+test('prefetch: an image over the pixel limit is an error, named with its size, and takes no budget', async () => {
+  const prefetch = new Prefetcher(files.slice(0, 2), { size: 16, maxPixels: 19_999, budgetBytes: 1e9, lookahead: 0 });
+  const loaded = await prefetch.take(2);
+  assert.deepEqual(
+    loaded.map((l) => ('error' in l ? l.error : 'decoded')),
+    [
+      'the image is 200×100 = 20000 pixels; the limit is 19999',
+      'the image is 200×100 = 20000 pixels; the limit is 19999',
+    ],
+  );
+  assert.equal(prefetch.budget.peak, 0);
+});
