@@ -8,7 +8,7 @@
  */
 import { open, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { writeFileAtomic } from '../model/io/fsutil.ts';
+import { ifExists, writeFileAtomic } from '../model/io/fsutil.ts';
 import { realPathOrNull } from './inputs.ts';
 import {
   formatRecord,
@@ -76,21 +76,12 @@ async function recordRealPath(r: CaptionRecord): Promise<string> {
   return r.realPath ?? (await realPathOrNull(r.path)) ?? resolve(r.path);
 }
 
-async function readIfExists(path: string): Promise<string | null> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
 /**
  * Opens (creating, or resuming) the record file `out` in `format` with `nbest` alternatives; a
  * file that is not such a record file is a RecordFileError and is left untouched.
  */
 export async function openRecordFile(out: string, format: RecordFormat, nbest: number): Promise<RecordOutput> {
-  const text = await readIfExists(out);
+  const text = await ifExists(readFile(out, 'utf8'));
   const existing = parseRecords(text ?? '', format, nbest, out);
   const realPaths = existing.realPathColumn;
   const kept = existing.records.filter(isCaptioned);

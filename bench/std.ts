@@ -1,8 +1,9 @@
 /**
- * `npm run bench`: the standard benchmark configuration (shared/bench/std-config.md) on the
- * active backend: train images/s, greedy batch-1 latency, greedy batch-32 captions/s, beam-3
- * batch-1 latency and achieved GFLOP/s, each the median of timed runs after warm-up. The same
- * model and batch as the PyTorch peer (torch_std_bench.py), so the figures compare.
+ * `npm run bench`: the standard benchmark configuration (configs/std.json, described in
+ * shared/bench/std-config.md) on the active backend: train images/s, greedy batch-1 latency,
+ * greedy batch-32 captions/s, beam-3 batch-1 latency and achieved GFLOP/s, each the median of
+ * timed runs after warm-up. The same model and batch as the PyTorch peer (torch_std_bench.py),
+ * so the figures compare.
  *
  *   npm run bench                      # a table on stdout, logs on stderr
  *   npm run bench -- --json            # one JSON object on stdout
@@ -12,13 +13,13 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../model/runtime/backend.ts';
-import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../model/nn/captioner.ts';
+import { Captioner } from '../model/nn/captioner.ts';
 import { beamSearch, greedyDecode } from '../model/decode/decode.ts';
 import { nativeStatus } from '../model/runtime/native.ts';
-import { TRAIN_DEFAULTS, Trainer, type TrainConfig } from '../model/train/trainer.ts';
+import { Trainer } from '../model/train/trainer.ts';
 import { END, SPECIAL_TOKENS, START, Vocabulary } from '../model/text/vocab.ts';
+import { readStdConfig, stdFlops } from './std-config.ts';
 
-const BATCH = 32;
 const VOCAB = 1000;
 const BEAM = 3;
 
@@ -32,28 +33,6 @@ export interface StdBenchResult {
   greedy_b1_ms: number;
   greedy_b32_captions_per_s: number;
   beam3_b1_ms: number;
-}
-
-/**
- * Analytic FLOPs per image of the std model (a multiply-add counts 2; elementwise work is
- * left out), as the peer counts them: convolutions at each resolution, the feature and
- * initial-state dense layers, and per step the LSTM's four gates and the output layer.
- * Training costs about three forward passes (forward, and a backward pass twice as large).
- */
-export function stdFlops(config: ModelConfig, vocab: number): { forward: number; train: number; beam: number } {
-  let conv = 0;
-  let inChannels = 3;
-  let side = config.imageSize;
-  for (const out of config.encoderChannels) {
-    conv += 2 * side * side * 9 * inChannels * out;
-    inChannels = out;
-    side = Math.floor(side / 2);
-  }
-  const H = config.hiddenSize;
-  const head = 2 * inChannels * config.featureSize + 2 * (2 * config.featureSize * H);
-  const step = 2 * (config.embeddingSize + H) * 4 * H + 2 * H * vocab;
-  const forward = conv + head + config.maxLength * step;
-  return { forward, train: 3 * forward, beam: conv + head + config.maxLength * BEAM * step };
 }
 
 function median(xs: number[]): number {
@@ -109,7 +88,8 @@ async function main(): Promise<void> {
   });
   const budget = Number(args.budget);
   const backend = await selectBackend(args.backend, log);
-  const config: ModelConfig = { ...MODEL_DEFAULTS };
+  const { train: trainConfig, model: config } = await readStdConfig();
+  const { batchSize } = trainConfig;
   const vocab = syntheticVocabulary(VOCAB);
   const model = await Captioner.create(config, vocab, 1);
   // <end> can never win, so every greedy caption runs all maxLength steps, as the peer's
@@ -117,21 +97,13 @@ async function main(): Promise<void> {
   const outputBias = model.namedWeights()['decoder/output/bias']!;
   tf.tidy(() => outputBias.assign(tf.tensor1d(Array.from({ length: VOCAB }, (_, i) => (i === END ? -1e9 : 0)))));
 
-  const trainConfig: TrainConfig = {
-    ...TRAIN_DEFAULTS,
-    ...config,
-    batchSize: BATCH,
-    samplingSchedule: 'constant',
-    samplingK: 1,
-    clipNorm: 0,
-  };
   const trainer = new Trainer(model, trainConfig);
   const size = config.imageSize;
-  const images = Float32Array.from({ length: BATCH * size * size * 3 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
+  const images = Float32Array.from({ length: batchSize * size * size * 3 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
   const width = config.maxLength + 1;
-  const tokens = randomInts(BATCH * width, SPECIAL_TOKENS.length, VOCAB, 7); // no <pad>: the mask is all ones
-  for (let b = 0; b < BATCH; b++) tokens[b * width] = START;
-  const batch = { imageIds: [], tokens, batchSize: BATCH, width };
+  const tokens = randomInts(batchSize * width, SPECIAL_TOKENS.length, VOCAB, 7); // no <pad>: the mask is all ones
+  for (let b = 0; b < batchSize; b++) tokens[b * width] = START;
+  const batch = { imageIds: [], tokens, batchSize, width };
   // Decoding runs one step per word and one more for <end>: 15 words make the peer's 16 steps.
   const decodeLength = config.maxLength - 1;
   let step = 0;
@@ -158,11 +130,11 @@ async function main(): Promise<void> {
     image.dispose();
   }
 
-  const flops = stdFlops(config, VOCAB);
+  const flops = stdFlops(config, VOCAB, BEAM);
   log('timing training steps (batch 32)…');
   const train = timed(trainStep, Number(args['train-steps']), 2, budget);
   const one = tf.tensor4d(images.subarray(0, size * size * 3), [1, size, size, 3]);
-  const all = tf.tensor4d(images, [BATCH, size, size, 3]);
+  const all = tf.tensor4d(images, [batchSize, size, size, 3]);
   log('timing greedy decoding…');
   const greedy1 = timed(() => void greedyDecode(model, one, decodeLength), 20, 3, budget);
   const greedy32 = timed(() => void greedyDecode(model, all, decodeLength), 10, 2, budget);
@@ -174,11 +146,11 @@ async function main(): Promise<void> {
   const result: StdBenchResult = {
     backend: backend === 'cpu' && status?.enabled ? 'cpu+native' : backend,
     native: status ? (status.enabled ? status.detail : 'off') : null,
-    train_images_per_s: (BATCH * 1000) / train.ms,
+    train_images_per_s: (batchSize * 1000) / train.ms,
     train_step_ms: train.ms,
-    train_gflops: (flops.train * BATCH) / (train.ms / 1000) / 1e9,
+    train_gflops: (flops.train * batchSize) / (train.ms / 1000) / 1e9,
     greedy_b1_ms: greedy1.ms,
-    greedy_b32_captions_per_s: (BATCH * 1000) / greedy32.ms,
+    greedy_b32_captions_per_s: (batchSize * 1000) / greedy32.ms,
     beam3_b1_ms: beam,
   };
   if (args.json) {

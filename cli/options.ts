@@ -4,9 +4,8 @@
  * (model/util/config.ts ConfigSpec) and the decoding settings of `caption` and `eval`
  * (model/decode/options.ts DECODE_SPEC).
  */
-import { readFile } from 'node:fs/promises';
 import type { Options } from 'yargs';
-import { ConfigError, type ConfigLayer, type ConfigSpec } from '../model/util/config.ts';
+import type { ConfigLayer, ConfigSpec, FieldSpec, SpecGroup } from '../model/util/config.ts';
 import {
   STRATEGIES,
   readDecodeSettings,
@@ -24,7 +23,7 @@ export function kebab(key: string): string {
 }
 
 /** yargs options for every field of `spec`, without defaults (so that only given flags override). */
-export function specOptions<T>(spec: ConfigSpec<T>, defaults: T, group: string): Record<string, Options> {
+export function specOptions<T>(spec: ConfigSpec<T>, defaults: T): Record<string, Options> {
   const out: Record<string, Options> = {};
   for (const [key, field] of Object.entries(spec) as [string, ConfigSpec<T>[keyof T]][]) {
     const def = JSON.stringify((defaults as Record<string, unknown>)[key]);
@@ -32,10 +31,54 @@ export function specOptions<T>(spec: ConfigSpec<T>, defaults: T, group: string):
       describe: `${field.describe} [default: ${def}]`,
       type: field.type === 'number[]' ? 'string' : field.type,
       choices: field.choices as string[] | undefined,
-      group,
     };
   }
   return out;
+}
+
+/**
+ * The flags of each group of `spec`, in the order of `groups` and, within a group, of the spec:
+ * what yargs' `.group(flags, title)` takes. `extra` puts a command's own flags (not in the spec)
+ * first in a group. A field whose group is not in `groups` is an error.
+ */
+export function specGroups<T>(
+  spec: ConfigSpec<T>,
+  groups: readonly SpecGroup[],
+  extra: Readonly<Record<string, readonly string[]>> = {},
+): { title: string; flags: string[] }[] {
+  const byKey = new Map(groups.map((g) => [g.key, { title: `${g.title}:`, flags: [...(extra[g.key] ?? [])] }]));
+  for (const [key, field] of Object.entries(spec) as [string, FieldSpec][]) {
+    const group = byKey.get(field.group ?? '');
+    if (!group) throw new Error(`spec field "${key}" names no known group (${JSON.stringify(field.group)})`);
+    group.flags.push(kebab(key));
+  }
+  return [...byKey.values()].filter((g) => g.flags.length > 0);
+}
+
+/**
+ * The settings of `spec` as Markdown for the docs: per group, a heading, what the group is for,
+ * and a table of flag, default and description, in `--help`'s order. Docs derive from the spec
+ * as `--help` does (`node --import tsx scripts/train-options.ts` prints the training options).
+ */
+export function specMarkdown<T>(spec: ConfigSpec<T>, defaults: T, groups: readonly SpecGroup[]): string {
+  const escape = (text: string) => text.replace(/\|/g, '\\|');
+  const fields = Object.entries(spec) as [string, FieldSpec][];
+  const parts: string[] = [];
+  for (const group of groups) {
+    const rows = fields
+      .filter(([, f]) => f.group === group.key)
+      .map(([key, f]) => {
+        const def = JSON.stringify((defaults as Record<string, unknown>)[key]);
+        const choices = f.choices ? ` (${f.choices.join(', ')})` : '';
+        return `| \`--${kebab(key)}\` | \`${escape(def)}\` | ${escape(f.describe)}${choices} |`;
+      });
+    if (rows.length === 0) continue;
+    const lead = group.describe.charAt(0).toUpperCase() + group.describe.slice(1);
+    parts.push(
+      `### ${group.title}\n\n${lead}.\n\n| option | default | what it does |\n| --- | --- | --- |\n${rows.join('\n')}\n`,
+    );
+  }
+  return parts.join('\n');
 }
 
 /** The flags the user gave for fields of `spec`, as a config layer (yargs adds kebab-case twins; they are skipped). */
@@ -49,17 +92,17 @@ export function flagLayer<T>(spec: ConfigSpec<T>, argv: Record<string, unknown>)
   return { source: 'flags', values };
 }
 
-/** The layer from a JSON config file (`--config FILE`). */
-export async function fileLayer(path: string): Promise<ConfigLayer> {
-  let values: unknown;
-  try {
-    values = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`${path}: cannot read config (${(err as Error).message})`);
-  }
-  if (!values || typeof values !== 'object' || Array.isArray(values))
-    throw new ConfigError(`${path}: a config file must hold a JSON object`);
-  return { source: path, values: values as Record<string, unknown> };
+/** The whole-number flag `--name`, at least `min`; anything else is a usage error naming the flag and the value. */
+export function integerFlag(argv: Record<string, unknown>, name: string, min = 1): number {
+  const v = argv[name];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new UsageError(`--${name} must be a whole number ≥ ${min}, got ${String(v)}`);
+  return v;
+}
+
+/** As `integerFlag`, or undefined when the flag was not given. */
+export function optionalIntegerFlag(argv: Record<string, unknown>, name: string, min = 1): number | undefined {
+  return argv[name] === undefined ? undefined : integerFlag(argv, name, min);
 }
 
 /** Decoding flags whose names are not their setting's in kebab case (the CLI's spelling since its first version). */
@@ -111,13 +154,4 @@ export function decodeSettingsFromFlags(
   const values: Record<string, unknown> = {};
   for (const key of keys) values[key] = argv[decodeFlag(key)];
   return readDecodeSettings(values, { strategy, nameOf: (key) => `--${decodeFlag(key)}`, howToChoose });
-}
-
-/** A flag that must be a whole number ≥ `min` (sizes and counts: --batch-size, --limit); undefined when not given. */
-export function wholeNumberFlag(argv: Record<string, unknown>, name: string, min = 1): number | undefined {
-  const v = argv[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
-    throw new UsageError(`--${name} must be a whole number ≥ ${min}, got ${String(v)}`);
-  return v;
 }

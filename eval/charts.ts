@@ -42,7 +42,8 @@ export function niceTicks(min: number, max: number, count = 5): number[] {
   return ticks;
 }
 
-function formatTick(v: number): string {
+/** A tick value as a label: four significant digits, exponent notation when very large or small. */
+export function formatTick(v: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
   if (a >= 1e5 || a < 1e-3) return v.toExponential(1);

@@ -21,11 +21,11 @@ import {
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
+import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
 import { cocoImageId, toCocoAnnotations, toCocoResults } from './coco-files.ts';
 import {
   bestAndWorst,
   imageDataUri,
-  readTrainingLog,
   renderReport,
   trainingCharts,
   type GalleryItem,
@@ -324,7 +324,7 @@ export async function runEvaluation(
     decoding,
     modelSummary: `${modelConfig.imageSize}px images, vocabulary ${model.vocab.size}, captions up to ${modelConfig.maxLength} words`,
     splits: reportSplits,
-    charts: trainingCharts(await readTrainingLog(options.modelDir)),
+    charts: trainingCharts(await readMetricsLog(join(options.modelDir, METRICS_FILE))),
   });
   const reportFile = join(options.outDir, 'report.html');
   await writeFileAtomic(reportFile, html);

@@ -5,44 +5,25 @@
  * PNG data: URI. Nothing is fetched when the file is opened.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import Handlebars from 'handlebars';
 import sharp from 'sharp';
 import { svgLineChart, type ChartSeries } from './charts.ts';
 import type { ImageScore } from './score.ts';
 import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
 import type { SemanticScores } from '../data-scripts/shapes/semantics.ts';
-
-/** One line of MODEL_DIR/metrics.jsonl (model/train/trainer.ts writes "step" and "epoch" records). */
-export interface TrainingRecord {
-  type?: string;
-  step?: number;
-  [key: string]: unknown;
-}
-
-/** The training log of a model directory; [] when there is none. Lines cut short by a kill are skipped. */
-export async function readTrainingLog(modelDir: string): Promise<TrainingRecord[]> {
-  const text = await readFile(join(modelDir, 'metrics.jsonl'), 'utf8').catch(() => '');
-  const out: TrainingRecord[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const rec = JSON.parse(line) as unknown;
-      if (rec && typeof rec === 'object' && typeof (rec as TrainingRecord).step === 'number')
-        out.push(rec as TrainingRecord);
-    } catch {
-      // an unfinished last line
-    }
-  }
-  return out;
-}
+import type { MetricsRecord } from '../model/io/metrics-log.ts';
 
 export interface Chart {
   title: string;
   svg: string;
 }
 
-function seriesOf(records: readonly TrainingRecord[], type: string, key: string, name: string): ChartSeries {
+/** A rate in [0, 1] as a percentage with one decimal ("96.5%"), as the report and `captioner eval` print it. */
+export function formatRate(rate: number): string {
+  return `${(rate * 100).toFixed(1)}%`;
+}
+
+function seriesOf(records: readonly MetricsRecord[], type: string, key: string, name: string): ChartSeries {
   return {
     name,
     points: records
@@ -58,7 +39,7 @@ const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'valLoss',
  * other numeric validation metric, the scheduled-sampling ε (the probability of feeding the true
  * word; Bengio et al. 2015) and the learning rate, all over optimiser steps.
  */
-export function trainingCharts(records: readonly TrainingRecord[]): Chart[] {
+export function trainingCharts(records: readonly MetricsRecord[]): Chart[] {
   const charts: Chart[] = [];
   const add = (title: string, yLabel: string, series: ChartSeries[], yRange?: [number, number]) => {
     const svg = svgLineChart({ title, xLabel: 'step', yLabel, series, yRange });
@@ -153,7 +134,7 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
   hb.registerHelper('fixed', (v: unknown, digits: unknown) =>
     typeof v === 'number' ? v.toFixed(typeof digits === 'number' ? digits : 4) : 'n/a',
   );
-  hb.registerHelper('percent', (v: unknown) => (typeof v === 'number' ? `${(v * 100).toFixed(1)}%` : 'n/a'));
+  hb.registerHelper('percent', (v: unknown) => (typeof v === 'number' ? formatRate(v) : 'n/a'));
   const template = hb.compile(await readFile(templatePath, 'utf8'), { strict: false, noEscape: false });
   const metricRows = METRIC_NAMES.map((name) => ({ name, values: view.splits.map((s) => s.scores[name]) }));
   const notComputed = Object.entries(NOT_COMPUTED).map(([name, why]) => ({ name, why }));

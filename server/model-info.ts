@@ -6,7 +6,10 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { formatTick, niceTicks } from '../eval/charts.ts';
 import { readCheckpointConfig, type SavedConfig } from '../model/io/checkpoint.ts';
+import { ifExists } from '../model/io/fsutil.ts';
+import { METRICS_FILE, readMetricsLog, type MetricsRecord } from '../model/io/metrics-log.ts';
 import { readPrior, type AntiLmDefaults } from '../model/decode/prior.ts';
 import { Vocabulary } from '../model/text/vocab.ts';
 
@@ -86,23 +89,6 @@ function fmt(v: number): string {
   return Number(v.toPrecision(4)).toString();
 }
 
-/** A "nice" number near x: 1, 2 or 5 × 10^k (Heckbert, "Nice numbers for graph labels", Graphics Gems 1990). */
-function niceNumber(x: number, round: boolean): number {
-  const exp = Math.floor(Math.log10(x));
-  const f = x / 10 ** exp;
-  const nice = round ? (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) : f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
-  return nice * 10 ** exp;
-}
-
-/** Tick values at a nice spacing inside [lo, hi], about `count` of them (Heckbert's loose labelling). */
-export function niceTicks(lo: number, hi: number, count = 5): number[] {
-  if (!(hi > lo)) return [lo];
-  const step = niceNumber(niceNumber(hi - lo, false) / Math.max(1, count - 1), true);
-  const ticks: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
-  return ticks;
-}
-
 /** Lays out `curves` as a line chart: SVG path data and axis ticks, in pixels. */
 export function layoutChart(title: string, curves: Curve[], xLabel: string, width = 640, height = 260): Chart | null {
   const all = curves.flatMap((c) => c.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
@@ -126,34 +112,18 @@ export function layoutChart(title: string, curves: Curve[], xLabel: string, widt
       const path = pts.map((p, j) => `${j ? 'L' : 'M'}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ');
       return { label: c.label, path, colour: COLOURS[i % COLOURS.length]!, last: fmt(pts[pts.length - 1]!.y) };
     });
-  const xTicks = niceTicks(xMin, xMax).map((t) => ({ x: Number(sx(t).toFixed(1)), label: fmt(t) }));
-  const yTicks = niceTicks(yMin, yMax).map((t) => ({ y: Number(sy(t).toFixed(1)), label: fmt(t) }));
+  const xTicks = niceTicks(xMin, xMax).map((t) => ({ x: Number(sx(t).toFixed(1)), label: formatTick(t) }));
+  const yTicks = niceTicks(yMin, yMax).map((t) => ({ y: Number(sy(t).toFixed(1)), label: formatTick(t) }));
   return { title, width, height, series, xTicks, yTicks, plot, xLabel };
 }
 
-interface MetricLine {
-  type?: string;
-  step?: number;
-  epoch?: number;
+/** The fields of a training-log record that the page draws. */
+interface MetricLine extends MetricsRecord {
   loss?: number;
   valLoss?: number;
   trainLoss?: number;
   epsilon?: number;
   learningRate?: number;
-}
-
-async function readMetrics(modelDir: string): Promise<MetricLine[]> {
-  const text = await readFile(join(modelDir, 'metrics.jsonl'), 'utf8').catch(() => '');
-  const lines: MetricLine[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      lines.push(JSON.parse(line) as MetricLine);
-    } catch {
-      // A line cut short by a kill during training: skip it.
-    }
-  }
-  return lines;
 }
 
 /** Numeric leaves of a JSON value, named by their path ("scores.CIDEr-D"); per-image detail is skipped. */
@@ -199,12 +169,12 @@ function evaluationFigures(file: string, json: unknown): EvalFigures[] {
  * eval).
  */
 async function readEvaluations(modelDir: string): Promise<EvalFigures[]> {
-  const entries = await readdir(modelDir, { withFileTypes: true }).catch(() => []);
+  const entries = (await ifExists(readdir(modelDir, { withFileTypes: true }))) ?? [];
   const files: string[] = [];
   for (const e of entries.filter((e) => e.name.startsWith('eval')).sort((a, b) => (a.name < b.name ? -1 : 1))) {
     if (e.isFile() && e.name.endsWith('.json')) files.push(e.name);
     if (!e.isDirectory()) continue;
-    const inner = await readdir(join(modelDir, e.name)).catch(() => [] as string[]);
+    const inner = (await ifExists(readdir(join(modelDir, e.name)))) ?? [];
     if (e.name === 'eval')
       files.push(
         ...inner
@@ -265,7 +235,7 @@ export interface ModelCard {
  * shows it beside the upload form, so that nobody takes a shapes model for a photo captioner.
  */
 export async function readModelCard(modelDir: string): Promise<ModelCard | null> {
-  const text = await readFile(join(modelDir, 'README.md'), 'utf8').catch(() => null);
+  const text = await ifExists(readFile(join(modelDir, 'README.md'), 'utf8'));
   if (text === null) return null;
   const blocks = text
     .replace(/\r\n/g, '\n')
@@ -287,7 +257,7 @@ export async function readModelCard(modelDir: string): Promise<ModelCard | null>
 /** Describes the model in `modelDir` for the model page. */
 export async function describeModel(modelDir: string): Promise<ModelDescription> {
   const { dir, config } = await readCheckpointConfig(modelDir);
-  const metrics = await readMetrics(modelDir);
+  const metrics = (await readMetricsLog(join(modelDir, METRICS_FILE))) as MetricLine[];
   const steps = metrics.filter((m) => m.type === 'step' && typeof m.step === 'number');
   const epochs = metrics.filter((m) => m.type === 'epoch' && typeof m.step === 'number');
   const charts: Chart[] = [];

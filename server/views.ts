@@ -7,21 +7,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import Handlebars from 'handlebars';
+import { formatPercent } from './public/percent.js';
 
 type Template = Handlebars.TemplateDelegate;
 
-/**
- * A probability as a percentage for people: one decimal, none near 100 %, and two significant
- * digits below 0.1 %, so that a whole caption's small probability (a product of many words'
- * probabilities) does not read as "0%". server/public/app.js formats the streamed result the
- * same way.
- */
-export function formatPercent(p: number): string {
-  if (!(p > 0)) return '0%';
-  if (p < 1e-6) return '<0.0001%';
-  if (p < 0.001) return `${Number((p * 100).toPrecision(2))}%`;
-  return `${(p * 100).toFixed(p >= 0.995 ? 0 : 1)}%`;
-}
+/** How a probability reads on the page (server/public/percent.js: the page's script uses the same file). */
+export { formatPercent };
 
 /** The express `app.engine('hbs', …)` callback for the views in `viewsDir`. */
 export function handlebarsEngine(

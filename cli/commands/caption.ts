@@ -20,7 +20,7 @@ import { openRecordFile, streamOutput, type RecordOutput } from '../../batch/out
 import { RECORD_FORMATS, type RecordFormat } from '../../batch/records.ts';
 import { captionFiles, type BatchSummary } from '../../batch/run.ts';
 import { logLine, type Command } from '../command.ts';
-import { decodeFlagOptions, decodeSettingsFromFlags, wholeNumberFlag } from '../options.ts';
+import { decodeFlagOptions, decodeSettingsFromFlags, integerFlag } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { stopOnInterrupt } from '../interrupt.ts';
 import { progressBar, type Bar } from '../progress.ts';
@@ -123,9 +123,9 @@ export const captionCommand: Command = {
     const inputs = (argv.inputs as string[] | undefined) ?? [];
     const out = argv.out as string | undefined;
     const format = chooseFormat(argv.format, out);
-    const batchSize = wholeNumberFlag(argv, 'batch-size')!;
-    const maxPixels = wholeNumberFlag(argv, 'max-pixels')!;
-    const decodeMemory = wholeNumberFlag(argv, 'decode-memory')!;
+    const batchSize = integerFlag(argv, 'batch-size');
+    const maxPixels = integerFlag(argv, 'max-pixels');
+    const decodeMemory = integerFlag(argv, 'decode-memory');
     const options: DecodeOptions = decodeSettingsFrom(argv);
     const nbestColumns = options.nBest ?? 1;
 

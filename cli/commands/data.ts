@@ -23,6 +23,7 @@ import {
 } from '../../data-scripts/shapes/generate.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
+import { integerFlag } from '../options.ts';
 import { progressBar, type Bar } from '../progress.ts';
 
 const FORMATS = ['shapes', 'coco', 'karpathy', 'flickr8k', 'flickr30k', 'csv', 'jsonl'] as const;
@@ -175,8 +176,7 @@ export const dataCommand: Command = {
     if (format === 'coco' && !string(argv, 'karpathy') && !(argv.annotations as string[] | undefined)?.length) {
       throw new UsageError('data coco: give --annotations, --karpathy, or both');
     }
-    const size = number(argv, 'size', 64);
-    if (!Number.isInteger(size) || size < 8) throw new UsageError(`--size must be an integer >= 8, got ${size}`);
+    const size = integerFlag(argv, 'size', 8);
     const common = {
       out,
       minWordCount: number(argv, 'minWordCount', 5),

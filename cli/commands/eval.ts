@@ -9,9 +9,10 @@ import {
   runEvaluation,
   type EvalDecodeSettings,
 } from '../../eval/evaluate.ts';
+import { formatRate } from '../../eval/report.ts';
 import { NOT_COMPUTED, formatScoreTable } from '../../eval/score.ts';
 import { logLine, type Command } from '../command.ts';
-import { decodeFlag, decodeFlagOptions, wholeNumberFlag } from '../options.ts';
+import { decodeFlag, decodeFlagOptions, integerFlag, optionalIntegerFlag } from '../options.ts';
 import { EXIT } from '../errors.ts';
 import { progressBar, type Bar } from '../progress.ts';
 
@@ -85,9 +86,9 @@ export const evalCommand: Command = {
       dataDir: argv.data as string,
       split,
       ...decodeSettingsFrom(argv),
-      batchSize: wholeNumberFlag(argv, 'batch-size')!,
-      galleryCount: wholeNumberFlag(argv, 'gallery')!,
-      limit: wholeNumberFlag(argv, 'limit') ?? 0,
+      batchSize: integerFlag(argv, 'batch-size'),
+      galleryCount: integerFlag(argv, 'gallery'),
+      limit: optionalIntegerFlag(argv, 'limit') ?? 0,
       outDir: (argv.out as string | undefined) ?? join(modelDir, `eval-${split}`),
     };
     await selectBackend(argv.backend as string | undefined, logLine);
@@ -126,7 +127,7 @@ export const evalCommand: Command = {
           process.stdout.write(`split ${s.split} (${result.decoding})\n${formatScoreTable(s.scores, s.images)}`);
           if (s.semantic) {
             process.stdout.write(
-              `semantic: exact match ${(s.semantic.exactRate * 100).toFixed(1)}%, attribute F1 ${s.semantic.f1.toFixed(4)} ` +
+              `semantic: exact match ${formatRate(s.semantic.exactRate)}, attribute F1 ${s.semantic.f1.toFixed(4)} ` +
                 `(precision ${s.semantic.precision.toFixed(4)}, recall ${s.semantic.recall.toFixed(4)}, ${s.semantic.unparsed} of ${s.semantic.count} captions unparsed)\n`,
             );
           }

@@ -7,6 +7,7 @@ import { ListenError, resolveAllowedHosts, resolvePort, startServer } from '../.
 import { DEFAULT_IMAGE_LIMITS } from '../../server/upload.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
+import { integerFlag, optionalIntegerFlag } from '../options.ts';
 
 /** A socket that could not be opened, as a usage error that says which flag or variable picks another. */
 function listenUsageError(err: ListenError, fromFlag: boolean): UsageError {
@@ -92,12 +93,6 @@ export const serveCommand: Command = {
         'serve on every interface, port 8080, also under the name captions.example.org',
       ),
   async run(argv) {
-    const positive = (name: string, min: number) => {
-      const v = argv[name];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
-        throw new UsageError(`--${name} must be a whole number ≥ ${min}, got ${String(v)}`);
-      return v;
-    };
     let port: number;
     try {
       port = resolvePort(argv.port as number | undefined);
@@ -106,7 +101,7 @@ export const serveCommand: Command = {
     }
     // The decoding spec's bounds for a request's beam width (1 to the server's limit).
     const beamWidth = checkSetting('beamWidth', argv.beam, '--beam', DEFAULT_DECODE_LIMITS);
-    const workers = argv.workers === undefined ? Math.max(1, availableParallelism() - 1) : positive('workers', 1);
+    const workers = optionalIntegerFlag(argv, 'workers', 1) ?? Math.max(1, availableParallelism() - 1);
     const host = String(argv.host);
     const allowedHosts = resolveAllowedHosts(argv['allowed-host'] as string[] | undefined);
     logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
@@ -116,14 +111,14 @@ export const serveCommand: Command = {
       host,
       allowedHosts,
       workers,
-      maxQueue: positive('queue', 0),
-      timeoutMs: positive('timeout', 1),
+      maxQueue: integerFlag(argv, 'queue', 0),
+      timeoutMs: integerFlag(argv, 'timeout', 1),
       limits: {
-        maxBytes: positive('max-upload', 1),
-        maxPixels: positive('max-pixels', 1),
-        maxDecodeBytes: positive('max-decode-mb', 1) * 1024 * 1024,
+        maxBytes: integerFlag(argv, 'max-upload', 1),
+        maxPixels: integerFlag(argv, 'max-pixels', 1),
+        maxDecodeBytes: integerFlag(argv, 'max-decode-mb', 1) * 1024 * 1024,
       },
-      graceMs: positive('grace', 0),
+      graceMs: integerFlag(argv, 'grace', 0),
       defaultBeamWidth: beamWidth,
       ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}),
       log: logLine,

@@ -1,26 +1,38 @@
 /** `captioner train`: a thin layer over model/train/trainer.ts. */
 import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
-import { TRAIN_DEFAULTS, TRAIN_SPEC, resolveTrainConfig, train } from '../../model/train/trainer.ts';
+import { TRAIN_DEFAULTS, TRAIN_GROUPS, TRAIN_SPEC } from '../../model/train/config.ts';
+import { resolveTrainConfig, train } from '../../model/train/trainer.ts';
+import { readConfigFile } from '../../model/util/config.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT } from '../errors.ts';
 import { stopOnInterrupt } from '../interrupt.ts';
-import { fileLayer, flagLayer, specOptions } from '../options.ts';
+import { flagLayer, specGroups, specOptions } from '../options.ts';
 import { progressBar, type Bar } from '../progress.ts';
 
 export const trainCommand: Command = {
   command: 'train',
-  describe: 'train a captioning model on a data set (resumable)',
-  builder: (y: Argv) =>
-    y
-      .options(specOptions(TRAIN_SPEC, TRAIN_DEFAULTS, 'Training:'))
-      .option('config', { type: 'string', describe: 'JSON file of settings (flags override it)' })
+  describe: 'train a captioning model on a data set (resumable), from a recipe in configs/ and flags',
+  builder: (y: Argv) => {
+    let parser = y.options(specOptions(TRAIN_SPEC, TRAIN_DEFAULTS));
+    for (const { flags, title } of specGroups(TRAIN_SPEC, TRAIN_GROUPS, { run: ['config'] }))
+      parser = parser.group(flags, title);
+    return parser
+      .option('config', {
+        type: 'string',
+        describe: 'JSON recipe of settings, e.g. configs/default-model/stage1.json (flags override it)',
+      })
       .option('json', { type: 'boolean', describe: 'print the result as one JSON object on stdout' })
-      .example('$0 train --data data/shapes --out models/shapes', 'train with the standard configuration')
-      .example('$0 train --data data/shapes --out models/shapes --resume', 'continue where the last run stopped'),
+      .example('$0 train --data data/shapes --out models/shapes', 'train with the default settings')
+      .example(
+        '$0 train --config configs/default-model/stage1.json --data data/shapes60k --out train/stage1',
+        "stage 1 of the bundled model's recipe",
+      )
+      .example('$0 train --data data/shapes --out models/shapes --resume', 'continue where the last run stopped');
+  },
   async run(argv) {
     const layers = [];
-    if (typeof argv.config === 'string') layers.push(await fileLayer(argv.config));
+    if (typeof argv.config === 'string') layers.push(await readConfigFile(argv.config));
     layers.push(flagLayer(TRAIN_SPEC, argv));
     const config = await resolveTrainConfig(layers);
     await selectBackend(argv.backend as string | undefined, logLine);

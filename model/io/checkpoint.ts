@@ -17,7 +17,7 @@ import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from '../nn/captioner.ts';
-import { writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import { ifExists, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
 import { PRIOR_FILE, type PriorJson } from '../decode/prior.ts';
 import { Vocabulary } from '../text/vocab.ts';
 
@@ -145,7 +145,7 @@ export async function saveCheckpoint(modelDir: string, payload: CheckpointPayloa
   const previous = await readPointer(modelDir);
   const step = payload.training?.state.step ?? 0;
   let name = `ckpt-${String(step).padStart(6, '0')}`;
-  const existing = new Set(await readdir(modelDir).catch(() => [] as string[]));
+  const existing = new Set((await ifExists(readdir(modelDir))) ?? []);
   for (let i = 1; existing.has(name); i++) name = `ckpt-${String(step).padStart(6, '0')}-${i}`;
 
   await writeDirAtomic(join(modelDir, name), async (dir) => {

@@ -55,3 +55,18 @@ export async function writeDirAtomic(path: string, fill: (tmpDir: string) => Pro
   }
   await fsyncDir(dirname(path));
 }
+
+/**
+ * The value of `pending` (a readFile, readdir or stat), or null when it failed because the path
+ * does not exist (ENOENT). Any other failure — a directory where a file was expected (EISDIR),
+ * a file where a directory was (ENOTDIR), no permission — is thrown: an absent file is not the
+ * same thing as an unreadable one.
+ */
+export async function ifExists<T>(pending: Promise<T>): Promise<T | null> {
+  try {
+    return await pending;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}

@@ -3,18 +3,10 @@
  * sampling, clip gradients by global norm, follow a learning-rate schedule and be checkpointed
  * and resumed exactly.
  */
-import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { epochBatches, makeExamples, orderedBatches, type Batch, type Example } from '../data/batch.ts';
-import {
-  Captioner,
-  MODEL_DEFAULTS,
-  MODEL_KEYS,
-  MODEL_SPEC,
-  checkModelConfig,
-  type ModelConfig,
-} from '../nn/captioner.ts';
+import { Captioner, MODEL_KEYS, checkModelConfig, type ModelConfig } from '../nn/captioner.ts';
 import {
   hasCheckpoint,
   loadCheckpoint,
@@ -24,236 +16,23 @@ import {
   type SavedConfig,
   type TrainingState,
 } from '../io/checkpoint.ts';
-import { ConfigError, pick, resolveConfig, type ConfigLayer, type ConfigSpec } from '../util/config.ts';
+import { ConfigError, pick, resolveConfig, type ConfigLayer } from '../util/config.ts';
 import { ImageCache, readManifest, splitImages, DatasetError } from '../data/dataset.ts';
 import { greedyDecode } from '../decode/decode.ts';
 import { loadModel } from '../io/load.ts';
 import { writeFileAtomic } from '../io/fsutil.ts';
+import { appendMetrics, truncateMetrics } from '../io/metrics-log.ts';
 import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
 import { Adam, clipByGlobalNorm } from './optim.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
 import { StreamedPixels, type PixelBatch } from '../data/stream.ts';
 import { describeClasses, substitutionClasses, substitutionRates } from './substitution.ts';
 import { LanguagePrior } from '../decode/prior.ts';
-import {
-  learningRateAt,
-  scheduledSamplingProbability,
-  type LrScheduleKind,
-  type SamplingScheduleKind,
-} from './schedules.ts';
+import { learningRateAt, scheduledSamplingProbability } from './schedules.ts';
+import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from './config.ts';
 import { Vocabulary } from '../text/vocab.ts';
 
 export const VERSION = '0.1.0';
-
-export interface TrainConfig extends ModelConfig {
-  data: string;
-  out: string;
-  resume: boolean;
-  /**
-   * Start from this model's weights and vocabulary (same architecture), with a fresh optimiser and schedule ('' : new
-   * weights).
-   */
-  initFrom: string;
-  trainSplit: string;
-  valSplit: string;
-  epochs: number;
-  batchSize: number;
-  /** Stop after this many optimiser steps in all (0: run every epoch). */
-  maxSteps: number;
-  seed: number;
-  learningRate: number;
-  lrSchedule: LrScheduleKind;
-  warmupSteps: number;
-  minLearningRate: number;
-  clipNorm: number;
-  /** Label smoothing α of the training loss (validation loss stays plain cross-entropy). */
-  labelSmoothing: number;
-  /** Probability that a decoder input after <start> is replaced by <unk> (word dropout). */
-  wordDropout: number;
-  /**
-   * Probability that a decoder input after <start> is replaced by a word of the same slot
-   * (model/train/substitution.ts).
-   */
-  wordSubstitution: number;
-  /**
-   * Rates per slot that override `wordSubstitution`: "red=0.5,left=0" (model/train/substitution.ts
-   * `substitutionRates`).
-   */
-  wordSubstitutionRates: string;
-  samplingSchedule: SamplingScheduleKind;
-  samplingK: number;
-  samplingC: number;
-  samplingMin: number;
-  samplingFeed: 'argmax' | 'sample';
-  /** Feed the model's own word only where it fills the true word's slot (ForwardOptions.samplingSlots). */
-  samplingWithinSlots: boolean;
-  logEvery: number;
-  /** Also checkpoint every this many steps (0: at the end of each epoch only). */
-  checkpointEvery: number;
-  /** Validate and checkpoint every this many epochs (and after the last). */
-  validateEvery: number;
-  valSamples: number;
-  /** Batch captions of similar length together (model/data/batch.ts), to pad less. */
-  bucketing: boolean;
-  /**
-   * Stream the training pixels chunk by chunk (model/data/stream.ts) instead of holding them all: 'auto' when they
-   * exceed `pixelBudgetMb`.
-   */
-  stream: 'auto' | 'on' | 'off';
-  /**
-   * Memory for pixels, MB: the in-memory limit of `stream: 'auto'`, and what an automatic window and read-ahead fill.
-   */
-  pixelBudgetMb: number;
-  /** Chunks (shards) whose examples are shuffled together when streaming (0: as many as half the budget holds). */
-  streamWindow: number;
-  /** Chunks read ahead while a window trains (-1: as many as the window). */
-  streamReadAhead: number;
-}
-
-export const TRAIN_DEFAULTS = {
-  ...MODEL_DEFAULTS,
-  data: '',
-  out: '',
-  resume: false,
-  initFrom: '',
-  trainSplit: 'train',
-  valSplit: 'val',
-  epochs: 10,
-  batchSize: 32,
-  maxSteps: 0,
-  seed: 1,
-  learningRate: 1e-3,
-  lrSchedule: 'constant',
-  warmupSteps: 0,
-  minLearningRate: 0,
-  clipNorm: 5,
-  labelSmoothing: 0,
-  wordDropout: 0,
-  wordSubstitution: 0,
-  wordSubstitutionRates: '',
-  samplingSchedule: 'inverse-sigmoid',
-  samplingK: 1000,
-  samplingC: 1e-4,
-  samplingMin: 0,
-  samplingFeed: 'argmax',
-  samplingWithinSlots: false,
-  logEvery: 10,
-  checkpointEvery: 0,
-  validateEvery: 1,
-  valSamples: 4,
-  bucketing: false,
-  stream: 'auto',
-  pixelBudgetMb: 2048,
-  streamWindow: 0,
-  streamReadAhead: -1,
-} satisfies TrainConfig;
-
-export const TRAIN_SPEC: ConfigSpec<TrainConfig> = {
-  ...MODEL_SPEC,
-  data: { type: 'string', describe: 'data-set directory (with manifest.json)' },
-  out: { type: 'string', describe: 'model directory to write checkpoints to' },
-  resume: { type: 'boolean', describe: 'continue from the latest checkpoint in --out' },
-  initFrom: {
-    type: 'string',
-    describe:
-      "start from this model's weights and vocabulary (fine-tuning): a fresh optimiser, schedule and step count; the architecture is the model's",
-  },
-  trainSplit: { type: 'string', describe: 'split to train on' },
-  valSplit: { type: 'string', describe: 'split to validate on each epoch' },
-  epochs: { type: 'number', integer: true, min: 1, describe: 'passes over the training captions' },
-  batchSize: { type: 'number', integer: true, min: 1, describe: 'captions per optimiser step' },
-  maxSteps: { type: 'number', integer: true, min: 0, describe: 'stop after this many steps in all (0: all epochs)' },
-  seed: { type: 'number', integer: true, min: 0, describe: 'seed for initialisation, shuffling and sampling' },
-  learningRate: { type: 'number', min: 0, describe: 'Adam learning rate' },
-  lrSchedule: {
-    type: 'string',
-    choices: ['constant', 'cosine', 'linear'],
-    describe: 'learning-rate schedule after warm-up',
-  },
-  warmupSteps: { type: 'number', integer: true, min: 0, describe: 'linear learning-rate warm-up steps' },
-  minLearningRate: { type: 'number', min: 0, describe: 'learning rate at the end of cosine/linear decay' },
-  clipNorm: { type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
-  labelSmoothing: {
-    type: 'number',
-    min: 0,
-    max: 0.99,
-    describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word',
-  },
-  wordDropout: {
-    type: 'number',
-    min: 0,
-    max: 1,
-    describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>',
-  },
-  wordSubstitution: {
-    type: 'number',
-    min: 0,
-    max: 1,
-    describe:
-      'word substitution: probability that a decoder input after <start> is replaced by a word found in the same slots of the training captions (red → blue), the target staying the true word',
-  },
-  wordSubstitutionRates: {
-    type: 'string',
-    describe:
-      'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it',
-  },
-  samplingSchedule: {
-    type: 'string',
-    choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
-    describe: 'scheduled-sampling ε schedule (probability of feeding the true word)',
-  },
-  samplingK: {
-    type: 'number',
-    min: 0,
-    describe: 'schedule k: constant ε, linear start, exponential base, inverse-sigmoid k',
-  },
-  samplingC: { type: 'number', min: 0, describe: 'linear schedule slope per step' },
-  samplingMin: { type: 'number', min: 0, max: 1, describe: 'floor of ε' },
-  samplingFeed: { type: 'string', choices: ['argmax', 'sample'], describe: "the model's own word: argmax or a sample" },
-  samplingWithinSlots: {
-    type: 'boolean',
-    describe:
-      "scheduled sampling feeds the model's own word only where it is the true word or a word of the same slot in the training captions (blue for red), else the true word, so that the targets, which stay the reference's, still fit",
-  },
-  logEvery: { type: 'number', integer: true, min: 1, describe: 'write a metrics line every N steps' },
-  checkpointEvery: {
-    type: 'number',
-    integer: true,
-    min: 0,
-    describe: 'checkpoint every N steps too (0: per epoch only)',
-  },
-  validateEvery: {
-    type: 'number',
-    integer: true,
-    min: 1,
-    describe: 'validate and checkpoint every N epochs (and after the last)',
-  },
-  valSamples: { type: 'number', integer: true, min: 0, describe: 'validation images to caption greedily each epoch' },
-  bucketing: { type: 'boolean', describe: 'batch captions of similar length together (less padding)' },
-  stream: {
-    type: 'string',
-    choices: ['auto', 'on', 'off'],
-    describe:
-      'stream training pixels shard by shard with read-ahead instead of loading them all (auto: when they exceed --pixel-budget-mb)',
-  },
-  pixelBudgetMb: {
-    type: 'number',
-    min: 0,
-    describe: 'memory for image pixels, MB: above it --stream auto streams, and the stream window fills it',
-  },
-  streamWindow: {
-    type: 'number',
-    integer: true,
-    min: 0,
-    describe: 'shards whose examples are shuffled together when streaming (0: half the pixel budget)',
-  },
-  streamReadAhead: {
-    type: 'number',
-    integer: true,
-    min: -1,
-    describe: 'shards read ahead while the window trains (-1: as many as the window, 0: none)',
-  },
-};
 
 /**
  * The resolved configuration. On resume the checkpoint's saved configuration is the base; with
@@ -465,24 +244,6 @@ export interface TrainResult {
   modelDir: string;
   /** Time the loop waited between asking for a batch and having its pixels, seconds. */
   dataWaitSeconds: number;
-}
-
-async function appendMetrics(path: string, record: Record<string, unknown>): Promise<void> {
-  await appendFile(path, JSON.stringify(record) + '\n');
-}
-
-/** Keeps only the metric lines at or before `step`: a resumed run rewrites what came after. */
-async function truncateMetrics(path: string, step: number): Promise<void> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  const kept = text.split('\n').filter((line) => {
-    if (!line.trim()) return false;
-    try {
-      return (JSON.parse(line) as { step?: number }).step! <= step;
-    } catch {
-      return false; // a line cut short by a kill
-    }
-  });
-  await writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
 }
 
 /** Trains (or resumes) a model as `config` says, writing checkpoints and metrics to config.out. */

@@ -4,6 +4,7 @@
  * checked against the field's spec, so a misspelt key or a wrong type is an error that names
  * the key and where it came from, never a silently ignored setting.
  */
+import { readFile } from 'node:fs/promises';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -12,6 +13,8 @@ export class ConfigError extends Error {
 /** What a field accepts; `describe` doubles as the command's `--help` text. */
 export interface FieldSpec {
   describe: string;
+  /** The group (a `SpecGroup` key) the field is listed under in `--help` and the docs. */
+  group?: string;
   type: 'number' | 'string' | 'boolean' | 'number[]';
   choices?: readonly string[];
   nullable?: boolean;
@@ -21,6 +24,24 @@ export interface FieldSpec {
 }
 
 export type ConfigSpec<T> = { [K in keyof T]-?: FieldSpec };
+
+/** A titled group of settings, in the order `--help` shows them: `title` heads the group. */
+export interface SpecGroup {
+  key: string;
+  title: string;
+  /** What the group is for, in a sentence (the docs' lead for the group). */
+  describe: string;
+}
+
+/** A spec whose every field names its group, one of `G`. */
+export type GroupedSpec<T, G extends string> = { [K in keyof T]-?: FieldSpec & { group: G } };
+
+/** `spec` with every field put in `group`, e.g. a shared architecture spec inside a command's spec. */
+export function inGroup<T, G extends string>(spec: ConfigSpec<T>, group: G): GroupedSpec<T, G> {
+  const out = {} as Record<string, FieldSpec & { group: G }>;
+  for (const [key, field] of Object.entries(spec) as [string, FieldSpec][]) out[key] = { ...field, group };
+  return out as GroupedSpec<T, G>;
+}
 
 /** One layer of overrides and where it came from (a file name, "flags"). */
 export interface ConfigLayer {
@@ -80,6 +101,19 @@ export function resolveConfig<T extends object>(defaults: T, spec: ConfigSpec<T>
     }
   }
   return out as T;
+}
+
+/** The layer of a JSON config file (a recipe in configs/, `captioner train --config FILE`). */
+export async function readConfigFile(path: string): Promise<ConfigLayer> {
+  let values: unknown;
+  try {
+    values = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read config (${(err as Error).message})`);
+  }
+  if (!values || typeof values !== 'object' || Array.isArray(values))
+    throw new ConfigError(`${path}: a config file must hold a JSON object`);
+  return { source: path, values: values as Record<string, unknown> };
 }
 
 /** Picks the keys of `keys` from an object, e.g. the architecture part of a training config. */

@@ -3,6 +3,9 @@
 // caption is drawn word by word from the Server-Sent Events as the model writes it. Every
 // string from the server goes into the page as text (textContent), never as HTML.
 // Without JavaScript the form posts to / and the server renders the finished caption.
+// An ES module (layout.hbs loads it with type="module"; deferred like any module script).
+
+import { formatPercent } from './percent.js';
 
 const form = document.getElementById('caption-form');
 const input = document.getElementById('image-input');
@@ -47,14 +50,6 @@ function showWords(words, probs) {
   });
 }
 
-// As formatPercent in server/views.ts: a caption's small probability must not read as "0%".
-function percent(p) {
-  if (!(p > 0)) return '0%';
-  if (p < 1e-6) return '<0.0001%';
-  if (p < 0.001) return `${Number((p * 100).toPrecision(2))}%`;
-  return `${(p * 100).toFixed(p >= 0.995 ? 0 : 1)}%`;
-}
-
 function showResult(r) {
   showWords(r.words, r.wordProbs);
   nbestList.replaceChildren();
@@ -65,7 +60,7 @@ function showResult(r) {
     cap.textContent = h.caption;
     const prob = document.createElement('span');
     prob.className = 'alt-prob';
-    prob.textContent = percent(h.prob);
+    prob.textContent = formatPercent(h.prob);
     const logp = document.createElement('span');
     logp.className = 'alt-logp';
     logp.textContent = `log p ${h.logProb.toFixed(2)}`;

@@ -16,6 +16,7 @@ import { imageSeed } from '../../batch/run.ts';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { DEFAULT_MAX_PIXELS } from '../../model/data/image-header.ts';
+import { ifExists } from '../../model/io/fsutil.ts';
 import { loadModel } from '../../model/io/load.ts';
 import { BIN, startCli, type CliResult } from '../helpers/cli.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
@@ -56,7 +57,7 @@ async function cli(
 }
 
 async function lineCount(path: string): Promise<number> {
-  const text = await readFile(path, 'utf8').catch(() => '');
+  const text = (await ifExists(readFile(path, 'utf8'))) ?? '';
   return text.split('\n').length - 1;
 }
 

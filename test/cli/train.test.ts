@@ -4,7 +4,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { loadCheckpoint, disposeCheckpoint } from '../../model/io/checkpoint.ts';
+import { STD_CONFIG_FILE, readStdConfig } from '../../bench/std-config.ts';
+import { kebab } from '../../cli/options.ts';
+import { loadCheckpoint, disposeCheckpoint, readCheckpointConfig } from '../../model/io/checkpoint.ts';
+import { TRAIN_GROUPS, TRAIN_SPEC } from '../../model/train/config.ts';
 import { runCli, startCli } from '../helpers/cli.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 
@@ -38,14 +41,68 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-test('--help lists the verbs and every training setting', async () => {
+test('--help lists the verbs, and every training setting once, in groups with what matters first', async () => {
   const top = await runCli(['--help']);
   assert.equal(top.code, 0);
   assert.match(top.stdout, /captioner train/);
   const help = await runCli(['train', '--help']);
   assert.equal(help.code, 0);
-  for (const flag of ['--image-size', '--cell', '--sampling-schedule', '--clip-norm', '--resume', '--lr-schedule'])
-    assert.match(help.stdout, new RegExp(flag));
+  // Each "Title:" line starts a group; the flags listed under it are its members.
+  const groups = new Map<string, string[]>();
+  let current: string[] | null = null;
+  for (const line of help.stdout.split('\n')) {
+    if (/^\S.*:$/.test(line)) groups.set(line.slice(0, -1), (current = []));
+    const flag = /^\s+(?:-\w, )?--([\w-]+)/.exec(line);
+    if (flag && current) current.push(flag[1]!);
+  }
+  assert.deepEqual(
+    [...groups.keys()].slice(0, 9),
+    [...TRAIN_GROUPS.map((g) => g.title as string), 'Options'],
+    'the groups in order, then the general options',
+  );
+  assert.deepEqual(groups.get('Run')?.slice(0, 3), ['config', 'data', 'out'], 'the first screen starts with these');
+  const listed = [...groups.values()].flat();
+  for (const [key, field] of Object.entries(TRAIN_SPEC)) {
+    const flag = kebab(key);
+    assert.equal(listed.filter((f) => f === flag).length, 1, `--${flag} listed once`);
+    const title = TRAIN_GROUPS.find((g) => g.key === field.group)!.title;
+    assert.ok(groups.get(title)!.includes(flag), `--${flag} under "${title}"`);
+  }
+  for (const [flag, title] of [
+    ['hidden-size', 'Model (fixed by the checkpoint on --resume and --init-from)'],
+    ['clip-norm', 'Optimisation'],
+    ['sampling-schedule', 'Scheduled sampling (Bengio et al. 2015)'],
+    ['label-smoothing', 'Regularisation'],
+    ['bucketing', 'Data'],
+    ['checkpoint-every', 'Checkpoints and logging'],
+    ['sampling-within-slots', 'Experimental'],
+  ] as const)
+    assert.ok(groups.get(title)!.includes(flag), `--${flag} under "${title}"`);
+});
+
+test('--config configs/std.json trains the standard configuration, flags overriding the recipe', async () => {
+  const out = join(work, 'std');
+  const flags = { data, out, maxSteps: 1, valSamples: 0 };
+  const run = await runCli([
+    'train',
+    '--config',
+    STD_CONFIG_FILE,
+    '--data',
+    data,
+    '--out',
+    out,
+    '--max-steps',
+    '1',
+    '--val-samples',
+    '0',
+    '--json',
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal((JSON.parse(run.stdout) as { steps: number }).steps, 1);
+  const { config } = await readCheckpointConfig(out, 'latest');
+  const recipe = (await readStdConfig()).train;
+  assert.deepEqual(config.train, { ...recipe, ...flags }, 'the checkpoint saves the recipe with the flags on top');
+  assert.equal(config.model.hiddenSize, 512);
 });
 
 test('bad usage exits 2, unreadable data exits 3, a missing backend exits 4, each with a message naming the problem', async () => {

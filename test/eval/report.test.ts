@@ -4,14 +4,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { niceTicks, svgLineChart } from '../../eval/charts.ts';
 import { readCaptionPairs } from '../../eval/coco-files.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
-import { bestAndWorst, trainingCharts } from '../../eval/report.ts';
+import { bestAndWorst, formatRate, trainingCharts } from '../../eval/report.ts';
+import { METRICS_FILE } from '../../model/io/metrics-log.ts';
 import { METRIC_NAMES, scoreCaptions } from '../../eval/score.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { trainTinyModel } from '../helpers/tiny-model.ts';
@@ -168,4 +169,43 @@ test('captioner eval (CLI): metrics on stdout as JSON; an unknown split is bad i
       return true;
     },
   );
+});
+
+test('the report reads the training log through the shared reader: a killed last line is dropped, a broken one is bad input', async () => {
+  const copy = `${model}-log`;
+  await cp(model, copy, { recursive: true });
+  try {
+    const log = join(copy, METRICS_FILE);
+    const lines = (await readFile(log, 'utf8')).trimEnd().split('\n');
+    assert.ok(lines.length >= 3);
+    await writeFile(log, lines.join('\n') + '\n{"type":"step","step":9');
+    const result = await runEvaluation({
+      modelDir: copy,
+      dataDir: data,
+      split: 'val',
+      beamWidth: 1,
+      batchSize: 2,
+      outDir: join(copy, 'eval-killed'),
+      galleryCount: 1,
+    });
+    assert.ok((await readFile(result.reportFile, 'utf8')).includes('Loss per token'), 'the curves are drawn');
+
+    await writeFile(log, [lines[0], '{"type":"st', ...lines.slice(1)].join('\n') + '\n');
+    const run = promisify(execFile);
+    const bin = new URL('../../bin/captioner.js', import.meta.url).pathname;
+    await assert.rejects(
+      run(process.execPath, [bin, 'eval', '--model', copy, '--data', data, '--split', 'val', '--limit', '1']),
+      (err: { code: number; stderr: string }) => {
+        assert.equal(err.code, 3, err.stderr);
+        assert.match(err.stderr, /metrics\.jsonl:2: not a JSON line/);
+        return true;
+      },
+    );
+  } finally {
+    await rm(copy, { recursive: true, force: true });
+  }
+});
+
+test('a rate prints with one decimal, in the report and on the command line alike', () => {
+  assert.deepEqual([0.965, 0.8284, 1, 0].map(formatRate), ['96.5%', '82.8%', '100.0%', '0.0%']);
 });

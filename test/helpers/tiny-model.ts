@@ -2,7 +2,8 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveTrainConfig, train, type TrainConfig } from '../../model/train/trainer.ts';
+import type { TrainConfig } from '../../model/train/config.ts';
+import { resolveTrainConfig, train } from '../../model/train/trainer.ts';
 
 export const TINY_MODEL = {
   imageSize: 16,

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import { parseDecodeOptions } from '../../server/decode-options.ts';
 import { BadRequestError, TooLargeError, UnsupportedTypeError } from '../../server/errors.ts';
 import { Counter, Histogram } from '../../server/metrics.ts';
-import { layoutChart, niceTicks } from '../../server/model-info.ts';
+import { niceTicks } from '../../eval/charts.ts';
+import { layoutChart } from '../../server/model-info.ts';
 import { checkImage, decodeUpload, sniffFormat } from '../../server/upload.ts';
 import { image, pngHeaderClaiming } from './helpers.ts';
 

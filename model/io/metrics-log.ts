@@ -1,0 +1,75 @@
+/**
+ * MODEL_DIR/metrics.jsonl, the training log: one JSON object per line, a "step" record every
+ * `logEvery` steps and an "epoch" record at each validation (model/train/trainer.ts writes them,
+ * appending each line whole). A kill during an append can leave the last line cut short: that
+ * line, and only that one, is dropped. Any other line that is not a record is an error.
+ */
+import { appendFile, readFile } from 'node:fs/promises';
+import { CheckpointError } from './checkpoint.ts';
+import { ifExists, writeFileAtomic } from './fsutil.ts';
+
+/** The log's name inside a model directory. */
+export const METRICS_FILE = 'metrics.jsonl';
+
+/** One line of the log. */
+export interface MetricsRecord {
+  /** "step" (loss, ε, learning rate, throughput) or "epoch" (validation loss, samples). */
+  type?: string;
+  step: number;
+  epoch?: number;
+  [key: string]: unknown;
+}
+
+/** A log line that is not a record: a broken model directory, like any unreadable checkpoint file. */
+export class MetricsLogError extends CheckpointError {
+  override name = 'MetricsLogError';
+}
+
+/**
+ * The records of a log's text, in order. The last line counts as cut short when the text does
+ * not end with a newline; if it does not parse it is dropped (`cutShort` says so).
+ */
+export function parseMetricsLog(text: string, source: string): { records: MetricsRecord[]; cutShort: boolean } {
+  const lines = text.split('\n');
+  const last = lines.length - 1; // '' when the text ends with a newline
+  const records: MetricsRecord[] = [];
+  let cutShort = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!line.trim()) continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (err) {
+      if (i === last) {
+        cutShort = true;
+        continue;
+      }
+      throw new MetricsLogError(`${source}:${i + 1}: not a JSON line (${(err as Error).message})`);
+    }
+    if (!record || typeof record !== 'object' || typeof (record as MetricsRecord).step !== 'number')
+      throw new MetricsLogError(`${source}:${i + 1}: not a metrics record (no numeric "step")`);
+    records.push(record as MetricsRecord);
+  }
+  return { records, cutShort };
+}
+
+/** The records of the log at `path`; [] when there is no log. */
+export async function readMetricsLog(path: string): Promise<MetricsRecord[]> {
+  const text = await ifExists(readFile(path, 'utf8'));
+  return text === null ? [] : parseMetricsLog(text, path).records;
+}
+
+/** Appends one record (a `MetricsRecord`) as one line, written whole by a single append. */
+export async function appendMetrics(path: string, record: Readonly<Record<string, unknown>>): Promise<void> {
+  await appendFile(path, JSON.stringify(record) + '\n');
+}
+
+/**
+ * Keeps only the records at or before `step` (and drops a line cut short): a resumed run
+ * rewrites what came after the checkpoint it resumes from.
+ */
+export async function truncateMetrics(path: string, step: number): Promise<void> {
+  const kept = (await readMetricsLog(path)).filter((r) => r.step <= step);
+  await writeFileAtomic(path, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+}

@@ -1,0 +1,335 @@
+/**
+ * The training configuration: every setting `captioner train` takes, its default and its spec
+ * (type, bounds, help text), declared once. Defaults live here, then an optional JSON recipe
+ * (configs/) and flags override them (model/util/config.ts `resolveConfig`).
+ */
+import { MODEL_DEFAULTS, MODEL_SPEC, type ModelConfig } from '../nn/captioner.ts';
+import { inGroup, type GroupedSpec, type SpecGroup } from '../util/config.ts';
+import type { LrScheduleKind, SamplingScheduleKind } from './schedules.ts';
+
+export interface TrainConfig extends ModelConfig {
+  data: string;
+  out: string;
+  resume: boolean;
+  /**
+   * Start from this model's weights and vocabulary (same architecture), with a fresh optimiser and schedule ('' : new
+   * weights).
+   */
+  initFrom: string;
+  trainSplit: string;
+  valSplit: string;
+  epochs: number;
+  batchSize: number;
+  /** Stop after this many optimiser steps in all (0: run every epoch). */
+  maxSteps: number;
+  seed: number;
+  learningRate: number;
+  lrSchedule: LrScheduleKind;
+  warmupSteps: number;
+  minLearningRate: number;
+  clipNorm: number;
+  /** Label smoothing α of the training loss (validation loss stays plain cross-entropy). */
+  labelSmoothing: number;
+  /** Probability that a decoder input after <start> is replaced by <unk> (word dropout). */
+  wordDropout: number;
+  /**
+   * Probability that a decoder input after <start> is replaced by a word of the same slot
+   * (model/train/substitution.ts).
+   */
+  wordSubstitution: number;
+  /**
+   * Rates per slot that override `wordSubstitution`: "red=0.5,left=0" (model/train/substitution.ts
+   * `substitutionRates`).
+   */
+  wordSubstitutionRates: string;
+  samplingSchedule: SamplingScheduleKind;
+  samplingK: number;
+  samplingC: number;
+  samplingMin: number;
+  samplingFeed: 'argmax' | 'sample';
+  /** Feed the model's own word only where it fills the true word's slot (ForwardOptions.samplingSlots). */
+  samplingWithinSlots: boolean;
+  logEvery: number;
+  /** Also checkpoint every this many steps (0: at the end of each epoch only). */
+  checkpointEvery: number;
+  /** Validate and checkpoint every this many epochs (and after the last). */
+  validateEvery: number;
+  valSamples: number;
+  /** Batch captions of similar length together (model/data/batch.ts), to pad less. */
+  bucketing: boolean;
+  /**
+   * Stream the training pixels chunk by chunk (model/data/stream.ts) instead of holding them all: 'auto' when they
+   * exceed `pixelBudgetMb`.
+   */
+  stream: 'auto' | 'on' | 'off';
+  /**
+   * Memory for pixels, MB: the in-memory limit of `stream: 'auto'`, and what an automatic window and read-ahead fill.
+   */
+  pixelBudgetMb: number;
+  /** Chunks (shards) whose examples are shuffled together when streaming (0: as many as half the budget holds). */
+  streamWindow: number;
+  /** Chunks read ahead while a window trains (-1: as many as the window). */
+  streamReadAhead: number;
+}
+
+export const TRAIN_DEFAULTS = {
+  ...MODEL_DEFAULTS,
+  data: '',
+  out: '',
+  resume: false,
+  initFrom: '',
+  trainSplit: 'train',
+  valSplit: 'val',
+  epochs: 10,
+  batchSize: 32,
+  maxSteps: 0,
+  seed: 1,
+  learningRate: 1e-3,
+  lrSchedule: 'constant',
+  warmupSteps: 0,
+  minLearningRate: 0,
+  clipNorm: 5,
+  labelSmoothing: 0,
+  wordDropout: 0,
+  wordSubstitution: 0,
+  wordSubstitutionRates: '',
+  samplingSchedule: 'inverse-sigmoid',
+  samplingK: 1000,
+  samplingC: 1e-4,
+  samplingMin: 0,
+  samplingFeed: 'argmax',
+  samplingWithinSlots: false,
+  logEvery: 10,
+  checkpointEvery: 0,
+  validateEvery: 1,
+  valSamples: 4,
+  bucketing: false,
+  stream: 'auto',
+  pixelBudgetMb: 2048,
+  streamWindow: 0,
+  streamReadAhead: -1,
+} satisfies TrainConfig;
+
+/**
+ * The groups of `captioner train --help` (and of docs/training.md), in the order shown: what
+ * every run needs first, experiment knobs last.
+ */
+export const TRAIN_GROUPS = [
+  {
+    key: 'run',
+    title: 'Run',
+    describe: 'what to train on, where to write the model, and what to start from',
+  },
+  {
+    key: 'model',
+    title: 'Model (fixed by the checkpoint on --resume and --init-from)',
+    describe: 'the architecture and vocabulary: encoder, decoder, caption length',
+  },
+  {
+    key: 'optimisation',
+    title: 'Optimisation',
+    describe: 'how long to train and how each Adam step is taken',
+  },
+  {
+    key: 'sampling',
+    title: 'Scheduled sampling (Bengio et al. 2015)',
+    describe: 'how often the decoder is fed its own previous word instead of the true one',
+  },
+  {
+    key: 'regularisation',
+    title: 'Regularisation',
+    describe: 'what keeps the decoder from leaning on the caption language instead of the image',
+  },
+  {
+    key: 'data',
+    title: 'Data',
+    describe: 'which splits to read, and how captions are batched and pixels held in memory',
+  },
+  {
+    key: 'checkpoints',
+    title: 'Checkpoints and logging',
+    describe: 'how often a run validates, saves and logs',
+  },
+  {
+    key: 'experimental',
+    title: 'Experimental',
+    describe: 'knobs measured once or not yet: for experiments, not for a first run',
+  },
+] as const satisfies readonly SpecGroup[];
+
+export type TrainGroup = (typeof TRAIN_GROUPS)[number]['key'];
+
+export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
+  data: { group: 'run', type: 'string', describe: 'data-set directory (with manifest.json)' },
+  out: { group: 'run', type: 'string', describe: 'model directory to write checkpoints to' },
+  resume: { group: 'run', type: 'boolean', describe: 'continue from the latest checkpoint in --out' },
+  initFrom: {
+    group: 'run',
+    type: 'string',
+    describe:
+      "start from this model's weights and vocabulary (fine-tuning): a fresh optimiser, schedule and step count; the architecture is the model's",
+  },
+
+  ...inGroup(MODEL_SPEC, 'model'),
+
+  epochs: {
+    group: 'optimisation',
+    type: 'number',
+    integer: true,
+    min: 1,
+    describe: 'passes over the training captions',
+  },
+  maxSteps: {
+    group: 'optimisation',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'stop after this many steps in all (0: all epochs)',
+  },
+  batchSize: { group: 'optimisation', type: 'number', integer: true, min: 1, describe: 'captions per optimiser step' },
+  learningRate: { group: 'optimisation', type: 'number', min: 0, describe: 'Adam learning rate' },
+  lrSchedule: {
+    group: 'optimisation',
+    type: 'string',
+    choices: ['constant', 'cosine', 'linear'],
+    describe: 'learning-rate schedule after warm-up',
+  },
+  warmupSteps: {
+    group: 'optimisation',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'linear learning-rate warm-up steps',
+  },
+  minLearningRate: {
+    group: 'optimisation',
+    type: 'number',
+    min: 0,
+    describe: 'learning rate at the end of cosine/linear decay',
+  },
+  clipNorm: { group: 'optimisation', type: 'number', min: 0, describe: 'clip gradients to this global norm (0: off)' },
+  seed: {
+    group: 'optimisation',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'seed for initialisation, shuffling and sampling',
+  },
+
+  samplingSchedule: {
+    group: 'sampling',
+    type: 'string',
+    choices: ['constant', 'linear', 'exponential', 'inverse-sigmoid'],
+    describe: 'scheduled-sampling ε schedule (probability of feeding the true word)',
+  },
+  samplingK: {
+    group: 'sampling',
+    type: 'number',
+    min: 0,
+    describe: 'schedule k: constant ε, linear start, exponential base, inverse-sigmoid k',
+  },
+  samplingC: { group: 'sampling', type: 'number', min: 0, describe: 'linear schedule slope per step' },
+  samplingMin: { group: 'sampling', type: 'number', min: 0, max: 1, describe: 'floor of ε' },
+  samplingFeed: {
+    group: 'sampling',
+    type: 'string',
+    choices: ['argmax', 'sample'],
+    describe: "the model's own word: argmax or a sample",
+  },
+
+  labelSmoothing: {
+    group: 'regularisation',
+    type: 'number',
+    min: 0,
+    max: 0.99,
+    describe: 'label smoothing of the training loss: the target puts this much mass uniformly on every word',
+  },
+  wordSubstitution: {
+    group: 'regularisation',
+    type: 'number',
+    min: 0,
+    max: 1,
+    describe:
+      'word substitution: probability that a decoder input after <start> is replaced by a word found in the same slots of the training captions (red → blue), the target staying the true word',
+  },
+  wordDropout: {
+    group: 'regularisation',
+    type: 'number',
+    min: 0,
+    max: 1,
+    describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>',
+  },
+
+  trainSplit: { group: 'data', type: 'string', describe: 'split to train on' },
+  valSplit: { group: 'data', type: 'string', describe: 'split to validate on each epoch' },
+  bucketing: { group: 'data', type: 'boolean', describe: 'batch captions of similar length together (less padding)' },
+  stream: {
+    group: 'data',
+    type: 'string',
+    choices: ['auto', 'on', 'off'],
+    describe:
+      'stream training pixels shard by shard with read-ahead instead of loading them all (auto: when they exceed --pixel-budget-mb)',
+  },
+  pixelBudgetMb: {
+    group: 'data',
+    type: 'number',
+    min: 0,
+    describe: 'memory for image pixels, MB: above it --stream auto streams, and the stream window fills it',
+  },
+  streamWindow: {
+    group: 'data',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'shards whose examples are shuffled together when streaming (0: half the pixel budget)',
+  },
+  streamReadAhead: {
+    group: 'data',
+    type: 'number',
+    integer: true,
+    min: -1,
+    describe: 'shards read ahead while the window trains (-1: as many as the window, 0: none)',
+  },
+
+  checkpointEvery: {
+    group: 'checkpoints',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'checkpoint every N steps too (0: per epoch only)',
+  },
+  validateEvery: {
+    group: 'checkpoints',
+    type: 'number',
+    integer: true,
+    min: 1,
+    describe: 'validate and checkpoint every N epochs (and after the last)',
+  },
+  valSamples: {
+    group: 'checkpoints',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'validation images to caption greedily each epoch',
+  },
+  logEvery: {
+    group: 'checkpoints',
+    type: 'number',
+    integer: true,
+    min: 1,
+    describe: 'write a metrics line every N steps',
+  },
+
+  wordSubstitutionRates: {
+    group: 'experimental',
+    type: 'string',
+    describe:
+      'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it',
+  },
+  samplingWithinSlots: {
+    group: 'experimental',
+    type: 'boolean',
+    describe:
+      "scheduled sampling feeds the model's own word only where it is the true word or a word of the same slot in the training captions (blue for red), else the true word, so that the targets, which stay the reference's, still fit",
+  },
+};

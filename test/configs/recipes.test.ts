@@ -1,0 +1,71 @@
+/**
+ * The named recipes in configs/: each resolves against the training spec, names no path of the
+ * machine it came from, and the bundled model's recipe reproduces the settings its checkpoint saved.
+ */
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { isAbsolute, join, relative } from 'node:path';
+import { test } from 'node:test';
+import { MODEL_KEYS, checkModelConfig } from '../../model/nn/captioner.ts';
+import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from '../../model/train/config.ts';
+import { pick, readConfigFile, resolveConfig, type ConfigLayer } from '../../model/util/config.ts';
+
+const ROOT = join(import.meta.dirname, '../..');
+const CONFIGS = join(ROOT, 'configs');
+const STAGES = [1, 2, 3, 4, 5].map((i) => join(CONFIGS, 'default-model', `stage${i}.json`));
+
+async function recipes(dir = CONFIGS): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) out.push(...(await recipes(join(dir, e.name))));
+    else if (e.name.endsWith('.json')) out.push(join(dir, e.name));
+  }
+  return out.sort();
+}
+
+function resolve(...layers: ConfigLayer[]): TrainConfig {
+  return resolveConfig<TrainConfig>(TRAIN_DEFAULTS, TRAIN_SPEC, layers);
+}
+
+test('every recipe in configs/ resolves against the training spec and leaves --data and --out to the command line', async () => {
+  const files = await recipes();
+  assert.deepEqual(
+    files.map((f) => relative(CONFIGS, f)),
+    [1, 2, 3, 4, 5].map((i) => `default-model/stage${i}.json`).concat('std.json'),
+  );
+  for (const file of files) {
+    const layer = await readConfigFile(file);
+    checkModelConfig(resolve(layer));
+    assert.ok(!('data' in layer.values) && !('out' in layer.values), `${file} names no data set or model directory`);
+    for (const [key, value] of Object.entries(layer.values)) {
+      if (typeof value === 'string') assert.ok(!isAbsolute(value), `${file}: "${key}" is an absolute path`);
+    }
+  }
+});
+
+test("the bundled model's stages chain: each starts from the last checkpoint of the one before", async () => {
+  assert.equal(resolve(await readConfigFile(STAGES[0]!)).initFrom, '', 'stage 1 starts from scratch');
+  for (let i = 1; i < STAGES.length; i++) {
+    const before = resolve(await readConfigFile(STAGES[i - 1]!));
+    const stage = resolve(await readConfigFile(STAGES[i]!));
+    // Run as the card says: --out train/stageN, so stage N's last checkpoint is ckpt-<its maxSteps>.
+    const last = `ckpt-${String(before.maxSteps).padStart(6, '0')}`;
+    assert.equal(stage.initFrom, `train/stage${i}/${last}`, `stage ${i + 1} starts from stage ${i}`);
+    assert.deepEqual(pick(stage, MODEL_KEYS), pick(before, MODEL_KEYS), 'the architecture stays');
+  }
+});
+
+test("stage 5's recipe with --data and --out resolves to the settings models/default was trained with", async () => {
+  const saved = JSON.parse(await readFile(join(ROOT, 'models/default/config.json'), 'utf8')) as {
+    model: Record<string, unknown>;
+    train: Record<string, unknown>;
+  };
+  const flags: ConfigLayer = { source: 'flags', values: { data: 'data/shapes60k', out: 'train/stage5' } };
+  const config = resolve(await readConfigFile(STAGES[4]!), flags) as unknown as Record<string, unknown>;
+  // Every setting the checkpoint saved, paths included (repo-relative, as the card runs it).
+  for (const [key, value] of Object.entries(saved.train)) assert.deepEqual(config[key], value, `"${key}"`);
+  // Settings added to the trainer since then must be at their defaults, which is what it ran with.
+  for (const key of Object.keys(config).filter((k) => !(k in saved.train)))
+    assert.deepEqual(config[key], (TRAIN_DEFAULTS as Record<string, unknown>)[key], `"${key}" (added later)`);
+  assert.deepEqual(pick(config as unknown as TrainConfig, MODEL_KEYS), saved.model);
+});

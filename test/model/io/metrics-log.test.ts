@@ -1,0 +1,71 @@
+/** The one reader of metrics.jsonl: a line cut short by a kill is dropped, any other broken line is an error. */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { CheckpointError } from '../../../model/io/checkpoint.ts';
+import {
+  METRICS_FILE,
+  MetricsLogError,
+  appendMetrics,
+  parseMetricsLog,
+  readMetricsLog,
+  truncateMetrics,
+} from '../../../model/io/metrics-log.ts';
+
+const STEP = { type: 'step', step: 10, epoch: 1, loss: 2.5, epsilon: 0.9, time: '2024-01-01T00:00:00.000Z' };
+const EPOCH = { type: 'epoch', step: 20, epoch: 1, valLoss: 1.75, samples: [{ id: 'a', caption: 'a red “circle”' }] };
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'captioner-metrics-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('parse: records in order; only an unterminated last line that does not parse is dropped', () => {
+  const whole = `${JSON.stringify(STEP)}\n\n${JSON.stringify(EPOCH)}\n`;
+  assert.deepEqual(parseMetricsLog(whole, 'm'), { records: [STEP, EPOCH], cutShort: false });
+  const killed = whole + JSON.stringify(STEP).slice(0, 17);
+  assert.deepEqual(parseMetricsLog(killed, 'm'), { records: [STEP, EPOCH], cutShort: true });
+  // Cut just before its newline: the record is whole, so it counts.
+  assert.deepEqual(parseMetricsLog(JSON.stringify(STEP), 'm').records, [STEP]);
+  assert.deepEqual(parseMetricsLog('', 'm'), { records: [], cutShort: false });
+});
+
+test('parse: a broken line before the last, or a line that is no record, is an error naming the file and line', () => {
+  const broken = `${JSON.stringify(STEP)}\n{"type": "st\n${JSON.stringify(EPOCH)}\n`;
+  assert.throws(
+    () => parseMetricsLog(broken, 'model/metrics.jsonl'),
+    (e: unknown) =>
+      e instanceof MetricsLogError &&
+      e instanceof CheckpointError &&
+      /^model\/metrics\.jsonl:2: not a JSON line/.test(e.message),
+  );
+  assert.throws(() => parseMetricsLog('[1, 2]\n', 'm'), /m:1: not a metrics record/);
+  assert.throws(() => parseMetricsLog('{"type": "step"}\n', 'm'), /m:1: not a metrics record \(no numeric "step"\)/);
+});
+
+test('read: [] without a log; a log that exists but cannot be read (a directory) is an error, not an empty log', async () => {
+  assert.deepEqual(await readMetricsLog(join(dir, 'none', METRICS_FILE)), []);
+  const model = join(dir, 'dir-log');
+  await mkdir(join(model, METRICS_FILE), { recursive: true });
+  await assert.rejects(readMetricsLog(join(model, METRICS_FILE)), { code: 'EISDIR' });
+});
+
+test('append → read round trip, and truncate keeps the records up to a step, byte for byte, without the cut line', async () => {
+  const path = join(dir, 'run', METRICS_FILE);
+  await mkdir(join(dir, 'run'));
+  await writeFile(path, '');
+  const records = [STEP, EPOCH, { ...STEP, step: 30 }];
+  for (const r of records) await appendMetrics(path, r);
+  assert.deepEqual(await readMetricsLog(path), records);
+  const written = await readFile(path, 'utf8');
+  await writeFile(path, written + '{"type":"step","st'); // killed mid-append
+  await truncateMetrics(path, 20);
+  assert.equal(await readFile(path, 'utf8'), written.split('\n').slice(0, 2).join('\n') + '\n');
+  await truncateMetrics(join(dir, 'run', 'absent.jsonl'), 5);
+  assert.equal(await readFile(join(dir, 'run', 'absent.jsonl'), 'utf8'), '', 'no log: an empty one');
+});
