@@ -1,12 +1,12 @@
 /**
  * Loading the images of a batch run ahead of the captioning, with memory bounded: each image's
  * header is read first (no pixels decoded), an image over the pixel limit becomes an error, and
- * decodes run in parallel only while the full-size rasters they hold fit in a byte budget (one
- * image larger than the budget decodes alone). Decoding happens in sharp's threads, so the next
- * batch decodes while this one is captioned.
+ * decodes run in parallel only while the memory they hold, estimated from their headers as the
+ * server estimates it, fits in a byte budget (one image larger than the budget decodes alone).
+ * Decoding happens in sharp's threads, so the next batch decodes while this one is captioned.
  */
+import { checkPixelLimit, decodeMemoryBytes, readImageHeader } from '../model/data/image-header.ts';
 import { ImageError, loadImagePixels } from '../model/data/image.ts';
-import { checkPixelLimit, decodeBytes, readImageHeader } from '../model/data/image-header.ts';
 
 /** One image, decoded to size × size × 3 bytes, or why it could not be. */
 export type LoadedImage = { path: string; pixels: Uint8Array } | { path: string; error: string };
@@ -16,7 +16,7 @@ export interface PrefetchOptions {
   size: number;
   /** Largest image, width × height of its first frame; larger ones are errors, never decoded. */
   maxPixels: number;
-  /** Bytes of full-size rasters decoding at once (see decodeBytes). */
+  /** Memory that decodes in progress may hold together, by their estimates (see decodeMemoryBytes). */
   budgetBytes: number;
   /** How many images past those taken to start loading. */
   lookahead: number;
@@ -78,7 +78,7 @@ async function loadOne(path: string, options: PrefetchOptions, budget: ByteBudge
   try {
     const header = await readImageHeader(path);
     checkPixelLimit(header, options.maxPixels, path);
-    const bytes = decodeBytes(header);
+    const bytes = decodeMemoryBytes(header);
     await budget.acquire(bytes);
     try {
       return { path, pixels: await loadImagePixels(path, options.size) };
