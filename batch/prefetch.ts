@@ -1,12 +1,13 @@
 /**
  * Loading the images of a batch run ahead of the captioning, with memory bounded: each image's
  * header is read first (no pixels decoded), an image over the pixel limit becomes an error, and
- * decodes run in parallel only while the full-size rasters they hold fit in a byte budget (one
- * image larger than the budget decodes alone). Decoding happens in sharp's threads, so the next
- * batch decodes while this one is captioned.
+ * decodes run in parallel only while the memory they hold, estimated from their headers as the
+ * server estimates it, fits in a byte budget (one image larger than the budget decodes alone).
+ * Decoding happens in sharp's threads, so the next batch decodes while this one is captioned.
  */
+import { checkPixelLimit, decodeMemoryBytes, readImageHeader } from '../model/data/image-header.ts';
 import { ImageError, loadImagePixels } from '../model/data/image.ts';
-import { checkPixelLimit, decodeBytes, readImageHeader } from '../model/data/image-header.ts';
+import { ByteBudget } from '../model/util/byte-budget.ts';
 
 /** One image, decoded to size × size × 3 bytes, or why it could not be. */
 export type LoadedImage = { path: string; pixels: Uint8Array } | { path: string; error: string };
@@ -16,55 +17,10 @@ export interface PrefetchOptions {
   size: number;
   /** Largest image, width × height of its first frame; larger ones are errors, never decoded. */
   maxPixels: number;
-  /** Bytes of full-size rasters decoding at once (see decodeBytes). */
+  /** Memory that decodes in progress may hold together, by their estimates (see decodeMemoryBytes). */
   budgetBytes: number;
   /** How many images past those taken to start loading. */
   lookahead: number;
-}
-
-/** A byte budget, first come first served: a request waits until it fits, or until nothing else holds any. */
-export class ByteBudget {
-  private held = 0;
-  private most = 0;
-  private readonly waiting: { bytes: number; wake: () => void }[] = [];
-
-  constructor(readonly limit: number) {}
-
-  /** Bytes held now. */
-  get inUse(): number {
-    return this.held;
-  }
-
-  /** The most bytes held at once so far. */
-  get peak(): number {
-    return this.most;
-  }
-
-  private take(bytes: number): void {
-    this.held += bytes;
-    this.most = Math.max(this.most, this.held);
-  }
-
-  private fits(bytes: number): boolean {
-    return this.held === 0 || this.held + bytes <= this.limit;
-  }
-
-  async acquire(bytes: number): Promise<void> {
-    if (this.waiting.length === 0 && this.fits(bytes)) {
-      this.take(bytes);
-      return;
-    }
-    await new Promise<void>((wake) => this.waiting.push({ bytes, wake }));
-  }
-
-  release(bytes: number): void {
-    this.held -= bytes;
-    while (this.waiting.length && this.fits(this.waiting[0]!.bytes)) {
-      const next = this.waiting.shift()!;
-      this.take(next.bytes);
-      next.wake();
-    }
-  }
 }
 
 /** An image's error without the path its record already names, on one line. */
@@ -78,13 +34,8 @@ async function loadOne(path: string, options: PrefetchOptions, budget: ByteBudge
   try {
     const header = await readImageHeader(path);
     checkPixelLimit(header, options.maxPixels, path);
-    const bytes = decodeBytes(header);
-    await budget.acquire(bytes);
-    try {
-      return { path, pixels: await loadImagePixels(path, options.size) };
-    } finally {
-      budget.release(bytes);
-    }
+    const pixels = await budget.run(decodeMemoryBytes(header), undefined, () => loadImagePixels(path, options.size));
+    return { path, pixels };
   } catch (err) {
     if (err instanceof ImageError) return { path, error: errorText(err, path) };
     throw err;

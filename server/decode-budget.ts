@@ -1,17 +1,14 @@
 /**
- * The memory that image decodes in progress may hold together. Each decode asks for its
- * estimated bytes (server/upload.ts `decodeMemoryBytes`) and waits, first come first served,
- * until they fit; a request whose client leaves while it waits is dropped without decoding.
- * How many decodes can wait is bounded by the admission limit (server/workers.ts `reserve`), so
- * the wait is bounded too.
+ * The memory that image decodes in progress may hold together: the model's first-come-first-served
+ * byte budget (model/util/byte-budget.ts), each decode asking for its estimate
+ * (model/data/image-header.ts `decodeMemoryBytes`). A request whose client leaves while it waits is
+ * dropped without decoding, as the server's CancelledError. How many decodes can wait is bounded by
+ * the admission limit (server/workers.ts `reserve`), so the wait is bounded too.
  */
+import { BudgetWaitCancelledError, ByteBudget } from '../model/util/byte-budget.ts';
 import { CancelledError } from './errors.ts';
 
-interface Waiter {
-  bytes: number;
-  start(): void;
-}
-
+/** What /metrics reads (captioner_image_decodes*). */
 export interface DecodeBudgetStats {
   /** Decodes running now. */
   decoding: number;
@@ -24,13 +21,10 @@ export interface DecodeBudgetStats {
 }
 
 export class DecodeBudget {
-  private held = 0;
-  private running = 0;
-  private peak = 0;
-  private readonly waiters: Waiter[] = [];
+  private readonly budget: ByteBudget;
 
   constructor(readonly capacityBytes: number) {
-    if (!(capacityBytes > 0)) throw new RangeError(`the decode memory budget must be positive, got ${capacityBytes}`);
+    this.budget = new ByteBudget(capacityBytes);
   }
 
   /**
@@ -39,63 +33,16 @@ export class DecodeBudget {
    * CancelledError, without running `decode`, if `signal` aborts first.
    */
   async run<T>(bytes: number, signal: AbortSignal | undefined, decode: () => Promise<T>): Promise<T> {
-    const need = Math.min(Math.max(0, bytes), this.capacityBytes);
-    await this.acquire(need, signal);
     try {
-      return await decode();
-    } finally {
-      this.release(need);
+      return await this.budget.run(bytes, signal, decode);
+    } catch (err) {
+      if (err instanceof BudgetWaitCancelledError) throw new CancelledError('the client disconnected');
+      throw err;
     }
   }
 
   stats(): DecodeBudgetStats {
-    return { decoding: this.running, waiting: this.waiters.length, bytes: this.held, peakBytes: this.peak };
-  }
-
-  private fits(bytes: number): boolean {
-    return this.running === 0 || this.held + bytes <= this.capacityBytes;
-  }
-
-  private take(bytes: number): void {
-    this.held += bytes;
-    this.running += 1;
-    this.peak = Math.max(this.peak, this.held);
-  }
-
-  private acquire(bytes: number, signal: AbortSignal | undefined): Promise<void> {
-    if (signal?.aborted) return Promise.reject(new CancelledError('the client disconnected'));
-    if (this.waiters.length === 0 && this.fits(bytes)) {
-      this.take(bytes);
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = {
-        bytes,
-        start: () => {
-          signal?.removeEventListener('abort', onAbort);
-          this.take(bytes);
-          resolve();
-        },
-      };
-      const onAbort = () => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(new CancelledError('the client disconnected'));
-        this.startWaiters(); // the head may have been what held the others back
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
-  }
-
-  private release(bytes: number): void {
-    this.held -= bytes;
-    this.running -= 1;
-    this.startWaiters();
-  }
-
-  /** Starts waiting decodes in arrival order while the next one fits. */
-  private startWaiters(): void {
-    while (this.waiters.length > 0 && this.fits(this.waiters[0]!.bytes)) this.waiters.shift()!.start();
+    const { running, ...rest } = this.budget.stats();
+    return { decoding: running, ...rest };
   }
 }

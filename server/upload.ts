@@ -1,14 +1,22 @@
 /**
  * Checking an uploaded image before anything decodes it: the type comes from the bytes (never
  * the file name or the Content-Type), only raster formats pass, and the pixel count and the
- * memory a decode would take are read from the header and limited before decompression, so a
+ * memory a decode would take are read from the header (model/data/image-header.ts, as batch
+ * captioning reads them) and limited before decompression, so a
  * small file that inflates to gigabytes (a decompression bomb) is refused cheaply. Decoding then
  * goes through model/data/image.ts, the one preprocessing path the model was trained with, within
  * the server's decode memory budget (server/decode-budget.ts).
  */
-import sharp, { type Metadata } from 'sharp';
+import sharp from 'sharp';
+import {
+  checkPixelLimit,
+  DEFAULT_MAX_PIXELS,
+  decodeMemoryBytes,
+  type ImageHeader,
+  ImageTooLargeError,
+  readImageHeader,
+} from '../model/data/image-header.ts';
 import { IMAGE_INPUT_OPTIONS, ImageError, loadImagePixels } from '../model/data/image.ts';
-import { DEFAULT_MAX_PIXELS } from '../model/data/image-header.ts';
 import type { DecodeBudget } from './decode-budget.ts';
 import { BadRequestError, TooLargeError, UnsupportedTypeError } from './errors.ts';
 
@@ -80,36 +88,6 @@ export interface CheckedImage {
   decodeBytes: number;
 }
 
-const BYTES_PER_SAMPLE: Partial<Record<Metadata['depth'], number>> = {
-  uchar: 1,
-  char: 1,
-  ushort: 2,
-  short: 2,
-  uint: 4,
-  int: 4,
-  float: 4,
-  double: 8,
-  complex: 8,
-  dpcomplex: 16,
-};
-
-/**
- * The memory decoding an image holds, estimated from its header: its frame is width × height ×
- * channels (alpha included) × bytes per sample (2 for 16-bit). An interlaced PNG must be decoded
- * whole before it can be resized, and so are GIF (as RGBA), AVIF and TIFF: they count their whole
- * frame. A progressive JPEG holds all its DCT coefficients, 2 bytes each: twice its frame. Other
- * images are read in strips and count half their frame. (Measured with libvips 8.18, peak
- * resident memory of a 5000 × 5000 decode: RGB PNG 16 MB, interlaced 79 MB; 16-bit RGBA PNG 40 MB,
- * interlaced 208 MB; baseline JPEG 4 MB, progressive 76 MB with 4:2:0 chroma, 147 MB with 4:4:4.)
- */
-export function decodeMemoryBytes(meta: Metadata, width: number, height: number): number {
-  const channels = meta.format === 'gif' ? 4 : meta.channels;
-  const frame = width * height * channels * (BYTES_PER_SAMPLE[meta.depth] ?? 8);
-  if (meta.format === 'jpeg' && meta.isProgressive) return 2 * frame;
-  const whole = meta.isProgressive || meta.format === 'gif' || meta.format === 'heif' || meta.format === 'tiff';
-  return whole ? frame : Math.ceil(frame / 2);
-}
-
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
 
 /**
@@ -127,31 +105,33 @@ export async function checkImage(bytes: Buffer, limits: ImageLimits): Promise<Ch
       `unsupported file type: ${describeOther(bytes)}; upload a JPEG, PNG, WebP, GIF, AVIF or TIFF image`,
     );
   }
-  let meta: Metadata;
+  let header: ImageHeader;
   try {
-    // limitInputPixels: false — the limit is ours, checked below from the header alone.
-    meta = await sharp(bytes, { ...IMAGE_INPUT_OPTIONS, limitInputPixels: false }).metadata();
+    header = await readImageHeader(bytes);
   } catch (err) {
-    throw new BadRequestError(`the ${format.toUpperCase()} file is corrupt: ${(err as Error).message}`);
-  }
-  const expected = format === 'avif' ? 'heif' : format;
-  if (meta.format !== expected) {
-    throw new BadRequestError(`the file starts like ${format.toUpperCase()} but reads as ${String(meta.format)}`);
-  }
-  const stored = { width: meta.width ?? 0, height: meta.pageHeight ?? meta.height ?? 0 };
-  if (!(stored.width > 0 && stored.height > 0))
-    throw new BadRequestError(`the ${format.toUpperCase()} file has no size in its header`);
-  // EXIF orientations 5–8 turn the picture a quarter: it is shown height × width.
-  const [width, height] = (meta.orientation ?? 1) >= 5 ? [stored.height, stored.width] : [stored.width, stored.height];
-  if (width * height > limits.maxPixels) {
-    throw new TooLargeError(
-      `the image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxPixels}`,
+    if (!(err instanceof ImageError)) throw err;
+    // sharp could not read the header (its error is the cause), or the header gives no size.
+    throw new BadRequestError(
+      err.cause instanceof Error
+        ? `the ${format.toUpperCase()} file is corrupt: ${err.cause.message}`
+        : `the ${format.toUpperCase()} file has no size in its header`,
     );
   }
-  const decodeBytes = decodeMemoryBytes(meta, stored.width, stored.height);
+  const expected = format === 'avif' ? 'heif' : format;
+  if (header.format !== expected) {
+    throw new BadRequestError(`the file starts like ${format.toUpperCase()} but reads as ${header.format}`);
+  }
+  const { width, height } = header;
+  try {
+    checkPixelLimit(header, limits.maxPixels);
+  } catch (err) {
+    if (err instanceof ImageTooLargeError) throw new TooLargeError(err.message);
+    throw err;
+  }
+  const decodeBytes = decodeMemoryBytes(header);
   if (decodeBytes > limits.maxDecodeBytes) {
     throw new TooLargeError(
-      `decoding the image (${width}×${height}, ${meta.channels} channels of ${meta.depth}${meta.isProgressive ? ', interlaced' : ''}) would take about ${mb(decodeBytes)}; the limit is ${mb(limits.maxDecodeBytes)}`,
+      `decoding the image (${width}×${height}, ${header.channels} channels of ${header.depth}${header.interlaced ? ', interlaced' : ''}) would take about ${mb(decodeBytes)}; the limit is ${mb(limits.maxDecodeBytes)}`,
     );
   }
   return { format, width, height, decodeBytes };

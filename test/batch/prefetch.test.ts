@@ -1,12 +1,12 @@
-/** Loading ahead with memory bounded: the byte budget, the pixel limit, order and errors. */
+/** Loading ahead with memory bounded: the decode memory estimate, the pixel limit, order, errors. */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import { ByteBudget, Prefetcher } from '../../batch/prefetch.ts';
-import { DEFAULT_MAX_PIXELS, decodeBytes, readImageHeader } from '../../model/data/image-header.ts';
+import { Prefetcher } from '../../batch/prefetch.ts';
+import { DEFAULT_MAX_PIXELS, decodeMemoryBytes, readImageHeader } from '../../model/data/image-header.ts';
 import { loadImagePixels } from '../../model/data/image.ts';
 import { DEFAULT_IMAGE_LIMITS } from '../../server/upload.ts';
 
@@ -17,7 +17,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'captioner-prefetch-'));
   for (let i = 0; i < 8; i++) {
     const file = join(dir, `${i}.png`);
-    // 200×100 RGB, 8-bit: 60 000 bytes of full-size raster each.
+    // 200×100 RGB, 8-bit: a 60 000-byte frame, read in strips: 30 000 bytes of decode memory each.
     await sharp({ create: { width: 200, height: 100, channels: 3, background: { r: 30 * i, g: 90, b: 200 } } })
       .png()
       .toFile(file);
@@ -32,14 +32,22 @@ after(async () => {
 
 test('the header gives the decode size without decoding; 16-bit and alpha count', async () => {
   const header = await readImageHeader(files[0]!);
-  assert.deepEqual(header, { format: 'png', width: 200, height: 100, channels: 3, bytesPerSample: 1 });
-  assert.equal(decodeBytes(header), 60_000);
+  assert.deepEqual(header, {
+    format: 'png',
+    width: 200,
+    height: 100,
+    channels: 3,
+    bytesPerSample: 1,
+    depth: 'uchar',
+    interlaced: false,
+  });
+  assert.equal(decodeMemoryBytes(header), 60_000 / 2);
   const deep = join(dir, 'deep.png');
   await sharp({ create: { width: 10, height: 10, channels: 4, background: '#ff000080' } })
     .png()
     .toColourspace('rgb16')
     .toFile(deep);
-  assert.equal(decodeBytes(await readImageHeader(deep)), 10 * 10 * 4 * 2);
+  assert.equal(decodeMemoryBytes(await readImageHeader(deep)), (10 * 10 * 4 * 2) / 2);
   await assert.rejects(readImageHeader(join(dir, 'broken.png')), /broken\.png: cannot decode image/);
 });
 
@@ -47,33 +55,12 @@ test('the batch CLI and the server share one default pixel limit', () => {
   assert.equal(DEFAULT_IMAGE_LIMITS.maxPixels, DEFAULT_MAX_PIXELS);
 });
 
-test('a byte budget: first come first served; what does not fit waits; one request over it runs alone', async () => {
-  const budget = new ByteBudget(100);
-  const order: string[] = [];
-  await budget.acquire(60);
-  await budget.acquire(40); // fits exactly
-  const big = budget.acquire(500).then(() => order.push('big'));
-  const small = budget.acquire(10).then(() => order.push('small')); // would fit after one release, but waits its turn
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(order, []);
-  budget.release(60);
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(order, [], 'the first in line (500) does not fit while 40 are held');
-  budget.release(40);
-  await big;
-  assert.equal(budget.inUse, 500, 'over the limit, alone');
-  budget.release(500);
-  await small;
-  assert.deepEqual(order, ['big', 'small']);
-  assert.equal(budget.peak, 500);
-});
-
 test('prefetch: images in order, failures as errors, decodes within the byte budget', async () => {
   const paths = [...files.slice(0, 3), join(dir, 'broken.png'), ...files.slice(3)];
   const prefetch = new Prefetcher(paths, {
     size: 16,
     maxPixels: DEFAULT_MAX_PIXELS,
-    budgetBytes: 130_000,
+    budgetBytes: 65_000,
     lookahead: 4,
   });
   const first = await prefetch.take(5);
@@ -90,8 +77,9 @@ test('prefetch: images in order, failures as errors, decodes within the byte bud
     assert.ok('pixels' in l, l.path);
     assert.deepEqual(l.pixels, await loadImagePixels(l.path, 16), 'the one preprocessing path');
   }
-  assert.ok(prefetch.budget.peak <= 130_000, `peak ${prefetch.budget.peak}: at most two 60 000-byte decodes at once`);
-  assert.equal(prefetch.budget.inUse, 0);
+  const { peakBytes, bytes } = prefetch.budget.stats();
+  assert.ok(peakBytes <= 65_000, `peak ${peakBytes}: at most two 30 000-byte decodes at once`);
+  assert.equal(bytes, 0);
 });
 
 test('prefetch: an image over the pixel limit is an error, named with its size, and takes no budget', async () => {
@@ -104,5 +92,5 @@ test('prefetch: an image over the pixel limit is an error, named with its size, 
       'the image is 200×100 = 20000 pixels; the limit is 19999',
     ],
   );
-  assert.equal(prefetch.budget.peak, 0);
+  assert.equal(prefetch.budget.stats().peakBytes, 0);
 });
