@@ -26,7 +26,7 @@ export interface BatchOptions {
   batchSize: number;
   /** Largest image in pixels (width × height); larger ones are error records. */
   maxPixels: number;
-  /** Bytes of full-size rasters decoding at once (batch/prefetch.ts). */
+  /** Estimated decode memory the images decoding at once may hold, bytes (batch/prefetch.ts). */
   decodeBudgetBytes: number;
   /** Aborted: stop after the batch in flight. */
   signal?: AbortSignal;
