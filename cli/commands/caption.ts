@@ -88,7 +88,8 @@ export const captionCommand: Command = {
       .option('decode-memory', {
         type: 'number',
         default: DEFAULT_DECODE_MEMORY_MIB,
-        describe: 'MiB the image decodes in progress may hold, estimated from each header (a larger image decodes alone)',
+        describe:
+          'MiB the image decodes in progress may hold, estimated from each header (a larger image decodes alone)',
       })
       .option('sample', {
         type: 'boolean',
