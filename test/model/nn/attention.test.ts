@@ -66,87 +66,101 @@ function read<T>(t: TF.Tensor): T {
   return values;
 }
 
-test("each step returns the attention weights it used: a softmax over the grid's positions, whose mix of the features is the context the word was read from", async () => {
-  const vocab = new Vocabulary([...SPECIAL_TOKENS, ...COLOUR_WORDS]);
-  const model = await Captioner.create(ATTENTION_MODEL, vocab, 5);
+const sum = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0);
+const mean = (xs: readonly number[]) => sum(xs) / xs.length;
+
+/** Three random images, and a new tiny attention model with colour words. */
+async function randomSetup(): Promise<{ model: Captioner; images: TF.Tensor4D }> {
+  const model = await Captioner.create(ATTENTION_MODEL, new Vocabulary([...SPECIAL_TOKENS, ...COLOUR_WORDS]), 5);
   const rng = new Rng(9);
-  const batch = 3;
   const images = tf.tensor4d(
-    Float32Array.from({ length: batch * 16 * 16 * 3 }, () => rng.next()),
-    [batch, 16, 16, 3],
+    Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => rng.next()),
+    [3, 16, 16, 3],
   );
-  const before = tf.memory().numTensors;
-  const { grid, h, attention, logits, nextH, secondAttention } = tf.tidy(() => {
+  return { model, images };
+}
+
+/**
+ * Two decoder steps (<start>, then one word per image), as plain numbers: the grid [batch,
+ * positions, F], the first step's query h·W_q [batch, F], attention weights and logits, its new
+ * state's h, and the second step's attention weights. Leaves no tensor behind.
+ */
+function twoSteps(model: Captioner, images: TF.Tensor4D) {
+  const batch = images.shape[0];
+  const tensors = tf.tidy(() => {
     const features = model.encode(images) as TF.Tensor3D; // [batch, positions, F]
     const state = model.initialState(features);
     const out = model.step(tf.fill([batch], START, 'int32') as TF.Tensor1D, state, features);
     const second = model.step(tf.tensor1d([4, 5, 6], 'int32'), out.state, features);
-    return {
-      grid: features,
-      h: state.h,
-      attention: out.attention!,
-      logits: out.logits,
-      nextH: out.state.h,
-      secondAttention: second.attention!,
-    };
+    const query = tf.matMul(state.h, model.namedWeights()['decoder/attention/query']!);
+    return [features, query, out.attention!, out.logits, out.state.h, second.attention!];
   });
-  assert.deepEqual(attention.shape, [batch, 16]);
-  const weights = read<number[][]>(attention);
-  const second = read<number[][]>(secondAttention);
-  const features = read<number[][][]>(grid);
-  const query = read<number[][]>(tf.matMul(h, model.namedWeights()['decoder/attention/query']!));
-  h.dispose();
+  const [grid, query, weights, logits, nextH, secondWeights] = tensors.map((t) => read<number[][]>(t));
+  return {
+    grid: grid as unknown as number[][][],
+    query: query!,
+    weights: weights!,
+    logits: logits!,
+    nextH: nextH!,
+    secondWeights: secondWeights!,
+  };
+}
+
+test("each step's attention weights are the softmax over the grid's positions of q·feature / √F: rows sum to 1", async () => {
+  const { model, images } = await randomSetup();
+  const before = tf.memory().numTensors;
+  const { grid, query, weights, secondWeights } = twoSteps(model, images);
+  assert.equal(tf.memory().numTensors, before, 'the steps leave no tensor behind');
+  assert.deepEqual([weights.length, weights[0]!.length], [3, 16], '[batch, positions]');
   const F = TINY_MODEL.featureSize;
-  for (let b = 0; b < batch; b++) {
-    const row = weights[b]!;
-    assert.ok(Math.abs(row.reduce((s, w) => s + w, 0) - 1) < 1e-5, `row ${b} sums to ${row.reduce((s, w) => s + w)}`);
+  weights.forEach((row, b) => {
+    assert.ok(Math.abs(sum(row) - 1) < 1e-5, `row ${b} sums to ${sum(row)}`);
     assert.ok(
       row.every((w) => w >= 0),
       `row ${b} has a negative weight`,
     );
-    // softmax over positions of q·feature / √F, q = h·W_q, worked out here in plain numbers
-    const scores = features[b]!.map((f) => f.reduce((s, v, i) => s + v * query[b]![i]!, 0) / Math.sqrt(F));
-    const top = Math.max(...scores);
-    const exps = scores.map((v) => Math.exp(v - top));
-    const total = exps.reduce((s, e) => s + e, 0);
-    exps.forEach((e, p) => assert.ok(Math.abs(e / total - row[p]!) < 1e-5, `image ${b}, position ${p}`));
+    // The softmax worked out here in plain numbers, from the query the state asked.
+    const scores = grid[b]!.map((f) => sum(f.map((v, i) => v * query[b]![i]!)) / Math.sqrt(F));
+    const exps = scores.map((v) => Math.exp(v - Math.max(...scores)));
+    exps.forEach((e, p) => assert.ok(Math.abs(e / sum(exps) - row[p]!) < 1e-5, `image ${b}, position ${p}`));
     // The next step asks with the new state, so it looks elsewhere.
     assert.ok(
-      second[b]!.some((w, p) => Math.abs(w - row[p]!) > 1e-4),
+      secondWeights[b]!.some((w, p) => Math.abs(w - row[p]!) > 1e-4),
       `image ${b}: the second step's weights equal the first's`,
     );
-  }
-  // The word was read off the new state and the weights' mix of the grid: [h', Σ_p w_p·f_p]·W_out + b_out.
+  });
+  images.dispose();
+  model.dispose();
+});
+
+test('the weights a step returns are the ones it read the word with: [h′, Σ_p w_p·feature_p]·W_out + b_out are its logits', async () => {
+  const { model, images } = await randomSetup();
+  const { grid, weights, logits, nextH } = twoSteps(model, images);
+  const F = TINY_MODEL.featureSize;
   const recomputed = read<number[][]>(
     tf.tidy(() => {
       const w = model.namedWeights();
-      const context = tf
-        .matMul(tf.tensor3d([weights]).reshape([batch, 1, 16]), tf.tensor3d(features))
-        .reshape([batch, F]);
-      return tf.add(tf.matMul(tf.concat([nextH, context], 1), w['decoder/output/kernel']!), w['decoder/output/bias']!);
+      const mix = tf.tensor3d(weights.map((row) => [row])); // [batch, 1, positions]
+      const context = tf.matMul(mix, tf.tensor3d(grid)).reshape([weights.length, F]); // [batch, F]
+      const readout = tf.concat([tf.tensor2d(nextH), context], 1); // [batch, H + F]
+      return tf.add(tf.matMul(readout, w['decoder/output/kernel']!), w['decoder/output/bias']!);
     }),
   );
-  const expected = read<number[][]>(logits);
-  nextH.dispose();
   recomputed.forEach((row, b) =>
-    row.forEach((v, j) =>
-      assert.ok(Math.abs(v - expected[b]![j]!) < 1e-4, `logit ${b}, ${j}: ${v} vs ${expected[b]![j]}`),
-    ),
+    row.forEach((v, j) => assert.ok(Math.abs(v - logits[b]![j]!) < 1e-4, `logit ${b}, ${j}: ${v} vs ${logits[b]![j]}`)),
   );
-  assert.equal(tf.memory().numTensors, before, 'the test disposed of what the steps returned');
-
   // Without attention there are no weights to return.
   const plain = await Captioner.create(
     { ...ATTENTION_MODEL, encoderPooling: 'average', featureInput: 'init' },
-    vocab,
+    model.vocab,
     5,
   );
-  const out = tf.tidy(() => {
+  const none = tf.tidy(() => {
     const features = plain.encode(images);
-    const step = plain.step(tf.fill([batch], START, 'int32') as TF.Tensor1D, plain.initialState(features), features);
+    const step = plain.step(tf.fill([3], START, 'int32') as TF.Tensor1D, plain.initialState(features), features);
     return step.attention === undefined;
   });
-  assert.ok(out, 'a model without attention returns no weights');
+  assert.ok(none, 'a model without attention returns no weights');
   images.dispose();
   plain.dispose();
   model.dispose();
@@ -179,9 +193,6 @@ function markedScenes(rng: Rng, n: number): { pixels: Float32Array; words: Colou
   }
   return { pixels, words, marked };
 }
-
-const sum = (xs: readonly number[]) => xs.reduce((s, x) => s + x, 0);
-const mean = (xs: readonly number[]) => sum(xs) / xs.length;
 
 /** The first step's attention weights [n, positions] and words on `scenes`. */
 function firstStep(model: Captioner, pixels: Float32Array, n: number): { weights: number[][]; words: string[] } {
