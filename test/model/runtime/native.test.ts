@@ -1,8 +1,9 @@
 /**
  * The native kernels (model/runtime/native.ts, native/src/kernels.cc) against the JavaScript kernels
  * they replace: each case runs once on the JS kernels and once on the native ones and compares
- * (max |native − js| ≤ 1e-4 · max |js|). The addon must be built: these tests fail, not skip,
- * when it is not (CI installs libopenblas-dev before npm ci).
+ * (max |native − js| ≤ 1e-4 · max |js|). Every elementwise op of native/ops.json is compared,
+ * and the addon must report the op table it was built from as that file's. The addon must be
+ * built: these tests fail, not skip, when it is not (CI installs libopenblas-dev before npm ci).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
