@@ -132,11 +132,6 @@ export class TrainingLoop {
     };
   }
 
-  /** Milliseconds the loop waited for batch pixels in all. */
-  get dataWait(): number {
-    return this.dataWaitMs;
-  }
-
   /** The current epoch's batches from state.batchInEpoch, until its end, maxSteps or a stop. */
   private async trainEpoch(): Promise<void> {
     const { config, hooks, state } = this.parts;

@@ -77,13 +77,13 @@ async function* inMemoryBatches(
     yield { batch: batches[b]!, pixels: cache.batch(batches[b]!.imageIds), index: b };
 }
 
-/** One log line: how long the loop waited for pixels and, when streaming, for which reads. */
-export function describeDataWait(dataWaitMs: number, stream: StreamedPixels | null): string {
+/** One log line: how long the loop waited for pixels in all and, when streaming, for which reads. */
+export function describeDataWait(dataWaitSeconds: number, stream: StreamedPixels | null): string {
   const seconds = (ms: number) => (ms / 1000).toFixed(2);
   const reads = stream
     ? ` (of it waiting on reads: ${seconds(stream.stats.startWaitMs)} s for the first window, ` +
       `${seconds(stream.stats.ioWaitMs)} s later; ${stream.stats.chunksRead} chunks read, ` +
       `at most ${stream.stats.maxResident} resident)`
     : '';
-  return `data: waited ${seconds(dataWaitMs)} s for batch pixels${reads}`;
+  return `data: waited ${dataWaitSeconds.toFixed(2)} s for batch pixels${reads}`;
 }

@@ -325,6 +325,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
     optimizer.dispose();
     model.dispose();
   }
-  log(describeDataWait(loop.dataWait, pixels.stream));
-  return loop.result();
+  const result = loop.result();
+  log(describeDataWait(result.dataWaitSeconds, pixels.stream));
+  return result;
 }
