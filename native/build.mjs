@@ -1,12 +1,14 @@
 // The root package's install script: builds the native kernels with node-gyp. It never fails
 // the install: without a compiler, node-gyp or a BLAS it prints one line saying so, and the
 // program runs on the pure-JavaScript kernels (model/runtime/native.ts says what that costs).
-// CAPTIONER_NATIVE=0 skips the build.
+// CAPTIONER_NATIVE=0 skips the build. First it writes native/generated/ops.h, the operation
+// codes the addon shares with TypeScript, from native/ops.json (native/op-table.mjs).
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeOpTableHeader } from './op-table.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -31,6 +33,7 @@ function main() {
     return;
   }
   rmSync(join(here, 'build'), { recursive: true, force: true });
+  writeOpTableHeader();
   const [cmd, ...gyp] = nodeGyp();
   const args = [...gyp, 'rebuild', '--loglevel=warn'];
   // Node's own headers (Debian's nodejs ships them) spare node-gyp a download it cannot make here.

@@ -100,6 +100,12 @@ export type ImageFeatures = tf.Tensor2D | tf.Tensor3D;
 export interface StepOutput {
   logits: tf.Tensor2D;
   state: CellState;
+  /**
+   * With featureInput 'attention': the weights this step gave each grid position, [batch,
+   * positions], each row a softmax (summing to 1); the context it read is their mix of the
+   * grid's features. Absent for the other feature inputs.
+   */
+  attention?: tf.Tensor2D;
 }
 
 /** How the training forward pass chooses each step's input (Bengio et al. 2015). */
@@ -220,27 +226,31 @@ export class Captioner {
   }
 
   /**
-   * Soft attention: the previous state asks a query q = h·W_q; each grid position scores
-   * q·feature / √F, a softmax over positions turns scores into weights, and the context is
-   * the weighted sum of the features. grid [batch, positions, F] → context [batch, F].
+   * Soft attention (Xu et al. 2015, with scaled dot-product scores as in Vaswani et al. 2017):
+   * the previous state asks a query q = h·W_q; each grid position scores q·feature / √F, a
+   * softmax over positions turns scores into weights, and the context is the weighted sum of
+   * the features. grid [batch, positions, F] → context [batch, F] and weights [batch, positions].
    */
-  private attend(h: tf.Tensor2D, grid: tf.Tensor3D): tf.Tensor2D {
+  private attend(h: tf.Tensor2D, grid: tf.Tensor3D): { context: tf.Tensor2D; weights: tf.Tensor2D } {
     const [batch, , F] = grid.shape;
     const query = tf.reshape(tf.matMul(h, this.p('decoder/attention/query')), [batch, F, 1]) as tf.Tensor3D;
     // [batch, positions]
     const scores = tf.mul(tf.reshape(tf.matMul(grid, query), [batch, -1]), 1 / Math.sqrt(F)) as tf.Tensor2D;
-    const weights = tf.reshape(tf.softmax(scores), [batch, 1, -1]) as tf.Tensor3D;
-    return tf.reshape(tf.matMul(weights, grid), [batch, F]) as tf.Tensor2D;
+    const weights = tf.softmax(scores); // [batch, positions]
+    const mix = tf.reshape(weights, [batch, 1, -1]) as tf.Tensor3D; // [batch, 1, positions]
+    return { context: tf.reshape(tf.matMul(mix, grid), [batch, F]) as tf.Tensor2D, weights };
   }
 
   /**
    * The decoder step, written once: previous words [batch] (int32), the state, and the image
    * features [batch, featureSize] (or the grid [batch, positions, featureSize]) → logits
-   * [batch, vocab] over the next word and the new state.
+   * [batch, vocab] over the next word and the new state; with attention also the weights the
+   * step gave each grid position, [batch, positions].
    */
   step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput {
     let x = tf.gather(this.p('decoder/embedding'), prevTokens) as tf.Tensor2D; // [batch, E]
-    const context = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
+    const attended = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
+    const context = attended?.context ?? null;
     if (context)
       x = tf.concat([x, context], 1); // [batch, E + F]
     else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
@@ -251,7 +261,7 @@ export class Captioner {
       tf.matMul(readout, this.p('decoder/output/kernel')),
       this.p('decoder/output/bias'),
     ) as tf.Tensor2D;
-    return { logits, state: next };
+    return attended ? { logits, state: next, attention: attended.weights } : { logits, state: next };
   }
 
   /**

@@ -20,6 +20,10 @@ extern "C" {
 #include <cblas.h>
 }
 
+// The operation codes shared with TypeScript (enum classes ops::Binary, ops::Unary,
+// ops::Activation, ops::Broadcast), generated from native/ops.json by native/build.mjs.
+#include "ops.h"
+
 #ifdef CAPTIONER_OPENBLAS
 extern "C" {
 void openblas_set_num_threads(int);
@@ -73,6 +77,20 @@ constexpr int64_t kSmallProduct = int64_t{1} << 24;
 float* f32(const Napi::Value& v) { return v.As<Napi::Float32Array>().Data(); }
 int32_t* i32(const Napi::Value& v) { return v.As<Napi::Int32Array>().Data(); }
 int64_t num(const Napi::Value& v) { return v.As<Napi::Number>().Int64Value(); }
+
+// Reads an operation code of `group` (native/ops.json) into `op`; an unknown code throws a
+// RangeError in JavaScript and returns false.
+template <class Op>
+bool readOp(const Napi::Value& v, int size, const char* group, Op* op) {
+  int64_t code = num(v);
+  if (code < 0 || code >= size) {
+    Napi::RangeError::New(v.Env(), std::string("unknown ") + group + " op code " + std::to_string(code))
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *op = static_cast<Op>(code);
+  return true;
+}
 
 // The geometry of one 2-D convolution (TF.js computeConv2DInfo, NHWC).
 struct Conv {
@@ -147,9 +165,10 @@ void col2im(const Conv& g, const float* col, float* dx, int64_t n0, int64_t n1) 
   });
 }
 
-// Activations of TF.js's fused kernels (tfjs-core fused_util): 0 linear, 1 relu, 2 relu6,
-// 3 leakyrelu(alpha), 4 sigmoid.
-void biasActivation(float* y, int64_t rows, int64_t cols, const float* bias, int64_t biasSize, int act, float alpha) {
+// Activations of TF.js's fused kernels (tfjs-core fused_util): linear, relu, relu6,
+// leakyrelu(alpha), sigmoid.
+void biasActivation(float* y, int64_t rows, int64_t cols, const float* bias, int64_t biasSize, ops::Activation act,
+                    float alpha) {
   parallelFor(rows, 4096, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       float* row = y + r * cols;
@@ -158,11 +177,17 @@ void biasActivation(float* y, int64_t rows, int64_t cols, const float* bias, int
         else for (int64_t j = 0; j < cols; j++) row[j] += bias[j];
       }
       switch (act) {
-        case 1: for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? 0 : row[j]; break;
-        case 2: for (int64_t j = 0; j < cols; j++) row[j] = std::min(6.0f, std::max(0.0f, row[j])); break;
-        case 3: for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? alpha * row[j] : row[j]; break;
-        case 4: for (int64_t j = 0; j < cols; j++) row[j] = 1.0f / (1.0f + std::exp(-row[j])); break;
-        default: break;
+        case ops::Activation::linear: break;
+        case ops::Activation::relu: for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? 0 : row[j]; break;
+        case ops::Activation::relu6:
+          for (int64_t j = 0; j < cols; j++) row[j] = std::min(6.0f, std::max(0.0f, row[j]));
+          break;
+        case ops::Activation::leakyrelu:
+          for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? alpha * row[j] : row[j];
+          break;
+        case ops::Activation::sigmoid:
+          for (int64_t j = 0; j < cols; j++) row[j] = 1.0f / (1.0f + std::exp(-row[j]));
+          break;
       }
     }
   });
@@ -171,6 +196,9 @@ void biasActivation(float* y, int64_t rows, int64_t cols, const float* bias, int
 // batchMatMul(a, b, out, batch, batchA, batchB, m, n, k, transA, transB[, bias, biasSize, act, alpha])
 // out[i] = op(a[i % batchA]) · op(b[i % batchB]), each [m, n]; then bias and activation.
 Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
+  const bool fused = info.Length() > 11;
+  ops::Activation act = ops::Activation::linear;
+  if (fused && !readOp(info[13], ops::kActivationSize, "activation", &act)) return info.Env().Undefined();
   const float* a = f32(info[0]);
   const float* b = f32(info[1]);
   float* out = f32(info[2]);
@@ -206,9 +234,9 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
                   0.0f, out + i * m * n, n);
     }
   }
-  if (info.Length() > 11) {
+  if (fused) {
     const float* bias = info[11].IsNull() ? nullptr : f32(info[11]);
-    biasActivation(out, batch * m, n, bias, num(info[12]), static_cast<int>(num(info[13])),
+    biasActivation(out, batch * m, n, bias, num(info[12]), act,
                    static_cast<float>(info[14].As<Napi::Number>().DoubleValue()));
   }
   return info.Env().Undefined();
@@ -216,6 +244,9 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
 
 // conv2d(x, filter, out, geometry[, bias, biasSize, act, alpha]): y = im2col(x) · W.
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
+  const bool fused = info.Length() > 4;
+  ops::Activation act = ops::Activation::linear;
+  if (fused && !readOp(info[6], ops::kActivationSize, "activation", &act)) return info.Env().Undefined();
   const float* x = f32(info[0]);
   const float* w = f32(info[1]);
   float* y = f32(info[2]);
@@ -234,9 +265,9 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
                   g.o, 0.0f, y + n0 * rowsPerImage * g.o, g.o);
     }
   }
-  if (info.Length() > 4) {
+  if (fused) {
     const float* bias = info[4].IsNull() ? nullptr : f32(info[4]);
-    biasActivation(y, g.n * rowsPerImage, g.o, bias, num(info[5]), static_cast<int>(num(info[6])),
+    biasActivation(y, g.n * rowsPerImage, g.o, bias, num(info[5]), act,
                    static_cast<float>(info[7].As<Napi::Number>().DoubleValue()));
   }
   return info.Env().Undefined();
@@ -384,22 +415,26 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
 
 // binary(op, full, other, out, rows, cols, mode, swapped, mid):
 // out = full op other over `rows` x `cols` (flat size rows·cols), the other operand broadcast by
-// `mode`: 0 full, 1 scalar, 2 row (one value per column, repeated on every row), 3 column (one
-// value per row), 4 middle (out is [rows, mid, cols] and other [rows, cols], repeated over mid).
-// op: 0 add, 1 sub, 2 mul, 3 div. With `swapped`, the broadcast operand is the left one.
-template <int Op>
+// `mode` (ops::Broadcast): full (same size), scalar, row (one value per column, repeated on every
+// row), column (one value per row), middle (out is [rows, mid, cols] and other [rows, cols],
+// repeated over mid). op (ops::Binary): Add, Sub, Multiply, RealDiv. With `swapped`, the
+// broadcast operand is the left one.
+template <ops::Binary Op>
 inline float apply(float x, float y) {
-  if constexpr (Op == 0) return x + y;
-  else if constexpr (Op == 1) return x - y;
-  else if constexpr (Op == 2) return x * y;
-  else return x / y;
+  if constexpr (Op == ops::Binary::Add) return x + y;
+  else if constexpr (Op == ops::Binary::Sub) return x - y;
+  else if constexpr (Op == ops::Binary::Multiply) return x * y;
+  else if constexpr (Op == ops::Binary::RealDiv) return x / y;
+  else static_assert(Op != Op, "a binary op of native/ops.json has no formula here");
 }
 
-template <int Op, bool Swapped>
-void binaryLoop(const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode, int64_t mid) {
+template <ops::Binary Op, bool Swapped>
+void binaryLoop(const float* full, const float* other, float* out, int64_t rows, int64_t cols, ops::Broadcast mode,
+                int64_t mid) {
+  using ops::Broadcast;
   auto f = [](float u, float v) { return Swapped ? apply<Op>(v, u) : apply<Op>(u, v); };
   const int64_t total = rows * cols;
-  if (mode == 4) {
+  if (mode == Broadcast::middle) {
     parallelFor(rows * mid, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, cols)), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; r++) {
         const float* x = full + r * cols;
@@ -410,9 +445,9 @@ void binaryLoop(const float* full, const float* other, float* out, int64_t rows,
     });
     return;
   }
-  if (mode == 0 || mode == 1) {
+  if (mode == Broadcast::full || mode == Broadcast::scalar) {
     parallelFor(total, 1 << 16, [&](int64_t i0, int64_t i1) {
-      if (mode == 0) for (int64_t i = i0; i < i1; i++) out[i] = f(full[i], other[i]);
+      if (mode == Broadcast::full) for (int64_t i = i0; i < i1; i++) out[i] = f(full[i], other[i]);
       else { const float v = other[0]; for (int64_t i = i0; i < i1; i++) out[i] = f(full[i], v); }
     });
     return;
@@ -421,73 +456,83 @@ void binaryLoop(const float* full, const float* other, float* out, int64_t rows,
     for (int64_t r = r0; r < r1; r++) {
       const float* x = full + r * cols;
       float* y = out + r * cols;
-      if (mode == 2) for (int64_t j = 0; j < cols; j++) y[j] = f(x[j], other[j]);
+      if (mode == Broadcast::row) for (int64_t j = 0; j < cols; j++) y[j] = f(x[j], other[j]);
       else { const float v = other[r]; for (int64_t j = 0; j < cols; j++) y[j] = f(x[j], v); }
     }
   });
 }
 
-template <int Op>
-void binaryDispatch(bool swapped, const float* full, const float* other, float* out, int64_t rows, int64_t cols, int mode, int64_t mid) {
+template <ops::Binary Op>
+void binaryDispatch(bool swapped, const float* full, const float* other, float* out, int64_t rows, int64_t cols,
+                    ops::Broadcast mode, int64_t mid) {
   if (swapped) binaryLoop<Op, true>(full, other, out, rows, cols, mode, mid);
   else binaryLoop<Op, false>(full, other, out, rows, cols, mode, mid);
 }
 
 Napi::Value Binary(const Napi::CallbackInfo& info) {
-  int op = static_cast<int>(num(info[0]));
+  using ops::Binary;
+  Binary op;
+  ops::Broadcast mode;
+  if (!readOp(info[0], ops::kBinarySize, "binary", &op) || !readOp(info[6], ops::kBroadcastSize, "broadcast", &mode))
+    return info.Env().Undefined();
   const float* full = f32(info[1]);
   const float* other = f32(info[2]);
   float* out = f32(info[3]);
   int64_t rows = num(info[4]), cols = num(info[5]);
-  int mode = static_cast<int>(num(info[6]));
   bool swapped = info[7].As<Napi::Boolean>();
   int64_t mid = num(info[8]);
   switch (op) {
-    case 0: binaryDispatch<0>(swapped, full, other, out, rows, cols, mode, mid); break;
-    case 1: binaryDispatch<1>(swapped, full, other, out, rows, cols, mode, mid); break;
-    case 2: binaryDispatch<2>(swapped, full, other, out, rows, cols, mode, mid); break;
-    default: binaryDispatch<3>(swapped, full, other, out, rows, cols, mode, mid); break;
+    case Binary::Add: binaryDispatch<Binary::Add>(swapped, full, other, out, rows, cols, mode, mid); break;
+    case Binary::Sub: binaryDispatch<Binary::Sub>(swapped, full, other, out, rows, cols, mode, mid); break;
+    case Binary::Multiply: binaryDispatch<Binary::Multiply>(swapped, full, other, out, rows, cols, mode, mid); break;
+    case Binary::RealDiv: binaryDispatch<Binary::RealDiv>(swapped, full, other, out, rows, cols, mode, mid); break;
   }
   return info.Env().Undefined();
 }
 
-// unary(op, x, out, alpha): 0 relu (max(x, 0)), 1 step (x > 0 ? 1 : alpha; NaN stays NaN, as in
-// TF.js), 2 tanh, 3 sigmoid 1/(1+e^−x), 4 exp, 5 sqrt, 6 square, 7 neg, 8 log.
-template <int Op>
+// unary(op, x, out, alpha), op (ops::Unary): Relu (max(x, 0)), Step (x > 0 ? 1 : alpha; NaN
+// stays NaN, as in TF.js), Tanh, Sigmoid 1/(1+e^−x), Exp, Sqrt, Square, Neg, Log.
+template <ops::Unary Op>
+inline float unaryOp(float v, float alpha) {
+  using ops::Unary;
+  if constexpr (Op == Unary::Relu) return std::isnan(v) ? v : (v < 0 ? 0.0f : v);
+  else if constexpr (Op == Unary::Step) return std::isnan(v) ? v : (v > 0 ? 1.0f : alpha);
+  else if constexpr (Op == Unary::Tanh) return std::tanh(v);
+  else if constexpr (Op == Unary::Sigmoid) return 1.0f / (1.0f + std::exp(-v));
+  else if constexpr (Op == Unary::Exp) return std::exp(v);
+  else if constexpr (Op == Unary::Sqrt) return std::sqrt(v);
+  else if constexpr (Op == Unary::Square) return v * v;
+  else if constexpr (Op == Unary::Neg) return -v;
+  else if constexpr (Op == Unary::Log) return std::log(v);
+  else static_assert(Op != Op, "a unary op of native/ops.json has no formula here");
+}
+
+template <ops::Unary Op>
 void unaryLoop(const float* x, float* y, int64_t n, float alpha) {
   parallelFor(n, 1 << 15, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      const float v = x[i];
-      if constexpr (Op == 0) y[i] = std::isnan(v) ? v : (v < 0 ? 0.0f : v);
-      else if constexpr (Op == 1) y[i] = std::isnan(v) ? v : (v > 0 ? 1.0f : alpha);
-      else if constexpr (Op == 2) y[i] = std::tanh(v);
-      else if constexpr (Op == 3) y[i] = 1.0f / (1.0f + std::exp(-v));
-      else if constexpr (Op == 4) y[i] = std::exp(v);
-      else if constexpr (Op == 5) y[i] = std::sqrt(v);
-      else if constexpr (Op == 6) y[i] = v * v;
-      else if constexpr (Op == 7) y[i] = -v;
-      else y[i] = std::log(v);
-    }
+    for (int64_t i = i0; i < i1; i++) y[i] = unaryOp<Op>(x[i], alpha);
   });
 }
 
 Napi::Value Unary(const Napi::CallbackInfo& info) {
-  int op = static_cast<int>(num(info[0]));
+  using ops::Unary;
+  Unary op;
+  if (!readOp(info[0], ops::kUnarySize, "unary", &op)) return info.Env().Undefined();
   auto xs = info[1].As<Napi::Float32Array>();
   const float* x = xs.Data();
   float* y = f32(info[2]);
   const float alpha = static_cast<float>(info[3].As<Napi::Number>().DoubleValue());
   int64_t n = static_cast<int64_t>(xs.ElementLength());
   switch (op) {
-    case 0: unaryLoop<0>(x, y, n, alpha); break;
-    case 1: unaryLoop<1>(x, y, n, alpha); break;
-    case 2: unaryLoop<2>(x, y, n, alpha); break;
-    case 3: unaryLoop<3>(x, y, n, alpha); break;
-    case 4: unaryLoop<4>(x, y, n, alpha); break;
-    case 5: unaryLoop<5>(x, y, n, alpha); break;
-    case 6: unaryLoop<6>(x, y, n, alpha); break;
-    case 7: unaryLoop<7>(x, y, n, alpha); break;
-    default: unaryLoop<8>(x, y, n, alpha); break;
+    case Unary::Relu: unaryLoop<Unary::Relu>(x, y, n, alpha); break;
+    case Unary::Step: unaryLoop<Unary::Step>(x, y, n, alpha); break;
+    case Unary::Tanh: unaryLoop<Unary::Tanh>(x, y, n, alpha); break;
+    case Unary::Sigmoid: unaryLoop<Unary::Sigmoid>(x, y, n, alpha); break;
+    case Unary::Exp: unaryLoop<Unary::Exp>(x, y, n, alpha); break;
+    case Unary::Sqrt: unaryLoop<Unary::Sqrt>(x, y, n, alpha); break;
+    case Unary::Square: unaryLoop<Unary::Square>(x, y, n, alpha); break;
+    case Unary::Neg: unaryLoop<Unary::Neg>(x, y, n, alpha); break;
+    case Unary::Log: unaryLoop<Unary::Log>(x, y, n, alpha); break;
   }
   return info.Env().Undefined();
 }
@@ -583,6 +628,19 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// opTable(): the operation codes this addon was compiled with (native/ops.json), by group:
+// { binary: ["Add", …], unary: […], … }, an op's code being its index.
+Napi::Value OpTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object table = Napi::Object::New(env);
+  for (const ops::Group& group : ops::kGroups) {
+    Napi::Array names = Napi::Array::New(env, group.size);
+    for (int i = 0; i < group.size; i++) names.Set(i, group.names[i]);
+    table.Set(group.name, names);
+  }
+  return table;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
   exports.Set("conv2d", Napi::Function::New(env, Conv2D));
@@ -597,6 +655,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("transpose2d", Napi::Function::New(env, Transpose2D));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("opTable", Napi::Function::New(env, OpTable));
   return exports;
 }
 

@@ -1,8 +1,9 @@
 /**
  * The native kernels (model/runtime/native.ts, native/src/kernels.cc) against the JavaScript kernels
  * they replace: each case runs once on the JS kernels and once on the native ones and compares
- * (max |native − js| ≤ 1e-4 · max |js|). The addon must be built: these tests fail, not skip,
- * when it is not (CI installs libopenblas-dev before npm ci).
+ * (max |native − js| ≤ 1e-4 · max |js|). Every elementwise op of native/ops.json is compared,
+ * and the addon must report the op table it was built from as that file's. The addon must be
+ * built: these tests fail, not skip, when it is not (CI installs libopenblas-dev before npm ci).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -11,12 +12,13 @@ import * as tf from '@tensorflow/tfjs';
 import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { maskedSequenceLoss } from '../../../model/train/loss.ts';
 import {
-  binaryPlan,
   disableNativeKernels,
   enableNativeKernels,
   loadNativeAddon,
   nativeCallCounts,
 } from '../../../model/runtime/native.ts';
+import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
+import { binaryPlan } from '../../../model/runtime/kernels/binary.ts';
 import { Rng } from '../../../model/util/rng.ts';
 import { SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
 
@@ -143,7 +145,8 @@ describe('native kernels', () => {
     const a = rand([6, 9]);
     const b = rand([9, 11]);
     const bias = rand([11]);
-    for (const activation of ['linear', 'relu', 'relu6', 'leakyrelu', 'sigmoid', 'elu'] as const) {
+    // Every activation of native/ops.json, and one it lacks (elu, computed by JavaScript).
+    for (const activation of [...OP_TABLE.activation, 'elu'] as tf.fused.Activation[]) {
       assertClose(() => tf.fused.matMul({ a, b, bias, activation, leakyreluAlpha: 0.1 }), `fused ${activation}`);
     }
     assertClose(() => tf.fused.matMul({ a, b, bias: tf.scalar(0.5), activation: 'relu' }), 'scalar bias');
@@ -310,7 +313,7 @@ describe('native kernels', () => {
       'unary',
     );
     assert.equal(binaryPlan([4, 3, 5, 6], [4, 1, 5, 1]), null); // two broadcast blocks stay in JS
-    assert.equal(binaryPlan([4, 1, 1, 6], [4, 3, 5, 6])?.mode, 4);
+    assert.equal(binaryPlan([4, 1, 1, 6], [4, 3, 5, 6])?.mode, 'middle');
     assertServedNatively(
       'Add',
       'Sub',
@@ -453,6 +456,48 @@ describe('native kernels', () => {
     });
     tf.dispose([images, tokens]);
     model.dispose();
+  });
+
+  test('every unary and binary op of native/ops.json runs natively and equals its JavaScript kernel', () => {
+    const x = tf.tensor1d([-3, -1.5, -0.25, 0, 0.25, 0.75, 2, 5, NaN]);
+    for (const name of OP_TABLE.unary) {
+      // Sqrt and Log of a negative are NaN on both sides; Step's alpha is its value at x ≤ 0.
+      assertClose(() => tf.engine().runKernel(name, { x }, { alpha: 0.3 }) as tf.Tensor, `unary ${name}`);
+      assertServedNatively(name);
+    }
+    const a = rand([3, 4, 5]);
+    for (const name of OP_TABLE.binary) {
+      for (const b of [tf.add(rand([3, 4, 5]), 2), tf.add(rand([5]), 2), tf.add(rand([3, 1, 1]), 2)]) {
+        assertClose(() => tf.engine().runKernel(name, { a, b }) as tf.Tensor, `binary ${name} with ${b.shape}`);
+        assertClose(() => tf.engine().runKernel(name, { a: b, b: a }) as tf.Tensor, `binary ${name}, ${b.shape} first`);
+      }
+      assertServedNatively(name);
+    }
+  });
+
+  test("the addon was built from native/ops.json's table, and an addon built from another is refused", () => {
+    const lib = loadNativeAddon() as NativeAddon;
+    assert.deepEqual(lib.opTable?.(), OP_TABLE);
+    assert.equal(opTableMismatch(lib.opTable?.()), null);
+    // What loadNativeAddon says of a stale build: the first code that differs, by name.
+    const swapped = { ...OP_TABLE, unary: ['Step', 'Relu', ...OP_TABLE.unary.slice(2)] };
+    assert.equal(opTableMismatch(swapped), 'unary op 0 is "Step" in the addon and "Relu" in native/ops.json');
+    assert.equal(
+      opTableMismatch({ ...OP_TABLE, binary: OP_TABLE.binary.slice(0, -1) }),
+      `binary op ${OP_TABLE.binary.length - 1} is nothing in the addon and "${OP_TABLE.binary.at(-1)}" in native/ops.json`,
+    );
+    assert.equal(opTableMismatch({ binary: OP_TABLE.binary }), 'the addon has no "unary" operations');
+    assert.equal(opTableMismatch(undefined), 'the addon reports no operation table');
+    // The addon checks the codes it is given too.
+    const out = new Float32Array(2);
+    assert.throws(() => lib.unary(OP_TABLE.unary.length, new Float32Array(2), out, 0), {
+      name: 'RangeError',
+      message: `unknown unary op code ${OP_TABLE.unary.length}`,
+    });
+    assert.throws(() => lib.binary(-1, out, out, out, 1, 2, 0, false, 1), /unknown binary op code -1/);
+    // Every elementwise op of the table replaced its JavaScript kernel.
+    const { kernels } = enableNativeKernels();
+    for (const name of [...OP_TABLE.binary, ...OP_TABLE.unary]) assert.ok(kernels.includes(name), name);
   });
 
   test('kernels leak no tensors', () => {

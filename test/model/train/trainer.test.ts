@@ -11,7 +11,9 @@ import { ImageCache, readManifest } from '../../../model/data/dataset.ts';
 import { beamSearch, greedyDecode } from '../../../model/decode/decode.ts';
 import { loadModel } from '../../../model/io/load.ts';
 import { ptbTokenize } from '../../../model/text/tokenize.ts';
-import { Trainer, resolveTrainConfig, train } from '../../../model/train/trainer.ts';
+import { countTokens } from '../../../model/train/loss.ts';
+import { Trainer } from '../../../model/train/step.ts';
+import { resolveTrainConfig, train } from '../../../model/train/trainer.ts';
 import { START, Vocabulary } from '../../../model/text/vocab.ts';
 import { makeTinyDataset } from '../../helpers/tiny-data.ts';
 import { TINY_MODEL, tinyConfig } from '../../helpers/tiny-model.ts';
@@ -73,8 +75,9 @@ async function trainBatch() {
   return { vocab, cache, batch, pixels: cache.batch(batch.imageIds) };
 }
 
-test('a training step leaves the live tensor count unchanged (LSTM, GRU and attention, with scheduled sampling and word dropout)', async () => {
+test('a training step reports its figures, applies the clipped gradient, moves every weight and leaks no tensor (LSTM, GRU and attention, with scheduled sampling and word dropout)', async () => {
   const { vocab, cache, batch, pixels } = await trainBatch();
+  const targets = countTokens(batch.tokens.filter((_, i) => i % batch.width !== 0));
   const variants = [
     { name: 'lstm', arch: { cell: 'lstm' } },
     { name: 'gru', arch: { cell: 'gru' } },
@@ -92,22 +95,38 @@ test('a training step leaves the live tensor count unchanged (LSTM, GRU and atte
     cleanup.push(config.out);
     const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL, ...arch }, vocab, 1);
     const trainer = new Trainer(model, config);
-    trainer.step(pixels, batch, 0, 10); // creates the optimiser's moments
+    const first = trainer.step(pixels, batch, 0, 10); // creates the optimiser's moments
+    // The step reports the raw norm, above the clip, and applies the clipped gradient: after
+    // one step Adam's first moment is (1 − β1)·g, so its global norm is 0.1 × clipNorm.
+    assert.ok(first.gradNorm > config.clipNorm, `${name}: raw gradient norm ${first.gradNorm}`);
+    const moments = Object.entries(trainer.optimizer.stateTensors()).filter(([key]) => key.startsWith('m/'));
+    assert.equal(moments.length, model.trainableVariables().length, `${name}: a moment per weight`);
+    const momentNorm = tf.tidy(() => Math.sqrt(tf.addN(moments.map(([, m]) => tf.sum(tf.square(m)))).dataSync()[0]!));
+    assert.ok(Math.abs(momentNorm - 0.1 * config.clipNorm) < 1e-6, `${name}: first moment's norm ${momentNorm}`);
+
+    const before = Object.fromEntries(Object.entries(model.namedWeights()).map(([n, v]) => [n, v.dataSync().slice()]));
     const live = tf.memory().numTensors;
     for (let s = 1; s < 4; s++) {
       const stats = trainer.step(pixels, batch, s, 10);
-      assert.ok(Number.isFinite(stats.loss) && stats.gradNorm > 0.1, `clipping sees the raw norm ${stats.gradNorm}`);
+      assert.ok(Number.isFinite(stats.loss) && stats.loss > 0, `${name}: loss ${stats.loss}`);
+      assert.equal(stats.tokens, targets, `${name}: every target word after <start> counts, no padding`);
+      assert.ok(Math.abs(stats.lossPerToken - (stats.loss * batch.batchSize) / targets) < 1e-12);
+      assert.ok(Math.abs(stats.perplexity - Math.exp(stats.lossPerToken)) < 1e-9 * stats.perplexity);
+      assert.equal(stats.samplingProbability, 0.5, 'the constant schedule feeds the true word half the time');
+      assert.equal(stats.learningRate, config.learningRate, 'the constant schedule');
+      assert.ok(stats.gradNorm > config.clipNorm, `${name}: the norm reported is the raw one (${stats.gradNorm})`);
     }
     assert.equal(tf.memory().numTensors, live, `${name}: tensors leaked`);
-    const evalLive = tf.memory().numTensors;
-    trainer.evaluate(cache, [batch]);
+    for (const [weight, v] of Object.entries(model.namedWeights())) {
+      assert.notDeepEqual(v.dataSync(), before[weight], `${name}: weight ${weight} did not move`);
+    }
     const input = tf.zeros([2, 16, 16, 3]) as TF.Tensor4D;
-    greedyDecode(model, input);
-    beamSearch(model, input, { beamWidth: 3 });
-    assert.ok(
-      tf.memory().numTensors <= evalLive + 1,
-      `${name}: evaluation and decoding leak nothing (the input tensor aside)`,
-    );
+    const evalLive = tf.memory().numTensors;
+    const val = trainer.evaluate(cache, [batch]);
+    assert.ok(Number.isFinite(val.lossPerToken) && Math.abs(val.perplexity - Math.exp(val.lossPerToken)) < 1e-9);
+    assert.equal(greedyDecode(model, input).length, 2);
+    assert.equal(beamSearch(model, input, { beamWidth: 3 }).length, 2);
+    assert.equal(tf.memory().numTensors, evalLive, `${name}: evaluation and decoding leak nothing`);
     input.dispose();
     trainer.optimizer.dispose();
     model.dispose();
@@ -195,6 +214,24 @@ test('resume: N steps in one run equal N/2 steps, stop, resume N/2 (mid-epoch, w
   assert.deepEqual(wb.training?.state.step, 10);
   disposeCheckpoint(wa);
   disposeCheckpoint(wb);
+});
+
+test('the time spent waiting for pixels is reported in all, per metrics line and in the log, and adds up', async () => {
+  const config = await tinyConfig(data, { batchSize: 4, maxSteps: 5, logEvery: 1 });
+  cleanup.push(config.out);
+  const lines: string[] = [];
+  const result = await train(config, { log: (l) => lines.push(l) });
+  const records = (await readFile(join(config.out, 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string; dataWaitMs?: number; tokensPerSecond?: number });
+  const steps = records.filter((r) => r.type === 'step');
+  assert.equal(steps.length, 5, 'a line per step');
+  for (const r of steps) assert.ok(r.dataWaitMs! > 0 && r.tokensPerSecond! > 0, JSON.stringify(r));
+  // Each line holds the wait since the line before, so the lines add up to the run's total.
+  const total = steps.reduce((s, r) => s + r.dataWaitMs!, 0);
+  assert.ok(Math.abs(total / 1000 - result.dataWaitSeconds) < 1e-9, `${total} ms vs ${result.dataWaitSeconds} s`);
+  assert.ok(lines.includes(`data: waited ${result.dataWaitSeconds.toFixed(2)} s for batch pixels`), lines.join(' | '));
 });
 
 test('training refuses to overwrite a model without --resume, and names a missing split', async () => {

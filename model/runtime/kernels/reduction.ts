@@ -1,0 +1,49 @@
+/** Reductions: Sum and Mean over a contiguous block of axes, and UnsortedSegmentSum (the gather gradient). */
+import * as tf from '@tensorflow/tfjs';
+import type { NativeAddon } from './addon.ts';
+import { float32Kernel, size, type KernelCall, type NativeKernels } from './common.ts';
+
+/**
+ * Sum (or mean) over a contiguous block of axes: out[o, i] = Σ_r x[o, r, i] (÷ r). Axes that
+ * are not one block go to JavaScript.
+ */
+function reduceSum(lib: NativeAddon, call: KernelCall<'x', Float32Array>, mean: boolean): tf.TensorInfo | null {
+  const { x } = call.inputs;
+  const axes = tf.util.parseAxisParam(call.attrs.axis as number | number[], x.shape).sort((p, q) => p - q);
+  if (axes.length === 0 || axes.some((ax, i) => ax !== axes[0]! + i)) return null;
+  const first = axes[0]!;
+  const last = axes.at(-1)!;
+  const outer = size(x.shape.slice(0, first));
+  const reduce = size(x.shape.slice(first, last + 1));
+  const inner = size(x.shape.slice(last + 1));
+  const out = new Float32Array(outer * inner);
+  lib.sum(call.values.x, out, outer, reduce, inner);
+  if (mean) for (let i = 0; i < out.length; i++) out[i] = out[i]! / reduce;
+  const kept = call.attrs.keepDims
+    ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+    : x.shape.filter((_, i) => !axes.includes(i));
+  return call.backend.makeTensorInfo(kept, 'float32', out);
+}
+
+/** out[s] = Σ x[i] over the rows i whose segment id is s: x [...ids.shape, ...inner] → [numSegments, ...inner]. */
+function unsortedSegmentSum(lib: NativeAddon, call: KernelCall<'x', Float32Array>): tf.TensorInfo | null {
+  const { x } = call.inputs;
+  const segmentIds = call.all.segmentIds;
+  const numSegments = call.attrs.numSegments as number;
+  if (!segmentIds || segmentIds.dtype !== 'int32') return null;
+  const ids = call.backend.data.get(segmentIds.dataId).values;
+  const rank = segmentIds.shape.length;
+  if (!(ids instanceof Int32Array) || segmentIds.shape.join() !== x.shape.slice(0, rank).join()) return null;
+  const innerShape = x.shape.slice(rank);
+  const out = new Float32Array(numSegments * size(innerShape));
+  lib.unsortedSegmentSum(call.values.x, ids, out, size(innerShape), numSegments);
+  return call.backend.makeTensorInfo([numSegments, ...innerShape], 'float32', out);
+}
+
+export function reductionKernels(lib: NativeAddon): NativeKernels {
+  return {
+    Sum: float32Kernel(['x'], (call) => reduceSum(lib, call, false)),
+    Mean: float32Kernel(['x'], (call) => reduceSum(lib, call, true)),
+    UnsortedSegmentSum: float32Kernel(['x'], (call) => unsortedSegmentSum(lib, call)),
+  };
+}

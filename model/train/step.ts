@@ -1,0 +1,148 @@
+/**
+ * One model and its optimiser, stepping on batches: the forward pass with scheduled sampling,
+ * the masked loss, gradients through time, clipping and Adam (the loop that feeds it is in
+ * loop.ts), and the teacher-forced validation loss.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/batch.ts';
+import type { ImageCache } from '../data/dataset.ts';
+import type { Captioner } from '../nn/captioner.ts';
+import { Rng, deriveSeed } from '../util/rng.ts';
+import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
+import { Adam, clipByGlobalNorm } from './optim.ts';
+import { learningRateAt, scheduledSamplingProbability } from './schedules.ts';
+import type { TrainConfig } from './config.ts';
+
+/** What one training step reports. */
+export interface StepStats {
+  /** The batch loss: masked cross-entropy summed over steps, mean over the batch. */
+  loss: number;
+  lossPerToken: number;
+  perplexity: number;
+  tokens: number;
+  gradNorm: number;
+  learningRate: number;
+  samplingProbability: number;
+}
+
+/**
+ * One model and its optimiser, stepping on batches. Holds no data set: the loop below, tests
+ * and benchmarks feed it.
+ */
+export class Trainer {
+  private readonly names = new Map<string, string>();
+  private readonly byName: Record<string, tf.Variable>;
+  private readonly trainable: tf.Variable[];
+
+  /**
+   * `slots`: each word id's substitutes (model/train/substitution.ts), read off the training
+   * captions, and each word id's substitution rate; needed for word substitution and for
+   * scheduled sampling within slots.
+   */
+  constructor(
+    readonly model: Captioner,
+    readonly config: TrainConfig,
+    readonly optimizer = new Adam(),
+    readonly slots?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
+  ) {
+    if (config.samplingWithinSlots && !slots)
+      throw new Error('Trainer: scheduled sampling within slots needs the substitution classes');
+    this.byName = model.namedWeights();
+    for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
+    this.trainable = model.trainableVariables();
+  }
+
+  samplingProbability(step: number): number {
+    const c = this.config;
+    return scheduledSamplingProbability(step, {
+      kind: c.samplingSchedule,
+      k: c.samplingK,
+      c: c.samplingC,
+      min: c.samplingMin,
+    });
+  }
+
+  learningRate(step: number, totalSteps: number): number {
+    const c = this.config;
+    return learningRateAt(step, {
+      kind: c.lrSchedule,
+      base: c.learningRate,
+      warmupSteps: c.warmupSteps,
+      decaySteps: totalSteps,
+      min: c.minLearningRate,
+    });
+  }
+
+  /**
+   * One optimiser step on `batch` at global step `step`: forward with scheduled sampling, the
+   * masked loss, gradients through time, clipping, Adam. Returns plain numbers; no tensor
+   * outlives the call except the weights and the optimiser's moments.
+   */
+  step(images: Float32Array, batch: Batch, step: number, totalSteps: number): StepStats {
+    const { batchSize, width, tokens } = batch;
+    const size = this.model.config.imageSize;
+    const epsilon = this.samplingProbability(step);
+    const rng = new Rng(deriveSeed(this.config.seed, 2, step));
+    const lr = this.learningRate(step, totalSteps);
+    const imgs = tf.tensor4d(images, [batchSize, size, size, 3]);
+    const toks = tf.tensor2d(tokens, [batchSize, width], 'int32');
+    try {
+      const { value, grads } = tf.variableGrads(
+        () =>
+          tf.tidy(() => {
+            const { logits } = this.model.forward(imgs, toks, {
+              teacherProbability: epsilon,
+              feed: this.config.samplingFeed,
+              samplingSlots: this.config.samplingWithinSlots ? this.slots!.classes : undefined,
+              substitution: this.slots,
+              wordDropout: this.config.wordDropout,
+              rng,
+              training: true,
+            });
+            const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
+            return maskedSequenceLoss(logits, targets, this.config.labelSmoothing);
+          }),
+        this.trainable,
+      );
+      const named: tf.NamedTensorMap = {};
+      for (const [varName, g] of Object.entries(grads)) named[this.names.get(varName) ?? varName] = g;
+      const clipped = clipByGlobalNorm(named, this.config.clipNorm);
+      tf.dispose(grads);
+      this.optimizer.apply(this.byName, clipped.grads, lr);
+      tf.dispose(clipped.grads);
+      const loss = value.dataSync()[0]!;
+      value.dispose();
+      const n = countTokens(tokens.filter((_, i) => i % width !== 0));
+      return {
+        loss,
+        ...perTokenLoss(loss, batchSize, n),
+        tokens: n,
+        gradNorm: clipped.norm,
+        learningRate: lr,
+        samplingProbability: epsilon,
+      };
+    } finally {
+      imgs.dispose();
+      toks.dispose();
+    }
+  }
+
+  /** Teacher-forced loss per token over batches (validation). */
+  evaluate(cache: ImageCache, batches: readonly Batch[]): { lossPerToken: number; perplexity: number } {
+    let total = 0;
+    let tokens = 0;
+    const size = this.model.config.imageSize;
+    for (const b of batches) {
+      const loss = tf.tidy(() => {
+        const imgs = tf.tensor4d(cache.batch(b.imageIds), [b.batchSize, size, size, 3]);
+        const toks = tf.tensor2d(b.tokens, [b.batchSize, b.width], 'int32');
+        const { logits } = this.model.forward(imgs, toks, { teacherProbability: 1, feed: 'argmax' });
+        return maskedSequenceLoss(logits, toks.slice([0, 1], [b.batchSize, b.width - 1]) as tf.Tensor2D).dataSync()[0]!;
+      });
+      total += loss * b.batchSize;
+      tokens += countTokens(b.tokens.filter((_, i) => i % b.width !== 0));
+    }
+    const lossPerToken = tokens ? total / tokens : NaN;
+    return { lossPerToken, perplexity: Math.exp(lossPerToken) };
+  }
+}
