@@ -1,5 +1,5 @@
 /**
- * The standard benchmark configuration ("std", shared/bench/std-config.md) as the benchmark reads
+ * The standard benchmark configuration ("std", docs/performance.md) as the benchmark reads
  * it: the recipe configs/std.json over the training defaults, so that the bench, `captioner train
  * --config configs/std.json` and the docs share one source.
  */

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: the standard benchmark configuration (configs/std.json, described in
- * shared/bench/std-config.md) on the active backend: train images/s, greedy batch-1 latency,
+ * docs/performance.md) on the active backend: train images/s, greedy batch-1 latency,
  * greedy batch-32 captions/s, beam-3 batch-1 latency and achieved GFLOP/s, each the median of
  * timed runs after warm-up. The same model and batch as the PyTorch peer (torch_std_bench.py),
  * so the figures compare.

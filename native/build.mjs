@@ -56,7 +56,7 @@ function main() {
         .split('\n')
         .filter((l) => /error/i.test(l))[0] ?? `node-gyp exited with ${result.status}`);
   console.warn(
-    `captioner: native kernels NOT built: ${reason}. Training runs on the pure-JavaScript kernels, some 100x slower (README, Performance).`,
+    `captioner: native kernels NOT built: ${reason}. Training runs on the pure-JavaScript kernels, some 100x slower (docs/performance.md).`,
   );
 }
 

@@ -33,7 +33,7 @@ export interface ModelConfig extends EncoderConfig {
   minWordCount: number;
 }
 
-/** The standard configuration (../shared/bench/std-config.md). */
+/** The standard configuration (docs/performance.md; the recipe configs/std.json). */
 export const MODEL_DEFAULTS = {
   imageSize: 64,
   encoderChannels: [32, 64, 128, 256],

@@ -42,7 +42,7 @@ export interface NativeStatus {
 
 /** The cost of running without the addon, measured with `npm run bench` (README "Performance"). */
 export const PURE_JS_COST =
-  'the pure-JavaScript kernels train the standard model at about 0.1 images/s, some 100x slower than the native ones (README, Performance)';
+  'the pure-JavaScript kernels train the standard model at about 0.1 images/s, some 100x slower than the native ones (docs/performance.md)';
 
 type JsKernel = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 

@@ -15,7 +15,7 @@ test('the bench reads configs/std.json: its training and model settings are that
   assert.deepEqual(model, pick(recipe, MODEL_KEYS));
 });
 
-test('std is the model and batch of shared/bench/std-config.md, about 0.19 GFLOP forward per image', async () => {
+test('std is the model and batch of docs/performance.md, about 0.19 GFLOP forward per image', async () => {
   const { train, model } = await readStdConfig();
   assert.deepEqual(
     {
