@@ -1,7 +1,7 @@
 /**
  * What the web app shows of file paths: never an absolute path. A model's saved configuration
  * names the training machine's folders (its data set, output and starting checkpoint, e.g.
- * "/work/data/shapes60d"), and the server's own model directory may be absolute too; pages and
+ * "/srv/data/shapes60d"), and the server's own model directory may be absolute too; pages and
  * the API show a path inside the model directory relative to it, and any other by its name.
  */
 import { basename, isAbsolute, relative, resolve, sep } from 'node:path';

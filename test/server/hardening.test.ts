@@ -396,8 +396,8 @@ test('the model page and the API show no absolute path: the model by name, saved
   ).text();
   assert.ok(!json.includes('/tmp/') && !json.includes(model.modelDir));
 
-  assert.equal(displayPath('/work/models/x/ckpt-000100', '/work/models/x'), 'ckpt-000100');
-  assert.equal(displayPath('/work/data/shapes60d', 'models/default'), 'shapes60d');
+  assert.equal(displayPath('/srv/models/x/ckpt-000100', '/srv/models/x'), 'ckpt-000100');
+  assert.equal(displayPath('/srv/data/shapes60d', 'models/default'), 'shapes60d');
   assert.equal(displayPath('C:\\Users\\me\\data\\coco', 'models/default'), 'coco');
   assert.equal(displayPath('data/tiny', '/srv/model'), 'data/tiny', 'a relative path stays');
 });
