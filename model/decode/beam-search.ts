@@ -18,6 +18,8 @@ import {
 import type { ResolvedOptions } from './options.ts';
 import {
   Rows,
+  emptyHypothesis,
+  rowOf,
   toResult,
   wordOf,
   type CaptionResult,
@@ -41,6 +43,9 @@ interface BeamStep {
   endLogProb: tf.TypedArray;
   endScore: tf.TypedArray | null;
   state: CellState;
+  /** [rows·positions] the weights each row's step attended with, for a model with attention; else null. */
+  attention: tf.TypedArray | null;
+  positions: number;
 }
 
 export class BeamSearch implements Search {
@@ -57,7 +62,7 @@ export class BeamSearch implements Search {
   ) {
     const batch = images.shape[0];
     // One row per image to start: all beams would be the same <start>.
-    this.live = Array.from({ length: batch }, () => [{ tokens: [], tokenLogProbs: [], logProb: 0 }]);
+    this.live = Array.from({ length: batch }, () => [emptyHypothesis(model)]);
     this.finished = Array.from({ length: batch }, () => []);
     this.tensors = Rows.start(model, images);
   }
@@ -80,7 +85,8 @@ export class BeamSearch implements Search {
       const values = scores === logProbs ? top.values : tf.gather(logProbs, top.indices, 1, 1);
       const endLogProb = logProbs.slice([0, END], [-1, 1]); // [rows, 1]
       const endScore = adjusted.slice([0, END], [-1, 1]);
-      return { values, scores: top.values, indices: top.indices, endLogProb, endScore, state: step.state };
+      const attention = step.attention && this.model.attentionGrid ? step.attention : undefined;
+      return { values, scores: top.values, indices: top.indices, endLogProb, endScore, state: step.state, attention };
     });
     // Under anti-LM, beams rank by score and report log p; otherwise the two are the same numbers.
     const anti = this.o.antiLm > 0;
@@ -92,8 +98,17 @@ export class BeamSearch implements Search {
       endLogProb: out.endLogProb.dataSync(),
       endScore: anti ? out.endScore.dataSync() : null,
       state: out.state,
+      attention: out.attention?.dataSync() ?? null,
+      positions: out.attention?.shape[1] ?? 0,
     };
-    tf.dispose([out.values, out.scores, out.indices, out.endLogProb, out.endScore]);
+    tf.dispose([
+      out.values,
+      out.scores,
+      out.indices,
+      out.endLogProb,
+      out.endScore,
+      ...(out.attention ? [out.attention] : []),
+    ]);
     return step;
   }
 
@@ -118,10 +133,14 @@ export class BeamSearch implements Search {
     }
     const candidates: BeamCandidate[] = [];
     beams.forEach((_, j) => {
+      // Every word this beam's step scored was scored with the same attention: the row's.
+      const attention = step.attention ? rowOf(step.attention, first + j, step.positions) : undefined;
       for (let i = 0; i < step.k; i++) {
         const at = (first + j) * step.k + i;
         const candidate: BeamCandidate = { beam: j, token: step.indices[at]!, logProb: step.values[at]! };
-        candidates.push(step.scores ? { ...candidate, score: step.scores[at]! } : candidate);
+        if (step.scores) candidate.score = step.scores[at]!;
+        if (attention) candidate.attention = attention;
+        candidates.push(candidate);
       }
     });
     const width = this.o.beamWidth;
@@ -157,7 +176,13 @@ export class BeamSearch implements Search {
   events(): StreamEvent[] {
     const best = this.live[0]?.[0];
     if (!best) return [];
-    return [{ type: 'hypothesis', words: best.tokens.map((id) => wordOf(this.model, id)), logProb: best.logProb }];
+    const event: StreamEvent = {
+      type: 'hypothesis',
+      words: best.tokens.map((id) => wordOf(this.model, id)),
+      logProb: best.logProb,
+    };
+    if (best.attention) event.attention = best.attention;
+    return [event];
   }
 
   /** Each image's finished hypotheses, best first. */

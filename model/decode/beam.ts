@@ -17,6 +17,11 @@ export interface Hypothesis {
    * decoding, model/decode/decode.ts); absent, `logProb` is the score.
    */
   score?: number;
+  /**
+   * For a model with attention: per word of `tokens`, the weights over the grid of the step that
+   * chose it (model/decode/search-state.ts `AttentionMaps`).
+   */
+  attention?: number[][];
 }
 
 /** One way to extend a live beam: beam index, next token and that token's log-probability. */
@@ -26,6 +31,8 @@ export interface BeamCandidate {
   logProb: number;
   /** What the search ranks the token by, when it is not `logProb`. */
   score?: number;
+  /** The attention weights of the step that scored the token (the beam's row), for a model with attention. */
+  attention?: number[];
 }
 
 /** A live hypothesis chosen for the next step, with the beam it grew from (for gathering state rows). */
@@ -53,14 +60,19 @@ export function hypothesisScore(h: Hypothesis, alpha: number): number {
   return normalisedScore(h.score ?? h.logProb, h.tokens.length + 1, alpha);
 }
 
-/** A hypothesis grown by one token: log p always, the separate score only when either side has one. */
+/**
+ * A hypothesis grown by one token: log p always, the separate score only when either side has
+ * one, and the attention rows when the parent has them.
+ */
 function extend(
   parent: Hypothesis,
   c: { logProb: number; score?: number },
   tokens: number[],
   tokenLogProbs: number[],
+  attention: number[][] | undefined,
 ): Hypothesis {
   const h: Hypothesis = { tokens, tokenLogProbs, logProb: parent.logProb + c.logProb };
+  if (attention) h.attention = attention;
   if (parent.score !== undefined || c.score !== undefined)
     h.score = (parent.score ?? parent.logProb) + (c.score ?? c.logProb);
   return h;
@@ -96,12 +108,19 @@ export function selectBeams(
   for (const [rank, { c, parent }] of ranked.entries()) {
     if (live.length >= width) break;
     if (c.token === endToken) {
-      if (rank < width) finished.push(extend(parent, c, parent.tokens, parent.tokenLogProbs));
+      // <end> is no word: the finished caption keeps its words' attention rows only.
+      if (rank < width) finished.push(extend(parent, c, parent.tokens, parent.tokenLogProbs, parent.attention));
       continue;
     }
     live.push({
       parent: c.beam,
-      hypothesis: extend(parent, c, [...parent.tokens, c.token], [...parent.tokenLogProbs, c.logProb]),
+      hypothesis: extend(
+        parent,
+        c,
+        [...parent.tokens, c.token],
+        [...parent.tokenLogProbs, c.logProb],
+        parent.attention && c.attention ? [...parent.attention, c.attention] : undefined,
+      ),
     });
   }
   return { live, finished };
@@ -109,7 +128,7 @@ export function selectBeams(
 
 /** Closes a live hypothesis with <end>, whose log-probability is `endLogProb` (at the length limit). */
 export function finishWithEnd(h: Hypothesis, endLogProb: number, endScore?: number): Hypothesis {
-  return extend(h, { logProb: endLogProb, score: endScore }, h.tokens, h.tokenLogProbs);
+  return extend(h, { logProb: endLogProb, score: endScore }, h.tokens, h.tokenLogProbs, h.attention);
 }
 
 /**

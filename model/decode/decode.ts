@@ -38,7 +38,7 @@ export {
   type DecodeOptions,
   type DecodeSettings,
 } from './options.ts';
-export type { CaptionResult, StepModel, StreamEvent } from './search-state.ts';
+export type { AttentionMaps, CaptionResult, StepModel, StreamEvent } from './search-state.ts';
 
 /** The search object for `o.strategy`, started on `images`. */
 export function createSearch(model: StepModel, images: tf.Tensor4D, o: ResolvedOptions): Search {

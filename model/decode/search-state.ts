@@ -17,11 +17,27 @@ import { START } from '../text/vocab.ts';
 export interface StepModel {
   readonly vocab: { readonly size: number; readonly words: readonly string[] };
   readonly config: { readonly maxLength: number };
+  /**
+   * For a model whose step returns `attention`: the [rows, columns] of the grid its weights are
+   * over (row-major). Absent or null: the model does not attend, and results carry no maps.
+   */
+  readonly attentionGrid?: readonly [number, number] | null;
   /** images [batch, size, size, 3] in [0, 1] → features [batch, F] (or, for attention, [batch, positions, F]). */
   encode(images: tf.Tensor4D): ImageFeatures;
   initialState(features: ImageFeatures): CellState;
   /** previous tokens [rows] int32, state, features [rows, …] → logits [rows, vocab] and the new state. */
   step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput;
+}
+
+/**
+ * Where the model looked for each word (Xu et al. 2015, "Show, Attend and Tell", fig. 2-3): the
+ * attention weights over the encoder's grid of the step that chose the word.
+ */
+export interface AttentionMaps {
+  /** [rows, columns] of the grid; each row of `weights` is row-major over it. */
+  grid: [number, number];
+  /** One row per word of the caption (not <end>), rows·columns weights that sum to 1. */
+  weights: number[][];
 }
 
 export interface CaptionResult {
@@ -33,11 +49,15 @@ export interface CaptionResult {
   wordProbs: number[];
   /** Beam search with nBest: the best hypotheses, best first (the first is this caption). */
   nbest?: { caption: string; logProb: number }[];
+  /** For a model with attention: each word's weights over the grid (for beam search, those of this hypothesis). */
+  attention?: AttentionMaps;
 }
 
 export type StreamEvent =
-  | { type: 'word'; index: number; word: string; prob: number }
-  | { type: 'hypothesis'; words: string[]; logProb: number }
+  /** `attention`: for a model with attention, the word's weights over the grid (row-major). */
+  | { type: 'word'; index: number; word: string; prob: number; attention?: number[] }
+  /** `attention`: for a model with attention, one row of weights per word of the hypothesis. */
+  | { type: 'hypothesis'; words: string[]; logProb: number; attention?: number[][] }
   | { type: 'done'; result: CaptionResult };
 
 /** A decoding in progress, advanced one decoder step at a time. */
@@ -63,12 +83,26 @@ export function toResult(model: StepModel, h: Hypothesis, nbest?: Hypothesis[]):
     logProb: h.logProb,
     wordProbs: h.tokenLogProbs.map(Math.exp),
   };
+  const grid = model.attentionGrid;
+  if (grid && h.attention) result.attention = { grid: [grid[0], grid[1]], weights: h.attention };
   if (nbest)
     result.nbest = nbest.map((n) => ({
       caption: n.tokens.map((id) => wordOf(model, id)).join(' '),
       logProb: n.logProb,
     }));
   return result;
+}
+
+/** A new, empty hypothesis; with an empty list of attention rows when the model attends. */
+export function emptyHypothesis(model: StepModel): Hypothesis {
+  return model.attentionGrid
+    ? { tokens: [], tokenLogProbs: [], logProb: 0, attention: [] }
+    : { tokens: [], tokenLogProbs: [], logProb: 0 };
+}
+
+/** Row `r` of a [rows, positions] array read off a tensor, as plain numbers. */
+export function rowOf(values: tf.TypedArray, r: number, positions: number): number[] {
+  return Array.from(values.subarray(r * positions, (r + 1) * positions));
 }
 
 function disposeState(state: CellState): void {

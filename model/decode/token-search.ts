@@ -10,6 +10,8 @@ import { DecodeOptionsError, type ResolvedOptions } from './options.ts';
 import { drawTokens } from './sampling.ts';
 import {
   Rows,
+  emptyHypothesis,
+  rowOf,
   toResult,
   wordOf,
   type CaptionResult,
@@ -26,6 +28,8 @@ interface TokenStep {
   chosen: tf.Tensor1D; // [rows] int32
   chosenLogProb: tf.Tensor1D; // [rows]
   state: CellState;
+  /** The weights the step attended with, [rows, positions], for a model with attention. */
+  attention?: tf.Tensor2D;
 }
 
 export class TokenSearch implements Search {
@@ -34,7 +38,7 @@ export class TokenSearch implements Search {
   private rowImage: number[];
   private readonly hyps: Hypothesis[];
   private readonly rngs: Rng[] | null;
-  private last: { image: number; token: number; logProb: number }[] = [];
+  private last: { image: number; token: number; logProb: number; attention?: number[] }[] = [];
   private readonly tensors: Rows;
   private disposed = false;
 
@@ -45,7 +49,7 @@ export class TokenSearch implements Search {
   ) {
     const batch = images.shape[0];
     this.rowImage = Array.from({ length: batch }, (_, b) => b);
-    this.hyps = this.rowImage.map(() => ({ tokens: [], tokenLogProbs: [], logProb: 0 }));
+    this.hyps = this.rowImage.map(() => emptyHypothesis(model));
     const sampling = o.strategy === 'sample' && o.temperature > 0;
     if (o.imageSeeds !== null && o.imageSeeds.length !== batch) {
       throw new DecodeOptionsError(`imageSeeds has ${o.imageSeeds.length} seeds for a batch of ${batch} images`);
@@ -76,7 +80,8 @@ export class TokenSearch implements Search {
       else if (!u) chosen = tf.argMax(choice, 1) as tf.Tensor1D;
       else chosen = drawTokens(choice, u, this.o);
       const chosenLogProb = tf.sum(tf.mul(logProbs, tf.oneHot(chosen, vocab)), 1) as tf.Tensor1D; // [rows]
-      return { chosen: tf.cast(chosen, 'int32') as tf.Tensor1D, chosenLogProb, state: step.state };
+      const attention = step.attention && this.model.attentionGrid ? step.attention : undefined;
+      return { chosen: tf.cast(chosen, 'int32') as tf.Tensor1D, chosenLogProb, state: step.state, attention };
     });
   }
 
@@ -87,7 +92,9 @@ export class TokenSearch implements Search {
     const out = this.pickTokens(u, forceEnd);
     const ids = out.chosen.dataSync();
     const lps = out.chosenLogProb.dataSync();
-    out.chosenLogProb.dispose();
+    const attention = out.attention?.dataSync() ?? null; // [rows·positions]
+    const positions = out.attention?.shape[1] ?? 0;
+    tf.dispose([out.chosenLogProb, ...(out.attention ? [out.attention] : [])]);
     this.last = [];
     const keep: number[] = [];
     this.rowImage.forEach((b, r) => {
@@ -95,10 +102,13 @@ export class TokenSearch implements Search {
       const token = ids[r]!;
       const lp = lps[r]!;
       h.logProb += lp;
-      this.last.push({ image: b, token, logProb: lp });
+      // The weights the step read the word with: row r of its attention.
+      const weights = attention ? rowOf(attention, r, positions) : undefined;
+      this.last.push({ image: b, token, logProb: lp, attention: weights });
       if (token === END) return;
       h.tokens.push(token);
       h.tokenLogProbs.push(lp);
+      if (weights) h.attention?.push(weights);
       keep.push(r);
     });
     if (keep.length === rows) {
@@ -116,14 +126,14 @@ export class TokenSearch implements Search {
     const step = this.last.find((s) => s.image === 0);
     if (!step || step.token === END) return [];
     // At most one word per caption per step: the word just chosen is the caption's last.
-    return [
-      {
-        type: 'word',
-        index: this.hyps[0]!.tokens.length - 1,
-        word: wordOf(this.model, step.token),
-        prob: Math.exp(step.logProb),
-      },
-    ];
+    const event: StreamEvent = {
+      type: 'word',
+      index: this.hyps[0]!.tokens.length - 1,
+      word: wordOf(this.model, step.token),
+      prob: Math.exp(step.logProb),
+    };
+    if (step.attention) event.attention = step.attention;
+    return [event];
   }
 
   results(): CaptionResult[] {

@@ -203,6 +203,14 @@ export class Captioner {
     return p;
   }
 
+  /**
+   * With featureInput 'attention': the [rows, columns] of the grid a step's `attention` weights
+   * are over (row-major), so that they can be drawn on the image; else null.
+   */
+  get attentionGrid(): [number, number] | null {
+    return this.config.featureInput === 'attention' ? this.encoder.grid : null;
+  }
+
   private p(name: string): tf.Variable {
     const v = this.params[name];
     if (!v) throw new Error(`missing parameter ${name}`);

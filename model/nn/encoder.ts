@@ -188,6 +188,18 @@ export class Encoder {
     });
   }
 
+  /**
+   * The grid's [rows, columns] for pooling 'grid' (positions are row-major over it, as the last
+   * feature map's h × w), else null.
+   */
+  get grid(): [number, number] | null {
+    if (this.config.encoderPooling !== 'grid') return null;
+    const shape = this.backboneModel?.outputs[0]?.shape;
+    if (shape) return [shape[1]!, shape[2]!];
+    const side = Math.round(Math.sqrt(this.positions));
+    return [side, side];
+  }
+
   /** Positions per image in the features: the grid's h·w for pooling 'grid', else 1. */
   get positions(): number {
     return this.config.encoderPooling === 'grid' ? this.params['encoder/position']!.shape[0]! : 1;
