@@ -158,7 +158,11 @@ export async function runCaption(
   }
 }
 
-/** A caption result as the API returns it (and the page and the stream's `done` event show it). */
+/**
+ * A caption result as the API returns it (and the page and the stream's `done` event show it).
+ * A model with attention adds `attention`: `{grid: [rows, cols], weights}`, one row of weights
+ * per word, row-major over the grid (model/decode/search-state.ts `AttentionMaps`).
+ */
 export function captionJson(ctx: AppContext, outcome: CaptionOutcome, options: DecodeOptions, image: CheckedImage) {
   const { result } = outcome;
   return {
@@ -175,6 +179,7 @@ export function captionJson(ctx: AppContext, outcome: CaptionOutcome, options: D
     options,
     image: { format: image.format, width: image.width, height: image.height },
     timing: { queueMs: Math.round(outcome.queueMs), decodeMs: Math.round(outcome.decodeMs) },
+    ...(result.attention ? { attention: result.attention } : {}),
   };
 }
 

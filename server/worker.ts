@@ -79,7 +79,7 @@ try {
     backend,
     backendDetail:
       backend === 'cpu' ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' }) : '',
-    model: { config: model.config, vocabSize: model.vocab.size },
+    model: { config: model.config, vocabSize: model.vocab.size, attentionGrid: model.attentionGrid },
     numTensors: tf.memory().numTensors,
   });
 } catch (err) {

@@ -38,7 +38,7 @@ export type FromWorker =
       type: 'ready';
       backend: string;
       backendDetail: string;
-      model: { config: ModelConfig; vocabSize: number };
+      model: { config: ModelConfig; vocabSize: number; attentionGrid: [number, number] | null };
       numTensors: number;
     }
   | { type: 'fatal'; name: string; message: string }
@@ -75,6 +75,8 @@ export interface PoolModelInfo {
   backendDetail: string;
   config: ModelConfig;
   vocabSize: number;
+  /** For a model with attention, the [rows, columns] of the grid its weights are over; else null. */
+  attentionGrid: [number, number] | null;
 }
 
 export interface CaptionOutcome {
@@ -225,6 +227,7 @@ export class WorkerPool {
             backendDetail: msg.backendDetail,
             config: msg.model.config,
             vocabSize: msg.model.vocabSize,
+            attentionGrid: msg.model.attentionGrid,
           };
           resolve();
           this.dispatch();

@@ -26,9 +26,14 @@ export interface TrainedModel {
  * tests need a real model that writes captions of a few words, not a good one: a high learning
  * rate gets there in 20 steps (e.g. "a blue triangle" for every image).
  */
-export async function trainServerModel(steps = 20): Promise<TrainedModel> {
+export async function trainServerModel(steps = 20, overrides: Record<string, unknown> = {}): Promise<TrainedModel> {
   const { dir: dataDir } = await makeTinyDataset();
-  const modelDir = await trainTinyModel(dataDir, steps, { validateEvery: steps, logEvery: 2, learningRate: 0.01 });
+  const modelDir = await trainTinyModel(dataDir, steps, {
+    validateEvery: steps,
+    logEvery: 2,
+    learningRate: 0.01,
+    ...overrides,
+  });
   return {
     modelDir,
     dataDir,
