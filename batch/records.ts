@@ -8,6 +8,7 @@
  * `path`, so that a rerun from another directory or through another alias finds it: JSON Lines
  * as "realPath", CSV and TSV in a last column `real_path` (empty where it equals `path`).
  */
+import type { AttentionMaps } from '../model/decode/decode.ts';
 import { parseCsv as parseCsvText } from '../model/util/csv.ts';
 
 export type RecordFormat = 'jsonl' | 'csv' | 'tsv';
@@ -22,6 +23,11 @@ export interface CaptionRecord {
   logProb?: number;
   /** The n best captions, best first (the first is `caption`). */
   nbest?: { caption: string; logProb: number }[];
+  /**
+   * With `caption --attention` (JSON Lines only): where the model looked for each word, `{grid:
+   * [rows, cols], weights}`, one row of weights per word of `caption`, row-major over the grid.
+   */
+  attention?: AttentionMaps;
   error?: string;
 }
 
@@ -121,6 +127,7 @@ export function formatRecord(format: RecordFormat, r: CaptionRecord, nbest: numb
     if (r.caption !== undefined) out.caption = r.caption;
     if (r.logProb !== undefined) out.logProb = r.logProb;
     if (r.nbest !== undefined) out.nbest = r.nbest;
+    if (r.attention !== undefined) out.attention = r.attention;
     if (r.error !== undefined) out.error = r.error;
     return JSON.stringify(out) + '\n';
   }

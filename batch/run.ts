@@ -22,6 +22,8 @@ export interface BatchOptions {
   unreadable?: readonly InputError[];
   output: RecordOutput;
   decode: DecodeOptions;
+  /** Write each caption's attention maps into its record (a model with attention). */
+  attention?: boolean;
   /** Images captioned together. */
   batchSize: number;
   /** Largest image in pixels (width × height); larger ones are error records. */
@@ -59,9 +61,10 @@ export function imageSeed(seed: number, path: string): number {
   return deriveSeed(seed, h);
 }
 
-function recordFor(file: InputFile, r: CaptionResult, nBest: number | undefined): CaptionRecord {
+function recordFor(file: InputFile, r: CaptionResult, nBest: number | undefined, attention: boolean): CaptionRecord {
   const rec: CaptionRecord = { path: file.path, realPath: file.realPath, caption: r.caption, logProb: r.logProb };
   if (nBest !== undefined && r.nbest) rec.nbest = r.nbest;
+  if (attention && r.attention) rec.attention = r.attention;
   return rec;
 }
 
@@ -71,6 +74,7 @@ function captionBatch(
   files: readonly InputFile[],
   loaded: readonly LoadedImage[],
   decode: DecodeOptions,
+  attention: boolean,
 ): CaptionRecord[] {
   const size = model.config.imageSize;
   const good = loaded.flatMap((l, i) => ('pixels' in l ? [{ pixels: l.pixels, file: files[i]! }] : []));
@@ -91,7 +95,7 @@ function captionBatch(
   let r = 0;
   return loaded.map((l, i) =>
     'pixels' in l
-      ? recordFor(files[i]!, results[r++]!, decode.nBest)
+      ? recordFor(files[i]!, results[r++]!, decode.nBest, attention)
       : { path: l.path, realPath: files[i]!.realPath, error: l.error },
   );
 }
@@ -119,7 +123,7 @@ export async function captionFiles(opts: BatchOptions): Promise<BatchSummary> {
     while (processed < todo.length && !opts.signal?.aborted) {
       const files = todo.slice(processed, processed + opts.batchSize);
       const loaded = await prefetch.take(files.length);
-      const records = captionBatch(opts.model, files, loaded, opts.decode);
+      const records = captionBatch(opts.model, files, loaded, opts.decode, opts.attention ?? false);
       await opts.output.sink.write(records);
       processed += files.length;
       const errors = records.filter((r) => r.error !== undefined).length;

@@ -110,12 +110,18 @@ export const captionCommand: Command = {
         choices: [...RECORD_FORMATS],
         describe: 'output format [default: from --out extension, else jsonl]',
       })
+      .option('attention', {
+        type: 'boolean',
+        describe:
+          'write where the model looked for each word into each record ("attention": {grid, weights}; a model with attention, JSON Lines)',
+      })
       .option('out', {
         type: 'string',
         describe:
           'write records to FILE (resumable: a rerun, from any directory, skips images already in it); default stdout',
       })
       .example('$0 caption photos/ --model models/coco --out captions.jsonl', 'caption a folder; rerun to resume')
+      .example('$0 caption a.png --model models/default --attention', "each word's attention weights in the record")
       .example(
         "$0 caption 'shots/**/*.png' a.jpg --model models/coco --beam 5 --nbest 3 --format csv",
         'beam search, 3 best each, CSV on stdout',
@@ -135,11 +141,21 @@ export const captionCommand: Command = {
     if (files.length === 0 && unreadable.length === 0)
       throw new UsageError(`no image files found in ${inputs.join(' ')}`);
 
+    const attention = argv.attention === true;
+    if (attention && format !== 'jsonl')
+      throw new UsageError(
+        `--attention writes a grid of weights per word, which only JSON Lines holds (--format jsonl), not ${format}`,
+      );
+
     await selectBackend(argv.backend as string | undefined, logLine);
     const { model, prior } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
     options.prior = prior; // the model's anti-LM default comes with it
     try {
       resolveDecodeOptions(model, options); // refuse bad options before any output
+      if (attention && !model.attentionGrid)
+        throw new UsageError(
+          `--attention: model ${argv.model as string} has no attention (featureInput "${model.config.featureInput}"), so no maps to write`,
+        );
       const output = out
         ? await openRecordFile(out, format, nbestColumns)
         : await streamOutput(process.stdout, format, nbestColumns);
@@ -156,6 +172,7 @@ export const captionCommand: Command = {
           unreadable,
           output,
           decode: options,
+          attention,
           batchSize,
           maxPixels,
           decodeBudgetBytes: decodeMemory * 2 ** 20,
