@@ -5,6 +5,7 @@
 // Without JavaScript the form posts to / and the server renders the finished caption.
 // An ES module (layout.hbs loads it with type="module"; deferred like any module script).
 
+import { AttentionView } from './attention.js';
 import { formatPercent } from './percent.js';
 
 const form = document.getElementById('caption-form');
@@ -18,6 +19,19 @@ const nbestList = document.getElementById('nbest');
 const answered = document.getElementById('answered');
 const strategy = document.getElementById('strategy');
 const beamWidth = document.getElementById('beam-width');
+
+// Where the model looked for each word (server/public/attention.js), on the page that has the caption.
+const attention = document.getElementById('attention-overlay')
+  ? new AttentionView({
+      caption: captionLine,
+      preview,
+      overlay: document.getElementById('attention-overlay'),
+      hint: document.getElementById('attention'),
+      allButton: document.getElementById('attention-all'),
+      gallery: document.getElementById('attention-maps'),
+      label: document.getElementById('attention-label'),
+    })
+  : null;
 
 let running = null; // the AbortController of the request in flight
 let previewUrl = null;
@@ -52,6 +66,7 @@ function showWords(words, probs) {
 
 function showResult(r) {
   showWords(r.words, r.wordProbs);
+  attention?.setRows(r.attention?.weights, r.attention?.grid);
   nbestList.replaceChildren();
   for (const h of r.nbest) {
     const li = document.createElement('li');
@@ -122,6 +137,7 @@ async function caption(file) {
   preview.src = previewUrl;
   preview.hidden = false;
   captionLine.replaceChildren();
+  attention?.reset(null);
   captionLine.dataset.state = 'running';
   alternatives.hidden = true;
   answered.replaceChildren();
@@ -144,11 +160,14 @@ async function caption(file) {
       if (event === 'start') {
         statusLine.textContent = 'Writing…';
         setAnswered(data.model, data.backend, data.options.strategy);
+        attention?.reset(data.attention?.grid);
       } else if (event === 'word') {
         captionLine.append(wordSpan(data.word, data.prob), ' ');
+        attention?.setRow(data.index, data.attention);
         await nextFrame();
       } else if (event === 'hypothesis') {
         showWords(data.words);
+        attention?.setRows(data.attention);
         await nextFrame();
       } else if (event === 'done') {
         showResult(data);

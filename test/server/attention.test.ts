@@ -2,10 +2,14 @@
  * Attention maps through the web app, for a tiny model with attention (a 4 × 4 grid): the JSON
  * answer carries `attention: {grid, weights}`, the very weights the model's own decoding gives
  * for that image; the stream names the grid in `start` and each `word` event carries its row
- * (each beam `hypothesis` its rows); a model without attention carries none.
+ * (each beam `hypothesis` its rows); a model without attention carries none. And the page, in
+ * Debian's Chromium (playwright-core, as browser.test.ts): pointing at a word, or tabbing to it,
+ * shades the image by that word's weights; "Show all maps" draws one map per word.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { loadModel } from '../../model/io/load.ts';
@@ -23,15 +27,35 @@ let plain: TrainedModel;
 let server: RunningServer;
 let plainServer: RunningServer;
 let png: Buffer;
+let browser: Browser | undefined;
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const available = existsSync(CHROMIUM);
+if (!available && process.env.CI)
+  throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (see .ci/run)`);
+const skip = available ? false : `no browser at ${CHROMIUM} (apt-get install chromium)`;
 
 before(async () => {
   attending = await trainServerModel(20, ATTENTION);
   plain = await trainServerModel(20);
   [server, plainServer] = await Promise.all([serve(attending.modelDir), serve(plain.modelDir)]);
   png = await image('png', 40, 30);
+  if (available)
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+        '--headless',
+      ],
+    });
 });
 
 after(async () => {
+  await browser?.close();
   await server?.close();
   await plainServer?.close();
   await attending?.cleanup();
@@ -120,4 +144,158 @@ test('a model without attention: no attention in the answer, the start event or 
     }),
   );
   for (const r of records) assert.ok(!('attention' in r.data), `${r.event} event`);
+});
+
+/** The overlay canvas as the page drew it: its size, and the opacity (0–255) of every pixel. */
+async function overlayAlpha(page: Page): Promise<{ width: number; height: number; alpha: number[]; index: string }> {
+  return page.$eval('#attention-overlay', (el) => {
+    const canvas = el as HTMLCanvasElement;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+    return {
+      width: canvas.width,
+      height: canvas.height,
+      alpha: Array.from({ length: data.length / 4 }, (_, i) => data[i * 4 + 3]!),
+      index: canvas.dataset.index ?? '',
+    };
+  });
+}
+
+/**
+ * Checks the overlay is drawn from `weights` (a 4 × 4 grid): over the centre square of the
+ * picture (the part the model saw), the clearest cell is the word's largest weight, and at each
+ * cell's centre the shade is 0.75 · (1 − w / max w), as attention.js documents.
+ */
+function assertDrawnFrom(o: { width: number; height: number; alpha: number[] }, weights: number[], what: string): void {
+  const side = Math.min(o.width, o.height);
+  const [x0, y0] = [(o.width - side) / 2, (o.height - side) / 2];
+  const cellMean = weights.map((_, cell) => {
+    const [r, c] = [Math.floor(cell / 4), cell % 4];
+    let sum = 0;
+    let n = 0;
+    for (let y = Math.ceil(y0 + (r * side) / 4); y < y0 + ((r + 1) * side) / 4 - 1; y++)
+      for (let x = Math.ceil(x0 + (c * side) / 4); x < x0 + ((c + 1) * side) / 4 - 1; x++) {
+        sum += o.alpha[y * o.width + x]!;
+        n++;
+      }
+    return sum / n;
+  });
+  const clearest = cellMean.indexOf(Math.min(...cellMean));
+  const largest = weights.indexOf(Math.max(...weights));
+  assert.equal(clearest, largest, `${what}: the clearest cell is the largest weight's`);
+  const max = Math.max(...weights);
+  weights.forEach((w, cell) => {
+    const [r, c] = [Math.floor(cell / 4), cell % 4];
+    const x = Math.floor(x0 + ((c + 0.5) * side) / 4);
+    const y = Math.floor(y0 + ((r + 0.5) * side) / 4);
+    const expected = 255 * 0.75 * (1 - w / max);
+    // Within the slope of the bilinear map over the half pixel between a pixel centre and the cell's.
+    assert.ok(
+      Math.abs(o.alpha[y * o.width + x]! - expected) < 8,
+      `${what}: cell ${cell}: ${o.alpha[y * o.width + x]} vs ${expected}`,
+    );
+  });
+  // Outside the square (the picture is wider than tall), the model saw nothing: full shade.
+  if (o.width > o.height + 2) assert.equal(o.alpha[Math.floor(o.height / 2) * o.width]!, Math.round(255 * 0.75));
+}
+
+test('the page: pointing at a word shades the image by its weights; all words while streaming', { skip }, async () => {
+  const page = await browser!.newPage();
+  const problems: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
+  });
+  page.on('pageerror', (e) => problems.push(e.message));
+  await page.goto(server.url);
+  await page.selectOption('#strategy', 'greedy');
+  // Whether every word on the page had its map (was focusable) as it appeared, before the end.
+  await page.evaluate(() => {
+    const caption = document.getElementById('caption')!;
+    const seen: boolean[] = [];
+    (window as unknown as { seen: boolean[] }).seen = seen;
+    new MutationObserver(() => {
+      if (caption.dataset.state !== 'running') return;
+      for (const w of Array.from(caption.querySelectorAll('.word'))) seen.push((w as HTMLElement).tabIndex === 0);
+    }).observe(caption, { childList: true, subtree: true, attributes: true });
+  });
+  await page.setInputFiles('#image-input', { name: 'wide.png', mimeType: 'image/png', buffer: png });
+  await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
+  const json = await caption(server.url, { strategy: 'greedy' });
+  const words = await page.$$eval('#caption .word', (els) => els.map((e) => e.textContent ?? ''));
+  assert.deepEqual(words, json.words);
+  assert.ok(await page.isVisible('#attention'), 'the maps’ controls show for a model with attention');
+  assert.ok(await page.isHidden('#attention-overlay'), 'no map before a word is pointed at');
+  const seen = await page.evaluate(() => (window as unknown as { seen: boolean[] }).seen);
+  assert.ok(seen.length > 0 && seen.some(Boolean), 'words had their maps while the caption streamed');
+
+  for (const [i, word] of words.entries()) {
+    await page.hover(`#caption .word >> nth=${i}`);
+    assert.ok(await page.isVisible('#attention-overlay'), `word ${i}: the overlay shows`);
+    const o = await overlayAlpha(page);
+    assert.equal(o.index, String(i));
+    assertDrawnFrom(o, json.attention!.weights[i]!, `hovering "${word}" (${i})`);
+    assert.match(
+      (await page.textContent('#attention-label')) ?? '',
+      new RegExp(`“${word}”: the model looked most at the`),
+    );
+  }
+  await page.mouse.move(0, 0);
+  assert.ok(await page.isHidden('#attention-overlay'), 'leaving the words hides the map');
+
+  // Show all: one small map per word, labelled with its word.
+  await page.click('#attention-all');
+  assert.equal(await page.getAttribute('#attention-all', 'aria-pressed'), 'true');
+  const figures = await page.$$eval('#attention-maps figure', (els) =>
+    els.map((f) => {
+      const canvas = f.querySelector('canvas')!;
+      const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      return { word: f.querySelector('figcaption')!.textContent, painted: data.some((v, k) => k % 4 === 3 && v > 0) };
+    }),
+  );
+  assert.deepEqual(
+    figures.map((f) => f.word),
+    words,
+  );
+  assert.ok(figures.every((f) => f.painted));
+  // The test's own pixel readbacks earn a performance hint; anything else is a problem.
+  assert.deepEqual(
+    problems.filter((p) => !/willReadFrequently/.test(p)),
+    [],
+    'no console errors (a CSP violation would be one)',
+  );
+  await page.close();
+});
+
+test('the page: a word focused with the keyboard shows its map; Escape hides it', { skip }, async () => {
+  const page = await browser!.newPage();
+  await page.goto(server.url);
+  await page.selectOption('#strategy', 'greedy');
+  await page.setInputFiles('#image-input', { name: 'wide.png', mimeType: 'image/png', buffer: png });
+  await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
+  const json = await caption(server.url, { strategy: 'greedy' });
+  // Tab from the submit button, the control before the caption, to each word in turn.
+  await page.focus('#submit');
+  for (let i = 0; i < json.words.length; i++) {
+    await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.index ?? null);
+    assert.equal(focused, String(i), `Tab reaches word ${i}`);
+    assertDrawnFrom(await overlayAlpha(page), json.attention!.weights[i]!, `focusing word ${i}`);
+  }
+  await page.keyboard.press('Escape');
+  assert.ok(await page.isHidden('#attention-overlay'), 'Escape hides the map');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'attention-all', 'then the show-all button');
+  await page.close();
+});
+
+test('the page: a model without attention shows no map controls', { skip }, async () => {
+  const page = await browser!.newPage();
+  await page.goto(plainServer.url);
+  await page.selectOption('#strategy', 'greedy');
+  await page.setInputFiles('#image-input', { name: 'wide.png', mimeType: 'image/png', buffer: png });
+  await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
+  assert.ok(await page.isHidden('#attention'));
+  assert.deepEqual(await page.$$eval('#caption .word', (els) => els.map((e) => e.getAttribute('tabindex'))), [
+    ...Array<null>(await page.$$eval('#caption .word', (els) => els.length)).fill(null),
+  ]);
+  await page.close();
 });
