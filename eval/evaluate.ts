@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Captioner } from '../model/nn/captioner.ts';
 import type { LanguagePrior } from '../model/decode/prior.ts';
 import { DatasetError, ImageCache, readManifest, splitImages, type DatasetImage } from '../model/data/dataset.ts';
-import { captionImages, type StepModel } from '../model/decode/decode.ts';
+import { captionImages, type AttentionMaps, type StepModel } from '../model/decode/decode.ts';
 import {
   DEFAULT_BEAM_WIDTH,
   STRATEGY_NAMES,
@@ -22,6 +22,7 @@ import { semanticScores, type Scene, type SemanticScores } from '../data-scripts
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
 import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
+import { wordMaps } from './attention-maps.ts';
 import { cocoImageId, toCocoAnnotations, toCocoResults } from './coco-files.ts';
 import {
   bestAndWorst,
@@ -64,6 +65,8 @@ export interface CaptionedImage {
   file: string;
   caption: string;
   references: string[];
+  /** For a model with attention: where it looked for each word (drawn in the report's gallery). */
+  attention?: AttentionMaps;
 }
 
 /**
@@ -114,10 +117,12 @@ export async function captionImagesOfSplit(
     const batch = images.slice(start, start + batchSize);
     const tensor = tf.tensor4d(cache.batch(batch.map((img) => img.id)), [batch.length, size, size, 3]);
     try {
-      captionImages(model, tensor, decode).forEach(({ words }, i) => {
+      captionImages(model, tensor, decode).forEach(({ words, attention }, i) => {
         const caption = words.join(' ');
         const img = batch[i]!;
-        out.push({ id: img.id, file: img.file, caption, references: img.captions });
+        const captioned: CaptionedImage = { id: img.id, file: img.file, caption, references: img.captions };
+        if (attention) captioned.attention = attention;
+        out.push(captioned);
       });
     } finally {
       tensor.dispose();
@@ -292,18 +297,26 @@ export async function runEvaluation(
   for (const { result, perImage, captioned } of evaluated) {
     const byId = new Map(captioned.map((c) => [c.id, c]));
     const { best, worst } = bestAndWorst(perImage, options.galleryCount);
-    const toItem = async (s: ImageScore): Promise<GalleryItem> => ({
-      id: String(s.id),
-      // The pixels may come from shards while the original file is gone: the report then says so.
-      image: await imageDataUri(join(options.dataDir, byId.get(String(s.id))!.file)).catch((err: Error) => {
-        log(`report: no picture for ${s.id} (${err.message})`);
-        return null;
-      }),
-      caption: s.candidate,
-      references: s.references,
-      cider: s['CIDEr-D'],
-      rouge: s['ROUGE-L'],
-    });
+    const toItem = async (s: ImageScore): Promise<GalleryItem> => {
+      const captioned = byId.get(String(s.id))!;
+      const file = join(options.dataDir, captioned.file);
+      const item: GalleryItem = {
+        id: String(s.id),
+        // The pixels may come from shards while the original file is gone: the report then says so.
+        image: await imageDataUri(file).catch((err: Error) => {
+          log(`report: no picture for ${s.id} (${err.message})`);
+          return null;
+        }),
+        caption: s.candidate,
+        references: s.references,
+        cider: s['CIDEr-D'],
+        rouge: s['ROUGE-L'],
+      };
+      // Where the model looked for each word, when it attends and the picture can be read.
+      if (captioned.attention && item.image)
+        item.maps = await wordMaps(file, captioned.caption.split(' '), captioned.attention);
+      return item;
+    };
     reportSplits.push({
       name: result.split,
       images: result.images,

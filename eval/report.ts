@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import Handlebars from 'handlebars';
 import sharp from 'sharp';
+import type { WordMap } from './attention-maps.ts';
 import { svgLineChart, type ChartSeries } from './charts.ts';
 import type { ImageScore } from './score.ts';
 import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
@@ -87,6 +88,8 @@ export interface GalleryItem {
   references: string[];
   cider: number;
   rouge: number;
+  /** For a model with attention: one shaded picture per word of the caption (eval/attention-maps.ts). */
+  maps?: WordMap[];
 }
 
 /**

@@ -140,6 +140,7 @@ test('eval of a tiny trained model: COCO files that rescore to the same numbers,
   assert.ok(!/(src|href)="(https?:)?\/\//.test(html), 'nothing is fetched from elsewhere');
   const uris = [...html.matchAll(/<img src="data:image\/png;base64,([A-Za-z0-9+/=]+)"/g)].map((m) => m[1]!);
   assert.equal(uris.length, 2, 'one best and one worst image');
+  assert.ok(!html.includes('class="map"'), 'a model without attention: no attention maps');
   for (const b64 of uris) assert.equal((await sharp(Buffer.from(b64, 'base64')).metadata()).format, 'png');
 });
 
