@@ -265,13 +265,16 @@ test('the page: pointing at a word shades the image by its weights; all words wh
   await page.close();
 });
 
-test('the page: a word focused with the keyboard shows its map; Escape hides it', { skip }, async () => {
+test('the page: a word focused with the keyboard shows its map (beam search); Escape hides it', { skip }, async () => {
   const page = await browser!.newPage();
   await page.goto(server.url);
-  await page.selectOption('#strategy', 'greedy');
+  // Beam search this time: the page draws the best hypothesis as it goes, then the result.
+  await page.selectOption('#strategy', 'beam');
+  await page.fill('#beam-width', '3');
   await page.setInputFiles('#image-input', { name: 'wide.png', mimeType: 'image/png', buffer: png });
   await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
-  const json = await caption(server.url, { strategy: 'greedy' });
+  const json = await caption(server.url, { strategy: 'beam', beamWidth: '3' });
+  assert.deepEqual(await page.$$eval('#caption .word', (els) => els.map((e) => e.textContent ?? '')), json.words);
   // Tab from the submit button, the control before the caption, to each word in turn.
   await page.focus('#submit');
   for (let i = 0; i < json.words.length; i++) {

@@ -13,7 +13,7 @@ import type * as TF from '@tensorflow/tfjs';
 import { padBatch } from '../../../model/data/batch.ts';
 import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { ImageCache, readManifest } from '../../../model/data/dataset.ts';
-import { beamSearch, greedyDecode } from '../../../model/decode/decode.ts';
+import { beamSearch, captionImages, greedyDecode } from '../../../model/decode/decode.ts';
 import { loadModel } from '../../../model/io/load.ts';
 import { ptbTokenize } from '../../../model/text/tokenize.ts';
 import { Trainer } from '../../../model/train/step.ts';
@@ -260,6 +260,16 @@ test('a model that sees the image only through attention learns to look at the c
     Math.abs(Math.floor(p / 4) - Math.floor(cell / 4)) <= 1 && Math.abs((p % 4) - (cell % 4)) <= 1;
   const around = mean(trained.weights.map((row, i) => sum(row.filter((_, p) => near(p, fresh.marked[i]!)))));
   assert.ok(around > 0.9, `${around} of the attention on the marked cell and its neighbours`);
+  // Decoding hands back those same weights as the word's map (model/decode/, `attention`).
+  const images = tf.tensor4d(fresh.pixels, [64, 16, 16, 3]);
+  const decoded = captionImages(model, images, { strategy: 'greedy' });
+  images.dispose();
+  decoded.forEach((r, i) => {
+    assert.deepEqual(r.words, [trained.words[i]]);
+    r.attention!.weights[0]!.forEach((w, p) =>
+      assert.ok(Math.abs(w - trained.weights[i]![p]!) < 1e-5, `scene ${i}, position ${p}: the decoded map`),
+    );
+  });
   trainer.optimizer.dispose();
   model.dispose();
 });
