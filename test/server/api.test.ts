@@ -394,9 +394,18 @@ test('the model page shows the configuration, the data set, the training curves 
   assert.match(html, /Decoding<\/dt><dd>plain by default; <code>language-prior.json<\/code> allows anti-LM/);
   assert.match(html, /<figcaption>Loss per token<\/figcaption>/);
   assert.match(html, /<path d="M[\d.]+,[\d.]+( L[\d.]+,[\d.]+){4,}"/, 'a training-loss curve with the logged steps');
-  assert.match(html, /<code>eval-val\/metrics.json: val \(beam search, width 3\)<\/code>/);
-  assert.match(html, /<tr><th>CIDEr-D<\/th><td>1.5<\/td><\/tr>/);
-  assert.match(html, /<tr><th>images<\/th><td>2<\/td><\/tr>/);
+  assert.match(
+    html,
+    /<caption>Decoded by beam search, width 3 <span class="hint">\(<code>eval-val\/metrics.json<\/code>\)/,
+  );
+  assert.match(html, /<th scope="col">val<\/th>/);
+  assert.match(html, /<tr><th scope="row">CIDEr-D<\/th><td>1.50<\/td><\/tr>/);
+  assert.match(html, /<tr><th scope="row">images<\/th><td>2<\/td><\/tr>/);
+  // The architecture in words: the tiny model has no attention.
+  assert.match(
+    html,
+    /<dt>Architecture<\/dt><dd>A CNN of \d convolution blocks [^<]* decoder of 32 units, without attention/,
+  );
   assert.doesNotMatch(html, /perImage/);
 });
 
