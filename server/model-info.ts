@@ -32,8 +32,11 @@ export interface Chart {
   width: number;
   height: number;
   series: { label: string; path: string; colour: string; last: string; dots: { x: number; y: number }[] }[];
-  /** Vertical marks with a label at their top: where each stage of training starts. */
-  markers: { x: number; label: string }[];
+  /**
+   * Vertical marks with a label at their top: where each stage of training starts. `labelY` puts
+   * a label on a second row when it would run into the one before it.
+   */
+  markers: { x: number; label: string; labelY: number }[];
   xTicks: { x: number; label: string }[];
   yTicks: { y: number; label: string }[];
   plot: { left: number; top: number; right: number; bottom: number };
@@ -123,7 +126,7 @@ export function layoutChart(
   const finite = (p: CurvePoint) => Number.isFinite(p.x) && Number.isFinite(p.y);
   const all = curves.flatMap((c) => c.points).filter(finite);
   if (all.length < 2) return null;
-  const plot = { left: 56, top: markers.length ? 30 : 16, right: width - 16, bottom: height - 36 };
+  const plot = { left: 56, top: markers.length ? 40 : 16, right: width - 16, bottom: height - 36 };
   let [xMin, xMax] = [Math.min(...all.map((p) => p.x)), Math.max(...all.map((p) => p.x))];
   let [yMin, yMax] = [Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y))];
   if (markers.length) xMin = Math.min(xMin, ...markers.map((m) => m.x));
@@ -167,7 +170,15 @@ export function layoutChart(
     });
   const xTicks = niceTicks(xMin, xMax).map((t) => ({ x: Number(sx(t).toFixed(1)), label: formatTick(t) }));
   const yTicks = niceTicks(yMin, yMax).map((t) => ({ y: Number(sy(t).toFixed(1)), label: formatTick(t) }));
-  const marks = markers.map((m) => ({ x: Number(sx(m.x).toFixed(1)), label: m.label }));
+  // About 6 px per character at font size 10: a label closer than that to the one before it on
+  // its row goes on the other row.
+  let rowEnds = [-Infinity, -Infinity];
+  const marks = markers.map((m) => {
+    const x = Number(sx(m.x).toFixed(1));
+    const row = x + 3 >= rowEnds[0]! ? 0 : 1;
+    rowEnds = rowEnds.map((end, r) => (r === row ? x + 3 + m.label.length * 6 + 4 : end));
+    return { x, label: m.label, labelY: plot.top - 6 - row * 13 };
+  });
   return { title, width, height, series, markers: marks, xTicks, yTicks, plot, xLabel };
 }
 
