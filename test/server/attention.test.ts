@@ -8,7 +8,10 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
+import type { AxeResults } from 'axe-core';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
@@ -307,5 +310,31 @@ test('the page: a model without attention shows no map controls', { skip }, asyn
   assert.deepEqual(await page.$$eval('#caption .word', (els) => els.map((e) => e.getAttribute('tabindex'))), [
     ...Array<null>(await page.$$eval('#caption .word', (els) => els.length)).fill(null),
   ]);
+  await page.close();
+});
+
+test('the page with the maps shown passes axe-core with no serious or critical violation', { skip }, async () => {
+  const axeSource = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  const page = await browser!.newPage();
+  await page.goto(server.url);
+  await page.setInputFiles('#image-input', { name: 'wide.png', mimeType: 'image/png', buffer: png });
+  await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
+  await page.focus('#caption .word >> nth=0');
+  await page.click('#attention-all');
+  await page.focus('#caption .word >> nth=0');
+  assert.ok(await page.isVisible('#attention-overlay'));
+  assert.ok(await page.isVisible('#attention-maps'));
+  // axe runs through the DevTools protocol, which the page's CSP does not govern (as accessibility.test.ts).
+  await page.evaluate(axeSource);
+  const results = await page.evaluate(() =>
+    (window as unknown as { axe: { run(c: Document, o: object): Promise<AxeResults> } }).axe.run(document, {
+      resultTypes: ['violations'],
+    }),
+  );
+  const serious = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(
+    serious.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
+    [],
+  );
   await page.close();
 });
