@@ -138,11 +138,12 @@ export function rawRequest(
     path = '/',
     headers = {},
     body,
-  }: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer },
+    timeoutMs,
+  }: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer; timeoutMs?: number },
 ): Promise<RawResponse> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ hostname, port, method, path, headers }, (res) => {
+    const req = httpRequest({ hostname, port, method, path, headers, timeout: timeoutMs }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (text += chunk));
@@ -150,6 +151,7 @@ export function rawRequest(
       res.on('error', reject);
     });
     req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${method} ${path} within ${timeoutMs} ms`)));
     req.end(body);
   });
 }
