@@ -84,8 +84,12 @@ const argv = await yargs(hideBin(process.argv))
   })
   .parseAsync();
 
-const log = (line: string) => process.stderr.write(`soak: ${line}\n`);
+const launched = performance.now();
+const log = (line: string) =>
+  process.stderr.write(`soak [${((performance.now() - launched) / 1000).toFixed(1)} s]: ${line}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** A time limit for a race: its timer does not keep the process alive once the race is won. */
+const limit = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 const startedAt = new Date();
 const loadStart = loadavg();
 
@@ -120,7 +124,7 @@ const url = await Promise.race([
       await sleep(50);
     }
   })(),
-  sleep(180_000).then(() => null),
+  limit(180_000).then(() => null),
 ]);
 if (!url) {
   process.stderr.write(`error: the server did not start:\n${serverLog}\n`);
@@ -254,7 +258,7 @@ try {
 }
 const endS = now();
 server.kill('SIGTERM');
-const exitCode = await Promise.race([serverExit, sleep(30_000).then(() => 'timeout' as const)]);
+const exitCode = await Promise.race([serverExit, limit(30_000).then(() => 'timeout' as const)]);
 if (exitCode === 'timeout') {
   server.kill('SIGKILL');
   problems['the server did not stop within 30 s of SIGTERM'] = 1;

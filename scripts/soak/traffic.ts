@@ -267,9 +267,16 @@ async function hangUp(target: Target, body: Body, sent: number, afterMs: number)
 
 const between = (pick: Pick, lo: number, hi: number) => pick(Array.from({ length: hi - lo + 1 }, (_, i) => lo + i));
 
-/** Markup from a request found unescaped in an answer. */
+/**
+ * Markup from a request found unescaped in an HTML answer. (A JSON answer may quote a field name
+ * as it was sent: served as application/json with nosniff, no browser runs it.)
+ */
 function echoesMarkup(response: RawResponse | undefined): boolean {
-  return !!response && (response.body.includes(XSS) || response.body.includes(XSS_SCRIPT));
+  if (!response) return false;
+  const type = String(response.headers['content-type'] ?? '');
+  const raw = response.body.includes(XSS) || response.body.includes(XSS_SCRIPT);
+  if (!raw) return false;
+  return !/^application\/json\b/.test(type) || response.headers['x-content-type-options'] !== 'nosniff';
 }
 
 /** The kinds of traffic, given the bodies. */
