@@ -130,6 +130,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await pool.close(opts.graceMs);
+      metrics.stop();
       // Streams and keep-alive sockets whose work is done or cancelled can go now.
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), 1000);

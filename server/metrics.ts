@@ -3,6 +3,7 @@
  * https://prometheus.io/docs/instrumenting/exposition_formats/): counters, gauges read at scrape
  * time, and histograms with cumulative `le` buckets plus `_sum` and `_count`.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 type Labels = Record<string, string>;
 
@@ -42,19 +43,26 @@ export class Counter {
   }
 }
 
-/** A value read when scraped: a gauge, or a counter kept elsewhere (the worker pool's). */
+/**
+ * A value read when scraped: a gauge, or a counter kept elsewhere (the worker pool's). `read` gives
+ * one value, or one per label set (a series per worker, say).
+ */
 export class Gauge {
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly read: () => number,
+    private readonly read: () => number | readonly { labels: Labels; value: number }[],
     private readonly type: 'gauge' | 'counter' = 'gauge',
   ) {}
 
   render(): string {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`, `${this.name} ${this.read()}`].join(
-      '\n',
-    );
+    const value = this.read();
+    const series = typeof value === 'number' ? [{ labels: {}, value }] : value;
+    return [
+      `# HELP ${this.name} ${this.help}`,
+      `# TYPE ${this.name} ${this.type}`,
+      ...series.map(({ labels, value }) => `${this.name}${labelText(labels)} ${value}`),
+    ].join('\n');
   }
 }
 
@@ -95,6 +103,9 @@ export class Histogram {
   }
 }
 
+/** How often the event-loop delay is timed, in ms. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
+
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** What the metrics read from the worker pool (server/workers.ts PoolStats). */
@@ -107,6 +118,7 @@ interface PoolFigures {
   restarts: number;
   startFailures: number;
   cancelledInWorker: number;
+  tensorsByWorker: readonly { threadId: number; numTensors: number }[];
 }
 
 /** What the metrics read from the decode memory budget (server/decode-budget.ts). */
@@ -145,8 +157,22 @@ export class ServerMetrics {
   );
   private readonly gauges: Gauge[];
 
+  /** The main thread's event-loop delay since the server started, timed every 10 ms. */
+  private readonly eventLoopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+
   constructor(pool: { stats(): PoolFigures }) {
-    const read = (key: keyof PoolFigures) => () => pool.stats()[key];
+    const read = (key: Exclude<keyof PoolFigures, 'tensorsByWorker'>) => () => pool.stats()[key];
+    this.eventLoopDelay.enable();
+    const delay = this.eventLoopDelay;
+    /**
+     * Seconds at quantile q (0 to 1; 1 is the maximum), 0 before the first measurement. The
+     * histogram holds the time between the timer's firings: the delay is what exceeds its interval.
+     */
+    const delaySeconds = (q: number) => {
+      if (delay.count === 0) return 0;
+      const ns = q === 1 ? delay.max : delay.percentile(q * 100);
+      return Math.max(0, ns / 1e9 - EVENT_LOOP_RESOLUTION_MS / 1000);
+    };
     this.gauges = [
       new Gauge('captioner_queue_length', 'caption jobs waiting for a worker', read('queued')),
       new Gauge('captioner_workers_busy', 'workers decoding now', read('busy')),
@@ -179,7 +205,24 @@ export class ServerMetrics {
         read('cancelledInWorker'),
         'counter',
       ),
+      new Gauge('captioner_worker_tensors', 'live tensors in each ready worker after its last job, by thread id', () =>
+        pool.stats().tensorsByWorker.map((w) => ({ labels: { worker: String(w.threadId) }, value: w.numTensors })),
+      ),
+      // The process's figures (its worker threads included), as Prometheus's client libraries name them.
+      new Gauge('process_resident_memory_bytes', 'resident memory of the server process, worker threads included', () =>
+        process.memoryUsage.rss(),
+      ),
+      new Gauge(
+        'nodejs_eventloop_delay_seconds',
+        "the main thread's event-loop delay since start (beyond a 10 ms timer), by quantile (0.5, 0.99; 1 is the maximum)",
+        () => [0.5, 0.99, 1].map((q) => ({ labels: { quantile: String(q) }, value: delaySeconds(q) })),
+      ),
     ];
+  }
+
+  /** Stops watching the event loop (the server is closing). */
+  stop(): void {
+    this.eventLoopDelay.disable();
   }
 
   /** Adds the decode budget's gauges (images being decoded, waiting, their estimated memory). */

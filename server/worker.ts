@@ -21,9 +21,16 @@ if (!port) throw new Error('server/worker.ts must run in a worker thread');
 const post = (msg: FromWorker) => port.postMessage(msg);
 const init = workerData as WorkerInit;
 
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
 const running = new Map<number, AbortController>();
 
-async function run(msg: Extract<ToWorker, { type: 'run' }>, { model, prior }: LoadedModel): Promise<FromWorker> {
+type JobReply = Extract<FromWorker, { type: 'result' | 'error' | 'cancelled' }>;
+
+async function run(
+  msg: Extract<ToWorker, { type: 'run' }>,
+  { model, prior }: LoadedModel,
+): Promise<DistributiveOmit<JobReply, 'numTensors'>> {
   const controller = new AbortController();
   running.set(msg.id, controller);
   const started = performance.now();
@@ -34,7 +41,7 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>, { model, prior }: Lo
     // The model's language prior goes with every request: its anti-LM weight is the default.
     for await (const event of streamCaption(model, image, { ...msg.options, prior }, controller.signal)) {
       if (event.type === 'done')
-        return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started, numTensors: 0 };
+        return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started };
       if (msg.stream) post({ type: 'event', id: msg.id, event });
     }
     throw new Error('the decoder ended without a result');
@@ -63,13 +70,13 @@ try {
           id: msg.id,
           name: 'Error',
           message: `expected ${model.config.imageSize}² RGB pixels, got ${msg.pixels.length} bytes`,
+          numTensors: tf.memory().numTensors,
         });
         return;
       }
-      // The reply goes after the image tensor is freed, so that numTensors is the idle count.
-      void run(msg, loaded).then((reply) =>
-        post(reply.type === 'result' ? { ...reply, numTensors: tf.memory().numTensors } : reply),
-      );
+      // The reply goes after the image tensor is freed, so that numTensors is the idle count
+      // (after a cancelled or failed job too: a leak on those paths shows as well).
+      void run(msg, loaded).then((reply) => post({ ...reply, numTensors: tf.memory().numTensors }));
     } else if (msg.type === 'cancel') {
       running.get(msg.id)?.abort();
     }

@@ -43,9 +43,10 @@ export type FromWorker =
     }
   | { type: 'fatal'; name: string; message: string }
   | { type: 'event'; id: number; event: Exclude<StreamEvent, { type: 'done' }> }
+  // numTensors: the worker's live tensors once the job's own are freed (it should not grow).
   | { type: 'result'; id: number; result: CaptionResult; ms: number; numTensors: number }
-  | { type: 'error'; id: number; name: string; message: string }
-  | { type: 'cancelled'; id: number };
+  | { type: 'error'; id: number; name: string; message: string; numTensors: number }
+  | { type: 'cancelled'; id: number; numTensors: number };
 
 export interface PoolOptions {
   modelDir: string;
@@ -105,6 +106,8 @@ export interface PoolStats {
   maxQueue: number;
   /** Live tensors in each ready worker after its last job (it should not grow). */
   workerTensors: number[];
+  /** The same by worker thread id, so that a series follows one worker across replacements. */
+  tensorsByWorker: { threadId: number; numTensors: number }[];
   restarts: number;
   /** Jobs a worker stopped part-way on being cancelled (timeout, disconnect). */
   cancelledInWorker: number;
@@ -193,6 +196,7 @@ export class WorkerPool {
       queued: this.queue.length,
       maxQueue: this.opts.maxQueue,
       workerTensors: ready.map((s) => s.numTensors),
+      tensorsByWorker: ready.map((s) => ({ threadId: s.worker.threadId, numTensors: s.numTensors })),
       restarts: this.restarts,
       cancelledInWorker: this.cancelledInWorker,
       accepted: this.accepted,
@@ -317,8 +321,8 @@ export class WorkerPool {
     slot.job = null;
     if (slot.watchdog) clearTimeout(slot.watchdog);
     slot.watchdog = null;
+    slot.numTensors = msg.numTensors;
     if (msg.type === 'result') {
-      slot.numTensors = msg.numTensors;
       this.avgDecodeMs = 0.8 * this.avgDecodeMs + 0.2 * msg.ms;
       this.settle(job, null, { result: msg.result, decodeMs: msg.ms, queueMs: job.started - job.arrived });
     } else if (msg.type === 'error') {

@@ -423,6 +423,12 @@ test('metrics count requests, captions and failures, and report the queue', asyn
   assert.match(text, /^captioner_http_request_duration_seconds_bucket\{route="\/api\/captions",le="\+Inf"\} \d+$/m);
   assert.match(text, /^captioner_queue_length 0$/m);
   assert.match(text, /^captioner_decode_duration_seconds_count \d+$/m);
+  // The process's figures, which the soak test (scripts/soak.ts) samples.
+  const rss = Number(/^process_resident_memory_bytes (\d+)$/m.exec(text)?.[1]);
+  assert.ok(rss > 10 * 2 ** 20 && rss < 16 * 2 ** 30, `resident memory ${rss} bytes`);
+  const delay = (q: string) =>
+    Number(new RegExp(`^nodejs_eventloop_delay_seconds\\{quantile="${q}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+  assert.ok(delay('0.5') >= 0 && delay('0.5') <= delay('0.99') && delay('0.99') <= delay('1') && delay('1') > 0, text);
 });
 
 test('the worker holds no more tensors after captioning than before', async () => {
@@ -433,6 +439,9 @@ test('the worker holds no more tensors after captioning than before', async () =
   for (const strategy of ['greedy', 'beam', 'sample'])
     await post('/api/captions', form(await image('png'), 'x.png', 'image/png', { strategy }));
   assert.equal(await tensors(), first);
+  // /metrics reports the same count, by worker thread.
+  const metrics = await (await fetch(server.url + '/metrics')).text();
+  assert.match(metrics, new RegExp(`^captioner_worker_tensors\\{worker="\\d+"\\} ${first}$`, 'm'));
 });
 
 test("`serve --beam`: a request that names no beam width gets the server's, and the page starts at it", async () => {
