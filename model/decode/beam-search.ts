@@ -25,7 +25,7 @@ import {
   type StepModel,
   type StreamEvent,
 } from './search-state.ts';
-import type { CellState } from '../nn/cells.ts';
+import type { DecoderState } from '../nn/captioner.ts';
 import { END } from '../text/vocab.ts';
 
 /** One step's top words per row, on the CPU, and the decoder's new state (still a tensor). */
@@ -40,7 +40,7 @@ interface BeamStep {
   /** [rows] log p and score of <end> (for the length limit). */
   endLogProb: tf.TypedArray;
   endScore: tf.TypedArray | null;
-  state: CellState;
+  state: DecoderState;
 }
 
 export class BeamSearch implements Search {

@@ -17,7 +17,7 @@ import {
   type StepModel,
   type StreamEvent,
 } from './search-state.ts';
-import type { CellState } from '../nn/cells.ts';
+import type { DecoderState } from '../nn/captioner.ts';
 import { END } from '../text/vocab.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
 
@@ -25,7 +25,7 @@ import { Rng, deriveSeed } from '../util/rng.ts';
 interface TokenStep {
   chosen: tf.Tensor1D; // [rows] int32
   chosenLogProb: tf.Tensor1D; // [rows]
-  state: CellState;
+  state: DecoderState;
 }
 
 export class TokenSearch implements Search {
