@@ -294,15 +294,20 @@ export class Captioner {
    * features [batch, featureSize] (or the grid [batch, positions, featureSize]) → logits
    * [batch, vocab] over the next word and the new state; with attention also the weights the
    * step gave each grid position, [batch, positions].
+   *
+   * `probe` (for measuring gradient flow, model/train/gradient-flow.ts): tensors of the state's
+   * shapes added to the new h (and c) before anything reads them; zeros leave every value as it
+   * was, and the gradient of a loss with respect to them is its gradient at the new state.
    */
-  step(prevTokens: tf.Tensor1D, state: DecoderState, features: ImageFeatures): StepOutput {
+  step(prevTokens: tf.Tensor1D, state: DecoderState, features: ImageFeatures, probe?: CellState): StepOutput {
     let x = this.inputVector(prevTokens, state); // [batch, E]
     const attended = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
     const context = attended?.context ?? null;
     if (context)
       x = tf.concat([x, context], 1); // [batch, E + F]
     else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
-    const cell = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
+    let cell = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
+    if (probe) cell = addProbe(cell, probe);
     const next: DecoderState = state.position ? { ...cell, position: tf.add(state.position, 1) as tf.Tensor1D } : cell;
     // the word is read off the state and, with attention, what it looked at
     const readout = context ? tf.concat([next.h, context], 1) : next.h;
@@ -418,6 +423,13 @@ export class Captioner {
     this.encoder.dispose();
     for (const v of Object.values(this.params)) v.dispose();
   }
+}
+
+/** The state plus the probe's tensors (h, and c where both have one). */
+export function addProbe(state: CellState, probe: CellState): CellState {
+  const probed: CellState = { h: tf.add(state.h, probe.h) as tf.Tensor2D };
+  if (state.c) probed.c = probe.c ? (tf.add(state.c, probe.c) as tf.Tensor2D) : state.c;
+  return probed;
 }
 
 /** `own` where each id is the true id or one of its substitutes in `slots`; else the true id. */
