@@ -269,7 +269,10 @@ export class Captioner {
     if (this.config.decoderInput !== 'none') return tf.gather(embedding, prevTokens) as tf.Tensor2D;
     if (!state.position) throw new Error('step: decoderInput "none" needs the position in the state (initialState)');
     const start = tf.gather(embedding, tf.fill([prevTokens.shape[0]], START, 'int32')); // [batch, E]
-    const position = tf.gather(this.p('decoder/position'), tf.minimum(state.position, this.config.maxLength));
+    const position = tf.gather(
+      this.p('decoder/position'),
+      tf.minimum(state.position, tf.scalar(this.config.maxLength, 'int32')),
+    );
     return tf.add(start, position) as tf.Tensor2D;
   }
 
@@ -308,7 +311,9 @@ export class Captioner {
     else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
     let cell = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
     if (probe) cell = addProbe(cell, probe);
-    const next: DecoderState = state.position ? { ...cell, position: tf.add(state.position, 1) as tf.Tensor1D } : cell;
+    const next: DecoderState = state.position
+      ? { ...cell, position: tf.add(state.position, tf.scalar(1, 'int32')) as tf.Tensor1D }
+      : cell;
     // the word is read off the state and, with attention, what it looked at
     const readout = context ? tf.concat([next.h, context], 1) : next.h;
     const logits = tf.add(
