@@ -40,16 +40,16 @@ export function gradientFlowCharts(records: readonly MetricsRecord[]): FlowChart
     });
   return [
     {
-      title: "Gradient of the last word's loss at earlier states (‖∂L_n/∂h_{n−k}‖)",
+      title: "Gradient of the last word's loss at earlier states (‖∂Lₙ/∂hₙ₋ₖ‖)",
       xLabel: 'distance k back, in time steps',
       yLabel: 'gradient norm (log)',
-      series: [...series('lastWordH', 'h'), ...series('lastWordC', 'c, along the cell state')],
+      series: [...series('lastWordH', 'h'), ...series('lastWordC', 'c (cell state)')],
     },
     {
-      title: 'Gradient of the loss at each state (‖∂L/∂h_t‖)',
+      title: 'Gradient of the loss at each state (‖∂L/∂hₜ‖)',
       xLabel: 'time step t (0: the initial state, from the image)',
       yLabel: 'gradient norm (log)',
-      series: [...series('hNorm', 'h'), ...series('cNorm', 'c, along the cell state')],
+      series: [...series('hNorm', 'h'), ...series('cNorm', 'c (cell state)')],
     },
   ];
 }

@@ -32,7 +32,7 @@ test('gradient-flow charts: the first and the last record (not the ones between)
   const [last, whole] = charts;
   assert.deepEqual(
     last!.series.map((s) => s.name),
-    ['h, step 0', 'h, step 10', 'c, along the cell state, step 0', 'c, along the cell state, step 10'],
+    ['h, step 0', 'h, step 10', 'c (cell state), step 0', 'c (cell state), step 10'],
   );
   assert.deepEqual(last!.series[1]!.points, [
     [0, 3],
@@ -74,8 +74,8 @@ test('the report draws them on a log scale: ticks at powers of ten, a decade an 
   assert.equal(ys.length, 3);
   assert.ok(Math.abs(ys[1]! - ys[0]! - (ys[2]! - ys[1]!)) < 0.2, `${ys}`);
   const titles = trainingCharts([{ type: 'step', step: 1, loss: 2 }, flow(0, 1), flow(3, 1)]).map((c) => c.title);
-  assert.ok(titles.includes("Gradient of the last word's loss at earlier states (‖∂L_n/∂h_{n−k}‖)"), `${titles}`);
-  assert.ok(titles.includes('Gradient of the loss at each state (‖∂L/∂h_t‖)'));
+  assert.ok(titles.includes("Gradient of the last word's loss at earlier states (‖∂Lₙ/∂hₙ₋ₖ‖)"), `${titles}`);
+  assert.ok(titles.includes('Gradient of the loss at each state (‖∂L/∂hₜ‖)'));
 });
 
 test('the model page lays them out on the same log scale', () => {
