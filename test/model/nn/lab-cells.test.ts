@@ -151,7 +151,6 @@ test("decoderInput 'none': greedy takes the best word at each position, beam sea
   // words is the best non-<end> word at each position 1 … n, then <end>.
   const m = await model({ decoderInput: 'none', maxLength: 5 }, 8);
   const images = randomImages(4, 5);
-  const V = m.vocab.size;
   const perPosition = tf.tidy(() => {
     const row = Array.from({ length: 7 }, () => START); // 6 steps: positions 0 … 5
     const { logits } = m.forward(images, tf.tensor2d([row, row, row, row], [4, 7], 'int32'), {
