@@ -32,7 +32,7 @@ test('every recipe in configs/ resolves against the training spec and leaves --d
   const files = await recipes();
   assert.deepEqual(
     files.map((f) => relative(CONFIGS, f)),
-    [1, 2, 3, 4, 5].map((i) => `default-model/stage${i}.json`).concat('std.json'),
+    [1, 2, 3, 4, 5].map((i) => `default-model/stage${i}.json`).concat('lab/small.json', 'std.json'),
   );
   for (const file of files) {
     const layer = await readConfigFile(file);
