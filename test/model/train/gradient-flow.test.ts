@@ -200,3 +200,14 @@ test('--log-gradient-flow 2 writes a gradient-flow record before the first step,
   const text = await readFile(join(config.out, 'metrics.jsonl'), 'utf8');
   assert.ok(text.endsWith('\n'));
 });
+
+test('a resumed run goes on logging gradient flow where it stopped, without measuring step 0 again', async () => {
+  const config = await tinyConfig(data, { cell: 'rnn', epochs: 50, maxSteps: 3, logGradientFlow: 2, batchSize: 3 });
+  cleanup.push(config.out);
+  await train(config);
+  await train({ ...config, resume: true, maxSteps: 5 });
+  const steps = (await readMetricsLog(join(config.out, 'metrics.jsonl')))
+    .filter((r) => r.type === 'gradient-flow')
+    .map((r) => r.step);
+  assert.deepEqual(steps, [0, 2, 3, 4, 5]);
+});
