@@ -146,6 +146,8 @@ test('the lab recipe with --cell irnn --decoder-input none --log-gradient-flow: 
     data,
     '--split',
     'val',
+    '--beam',
+    '1',
     '--out',
     join(out, 'eval'),
   ]);
