@@ -7,7 +7,15 @@ import { test } from 'node:test';
 import { logDecades, svgLineChart } from '../../eval/charts.ts';
 import { gradientFlowCharts } from '../../eval/gradient-flow-charts.ts';
 import { trainingCharts } from '../../eval/report.ts';
-import { layoutChart } from '../../server/model-info.ts';
+import { describeModel, layoutChart } from '../../server/model-info.ts';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Captioner, MODEL_DEFAULTS } from '../../model/nn/captioner.ts';
+import { saveCheckpoint } from '../../model/io/checkpoint.ts';
+import { Vocabulary } from '../../model/text/vocab.ts';
+import { TINY_MODEL } from '../helpers/tiny-model.ts';
+import { setupBackend } from '../helpers/tf.ts';
 
 const flow = (step: number, scale: number, lstm = false) => ({
   type: 'gradient-flow',
@@ -97,4 +105,45 @@ test('the model page lays them out on the same log scale', () => {
   assert.equal(chart.series[0]!.last, '0.01', "the last drawn value, in the data's units");
   assert.equal(chart.series[0]!.path.split('L').length, 3, 'three points: y = 0 has no place on a log scale');
   assert.equal(chart.series[0]!.dots.length, 3);
+});
+
+test('the model page of a model directory whose log has gradient-flow records shows both charts, log scale', async () => {
+  const tf = await setupBackend();
+  const dir = await mkdtemp(join(tmpdir(), 'captioner-flow-page-'));
+  try {
+    const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL }, Vocabulary.build(['a b'], 1), 1);
+    const config = { model: model.config, versions: { captioner: 'x', tfjs: tf.version.tfjs } };
+    await saveCheckpoint(
+      dir,
+      { config, vocab: model.vocab, weights: model.namedWeights(), backboneTopology: null },
+      true,
+    );
+    model.dispose();
+    const lines = [
+      { type: 'step', step: 1, loss: 2 },
+      flow(0, 1, true),
+      { type: 'step', step: 2, loss: 1 },
+      flow(2, 2, true),
+    ];
+    await writeFile(join(dir, 'metrics.jsonl'), lines.map((l) => JSON.stringify(l) + '\n').join(''));
+    const page = await describeModel(dir);
+    const charts = page.charts.filter((c) => c.title.startsWith('Gradient of'));
+    assert.deepEqual(
+      charts.map((c) => c.title),
+      [
+        "Gradient of the last word's loss at earlier states (‖∂Lₙ/∂hₙ₋ₖ‖), log scale",
+        'Gradient of the loss at each state (‖∂L/∂hₜ‖), log scale',
+      ],
+    );
+    assert.deepEqual(
+      charts[0]!.series.map((s) => s.label),
+      ['h, step 0', 'h, step 2', 'c (cell state), step 0', 'c (cell state), step 2'],
+    );
+    assert.deepEqual(
+      charts[0]!.yTicks.map((t) => t.label),
+      ['0.01', '0.1', '1', '10'],
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
