@@ -1,19 +1,20 @@
 /**
  * The gradient-flow charts: the first and last records of a training log, drawn on a log scale
- * by the evaluation report (an SVG string) and laid out by the model page (ticks and paths).
+ * by the evaluation report (an SVG string) and laid out by the model page (ticks and paths, and
+ * describeModel of a model directory).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { logDecades, svgLineChart } from '../../eval/charts.ts';
 import { gradientFlowCharts } from '../../eval/gradient-flow-charts.ts';
 import { trainingCharts } from '../../eval/report.ts';
-import { describeModel, layoutChart } from '../../server/model-info.ts';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Captioner, MODEL_DEFAULTS } from '../../model/nn/captioner.ts';
 import { saveCheckpoint } from '../../model/io/checkpoint.ts';
+import { Captioner, MODEL_DEFAULTS } from '../../model/nn/captioner.ts';
 import { Vocabulary } from '../../model/text/vocab.ts';
+import { describeModel, layoutChart } from '../../server/model-info.ts';
 import { TINY_MODEL } from '../helpers/tiny-model.ts';
 import { setupBackend } from '../helpers/tf.ts';
 
