@@ -17,6 +17,11 @@ export interface LineChart {
   series: readonly ChartSeries[];
   /** A y range to include whatever the data (e.g. [0, 1] for a probability). */
   yRange?: readonly [number, number];
+  /**
+   * 'log': y on a log₁₀ scale over whole decades, ticks at powers of ten; points with y ≤ 0 are
+   * skipped (for quantities that shrink or grow geometrically, like gradients through time).
+   */
+  yScale?: 'linear' | 'log';
   width?: number;
   height?: number;
 }
@@ -50,28 +55,52 @@ export function formatTick(v: number): string {
   return String(Number(v.toPrecision(4)));
 }
 
+/**
+ * The whole decades [10^lo, 10^hi] that hold every positive value of `ys` (at least one decade),
+ * as exponents, and the ticks: one per power of ten (thinned to about six).
+ */
+export function logDecades(ys: readonly number[]): { lo: number; hi: number; ticks: number[] } | null {
+  const positive = ys.filter((y) => y > 0 && Number.isFinite(y));
+  if (positive.length === 0) return null;
+  const lo = Math.floor(Math.log10(Math.min(...positive)));
+  let hi = Math.ceil(Math.log10(Math.max(...positive)));
+  if (hi === lo) hi = lo + 1;
+  const every = Math.ceil((hi - lo + 1) / 6);
+  const ticks: number[] = [];
+  for (let e = lo; e <= hi; e += every) ticks.push(e);
+  return { lo, hi, ticks };
+}
+
 /** An SVG line chart (a string of markup), or null when no series has a finite point. */
 export function svgLineChart(chart: LineChart): string | null {
   const width = chart.width ?? 560;
   const height = chart.height ?? 260;
   const m = { left: 64, right: 16, top: 34, bottom: 42 };
+  const log = chart.yScale === 'log';
   const series = chart.series
     .map((s, i) => ({
       ...s,
       colour: s.colour ?? PALETTE[i % PALETTE.length]!,
-      points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)),
+      points: s.points
+        .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!log || y > 0))
+        .map(([x, y]) => [x, log ? Math.log10(y) : y] as const),
     }))
     .filter((s) => s.points.length > 0);
   if (series.length === 0) return null;
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  if (chart.yRange) ys.push(...chart.yRange);
+  if (chart.yRange) ys.push(...chart.yRange.map((y) => (log ? Math.log10(y) : y)).filter(Number.isFinite));
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
-  if (y0 === y1) [y0, y1] = [y0 - (Math.abs(y0) || 1) * 0.1, y1 + (Math.abs(y1) || 1) * 0.1];
-  const pad = (y1 - y0) * 0.05;
-  [y0, y1] = [y0 - pad, y1 + pad];
+  const decades = log ? logDecades(ys.map((y) => 10 ** y)) : null;
+  if (decades) {
+    [y0, y1] = [decades.lo, decades.hi];
+  } else {
+    if (y0 === y1) [y0, y1] = [y0 - (Math.abs(y0) || 1) * 0.1, y1 + (Math.abs(y1) || 1) * 0.1];
+    const pad = (y1 - y0) * 0.05;
+    [y0, y1] = [y0 - pad, y1 + pad];
+  }
   const plotW = width - m.left - m.right;
   const plotH = height - m.top - m.bottom;
   const sx = (x: number) => m.left + ((x - x0) / (x1 - x0)) * plotW;
@@ -83,9 +112,10 @@ export function svgLineChart(chart: LineChart): string | null {
     `<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${escapeXml(chart.title)}">`,
   );
   parts.push(`<text x="${m.left}" y="18" font-size="14" font-weight="bold">${escapeXml(chart.title)}</text>`);
-  for (const t of niceTicks(y0, y1)) {
+  for (const t of decades?.ticks ?? niceTicks(y0, y1)) {
+    const label = decades ? formatTick(10 ** t) : formatTick(t);
     parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${f(sy(t))}" y2="${f(sy(t))}" stroke="#e4e4e4"/>`);
-    parts.push(`<text x="${m.left - 6}" y="${f(sy(t) + 4)}" font-size="11" text-anchor="end">${formatTick(t)}</text>`);
+    parts.push(`<text x="${m.left - 6}" y="${f(sy(t) + 4)}" font-size="11" text-anchor="end">${label}</text>`);
   }
   for (const t of niceTicks(x0, x1)) {
     parts.push(

@@ -9,6 +9,7 @@ import Handlebars from 'handlebars';
 import sharp from 'sharp';
 import type { WordMap } from './attention-maps.ts';
 import { svgLineChart, type ChartSeries } from './charts.ts';
+import { gradientFlowCharts } from './gradient-flow-charts.ts';
 import type { ImageScore } from './score.ts';
 import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
 import type { SemanticScores } from '../data-scripts/shapes/semantics.ts';
@@ -38,7 +39,9 @@ const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'valLoss',
 /**
  * Charts of a training log: loss per token (training steps and validation epochs together), each
  * other numeric validation metric, the scheduled-sampling ε (the probability of feeding the true
- * word; Bengio et al. 2015) and the learning rate, all over optimiser steps.
+ * word; Bengio et al. 2015) and the learning rate, all over optimiser steps; and with
+ * --log-gradient-flow, the gradient's flow through time at the first and last measurement
+ * (eval/gradient-flow-charts.ts), on a log scale.
  */
 export function trainingCharts(records: readonly MetricsRecord[]): Chart[] {
   const charts: Chart[] = [];
@@ -64,6 +67,10 @@ export function trainingCharts(records: readonly MetricsRecord[]): Chart[] {
     [0, 1],
   );
   add('Learning rate', 'learning rate', [seriesOf(records, 'step', 'learningRate', 'learning rate')]);
+  for (const flow of gradientFlowCharts(records)) {
+    const svg = svgLineChart({ ...flow, yScale: 'log', width: 640 });
+    if (svg) charts.push({ title: flow.title, svg });
+  }
   return charts;
 }
 

@@ -6,7 +6,8 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { formatTick, niceTicks } from '../eval/charts.ts';
+import { formatTick, logDecades, niceTicks } from '../eval/charts.ts';
+import { gradientFlowCharts } from '../eval/gradient-flow-charts.ts';
 import { formatPercent } from './public/percent.js';
 import { readCheckpointConfig, type SavedConfig } from '../model/io/checkpoint.ts';
 import { ifExists } from '../model/io/fsutil.ts';
@@ -113,7 +114,9 @@ function fmt(v: number): string {
 /**
  * Lays out `curves` as a line chart: SVG path data and axis ticks, in pixels. A point whose y is
  * not finite breaks its curve (a gap between stages); `markers` are x values to mark with a
- * labelled vertical line. A curve of few points also gets a dot at each.
+ * labelled vertical line. A curve of few points also gets a dot at each. `yScale` 'log': log₁₀
+ * of y over whole decades, ticks at powers of ten; a point with y ≤ 0 has no place there and
+ * breaks the curve like a non-finite one.
  */
 export function layoutChart(
   title: string,
@@ -122,7 +125,14 @@ export function layoutChart(
   width = 640,
   height = 260,
   markers: { x: number; label: string }[] = [],
+  yScale: 'linear' | 'log' = 'linear',
 ): Chart | null {
+  const log = yScale === 'log';
+  if (log)
+    curves = curves.map((c) => ({
+      ...c,
+      points: c.points.map((p) => ({ x: p.x, y: p.y > 0 ? Math.log10(p.y) : NaN })),
+    }));
   const finite = (p: CurvePoint) => Number.isFinite(p.x) && Number.isFinite(p.y);
   const all = curves.flatMap((c) => c.points).filter(finite);
   if (all.length < 2) return null;
@@ -131,9 +141,14 @@ export function layoutChart(
   let [yMin, yMax] = [Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y))];
   if (markers.length) xMin = Math.min(xMin, ...markers.map((m) => m.x));
   if (xMax === xMin) [xMin, xMax] = [xMin - 1, xMax + 1];
-  if (yMax === yMin) [yMin, yMax] = [yMin - 1, yMax + 1];
-  const yPad = (yMax - yMin) * 0.05;
-  [yMin, yMax] = [yMin - yPad, yMax + yPad];
+  const decades = log ? logDecades(all.map((p) => 10 ** p.y)) : null;
+  if (decades) {
+    [yMin, yMax] = [decades.lo, decades.hi];
+  } else {
+    if (yMax === yMin) [yMin, yMax] = [yMin - 1, yMax + 1];
+    const yPad = (yMax - yMin) * 0.05;
+    [yMin, yMax] = [yMin - yPad, yMax + yPad];
+  }
   const sx = (x: number) => plot.left + ((x - xMin) / (xMax - xMin)) * (plot.right - plot.left);
   const sy = (y: number) => plot.bottom - ((y - yMin) / (yMax - yMin)) * (plot.bottom - plot.top);
   const series = curves
@@ -164,12 +179,15 @@ export function layoutChart(
         label: c.label,
         path: segments.join(' '),
         colour: COLOURS[i % COLOURS.length]!,
-        last: fmt(drawn[drawn.length - 1]!.y),
+        last: fmt(log ? 10 ** drawn[drawn.length - 1]!.y : drawn[drawn.length - 1]!.y),
         dots,
       };
     });
   const xTicks = niceTicks(xMin, xMax).map((t) => ({ x: Number(sx(t).toFixed(1)), label: formatTick(t) }));
-  const yTicks = niceTicks(yMin, yMax).map((t) => ({ y: Number(sy(t).toFixed(1)), label: formatTick(t) }));
+  const yTicks = (decades?.ticks ?? niceTicks(yMin, yMax)).map((t) => ({
+    y: Number(sy(t).toFixed(1)),
+    label: formatTick(decades ? 10 ** t : t),
+  }));
   // About 6 px per character at font size 10: a label closer than that to the one before it on
   // its row goes on the other row.
   let rowEnds = [-Infinity, -Infinity];
@@ -410,7 +428,12 @@ export function describeArchitecture(
     flatten: `one ${model.featureSize}-wide feature vector (the feature map flattened: it keeps where things are)`,
   }[model.encoderPooling];
   // "an LSTM" (el-), "a GRU" (gee-): the article goes by how the letters are said.
-  const cell = model.cell === 'lstm' ? 'An LSTM' : `A ${model.cell.toUpperCase()}`;
+  const cell = {
+    lstm: 'An LSTM',
+    gru: 'A GRU',
+    rnn: 'A plain RNN (Elman, tanh)',
+    irnn: 'An IRNN (ReLU, recurrent weights started as the identity)',
+  }[model.cell];
   const decoder = {
     attention: 'attending over the grid (soft attention, Xu et al. 2015: for each word it weighs the regions anew)',
     'every-step': 'without attention (it is given the image vector at every step)',
@@ -419,7 +442,10 @@ export function describeArchitecture(
   return (
     `${encoder} reads a ${size} image into ${features}. ` +
     `${cell} decoder of ${model.hiddenSize} units, ${decoder}, writes captions of up to ${model.maxLength} ` +
-    `words from a vocabulary of ${vocabSize} (${model.embeddingSize}-wide word embeddings).`
+    `words from a vocabulary of ${vocabSize} (${model.embeddingSize}-wide word embeddings)` +
+    (model.decoderInput === 'none'
+      ? ', without being fed the word before: each step reads only its position (a non-autoregressive control).'
+      : '.')
   );
 }
 
@@ -485,6 +511,26 @@ export function stageCharts(stages: readonly { name: string; records: readonly M
   return charts.filter((c): c is Chart => c !== null);
 }
 
+/**
+ * The gradient-flow charts of a run's own log (eval/gradient-flow-charts.ts: its first and last
+ * measurement), laid out on a log scale.
+ */
+export function gradientFlowPageCharts(records: readonly MetricsRecord[]): Chart[] {
+  return gradientFlowCharts(records)
+    .map((flow) =>
+      layoutChart(
+        `${flow.title}, log scale`,
+        flow.series.map((s) => ({ label: s.name, points: s.points.map(([x, y]) => ({ x, y })) })),
+        flow.xLabel,
+        640,
+        260,
+        [],
+        'log',
+      ),
+    )
+    .filter((c): c is Chart => c !== null);
+}
+
 /** Describes the model in `modelDir` for the model page. */
 export async function describeModel(modelDir: string): Promise<ModelDescription> {
   const { dir, config } = await readCheckpointConfig(modelDir);
@@ -530,7 +576,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
           totalSteps: stageFacts.reduce((sum, s) => sum + s.steps, 0),
         }
       : null,
-    charts: stageCharts(stages),
+    charts: [...stageCharts(stages), ...gradientFlowPageCharts(own)],
     evaluations: await readEvaluations(modelDir),
   };
 }

@@ -27,7 +27,7 @@ import {
   type StepModel,
   type StreamEvent,
 } from './search-state.ts';
-import type { CellState } from '../nn/cells.ts';
+import type { DecoderState } from '../nn/captioner.ts';
 import { END } from '../text/vocab.ts';
 
 /** One step's top words per row, on the CPU, and the decoder's new state (still a tensor). */
@@ -42,7 +42,7 @@ interface BeamStep {
   /** [rows] log p and score of <end> (for the length limit). */
   endLogProb: tf.TypedArray;
   endScore: tf.TypedArray | null;
-  state: CellState;
+  state: DecoderState;
   /** [rows·positions] the weights each row's step attended with, for a model with attention; else null. */
   attention: tf.TypedArray | null;
   positions: number;

@@ -5,8 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Hypothesis } from './beam.ts';
-import type { ImageFeatures, StepOutput } from '../nn/captioner.ts';
-import type { CellState } from '../nn/cells.ts';
+import type { DecoderState, ImageFeatures, StepOutput } from '../nn/captioner.ts';
 import { START } from '../text/vocab.ts';
 
 /**
@@ -24,9 +23,9 @@ export interface StepModel {
   readonly attentionGrid?: readonly [number, number] | null;
   /** images [batch, size, size, 3] in [0, 1] → features [batch, F] (or, for attention, [batch, positions, F]). */
   encode(images: tf.Tensor4D): ImageFeatures;
-  initialState(features: ImageFeatures): CellState;
+  initialState(features: ImageFeatures): DecoderState;
   /** previous tokens [rows] int32, state, features [rows, …] → logits [rows, vocab] and the new state. */
-  step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput;
+  step(prevTokens: tf.Tensor1D, state: DecoderState, features: ImageFeatures): StepOutput;
 }
 
 /**
@@ -105,12 +104,24 @@ export function rowOf(values: tf.TypedArray, r: number, positions: number): numb
   return Array.from(values.subarray(r * positions, (r + 1) * positions));
 }
 
-function disposeState(state: CellState): void {
-  tf.dispose([state.h, ...(state.c ? [state.c] : [])]);
+/** Every tensor of a state: h, and c and the position when it has them. */
+function stateTensors(state: DecoderState): tf.Tensor[] {
+  const tensors: tf.Tensor[] = [state.h];
+  if (state.c) tensors.push(state.c);
+  if (state.position) tensors.push(state.position);
+  return tensors;
 }
 
-function gatherState(state: CellState, rows: tf.Tensor1D): CellState {
-  return state.c ? { h: tf.gather(state.h, rows), c: tf.gather(state.c, rows) } : { h: tf.gather(state.h, rows) };
+function disposeState(state: DecoderState): void {
+  tf.dispose(stateTensors(state));
+}
+
+/** The state's rows `rows`, each of its tensors gathered alike. */
+function gatherState(state: DecoderState, rows: tf.Tensor1D): DecoderState {
+  const gathered: DecoderState = { h: tf.gather(state.h, rows) };
+  if (state.c) gathered.c = tf.gather(state.c, rows);
+  if (state.position) gathered.position = tf.gather(state.position, rows);
+  return gathered;
 }
 
 /**
@@ -121,7 +132,7 @@ function gatherState(state: CellState, rows: tf.Tensor1D): CellState {
 export class Rows {
   constructor(
     public features: ImageFeatures, // [rows, F] or [rows, positions, F]
-    public state: CellState, // [rows, H] each
+    public state: DecoderState, // [rows, H] each
     public prev: tf.Tensor1D, // [rows] int32
   ) {}
 
@@ -140,7 +151,7 @@ export class Rows {
    * Moves to the step's state, keeping only its rows `source[i]` (null: every row, in order);
    * `tokens` [new rows] are the next step's input words. Takes ownership of `state` and `tokens`.
    */
-  update(state: CellState, source: number[] | null, tokens: tf.Tensor1D): void {
+  update(state: DecoderState, source: number[] | null, tokens: tf.Tensor1D): void {
     const oldPrev = this.prev;
     const oldState = this.state;
     if (source === null) {

@@ -19,7 +19,7 @@ import {
   type StepModel,
   type StreamEvent,
 } from './search-state.ts';
-import type { CellState } from '../nn/cells.ts';
+import type { DecoderState } from '../nn/captioner.ts';
 import { END } from '../text/vocab.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
 
@@ -27,7 +27,7 @@ import { Rng, deriveSeed } from '../util/rng.ts';
 interface TokenStep {
   chosen: tf.Tensor1D; // [rows] int32
   chosenLogProb: tf.Tensor1D; // [rows]
-  state: CellState;
+  state: DecoderState;
   /** The weights the step attended with, [rows, positions], for a model with attention. */
   attention?: tf.Tensor2D;
 }

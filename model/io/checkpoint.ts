@@ -238,7 +238,7 @@ async function checkpointDir(modelDir: string, which: 'latest' | 'best'): Promis
  * Architecture keys added after a checkpoint was written, with the value that reproduces what
  * the code did before them: an older checkpoint keeps loading as the model it was.
  */
-const ADDED_MODEL_KEYS: Partial<ModelConfig> = { encoderPooling: 'average' };
+const ADDED_MODEL_KEYS: Partial<ModelConfig> = { encoderPooling: 'average', decoderInput: 'previous-word' };
 
 async function readSavedConfig(dir: string): Promise<SavedConfig> {
   const file = join(dir, 'config.json');

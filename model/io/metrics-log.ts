@@ -1,7 +1,8 @@
 /**
  * MODEL_DIR/metrics.jsonl, the training log: one JSON object per line, a "step" record every
- * `logEvery` steps and an "epoch" record at each validation (model/train/trainer.ts writes them,
- * appending each line whole). A kill during an append can leave the last line cut short: that
+ * `logEvery` steps, an "epoch" record at each validation, and with `logGradientFlow` a
+ * "gradient-flow" record (model/train/gradient-flow.ts) every so many steps (model/train/loop.ts
+ * writes them, appending each line whole). A kill during an append can leave the last line cut short: that
  * line, and only that one, is dropped. Any other line that is not a record is an error.
  */
 import { appendFile, readdir, readFile } from 'node:fs/promises';
@@ -14,7 +15,10 @@ export const METRICS_FILE = 'metrics.jsonl';
 
 /** One line of the log. */
 export interface MetricsRecord {
-  /** "step" (loss, ε, learning rate, throughput) or "epoch" (validation loss, samples). */
+  /**
+   * "step" (loss, ε, learning rate, throughput), "epoch" (validation loss, samples) or
+   * "gradient-flow" (gradient norms through time).
+   */
   type?: string;
   step: number;
   epoch?: number;

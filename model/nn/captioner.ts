@@ -8,13 +8,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng.ts';
-import { cellStep, createCell, type CellKind, type CellState } from './cells.ts';
+import { CELL_KINDS, cellStep, createCell, type CellKind, type CellState } from './cells.ts';
 import { ConfigError, type ConfigSpec } from '../util/config.ts';
 import { Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
 import { sampleCategorical, uniforms } from '../decode/sampling.ts';
 import { substituteWords } from '../train/substitution.ts';
-import { UNK, type Vocabulary } from '../text/vocab.ts';
+import { START, UNK, type Vocabulary } from '../text/vocab.ts';
 
 /** Everything that fixes the model's architecture; saved in every checkpoint. */
 export interface ModelConfig extends EncoderConfig {
@@ -27,6 +27,14 @@ export interface ModelConfig extends EncoderConfig {
    * features weighted by how well each matches the decoder's state (needs encoderPooling 'grid').
    */
   featureInput: 'init' | 'every-step' | 'attention';
+  /**
+   * What each step reads besides the image: 'previous-word', the word before it (the true one
+   * in teacher forcing, the model's own when decoding): the autoregressive decoder; or 'none',
+   * the same fixed token at every step plus a learned embedding of the step's position, so that
+   * each word is predicted from the image and its position alone (a non-autoregressive control:
+   * docs/lab.md).
+   */
+  decoderInput: 'previous-word' | 'none';
   /** Longest caption, in words (longer training captions are cut). */
   maxLength: number;
   /** Words seen fewer times than this in the training captions become <unk>. */
@@ -45,6 +53,7 @@ export const MODEL_DEFAULTS = {
   hiddenSize: 512,
   cell: 'lstm',
   featureInput: 'init',
+  decoderInput: 'previous-word',
   maxLength: 16,
   minWordCount: 5,
 } satisfies ModelConfig;
@@ -68,12 +77,22 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
   backboneTrainable: { type: 'boolean', describe: 'fine-tune the backbone (else frozen)' },
   embeddingSize: { type: 'number', integer: true, min: 1, describe: 'word embedding size' },
   hiddenSize: { type: 'number', integer: true, min: 1, describe: 'recurrent units' },
-  cell: { type: 'string', choices: ['lstm', 'gru'], describe: 'recurrent cell' },
+  cell: {
+    type: 'string',
+    choices: CELL_KINDS,
+    describe: 'recurrent cell: LSTM, GRU, Elman RNN (tanh) or IRNN (ReLU, recurrent weights starting as the identity)',
+  },
   featureInput: {
     type: 'string',
     choices: ['init', 'every-step', 'attention'],
     describe:
       'image feature enters the initial state only, every step too, or every step through attention over the grid',
+  },
+  decoderInput: {
+    type: 'string',
+    choices: ['previous-word', 'none'],
+    describe:
+      "each step's input: the previous word (autoregressive), or 'none': a fixed token plus the step's position (a non-autoregressive control)",
   },
   maxLength: { type: 'number', integer: true, min: 1, describe: 'longest caption in words' },
   minWordCount: { type: 'number', integer: true, min: 1, describe: 'minimum count for a word to enter the vocabulary' },
@@ -96,10 +115,17 @@ export function checkModelConfig(config: ModelConfig): void {
  */
 export type ImageFeatures = tf.Tensor2D | tf.Tensor3D;
 
+/**
+ * The decoder's state between steps: the cell's (h, and the LSTM's c, [batch, H] each) and, with
+ * decoderInput 'none', the position of the step to come, [batch] int32. Searches gather and
+ * dispose every tensor of it row by row (model/decode/search-state.ts).
+ */
+export type DecoderState = CellState & { position?: tf.Tensor1D };
+
 /** A step's output: logits [batch, vocab] over the next word, and the new recurrent state. */
 export interface StepOutput {
   logits: tf.Tensor2D;
-  state: CellState;
+  state: DecoderState;
   /**
    * With featureInput 'attention': the weights this step gave each grid position, [batch,
    * positions], each row a softmax (summing to 1); the context it read is their mix of the
@@ -200,6 +226,8 @@ export class Captioner {
       p['decoder/init_c/bias'] = constant([H], 0);
     }
     if (attention) p['decoder/attention/query'] = glorotUniform(rng, [H, F], H, F);
+    // Positions 0 … maxLength: the steps of the longest caption and its <end>.
+    if (config.decoderInput === 'none') p['decoder/position'] = uniform(rng, [config.maxLength + 1, E], 0.1);
     return p;
   }
 
@@ -222,15 +250,38 @@ export class Captioner {
     return this.encoder.apply(images, training);
   }
 
-  /** h0 = tanh(W_h·feature + b_h) and, for the LSTM, c0 = tanh(W_c·feature + b_c); a grid is read flattened. */
-  initialState(features: ImageFeatures): CellState {
+  /**
+   * h0 = tanh(W_h·feature + b_h) and, for the LSTM, c0 = tanh(W_c·feature + b_c); a grid is read
+   * flattened. With decoderInput 'none' the state also holds position 0 per row.
+   */
+  initialState(features: ImageFeatures): DecoderState {
     const flat =
       features.rank === 3 ? (tf.reshape(features, [features.shape[0], -1]) as tf.Tensor2D) : (features as tf.Tensor2D);
     const dense = (name: string) =>
       tf.tanh(tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`))) as tf.Tensor2D;
-    return this.config.cell === 'lstm'
-      ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') }
-      : { h: dense('decoder/init_h') };
+    const state: DecoderState =
+      this.config.cell === 'lstm'
+        ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') }
+        : { h: dense('decoder/init_h') };
+    if (this.config.decoderInput === 'none') state.position = tf.zeros([flat.shape[0]], 'int32') as tf.Tensor1D;
+    return state;
+  }
+
+  /**
+   * The step's input word vector [batch, E]: the previous word's embedding or, with
+   * decoderInput 'none', <start>'s embedding plus the learned embedding of the step's position
+   * (a position past the table, when decoding runs longer than maxLength, reads its last row).
+   */
+  private inputVector(prevTokens: tf.Tensor1D, state: DecoderState): tf.Tensor2D {
+    const embedding = this.p('decoder/embedding');
+    if (this.config.decoderInput !== 'none') return tf.gather(embedding, prevTokens) as tf.Tensor2D;
+    if (!state.position) throw new Error('step: decoderInput "none" needs the position in the state (initialState)');
+    const start = tf.gather(embedding, tf.fill([prevTokens.shape[0]], START, 'int32')); // [batch, E]
+    const position = tf.gather(
+      this.p('decoder/position'),
+      tf.minimum(state.position, tf.scalar(this.config.maxLength, 'int32')),
+    );
+    return tf.add(start, position) as tf.Tensor2D;
   }
 
   /**
@@ -254,15 +305,23 @@ export class Captioner {
    * features [batch, featureSize] (or the grid [batch, positions, featureSize]) → logits
    * [batch, vocab] over the next word and the new state; with attention also the weights the
    * step gave each grid position, [batch, positions].
+   *
+   * `probe` (for measuring gradient flow, model/train/gradient-flow.ts): tensors of the state's
+   * shapes added to the new h (and c) before anything reads them; zeros leave every value as it
+   * was, and the gradient of a loss with respect to them is its gradient at the new state.
    */
-  step(prevTokens: tf.Tensor1D, state: CellState, features: ImageFeatures): StepOutput {
-    let x = tf.gather(this.p('decoder/embedding'), prevTokens) as tf.Tensor2D; // [batch, E]
+  step(prevTokens: tf.Tensor1D, state: DecoderState, features: ImageFeatures, probe?: CellState): StepOutput {
+    let x = this.inputVector(prevTokens, state); // [batch, E]
     const attended = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
     const context = attended?.context ?? null;
     if (context)
       x = tf.concat([x, context], 1); // [batch, E + F]
     else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
-    const next = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
+    let cell = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
+    if (probe) cell = addProbe(cell, probe);
+    const next: DecoderState = state.position
+      ? { ...cell, position: tf.add(state.position, tf.scalar(1, 'int32')) as tf.Tensor1D }
+      : cell;
     // the word is read off the state and, with attention, what it looked at
     const readout = context ? tf.concat([next.h, context], 1) : next.h;
     const logits = tf.add(
@@ -280,7 +339,8 @@ export class Captioner {
    * No gradient flows through the choice: predictions are read back as integer ids; with
    * `samplingSlots` an own word outside the true word's slot is not fed. With word
    * substitution the chosen input may then be swapped for a word of the same slot, and with
-   * word dropout replaced by <unk> with probability `wordDropout`.
+   * word dropout replaced by <unk> with probability `wordDropout`. With decoderInput 'none' no
+   * step reads its input word, so none of that is done: every input is <start>.
    *
    * Returns logits [batch, steps, vocab] and the inputs actually fed [batch, steps] (int32).
    */
@@ -291,9 +351,10 @@ export class Captioner {
   ): { logits: tf.Tensor3D; inputs: tf.Tensor2D } {
     const [batch, width] = tokens.shape;
     const steps = width - 1;
-    const epsilon = options.teacherProbability;
-    const dropout = options.wordDropout ?? 0;
-    const rate = options.substitution?.rate ?? 0;
+    const wordFed = this.config.decoderInput !== 'none';
+    const epsilon = wordFed ? options.teacherProbability : 1;
+    const dropout = wordFed ? (options.wordDropout ?? 0) : 0;
+    const rate = wordFed ? (options.substitution?.rate ?? 0) : 0;
     const substitution = (typeof rate === 'number' ? rate > 0 : rate.some((r) => r > 0)) ? options.substitution! : null;
     if ((epsilon < 1 || dropout > 0 || substitution) && !options.rng)
       throw new Error('forward: scheduled sampling (ε < 1), word substitution and word dropout need an rng');
@@ -303,7 +364,7 @@ export class Captioner {
     const logits: tf.Tensor2D[] = [];
     const inputs: tf.Tensor1D[] = [];
     for (let t = 0; t < steps; t++) {
-      let input = truth[t]!;
+      let input = wordFed ? truth[t]! : truth[0]!; // without words fed, <start> stands for every input
       if (t > 0 && epsilon < 1) {
         const rng = options.rng!;
         const previous = logits[t - 1]!;
@@ -375,6 +436,13 @@ export class Captioner {
     this.encoder.dispose();
     for (const v of Object.values(this.params)) v.dispose();
   }
+}
+
+/** The state plus the probe's tensors (h, and c where both have one). */
+export function addProbe(state: CellState, probe: CellState): CellState {
+  const probed: CellState = { h: tf.add(state.h, probe.h) as tf.Tensor2D };
+  if (state.c) probed.c = probe.c ? (tf.add(state.c, probe.c) as tf.Tensor2D) : state.c;
+  return probed;
 }
 
 /** `own` where each id is the true id or one of its substitutes in `slots`; else the true id. */

@@ -7,9 +7,12 @@ import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../util/rng.ts';
 import { glorotUniform } from './init.ts';
 
-export type CellKind = 'lstm' | 'gru';
+export type CellKind = 'lstm' | 'gru' | 'rnn' | 'irnn';
 
-/** The recurrent state: h for both cells, and the LSTM's cell state c. */
+/** Every cell kind, in the order `--cell` lists them. */
+export const CELL_KINDS: readonly CellKind[] = ['lstm', 'gru', 'rnn', 'irnn'];
+
+/** The recurrent state: h for every cell, and the LSTM's cell state c. */
 export type CellState = {
   h: tf.Tensor2D;
   c?: tf.Tensor2D;
@@ -18,12 +21,15 @@ export type CellState = {
 export type CellParams = Record<string, tf.Variable>;
 
 /** How many gate blocks each cell stacks side by side in its weight matrices. */
-const GATES: Record<CellKind, number> = { lstm: 4, gru: 3 };
+const GATES: Record<CellKind, number> = { lstm: 4, gru: 3, rnn: 1, irnn: 1 };
 
 /**
  * Creates a cell's weights: `kernel` [input, G·H] for the input, `recurrent` [H, G·H] for the
  * previous h, and `bias` [G·H]. The LSTM's forget-gate bias starts at 1 (Jozefowicz et al.
  * 2015), so that the cell state is carried, not forgotten, before training has taught the gate.
+ * The IRNN's recurrent matrix starts as the identity and its bias at 0 (Le, Jaitly & Hinton
+ * 2015): h' = ReLU(x·W + h) at first, so the Jacobian ∂h'/∂h is the identity wherever a unit
+ * is active, and a gradient crosses many steps without shrinking or growing.
  */
 export function createCell(
   kind: CellKind,
@@ -35,12 +41,21 @@ export function createCell(
   const g = GATES[kind];
   const bias = new Float32Array(g * hiddenSize);
   if (kind === 'lstm') bias.fill(1, hiddenSize, 2 * hiddenSize); // gate order i, f, g, o
+  const kernel = glorotUniform(rng, [inputSize, g * hiddenSize], inputSize, g * hiddenSize);
   const params: CellParams = {
-    [`${prefix}/kernel`]: glorotUniform(rng, [inputSize, g * hiddenSize], inputSize, g * hiddenSize),
-    [`${prefix}/recurrent`]: glorotUniform(rng, [hiddenSize, g * hiddenSize], hiddenSize, g * hiddenSize),
+    [`${prefix}/kernel`]: kernel,
+    [`${prefix}/recurrent`]:
+      kind === 'irnn'
+        ? identity(hiddenSize)
+        : glorotUniform(rng, [hiddenSize, g * hiddenSize], hiddenSize, g * hiddenSize),
     [`${prefix}/bias`]: tf.tidy(() => tf.variable(tf.tensor1d(bias), true)),
   };
   return params;
+}
+
+/** The identity matrix [n, n] as a trainable variable. */
+function identity(n: number): tf.Variable {
+  return tf.tidy(() => tf.variable(tf.eye(n), true));
 }
 
 function param(params: CellParams, name: string): tf.Variable {
@@ -96,6 +111,29 @@ export function gruStep(params: CellParams, prefix: string, x: tf.Tensor2D, stat
   return { h: hNext };
 }
 
+/**
+ * One step of a plain recurrent network, the cell every gated one improves on:
+ *   h' = φ(x·W + h·U + b)
+ * with φ = tanh for the Elman network (Elman 1990) and φ = ReLU for the IRNN (Le, Jaitly &
+ * Hinton 2015; its U starts as the identity, see `createCell`). Backpropagation through time
+ * multiplies the gradient by diag(φ'(z))·Uᵀ at every step it goes back, so over k steps it scales
+ * roughly as (|φ'|·‖U‖)^k: it vanishes when that is below 1 and explodes when above (Bengio et
+ * al. 1994; Pascanu et al. 2013). The gated cells above add a path on which it does neither.
+ */
+export function rnnStep(
+  activation: 'tanh' | 'relu',
+  params: CellParams,
+  prefix: string,
+  x: tf.Tensor2D,
+  state: CellState,
+): CellState {
+  const z = tf.add(
+    tf.add(tf.matMul(x, param(params, `${prefix}/kernel`)), tf.matMul(state.h, param(params, `${prefix}/recurrent`))),
+    param(params, `${prefix}/bias`),
+  ); // [batch, H]
+  return { h: (activation === 'tanh' ? tf.tanh(z) : tf.relu(z)) as tf.Tensor2D };
+}
+
 export function cellStep(
   kind: CellKind,
   params: CellParams,
@@ -103,5 +141,14 @@ export function cellStep(
   x: tf.Tensor2D,
   state: CellState,
 ): CellState {
-  return kind === 'lstm' ? lstmStep(params, prefix, x, state) : gruStep(params, prefix, x, state);
+  switch (kind) {
+    case 'lstm':
+      return lstmStep(params, prefix, x, state);
+    case 'gru':
+      return gruStep(params, prefix, x, state);
+    case 'rnn':
+      return rnnStep('tanh', params, prefix, x, state);
+    case 'irnn':
+      return rnnStep('relu', params, prefix, x, state);
+  }
 }

@@ -50,6 +50,11 @@ export interface TrainConfig extends ModelConfig {
   /** Feed the model's own word only where it fills the true word's slot (ForwardOptions.samplingSlots). */
   samplingWithinSlots: boolean;
   logEvery: number;
+  /**
+   * Measure gradient flow through time every this many steps, at the start and at the end
+   * (model/train/gradient-flow.ts), as "gradient-flow" records in metrics.jsonl (0: never).
+   */
+  logGradientFlow: number;
   /** Also checkpoint every this many steps (0: at the end of each epoch only). */
   checkpointEvery: number;
   /** Validate and checkpoint every this many epochs (and after the last). */
@@ -100,6 +105,7 @@ export const TRAIN_DEFAULTS = {
   samplingFeed: 'argmax',
   samplingWithinSlots: false,
   logEvery: 10,
+  logGradientFlow: 0,
   checkpointEvery: 0,
   validateEvery: 1,
   valSamples: 4,
@@ -318,6 +324,14 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
     integer: true,
     min: 1,
     describe: 'write a metrics line every N steps',
+  },
+  logGradientFlow: {
+    group: 'checkpoints',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe:
+      "every N steps (and at the first and last) log gradient flow through time on the step's batch: ‖∂L/∂h_t‖ per time step and ‖∂L/∂h‖ of the last word's loss by distance back (0: off)",
   },
 
   wordSubstitutionRates: {

@@ -164,14 +164,21 @@ export class TrainingLoop {
     await batches.return(undefined);
   }
 
-  /** One optimiser step on batch `b` of the epoch; reports progress and, every logEvery steps, a metrics line. */
+  /**
+   * One optimiser step on batch `b` of the epoch; reports progress and, every logEvery steps, a
+   * metrics line; with logGradientFlow, gradient flow on the batch before the first step, every
+   * logGradientFlow steps and after the last.
+   */
   private async trainStep({ batch, pixels }: PixelBatch, b: number): Promise<void> {
     const { config, hooks, state, trainer } = this.parts;
+    if (config.logGradientFlow > 0 && state.step === 0) await this.logGradientFlow(pixels, batch);
     const stats = trainer.step(pixels, batch, state.step, this.totalSteps);
     if (!Number.isFinite(stats.loss)) throw new Error(`training diverged at step ${state.step}: loss ${stats.loss}`);
     state.step += 1;
     state.batchInEpoch = b + 1;
     this.lastLoss = stats.lossPerToken;
+    if (config.logGradientFlow > 0 && (state.step % config.logGradientFlow === 0 || state.step === this.totalSteps))
+      await this.logGradientFlow(pixels, batch);
     this.window.add(stats.tokens, batch.batchSize);
     const { tokensPerSecond, imagesPerSecond } = this.window.rates();
     hooks.progress?.({
@@ -198,6 +205,30 @@ export class TrainingLoop {
       time: new Date().toISOString(),
     });
     this.window.reset();
+  }
+
+  /**
+   * Appends a "gradient-flow" record: the figures of model/train/gradient-flow.ts on `batch` with
+   * the weights after `step` optimiser steps, six significant digits each.
+   */
+  private async logGradientFlow(pixels: Float32Array, batch: Batch): Promise<void> {
+    const { state, trainer, model } = this.parts;
+    const flow = trainer.gradientFlow(pixels, batch);
+    const round = (xs: number[] | undefined) => xs?.map((x) => Number(x.toPrecision(6)));
+    await appendMetrics(this.metricsPath, {
+      type: 'gradient-flow',
+      step: state.step,
+      epoch: state.epoch + 1,
+      cell: model.config.cell,
+      captions: batch.batchSize,
+      steps: flow.steps,
+      hNorm: round(flow.hNorm),
+      ...(flow.cNorm ? { cNorm: round(flow.cNorm) } : {}),
+      lastWordH: round(flow.lastWordH),
+      ...(flow.lastWordC ? { lastWordC: round(flow.lastWordC) } : {}),
+      lastWordCaptions: flow.lastWordCaptions,
+      time: new Date().toISOString(),
+    });
   }
 
   /** Saves the weights, optimiser and position (as config.out's best too when `isBest`). */

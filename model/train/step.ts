@@ -12,6 +12,7 @@ import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
 import { Adam, clipByGlobalNorm } from './optim.ts';
 import { learningRateAt, scheduledSamplingProbability } from './schedules.ts';
 import type { TrainConfig } from './config.ts';
+import { measureGradientFlow, type GradientFlow } from './gradient-flow.ts';
 
 /** What one training step reports. */
 export interface StepStats {
@@ -124,6 +125,18 @@ export class Trainer {
     } finally {
       imgs.dispose();
       toks.dispose();
+    }
+  }
+
+  /** Gradient flow through time on `batch` with the current weights (model/train/gradient-flow.ts). */
+  gradientFlow(images: Float32Array, batch: Batch): GradientFlow {
+    const size = this.model.config.imageSize;
+    const imgs = tf.tensor4d(images, [batch.batchSize, size, size, 3]);
+    const toks = tf.tensor2d(batch.tokens, [batch.batchSize, batch.width], 'int32');
+    try {
+      return measureGradientFlow(this.model, imgs, toks);
+    } finally {
+      tf.dispose([imgs, toks]);
     }
   }
 

@@ -105,6 +105,60 @@ test('--config configs/std.json trains the standard configuration, flags overrid
   assert.equal(config.model.hiddenSize, 512);
 });
 
+test('the lab recipe with --cell irnn --decoder-input none --log-gradient-flow: saved, logged, and drawn by eval', async () => {
+  const out = join(work, 'lab');
+  const run = await runCli([
+    'train',
+    '--config',
+    join(import.meta.dirname, '../../configs/lab/small.json'),
+    ...TINY,
+    '--cell',
+    'irnn',
+    '--decoder-input',
+    'none',
+    '--log-gradient-flow',
+    '2',
+    '--max-steps',
+    '3',
+    '--data',
+    data,
+    '--out',
+    out,
+    '--json',
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const { config } = await readCheckpointConfig(out, 'latest');
+  assert.deepEqual([config.model.cell, config.model.decoderInput, config.train?.logGradientFlow], ['irnn', 'none', 2]);
+  const flow = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { type: string; step: number })
+    .filter((r) => r.type === 'gradient-flow');
+  assert.deepEqual(
+    flow.map((r) => r.step),
+    [0, 2, 3],
+  );
+  const evaluated = await runCli([
+    'eval',
+    '--model',
+    out,
+    '--data',
+    data,
+    '--split',
+    'val',
+    '--beam',
+    '1',
+    '--out',
+    join(out, 'eval'),
+  ]);
+  assert.equal(evaluated.code, 0, evaluated.stderr);
+  const report = await readFile(join(out, 'eval', 'report.html'), 'utf8');
+  assert.ok(
+    report.includes('Gradient of the last word&#39;s loss at earlier states'),
+    'the report draws gradient flow',
+  );
+});
+
 test('bad usage exits 2, unreadable data exits 3, a missing backend exits 4, each with a message naming the problem', async () => {
   const noCommand = await runCli([]);
   assert.equal(noCommand.code, 2);

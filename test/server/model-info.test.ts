@@ -81,6 +81,11 @@ test('the architecture in words: encoder, grid or pooled, the cell, attention or
   assert.match(pooled, /^The CNN backbone mobilenet \(frozen\) reads a 64×64 image into one 128-wide feature vector/);
   assert.match(pooled, /A GRU decoder of 256 units, without attention/);
   assert.doesNotMatch(pooled, /grid|attending|\/srv/);
+  assert.doesNotMatch(pooled, /non-autoregressive/);
+  const lab = (arch: Partial<ModelConfig>) => describeArchitecture({ ...attention, ...arch }, 30, 16, null);
+  assert.match(lab({ cell: 'rnn' }), /A plain RNN \(Elman, tanh\) decoder of 256 units/);
+  assert.match(lab({ cell: 'irnn' }), /An IRNN \(ReLU, recurrent weights started as the identity\) decoder/);
+  assert.match(lab({ decoderInput: 'none' }), /without being fed the word before: each step reads only its position/);
 });
 
 test('the training stages: earlier logs in numeric order, metrics.jsonl last, drawn one after another', async () => {

@@ -421,6 +421,7 @@ describe('native kernels', () => {
       hiddenSize: 10,
       cell: 'lstm',
       featureInput: 'init',
+      decoderInput: 'previous-word',
       maxLength: 5,
       minWordCount: 1,
     };

@@ -75,13 +75,16 @@ async function trainBatch() {
   return { vocab, cache, batch, pixels: cache.batch(batch.imageIds) };
 }
 
-test('a training step reports its figures, applies the clipped gradient, moves every weight and leaks no tensor (LSTM, GRU and attention, with scheduled sampling and word dropout)', async () => {
+test('a training step reports its figures, applies the clipped gradient, moves every weight and leaks no tensor (LSTM, GRU, RNN, IRNN, attention and decoderInput none, with scheduled sampling and word dropout)', async () => {
   const { vocab, cache, batch, pixels } = await trainBatch();
   const targets = countTokens(batch.tokens.filter((_, i) => i % batch.width !== 0));
   const variants = [
     { name: 'lstm', arch: { cell: 'lstm' } },
     { name: 'gru', arch: { cell: 'gru' } },
     { name: 'attention', arch: { cell: 'lstm', encoderPooling: 'grid', featureInput: 'attention' } },
+    { name: 'rnn', arch: { cell: 'rnn' } },
+    { name: 'irnn with attention', arch: { cell: 'irnn', encoderPooling: 'grid', featureInput: 'attention' } },
+    { name: "decoderInput 'none'", arch: { cell: 'gru', decoderInput: 'none' } },
   ] as const;
   for (const { name, arch } of variants) {
     const config = await tinyConfig(data, {

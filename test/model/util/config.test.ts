@@ -27,7 +27,9 @@ test('unknown keys, wrong types, bad choices and ranges are errors naming the ke
   );
   assert.throws(() => run({ hiddenSize: '3' }), /cfg\.json: "hiddenSize" must be a finite number/);
   assert.throws(() => run({ hiddenSize: 2.5 }), /must be an integer/);
-  assert.throws(() => run({ cell: 'rnn' }), /"cell" must be one of lstm, gru/);
+  assert.throws(() => run({ cell: 'elman' }), /"cell" must be one of lstm, gru, rnn, irnn/);
+  assert.equal(run({ cell: 'irnn' }).cell, 'irnn');
+  assert.throws(() => run({ decoderInput: 'word' }), /"decoderInput" must be one of previous-word, none/);
   assert.throws(() => run({ samplingMin: 2 }), /"samplingMin" must be <= 1/);
   assert.throws(() => run({ encoderChannels: [8, 'x'] }), /"encoderChannels\[1\]" must be a finite number/);
   assert.throws(() => run({ resume: 'yes' }), /"resume" must be a boolean/);
