@@ -61,7 +61,7 @@ test('specMarkdown: every training setting once, in a table under its group, as 
     const where = sections.filter((s) => row.test(s)).map((s) => s.split('\n')[0]);
     assert.deepEqual(where, [TRAIN_GROUPS.find((g) => g.key === field.group)!.title], key);
   }
-  assert.match(md, /^\| `--cell` \| `"lstm"` \| recurrent cell \(lstm, gru\) \|$/m);
+  assert.match(md, /^\| `--cell` \| `"lstm"` \| recurrent cell: .* \(lstm, gru, rnn, irnn\) \|$/m);
   const piped = specMarkdown({ a: { type: 'string', describe: 'x|y', group: 'g' } }, { a: '' }, [
     { key: 'g', title: 'G', describe: 'a group' },
   ]);
