@@ -19,73 +19,8 @@ import {
 } from '../../../model/runtime/native.ts';
 import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
 import { binaryPlan } from '../../../model/runtime/kernels/binary.ts';
-import { Rng } from '../../../model/util/rng.ts';
+import { assertClose, assertServedNatively, onBoth, rand, testRng } from '../../helpers/native-compare.ts';
 import { SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
-
-let rng = new Rng(12345);
-let seed = 1;
-
-function rand(shape: number[], scale = 1): tf.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(
-    Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale),
-    shape,
-  );
-}
-
-/** Runs `fn` on the JS kernels, then on the native ones; returns both outputs as arrays. */
-function onBoth(fn: () => tf.Tensor | tf.Tensor[]): { js: Float32Array[]; native: Float32Array[]; shapes: number[][] } {
-  const run = () =>
-    tf.tidy(() => {
-      const out = fn();
-      return (Array.isArray(out) ? out : [out]).map((t) => ({
-        values: Float32Array.from(t.dataSync()),
-        shape: t.shape,
-      }));
-    });
-  // Inputs drawn inside `fn` must be the same on both runs.
-  const runSeed = seed++;
-  disableNativeKernels();
-  rng = new Rng(runSeed);
-  const js = run();
-  assert.ok(enableNativeKernels().enabled, 'native kernels should be on');
-  rng = new Rng(runSeed);
-  const native = run();
-  assert.deepEqual(
-    native.map((o) => o.shape),
-    js.map((o) => o.shape),
-  );
-  return { js: js.map((o) => o.values), native: native.map((o) => o.values), shapes: js.map((o) => o.shape) };
-}
-
-function assertClose(fn: () => tf.Tensor | tf.Tensor[], label: string, tolerance = 1e-4): void {
-  const { js, native } = onBoth(fn);
-  js.forEach((ref, i) => {
-    const got = native[i]!;
-    let maxRef = 0;
-    let maxDiff = 0;
-    for (let j = 0; j < ref.length; j++) {
-      if (!Number.isNaN(ref[j]!)) maxRef = Math.max(maxRef, Math.abs(ref[j]!));
-      const d = Math.abs(got[j]! - ref[j]!);
-      maxDiff = Number.isNaN(d)
-        ? Number.isNaN(got[j]!) && Number.isNaN(ref[j]!)
-          ? maxDiff
-          : Infinity
-        : Math.max(maxDiff, d);
-    }
-    assert.ok(
-      maxDiff <= tolerance * Math.max(maxRef, 1e-30),
-      `${label} [output ${i}]: max diff ${maxDiff} vs max |ref| ${maxRef}`,
-    );
-  });
-}
-
-/** Asserts that each kernel named served calls natively since the last check (no silent fallback). */
-function assertServedNatively(...kernels: string[]): void {
-  const counts = nativeCallCounts(true);
-  for (const k of kernels)
-    assert.ok((counts[k] ?? 0) > 0, `${k} never ran natively (calls: ${JSON.stringify(counts)})`);
-}
 
 describe('native kernels', () => {
   before(async () => {
@@ -427,7 +362,7 @@ describe('native kernels', () => {
     const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
     const model = await Captioner.create(config, vocab, 3);
     const images = tf.tensor4d(
-      Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => rng.next()),
+      Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => testRng().next()),
       [3, 16, 16, 3],
     );
     const tokens = tf.tensor2d(
