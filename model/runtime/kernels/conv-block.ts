@@ -13,7 +13,7 @@
  *
  * attrs: `strides`, `pad` (the convolution's), `poolSize`, `poolStrides`, `poolPad`.
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { opCode, type NativeAddon } from './addon.ts';
 import { convGeometry, float32Kernel, size, type NativeKernels } from './common.ts';
 import { convInfo } from './conv.ts';

@@ -9,7 +9,7 @@
  * attrs: `pad` (a target that adds nothing), `labelSmoothing` α, `scale` (the loss's factor,
  * 1/batch for maskedSequenceLoss).
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.ts';
 import { float32Values, size, type CpuBackend, type NativeKernels } from './common.ts';
 

@@ -11,12 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { maskedSequenceLoss } from '../../../model/train/loss.ts';
-import {
-  disableNativeKernels,
-  enableNativeKernels,
-  loadNativeAddon,
-  nativeCallCounts,
-} from '../../../model/runtime/native.ts';
+import { disableNativeKernels, enableNativeKernels, loadNativeAddon } from '../../../model/runtime/native.ts';
 import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
 import { binaryPlan } from '../../../model/runtime/kernels/binary.ts';
 import { assertClose, assertServedNatively, onBoth, rand, testRng } from '../../helpers/native-compare.ts';
@@ -178,7 +173,7 @@ describe('native kernels', () => {
     assertServedNatively('MaxPool', 'MaxPoolGrad');
   });
 
-  test('UnsortedSegmentSum and the gather gradient', () => {
+  test('UnsortedSegmentSum, the gather gradient, and GatherV2', () => {
     const x = rand([10, 3, 4]);
     const ids = tf.tensor1d([0, 2, 2, 5, 1, 0, 5, 5, 3, 2], 'int32');
     assertClose(() => tf.unsortedSegmentSum(x, ids, 7), 'segment sum');
@@ -187,6 +182,14 @@ describe('native kernels', () => {
     const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, idx), rand([6, 5]))));
     assertClose(() => g(table), 'gather gradient');
     assertServedNatively('UnsortedSegmentSum');
+    // GatherV2: rows of an embedding by a [batch, steps] id matrix, along a middle axis, int32 values
+    const idMatrix = tf.tensor2d([3, 0, 11, 3, 7, 7], [2, 3], 'int32');
+    assertClose(() => tf.gather(table, idMatrix), 'gather rows by an id matrix');
+    assertClose(() => tf.gather(rand([2, 12, 3]), tf.tensor1d([5, 0, 11], 'int32'), 1), 'gather along axis 1');
+    assertClose(() => tf.gather(tf.range(0, 24, 1, 'int32').reshape([12, 2]), idx).toFloat(), 'gather int32');
+    assertServedNatively('GatherV2');
+    // An index outside the axis is the JavaScript kernel's, which says so.
+    assert.throws(() => tf.gather(table, tf.tensor1d([12], 'int32')).dataSync());
   });
 
   test('elementwise ops with each broadcast form', () => {
