@@ -46,6 +46,8 @@ export interface AppDeps {
 
 const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+/** The caption-as-a-sentence module the page's script shares with the server (model/text/sentence.js). */
+const SENTENCE_MODULE = fileURLToPath(new URL('../model/text/sentence.js', import.meta.url));
 
 /** The routers' shared context: limits and defaults checked, the decode budget, the model's card. */
 function appContext(deps: AppDeps): AppContext {
@@ -81,6 +83,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(countRequests(ctx.metrics));
   app.use(guardHost(deps.hosts ?? hostPolicy('127.0.0.1')));
   app.use(STATIC_PREFIX, express.static(PUBLIC_DIR, { index: false, maxAge: '1h', fallthrough: true }));
+  app.get(`${STATIC_PREFIX}/sentence.js`, (_req, res, next) =>
+    res.sendFile(SENTENCE_MODULE, { maxAge: '1h' }, (err?: Error) => {
+      if (err) next(err);
+    }),
+  );
   app.use(pagesRouter(ctx));
   app.use(captionApiRouter(ctx));
   app.use(opsRouter(ctx));

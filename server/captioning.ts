@@ -14,6 +14,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import multer from 'multer';
 import type { DecodeOptions } from '../model/decode/options.ts';
+import { toSentence } from '../model/text/sentence.js';
 import type { AppContext } from './context.ts';
 import { parseDecodeOptions, type FieldSource } from './decode-options.ts';
 import { BadRequestError, CancelledError, HttpError, TooLargeError } from './errors.ts';
@@ -163,11 +164,14 @@ export function captionJson(ctx: AppContext, outcome: CaptionOutcome, options: D
   const { result } = outcome;
   return {
     caption: result.caption,
+    /** The caption for people (model/text/sentence.js); `caption` and `words` keep the model's tokens. */
+    sentence: toSentence(result.words),
     words: result.words,
     wordProbs: result.wordProbs,
     logProb: result.logProb,
     nbest: (result.nbest ?? [{ caption: result.caption, logProb: result.logProb }]).map((h) => ({
       ...h,
+      sentence: toSentence(h.caption.split(' ').filter(Boolean)),
       prob: Math.exp(h.logProb),
     })),
     model: ctx.modelName,

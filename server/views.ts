@@ -34,6 +34,9 @@ export function handlebarsEngine(
   hbs.registerHelper('percent', (p: unknown) => (typeof p === 'number' ? formatPercent(p) : ''));
   hbs.registerHelper('json', (v: unknown) => JSON.stringify(v, null, 2));
   hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+  hbs.registerHelper('gt', (a: unknown, b: unknown) => typeof a === 'number' && typeof b === 'number' && a > b);
+  hbs.registerHelper('count', (v: unknown) => (typeof v === 'number' ? v.toLocaleString('en') : ''));
+  hbs.registerHelper('plural', (n: unknown, word: unknown) => `${String(word)}${n === 1 ? '' : 's'}`);
 
   const cache = new Map<string, Template>();
   const template = (path: string): Template => {

@@ -4,7 +4,8 @@
  * appending each line whole). A kill during an append can leave the last line cut short: that
  * line, and only that one, is dropped. Any other line that is not a record is an error.
  */
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CheckpointError } from './checkpoint.ts';
 import { ifExists, writeFileAtomic } from './fsutil.ts';
 
@@ -72,4 +73,45 @@ export async function appendMetrics(path: string, record: Readonly<Record<string
 export async function truncateMetrics(path: string, step: number): Promise<void> {
   const kept = (await readMetricsLog(path)).filter((r) => r.step <= step);
   await writeFileAtomic(path, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+}
+
+/** The training log of one stage a model went through. */
+export interface TrainingStage {
+  /** "stage 1", …; the model's own metrics.jsonl is the last stage. */
+  name: string;
+  /** The log's file name inside the model directory. */
+  file: string;
+  records: MetricsRecord[];
+}
+
+/** A log of an earlier stage kept beside the model's own: metrics-stage1.jsonl, metrics-pretrain.jsonl. */
+const STAGE_FILE = /^metrics-(.+)\.jsonl$/;
+
+/**
+ * The training logs of every stage a model went through, in the order it went through them. A
+ * model fine-tuned from another (`--init-from`) has in its own metrics.jsonl only its last run;
+ * the logs of the runs before it are kept beside it as metrics-NAME.jsonl (models/default has
+ * metrics-stage1.jsonl … metrics-stage4.jsonl), ordered by NAME with numbers compared as numbers,
+ * and metrics.jsonl comes last. Each is read by `readMetricsLog`; a stage with no records is left
+ * out. Stages named "stageN" are shown as "stage N", and metrics.jsonl after stages 1…k as
+ * "stage k+1" (else "last stage"; "training" when it is the only log).
+ */
+export async function readTrainingStages(modelDir: string): Promise<TrainingStage[]> {
+  const names = (await ifExists(readdir(modelDir))) ?? [];
+  const earlier = names
+    .filter((n) => STAGE_FILE.test(n))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
+    .map((file) => ({ file, label: STAGE_FILE.exec(file)![1]! }));
+  const numbered = earlier.every((s, i) => s.label === `stage${i + 1}`);
+  const stages: TrainingStage[] = [];
+  for (const { file, label } of earlier) {
+    const records = await readMetricsLog(join(modelDir, file));
+    if (records.length) stages.push({ name: label.replace(/^stage(\d+)$/, 'stage $1'), file, records });
+  }
+  const own = await readMetricsLog(join(modelDir, METRICS_FILE));
+  if (own.length) {
+    const name = earlier.length === 0 ? 'training' : numbered ? `stage ${earlier.length + 1}` : 'last stage';
+    stages.push({ name, file: METRICS_FILE, records: own });
+  }
+  return stages;
 }

@@ -49,7 +49,7 @@ const CLITIC = /^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$/;
 const BARE_CLITIC = /^(n't|'s|'re|'ve|'ll|'d|'m)$/;
 
 /** Words PTB splits in two: "cannot" → "can not", "gonna" → "gon na" (PTB3 assimilations). */
-const ASSIMILATIONS: ReadonlyMap<string, readonly string[]> = new Map([
+export const ASSIMILATIONS: ReadonlyMap<string, readonly string[]> = new Map([
   ['cannot', ['can', 'not']],
   ['gonna', ['gon', 'na']],
   ['gotta', ['got', 'ta']],

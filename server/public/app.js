@@ -6,6 +6,7 @@
 // An ES module (layout.hbs loads it with type="module"; deferred like any module script).
 
 import { formatPercent } from './percent.js';
+import { sentenceParts } from './sentence.js';
 
 const form = document.getElementById('caption-form');
 const input = document.getElementById('image-input');
@@ -18,6 +19,7 @@ const nbestList = document.getElementById('nbest');
 const answered = document.getElementById('answered');
 const strategy = document.getElementById('strategy');
 const beamWidth = document.getElementById('beam-width');
+const announcer = document.getElementById('announce');
 
 let running = null; // the AbortController of the request in flight
 let previewUrl = null;
@@ -35,29 +37,35 @@ function shade(prob) {
   return `c${Math.max(0, Math.min(10, Math.round(prob * 10)))}`;
 }
 
-function wordSpan(word, prob) {
+function wordSpan(text, prob) {
   const span = document.createElement('span');
   span.className = prob === undefined ? 'word pending' : `word ${shade(prob)}`;
-  span.textContent = word;
+  span.textContent = text;
   if (prob !== undefined) span.title = `p = ${prob.toFixed(3)}`;
   return span;
 }
 
-function showWords(words, probs) {
+/**
+ * Draws the caption as a sentence (model/text/sentence.js, as the server renders it without
+ * JavaScript): a span per word, shaded by its probability when known; the final period once
+ * `complete`.
+ */
+function showWords(words, probs, complete = false) {
   captionLine.replaceChildren();
-  words.forEach((w, i) => {
-    captionLine.append(wordSpan(w, probs ? probs[i] : undefined), ' ');
-  });
+  for (const part of sentenceParts(words, complete)) {
+    if (part.space) captionLine.append(' ');
+    captionLine.append(part.word === null ? part.text : wordSpan(part.text, probs?.[part.word]));
+  }
 }
 
 function showResult(r) {
-  showWords(r.words, r.wordProbs);
+  showWords(r.words, r.wordProbs, true);
   nbestList.replaceChildren();
   for (const h of r.nbest) {
     const li = document.createElement('li');
     const cap = document.createElement('span');
     cap.className = 'alt-caption';
-    cap.textContent = h.caption;
+    cap.textContent = h.sentence;
     const prob = document.createElement('span');
     prob.className = 'alt-prob';
     prob.textContent = formatPercent(h.prob);
@@ -71,7 +79,14 @@ function showResult(r) {
   statusLine.textContent = `Done in ${r.timing.decodeMs} ms${r.timing.queueMs > 5 ? ` (after ${r.timing.queueMs} ms in the queue)` : ''}.`;
   statusLine.classList.remove('error');
   captionLine.dataset.state = 'done';
+  captionLine.removeAttribute('aria-busy');
+  announce(`Caption: ${r.sentence}`);
   setAnswered(r.model, r.backend, r.options.strategy);
+}
+
+/** Says `text` to screen readers (the polite live region): the finished caption, or what went wrong. */
+function announce(text) {
+  announcer.textContent = text;
 }
 
 function setAnswered(model, backend, how) {
@@ -88,6 +103,8 @@ function showError(message) {
   statusLine.textContent = message;
   statusLine.classList.add('error');
   captionLine.dataset.state = 'error';
+  captionLine.removeAttribute('aria-busy');
+  announce(message);
 }
 
 /** Splits an SSE byte stream into {event, data} records (https://html.spec.whatwg.org/#event-stream-interpretation). */
@@ -123,6 +140,10 @@ async function caption(file) {
   preview.hidden = false;
   captionLine.replaceChildren();
   captionLine.dataset.state = 'running';
+  captionLine.setAttribute('aria-busy', 'true');
+  announce('');
+  const words = [];
+  const probs = [];
   alternatives.hidden = true;
   answered.replaceChildren();
   statusLine.classList.remove('error');
@@ -145,7 +166,9 @@ async function caption(file) {
         statusLine.textContent = 'Writing…';
         setAnswered(data.model, data.backend, data.options.strategy);
       } else if (event === 'word') {
-        captionLine.append(wordSpan(data.word, data.prob), ' ');
+        words[data.index] = data.word;
+        probs[data.index] = data.prob;
+        showWords(words, probs);
         await nextFrame();
       } else if (event === 'hypothesis') {
         showWords(data.words);
@@ -166,32 +189,39 @@ function useFile(file) {
   caption(file);
 }
 
-form.addEventListener('submit', (e) => {
-  e.preventDefault();
-  if (input.files[0]) useFile(input.files[0]);
-  else showError('Choose an image first.');
-});
-input.addEventListener('change', () => useFile(input.files[0]));
-for (const type of ['dragenter', 'dragover']) {
-  dropZone.addEventListener(type, (e) => {
+/** Wires the upload form: choose, drop or paste an image. */
+function wireForm() {
+  form.addEventListener('submit', (e) => {
     e.preventDefault();
-    dropZone.classList.add('dragging');
+    if (input.files[0]) useFile(input.files[0]);
+    else showError('Choose an image first.');
+  });
+  input.addEventListener('change', () => useFile(input.files[0]));
+  for (const type of ['dragenter', 'dragover']) {
+    dropZone.addEventListener(type, (e) => {
+      e.preventDefault();
+      dropZone.classList.add('dragging');
+    });
+  }
+  for (const type of ['dragleave', 'drop'])
+    dropZone.addEventListener(type, () => dropZone.classList.remove('dragging'));
+  dropZone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer?.files[0];
+    if (file) {
+      input.files = e.dataTransfer.files;
+      useFile(file);
+    }
+  });
+  document.addEventListener('paste', (e) => {
+    const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+    const file = item?.getAsFile();
+    if (file) {
+      e.preventDefault();
+      useFile(file);
+    }
   });
 }
-for (const type of ['dragleave', 'drop']) dropZone.addEventListener(type, () => dropZone.classList.remove('dragging'));
-dropZone.addEventListener('drop', (e) => {
-  e.preventDefault();
-  const file = e.dataTransfer?.files[0];
-  if (file) {
-    input.files = e.dataTransfer.files;
-    useFile(file);
-  }
-});
-document.addEventListener('paste', (e) => {
-  const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file' && i.type.startsWith('image/'));
-  const file = item?.getAsFile();
-  if (file) {
-    e.preventDefault();
-    useFile(file);
-  }
-});
+
+// layout.hbs loads this script on every page; only the upload page has the form.
+if (form) wireForm();

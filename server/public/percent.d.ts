@@ -1,2 +1,2 @@
 /** Types of percent.js (a plain ES module, so that the browser runs the same file). */
-export function formatPercent(p: number): string;
+export function formatPercent(p: number, digits?: number): string;

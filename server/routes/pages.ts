@@ -4,6 +4,7 @@
  * does.
  */
 import { Router } from 'express';
+import { sentenceParts } from '../../model/text/sentence.js';
 import { captionJson, captionRoute, decodeImage, readUpload, runCaption, type CaptionJson } from '../captioning.ts';
 import { pageData, ROUTES, type AppContext } from '../context.ts';
 import { describeModel } from '../model-info.ts';
@@ -47,13 +48,17 @@ export function pagesRouter(ctx: AppContext): Router {
   return router;
 }
 
-/** The view model of a result: words with their confidence shade (0–10, see style.css). */
+/**
+ * The view model of a result: the caption as the pieces of a sentence (model/text/sentence.js),
+ * each word with its confidence shade (0–10, see style.css).
+ */
 function resultView(json: CaptionJson) {
   return {
     ...json,
-    words: json.words.map((word, i) => {
-      const prob = json.wordProbs[i] ?? 0;
-      return { word, prob, shade: Math.max(0, Math.min(10, Math.round(prob * 10))) };
+    parts: sentenceParts(json.words).map((part) => {
+      if (part.word === null) return { ...part, isWord: false };
+      const prob = json.wordProbs[part.word] ?? 0;
+      return { ...part, isWord: true, prob, shade: Math.max(0, Math.min(10, Math.round(prob * 10))) };
     }),
   };
 }

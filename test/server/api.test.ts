@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { RunningServer } from '../../server/listen.ts';
 import { form, image, pngHeaderClaiming, readSse, serve, trainServerModel, type TrainedModel } from './helpers.ts';
+import { toSentence } from '../../model/text/sentence.js';
 
 let model: TrainedModel;
 let server: RunningServer;
@@ -41,10 +42,11 @@ const post = (path: string, body: FormData, headers: Record<string, string> = {}
 
 interface CaptionJson {
   caption: string;
+  sentence: string;
   words: string[];
   wordProbs: number[];
   logProb: number;
-  nbest: { caption: string; logProb: number; prob: number }[];
+  nbest: { caption: string; sentence: string; logProb: number; prob: number }[];
   model: string;
   backend: string;
   image: { format: string; width: number; height: number };
@@ -67,6 +69,10 @@ test('POST /api/captions captions a PNG: words from the vocabulary, probabilitie
   const r = (await res.json()) as CaptionJson;
   assert.ok(r.words.length >= 1 && r.words.length <= 6, r.caption);
   assert.equal(r.caption, r.words.join(' '));
+  // The tokens stay as the model wrote them; the sentence is for people.
+  assert.equal(r.sentence, toSentence(r.words));
+  assert.equal(r.sentence, `${r.caption[0]!.toUpperCase()}${r.caption.slice(1)}.`);
+  for (const h of r.nbest) assert.equal(h.sentence, toSentence(h.caption.split(' ')));
   for (const w of r.words) assert.ok(vocab.has(w), `"${w}" is in the vocabulary`);
   assert.equal(r.wordProbs.length, r.words.length);
   for (const p of r.wordProbs) assert.ok(p > 0 && p <= 1, String(p));
@@ -388,9 +394,18 @@ test('the model page shows the configuration, the data set, the training curves 
   assert.match(html, /Decoding<\/dt><dd>plain by default; <code>language-prior.json<\/code> allows anti-LM/);
   assert.match(html, /<figcaption>Loss per token<\/figcaption>/);
   assert.match(html, /<path d="M[\d.]+,[\d.]+( L[\d.]+,[\d.]+){4,}"/, 'a training-loss curve with the logged steps');
-  assert.match(html, /<code>eval-val\/metrics.json: val \(beam search, width 3\)<\/code>/);
-  assert.match(html, /<tr><th>CIDEr-D<\/th><td>1.5<\/td><\/tr>/);
-  assert.match(html, /<tr><th>images<\/th><td>2<\/td><\/tr>/);
+  assert.match(
+    html,
+    /<caption>Decoded by beam search, width 3 <span class="hint">\(<code>eval-val\/metrics.json<\/code>\)/,
+  );
+  assert.match(html, /<th scope="col">val<\/th>/);
+  assert.match(html, /<tr><th scope="row">CIDEr-D<\/th><td>1.50<\/td><\/tr>/);
+  assert.match(html, /<tr><th scope="row">images<\/th><td>2<\/td><\/tr>/);
+  // The architecture in words: the tiny model has no attention.
+  assert.match(
+    html,
+    /<dt>Architecture<\/dt><dd>A CNN of \d convolution blocks [^<]* decoder of 32 units, without attention/,
+  );
   assert.doesNotMatch(html, /perImage/);
 });
 

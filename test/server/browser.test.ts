@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import type { RunningServer } from '../../server/listen.ts';
+import { toSentence } from '../../model/text/sentence.js';
 import { formatPercent } from '../../server/views.ts';
 import { form, image, serve, trainServerModel, type TrainedModel } from './helpers.ts';
 
@@ -47,13 +48,13 @@ after(async () => {
   await model?.cleanup();
 });
 
-/** The greedy caption of `png` from the JSON API, to compare the page against. */
-async function apiCaption(): Promise<string> {
+/** The greedy caption of `png` from the JSON API (its tokens and its sentence), to compare the page against. */
+async function apiCaption(): Promise<{ caption: string; sentence: string }> {
   const res = await fetch(`${server.url}/api/captions`, {
     method: 'POST',
     body: form(png, 'x.png', 'image/png', { strategy: 'greedy' }),
   });
-  return ((await res.json()) as { caption: string }).caption;
+  return (await res.json()) as { caption: string; sentence: string };
 }
 
 test('upload through the page: the preview shows and the caption streams in word by word', { skip }, async () => {
@@ -78,7 +79,11 @@ test('upload through the page: the preview shows and the caption streams in word
   await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
 
   const words = await page.$$eval('#caption .word', (els) => els.map((e) => e.textContent ?? ''));
-  assert.equal(words.join(' '), await apiCaption());
+  const expected = await apiCaption();
+  // One span per token, and the caption shown as the API's sentence: "A blue triangle."
+  assert.equal(words.join(' ').toLowerCase(), expected.caption);
+  assert.equal(((await page.textContent('#caption')) ?? '').trim(), expected.sentence);
+  assert.match(expected.sentence, /^[A-Z].*\.$/);
   assert.ok(words.length >= 2, `a caption of several words to watch arrive: "${words.join(' ')}"`);
   const snapshots = await page.evaluate(() => (window as unknown as { snapshots: string[][] }).snapshots);
   const counts = snapshots.map((s) => s.length).filter((n, i, a) => n > 0 && n !== a[i - 1]);
@@ -118,6 +123,16 @@ test('beam search on the page lists the alternatives with their probabilities', 
     return vs.map(pagePercent);
   }, values);
   assert.deepEqual(shown, values.map(formatPercent));
+  // And captions as sentences with the module the server uses (model/text/sentence.js).
+  const captions = [['a', 'dog', "'s", 'ball'], ['-lrb-', 'a', 'cat', '-rrb-'], ['i', "'m", 'here'], []];
+  const sentences = await page.evaluate(async (cs) => {
+    const url = '/static/sentence.js';
+    const { toSentence: pageSentence } = (await import(url)) as { toSentence: (w: string[]) => string };
+    return cs.map(pageSentence);
+  }, captions);
+  assert.deepEqual(sentences, captions.map(toSentence));
+  const altSentences = await page.$$eval('#nbest .alt-caption', (els) => els.map((e) => e.textContent ?? ''));
+  for (const a of altSentences) assert.match(a, /^[A-Z].*\.$/, 'each alternative shown as a sentence');
   await page.close();
 });
 
@@ -125,7 +140,7 @@ test('drop an image on the page, or paste one', { skip }, async () => {
   const page = await browser.newPage();
   await page.goto(server.url);
   await page.selectOption('#strategy', 'greedy');
-  const expected = await apiCaption();
+  const expected = (await apiCaption()).sentence;
   for (const how of ['drop', 'paste'] as const) {
     await page.evaluate(
       ({ bytes, how }) => {
@@ -167,8 +182,7 @@ test('with JavaScript off, the form posts and the page shows the finished captio
   await page.selectOption('#strategy', 'greedy');
   await page.setInputFiles('#image-input', { name: 'disc.png', mimeType: 'image/png', buffer: png });
   await Promise.all([page.waitForNavigation(), page.click('#submit')]);
-  const words = await page.$$eval('#caption .word', (els) => els.map((e) => e.textContent ?? ''));
-  assert.equal(words.join(' '), await apiCaption());
+  assert.equal(((await page.textContent('#caption')) ?? '').trim(), (await apiCaption()).sentence);
   assert.match((await page.getAttribute('#preview', 'src')) ?? '', /^data:image\/jpeg;base64,/);
   await context.close();
 });

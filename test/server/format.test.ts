@@ -16,6 +16,14 @@ test('formatPercent: one decimal, none near 100 %, two significant digits below 
   assert.equal(formatPercent(0), '0%');
 });
 
+test('formatPercent with digits: a rate with exactly that many decimals, never rounded up to 100 %', () => {
+  assert.equal(formatPercent(0.965027700831025, 1), '96.5%');
+  assert.equal(formatPercent(0.998, 1), '99.8%');
+  assert.equal(formatPercent(1, 1), '100.0%');
+  assert.equal(formatPercent(0, 1), '0.0%');
+  assert.equal(formatPercent(0.8281893004115226, 2), '82.82%');
+});
+
 test('lossRaisedBy names every setting that raises the logged training loss above plain cross-entropy', () => {
   const saved = (train: Record<string, number | string>) =>
     ({ model: {}, train, versions: {} }) as unknown as SavedConfig;

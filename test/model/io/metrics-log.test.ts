@@ -11,6 +11,7 @@ import {
   appendMetrics,
   parseMetricsLog,
   readMetricsLog,
+  readTrainingStages,
   truncateMetrics,
 } from '../../../model/io/metrics-log.ts';
 
@@ -68,4 +69,37 @@ test('append → read round trip, and truncate keeps the records up to a step, b
   assert.equal(await readFile(path, 'utf8'), written.split('\n').slice(0, 2).join('\n') + '\n');
   await truncateMetrics(join(dir, 'run', 'absent.jsonl'), 5);
   assert.equal(await readFile(join(dir, 'run', 'absent.jsonl'), 'utf8'), '', 'no log: an empty one');
+});
+
+test('the stages a model went through: metrics-NAME.jsonl in numeric order, then metrics.jsonl', async () => {
+  const stagesDir = await mkdtemp(join(tmpdir(), 'captioner-stages-'));
+  try {
+    const line = (step: number) => JSON.stringify({ ...STEP, step }) + '\n';
+    for (const n of [10, 2, 1]) await writeFile(join(stagesDir, `metrics-stage${n}.jsonl`), line(n));
+    await writeFile(join(stagesDir, METRICS_FILE), line(99) + '{"type":"st'); // its last line cut short
+    await writeFile(join(stagesDir, 'metrics-empty.jsonl'), '');
+    const stages = await readTrainingStages(stagesDir);
+    // stage10 after stage2 (numbers as numbers); the earlier logs are not stage1…stagek, so the
+    // model's own log is the "last stage"; an empty log is no stage; the cut-short line is dropped.
+    assert.deepEqual(
+      stages.map((s) => [s.name, s.file, s.records.map((r) => r.step)]),
+      [
+        ['stage 1', 'metrics-stage1.jsonl', [1]],
+        ['stage 2', 'metrics-stage2.jsonl', [2]],
+        ['stage 10', 'metrics-stage10.jsonl', [10]],
+        ['last stage', METRICS_FILE, [99]],
+      ],
+    );
+    // A broken line in an earlier stage's log is an error naming it, as in metrics.jsonl.
+    await writeFile(join(stagesDir, 'metrics-stage2.jsonl'), 'not json\n' + line(2));
+    await assert.rejects(readTrainingStages(stagesDir), (err: Error) => {
+      assert.ok(err instanceof MetricsLogError);
+      assert.match(err.message, /metrics-stage2\.jsonl:1: not a JSON line/);
+      return true;
+    });
+    // No logs at all: no stages.
+    assert.deepEqual(await readTrainingStages(join(stagesDir, 'missing')), []);
+  } finally {
+    await rm(stagesDir, { recursive: true, force: true });
+  }
 });
