@@ -259,11 +259,10 @@ export class Captioner {
     const next = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
     // the word is read off the state and, with attention, what it looked at
     const readout = context ? tf.concat([next.h, context], 1) : next.h;
-    const logits = tf.fused.matMul({
-      a: readout,
-      b: this.p('decoder/output/kernel'),
-      bias: this.p('decoder/output/bias'),
-    }) as tf.Tensor2D; // the product and its bias in one kernel
+    const logits = tf.add(
+      tf.matMul(readout, this.p('decoder/output/kernel')),
+      this.p('decoder/output/bias'),
+    ) as tf.Tensor2D;
     return attended ? { logits, state: next, attention: attended.weights } : { logits, state: next };
   }
 
