@@ -29,8 +29,9 @@ function run(
   if (!hasFusedCell(cell) || (cell === 'lstm' && !state.c)) return null;
   const [batch, steps, input] = xs.shape;
   const width = weights.recurrent.shape[1];
+  // Two kernels (tf.fused.matMul's own reshapes would add four more to every decoding step).
   const xw = tf.reshape(
-    tf.fused.matMul({ a: tf.reshape(xs, [batch * steps, input]), b: weights.kernel, bias: weights.bias }),
+    tf.add(tf.matMul(tf.reshape(xs, [batch * steps, input]) as tf.Tensor2D, weights.kernel), weights.bias),
     [batch, steps, width],
   ) as tf.Tensor3D; // [batch, steps, G·H]
   if (cell === 'lstm') return lstmSequence(xw, state.h, state.c!, weights.recurrent);
