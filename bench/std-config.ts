@@ -3,7 +3,10 @@
  * it: the recipe configs/std.json over the training defaults, so that the bench, `captioner train
  * --config configs/std.json` and the docs share one source.
  */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readCheckpointConfig } from '../model/io/checkpoint.ts';
 import { MODEL_KEYS, checkModelConfig, type ModelConfig } from '../model/nn/captioner.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from '../model/train/config.ts';
 import { pick, readConfigFile, resolveConfig } from '../model/util/config.ts';
@@ -43,4 +46,34 @@ export function stdFlops(
   const step = 2 * (config.embeddingSize + H) * 4 * H + 2 * H * vocab;
   const forward = conv + head + config.maxLength * step;
   return { forward, train: 3 * forward, beam: conv + head + config.maxLength * beamWidth * step };
+}
+
+/** The bundled model's directory (models/default). */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../models/default', import.meta.url));
+
+/**
+ * The bundled model's architecture and the training settings that shape a step's work (batch
+ * size, clipping, label smoothing), read from its checkpoint's saved configuration, with its
+ * vocabulary size: what `npm run bench -- --config default` times. The data-dependent settings
+ * (word substitution) are left off: the bench has no captions to read word slots from.
+ */
+export async function readDefaultModelConfig(
+  dir = DEFAULT_MODEL_DIR,
+): Promise<{ train: TrainConfig; model: ModelConfig; vocabSize: number }> {
+  const { dir: ckpt, config } = await readCheckpointConfig(dir);
+  const saved = config.train as Partial<TrainConfig>;
+  const train = resolveConfig<TrainConfig>(TRAIN_DEFAULTS, TRAIN_SPEC, [
+    {
+      source: `${ckpt}/config.json`,
+      values: {
+        ...config.model,
+        batchSize: saved.batchSize,
+        learningRate: saved.learningRate,
+        clipNorm: saved.clipNorm,
+        labelSmoothing: saved.labelSmoothing,
+      },
+    },
+  ]);
+  const vocab = JSON.parse(await readFile(join(ckpt, 'vocab.json'), 'utf8')) as { words: string[] };
+  return { train, model: config.model, vocabSize: vocab.words.length };
 }

@@ -8,7 +8,8 @@
  *   npm run bench                      # a table on stdout, logs on stderr
  *   npm run bench -- --json            # one JSON object on stdout
  *   npm run bench -- --backend cpu     # or CAPTIONER_BACKEND; CAPTIONER_NATIVE=0 for pure JS
- *   npm run bench -- --profile         # also the kernel times of one training step
+ *   npm run bench -- --profile         # also the kernel calls and times of one training step and caption
+ *   npm run bench -- --config default  # also the bundled model's architecture (models/default)
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -18,7 +19,9 @@ import { beamSearch, greedyDecode } from '../model/decode/decode.ts';
 import { nativeStatus } from '../model/runtime/native.ts';
 import { Trainer } from '../model/train/trainer.ts';
 import { END, SPECIAL_TOKENS, START, Vocabulary } from '../model/text/vocab.ts';
-import { readStdConfig, stdFlops } from './std-config.ts';
+import { readDefaultModelConfig, readStdConfig, stdFlops } from './std-config.ts';
+import type { ModelConfig } from '../model/nn/captioner.ts';
+import type { TrainConfig } from '../model/train/config.ts';
 
 const VOCAB = 1000;
 const BEAM = 3;
@@ -33,6 +36,9 @@ export interface StdBenchResult {
   greedy_b1_ms: number;
   greedy_b32_captions_per_s: number;
   beam3_b1_ms: number;
+  /** With --config default: the bundled model's architecture (models/default) at its batch size. */
+  train_images_per_s_default?: number;
+  greedy_b1_ms_default?: number;
 }
 
 function median(xs: number[]): number {
@@ -76,6 +82,59 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
+/** A model of `config` with a synthetic vocabulary of `vocabSize`, its trainer and a batch to time them on. */
+async function benchSetup(model: ModelConfig, train: TrainConfig, vocabSize: number) {
+  const vocab = syntheticVocabulary(vocabSize);
+  const captioner = await Captioner.create(model, vocab, 1);
+  // <end> can never win, so every greedy caption runs all maxLength steps, as the peer's
+  // fixed-length loop does, and the work timed does not depend on the random weights.
+  const outputBias = captioner.namedWeights()['decoder/output/bias']!;
+  tf.tidy(() => outputBias.assign(tf.tensor1d(Array.from({ length: vocabSize }, (_, i) => (i === END ? -1e9 : 0)))));
+  const trainer = new Trainer(captioner, train);
+  const { batchSize } = train;
+  const size = model.imageSize;
+  const images = Float32Array.from({ length: batchSize * size * size * 3 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
+  const width = model.maxLength + 1;
+  const tokens = randomInts(batchSize * width, SPECIAL_TOKENS.length, vocabSize, 7); // no <pad>: the mask is all ones
+  for (let b = 0; b < batchSize; b++) tokens[b * width] = START;
+  const batch = { imageIds: [], tokens, batchSize, width };
+  let step = 0;
+  return {
+    captioner,
+    images,
+    /** Decoding runs one step per word and one more for <end>: 15 words make the peer's 16 steps. */
+    decodeLength: model.maxLength - 1,
+    trainStep: () => void trainer.step(images, batch, step++, 1000),
+    /** The first `n` images as a tensor. */
+    imageBatch: (n: number) => tf.tensor4d(images.subarray(0, n * size * size * 3), [n, size, size, 3]),
+    dispose: () => {
+      trainer.optimizer.dispose();
+      captioner.dispose();
+    },
+  };
+}
+
+/**
+ * The kernel profile of `fn` on stderr: kernel calls and time, the 15 slowest kernels. Kernel
+ * calls are TF.js kernels (a fused native kernel counts one); the optimiser's native update is
+ * no kernel.
+ */
+async function profileKernels(label: string, fn: () => void): Promise<void> {
+  fn();
+  const profile = await tf.profile(fn);
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  for (const k of profile.kernels) {
+    const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    entry.ms += k.kernelTimeMs as number;
+    entry.calls += 1;
+    byKernel.set(k.name, entry);
+  }
+  const total = [...byKernel.values()].reduce((a, b) => a + b.ms, 0);
+  log(`${label}: ${profile.kernels.length} kernel calls, ${total.toFixed(0)} ms of kernel time`);
+  for (const [name, { ms, calls }] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15))
+    log(`  ${name.padEnd(32)} ${ms.toFixed(1).padStart(9)} ms ${String(calls).padStart(6)} calls`);
+}
+
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
@@ -84,44 +143,24 @@ async function main(): Promise<void> {
       'train-steps': { type: 'string', default: '10' },
       budget: { type: 'string', default: '60' },
       profile: { type: 'boolean', default: false },
+      config: { type: 'string', default: 'std' },
     },
   });
+  if (args.config !== 'std' && args.config !== 'default')
+    throw new Error(
+      `--config ${args.config}: expected "std" (the standard configuration only) or "default" (also the bundled model's architecture)`,
+    );
   const budget = Number(args.budget);
+  const trainSteps = Number(args['train-steps']);
   const backend = await selectBackend(args.backend, log);
   const { train: trainConfig, model: config } = await readStdConfig();
   const { batchSize } = trainConfig;
-  const vocab = syntheticVocabulary(VOCAB);
-  const model = await Captioner.create(config, vocab, 1);
-  // <end> can never win, so every greedy caption runs all maxLength steps, as the peer's
-  // fixed-length loop does, and the work timed does not depend on the random weights.
-  const outputBias = model.namedWeights()['decoder/output/bias']!;
-  tf.tidy(() => outputBias.assign(tf.tensor1d(Array.from({ length: VOCAB }, (_, i) => (i === END ? -1e9 : 0)))));
+  const std = await benchSetup(config, trainConfig, VOCAB);
+  const { captioner: model, decodeLength, trainStep } = std;
 
-  const trainer = new Trainer(model, trainConfig);
-  const size = config.imageSize;
-  const images = Float32Array.from({ length: batchSize * size * size * 3 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
-  const width = config.maxLength + 1;
-  const tokens = randomInts(batchSize * width, SPECIAL_TOKENS.length, VOCAB, 7); // no <pad>: the mask is all ones
-  for (let b = 0; b < batchSize; b++) tokens[b * width] = START;
-  const batch = { imageIds: [], tokens, batchSize, width };
-  // Decoding runs one step per word and one more for <end>: 15 words make the peer's 16 steps.
-  const decodeLength = config.maxLength - 1;
-  let step = 0;
-  const trainStep = () => void trainer.step(images, batch, step++, 1000);
-
-  const profileKernels = async (label: string, fn: () => void) => {
-    fn();
-    const profile = await tf.profile(fn);
-    const byKernel = new Map<string, number>();
-    for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
-    const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
-    log(`kernel time of ${label}: ${total.toFixed(0)} ms in ${profile.kernels.length} kernel calls`);
-    for (const [name, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 15))
-      log(`  ${name.padEnd(24)} ${ms.toFixed(1).padStart(9)} ms`);
-  };
   if (args.profile) {
-    await profileKernels('one training step', trainStep);
-    const image = tf.tensor4d(images.subarray(0, size * size * 3), [1, size, size, 3]);
+    await profileKernels('one training step (batch 32)', trainStep);
+    const image = std.imageBatch(1);
     await profileKernels('one greedy batch-1 caption', () => void greedyDecode(model, image, decodeLength));
     await profileKernels(
       'one beam-3 batch-1 caption',
@@ -131,16 +170,17 @@ async function main(): Promise<void> {
   }
 
   const flops = stdFlops(config, VOCAB, BEAM);
-  log('timing training steps (batch 32)…');
-  const train = timed(trainStep, Number(args['train-steps']), 2, budget);
-  const one = tf.tensor4d(images.subarray(0, size * size * 3), [1, size, size, 3]);
-  const all = tf.tensor4d(images, [batchSize, size, size, 3]);
+  log(`timing training steps (batch ${batchSize})…`);
+  const train = timed(trainStep, trainSteps, 2, budget);
+  const one = std.imageBatch(1);
+  const all = std.imageBatch(batchSize);
   log('timing greedy decoding…');
   const greedy1 = timed(() => void greedyDecode(model, one, decodeLength), 20, 3, budget);
   const greedy32 = timed(() => void greedyDecode(model, all, decodeLength), 10, 2, budget);
   log('timing beam search…');
   const beam = timed(() => void beamSearch(model, one, { beamWidth: BEAM, maxLength: decodeLength }), 20, 3, budget).ms;
   tf.dispose([one, all]);
+  std.dispose();
 
   const status = nativeStatus();
   const result: StdBenchResult = {
@@ -153,10 +193,6 @@ async function main(): Promise<void> {
     greedy_b32_captions_per_s: (batchSize * 1000) / greedy32.ms,
     beam3_b1_ms: beam,
   };
-  if (args.json) {
-    process.stdout.write(JSON.stringify(result) + '\n');
-    return;
-  }
   const rows: [string, string][] = [
     ['backend', result.backend + (result.native && result.native !== 'off' ? ` (${result.native})` : '')],
     [
@@ -168,6 +204,35 @@ async function main(): Promise<void> {
     ['greedy batch-32', `${result.greedy_b32_captions_per_s.toFixed(1)} captions/s  (median of ${greedy32.runs})`],
     ['beam-3 batch-1 latency', `${beam.toFixed(1)} ms`],
   ];
+
+  if (args.config === 'default') {
+    // The bundled model's architecture (attention decoder over a grid encoder): what users train.
+    const bundled = await readDefaultModelConfig();
+    const def = await benchSetup(bundled.model, bundled.train, bundled.vocabSize);
+    const defBatch = bundled.train.batchSize;
+    if (args.profile) await profileKernels(`default model: one training step (batch ${defBatch})`, def.trainStep);
+    log(`timing the default model's training steps (batch ${defBatch})…`);
+    const defTrain = timed(def.trainStep, trainSteps, 2, budget);
+    const defOne = def.imageBatch(1);
+    log("timing the default model's greedy decoding…");
+    const defGreedy = timed(() => void greedyDecode(def.captioner, defOne, def.decodeLength), 20, 3, budget);
+    defOne.dispose();
+    def.dispose();
+    result.train_images_per_s_default = (defBatch * 1000) / defTrain.ms;
+    result.greedy_b1_ms_default = defGreedy.ms;
+    rows.push(
+      [
+        'default: train images/s',
+        `${result.train_images_per_s_default.toFixed(2)}  (batch ${defBatch}, step ${defTrain.ms.toFixed(0)} ms, median of ${defTrain.runs})`,
+      ],
+      ['default: greedy batch-1', `${defGreedy.ms.toFixed(1)} ms  (median of ${defGreedy.runs})`],
+    );
+  }
+
+  if (args.json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)} ${v}\n`);
 }
 

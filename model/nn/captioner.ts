@@ -8,7 +8,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/rng.ts';
-import { CELL_KINDS, cellStep, createCell, type CellKind, type CellState } from './cells.ts';
+import { CELL_KINDS, cellStep, cellWeights, createCell, type CellKind, type CellState } from './cells.ts';
+import { fusedCellSequence } from './fused-cells.ts';
+import { hasFusedCell } from '../runtime/fused.ts';
 import { ConfigError, type ConfigSpec } from '../util/config.ts';
 import { Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
@@ -359,6 +361,10 @@ export class Captioner {
     if ((epsilon < 1 || dropout > 0 || substitution) && !options.rng)
       throw new Error('forward: scheduled sampling (ε < 1), word substitution and word dropout need an rng');
     const features = this.encode(images, options.training ?? false);
+    if (epsilon >= 1 && dropout <= 0 && !substitution) {
+      const whole = this.teacherForced(features, tokens);
+      if (whole) return whole;
+    }
     const truth = tf.unstack(tf.cast(tokens, 'int32'), 1) as tf.Tensor1D[]; // steps + 1 × [batch]
     let state = this.initialState(features);
     const logits: tf.Tensor2D[] = [];
@@ -405,6 +411,42 @@ export class Captioner {
       logits.push(out.logits);
     }
     return { logits: tf.stack(logits, 1) as tf.Tensor3D, inputs: tf.stack(inputs, 1) as tf.Tensor2D };
+  }
+
+  /**
+   * Teacher forcing over whole captions at once, when every input is the true previous word and
+   * the cell has fused kernels (model/nn/fused-cells.ts): the embeddings and input projections
+   * of all steps, the recurrence, and the output layer over all steps are each one kernel, as
+   * PyTorch's nn.LSTM runs a sequence. It computes what calling `step` at every step computes
+   * (test/model/runtime/fused.test.ts compares the two, logits and gradients); attention and
+   * 'every-step' inputs, whose inputs depend on the step, and decoderInput 'none' (position
+   * embeddings, not words) take the step-by-step path. Returns
+   * null when it does not apply.
+   */
+  private teacherForced(
+    features: ImageFeatures,
+    tokens: tf.Tensor2D,
+  ): { logits: tf.Tensor3D; inputs: tf.Tensor2D } | null {
+    if (this.config.featureInput !== 'init' || this.config.decoderInput === 'none' || !hasFusedCell(this.config.cell))
+      return null;
+    const [batch, width] = tokens.shape;
+    const steps = width - 1;
+    const inputs = tf.slice(tf.cast(tokens, 'int32'), [0, 0], [batch, steps]) as tf.Tensor2D; // [batch, steps]
+    const xs = tf.gather(this.p('decoder/embedding'), inputs) as tf.Tensor3D; // [batch, steps, E]
+    const hs = fusedCellSequence(
+      this.config.cell,
+      cellWeights(this.params, 'decoder/cell'),
+      xs,
+      this.initialState(features),
+    );
+    if (!hs) return null;
+    const H = this.config.hiddenSize;
+    const logits = tf.fused.matMul({
+      a: tf.reshape(hs, [batch * steps, H]),
+      b: this.p('decoder/output/kernel'),
+      bias: this.p('decoder/output/bias'),
+    }); // [batch·steps, vocab]
+    return { logits: tf.reshape(logits, [batch, steps, -1]) as tf.Tensor3D, inputs };
   }
 
   /** Every weight by name, for checkpoints. */

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../util/rng.ts';
+import { fusedCellStep, type CellWeights } from './fused-cells.ts';
 import { glorotUniform } from './init.ts';
 
 export type CellKind = 'lstm' | 'gru' | 'rnn' | 'irnn';
@@ -64,6 +65,15 @@ function param(params: CellParams, name: string): tf.Variable {
   return p;
 }
 
+/** A cell's kernel, recurrent matrix and bias, for the fused kernels (./fused-cells.ts). */
+export function cellWeights(params: CellParams, prefix: string): CellWeights {
+  return {
+    kernel: param(params, `${prefix}/kernel`) as tf.Tensor as tf.Tensor2D,
+    recurrent: param(params, `${prefix}/recurrent`) as tf.Tensor as tf.Tensor2D,
+    bias: param(params, `${prefix}/bias`) as tf.Tensor as tf.Tensor1D,
+  };
+}
+
 /**
  * One LSTM step (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000):
  *   i = σ(x·Wi + h·Ui + bi)   input gate: how much of the candidate to write
@@ -76,6 +86,8 @@ function param(params: CellParams, name: string): tf.Variable {
 export function lstmStep(params: CellParams, prefix: string, x: tf.Tensor2D, state: CellState): CellState {
   const { h, c } = state;
   if (!c) throw new Error('lstmStep: the state has no cell state c');
+  const fused = fusedCellStep('lstm', cellWeights(params, prefix), x, state);
+  if (fused) return fused;
   const z = tf.add(
     tf.add(tf.matMul(x, param(params, `${prefix}/kernel`)), tf.matMul(h, param(params, `${prefix}/recurrent`))),
     param(params, `${prefix}/bias`),
@@ -98,6 +110,8 @@ export function lstmStep(params: CellParams, prefix: string, x: tf.Tensor2D, sta
  *   h' = (1 − z) ⊙ n + z ⊙ h
  */
 export function gruStep(params: CellParams, prefix: string, x: tf.Tensor2D, state: CellState): CellState {
+  const fused = fusedCellStep('gru', cellWeights(params, prefix), x, state);
+  if (fused) return fused;
   const { h } = state;
   const bias = param(params, `${prefix}/bias`);
   const xw = tf.add(tf.matMul(x, param(params, `${prefix}/kernel`)), bias); // [batch, 3H]

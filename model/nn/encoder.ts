@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../util/rng.ts';
 import { constant, glorotUniform } from './init.ts';
 import { loadLayersModelFromPath } from '../io/layers-io.ts';
+import { convReluMaxPool } from '../runtime/fused.ts';
 
 export interface EncoderConfig {
   /** Side of the square input image, in pixels. */
@@ -32,6 +33,24 @@ export interface EncoderConfig {
 }
 
 type Params = Record<string, tf.Variable>;
+
+/**
+ * One block of the CNN: 3×3 convolution (padding same), bias, ReLU, 2×2 max-pooling (stride 2,
+ * padding same). One fused kernel forward and backward when the native kernels are on
+ * (model/runtime/fused.ts), else the TF.js ops.
+ */
+function convBlock(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
+  const fused = convReluMaxPool(x, kernel, bias, {
+    strides: 1,
+    pad: 'same',
+    poolSize: 2,
+    poolStrides: 2,
+    poolPad: 'same',
+  });
+  if (fused) return fused;
+  const y = tf.relu(tf.add(tf.conv2d(x, kernel, 1, 'same'), bias)) as tf.Tensor4D; // [batch, s, s, ch]
+  return tf.maxPool(y, 2, 2, 'same'); // [batch, s/2, s/2, ch]
+}
 
 export class Encoder {
   private constructor(
@@ -159,8 +178,7 @@ export class Encoder {
         for (let i = 0; i < this.config.encoderChannels.length; i++) {
           const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
           const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
-          x = tf.relu(tf.add(tf.conv2d(x as tf.Tensor4D, kernel, 1, 'same'), bias)); // [batch, s, s, ch]
-          x = tf.maxPool(x as tf.Tensor4D, 2, 2, 'same'); // [batch, s/2, s/2, ch]
+          x = convBlock(x as tf.Tensor4D, kernel, bias); // [batch, s/2, s/2, ch]
         }
       }
       const project = (v: tf.Tensor2D) =>

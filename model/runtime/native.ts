@@ -13,6 +13,11 @@
  * The kernels live in ./kernels/ by family, as in tfjs-backend-cpu: matmul, conv, pooling,
  * binary, unary, reduction, data-movement. The operation codes they share with the addon are
  * written once, in native/ops.json (./kernels/addon.ts).
+ *
+ * Besides replacing TF.js's kernels, it registers captioner's own fused kernels, which TF.js
+ * does not have (names starting "Captioner": an LSTM or GRU over a sequence, the encoder's
+ * conv-ReLU-pool block, the softmax cross-entropy, each with its gradient kernel). The ops that
+ * run them, and fall back to plain TF.js ops where they are not registered, are in ./fused.ts.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,6 +28,9 @@ import { opTableMismatch, type NativeAddon } from './kernels/addon.ts';
 import { binaryKernels } from './kernels/binary.ts';
 import type { KernelArgs, NativeKernel, NativeKernels } from './kernels/common.ts';
 import { convKernels } from './kernels/conv.ts';
+import { convBlockKernels } from './kernels/conv-block.ts';
+import { lossKernels } from './kernels/loss.ts';
+import { recurrentKernels } from './kernels/recurrent.ts';
 import { dataMovementKernels } from './kernels/data-movement.ts';
 import { matMulKernels } from './kernels/matmul.ts';
 import { poolingKernels } from './kernels/pooling.ts';
@@ -52,6 +60,8 @@ let addon: NativeAddon | null = null;
 let status: NativeStatus | null = null;
 /** The JavaScript kernels that native ones replaced, by kernel name. */
 const replaced = new Map<string, tf.KernelConfig>();
+/** captioner's own kernels registered, by kernel name (TF.js has no kernel of these names). */
+const added = new Set<string>();
 /** Calls the native code served (not handed to JavaScript), by kernel name. */
 const nativeCalls = new Map<string, number>();
 
@@ -89,6 +99,31 @@ function nativeKernels(lib: NativeAddon): NativeKernels {
     ...reductionKernels(lib),
     ...dataMovementKernels(lib),
   };
+}
+
+/** captioner's own fused kernels, by kernel name. */
+function captionerKernels(lib: NativeAddon): NativeKernels {
+  return { ...recurrentKernels(lib), ...convBlockKernels(lib), ...lossKernels(lib) };
+}
+
+/**
+ * Registers `native` as the 'cpu' backend's kernel `name`, which TF.js does not have: there is
+ * no JavaScript kernel to fall back to, so the ops that run it (./fused.ts) only call it with
+ * inputs it takes, and it throws for any other.
+ */
+function addKernel(name: string, native: NativeKernel): void {
+  if (tf.getKernel(name, 'cpu')) return;
+  tf.registerKernel({
+    kernelName: name,
+    backendName: 'cpu',
+    kernelFunc: ((args: KernelArgs) => {
+      const result = native(args);
+      if (!result) throw new Error(`${name}: the native kernel does not take these inputs`);
+      nativeCalls.set(name, (nativeCalls.get(name) ?? 0) + 1);
+      return result;
+    }) as unknown as tf.KernelFunc,
+  });
+  added.add(name);
 }
 
 /**
@@ -129,23 +164,26 @@ export function enableNativeKernels(): NativeStatus {
     return status;
   }
   for (const [name, native] of Object.entries(nativeKernels(lib))) replaceKernel(name, native);
+  for (const [name, native] of Object.entries(captionerKernels(lib))) addKernel(name, native);
   const info = lib.info();
   const blas = info.blas.split(' ').slice(0, 2).join(' ');
   status = {
     enabled: true,
-    kernels: [...replaced.keys()],
+    kernels: [...replaced.keys(), ...added],
     detail: `${blas}${info.core ? ` (${info.core})` : ''}, ${info.threads} threads`,
   };
   return status;
 }
 
-/** Puts the JavaScript kernels back (for comparisons and tests). */
+/** Puts the JavaScript kernels back and removes captioner's own (for comparisons and tests). */
 export function disableNativeKernels(): void {
   for (const [name, js] of replaced) {
     tf.unregisterKernel(name, 'cpu');
     tf.registerKernel(js);
   }
   replaced.clear();
+  for (const name of added) tf.unregisterKernel(name, 'cpu');
+  added.clear();
   status = null;
 }
 
@@ -154,6 +192,11 @@ export function nativeCallCounts(reset = false): Record<string, number> {
   const counts = Object.fromEntries(nativeCalls);
   if (reset) nativeCalls.clear();
   return counts;
+}
+
+/** The addon while the native kernels are on (for the optimiser's update, which is no TF.js kernel), else null. */
+export function activeNativeAddon(): NativeAddon | null {
+  return status?.enabled ? addon : null;
 }
 
 /** The state after enableNativeKernels, or null before it. */

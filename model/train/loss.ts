@@ -4,6 +4,7 @@
  * (its term is multiplied by 0, so nothing reaches its logits).
  */
 import * as tf from '@tensorflow/tfjs';
+import { softmaxCrossEntropy } from '../runtime/fused.ts';
 import { PAD } from '../text/vocab.ts';
 
 /**
@@ -18,12 +19,17 @@ import { PAD } from '../text/vocab.ts';
  * circle in training, so the decoder learns "yellow ⇒ not circle" as hard as the picture's
  * evidence for "circle". Smoothing bounds how far below the other words any word can go,
  * which caps such learned exclusions.
+ *
+ * With the native kernels on, the whole loss is one fused kernel and its gradient one more
+ * (model/runtime/fused.ts's softmaxCrossEntropy); the TF.js ops below are the same function.
  */
 export function maskedSequenceLoss(logits: tf.Tensor3D, targets: tf.Tensor2D, labelSmoothing = 0): tf.Scalar {
   if (!(labelSmoothing >= 0 && labelSmoothing < 1))
     throw new Error(`maskedSequenceLoss: labelSmoothing must be in [0, 1), got ${labelSmoothing}`);
   return tf.tidy(() => {
     const [batch, , vocab] = logits.shape;
+    const fused = softmaxCrossEntropy(logits, targets, { pad: PAD, labelSmoothing, scale: 1 / batch });
+    if (fused) return fused;
     const logProbs = tf.logSoftmax(logits); // [batch, steps, vocab]
     let target = tf.oneHot(tf.cast(targets, 'int32'), vocab); // [batch, steps, vocab]
     if (labelSmoothing > 0) target = tf.add(tf.mul(target, 1 - labelSmoothing), labelSmoothing / vocab);

@@ -2,21 +2,42 @@
  * Adam and gradient clipping. Adam is written out (rather than tf.train.adam) so that its state
  * (the moments and the step) is plain named tensors that a checkpoint saves and restores
  * exactly, and so that the learning rate can follow a schedule step by step.
+ *
+ * With the native kernels on, the global norm is one native pass over the gradients and Adam
+ * one native pass over each variable, its moments and its gradient, scaled by the clip
+ * (model/runtime/fused.ts), with the same float32 arithmetic as the TF.js ops below. That pass
+ * updates the variables' and moments' values in place: an array read from one with dataSync()
+ * before a step changes with it (copy it, with .slice(), to keep it).
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedAdamUpdate, fusedSumOfSquares } from '../runtime/fused.ts';
+
+/** The global L2 norm of all gradients: √(Σ over tensors of Σ g²). */
+export function globalNorm(grads: tf.NamedTensorMap): number {
+  const tensors = Object.values(grads);
+  const fused = fusedSumOfSquares(tensors);
+  if (fused !== null) return Math.sqrt(fused);
+  return tf.tidy(() => Math.sqrt(tf.addN(tensors.map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+}
+
+/** The factor that brings a gradient of global norm `norm` down to `maxNorm` (1 when under it, or maxNorm 0). */
+export function clipScale(norm: number, maxNorm: number): number {
+  return maxNorm > 0 && norm > maxNorm ? maxNorm / norm : 1;
+}
 
 /**
  * Rescales gradients so that their global L2 norm is at most `maxNorm` (Pascanu et al. 2013):
  * the direction is kept and only exploding steps are shortened. maxNorm 0 turns it off.
- * Returns new tensors (the caller disposes the inputs) and the norm before clipping.
+ * Returns new tensors (the caller disposes the inputs) and the norm before clipping. A training
+ * step passes the scale to `Adam.apply` instead, which applies it in the same pass.
  */
 export function clipByGlobalNorm(
   grads: tf.NamedTensorMap,
   maxNorm: number,
 ): { grads: tf.NamedTensorMap; norm: number } {
   const names = Object.keys(grads);
-  const norm = tf.tidy(() => Math.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))).dataSync()[0]!));
-  const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / norm : 1;
+  const norm = globalNorm(grads);
+  const scale = clipScale(norm, maxNorm);
   const out: tf.NamedTensorMap = {};
   for (const n of names) out[n] = tf.tidy(() => (scale === 1 ? grads[n]!.clone() : tf.mul(grads[n]!, scale)));
   return { grads: out, norm };
@@ -48,19 +69,23 @@ export class Adam {
 
   /**
    * One update: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
-   * θ ← θ − lr · m̂ / (√v̂ + ε) with m̂ = m / (1−β1^t), v̂ = v / (1−β2^t).
+   * θ ← θ − lr · m̂ / (√v̂ + ε) with m̂ = m / (1−β1^t), v̂ = v / (1−β2^t). Every gradient is
+   * first multiplied by `gradScale` when it is not 1 (clipping: `clipScale`).
    */
-  apply(variables: Record<string, tf.Variable>, grads: tf.NamedTensorMap, learningRate: number): void {
+  apply(variables: Record<string, tf.Variable>, grads: tf.NamedTensorMap, learningRate: number, gradScale = 1): void {
     const { beta1, beta2, epsilon } = this.options;
     this.step += 1;
     const c1 = 1 - Math.pow(beta1, this.step);
     const c2 = 1 - Math.pow(beta2, this.step);
-    for (const [name, g] of Object.entries(grads)) {
+    const slots = Object.entries(grads).map(([name, grad]) => {
       const variable = variables[name];
       if (!variable) throw new Error(`Adam: gradient for unknown variable ${name}`);
-      const m = this.slot(this.m, name, variable);
-      const v = this.slot(this.v, name, variable);
+      return { variable, m: this.slot(this.m, name, variable), v: this.slot(this.v, name, variable), grad };
+    });
+    if (fusedAdamUpdate(slots, { gradScale, beta1, beta2, epsilon, c1, c2, learningRate })) return;
+    for (const { variable, m, v, grad } of slots) {
       tf.tidy(() => {
+        const g = gradScale === 1 ? grad : tf.mul(grad, gradScale);
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
         v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
         const update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), epsilon));

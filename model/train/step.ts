@@ -9,7 +9,7 @@ import type { ImageCache } from '../data/dataset.ts';
 import type { Captioner } from '../nn/captioner.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
 import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
-import { Adam, clipByGlobalNorm } from './optim.ts';
+import { Adam, clipScale, globalNorm } from './optim.ts';
 import { learningRateAt, scheduledSamplingProbability } from './schedules.ts';
 import type { TrainConfig } from './config.ts';
 import { measureGradientFlow, type GradientFlow } from './gradient-flow.ts';
@@ -107,10 +107,10 @@ export class Trainer {
       );
       const named: tf.NamedTensorMap = {};
       for (const [varName, g] of Object.entries(grads)) named[this.names.get(varName) ?? varName] = g;
-      const clipped = clipByGlobalNorm(named, this.config.clipNorm);
+      // Clipping (Pascanu et al. 2013) scales the gradient inside Adam's update.
+      const gradNorm = globalNorm(named);
+      this.optimizer.apply(this.byName, named, lr, clipScale(gradNorm, this.config.clipNorm));
       tf.dispose(grads);
-      this.optimizer.apply(this.byName, clipped.grads, lr);
-      tf.dispose(clipped.grads);
       const loss = value.dataSync()[0]!;
       value.dispose();
       const n = countTokens(tokens.filter((_, i) => i % width !== 0));
@@ -118,7 +118,7 @@ export class Trainer {
         loss,
         ...perTokenLoss(loss, batchSize, n),
         tokens: n,
-        gradNorm: clipped.norm,
+        gradNorm,
         learningRate: lr,
         samplingProbability: epsilon,
       };

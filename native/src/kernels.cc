@@ -6,91 +6,11 @@
 // so no data is copied across the JavaScript/C++ boundary.
 //
 // Layouts follow TF.js: images NHWC, filters [KH, KW, Cin, Cout], row-major everywhere.
-#include <napi.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <string>
-#include <thread>
-#include <vector>
-
-extern "C" {
-#include <cblas.h>
-}
-
-// The operation codes shared with TypeScript (enum classes ops::Binary, ops::Unary,
-// ops::Activation, ops::Broadcast), generated from native/ops.json by native/build.mjs.
-#include "ops.h"
-
-#ifdef CAPTIONER_OPENBLAS
-extern "C" {
-void openblas_set_num_threads(int);
-int openblas_get_num_threads(void);
-char* openblas_get_config(void);
-char* openblas_get_corename(void);
-}
-#endif
+#include "common.h"
 
 namespace {
 
-int gThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-
-// Runs f(begin, end) over [0, n) split across up to gThreads threads; work below `grain`
-// items per thread stays on the calling thread (starting a thread costs tens of µs).
-template <class F>
-void parallelFor(int64_t n, int64_t grain, F f) {
-  int64_t threads = std::min<int64_t>(gThreads, grain > 0 ? (n + grain - 1) / grain : n);
-  if (threads <= 1) {
-    f(int64_t{0}, n);
-    return;
-  }
-  int64_t chunk = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; t++) {
-    int64_t b = t * chunk, e = std::min(n, (t + 1) * chunk);
-    if (b < e) pool.emplace_back([=] { f(b, e); });
-  }
-  f(int64_t{0}, std::min(n, chunk));
-  for (auto& th : pool) th.join();
-}
-
-// Runs OpenBLAS single-threaded while in scope when `small`. Matrix-vector products are bound by
-// memory, and waking a second BLAS thread for each one measured 4x slower (0.66 vs 0.15 ms for
-// 512x2048); the convolutions of a single image did the same on a busy machine.
-struct SingleThreadedBlas {
-#ifdef CAPTIONER_OPENBLAS
-  int saved;
-  explicit SingleThreadedBlas(bool small = true) : saved(small ? openblas_get_num_threads() : 1) {
-    if (saved > 1) openblas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() { if (saved > 1) openblas_set_num_threads(saved); }
-#else
-  explicit SingleThreadedBlas(bool = true) {}
-#endif
-};
-
-// Products below this many multiply-adds (about a millisecond on one core) run on one thread.
-constexpr int64_t kSmallProduct = int64_t{1} << 24;
-
-float* f32(const Napi::Value& v) { return v.As<Napi::Float32Array>().Data(); }
-int32_t* i32(const Napi::Value& v) { return v.As<Napi::Int32Array>().Data(); }
-int64_t num(const Napi::Value& v) { return v.As<Napi::Number>().Int64Value(); }
-
-// Reads an operation code of `group` (native/ops.json) into `op`; an unknown code throws a
-// RangeError in JavaScript and returns false.
-template <class Op>
-bool readOp(const Napi::Value& v, int size, const char* group, Op* op) {
-  int64_t code = num(v);
-  if (code < 0 || code >= size) {
-    Napi::RangeError::New(v.Env(), std::string("unknown ") + group + " op code " + std::to_string(code))
-        .ThrowAsJavaScriptException();
-    return false;
-  }
-  *op = static_cast<Op>(code);
-  return true;
-}
+using namespace captioner;
 
 // The geometry of one 2-D convolution (TF.js computeConv2DInfo, NHWC).
 struct Conv {
@@ -111,14 +31,6 @@ Conv readConv(const Napi::Object& g) {
 int64_t imagesPerChunk(const Conv& g) {
   int64_t perImage = g.oh * g.ow * g.k();
   return std::max<int64_t>(1, std::min<int64_t>(g.n, (int64_t{1} << 20) / std::max<int64_t>(1, perImage)));
-}
-
-// The column-matrix scratch buffer, kept between calls on each JS thread (worker threads too) so
-// that its pages are not faulted in afresh by every convolution.
-float* scratch(int64_t floats) {
-  thread_local std::vector<float> buffer;
-  if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(floats);
-  return buffer.data();
 }
 
 // col [rows of (image, oy, ox), K = (ky, kx, c)] for images [n0, n1).
@@ -412,6 +324,35 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// maxPoolReluBiasGrad(dp, y, dpre, dbias, geometry): the backward pass of
+// maxPool(relu(a)) with a = conv + bias, for pooling windows that do not overlap (stride ≥
+// filter), in one pass over y = relu(a): each window's gradient dp goes to its argmax in y (the
+// first strictly largest, as MaxPoolGrad) when that value is positive (ReLU's gradient, as
+// Step·Multiply gives it), else nowhere; dbias[c] = Σ dpre over batch and positions. dpre
+// [N, H, W, C] and dbias [C] arrive zeroed; the bias sums run in double, row by row, then in
+// order, so they do not depend on the thread count.
+Napi::Value MaxPoolReluBiasGrad(const Napi::CallbackInfo& info) {
+  const float* dp = f32(info[0]);
+  const float* y = f32(info[1]);
+  float* dpre = f32(info[2]);
+  float* dbias = f32(info[3]);
+  Pool g = readPool(info[4].As<Napi::Object>());
+  std::vector<double> rowSums(g.n * g.oh * g.c, 0.0);
+  forEachPoolWindow(g, y, true, [&](int64_t outOff, const float* best, const int64_t* where) {
+    double* sums = rowSums.data() + (outOff / (g.ow * g.c)) * g.c;
+    for (int64_t ch = 0; ch < g.c; ch++) {
+      if (where[ch] < 0 || !(best[ch] > 0)) continue;
+      dpre[where[ch]] = dp[outOff + ch];
+      sums[ch] += dp[outOff + ch];
+    }
+  });
+  std::vector<double> total(g.c, 0.0);
+  for (int64_t r = 0; r < g.n * g.oh; r++)
+    for (int64_t ch = 0; ch < g.c; ch++) total[ch] += rowSums[r * g.c + ch];
+  for (int64_t ch = 0; ch < g.c; ch++) dbias[ch] = static_cast<float>(total[ch]);
+  return info.Env().Undefined();
+}
+
 
 // binary(op, full, other, out, rows, cols, mode, swapped, mid):
 // out = full op other over `rows` x `cols` (flat size rows·cols), the other operand broadcast by
@@ -649,6 +590,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unsortedSegmentSum", Napi::Function::New(env, UnsortedSegmentSum));
   exports.Set("maxPool", Napi::Function::New(env, MaxPool));
   exports.Set("maxPoolGrad", Napi::Function::New(env, MaxPoolGrad));
+  exports.Set("maxPoolReluBiasGrad", Napi::Function::New(env, MaxPoolReluBiasGrad));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("sum", Napi::Function::New(env, Sum));
@@ -656,6 +598,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("opTable", Napi::Function::New(env, OpTable));
+  InitOptimizer(env, exports);
+  InitRecurrent(env, exports);
+  InitLoss(env, exports);
   return exports;
 }
 

@@ -78,6 +78,105 @@ export interface NativeAddon {
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
   sum(x: Float32Array, out: Float32Array, outer: number, reduce: number, inner: number): void;
   transpose2d(x: Float32Array, out: Float32Array, batch: number, rows: number, cols: number): void;
+  /** Each window's gradient to its argmax when positive, and the bias gradient (maxPool ∘ relu ∘ (+bias)). */
+  maxPoolReluBiasGrad(
+    dp: Float32Array,
+    y: Float32Array,
+    dpre: Float32Array,
+    dbias: Float32Array,
+    g: ConvGeometry,
+  ): void;
+  /** Adam on every variable in place; constants as model/train/optim.ts's Adam uses them. */
+  adam(
+    variables: Float32Array[],
+    m: Float32Array[],
+    v: Float32Array[],
+    grads: Float32Array[],
+    scaled: boolean,
+    gradScale: number,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    c1: number,
+    c2: number,
+    epsilon: number,
+    learningRate: number,
+  ): void;
+  /** Σ over the arrays of Σ x², as Sum(Square) per array and AddN over them compute it. */
+  sumOfSquares(arrays: Float32Array[]): number;
+  lstmSequence(
+    xw: Float32Array,
+    h0: Float32Array,
+    c0: Float32Array,
+    recurrent: Float32Array,
+    hs: Float32Array,
+    cs: Float32Array,
+    gates: Float32Array,
+    batch: number,
+    steps: number,
+    hidden: number,
+  ): void;
+  lstmSequenceGrad(
+    dhs: Float32Array,
+    dcs: Float32Array,
+    gates: Float32Array,
+    cs: Float32Array,
+    hs: Float32Array,
+    h0: Float32Array,
+    c0: Float32Array,
+    recurrent: Float32Array,
+    dxw: Float32Array,
+    dh0: Float32Array,
+    dc0: Float32Array,
+    dRecurrent: Float32Array,
+    batch: number,
+    steps: number,
+    hidden: number,
+  ): void;
+  gruSequence(
+    xw: Float32Array,
+    h0: Float32Array,
+    recurrent: Float32Array,
+    hs: Float32Array,
+    gates: Float32Array,
+    hn: Float32Array,
+    batch: number,
+    steps: number,
+    hidden: number,
+  ): void;
+  gruSequenceGrad(
+    dhs: Float32Array,
+    gates: Float32Array,
+    hn: Float32Array,
+    hs: Float32Array,
+    h0: Float32Array,
+    recurrent: Float32Array,
+    dxw: Float32Array,
+    dh0: Float32Array,
+    dRecurrent: Float32Array,
+    batch: number,
+    steps: number,
+    hidden: number,
+  ): void;
+  /** The masked, label-smoothed softmax cross-entropy of rows of logits, times `scale`. */
+  softmaxCrossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    vocab: number,
+    pad: number,
+    labelSmoothing: number,
+    scale: number,
+  ): number;
+  softmaxCrossEntropyGrad(
+    logits: Float32Array,
+    targets: Int32Array,
+    dlogits: Float32Array,
+    vocab: number,
+    pad: number,
+    labelSmoothing: number,
+    scale: number,
+  ): void;
   setThreads(n: number): void;
   info(): { threads: number; blas: string; core?: string; blasThreads?: number };
   /** The operation table the addon was compiled with; absent from addons built before it existed. */

@@ -10,7 +10,7 @@ import { convGeometry, float32Kernel, fusedEpilogue, size, type KernelCall, type
 type Shape4 = [number, number, number, number];
 
 /** The geometry of a convolution of `xShape` by `filterShape` under the kernel's attributes. */
-function convInfo(
+export function convInfo(
   xShape: readonly number[],
   filterShape: readonly number[],
   attrs: Record<string, unknown>,

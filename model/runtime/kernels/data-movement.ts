@@ -1,7 +1,7 @@
 /**
  * Kernels that only move data: Transpose (of the last two axes, in the addon), and SplitV,
- * Unpack, Concat and Pack (row copies in JavaScript, float32 or int32), which the pure
- * JavaScript backend does element by element.
+ * Unpack, Concat, Pack and GatherV2 (row copies in JavaScript, float32 or int32), which the
+ * pure JavaScript backend does element by element.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.ts';
@@ -95,8 +95,39 @@ function unpack(call: KernelCall<'value', Float32Array | Int32Array>): tf.Tensor
   return pieces.map((p) => call.backend.makeTensorInfo(shape.slice(), value.dtype, p));
 }
 
+/**
+ * x gathered along `axis` at int32 `indices` (batchDims 0): out [...x.shape[:axis], ...indices.shape,
+ * ...x.shape[axis + 1:]], each index's block copied whole (an embedding lookup is one row per
+ * token). An index outside the axis goes to JavaScript, which reports it.
+ */
+function gather(call: KernelCall<'x' | 'indices', Float32Array | Int32Array>): tf.TensorInfo | null {
+  const { x, indices } = call.inputs;
+  const ids = call.values.indices;
+  if (indices.dtype !== 'int32' || !(ids instanceof Int32Array) || ((call.attrs.batchDims as number) ?? 0) !== 0)
+    return null;
+  const axis = tf.util.parseAxisParam(call.attrs.axis as number, x.shape)[0]!;
+  const along = x.shape[axis]!;
+  if (ids.some((i) => i < 0 || i >= along)) return null;
+  const outer = size(x.shape.slice(0, axis));
+  const inner = size(x.shape.slice(axis + 1));
+  const src = call.values.x;
+  const out =
+    src instanceof Float32Array
+      ? new Float32Array(outer * ids.length * inner)
+      : new Int32Array(outer * ids.length * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let j = 0; j < ids.length; j++) {
+      const from = (o * along + ids[j]!) * inner;
+      out.set(src.subarray(from, from + inner), (o * ids.length + j) * inner);
+    }
+  }
+  const shape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
+  return call.backend.makeTensorInfo(shape, x.dtype, out);
+}
+
 export function dataMovementKernels(lib: NativeAddon): NativeKernels {
   return {
+    GatherV2: numericKernel(['x', 'indices'], gather),
     Transpose: float32Kernel(['x'], (call) => transpose(lib, call)),
     SplitV: numericKernel(['x'], splitV),
     Unpack: numericKernel(['value'], unpack),

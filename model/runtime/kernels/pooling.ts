@@ -4,7 +4,7 @@ import type { NativeAddon } from './addon.ts';
 import { convGeometry, float32Kernel, size, type NativeKernels } from './common.ts';
 
 /** The pooling geometry of a rank-4 input under the kernel's attributes. */
-function poolInfo(xShape: readonly number[], attrs: Record<string, unknown>): tf.backend_util.Conv2DInfo {
+export function poolInfo(xShape: readonly number[], attrs: Record<string, unknown>): tf.backend_util.Conv2DInfo {
   return tf.backend_util.computePool2DInfo(
     xShape as [number, number, number, number],
     attrs.filterSize as [number, number],

@@ -11,81 +11,11 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { maskedSequenceLoss } from '../../../model/train/loss.ts';
-import {
-  disableNativeKernels,
-  enableNativeKernels,
-  loadNativeAddon,
-  nativeCallCounts,
-} from '../../../model/runtime/native.ts';
+import { disableNativeKernels, enableNativeKernels, loadNativeAddon } from '../../../model/runtime/native.ts';
 import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
 import { binaryPlan } from '../../../model/runtime/kernels/binary.ts';
-import { Rng } from '../../../model/util/rng.ts';
+import { assertClose, assertServedNatively, onBoth, rand, testRng } from '../../helpers/native-compare.ts';
 import { SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
-
-let rng = new Rng(12345);
-let seed = 1;
-
-function rand(shape: number[], scale = 1): tf.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(
-    Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale),
-    shape,
-  );
-}
-
-/** Runs `fn` on the JS kernels, then on the native ones; returns both outputs as arrays. */
-function onBoth(fn: () => tf.Tensor | tf.Tensor[]): { js: Float32Array[]; native: Float32Array[]; shapes: number[][] } {
-  const run = () =>
-    tf.tidy(() => {
-      const out = fn();
-      return (Array.isArray(out) ? out : [out]).map((t) => ({
-        values: Float32Array.from(t.dataSync()),
-        shape: t.shape,
-      }));
-    });
-  // Inputs drawn inside `fn` must be the same on both runs.
-  const runSeed = seed++;
-  disableNativeKernels();
-  rng = new Rng(runSeed);
-  const js = run();
-  assert.ok(enableNativeKernels().enabled, 'native kernels should be on');
-  rng = new Rng(runSeed);
-  const native = run();
-  assert.deepEqual(
-    native.map((o) => o.shape),
-    js.map((o) => o.shape),
-  );
-  return { js: js.map((o) => o.values), native: native.map((o) => o.values), shapes: js.map((o) => o.shape) };
-}
-
-function assertClose(fn: () => tf.Tensor | tf.Tensor[], label: string, tolerance = 1e-4): void {
-  const { js, native } = onBoth(fn);
-  js.forEach((ref, i) => {
-    const got = native[i]!;
-    let maxRef = 0;
-    let maxDiff = 0;
-    for (let j = 0; j < ref.length; j++) {
-      if (!Number.isNaN(ref[j]!)) maxRef = Math.max(maxRef, Math.abs(ref[j]!));
-      const d = Math.abs(got[j]! - ref[j]!);
-      maxDiff = Number.isNaN(d)
-        ? Number.isNaN(got[j]!) && Number.isNaN(ref[j]!)
-          ? maxDiff
-          : Infinity
-        : Math.max(maxDiff, d);
-    }
-    assert.ok(
-      maxDiff <= tolerance * Math.max(maxRef, 1e-30),
-      `${label} [output ${i}]: max diff ${maxDiff} vs max |ref| ${maxRef}`,
-    );
-  });
-}
-
-/** Asserts that each kernel named served calls natively since the last check (no silent fallback). */
-function assertServedNatively(...kernels: string[]): void {
-  const counts = nativeCallCounts(true);
-  for (const k of kernels)
-    assert.ok((counts[k] ?? 0) > 0, `${k} never ran natively (calls: ${JSON.stringify(counts)})`);
-}
 
 describe('native kernels', () => {
   before(async () => {
@@ -243,7 +173,7 @@ describe('native kernels', () => {
     assertServedNatively('MaxPool', 'MaxPoolGrad');
   });
 
-  test('UnsortedSegmentSum and the gather gradient', () => {
+  test('UnsortedSegmentSum, the gather gradient, and GatherV2', () => {
     const x = rand([10, 3, 4]);
     const ids = tf.tensor1d([0, 2, 2, 5, 1, 0, 5, 5, 3, 2], 'int32');
     assertClose(() => tf.unsortedSegmentSum(x, ids, 7), 'segment sum');
@@ -252,6 +182,14 @@ describe('native kernels', () => {
     const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, idx), rand([6, 5]))));
     assertClose(() => g(table), 'gather gradient');
     assertServedNatively('UnsortedSegmentSum');
+    // GatherV2: rows of an embedding by a [batch, steps] id matrix, along a middle axis, int32 values
+    const idMatrix = tf.tensor2d([3, 0, 11, 3, 7, 7], [2, 3], 'int32');
+    assertClose(() => tf.gather(table, idMatrix), 'gather rows by an id matrix');
+    assertClose(() => tf.gather(rand([2, 12, 3]), tf.tensor1d([5, 0, 11], 'int32'), 1), 'gather along axis 1');
+    assertClose(() => tf.gather(tf.range(0, 24, 1, 'int32').reshape([12, 2]), idx).toFloat(), 'gather int32');
+    assertServedNatively('GatherV2');
+    // An index outside the axis is the JavaScript kernel's, which says so.
+    assert.throws(() => tf.gather(table, tf.tensor1d([12], 'int32')).dataSync());
   });
 
   test('elementwise ops with each broadcast form', () => {
@@ -428,7 +366,7 @@ describe('native kernels', () => {
     const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
     const model = await Captioner.create(config, vocab, 3);
     const images = tf.tensor4d(
-      Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => rng.next()),
+      Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => testRng().next()),
       [3, 16, 16, 3],
     );
     const tokens = tf.tensor2d(

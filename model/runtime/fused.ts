@@ -1,0 +1,297 @@
+/**
+ * Fused ops: a piece of the model that TF.js would run as a dozen small kernels, run as one
+ * native kernel forward and one backward (./kernels/recurrent.ts, conv-block.ts, loss.ts), and
+ * the optimiser's update as one native pass. Each op returns null when its kernel is not
+ * registered on the active backend (CAPTIONER_NATIVE=0, the addon not built, another backend)
+ * or the inputs are not ones it takes; the caller then runs the plain TF.js ops, which compute
+ * the same function (test/model/runtime/fused.test.ts compares the two, forward and gradient).
+ *
+ * Gradients are registered with TF.js (tf.registerGradient) for each fused kernel, so autodiff
+ * (tf.variableGrads) runs through them as through any op. A gradient kernel with several
+ * outputs runs when the gradient function is called, not in the per-input thunks: TF.js runs
+ * each thunk in its own tidy, which would dispose the outputs the other thunks return.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { activeNativeAddon } from './native.ts';
+import type { CpuBackend } from './kernels/common.ts';
+import { CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD, blockPoolInfo, windowsDisjoint } from './kernels/conv-block.ts';
+import { SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from './kernels/loss.ts';
+import { GRU_SEQUENCE, GRU_SEQUENCE_GRAD, LSTM_SEQUENCE, LSTM_SEQUENCE_GRAD } from './kernels/recurrent.ts';
+
+/** Whether `kernels` are all registered on the active backend. */
+function registered(...kernels: string[]): boolean {
+  const backend = tf.getBackend();
+  return kernels.every((k) => tf.getKernel(k, backend) !== undefined);
+}
+
+function run(kernel: string, inputs: tf.NamedTensorMap, attrs: Record<string, unknown> = {}): tf.Tensor[] {
+  const out = tf.engine().runKernel(kernel, inputs, attrs as tf.NamedAttrMap);
+  return Array.isArray(out) ? out : [out];
+}
+
+const float32 = (...ts: tf.Tensor[]) => ts.every((t) => t.dtype === 'float32');
+
+/** Whether the fused sequence kernels of `cell` are there (so its input projections are worth computing apart). */
+export function hasFusedCell(cell: string): boolean {
+  if (cell === 'lstm') return registered(LSTM_SEQUENCE, LSTM_SEQUENCE_GRAD);
+  if (cell === 'gru') return registered(GRU_SEQUENCE, GRU_SEQUENCE_GRAD);
+  return false;
+}
+
+/**
+ * An LSTM over a sequence (model/nn/cells.ts's lstmStep at every step): xw [B, T, 4H] the input
+ * projections x_t·W + b of every step (gate order i, f, g, o), h0 and c0 [B, H], recurrent U
+ * [H, 4H] → hs and cs [B, T, H], every step's h and c. Null when the fused kernel is not there.
+ */
+export function lstmSequence(
+  xw: tf.Tensor3D,
+  h0: tf.Tensor2D,
+  c0: tf.Tensor2D,
+  recurrent: tf.Tensor2D,
+): { hs: tf.Tensor3D; cs: tf.Tensor3D } | null {
+  if (!registered(LSTM_SEQUENCE, LSTM_SEQUENCE_GRAD) || !float32(xw, h0, c0, recurrent)) return null;
+  const [hs, cs, gates] = run(LSTM_SEQUENCE, { xw, h0, c0, recurrent });
+  gates!.dispose(); // kept for the gradient, when there is one, by the tape's own reference
+  return { hs: hs as tf.Tensor3D, cs: cs as tf.Tensor3D };
+}
+
+tf.registerGradient({
+  kernelName: LSTM_SEQUENCE,
+  inputsToSave: ['h0', 'c0', 'recurrent'],
+  outputsToSave: [true, true, true],
+  gradFunc: (dy, saved) => {
+    const [dhs, dcs] = dy as tf.Tensor[];
+    const [h0, c0, recurrent, hs, cs, gates] = saved;
+    const [dxw, dh0, dc0, dRecurrent] = run(LSTM_SEQUENCE_GRAD, {
+      dhs: dhs!,
+      dcs: dcs!,
+      gates: gates!,
+      cs: cs!,
+      hs: hs!,
+      h0: h0!,
+      c0: c0!,
+      recurrent: recurrent!,
+    });
+    return { xw: () => dxw!, h0: () => dh0!, c0: () => dc0!, recurrent: () => dRecurrent! };
+  },
+});
+
+/**
+ * A GRU over a sequence (model/nn/cells.ts's gruStep at every step): xw [B, T, 3H] the input
+ * projections x_t·W + b (gate order z, r, n), h0 [B, H], recurrent U [H, 3H] → hs [B, T, H].
+ * Null when the fused kernel is not there.
+ */
+export function gruSequence(xw: tf.Tensor3D, h0: tf.Tensor2D, recurrent: tf.Tensor2D): tf.Tensor3D | null {
+  if (!registered(GRU_SEQUENCE, GRU_SEQUENCE_GRAD) || !float32(xw, h0, recurrent)) return null;
+  const [hs, gates, hn] = run(GRU_SEQUENCE, { xw, h0, recurrent });
+  tf.dispose([gates!, hn!]);
+  return hs as tf.Tensor3D;
+}
+
+tf.registerGradient({
+  kernelName: GRU_SEQUENCE,
+  inputsToSave: ['h0', 'recurrent'],
+  outputsToSave: [true, true, true],
+  gradFunc: (dy, saved) => {
+    const [dhs] = dy as tf.Tensor[];
+    const [h0, recurrent, hs, gates, hn] = saved;
+    const [dxw, dh0, dRecurrent] = run(GRU_SEQUENCE_GRAD, {
+      dhs: dhs!,
+      gates: gates!,
+      hn: hn!,
+      hs: hs!,
+      h0: h0!,
+      recurrent: recurrent!,
+    });
+    return { xw: () => dxw!, h0: () => dh0!, recurrent: () => dRecurrent! };
+  },
+});
+
+/** The encoder block's convolution and pooling settings. */
+export interface ConvBlockOptions {
+  strides: number;
+  pad: 'same' | 'valid';
+  poolSize: number;
+  poolStrides: number;
+  poolPad: 'same' | 'valid';
+}
+
+/**
+ * maxPool(relu(conv2d(x, filter) + bias)) (NHWC, no dilation), model/nn/encoder.ts's block, in
+ * one kernel; its gradient is one pass for the pooling, ReLU and bias, then the convolution's
+ * two. Null when the fused kernel is not there or the pooling windows overlap.
+ */
+export function convReluMaxPool(
+  x: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  bias: tf.Tensor1D,
+  options: ConvBlockOptions,
+): tf.Tensor4D | null {
+  if (!registered(CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD) || !float32(x, filter, bias)) return null;
+  const conv = tf.backend_util.computeConv2DInfo(x.shape, filter.shape, options.strides, 1, options.pad);
+  if (!windowsDisjoint(blockPoolInfo(conv.outShape, { ...options }))) return null;
+  const [pooled, y] = run(CONV_RELU_MAX_POOL, { x, filter, bias }, { ...options });
+  y!.dispose(); // kept for the gradient, when there is one, by the tape's own reference
+  return pooled as tf.Tensor4D;
+}
+
+tf.registerGradient({
+  kernelName: CONV_RELU_MAX_POOL,
+  inputsToSave: ['x', 'filter'],
+  outputsToSave: [false, true],
+  gradFunc: (dy, saved, attrs) => {
+    const [dpooled] = dy as tf.Tensor[];
+    const [x, filter, y] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+    const { strides, pad } = attrs as unknown as ConvBlockOptions;
+    const [da, dbias] = run(MAX_POOL_RELU_BIAS_GRAD, { dpooled: dpooled!, y }, attrs);
+    const conv = { strides, pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+    // The convolution's gradients only when asked for: the images' never is.
+    return {
+      x: () => run('Conv2DBackpropInput', { dy: da!, filter }, { ...conv, inputShape: x.shape })[0]!,
+      filter: () => run('Conv2DBackpropFilter', { x, dy: da! }, { ...conv, filterShape: filter.shape })[0]!,
+      bias: () => dbias!,
+    };
+  },
+});
+
+/** The loss's settings: the pad id (adds nothing), label smoothing α, and the factor on the sum. */
+export interface CrossEntropyOptions {
+  pad: number;
+  labelSmoothing: number;
+  scale: number;
+}
+
+/**
+ * −scale · Σ over positions whose target is not `pad` of Σ_j t_j · log softmax(logits)_j, with
+ * t = (1 − α)·onehot(target) + α/V (model/train/loss.ts's maskedSequenceLoss with scale 1/batch).
+ * logits [..., V] float32, targets [...] int32. Null when the fused kernel is not there or a
+ * target lies outside [0, V).
+ */
+export function softmaxCrossEntropy(
+  logits: tf.Tensor,
+  targets: tf.Tensor,
+  options: CrossEntropyOptions,
+): tf.Scalar | null {
+  if (!registered(SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD)) return null;
+  if (logits.dtype !== 'float32' || targets.dtype !== 'int32') return null;
+  const vocab = logits.shape.at(-1)!;
+  if (targets.dataSync().some((id) => id !== options.pad && !(id >= 0 && id < vocab))) return null;
+  return run(SOFTMAX_CROSS_ENTROPY, { logits, targets }, { ...options })[0] as tf.Scalar;
+}
+
+tf.registerGradient({
+  kernelName: SOFTMAX_CROSS_ENTROPY,
+  inputsToSave: ['logits', 'targets'],
+  gradFunc: (dy, saved, attrs) => {
+    const [logits, targets] = saved;
+    return {
+      logits: () =>
+        run(SOFTMAX_CROSS_ENTROPY_GRAD, { logits: logits!, targets: targets!, dy: dy as tf.Tensor }, attrs)[0]!,
+      targets: () => tf.zerosLike(targets!),
+    };
+  },
+});
+
+/** The CPU backend's storage, as the optimiser's in-place update reads it. */
+type CpuStorage = CpuBackend & { refCount(dataId: object): number };
+
+/** The CPU backend while the native kernels serve it, else null. */
+function nativeCpu(): { lib: NonNullable<ReturnType<typeof activeNativeAddon>>; backend: CpuStorage } | null {
+  const lib = activeNativeAddon();
+  if (!lib || tf.getBackend() !== 'cpu') return null;
+  return { lib, backend: tf.backend() as unknown as CpuStorage };
+}
+
+function values(backend: CpuStorage, t: tf.Tensor): Float32Array | null {
+  if (t.dtype !== 'float32') return null;
+  const v = backend.data.get(t.dataId).values;
+  return v instanceof Float32Array ? v : null;
+}
+
+/**
+ * The values of `variable`, to be updated in place: first given a buffer of its own when it
+ * shares one (TF.js shares a buffer between a variable and the tensor it was assigned from).
+ */
+function ownValues(backend: CpuStorage, variable: tf.Variable): Float32Array | null {
+  const current = values(backend, variable);
+  if (!current) return null;
+  if (backend.refCount(variable.dataId) <= 1) return current;
+  const copy = tf.tensor(current.slice(), variable.shape, 'float32');
+  variable.assign(copy);
+  copy.dispose();
+  return values(backend, variable);
+}
+
+/** Σ over `tensors` of Σ x², in one native pass (null when the native kernels are off). */
+export function fusedSumOfSquares(tensors: readonly tf.Tensor[]): number | null {
+  const native = nativeCpu();
+  if (!native) return null;
+  const arrays = tensors.map((t) => values(native.backend, t));
+  if (arrays.some((a) => !a)) return null;
+  return native.lib.sumOfSquares(arrays as Float32Array[]);
+}
+
+/** One variable's part of an Adam update. */
+export interface AdamSlot {
+  variable: tf.Variable;
+  m: tf.Variable;
+  v: tf.Variable;
+  grad: tf.Tensor;
+}
+
+/** Adam's constants for one update (model/train/optim.ts). */
+export interface AdamConstants {
+  /** Multiplies every gradient first (clipping); 1 leaves them as they are. */
+  gradScale: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  /** 1 − β1^t and 1 − β2^t. */
+  c1: number;
+  c2: number;
+  learningRate: number;
+}
+
+/**
+ * Adam's update of every variable and its two moments, in place, in one native pass over their
+ * values, with model/train/optim.ts's float32 arithmetic. Returns false, having changed nothing,
+ * when the native kernels are off or a tensor is not float32 of its variable's size.
+ */
+export function fusedAdamUpdate(slots: readonly AdamSlot[], k: AdamConstants): boolean {
+  const native = nativeCpu();
+  if (!native) return false;
+  const ok = slots.every(
+    ({ variable, m, v, grad }) =>
+      float32(variable, m, v, grad) &&
+      m.size === variable.size &&
+      v.size === variable.size &&
+      grad.size === variable.size,
+  );
+  if (!ok) return false;
+  const arrays = slots.map(({ variable, m, v, grad }) => [
+    ownValues(native.backend, variable),
+    ownValues(native.backend, m),
+    ownValues(native.backend, v),
+    values(native.backend, grad),
+  ]);
+  if (arrays.some((a) => a.some((x) => !x)))
+    throw new Error('fusedAdamUpdate: a float32 tensor without Float32Array values');
+  const column = (i: number) => arrays.map((a) => a[i]!);
+  native.lib.adam(
+    column(0),
+    column(1),
+    column(2),
+    column(3),
+    k.gradScale !== 1,
+    k.gradScale,
+    k.beta1,
+    1 - k.beta1,
+    k.beta2,
+    1 - k.beta2,
+    k.c1,
+    k.c2,
+    k.epsilon,
+    k.learningRate,
+  );
+  return true;
+}

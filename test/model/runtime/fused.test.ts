@@ -1,0 +1,277 @@
+/**
+ * captioner's fused native kernels (model/runtime/fused.ts) against the TF.js ops they stand for:
+ * each case runs once with the native kernels off (the plain ops) and once with them on (the
+ * fused kernel), forward and gradient, and asserts the fused kernels really ran. The addon must
+ * be built: these tests fail, not skip, when it is not.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
+import { cellWeights, createCell, gruStep, lstmStep, type CellKind } from '../../../model/nn/cells.ts';
+import { fusedCellSequence } from '../../../model/nn/fused-cells.ts';
+import { convReluMaxPool, fusedAdamUpdate, type ConvBlockOptions } from '../../../model/runtime/fused.ts';
+import { disableNativeKernels, enableNativeKernels, loadNativeAddon } from '../../../model/runtime/native.ts';
+import { maskedSequenceLoss } from '../../../model/train/loss.ts';
+import { Adam, globalNorm } from '../../../model/train/optim.ts';
+import { PAD, SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
+import { Rng } from '../../../model/util/rng.ts';
+import { assertClose, assertServedNatively, onBoth, rand, testRng } from '../../helpers/native-compare.ts';
+
+/** Steps of `cell` one at a time, as decoding runs them: every h, and the last state. */
+function stepByStep(
+  kind: CellKind,
+  params: Record<string, tf.Variable>,
+  xs: tf.Tensor3D,
+  h0: tf.Tensor2D,
+  c0: tf.Tensor2D,
+) {
+  let state = kind === 'lstm' ? { h: h0, c: c0 } : { h: h0 };
+  const hs: tf.Tensor2D[] = [];
+  for (const x of tf.unstack(xs, 1) as tf.Tensor2D[]) {
+    state = (kind === 'lstm' ? lstmStep : gruStep)(params, 'cell', x, state);
+    hs.push(state.h);
+  }
+  return { hs: tf.stack(hs, 1) as tf.Tensor3D, state };
+}
+
+describe('fused kernels', () => {
+  before(async () => {
+    await tf.setBackend('cpu');
+    assert.equal(typeof loadNativeAddon(), 'object', 'the native addon must be built for these tests');
+  });
+  after(() => disableNativeKernels());
+
+  for (const kind of ['lstm', 'gru'] as const) {
+    const gates = kind === 'lstm' ? 4 : 3;
+    test(`${kind}: a step, and a whole sequence, equal the gate-by-gate cell, forward and gradient`, () => {
+      // Batch 5 runs the recurrent products as GEMMs, batch 2 as matrix-vector products.
+      for (const [batch, steps, input, hidden] of [
+        [5, 4, 6, 7],
+        [2, 3, 5, 9],
+      ] as const) {
+        const params = createCell(kind, new Rng(3), input, hidden, 'cell');
+        const weights = Object.values(params);
+        const xs = rand([batch, steps, input], 2) as tf.Tensor3D;
+        const h0 = rand([batch, hidden]) as tf.Tensor2D;
+        const c0 = rand([batch, hidden]) as tf.Tensor2D;
+        const probe = rand([batch, steps, hidden]);
+        const probeC = rand([batch, hidden]);
+        // Every h and the last c, weighted, so that every output's gradient flows back.
+        const stepLoss = (x: tf.Tensor3D, h: tf.Tensor2D, c: tf.Tensor2D) => {
+          const { hs, state } = stepByStep(kind, params, x, h, c);
+          return tf.add(tf.sum(tf.mul(hs, probe)), tf.sum(tf.mul(state.c ?? state.h, probeC))) as tf.Scalar;
+        };
+        const label = `${kind} batch ${batch}`;
+        assertClose(() => stepByStep(kind, params, xs, h0, c0).hs, `${label}: steps, forward`);
+        assertClose(() => {
+          const { value, grads } = tf.variableGrads(() => stepLoss(xs, h0, c0), weights);
+          return [value, ...weights.map((w) => grads[w.name]!)];
+        }, `${label}: steps, weight gradients`);
+        // The GRU has no c: its c0 takes no part.
+        const inputs = kind === 'lstm' ? [xs, h0, c0] : [xs, h0];
+        const withInputs =
+          (loss: typeof stepLoss) =>
+          (...t: tf.Tensor[]) =>
+            loss(t[0] as tf.Tensor3D, t[1] as tf.Tensor2D, (t[2] ?? c0) as tf.Tensor2D);
+        assertClose(() => tf.grads(withInputs(stepLoss))(inputs), `${label}: steps, input and state gradients`);
+        // The whole sequence at once (teacher forcing) against steps of the gate-by-gate cell.
+        const sequenceLoss = (x: tf.Tensor3D, h: tf.Tensor2D, c: tf.Tensor2D) => {
+          const state = kind === 'lstm' ? { h, c } : { h };
+          const hs =
+            fusedCellSequence(kind, cellWeights(params, 'cell'), x, state) ?? stepByStep(kind, params, x, h, c).hs;
+          return tf.sum(tf.mul(hs, probe)) as tf.Scalar;
+        };
+        assertClose(() => {
+          const { value, grads } = tf.variableGrads(() => sequenceLoss(xs, h0, c0), weights);
+          return [value, ...weights.map((w) => grads[w.name]!)];
+        }, `${label}: sequence, forward and weight gradients`);
+        assertClose(() => tf.grads(withInputs(sequenceLoss))(inputs), `${label}: sequence, input and state gradients`);
+        assert.equal(params['cell/kernel']!.shape[1], gates * hidden);
+        tf.dispose([...weights, xs, h0, c0, probe, probeC]);
+      }
+      const name = kind === 'lstm' ? 'CaptionerLstmSequence' : 'CaptionerGruSequence';
+      assertServedNatively(name, `${name}Grad`);
+    });
+  }
+
+  test('encoder block: conv, bias, ReLU and max-pool equal the TF.js ops, with the gradient of x, filter and bias', () => {
+    const block = (x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, o: ConvBlockOptions) =>
+      convReluMaxPool(x, w, b, o) ??
+      tf.maxPool(
+        tf.relu(tf.add(tf.conv2d(x, w, o.strides as 1, o.pad), b)) as tf.Tensor4D,
+        o.poolSize,
+        o.poolStrides,
+        o.poolPad,
+      );
+    for (const [xShape, wShape, options] of [
+      [[3, 8, 8, 3], [3, 3, 3, 5], { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'same' }],
+      // odd sides: the last window of 'same' pooling hangs over the edge; 'valid' drops it
+      [[2, 7, 9, 4], [3, 3, 4, 6], { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'same' }],
+      [[2, 7, 9, 4], [3, 3, 4, 6], { strides: 1, pad: 'valid', poolSize: 2, poolStrides: 2, poolPad: 'valid' }],
+      [[2, 10, 10, 3], [3, 3, 3, 4], { strides: 2, pad: 'same', poolSize: 3, poolStrides: 3, poolPad: 'same' }],
+    ] as [number[], number[], ConvBlockOptions][]) {
+      const x = rand(xShape) as tf.Tensor4D;
+      const w = rand(wShape) as tf.Tensor4D;
+      const b = rand([wShape[3]!], 0.5) as tf.Tensor1D; // about half the pre-activations negative
+      const probe = rand(block(x, w, b, options).shape);
+      const label = `block x[${xShape}] w[${wShape}] ${JSON.stringify(options)}`;
+      assertClose(() => block(x, w, b, options), `${label}: forward`);
+      assertClose(
+        () =>
+          tf.grads((xx, ww, bb) =>
+            tf.sum(tf.mul(block(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, options), probe)),
+          )([x, w, b]),
+        `${label}: gradients`,
+      );
+      tf.dispose([x, w, b, probe]);
+    }
+    // Ties: a constant image gives equal values in every window; the first one wins, as in MaxPoolGrad.
+    const flat = tf.ones([1, 4, 4, 2]) as tf.Tensor4D;
+    const w = tf.ones([1, 1, 2, 3]) as tf.Tensor4D;
+    const b = tf.tensor1d([0.5, -3, 0]);
+    const options = { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'same' } as const;
+    assertClose(
+      () => tf.grads((xx, bb) => tf.sum(block(xx as tf.Tensor4D, w, bb as tf.Tensor1D, options)))([flat, b]),
+      'ties',
+    );
+    assertServedNatively(
+      'CaptionerConvReluMaxPool',
+      'CaptionerMaxPoolReluBiasGrad',
+      'Conv2DBackpropInput',
+      'Conv2DBackpropFilter',
+    );
+    // Overlapping windows are the TF.js ops' (an input can be the argmax of two windows).
+    assert.equal(convReluMaxPool(flat, w, b, { ...options, poolSize: 3, poolStrides: 1 }), null);
+    tf.dispose([flat, w, b]);
+  });
+
+  test('softmax cross-entropy: the masked, label-smoothed sequence loss and its gradient', () => {
+    const logits = rand([4, 5, 11], 3) as tf.Tensor3D;
+    const targets = tf.tensor2d(
+      [
+        [4, 5, 6, 2, PAD],
+        [7, 10, 2, PAD, PAD],
+        [9, 8, 4, 5, 2],
+        [3, 2, PAD, PAD, PAD],
+      ],
+      [4, 5],
+      'int32',
+    );
+    for (const smoothing of [0, 0.1]) {
+      assertClose(
+        () =>
+          tf
+            .grads((z) => maskedSequenceLoss(z as tf.Tensor3D, targets, smoothing))([logits])
+            .concat(maskedSequenceLoss(logits, targets, smoothing)),
+        `label smoothing ${smoothing}`,
+      );
+    }
+    assertServedNatively('CaptionerSoftmaxCrossEntropy', 'CaptionerSoftmaxCrossEntropyGrad');
+    // A target outside the vocabulary is the TF.js ops' (its one-hot row is all zeros).
+    const outside = tf.tensor2d([[4, 11, 2, PAD, PAD]], [1, 5], 'int32');
+    assertClose(
+      () => maskedSequenceLoss(logits.slice([0, 0, 0], [1, 5, 11]) as tf.Tensor3D, outside),
+      'target outside [0, V)',
+    );
+    tf.dispose([logits, targets, outside]);
+  });
+
+  test('Adam: the fused update gives exactly the numbers of the TF.js ops, clipped or not, and leaves shared buffers alone', () => {
+    const shapes = [[3, 70000], [5], [2, 3, 4]];
+    for (const gradScale of [1, 0.37]) {
+      const { js, native } = onBoth(() => {
+        const variables = Object.fromEntries(shapes.map((s, i) => [`w${i}`, tf.variable(rand(s))]));
+        const adam = new Adam();
+        for (let step = 0; step < 3; step++) {
+          const grads = Object.fromEntries(shapes.map((s, i) => [`w${i}`, rand(s, 10 ** (i - 2))]));
+          adam.apply(variables, grads, 0.01 * (step + 1), gradScale);
+          tf.dispose(Object.values(grads));
+        }
+        const state = adam.stateTensors();
+        const out = [...Object.values(variables), ...Object.values(state)].map((t) => t.clone());
+        adam.dispose();
+        tf.dispose(Object.values(variables));
+        return out;
+      });
+      js.forEach((ref, i) => assert.deepEqual(native[i], ref, `gradScale ${gradScale}: tensor ${i} differs`));
+    }
+    enableNativeKernels();
+    // A variable assigned from a tensor shares its buffer: the update must not write into that tensor.
+    const init = tf.tensor1d([1, 2, 3]);
+    const variable = tf.variable(init);
+    const m = tf.variable(tf.zeros([3]), false);
+    const v = tf.variable(tf.zeros([3]), false);
+    const grad = tf.tensor1d([0.5, -0.5, 1]);
+    const k = { gradScale: 1, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, c1: 0.1, c2: 0.001, learningRate: 0.1 };
+    assert.ok(fusedAdamUpdate([{ variable, m, v, grad }], k));
+    assert.deepEqual(Array.from(init.dataSync()), [1, 2, 3]);
+    assert.notDeepEqual(Array.from(variable.dataSync()), [1, 2, 3]);
+    tf.dispose([init, variable, m, v, grad]);
+  });
+
+  test('the global norm in one pass equals the TF.js ops', () => {
+    const { js, native } = onBoth(() => {
+      const grads = { a: rand([3, 70000]), b: rand([7], 100), c: rand([2, 2]) };
+      return tf.scalar(globalNorm(grads));
+    });
+    assert.ok(Math.abs(native[0]![0]! - js[0]![0]!) <= 1e-6 * js[0]![0]!, `${native[0]![0]} vs ${js[0]![0]}`);
+  });
+
+  for (const variant of [
+    { cell: 'lstm', featureInput: 'init' },
+    { cell: 'gru', featureInput: 'init' },
+    { cell: 'lstm', featureInput: 'attention', encoderPooling: 'grid' },
+  ] as const) {
+    test(`the model (${variant.cell}, ${variant.featureInput}): teacher-forced loss and every gradient equal the TF.js ops`, async () => {
+      const config: ModelConfig = {
+        imageSize: 16,
+        encoderChannels: [4, 8],
+        featureSize: 12,
+        encoderPooling: 'average',
+        backbone: null,
+        backboneTrainable: false,
+        embeddingSize: 6,
+        hiddenSize: 10,
+        maxLength: 5,
+        minWordCount: 1,
+        decoderInput: 'previous-word',
+        ...variant,
+      };
+      const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
+      const model = await Captioner.create(config, vocab, 3);
+      const images = tf.tensor4d(
+        Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => testRng().next()),
+        [3, 16, 16, 3],
+      );
+      const tokens = tf.tensor2d(
+        [
+          [START, 4, 5, 6, 2, 0],
+          [START, 7, 7, 2, 0, 0],
+          [START, 9, 8, 4, 5, 2],
+        ],
+        [3, 6],
+        'int32',
+      );
+      const variables = model.trainableVariables();
+      const before = tf.memory().numTensors;
+      const { js, native } = onBoth(() => {
+        const { value, grads } = tf.variableGrads(() => {
+          const { logits } = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' });
+          return maskedSequenceLoss(logits, tokens.slice([0, 1], [3, 5]) as tf.Tensor2D, 0.1);
+        }, variables);
+        return [value, ...variables.map((v) => grads[v.name]!)];
+      });
+      assert.equal(tf.memory().numTensors, before, 'no tensor leaked');
+      js.forEach((ref, i) => {
+        const scale = Math.max(...ref.map(Math.abs), 1e-30);
+        const diff = Math.max(...ref.map((r, j) => Math.abs(r - native[i]![j]!)));
+        assert.ok(diff <= 1e-4 * scale, `${i === 0 ? 'loss' : variables[i - 1]!.name}: ${diff} vs ${scale}`);
+      });
+      const kernel = variant.cell === 'lstm' ? 'CaptionerLstmSequence' : 'CaptionerGruSequence';
+      assertServedNatively(kernel, `${kernel}Grad`, 'CaptionerConvReluMaxPool', 'CaptionerSoftmaxCrossEntropy');
+      tf.dispose([images, tokens]);
+      model.dispose();
+    });
+  }
+});
