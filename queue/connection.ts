@@ -76,7 +76,9 @@ export async function checkRedis(location: QueueLocation, timeoutMs = 5000): Pro
     await client.connect();
     await client.ping();
   } catch (err) {
-    throw new QueueConnectionError(`cannot reach Redis at ${location.display} (${(err as Error).message})`);
+    throw new QueueConnectionError(`cannot reach Redis at ${location.display} (${(err as Error).message})`, {
+      cause: err,
+    });
   } finally {
     client.disconnect();
   }

@@ -108,7 +108,11 @@ export const workerCommand: Command = {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
       });
-      logLine(`worker: ${signal}: finishing the jobs held, then stopping`);
+      logLine(`worker: ${signal}: finishing the jobs held, then stopping (again to quit at once)`);
+      // A second signal quits at once: the jobs held go back to the queue when their locks expire.
+      const quit = () => process.exit(EXIT.interrupted);
+      process.once('SIGINT', quit);
+      process.once('SIGTERM', quit);
       await worker.close();
       logLine(`worker stopped: ${captioned} captioned, ${failed} failed attempts`);
       return signal === 'SIGINT' ? EXIT.interrupted : EXIT.ok;
