@@ -5,7 +5,6 @@
  * loaded before the queue is touched: a worker whose model fails to load takes no job.
  */
 import type { Argv } from 'yargs';
-import { DEFAULT_MAX_PIXELS } from '../../model/data/image-header.ts';
 import { loadModel } from '../../model/io/load.ts';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { checkRedis, parseQueueUrl } from '../../queue/connection.ts';
@@ -70,7 +69,7 @@ export const workerCommand: Command = {
       })
       .example('$0 worker --queue redis://10.0.0.5:6379/0 --model models/coco', 'serve the queue with this model')
       .epilog(
-        `Images are read by the path the enqueueing run resolved: every worker must see the same file system at the same paths. Stop with Ctrl-C or SIGTERM; the jobs held are finished first. Default --max-pixels of the jobs: ${DEFAULT_MAX_PIXELS}. See docs/scale.md.`,
+        'Images are read by the path the enqueueing run resolved: every worker must see the same file system at the same paths. Stop with Ctrl-C or SIGTERM; the jobs held are finished first. The decoding flags and --max-pixels are given to caption --queue and travel with each job. See docs/scale.md.',
       ),
   async run(argv) {
     const location = parseQueueUrl(argv.queue as string);
