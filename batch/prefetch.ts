@@ -29,8 +29,11 @@ export function errorText(err: unknown, path: string): string {
   return (message.startsWith(`${path}: `) ? message.slice(path.length + 2) : message).replace(/\s+/g, ' ');
 }
 
-/** Header, limit, budget, decode: one image. An image that cannot be decoded (an ImageError) is its record's error. */
-async function loadOne(path: string, options: PrefetchOptions, budget: ByteBudget): Promise<LoadedImage> {
+/**
+ * Header, limit, budget, decode: one image. An image that cannot be decoded (an ImageError) is its
+ * record's error. The prefetcher and the queue worker (queue/worker.ts) both load through it.
+ */
+export async function loadImage(path: string, options: PrefetchOptions, budget: ByteBudget): Promise<LoadedImage> {
   try {
     const header = await readImageHeader(path);
     checkPixelLimit(header, options.maxPixels, path);
@@ -58,7 +61,7 @@ export class Prefetcher {
   private fill(upTo: number): void {
     const end = Math.min(upTo, this.paths.length);
     while (this.jobs.length < end) {
-      const job = loadOne(this.paths[this.jobs.length]!, this.options, this.budget);
+      const job = loadImage(this.paths[this.jobs.length]!, this.options, this.budget);
       // A job that fails for a reason other than its image rejects when taken (or settled); until
       // then this handler keeps it from counting as unhandled. It does not swallow the error.
       job.then(undefined, () => undefined);

@@ -68,8 +68,11 @@ function recordFor(file: InputFile, r: CaptionResult, nBest: number | undefined,
   return rec;
 }
 
-/** Captions the decoded images of one batch, in order; the others' records carry their errors. */
-function captionBatch(
+/**
+ * Captions the decoded images of one batch, in order; the others' records carry their errors.
+ * The in-process run and the queue worker (queue/worker.ts) both caption through it.
+ */
+export function captionBatch(
   model: Captioner,
   files: readonly InputFile[],
   loaded: readonly LoadedImage[],

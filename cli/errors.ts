@@ -5,6 +5,7 @@
  *   2  bad usage or configuration (unknown flag, wrong type, missing option)
  *   3  bad input: a data set, model directory or file that cannot be read as what it claims to be
  *   4  the requested backend is not available
+ *   5  the job queue's Redis server cannot be reached
  *   130 interrupted (SIGINT) after saving what could be saved
  */
 import { BackendError } from '../model/runtime/backend.ts';
@@ -16,8 +17,10 @@ import { DecodeOptionsError } from '../model/decode/decode.ts';
 import { PriorError } from '../model/decode/prior.ts';
 import { RecordFileError } from '../batch/records.ts';
 import { CocoFileError } from '../eval/coco-files.ts';
+import { ShardError } from '../batch/shard.ts';
+import { QueueConnectionError, QueueUrlError } from '../queue/connection.ts';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, input: 3, backend: 4, interrupted: 130 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, input: 3, backend: 4, unavailable: 5, interrupted: 130 } as const;
 
 /** A usage error raised by the CLI layer itself. */
 export class UsageError extends Error {
@@ -25,7 +28,14 @@ export class UsageError extends Error {
 }
 
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof ConfigError || err instanceof UsageError || err instanceof DecodeOptionsError) return EXIT.usage;
+  if (
+    err instanceof ConfigError ||
+    err instanceof UsageError ||
+    err instanceof DecodeOptionsError ||
+    err instanceof QueueUrlError ||
+    err instanceof ShardError
+  )
+    return EXIT.usage;
   if (
     err instanceof DatasetError ||
     err instanceof CheckpointError ||
@@ -36,5 +46,6 @@ export function exitCodeFor(err: unknown): number {
   )
     return EXIT.input;
   if (err instanceof BackendError) return EXIT.backend;
+  if (err instanceof QueueConnectionError) return EXIT.unavailable;
   return EXIT.failed;
 }

@@ -2,6 +2,8 @@
  * `captioner caption`: captions image files, folders and globs in batches with a trained model,
  * one record per image (JSON Lines, CSV or TSV) on stdout or in --out. A thin layer over batch/:
  * with --out the run is resumable (batch/output.ts), Ctrl-C stops it after the batch in flight.
+ * With --queue the images are captioned by `captioner worker` processes instead (queue/client.ts);
+ * with --shard i/n this run takes only its share of the images (batch/shard.ts).
  */
 import { extname } from 'node:path';
 import type { Argv } from 'yargs';
@@ -15,10 +17,13 @@ import {
 } from '../../model/decode/options.ts';
 import { DEFAULT_MAX_PIXELS } from '../../model/data/image-header.ts';
 import { loadModel } from '../../model/io/load.ts';
-import { IMAGE_EXTENSIONS, expandInputs } from '../../batch/inputs.ts';
+import { IMAGE_EXTENSIONS, expandInputs, type InputError, type InputFile } from '../../batch/inputs.ts';
 import { openRecordFile, streamOutput, type RecordOutput } from '../../batch/output.ts';
 import { RECORD_FORMATS, type RecordFormat } from '../../batch/records.ts';
 import { captionFiles, type BatchSummary } from '../../batch/run.ts';
+import { parseShard, shardOf } from '../../batch/shard.ts';
+import { parseQueueUrl, checkRedis, type QueueLocation } from '../../queue/connection.ts';
+import { captionOnQueue } from '../../queue/client.ts';
 import { logLine, type Command } from '../command.ts';
 import { decodeFlagOptions, decodeSettingsFromFlags, integerFlag } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -70,8 +75,7 @@ export const captionCommand: Command = {
       })
       .option('model', {
         type: 'string',
-        demandOption: true,
-        describe: 'model directory (written by `captioner train`)',
+        describe: 'model directory (written by `captioner train`); required unless --queue',
       })
       .option('checkpoint', {
         type: 'string',
@@ -120,8 +124,23 @@ export const captionCommand: Command = {
         describe:
           'write records to FILE (resumable: a rerun, from any directory, skips images already in it); default stdout',
       })
+      .option('queue', {
+        type: 'string',
+        describe:
+          'caption on the workers of this queue (redis://HOST:PORT/DB; `captioner worker`) instead of here; images go by real path, so workers must see the same files at the same paths',
+        group: 'Scale:',
+      })
+      .option('shard', {
+        type: 'string',
+        describe: 'caption only shard i of n (i/n), chosen by a hash of each real path: n runs cover every image once',
+        group: 'Scale:',
+      })
       .example('$0 caption photos/ --model models/coco --out captions.jsonl', 'caption a folder; rerun to resume')
       .example('$0 caption a.png --model models/default --attention', "each word's attention weights in the record")
+      .example(
+        '$0 caption /shared/photos --queue redis://10.0.0.5:6379/0 --out captions.jsonl',
+        'caption on the workers',
+      )
       .example(
         "$0 caption 'shots/**/*.png' a.jpg --model models/coco --beam 5 --nbest 3 --format csv",
         'beam search, 3 best each, CSV on stdout',
@@ -135,11 +154,24 @@ export const captionCommand: Command = {
     const decodeMemory = integerFlag(argv, 'decode-memory');
     const options: DecodeOptions = decodeSettingsFrom(argv);
     const nbestColumns = options.nBest ?? 1;
+    const queue = argv.queue === undefined ? null : parseQueueUrl(argv.queue as string);
+    const shard = argv.shard === undefined ? null : parseShard(argv.shard as string);
+    if (queue && argv.model !== undefined)
+      throw new UsageError('--model and --queue exclude each other: with --queue the workers’ model captions');
+    if (!queue && argv.model === undefined)
+      throw new UsageError('--model is required (or --queue, to caption on `captioner worker` processes)');
 
-    const { files, unreadable, empty } = await expandInputs(inputs);
+    const expanded = await expandInputs(inputs);
+    const { empty } = expanded;
+    let { files, unreadable } = expanded;
     for (const e of empty) logLine(`warning: ${e}: no image files (${IMAGE_EXTENSIONS.join(' ')})`);
     if (files.length === 0 && unreadable.length === 0)
       throw new UsageError(`no image files found in ${inputs.join(' ')}`);
+    if (shard) {
+      files = files.filter((f) => shardOf(f.realPath, shard.count) === shard.index);
+      if (shard.index !== 1) unreadable = []; // reported once, by shard 1
+    }
+    if (queue) return captionOnWorkers(queue, { files, unreadable, out, format, nbestColumns, options, maxPixels });
 
     const attention = argv.attention === true;
     if (attention && format !== 'jsonl')
@@ -195,6 +227,67 @@ export const captionCommand: Command = {
     }
   },
 };
+
+/** The run of `caption --queue`: the same output, resume, progress and summary as in-process. */
+async function captionOnWorkers(
+  location: QueueLocation,
+  run: {
+    files: InputFile[];
+    unreadable: InputError[];
+    out: string | undefined;
+    format: RecordFormat;
+    nbestColumns: number;
+    options: DecodeSettings;
+    maxPixels: number;
+  },
+): Promise<number> {
+  await checkRedis(location);
+  const { out, format, nbestColumns } = run;
+  const output = out
+    ? await openRecordFile(out, format, nbestColumns)
+    : await streamOutput(process.stdout, format, nbestColumns);
+  if (out && output.resumed) logResumed(out, output);
+  const stop = stopOnInterrupt(
+    'interrupted: stopping (the jobs stay queued; rerun to collect them; Ctrl-C again to quit at once)',
+  );
+  const todo = run.files.filter((f) => !output.done.has(f.realPath));
+  const start = performance.now();
+  let bar: Bar | null = null;
+  let summary: BatchSummary;
+  try {
+    if (run.unreadable.length) await output.sink.write(run.unreadable.map(({ path, error }) => ({ path, error })));
+    const result = await captionOnQueue({
+      location,
+      files: todo,
+      settings: run.options, // DecodeSettings only: the prior is the workers' model's
+      maxPixels: run.maxPixels,
+      sink: output.sink,
+      signal: stop.signal,
+      progress(done, total) {
+        if (total === 0) return;
+        bar ??= progressBar(total, 'captioning {bar} {value}/{total} images', 'img');
+        bar.update(done);
+      },
+    });
+    const seconds = (performance.now() - start) / 1000;
+    summary = {
+      captioned: result.captioned,
+      failed: result.failed + run.unreadable.length,
+      skipped: run.files.length - todo.length,
+      interrupted: result.interrupted,
+      left: result.left,
+      imagesPerSecond: (todo.length - result.left) / Math.max(seconds, 1e-9),
+      seconds,
+    };
+  } finally {
+    (bar as Bar | null)?.stop();
+    stop.release();
+    await output.sink.close();
+  }
+  logLine(summaryLine(summary, out));
+  if (summary.interrupted) return EXIT.interrupted;
+  return summary.failed > 0 ? EXIT.failed : EXIT.ok;
+}
 
 function logResumed(out: string, output: RecordOutput): void {
   const r = output.resumed!;

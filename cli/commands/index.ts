@@ -7,6 +7,7 @@ import { captionCommand } from './caption.ts';
 import { scoreCommand } from './score.ts';
 import { evalCommand } from './eval.ts';
 import { priorCommand } from './prior.ts';
+import { workerCommand } from './worker.ts';
 
 export const COMMANDS: readonly Command[] = [
   trainCommand,
@@ -16,4 +17,5 @@ export const COMMANDS: readonly Command[] = [
   evalCommand,
   priorCommand,
   serveCommand,
+  workerCommand,
 ];

@@ -1,0 +1,171 @@
+/**
+ * A captioning worker: takes jobs from the BullMQ queue (queue/jobs.ts), up to `concurrency` at
+ * once, decodes their images as they arrive and captions them in batches of up to `batchSize`
+ * with the same code as the in-process run (batch/prefetch.ts loadImage, batch/run.ts
+ * captionBatch), and answers each job with its caption.
+ *
+ * Failure: an image that cannot be captioned fails its job, which BullMQ retries (JOB_ATTEMPTS,
+ * with backoff) before the failure is final; a worker killed mid-job holds locks that expire, and
+ * another worker's stalled-job check puts the job back to wait (`maxStalledCount` times, then the
+ * job fails: an image that kills every worker that takes it ends as an error, not a loop).
+ */
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Captioner } from '../model/nn/captioner.ts';
+import type { LanguagePrior } from '../model/decode/prior.ts';
+import { resolveDecodeOptions, type DecodeOptions } from '../model/decode/options.ts';
+import { ByteBudget } from '../model/util/byte-budget.ts';
+import { loadImage, type LoadedImage } from '../batch/prefetch.ts';
+import { captionBatch } from '../batch/run.ts';
+import type { InputFile } from '../batch/inputs.ts';
+import { redisOptions, type QueueLocation } from './connection.ts';
+import { QUEUE_NAME, settingsKey, type CaptionJobData, type CaptionJobResult } from './jobs.ts';
+
+export interface WorkerOptions {
+  model: Captioner;
+  prior: LanguagePrior | null;
+  location: QueueLocation;
+  /** Jobs held at once (taken from the queue, decoding or captioning). */
+  concurrency: number;
+  /** Images captioned together, at most. */
+  batchSize: number;
+  /** Estimated decode memory the images decoding at once may hold, bytes. */
+  decodeBudgetBytes: number;
+  /** How long a job's lock lasts without renewal, ms: a dead worker's jobs wait this long. */
+  lockDurationMs: number;
+  /** How often this worker looks for stalled jobs (their worker gone), ms. */
+  stalledIntervalMs: number;
+  /** Times a job may stall (its worker die) and be taken again before it fails. */
+  maxStalledCount: number;
+  /** Called after each batch with the number of jobs captioned and failed in it. */
+  onBatch?(captioned: number, failed: number): void;
+  /** Connection and other errors the worker recovers from, for a log line. */
+  onError?(err: Error): void;
+}
+
+export interface RunningWorker {
+  /** Stops taking jobs, lets the jobs held finish, and disconnects. */
+  close(): Promise<void>;
+}
+
+interface Pending {
+  file: InputFile;
+  decode: DecodeOptions;
+  key: string;
+  loaded: Promise<LoadedImage>;
+  resolve(result: CaptionJobResult): void;
+  reject(err: Error): void;
+}
+
+/**
+ * Collects the jobs a worker holds into batches: a batch starts when `batchSize` jobs wait, or
+ * when no job has arrived for a moment; batches run one at a time (captioning holds the thread).
+ */
+class Batcher {
+  private pending: Pending[] = [];
+  private running: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly opts: WorkerOptions,
+    private readonly lingerMs = 5,
+  ) {}
+
+  add(p: Pending): void {
+    this.pending.push(p);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending.length >= this.opts.batchSize) this.kick();
+    else this.timer = setTimeout(() => this.kick(), this.lingerMs);
+  }
+
+  private kick(): void {
+    if (this.running || this.pending.length === 0) return;
+    const batch = this.pending.splice(0, this.opts.batchSize);
+    this.running = this.run(batch).finally(() => {
+      this.running = null;
+      if (this.pending.length) this.kick();
+    });
+  }
+
+  private async run(batch: Pending[]): Promise<void> {
+    const groups = new Map<string, Pending[]>();
+    for (const p of batch) groups.set(p.key, [...(groups.get(p.key) ?? []), p]);
+    let captioned = 0;
+    let failed = 0;
+    for (const group of groups.values()) {
+      const loaded = await Promise.allSettled(group.map((p) => p.loaded));
+      const ok = group.flatMap((p, i) => {
+        const l = loaded[i]!;
+        if (l.status === 'fulfilled') return [{ p, l: l.value }];
+        p.reject(l.reason instanceof Error ? l.reason : new Error(String(l.reason)));
+        failed++;
+        return [];
+      });
+      if (ok.length === 0) continue;
+      try {
+        const records = captionBatch(
+          this.opts.model,
+          ok.map((o) => o.p.file),
+          ok.map((o) => o.l),
+          ok[0]!.p.decode,
+        );
+        records.forEach((r, i) => {
+          const p = ok[i]!.p;
+          if (r.error !== undefined || r.caption === undefined || r.logProb === undefined) {
+            p.reject(new Error(r.error ?? 'no caption'));
+            failed++;
+            return;
+          }
+          const result: CaptionJobResult = { caption: r.caption, logProb: r.logProb };
+          if (r.nbest) result.nbest = r.nbest;
+          p.resolve(result);
+          captioned++;
+        });
+      } catch (err) {
+        for (const o of ok) o.p.reject(err as Error);
+        failed += ok.length;
+      }
+    }
+    this.opts.onBatch?.(captioned, failed);
+  }
+}
+
+/** Starts a worker on the queue at `opts.location`; it runs until closed. */
+export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
+  const budget = new ByteBudget(opts.decodeBudgetBytes);
+  const batcher = new Batcher(opts);
+  const decodeFor = new Map<string, DecodeOptions>();
+  const size = opts.model.config.imageSize;
+
+  const processJob = (job: Job<CaptionJobData, CaptionJobResult>): Promise<CaptionJobResult> => {
+    const { path, realPath, settings, maxPixels } = job.data;
+    const key = settingsKey(settings);
+    let decode = decodeFor.get(key);
+    if (!decode) {
+      decode = { ...settings, prior: opts.prior };
+      try {
+        resolveDecodeOptions(opts.model, decode);
+      } catch (err) {
+        // Settings this worker's model refuses fail the same way on every attempt.
+        return Promise.reject(new UnrecoverableError((err as Error).message));
+      }
+      decodeFor.set(key, decode);
+    }
+    const loaded = loadImage(realPath, { size, maxPixels, budgetBytes: opts.decodeBudgetBytes, lookahead: 0 }, budget);
+    loaded.then(undefined, () => undefined); // rejected loads are reported through the job
+    return new Promise((resolve, reject) =>
+      batcher.add({ file: { path, realPath }, decode, key, loaded, resolve, reject }),
+    );
+  };
+
+  const worker = new Worker<CaptionJobData, CaptionJobResult>(QUEUE_NAME, processJob, {
+    connection: redisOptions(opts.location),
+    concurrency: opts.concurrency,
+    lockDuration: opts.lockDurationMs,
+    stalledInterval: opts.stalledIntervalMs,
+    maxStalledCount: opts.maxStalledCount,
+  });
+  // ioredis reconnects by itself (a Redis restart): the error is worth a line, not a crash.
+  worker.on('error', (err) => opts.onError?.(err));
+  return { close: () => worker.close() };
+}
