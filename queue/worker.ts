@@ -108,6 +108,7 @@ class Batcher {
           ok.map((o) => o.p.file),
           ok.map((o) => o.l),
           ok[0]!.p.decode,
+          false, // attention maps are not carried by queue jobs (caption refuses --attention with --queue)
         );
         records.forEach((r, i) => {
           const p = ok[i]!.p;

@@ -156,6 +156,8 @@ export const captionCommand: Command = {
     const nbestColumns = options.nBest ?? 1;
     const queue = argv.queue === undefined ? null : parseQueueUrl(argv.queue as string);
     const shard = argv.shard === undefined ? null : parseShard(argv.shard as string);
+    if (queue && argv.attention === true)
+      throw new UsageError('--attention is not available with --queue yet: the workers write records without maps');
     if (queue && argv.model !== undefined)
       throw new UsageError('--model and --queue exclude each other: with --queue the workers’ model captions');
     if (!queue && argv.model === undefined)
