@@ -151,18 +151,7 @@ export class Encoder {
    */
   apply(images: tf.Tensor4D, training = false): tf.Tensor2D | tf.Tensor3D {
     return tf.tidy(() => {
-      let x: tf.Tensor;
-      if (this.backboneModel) {
-        x = this.backboneModel.apply(images, { training: training && this.config.backboneTrainable }) as tf.Tensor;
-      } else {
-        x = images;
-        for (let i = 0; i < this.config.encoderChannels.length; i++) {
-          const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
-          const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
-          x = tf.relu(tf.add(tf.conv2d(x as tf.Tensor4D, kernel, 1, 'same'), bias)); // [batch, s, s, ch]
-          x = tf.maxPool(x as tf.Tensor4D, 2, 2, 'same'); // [batch, s/2, s/2, ch]
-        }
-      }
+      let x: tf.Tensor = this.convMaps(images, training).at(-1)!;
       const project = (v: tf.Tensor2D) =>
         tf.add(
           tf.matMul(v, this.params['encoder/project/kernel']!),
@@ -186,6 +175,27 @@ export class Encoder {
       }
       return project(x as tf.Tensor2D);
     });
+  }
+
+  /**
+   * The convolutional part's maps, before pooling and projection: each conv block's output
+   * [batch, s/2ᵏ, s/2ᵏ, channels], first to last, or a backbone's one output. The last is what
+   * `apply` pools and projects; the earlier ones are for reading what each block saw
+   * (model/familiarity/features.ts). Call it inside `tf.tidy`: the steps between the maps are not freed here.
+   */
+  convMaps(images: tf.Tensor4D, training = false): tf.Tensor[] {
+    if (this.backboneModel)
+      return [this.backboneModel.apply(images, { training: training && this.config.backboneTrainable }) as tf.Tensor];
+    const maps: tf.Tensor4D[] = [];
+    let x = images;
+    for (let i = 0; i < this.config.encoderChannels.length; i++) {
+      const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
+      const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
+      const conv = tf.relu(tf.add(tf.conv2d(x, kernel, 1, 'same'), bias)) as tf.Tensor4D; // [batch, s, s, ch]
+      x = tf.maxPool(conv, 2, 2, 'same'); // [batch, s/2, s/2, ch]
+      maps.push(x);
+    }
+    return maps.length ? maps : [images];
   }
 
   /** Positions per image in the features: the grid's h·w for pooling 'grid', else 1. */
