@@ -23,7 +23,10 @@ const init = workerData as WorkerInit;
 
 const running = new Map<number, AbortController>();
 
-async function run(msg: Extract<ToWorker, { type: 'run' }>, { model, prior }: LoadedModel): Promise<FromWorker> {
+async function run(
+  msg: Extract<ToWorker, { type: 'run' }>,
+  { model, prior, familiarity }: LoadedModel,
+): Promise<FromWorker> {
   const controller = new AbortController();
   running.set(msg.id, controller);
   const started = performance.now();
@@ -33,8 +36,18 @@ async function run(msg: Extract<ToWorker, { type: 'run' }>, { model, prior }: Lo
     image = imagesToTensor([msg.pixels], model.config.imageSize);
     // The model's language prior goes with every request: its anti-LM weight is the default.
     for await (const event of streamCaption(model, image, { ...msg.options, prior }, controller.signal)) {
-      if (event.type === 'done')
-        return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started, numTensors: 0 };
+      if (event.type === 'done') {
+        // Scored once the caption is done: a request cancelled part-way does not pay for it.
+        const judged = familiarity?.assess(model.encoder, image)[0];
+        return {
+          type: 'result',
+          id: msg.id,
+          result: event.result,
+          ...(judged ? { familiarity: judged } : {}),
+          ms: performance.now() - started,
+          numTensors: 0,
+        };
+      }
       if (msg.stream) post({ type: 'event', id: msg.id, event });
     }
     throw new Error('the decoder ended without a result');

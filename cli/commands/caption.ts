@@ -136,13 +136,14 @@ export const captionCommand: Command = {
       throw new UsageError(`no image files found in ${inputs.join(' ')}`);
 
     await selectBackend(argv.backend as string | undefined, logLine);
-    const { model, prior } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
+    const { model, prior, familiarity } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
     options.prior = prior; // the model's anti-LM default comes with it
     try {
       resolveDecodeOptions(model, options); // refuse bad options before any output
+      const calibrated = familiarity !== null;
       const output = out
-        ? await openRecordFile(out, format, nbestColumns)
-        : await streamOutput(process.stdout, format, nbestColumns);
+        ? await openRecordFile(out, format, nbestColumns, calibrated)
+        : await streamOutput(process.stdout, format, nbestColumns, calibrated);
       if (out && output.resumed) logResumed(out, output);
       const stop = stopOnInterrupt(
         'interrupted: stopping after this batch (Ctrl-C again to quit at once; records written so far are whole)',
@@ -156,6 +157,7 @@ export const captionCommand: Command = {
           unreadable,
           output,
           decode: options,
+          familiarity,
           batchSize,
           maxPixels,
           decodeBudgetBytes: decodeMemory * 2 ** 20,
@@ -170,7 +172,7 @@ export const captionCommand: Command = {
         stop.release();
         await output.sink.close();
       }
-      logLine(summaryLine(summary, out));
+      logLine(summaryLine(summary, out, calibrated));
       if (summary.interrupted) return EXIT.interrupted;
       return summary.failed > 0 ? EXIT.failed : EXIT.ok;
     } finally {
@@ -188,9 +190,12 @@ function logResumed(out: string, output: RecordOutput): void {
   );
 }
 
-function summaryLine(s: BatchSummary, out: string | undefined): string {
+/** The run's last log line; `calibrated`: how many captioned images look unlike the model's training images. */
+function summaryLine(s: BatchSummary, out: string | undefined, calibrated: boolean): string {
   return (
-    `${s.interrupted ? 'interrupted' : 'done'}: ${s.captioned} captioned, ${s.failed} failed` +
+    `${s.interrupted ? 'interrupted' : 'done'}: ${s.captioned} captioned` +
+    (calibrated ? ` (${s.unfamiliar} unfamiliar: unlike the model's training images, captions unreliable)` : '') +
+    `, ${s.failed} failed` +
     (s.skipped ? `, ${s.skipped} skipped (already in ${out})` : '') +
     (s.interrupted ? `, ${s.left} left for a rerun` : '') +
     ` in ${s.seconds.toFixed(1)} s (${s.imagesPerSecond.toFixed(2)} images/s)`

@@ -107,7 +107,9 @@ export async function calibrateFamiliarity(model: Captioner, options: CalibrateO
   const fitAll = splitImages(manifest, o.fitSplit);
   const val = splitImages(manifest, o.valSplit);
   if (fitAll.length < 2)
-    throw new DatasetError(`${manifestPath}: split "${o.fitSplit}" has ${fitAll.length} images; fitting needs at least 2`);
+    throw new DatasetError(
+      `${manifestPath}: split "${o.fitSplit}" has ${fitAll.length} images; fitting needs at least 2`,
+    );
   if (val.length === 0)
     throw new DatasetError(`${manifestPath}: split "${o.valSplit}" has no images to choose the threshold on`);
   const fit = evenlySpread(fitAll, o.maxFitImages);

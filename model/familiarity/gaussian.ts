@@ -184,7 +184,8 @@ export function mahalanobis(
  */
 export function familiarThreshold(scores: readonly number[], fraction: number): number {
   if (scores.length === 0) throw new Error('familiarThreshold: no calibration scores');
-  if (!(fraction > 0 && fraction <= 1)) throw new Error(`familiarThreshold: fraction must be in (0, 1], got ${fraction}`);
+  if (!(fraction > 0 && fraction <= 1))
+    throw new Error(`familiarThreshold: fraction must be in (0, 1], got ${fraction}`);
   if (scores.some((s) => !Number.isFinite(s))) throw new Error('familiarThreshold: a calibration score is not finite');
   const sorted = [...scores].sort((a, b) => a - b);
   // 0.975 · 400 is 390.00000000000006 in floating point: a hair off before rounding up.

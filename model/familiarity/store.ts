@@ -128,7 +128,9 @@ export async function readFamiliarity(dir: string): Promise<FamiliarityParams | 
     throw new CheckpointError(`${file}: invalid JSON (${(err as Error).message})`);
   }
   const bad = (field: string, expected: string) =>
-    new CheckpointError(`${file}: "${field}" must be ${expected}, got ${JSON.stringify(json[field as keyof FamiliarityJson])}`);
+    new CheckpointError(
+      `${file}: "${field}" must be ${expected}, got ${JSON.stringify(json[field as keyof FamiliarityJson])}`,
+    );
   if (json.format !== 'captioner-familiarity' || json.version !== 1)
     throw new CheckpointError(`${file}: not a captioner familiarity file (format/version)`);
   if (!FEATURE_RECIPES.includes(json.features as FeatureRecipe))
@@ -161,7 +163,8 @@ export async function readFamiliarity(dir: string): Promise<FamiliarityParams | 
   const whitening = new Float64Array(dims * dims);
   let k = clusters * dims;
   for (let a = 0; a < dims; a++) for (let b = 0; b <= a; b++) whitening[a * dims + b] = at(k++);
-  if (![...means, ...whitening].every(Number.isFinite)) throw new CheckpointError(`${bin}: holds a value that is not finite`);
+  if (![...means, ...whitening].every(Number.isFinite))
+    throw new CheckpointError(`${bin}: holds a value that is not finite`);
   return {
     features: json.features!,
     dims,
