@@ -7,6 +7,7 @@ import { captionCommand } from './caption.ts';
 import { scoreCommand } from './score.ts';
 import { evalCommand } from './eval.ts';
 import { priorCommand } from './prior.ts';
+import { calibrateCommand } from './calibrate.ts';
 
 export const COMMANDS: readonly Command[] = [
   trainCommand,
@@ -15,5 +16,6 @@ export const COMMANDS: readonly Command[] = [
   scoreCommand,
   evalCommand,
   priorCommand,
+  calibrateCommand,
   serveCommand,
 ];
