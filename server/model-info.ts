@@ -12,6 +12,7 @@ import { ifExists } from '../model/io/fsutil.ts';
 import { METRICS_FILE, readMetricsLog, type MetricsRecord } from '../model/io/metrics-log.ts';
 import { readPrior, type AntiLmDefaults } from '../model/decode/prior.ts';
 import { Vocabulary } from '../model/text/vocab.ts';
+import { readFamiliarity, type CalibrationInfo } from '../model/familiarity/store.ts';
 
 export interface CurvePoint {
   x: number;
@@ -52,6 +53,11 @@ export interface ModelDescription {
    * language prior.
    */
   antiLm: AntiLmDefaults | null;
+  /**
+   * The familiarity calibration (model/familiarity/store.ts): the threshold and what it was fitted
+   * and chosen on; null when the model was never calibrated.
+   */
+  familiarity: (CalibrationInfo & { threshold: number }) | null;
   /** The data set from config.train.data, when its manifest is still there. */
   dataset: { dir: string; name: string; source: string; images: number; splits: string } | null;
   training: {
@@ -296,6 +302,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
           Vocabulary.fromJSON(JSON.parse(await readFile(join(dir, 'vocab.json'), 'utf8')), join(dir, 'vocab.json')),
         )
       )?.antiLm ?? null,
+    familiarity: await readFamiliarity(dir).then((f) => (f ? { ...f.calibration, threshold: f.threshold } : null)),
     dataset: await readDataset(config.train?.data),
     training: last
       ? {

@@ -16,6 +16,7 @@ const captionLine = document.getElementById('caption');
 const alternatives = document.getElementById('alternatives');
 const nbestList = document.getElementById('nbest');
 const answered = document.getElementById('answered');
+const unfamiliar = document.getElementById('unfamiliar');
 const strategy = document.getElementById('strategy');
 const beamWidth = document.getElementById('beam-width');
 
@@ -50,8 +51,20 @@ function showWords(words, probs) {
   });
 }
 
+/**
+ * An image the model finds unfamiliar (r.familiarity.familiar false): the notice next to the
+ * caption (its text rendered by the server with what the model knows) and the caption shaded
+ * as unreliable. A model without a calibration sends no familiarity: nothing is said.
+ */
+function showFamiliarity(familiarity) {
+  const foreign = familiarity?.familiar === false;
+  unfamiliar.hidden = !foreign;
+  captionLine.classList.toggle('unreliable', foreign);
+}
+
 function showResult(r) {
   showWords(r.words, r.wordProbs);
+  showFamiliarity(r.familiarity);
   nbestList.replaceChildren();
   for (const h of r.nbest) {
     const li = document.createElement('li');
@@ -123,6 +136,7 @@ async function caption(file) {
   preview.hidden = false;
   captionLine.replaceChildren();
   captionLine.dataset.state = 'running';
+  showFamiliarity(undefined);
   alternatives.hidden = true;
   answered.replaceChildren();
   statusLine.classList.remove('error');
