@@ -8,6 +8,7 @@ import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { CALIBRATE_DEFAULTS, calibrateCheckpoint } from '../../model/familiarity/calibrate.ts';
 import { familiarityBytes } from '../../model/familiarity/store.ts';
+import { DEFAULT_FEATURE_RECIPE, FEATURE_RECIPES, type FeatureRecipe } from '../../model/familiarity/features.ts';
 import { logLine, type Command } from '../command.ts';
 import { integerFlag } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -49,6 +50,13 @@ export const calibrateCommand: Command = {
         default: CALIBRATE_DEFAULTS.batchSize,
         describe: 'images per encoder batch',
       })
+      .option('features', {
+        type: 'string',
+        choices: [...FEATURE_RECIPES],
+        default: DEFAULT_FEATURE_RECIPE,
+        describe: 'which encoder features the density reads (docs/familiarity.md compares them)',
+        group: 'Experiments:',
+      })
       .option('json', { type: 'boolean', describe: 'print the calibration as one JSON object on stdout' })
       .example('$0 calibrate --model models/default --data data/shapes60k', 'calibrate the bundled model on its data')
       .example(
@@ -72,6 +80,7 @@ export const calibrateCommand: Command = {
         maxFitImages,
         targetFamiliar: target,
         batchSize,
+        features: argv.features as FeatureRecipe,
         log: logLine,
         progress(stage, done, total) {
           let bar = bars.get(stage);

@@ -4,6 +4,11 @@
  *
  * Recipes, named in familiarity.json so that a calibration is always read with the features it
  * was fitted on:
+ *   'first-block-moments'  the first conv block's output, each channel's mean and standard
+ *                    deviation over the map: colour and local texture, which the later blocks of
+ *                    a model trained on one world learn to ignore (a grey texture and an empty
+ *                    shapes background look alike to the last block); cheap, a fraction of the
+ *                    encoder's work. The default: docs/familiarity.md gives the comparison.
  *   'block-moments'  every conv block's output, each channel's mean and standard deviation over
  *                    the map (Lee et al. 2018's "feature ensemble": early blocks see colour and
  *                    texture that the last one has learned to ignore); a backbone: its one output
@@ -13,11 +18,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Encoder } from '../nn/encoder.ts';
 
-export const FEATURE_RECIPES = ['block-moments', 'feature-mean'] as const;
+export const FEATURE_RECIPES = ['first-block-moments', 'block-moments', 'feature-mean'] as const;
 export type FeatureRecipe = (typeof FEATURE_RECIPES)[number];
 
 /** The recipe a new calibration uses (docs/familiarity.md says how it was chosen). */
-export const DEFAULT_FEATURE_RECIPE: FeatureRecipe = 'block-moments';
+export const DEFAULT_FEATURE_RECIPE: FeatureRecipe = 'first-block-moments';
 
 /** Mean and standard deviation of each channel over the spatial positions: [batch, h, w, c] → [batch, 2c]. */
 function moments(map: tf.Tensor): tf.Tensor2D {
@@ -37,6 +42,7 @@ export function familiarityFeatures(encoder: Encoder, images: tf.Tensor4D, recip
       const features = encoder.apply(images);
       return features.rank === 3 ? tf.mean(features, 1) : features; // [batch, featureSize]
     }
+    if (recipe === 'first-block-moments') return moments(encoder.convMaps(images, false, 1)[0]!); // [batch, 2·channels]
     return tf.concat(encoder.convMaps(images).map(moments), 1); // [batch, Σ 2·channels]
   });
   try {

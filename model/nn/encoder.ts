@@ -179,16 +179,17 @@ export class Encoder {
 
   /**
    * The convolutional part's maps, before pooling and projection: each conv block's output
-   * [batch, s/2ᵏ, s/2ᵏ, channels], first to last, or a backbone's one output. The last is what
+   * [batch, s/2ᵏ, s/2ᵏ, channels], first to last (only the first `blocks`, when given), or a
+   * backbone's one output. The last is what
    * `apply` pools and projects; the earlier ones are for reading what each block saw
    * (model/familiarity/features.ts). Call it inside `tf.tidy`: the steps between the maps are not freed here.
    */
-  convMaps(images: tf.Tensor4D, training = false): tf.Tensor[] {
+  convMaps(images: tf.Tensor4D, training = false, blocks = Infinity): tf.Tensor[] {
     if (this.backboneModel)
       return [this.backboneModel.apply(images, { training: training && this.config.backboneTrainable }) as tf.Tensor];
     const maps: tf.Tensor4D[] = [];
     let x = images;
-    for (let i = 0; i < this.config.encoderChannels.length; i++) {
+    for (let i = 0; i < Math.min(blocks, this.config.encoderChannels.length); i++) {
       const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
       const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
       const conv = tf.relu(tf.add(tf.conv2d(x, kernel, 1, 'same'), bias)) as tf.Tensor4D; // [batch, s, s, ch]
