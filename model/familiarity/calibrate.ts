@@ -132,11 +132,14 @@ export async function calibrateFamiliarity(model: Captioner, options: CalibrateO
     centreOf = (row) => views[assignment[row]!]!;
   }
   const { covariance, shrinkage } = shrunkCovariance(rows, dims, centreOf);
+  // The threshold is set on the parameters as stored (float32, model/familiarity/store.ts): a
+  // val image scored at the threshold here scores the same once the calibration is read back.
+  const asStored = (values: Float64Array) => Float64Array.from(Float32Array.from(values));
   const draft: FamiliarityParams = {
     features: o.features,
     dims,
-    means,
-    whitening: whitening(covariance, dims),
+    means: asStored(means),
+    whitening: asStored(whitening(covariance, dims)),
     shrinkage,
     threshold: Infinity,
     calibration: {
