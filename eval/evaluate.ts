@@ -203,7 +203,7 @@ export function countFamiliar(captioned: readonly CaptionedImage[]): Familiarity
   return { familiar, images: judged.length, rate: familiar / judged.length, threshold: judged[0]!.threshold };
 }
 
-/** Each image's `{familiarity}` by id (nothing for one without): for spreading into metrics.json's per-image records. */
+/** Each image's `{familiarity}` by id (nothing for one without), to spread into metrics.json's per-image records. */
 function familiarityById(captioned: readonly CaptionedImage[]): (id: string | number) => { familiarity?: Familiarity } {
   const byId = new Map(captioned.flatMap((c) => (c.familiarity ? [[c.id, c.familiarity] as const] : [])));
   return (id) => {

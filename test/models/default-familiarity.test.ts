@@ -64,7 +64,8 @@ test('… while fresh shapes scenes of an unused seed are familiar, about as oft
   const pixels: Uint8Array[] = [];
   for (let i = 0; i < 200; i++) {
     const scene = shapesScene(SEED, i, { compositionalFraction: 0.1, generatorVersion: 2 });
-    pixels.push(await loadImagePixels(await encodePng(await renderDrawing(scene.drawing, size, scene.noiseSeed), size), size));
+    const png = await encodePng(await renderDrawing(scene.drawing, size, scene.noiseSeed), size);
+    pixels.push(await loadImagePixels(png, size));
   }
   const images = imagesToTensor(pixels, size);
   const judged = familiarity!.assess(model.encoder, images);
