@@ -42,18 +42,23 @@ export interface RecordOutput {
   resumed: Resumed | null;
 }
 
-/** Records on a stream (stdout): the header now, then each batch; no real paths (nothing resumes from a stream). */
+/**
+ * Records on a stream (stdout): the header now, then each batch; no real paths (nothing resumes
+ * from a stream). `familiarity`: the model is calibrated, so CSV and TSV have its columns.
+ */
 export async function streamOutput(
   stream: NodeJS.WritableStream,
   format: RecordFormat,
   nbest: number,
+  familiarity = false,
 ): Promise<RecordOutput> {
   const write = (text: string) =>
     new Promise<void>((done, fail) => stream.write(text, (err) => (err ? fail(err) : done())));
-  await write(headerText(format, nbest));
+  await write(headerText(format, nbest, false, familiarity));
   return {
     sink: {
-      write: (records) => write(records.map((r) => formatRecord(format, withoutRealPath(r), nbest)).join('')),
+      write: (records) =>
+        write(records.map((r) => formatRecord(format, withoutRealPath(r), nbest, false, familiarity)).join('')),
       close: async () => {},
     },
     done: new Set(),
@@ -78,12 +83,19 @@ async function recordRealPath(r: CaptionRecord): Promise<string> {
 
 /**
  * Opens (creating, or resuming) the record file `out` in `format` with `nbest` alternatives; a
- * file that is not such a record file is a RecordFileError and is left untouched.
+ * file that is not such a record file is a RecordFileError and is left untouched. `familiarity`:
+ * the model is calibrated, so a new CSV or TSV file gets its columns (a file resumed keeps its own).
  */
-export async function openRecordFile(out: string, format: RecordFormat, nbest: number): Promise<RecordOutput> {
+export async function openRecordFile(
+  out: string,
+  format: RecordFormat,
+  nbest: number,
+  familiarity = false,
+): Promise<RecordOutput> {
   const text = await ifExists(readFile(out, 'utf8'));
   const existing = parseRecords(text ?? '', format, nbest, out);
   const realPaths = existing.realPathColumn;
+  const familiarityColumns = existing.familiarityColumns ?? familiarity;
   const kept = existing.records.filter(isCaptioned);
   const rewrite =
     text === null ||
@@ -93,7 +105,8 @@ export async function openRecordFile(out: string, format: RecordFormat, nbest: n
   if (rewrite) {
     await writeFileAtomic(
       out,
-      headerText(format, nbest, realPaths) + kept.map((r) => formatRecord(format, r, nbest, realPaths)).join(''),
+      headerText(format, nbest, realPaths, familiarityColumns) +
+        kept.map((r) => formatRecord(format, r, nbest, realPaths, familiarityColumns)).join(''),
     );
   }
   const done = new Set<string>();
@@ -102,7 +115,9 @@ export async function openRecordFile(out: string, format: RecordFormat, nbest: n
   return {
     sink: {
       async write(records) {
-        await handle.write(records.map((r) => formatRecord(format, forFile(r), nbest, realPaths)).join(''));
+        await handle.write(
+          records.map((r) => formatRecord(format, forFile(r), nbest, realPaths, familiarityColumns)).join(''),
+        );
         await handle.sync();
       },
       close: () => handle.close(),

@@ -8,6 +8,7 @@
 import type { Captioner } from '../model/nn/captioner.ts';
 import { captionImages, type CaptionResult, type DecodeOptions } from '../model/decode/decode.ts';
 import { imagesToTensor } from '../model/data/image.ts';
+import type { Familiarity, FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import { deriveSeed } from '../model/util/rng.ts';
 import type { InputError, InputFile } from './inputs.ts';
 import type { RecordOutput } from './output.ts';
@@ -24,6 +25,8 @@ export interface BatchOptions {
   decode: DecodeOptions;
   /** Write each caption's attention maps into its record (a model with attention). */
   attention?: boolean;
+  /** The model's familiarity calibration (model/io/load.ts): each record says how familiar its image looks. */
+  familiarity?: FamiliarityModel | null;
   /** Images captioned together. */
   batchSize: number;
   /** Largest image in pixels (width × height); larger ones are error records. */
@@ -42,6 +45,8 @@ export interface BatchSummary {
   failed: number;
   /** Images already captioned in the record file. */
   skipped: number;
+  /** Captioned images that look unlike the model's training images (familiar: false); 0 without a calibration. */
+  unfamiliar: number;
   /** Stopped by the signal before the end. */
   interrupted: boolean;
   /** Images left undone by an interruption. */
@@ -61,10 +66,17 @@ export function imageSeed(seed: number, path: string): number {
   return deriveSeed(seed, h);
 }
 
-function recordFor(file: InputFile, r: CaptionResult, nBest: number | undefined, attention: boolean): CaptionRecord {
+function recordFor(
+  file: InputFile,
+  r: CaptionResult,
+  nBest: number | undefined,
+  attention: boolean,
+  familiarity: Familiarity | undefined,
+): CaptionRecord {
   const rec: CaptionRecord = { path: file.path, realPath: file.realPath, caption: r.caption, logProb: r.logProb };
   if (nBest !== undefined && r.nbest) rec.nbest = r.nbest;
   if (attention && r.attention) rec.attention = r.attention;
+  if (familiarity) rec.familiarity = familiarity;
   return rec;
 }
 
@@ -78,10 +90,12 @@ export function captionBatch(
   loaded: readonly LoadedImage[],
   decode: DecodeOptions,
   attention: boolean,
+  familiarity: FamiliarityModel | null,
 ): CaptionRecord[] {
   const size = model.config.imageSize;
   const good = loaded.flatMap((l, i) => ('pixels' in l ? [{ pixels: l.pixels, file: files[i]! }] : []));
   let results: CaptionResult[] = [];
+  let judged: Familiarity[] = [];
   if (good.length) {
     const images = imagesToTensor(
       good.map((g) => g.pixels),
@@ -91,16 +105,17 @@ export function captionBatch(
       const imageSeeds =
         decode.strategy === 'sample' ? good.map((g) => imageSeed(decode.seed ?? 0, g.file.path)) : undefined;
       results = captionImages(model, images, imageSeeds ? { ...decode, imageSeeds } : decode);
+      judged = familiarity?.assess(model.encoder, images) ?? [];
     } finally {
       images.dispose();
     }
   }
   let r = 0;
-  return loaded.map((l, i) =>
-    'pixels' in l
-      ? recordFor(files[i]!, results[r++]!, decode.nBest, attention)
-      : { path: l.path, realPath: files[i]!.realPath, error: l.error },
-  );
+  return loaded.map((l, i) => {
+    if (!('pixels' in l)) return { path: l.path, realPath: files[i]!.realPath, error: l.error };
+    const k = r++;
+    return recordFor(files[i]!, results[k]!, decode.nBest, attention, judged[k]);
+  });
 }
 
 /** Runs a batch captioning as the module comment describes; the caller closes the output. */
@@ -109,6 +124,7 @@ export async function captionFiles(opts: BatchOptions): Promise<BatchSummary> {
   const unreadable = opts.unreadable ?? [];
   const start = performance.now();
   let captioned = 0;
+  let unfamiliar = 0;
   let failed = unreadable.length;
   if (unreadable.length) await opts.output.sink.write(unreadable.map(({ path, error }) => ({ path, error })));
   const prefetch = new Prefetcher(
@@ -126,12 +142,20 @@ export async function captionFiles(opts: BatchOptions): Promise<BatchSummary> {
     while (processed < todo.length && !opts.signal?.aborted) {
       const files = todo.slice(processed, processed + opts.batchSize);
       const loaded = await prefetch.take(files.length);
-      const records = captionBatch(opts.model, files, loaded, opts.decode, opts.attention ?? false);
+      const records = captionBatch(
+        opts.model,
+        files,
+        loaded,
+        opts.decode,
+        opts.attention ?? false,
+        opts.familiarity ?? null,
+      );
       await opts.output.sink.write(records);
       processed += files.length;
       const errors = records.filter((r) => r.error !== undefined).length;
       captioned += files.length - errors;
       failed += errors;
+      unfamiliar += records.filter((rec) => rec.familiarity?.familiar === false).length;
       opts.progress?.(processed, todo.length);
     }
   } finally {
@@ -140,6 +164,7 @@ export async function captionFiles(opts: BatchOptions): Promise<BatchSummary> {
   const seconds = (performance.now() - start) / 1000;
   return {
     captioned,
+    unfamiliar,
     failed,
     skipped: opts.files.length - todo.length,
     interrupted: processed < todo.length,

@@ -21,6 +21,7 @@ import {
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
+import type { Familiarity, FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
 import { wordMaps } from './attention-maps.ts';
 import { cocoImageId, toCocoAnnotations, toCocoResults } from './coco-files.ts';
@@ -54,6 +55,8 @@ export interface CaptionSplitOptions extends EvalDecodeSettings {
   batchSize?: number;
   /** The model's language prior (model/io/load.ts returns it), for anti-LM; absent: plain decoding. */
   prior?: LanguagePrior | null;
+  /** The model's familiarity calibration (model/io/load.ts): each image's familiarity is reported. */
+  familiarity?: FamiliarityModel | null;
   /** Called while images are decoded from disk. */
   loading?(done: number, total: number): void;
   /** Called after each captioned batch. */
@@ -67,6 +70,8 @@ export interface CaptionedImage {
   references: string[];
   /** For a model with attention: where it looked for each word (drawn in the report's gallery). */
   attention?: AttentionMaps;
+  /** How familiar the image looks to the model; only from a calibrated model. */
+  familiarity?: Familiarity;
 }
 
 /**
@@ -117,11 +122,13 @@ export async function captionImagesOfSplit(
     const batch = images.slice(start, start + batchSize);
     const tensor = tf.tensor4d(cache.batch(batch.map((img) => img.id)), [batch.length, size, size, 3]);
     try {
+      const judged = options.familiarity?.assess(model.encoder, tensor);
       captionImages(model, tensor, decode).forEach(({ words, attention }, i) => {
         const caption = words.join(' ');
         const img = batch[i]!;
         const captioned: CaptionedImage = { id: img.id, file: img.file, caption, references: img.captions };
         if (attention) captioned.attention = attention;
+        if (judged) captioned.familiarity = judged[i]!;
         out.push(captioned);
       });
     } finally {
@@ -167,6 +174,8 @@ export interface SplitEvaluation {
   scores: CorpusScores;
   /** Exact-match rate and attribute P/R/F1 (data-scripts/shapes/semantics.ts), on the shapes data set. */
   semantic: SemanticScores | null;
+  /** How many of the images look familiar to the model (model/familiarity/); null for a model never calibrated. */
+  familiarity: FamiliarityCount | null;
   resultsFile: string;
   referencesFile: string;
 }
@@ -176,6 +185,31 @@ export interface EvaluationResult {
   decoding: string;
   reportFile: string;
   metricsFile: string;
+}
+
+/** The familiar share of a split's images. */
+export interface FamiliarityCount {
+  familiar: number;
+  images: number;
+  rate: number;
+  threshold: number;
+}
+
+/** How many of `captioned` are familiar, or null when none carries a familiarity. */
+export function countFamiliar(captioned: readonly CaptionedImage[]): FamiliarityCount | null {
+  const judged = captioned.flatMap((c) => (c.familiarity ? [c.familiarity] : []));
+  if (judged.length === 0) return null;
+  const familiar = judged.filter((f) => f.familiar).length;
+  return { familiar, images: judged.length, rate: familiar / judged.length, threshold: judged[0]!.threshold };
+}
+
+/** Each image's `{familiarity}` by id (nothing for one without), to spread into metrics.json's per-image records. */
+function familiarityById(captioned: readonly CaptionedImage[]): (id: string | number) => { familiarity?: Familiarity } {
+  const byId = new Map(captioned.flatMap((c) => (c.familiarity ? [[c.id, c.familiarity] as const] : [])));
+  return (id) => {
+    const familiarity = byId.get(String(id));
+    return familiarity ? { familiarity } : {};
+  };
 }
 
 /**
@@ -202,7 +236,7 @@ export async function runEvaluation(
     }
   }
 
-  const { model, prior } = await loadModel(options.modelDir);
+  const { model, prior, familiarity } = await loadModel(options.modelDir);
   let decoding: string;
   try {
     decoding = decodingDescription(model, { ...evalDecodeOptions(options), prior });
@@ -222,6 +256,7 @@ export async function runEvaluation(
         ...Object.fromEntries(EVAL_DECODE_SETTINGS.map((key) => [key, options[key]])),
         batchSize: options.batchSize,
         prior,
+        familiarity,
         loading: (d, t) => hooks.loading?.(split, d, t),
         progress: (d, t) => hooks.progress?.(split, d, t),
       });
@@ -257,7 +292,15 @@ export async function runEvaluation(
         ) + '\n',
       );
       evaluated.push({
-        result: { split, images: images.length, scores: report.corpus, semantic, resultsFile, referencesFile },
+        result: {
+          split,
+          images: images.length,
+          scores: report.corpus,
+          semantic,
+          familiarity: countFamiliar(captioned),
+          resultsFile,
+          referencesFile,
+        },
         perImage: report.perImage,
         captioned,
       });
@@ -277,15 +320,26 @@ export async function runEvaluation(
         decoding,
         notComputed: NOT_COMPUTED,
         splits: Object.fromEntries(
-          evaluated.map(({ result, perImage }) => [
-            result.split,
-            {
-              ...result,
-              perImage: Object.fromEntries(
-                perImage.map((p) => [p.id, { caption: p.candidate, 'CIDEr-D': p['CIDEr-D'], 'ROUGE-L': p['ROUGE-L'] }]),
-              ),
-            },
-          ]),
+          evaluated.map(({ result, perImage, captioned }) => {
+            const familiarityOf = familiarityById(captioned);
+            return [
+              result.split,
+              {
+                ...result,
+                perImage: Object.fromEntries(
+                  perImage.map((p) => [
+                    p.id,
+                    {
+                      caption: p.candidate,
+                      'CIDEr-D': p['CIDEr-D'],
+                      'ROUGE-L': p['ROUGE-L'],
+                      ...familiarityOf(p.id),
+                    },
+                  ]),
+                ),
+              },
+            ];
+          }),
         ),
       },
       null,
@@ -322,6 +376,7 @@ export async function runEvaluation(
       images: result.images,
       scores: result.scores,
       semantic: result.semantic ?? undefined,
+      familiarity: result.familiarity ?? undefined,
       best: await Promise.all(best.map(toItem)),
       worst: await Promise.all(worst.map(toItem)),
       resultsFile: result.resultsFile,

@@ -118,6 +118,8 @@ export interface ReportSplit {
   images: number;
   scores: CorpusScores;
   semantic?: SemanticScores;
+  /** How many images look familiar to the model (eval/evaluate.ts countFamiliar), for a calibrated model. */
+  familiarity?: { familiar: number; images: number; rate: number; threshold: number };
   best: GalleryItem[];
   worst: GalleryItem[];
   resultsFile: string;
@@ -149,5 +151,6 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
   const metricRows = METRIC_NAMES.map((name) => ({ name, values: view.splits.map((s) => s.scores[name]) }));
   const notComputed = Object.entries(NOT_COMPUTED).map(([name, why]) => ({ name, why }));
   const hasSemantic = view.splits.some((s) => s.semantic);
-  return template({ ...view, metricRows, notComputed, hasSemantic });
+  const hasFamiliarity = view.splits.some((s) => s.familiarity);
+  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity });
 }

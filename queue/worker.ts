@@ -109,6 +109,7 @@ class Batcher {
           ok.map((o) => o.l),
           ok[0]!.p.decode,
           false, // attention maps are not carried by queue jobs (caption refuses --attention with --queue)
+          null, // nor familiarity yet (docs/scale.md)
         );
         records.forEach((r, i) => {
           const p = ok[i]!.p;

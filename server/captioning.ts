@@ -184,6 +184,8 @@ export function captionJson(ctx: AppContext, outcome: CaptionOutcome, options: D
     image: { format: image.format, width: image.width, height: image.height },
     timing: { queueMs: Math.round(outcome.queueMs), decodeMs: Math.round(outcome.decodeMs) },
     ...(result.attention ? { attention: result.attention } : {}),
+    // How familiar the image looks to the model (docs/familiarity.md); absent for a model never calibrated.
+    ...(outcome.familiarity ? { familiarity: outcome.familiarity } : {}),
   };
 }
 

@@ -16,6 +16,7 @@ import type { ModelConfig } from '../model/nn/captioner.ts';
 import { displayPath } from './public-paths.ts';
 import { readPrior, type AntiLmDefaults } from '../model/decode/prior.ts';
 import { Vocabulary } from '../model/text/vocab.ts';
+import { readFamiliarity, type CalibrationInfo } from '../model/familiarity/store.ts';
 
 export interface CurvePoint {
   x: number;
@@ -69,6 +70,11 @@ export interface ModelDescription {
    * language prior.
    */
   antiLm: AntiLmDefaults | null;
+  /**
+   * The familiarity calibration (model/familiarity/store.ts): the threshold and what it was fitted
+   * and chosen on; null when the model was never calibrated.
+   */
+  familiarity: (CalibrationInfo & { threshold: number }) | null;
   /** The data set from config.train.data, when its manifest is still there. */
   dataset: { dir: string; name: string; source: string; images: number; splits: string } | null;
   training: {
@@ -564,6 +570,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
       backbone,
     ),
     antiLm: (await readPrior(dir, vocab))?.antiLm ?? null,
+    familiarity: await readFamiliarity(dir).then((f) => (f ? { ...f.calibration, threshold: f.threshold } : null)),
     dataset: await readDataset(config.train?.data),
     training: last
       ? {

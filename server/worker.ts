@@ -29,7 +29,7 @@ type JobReply = Extract<FromWorker, { type: 'result' | 'error' | 'cancelled' }>;
 
 async function run(
   msg: Extract<ToWorker, { type: 'run' }>,
-  { model, prior }: LoadedModel,
+  { model, prior, familiarity }: LoadedModel,
 ): Promise<DistributiveOmit<JobReply, 'numTensors'>> {
   const controller = new AbortController();
   running.set(msg.id, controller);
@@ -40,8 +40,17 @@ async function run(
     image = imagesToTensor([msg.pixels], model.config.imageSize);
     // The model's language prior goes with every request: its anti-LM weight is the default.
     for await (const event of streamCaption(model, image, { ...msg.options, prior }, controller.signal)) {
-      if (event.type === 'done')
-        return { type: 'result', id: msg.id, result: event.result, ms: performance.now() - started };
+      if (event.type === 'done') {
+        // Scored once the caption is done: a request cancelled part-way does not pay for it.
+        const judged = familiarity?.assess(model.encoder, image)[0];
+        return {
+          type: 'result',
+          id: msg.id,
+          result: event.result,
+          ...(judged ? { familiarity: judged } : {}),
+          ms: performance.now() - started,
+        };
+      }
       if (msg.stream) post({ type: 'event', id: msg.id, event });
     }
     throw new Error('the decoder ended without a result');

@@ -19,6 +19,7 @@ import { BackendError } from '../model/runtime/backend.ts';
 import type { ModelConfig } from '../model/nn/captioner.ts';
 import { CheckpointError } from '../model/io/checkpoint.ts';
 import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode/decode.ts';
+import type { Familiarity } from '../model/familiarity/familiarity.ts';
 import { CancelledError, HttpError, QueueFullError, TimeoutError, UnavailableError, WorkerError } from './errors.ts';
 
 /** What a worker thread is started with. */
@@ -44,7 +45,7 @@ export type FromWorker =
   | { type: 'fatal'; name: string; message: string }
   | { type: 'event'; id: number; event: Exclude<StreamEvent, { type: 'done' }> }
   // numTensors: the worker's live tensors once the job's own are freed (it should not grow).
-  | { type: 'result'; id: number; result: CaptionResult; ms: number; numTensors: number }
+  | { type: 'result'; id: number; result: CaptionResult; familiarity?: Familiarity; ms: number; numTensors: number }
   | { type: 'error'; id: number; name: string; message: string; numTensors: number }
   | { type: 'cancelled'; id: number; numTensors: number };
 
@@ -82,6 +83,8 @@ export interface PoolModelInfo {
 
 export interface CaptionOutcome {
   result: CaptionResult;
+  /** How familiar the image looks to the model (model/familiarity/); absent for a model never calibrated. */
+  familiarity?: Familiarity;
   /** Time the worker spent decoding, and the time the job waited in the queue, in ms. */
   decodeMs: number;
   queueMs: number;
@@ -324,7 +327,12 @@ export class WorkerPool {
     slot.numTensors = msg.numTensors;
     if (msg.type === 'result') {
       this.avgDecodeMs = 0.8 * this.avgDecodeMs + 0.2 * msg.ms;
-      this.settle(job, null, { result: msg.result, decodeMs: msg.ms, queueMs: job.started - job.arrived });
+      this.settle(job, null, {
+        result: msg.result,
+        ...(msg.familiarity ? { familiarity: msg.familiarity } : {}),
+        decodeMs: msg.ms,
+        queueMs: job.started - job.arrived,
+      });
     } else if (msg.type === 'error') {
       // DecodeOptionsError: options the decoder refused (a 400).
       const status = msg.name === 'DecodeOptionsError' ? 400 : 500;

@@ -182,7 +182,7 @@ export const captionCommand: Command = {
       );
 
     await selectBackend(argv.backend as string | undefined, logLine);
-    const { model, prior } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
+    const { model, prior, familiarity } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
     options.prior = prior; // the model's anti-LM default comes with it
     try {
       resolveDecodeOptions(model, options); // refuse bad options before any output
@@ -190,9 +190,10 @@ export const captionCommand: Command = {
         throw new UsageError(
           `--attention: model ${argv.model as string} has no attention (featureInput "${model.config.featureInput}"), so no maps to write`,
         );
+      const calibrated = familiarity !== null;
       const output = out
-        ? await openRecordFile(out, format, nbestColumns)
-        : await streamOutput(process.stdout, format, nbestColumns);
+        ? await openRecordFile(out, format, nbestColumns, calibrated)
+        : await streamOutput(process.stdout, format, nbestColumns, calibrated);
       if (out && output.resumed) logResumed(out, output);
       const stop = stopOnInterrupt(
         'interrupted: stopping after this batch (Ctrl-C again to quit at once; records written so far are whole)',
@@ -207,6 +208,7 @@ export const captionCommand: Command = {
           output,
           decode: options,
           attention,
+          familiarity,
           batchSize,
           maxPixels,
           decodeBudgetBytes: decodeMemory * 2 ** 20,
@@ -221,7 +223,7 @@ export const captionCommand: Command = {
         stop.release();
         await output.sink.close();
       }
-      logLine(summaryLine(summary, out));
+      logLine(summaryLine(summary, out, calibrated));
       if (summary.interrupted) return EXIT.interrupted;
       return summary.failed > 0 ? EXIT.failed : EXIT.ok;
     } finally {
@@ -280,13 +282,14 @@ async function captionOnWorkers(
       left: result.left,
       imagesPerSecond: (todo.length - result.left) / Math.max(seconds, 1e-9),
       seconds,
+      unfamiliar: 0, // queue jobs carry no familiarity yet (docs/scale.md)
     };
   } finally {
     (bar as Bar | null)?.stop();
     stop.release();
     await output.sink.close();
   }
-  logLine(summaryLine(summary, out));
+  logLine(summaryLine(summary, out, false));
   if (summary.interrupted) return EXIT.interrupted;
   return summary.failed > 0 ? EXIT.failed : EXIT.ok;
 }
@@ -300,9 +303,12 @@ function logResumed(out: string, output: RecordOutput): void {
   );
 }
 
-function summaryLine(s: BatchSummary, out: string | undefined): string {
+/** The run's last log line; `calibrated`: how many captioned images look unlike the model's training images. */
+function summaryLine(s: BatchSummary, out: string | undefined, calibrated: boolean): string {
   return (
-    `${s.interrupted ? 'interrupted' : 'done'}: ${s.captioned} captioned, ${s.failed} failed` +
+    `${s.interrupted ? 'interrupted' : 'done'}: ${s.captioned} captioned` +
+    (calibrated ? ` (${s.unfamiliar} unfamiliar: unlike the model's training images, captions unreliable)` : '') +
+    `, ${s.failed} failed` +
     (s.skipped ? `, ${s.skipped} skipped (already in ${out})` : '') +
     (s.interrupted ? `, ${s.left} left for a rerun` : '') +
     ` in ${s.seconds.toFixed(1)} s (${s.imagesPerSecond.toFixed(2)} images/s)`

@@ -131,6 +131,12 @@ export const evalCommand: Command = {
                 `(precision ${s.semantic.precision.toFixed(4)}, recall ${s.semantic.recall.toFixed(4)}, ${s.semantic.unparsed} of ${s.semantic.count} captions unparsed)\n`,
             );
           }
+          if (s.familiarity) {
+            const f = s.familiarity;
+            process.stdout.write(
+              `familiarity: ${f.familiar} of ${f.images} images familiar (${formatRate(f.rate)}), ${f.images - f.familiar} unfamiliar (threshold ${f.threshold.toFixed(2)})\n`,
+            );
+          }
           process.stdout.write('\n');
         }
       }

@@ -8,6 +8,7 @@ import { scoreCommand } from './score.ts';
 import { evalCommand } from './eval.ts';
 import { priorCommand } from './prior.ts';
 import { workerCommand } from './worker.ts';
+import { calibrateCommand } from './calibrate.ts';
 
 export const COMMANDS: readonly Command[] = [
   trainCommand,
@@ -16,6 +17,7 @@ export const COMMANDS: readonly Command[] = [
   scoreCommand,
   evalCommand,
   priorCommand,
+  calibrateCommand,
   serveCommand,
   workerCommand,
 ];

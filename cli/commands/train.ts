@@ -41,6 +41,7 @@ export const trainCommand: Command = {
     const stop = stopOnInterrupt('interrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)');
     let bar: Bar | null = null;
     let loadBar: Bar | null = null;
+    const calibrationBars = new Map<string, Bar>();
     try {
       const result = await train(config, {
         log: logLine,
@@ -62,6 +63,17 @@ export const trainCommand: Command = {
             tps: Math.round(p.tokensPerSecond),
           });
         },
+        calibrating(stage, done, total) {
+          (bar as Bar | null)?.stop(); // training is over: one bar at a time on the terminal
+          let b = calibrationBars.get(stage);
+          if (!b) {
+            const what =
+              stage === 'fit' ? 'familiarity: features of training images' : 'familiarity: validation scores';
+            calibrationBars.set(stage, (b = progressBar(total, `${what} {bar} {value}/{total}`, 'img')));
+          }
+          b.update(done);
+          if (done === total) b.stop();
+        },
         shouldStop: () => stop.signal.aborted,
       });
       (bar as Bar | null)?.stop();
@@ -70,6 +82,7 @@ export const trainCommand: Command = {
       return result.stopped ? EXIT.interrupted : EXIT.ok;
     } finally {
       (bar as Bar | null)?.stop();
+      for (const b of calibrationBars.values()) b.stop();
       stop.release();
     }
   },

@@ -2,6 +2,8 @@
 import { Captioner } from '../nn/captioner.ts';
 import { disposeCheckpoint, loadCheckpoint } from './checkpoint.ts';
 import { readPrior, type LanguagePrior } from '../decode/prior.ts';
+import { FamiliarityModel } from '../familiarity/familiarity.ts';
+import { readFamiliarity } from '../familiarity/store.ts';
 
 /** A trained model and what its directory holds for decoding it. */
 export interface LoadedModel {
@@ -13,19 +15,26 @@ export interface LoadedModel {
    * `antiLm` weight is then the default.
    */
   prior: LanguagePrior | null;
+  /**
+   * How familiar an image looks to the model (model/familiarity/), from the checkpoint's
+   * familiarity.json; null when the model was never calibrated (its captions then carry none).
+   */
+  familiarity: FamiliarityModel | null;
 }
 
 /**
  * Loads the model in `modelDir` (its best checkpoint, else its latest; or a checkpoint
- * directory itself) with its vocabulary and, when the checkpoint has one, the language prior
- * anti-LM decoding uses (model/decode/prior.ts), ready to caption.
+ * directory itself) with its vocabulary and, when the checkpoint has them, the language prior
+ * anti-LM decoding uses (model/decode/prior.ts) and the familiarity calibration
+ * (model/familiarity/), ready to caption.
  */
 export async function loadModel(modelDir: string, which: 'best' | 'latest' = 'best'): Promise<LoadedModel> {
   const ckpt = await loadCheckpoint(modelDir, which);
   try {
     const prior = await readPrior(ckpt.dir, ckpt.vocab);
+    const calibration = await readFamiliarity(ckpt.dir);
     const model = await Captioner.restore(ckpt.config.model, ckpt.vocab, ckpt.weights, ckpt.backboneTopology);
-    return { model, prior };
+    return { model, prior, familiarity: calibration ? new FamiliarityModel(calibration) : null };
   } finally {
     disposeCheckpoint(ckpt);
   }

@@ -170,17 +170,7 @@ export class Encoder {
    */
   apply(images: tf.Tensor4D, training = false): tf.Tensor2D | tf.Tensor3D {
     return tf.tidy(() => {
-      let x: tf.Tensor;
-      if (this.backboneModel) {
-        x = this.backboneModel.apply(images, { training: training && this.config.backboneTrainable }) as tf.Tensor;
-      } else {
-        x = images;
-        for (let i = 0; i < this.config.encoderChannels.length; i++) {
-          const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
-          const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
-          x = convBlock(x as tf.Tensor4D, kernel, bias); // [batch, s/2, s/2, ch]
-        }
-      }
+      let x: tf.Tensor = this.convMaps(images, training).at(-1)!;
       const project = (v: tf.Tensor2D) =>
         tf.add(
           tf.matMul(v, this.params['encoder/project/kernel']!),
@@ -216,6 +206,27 @@ export class Encoder {
     if (shape) return [shape[1]!, shape[2]!];
     const side = Math.round(Math.sqrt(this.positions));
     return [side, side];
+  }
+
+  /**
+   * The convolutional part's maps, before pooling and projection: each conv block's output
+   * [batch, s/2ᵏ, s/2ᵏ, channels], first to last (only the first `blocks`, when given), or a
+   * backbone's one output. The last is what
+   * `apply` pools and projects; the earlier ones are for reading what each block saw
+   * (model/familiarity/features.ts). Call it inside `tf.tidy`: the steps between the maps are not freed here.
+   */
+  convMaps(images: tf.Tensor4D, training = false, blocks = Infinity): tf.Tensor[] {
+    if (this.backboneModel)
+      return [this.backboneModel.apply(images, { training: training && this.config.backboneTrainable }) as tf.Tensor];
+    const maps: tf.Tensor4D[] = [];
+    let x = images;
+    for (let i = 0; i < Math.min(blocks, this.config.encoderChannels.length); i++) {
+      const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
+      const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
+      x = convBlock(x, kernel, bias); // [batch, s/2, s/2, ch]
+      maps.push(x);
+    }
+    return maps.length ? maps : [images];
   }
 
   /** Positions per image in the features: the grid's h·w for pooling 'grid', else 1. */

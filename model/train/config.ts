@@ -60,6 +60,11 @@ export interface TrainConfig extends ModelConfig {
   /** Validate and checkpoint every this many epochs (and after the last). */
   validateEvery: number;
   valSamples: number;
+  /**
+   * At the end of a run, fit the familiarity calibration (model/familiarity/) on at most this
+   * many training images and set its threshold on the validation split; 0: no calibration.
+   */
+  familiarityImages: number;
   /** Batch captions of similar length together (model/data/batch.ts), to pad less. */
   bucketing: boolean;
   /**
@@ -109,6 +114,7 @@ export const TRAIN_DEFAULTS = {
   checkpointEvery: 0,
   validateEvery: 1,
   valSamples: 4,
+  familiarityImages: 20000,
   bucketing: false,
   stream: 'auto',
   pixelBudgetMb: 2048,
@@ -317,6 +323,14 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
     integer: true,
     min: 0,
     describe: 'validation images to caption greedily each epoch',
+  },
+  familiarityImages: {
+    group: 'checkpoints',
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe:
+      'at the end, fit the familiarity calibration (how alike an image is to the training images) on at most N of them, its threshold on the validation split (0: none; `captioner calibrate` does it later)',
   },
   logEvery: {
     group: 'checkpoints',

@@ -37,6 +37,8 @@ export interface TrainHooks {
   shouldStop?(): boolean;
   /** Called while images are decoded. */
   loading?(done: number, total: number): void;
+  /** Called while the familiarity calibration reads images at the end of a run (model/familiarity/calibrate.ts). */
+  calibrating?(stage: 'fit' | 'val', done: number, total: number): void;
   /** Called with the pixel source when it is open (tests look at a stream's counters). */
   pixelSource?(source: StreamedPixels | ImageCache): void;
 }
@@ -50,6 +52,12 @@ export interface TrainResult {
   modelDir: string;
   /** Time the loop waited between asking for a batch and having its pixels, seconds. */
   dataWaitSeconds: number;
+  /**
+   * The familiarity calibration written into the best checkpoint at the end (its threshold and
+   * the share of the validation split it finds familiar), or null when none was fitted (a run
+   * stopped early, no validation images, or familiarityImages 0).
+   */
+  familiarity?: { threshold: number; valFamiliar: number; files: string[] } | null;
 }
 
 /** Everything a run set up before its loop (model/train/setup.ts, pixels.ts). */

@@ -14,6 +14,7 @@ import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from './config.ts';
 import { TrainingLoop, type TrainHooks, type TrainResult } from './loop.ts';
 import { describeDataWait, openPixels, type RunPixels } from './pixels.ts';
 import { readSplits, startModel, substitutionSlots, trainingPrior } from './setup.ts';
+import { calibrateCheckpoint } from '../familiarity/calibrate.ts';
 import { Trainer } from './step.ts';
 
 export const VERSION = '0.1.0';
@@ -117,5 +118,43 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   }
   const result = loop.result();
   log(describeDataWait(result.dataWaitSeconds, pixels.stream));
-  return result;
+  return { ...result, familiarity: await calibrateAtEnd(config, result, valImages.length, hooks) };
+}
+
+/**
+ * The familiarity calibration of the run's best checkpoint (model/familiarity/calibrate.ts),
+ * when the run finished, has validation images and config.familiarityImages > 0; one log line
+ * says why not otherwise.
+ */
+async function calibrateAtEnd(
+  config: TrainConfig,
+  result: TrainResult,
+  valImages: number,
+  hooks: TrainHooks,
+): Promise<TrainResult['familiarity']> {
+  const log = hooks.log ?? (() => {});
+  const why =
+    config.familiarityImages === 0
+      ? 'familiarityImages is 0'
+      : result.stopped
+        ? 'the run stopped before its end'
+        : valImages === 0
+          ? `split "${config.valSplit}" has no images to set its threshold on`
+          : null;
+  if (why) {
+    log(
+      `familiarity: not calibrated (${why}); \`captioner calibrate --model ${config.out} --data ${config.data}\` does it`,
+    );
+    return null;
+  }
+  const { files, params } = await calibrateCheckpoint(config.out, {
+    dataDir: config.data,
+    fitSplit: config.trainSplit,
+    valSplit: config.valSplit,
+    maxFitImages: config.familiarityImages,
+    log,
+    progress: hooks.calibrating,
+  });
+  log(`familiarity: calibration written to ${files.join(' and ')}`);
+  return { threshold: params.threshold, valFamiliar: params.calibration.valFamiliar, files };
 }

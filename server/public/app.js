@@ -18,6 +18,7 @@ const captionLine = document.getElementById('caption');
 const alternatives = document.getElementById('alternatives');
 const nbestList = document.getElementById('nbest');
 const answered = document.getElementById('answered');
+const unfamiliar = document.getElementById('unfamiliar');
 const strategy = document.getElementById('strategy');
 const beamWidth = document.getElementById('beam-width');
 const announcer = document.getElementById('announce');
@@ -72,9 +73,21 @@ function showWords(words, probs, complete = false) {
   }
 }
 
+/**
+ * An image the model finds unfamiliar (r.familiarity.familiar false): the notice next to the
+ * caption (its text rendered by the server with what the model knows) and the caption shaded
+ * as unreliable. A model without a calibration sends no familiarity: nothing is said.
+ */
+function showFamiliarity(familiarity) {
+  const foreign = familiarity?.familiar === false;
+  unfamiliar.hidden = !foreign;
+  captionLine.classList.toggle('unreliable', foreign);
+}
+
 function showResult(r) {
   showWords(r.words, r.wordProbs, true);
   attention?.setRows(r.attention?.weights, r.attention?.grid);
+  showFamiliarity(r.familiarity);
   nbestList.replaceChildren();
   for (const h of r.nbest) {
     const li = document.createElement('li');
@@ -156,6 +169,7 @@ async function caption(file) {
   captionLine.replaceChildren();
   attention?.reset(null);
   captionLine.dataset.state = 'running';
+  showFamiliarity(undefined);
   captionLine.setAttribute('aria-busy', 'true');
   announce('');
   const words = [];

@@ -7,14 +7,15 @@ import { Router } from 'express';
 import { sentenceParts } from '../../model/text/sentence.js';
 import { captionJson, captionRoute, decodeImage, readUpload, runCaption, type CaptionJson } from '../captioning.ts';
 import { pageData, ROUTES, type AppContext } from '../context.ts';
-import { describeModel } from '../model-info.ts';
+import { describeModel, type ModelCard } from '../model-info.ts';
 import { publicDescription } from '../public-paths.ts';
 
 export function pagesRouter(ctx: AppContext): Router {
   const router = Router();
 
   router.get(ROUTES.home, async (_req, res) => {
-    res.render('home', { title: 'Caption an image', ...pageData(ctx), card: await ctx.card });
+    const card = await ctx.card;
+    res.render('home', { title: 'Caption an image', ...pageData(ctx), card, unfamiliarNotice: unfamiliarNotice(card) });
   });
 
   // The same form without JavaScript: a plain POST renders the finished caption.
@@ -24,10 +25,12 @@ export function pagesRouter(ctx: AppContext): Router {
       const { bytes, options } = await readUpload(ctx, req, res, clientGone, 'page');
       const image = await decodeImage(ctx, bytes, clientGone, { preview: true });
       const outcome = await runCaption(ctx, { pixels: image.pixels, options, signal: clientGone, reservation });
+      const card = await ctx.card;
       res.render('home', {
         title: 'Caption an image',
         ...pageData(ctx),
-        card: await ctx.card,
+        card,
+        unfamiliarNotice: unfamiliarNotice(card),
         result: resultView(captionJson(ctx, outcome, options, image)),
         preview: image.preview,
         strategy: options.strategy,
@@ -49,12 +52,28 @@ export function pagesRouter(ctx: AppContext): Router {
 }
 
 /**
+ * What the page says next to the caption of an image the model finds unfamiliar
+ * (model/familiarity/): plainly, with what the model's card says it knows (the card's first
+ * sentence, "It knows …").
+ */
+export function unfamiliarNotice(card: ModelCard | null): string {
+  const knows = card?.summary
+    .split(/(?<=[.!?])\s+/)[0]
+    ?.replace(/[.!?]$/, '')
+    .trim();
+  const aside = knows ? ` (${knows.charAt(0).toLowerCase()}${knows.slice(1)})` : '';
+  return `This image looks unlike the images this model was trained on${aside}; the caption is probably wrong.`;
+}
+
+/**
  * The view model of a result: the caption as the pieces of a sentence (model/text/sentence.js),
- * each word with its confidence shade (0–10, see style.css).
+ * each word with its confidence shade (0–10, see style.css), and whether the image is unfamiliar
+ * to the model (the page then says the caption is unreliable).
  */
 function resultView(json: CaptionJson) {
   return {
     ...json,
+    unfamiliar: json.familiarity?.familiar === false,
     parts: sentenceParts(json.words).map((part) => {
       if (part.word === null) return { ...part, isWord: false };
       const prob = json.wordProbs[part.word] ?? 0;

@@ -65,7 +65,9 @@ before(async () => {
   work = await mkdtemp(join(tmpdir(), 'captioner-caption-'));
   ({ dir: data } = await makeTinyDataset({ dir: join(work, 'data') }));
   // A few steps are enough: the test needs a real model directory, not good captions.
-  modelDir = await trainTinyModel(data, 3, { out: join(work, 'model'), valSamples: 0 });
+  // Uncalibrated (familiarityImages 0): the records as a model without familiarity writes them;
+  // test/cli/calibrate.test.ts covers the records of a calibrated model.
+  modelDir = await trainTinyModel(data, 3, { out: join(work, 'model'), valSamples: 0, familiarityImages: 0 });
 
   images = join(work, 'images');
   await mkdir(join(images, 'more', 'deeper'), { recursive: true });
