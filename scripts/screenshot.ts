@@ -3,24 +3,14 @@
  * README: `node --import tsx scripts/screenshot.ts URL IMAGE OUT.png`. Uses Debian's chromium
  * through playwright-core (nothing is downloaded).
  */
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.ts';
 
 const [url = 'http://127.0.0.1:3000', image, out = 'docs/screenshot.png'] = process.argv.slice(2);
 if (!image) {
   process.stderr.write('usage: scripts/screenshot.ts URL IMAGE [OUT.png]\n');
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-    '--headless',
-  ],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 720 }, deviceScaleFactor: 1 });
   await page.goto(url);

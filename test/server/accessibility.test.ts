@@ -7,20 +7,17 @@
  * skipping it.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 import type { AxeResults, Result } from 'axe-core';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { chromiumMissing, launchChromium } from '../../scripts/chromium.ts';
 import type { RunningServer } from '../../server/listen.ts';
 import { image, serve, trainServerModel, type TrainedModel } from './helpers.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const available = existsSync(CHROMIUM);
-if (!available && process.env.CI)
-  throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (see .ci/run)`);
-const skip = available ? false : `no browser at ${CHROMIUM} (apt-get install chromium)`;
+const skip = chromiumMissing();
+const available = skip === false;
 
 let model: TrainedModel;
 let server: RunningServer;
@@ -34,17 +31,7 @@ before(async () => {
   model = await trainServerModel();
   server = await serve(model.modelDir);
   png = await image('png', 96, 96);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-      '--headless',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -7,12 +7,12 @@
  * shades the image by that word's weights; "Show all maps" draws one map per word.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 import type { AxeResults } from 'axe-core';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { chromiumMissing, launchChromium } from '../../scripts/chromium.ts';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { loadModel } from '../../model/io/load.ts';
@@ -32,29 +32,15 @@ let plainServer: RunningServer;
 let png: Buffer;
 let browser: Browser | undefined;
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const available = existsSync(CHROMIUM);
-if (!available && process.env.CI)
-  throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (see .ci/run)`);
-const skip = available ? false : `no browser at ${CHROMIUM} (apt-get install chromium)`;
+const skip = chromiumMissing();
+const available = skip === false;
 
 before(async () => {
   attending = await trainServerModel(20, ATTENTION);
   plain = await trainServerModel(20);
   [server, plainServer] = await Promise.all([serve(attending.modelDir), serve(plain.modelDir)]);
   png = await image('png', 40, 30);
-  if (available)
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-        '--headless',
-      ],
-    });
+  if (available) browser = await launchChromium();
 });
 
 after(async () => {

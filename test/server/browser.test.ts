@@ -5,19 +5,16 @@
  * missing browser fails the test rather than skipping it.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { chromiumMissing, launchChromium } from '../../scripts/chromium.ts';
 import type { RunningServer } from '../../server/listen.ts';
 import { toSentence } from '../../model/text/sentence.js';
 import { formatPercent } from '../../server/views.ts';
 import { form, image, serve, trainServerModel, type TrainedModel } from './helpers.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const available = existsSync(CHROMIUM);
-if (!available && process.env.CI)
-  throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (see .ci/run)`);
-const skip = available ? false : `no browser at ${CHROMIUM} (apt-get install chromium)`;
+const skip = chromiumMissing();
+const available = skip === false;
 
 let model: TrainedModel;
 let server: RunningServer;
@@ -29,17 +26,7 @@ before(async () => {
   model = await trainServerModel();
   server = await serve(model.modelDir);
   png = await image('png', 96, 96);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-      '--headless',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
