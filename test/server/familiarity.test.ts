@@ -2,13 +2,15 @@
  * Familiarity through the web app: the JSON answer and the stream's `done` event carry
  * {"score", "threshold", "familiar"} for a calibrated model (the tiny model calibrates at the end
  * of training); the page without JavaScript says plainly when the image is unfamiliar and hatches
- * the caption; a model never calibrated answers without the field and the page says nothing.
+ * the caption, and so does the streaming page in Chromium; a model never calibrated answers
+ * without the field and the page says nothing.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { chromiumMissing, launchChromium } from '../../scripts/chromium.ts';
 import type { RunningServer } from '../../server/listen.ts';
 import { readCheckpointConfig } from '../../model/io/checkpoint.ts';
 import { FAMILIARITY_FILE, FAMILIARITY_WEIGHTS, readFamiliarity } from '../../model/familiarity/store.ts';
@@ -78,6 +80,29 @@ test('the page without JavaScript says plainly that an unfamiliar image’s capt
   const modelPage = await (await fetch(`${server!.url}/model`)).text();
   assert.match(modelPage, /<dt>Familiarity<\/dt><dd>calibrated: /);
 });
+
+test(
+  'the streaming page says so too, and shades the caption, once the caption is done',
+  { skip: chromiumMissing() },
+  async () => {
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${server!.url}/`);
+      assert.equal(await page.isVisible('#unfamiliar'), false, 'nothing said before an image');
+      await page.setInputFiles('#image-input', { name: 'noise.png', mimeType: 'image/png', buffer: await noisePng() });
+      await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
+      assert.equal(await page.isVisible('#unfamiliar'), true, 'the notice is shown for an unfamiliar image');
+      assert.match(
+        (await page.textContent('#unfamiliar')) ?? '',
+        /^This image looks unlike the images this model was trained on.*; the caption is probably wrong\.$/,
+      );
+      assert.equal(await page.$eval('#caption', (el) => el.classList.contains('unreliable')), true);
+    } finally {
+      await browser.close();
+    }
+  },
+);
 
 test('a model never calibrated answers without familiarity', async () => {
   await server!.close();
