@@ -7,16 +7,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { cellWeights, createCell, gruStep, lstmStep, type CellKind } from '../../../model/nn/cells.ts';
 import { fusedCellSequence } from '../../../model/nn/fused-cells.ts';
 import { convReluMaxPool, fusedAdamUpdate, type ConvBlockOptions } from '../../../model/runtime/fused.ts';
 import { disableNativeKernels, enableNativeKernels, loadNativeAddon } from '../../../model/runtime/native.ts';
 import { maskedSequenceLoss } from '../../../model/train/loss.ts';
 import { Adam, globalNorm } from '../../../model/train/optim.ts';
-import { PAD, SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
+import { PAD } from '../../../model/text/vocab.ts';
 import { Rng } from '../../../model/util/rng.ts';
-import { assertClose, assertServedNatively, onBoth, rand, testRng } from '../../helpers/native-compare.ts';
+import {
+  assertCaptionerGradientsMatch,
+  assertClose,
+  assertServedNatively,
+  onBoth,
+  rand,
+} from '../../helpers/native-compare.ts';
 
 /** Steps of `cell` one at a time, as decoding runs them: every h, and the last state. */
 function stepByStep(
@@ -224,54 +229,9 @@ describe('fused kernels', () => {
     { cell: 'lstm', featureInput: 'attention', encoderPooling: 'grid' },
   ] as const) {
     test(`the model (${variant.cell}, ${variant.featureInput}): teacher-forced loss and every gradient equal the TF.js ops`, async () => {
-      const config: ModelConfig = {
-        imageSize: 16,
-        encoderChannels: [4, 8],
-        featureSize: 12,
-        encoderPooling: 'average',
-        backbone: null,
-        backboneTrainable: false,
-        embeddingSize: 6,
-        hiddenSize: 10,
-        maxLength: 5,
-        minWordCount: 1,
-        decoderInput: 'previous-word',
-        ...variant,
-      };
-      const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
-      const model = await Captioner.create(config, vocab, 3);
-      const images = tf.tensor4d(
-        Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => testRng().next()),
-        [3, 16, 16, 3],
-      );
-      const tokens = tf.tensor2d(
-        [
-          [START, 4, 5, 6, 2, 0],
-          [START, 7, 7, 2, 0, 0],
-          [START, 9, 8, 4, 5, 2],
-        ],
-        [3, 6],
-        'int32',
-      );
-      const variables = model.trainableVariables();
-      const before = tf.memory().numTensors;
-      const { js, native } = onBoth(() => {
-        const { value, grads } = tf.variableGrads(() => {
-          const { logits } = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' });
-          return maskedSequenceLoss(logits, tokens.slice([0, 1], [3, 5]) as tf.Tensor2D, 0.1);
-        }, variables);
-        return [value, ...variables.map((v) => grads[v.name]!)];
-      });
-      assert.equal(tf.memory().numTensors, before, 'no tensor leaked');
-      js.forEach((ref, i) => {
-        const scale = Math.max(...ref.map(Math.abs), 1e-30);
-        const diff = Math.max(...ref.map((r, j) => Math.abs(r - native[i]![j]!)));
-        assert.ok(diff <= 1e-4 * scale, `${i === 0 ? 'loss' : variables[i - 1]!.name}: ${diff} vs ${scale}`);
-      });
+      await assertCaptionerGradientsMatch(variant, 0.1);
       const kernel = variant.cell === 'lstm' ? 'CaptionerLstmSequence' : 'CaptionerGruSequence';
       assertServedNatively(kernel, `${kernel}Grad`, 'CaptionerConvReluMaxPool', 'CaptionerSoftmaxCrossEntropy');
-      tf.dispose([images, tokens]);
-      model.dispose();
     });
   }
 });

@@ -9,13 +9,15 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { Captioner, type ModelConfig } from '../../../model/nn/captioner.ts';
-import { maskedSequenceLoss } from '../../../model/train/loss.ts';
 import { disableNativeKernels, enableNativeKernels, loadNativeAddon } from '../../../model/runtime/native.ts';
 import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
 import { binaryPlan } from '../../../model/runtime/kernels/binary.ts';
-import { assertClose, assertServedNatively, onBoth, rand, testRng } from '../../helpers/native-compare.ts';
-import { SPECIAL_TOKENS, START, Vocabulary } from '../../../model/text/vocab.ts';
+import {
+  assertCaptionerGradientsMatch,
+  assertClose,
+  assertServedNatively,
+  rand,
+} from '../../helpers/native-compare.ts';
 
 describe('native kernels', () => {
   before(async () => {
@@ -348,53 +350,7 @@ describe('native kernels', () => {
   });
 
   test('gradients of a small CNN + LSTM captioner are equal with and without native kernels', async () => {
-    const config: ModelConfig = {
-      imageSize: 16,
-      encoderChannels: [4, 8],
-      featureSize: 12,
-      encoderPooling: 'average',
-      backbone: null,
-      backboneTrainable: false,
-      embeddingSize: 6,
-      hiddenSize: 10,
-      cell: 'lstm',
-      featureInput: 'init',
-      decoderInput: 'previous-word',
-      maxLength: 5,
-      minWordCount: 1,
-    };
-    const vocab = new Vocabulary([...SPECIAL_TOKENS, 'a', 'b', 'c', 'd', 'e', 'f']);
-    const model = await Captioner.create(config, vocab, 3);
-    const images = tf.tensor4d(
-      Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => testRng().next()),
-      [3, 16, 16, 3],
-    );
-    const tokens = tf.tensor2d(
-      [
-        [START, 4, 5, 6, 2, 0],
-        [START, 7, 7, 2, 0, 0],
-        [START, 9, 8, 4, 5, 2],
-      ],
-      [3, 6],
-      'int32',
-    );
-    const variables = model.trainableVariables();
-    const before = tf.memory().numTensors;
-    const { js, native } = onBoth(() => {
-      const { value, grads } = tf.variableGrads(() => {
-        const { logits } = model.forward(images, tokens, { teacherProbability: 1, feed: 'argmax' });
-        return maskedSequenceLoss(logits, tokens.slice([0, 1], [3, 5]) as tf.Tensor2D);
-      }, variables);
-      return [value, ...variables.map((v) => grads[v.name]!)];
-    });
-    assert.equal(tf.memory().numTensors, before);
-    js.forEach((ref, i) => {
-      const scale = Math.max(...ref.map(Math.abs), 1e-30);
-      const diff = Math.max(...ref.map((r, j) => Math.abs(r - native[i]![j]!)));
-      assert.ok(diff <= 1e-4 * scale, `gradient ${i === 0 ? 'loss' : variables[i - 1]!.name}: ${diff} vs ${scale}`);
-    });
-    tf.dispose([images, tokens]);
-    model.dispose();
+    await assertCaptionerGradientsMatch({}, 0);
   });
 
   test('every unary and binary op of native/ops.json runs natively and equals its JavaScript kernel', () => {
