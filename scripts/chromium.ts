@@ -4,7 +4,7 @@
  * the networking flags its background connections fail on a closed network.
  */
 import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -30,4 +30,14 @@ export function chromiumMissing(): false | string {
   if (existsSync(CHROMIUM)) return false;
   if (process.env.CI) throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (see .ci/run)`);
   return `no browser at ${CHROMIUM} (apt-get install chromium)`;
+}
+
+/** Collects what goes wrong on `page` from now on: console errors and warnings, uncaught errors. */
+export function watchProblems(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
+  });
+  page.on('pageerror', (e) => problems.push(e.message));
+  return problems;
 }

@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 import type { AxeResults } from 'axe-core';
 import { type Browser, type Page } from 'playwright-core';
-import { chromiumMissing, launchChromium } from '../../scripts/chromium.ts';
+import { chromiumMissing, launchChromium, watchProblems } from '../../scripts/chromium.ts';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { loadModel } from '../../model/io/load.ts';
@@ -189,11 +189,7 @@ function assertDrawnFrom(o: { width: number; height: number; alpha: number[] }, 
 
 test('the page: pointing at a word shades the image by its weights; all words while streaming', { skip }, async () => {
   const page = await browser!.newPage();
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
-  });
-  page.on('pageerror', (e) => problems.push(e.message));
+  const problems = watchProblems(page);
   await page.goto(server.url);
   await page.selectOption('#strategy', 'greedy');
   // Whether every word on the page had its map (was focusable) as it appeared, before the end.

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { chromiumMissing, launchChromium } from '../../scripts/chromium.ts';
+import { chromiumMissing, launchChromium, watchProblems } from '../../scripts/chromium.ts';
 import type { RunningServer } from '../../server/listen.ts';
 import { toSentence } from '../../model/text/sentence.js';
 import { formatPercent } from '../../server/views.ts';
@@ -46,11 +46,7 @@ async function apiCaption(): Promise<{ caption: string; sentence: string }> {
 
 test('upload through the page: the preview shows and the caption streams in word by word', { skip }, async () => {
   const page = await browser.newPage();
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
-  });
-  page.on('pageerror', (e) => problems.push(e.message));
+  const problems = watchProblems(page);
   await page.goto(server.url);
   await page.selectOption('#strategy', 'greedy');
   // Record the caption's words after every change the page makes to it.
