@@ -4,6 +4,10 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -32,9 +36,119 @@ namespace captioner {
 
 inline int gThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
+// The addon's own threads: gThreads − 1 workers that sleep on a condition variable between jobs
+// (after a short spin, so that a kernel following another finds them awake), and the calling
+// thread, which takes tasks too. OpenBLAS runs single-threaded inside them (see `gemm`): its own
+// pool of threads spins with sched_yield for a long while after every call (2^28 cycles by
+// default), and on a 2-core machine those spinning threads took the cores the addon's threads
+// needed (perf: 30 % of a conv block's time in sched_yield and the kernel, 2026-12-02).
+//
+// One job at a time: a call from a second JavaScript thread (a worker thread) while a job runs,
+// or a call from inside a job, runs on its calling thread alone, with the same results.
+class ThreadPool {
+ public:
+  // Runs job(task, slot) for every task in [0, tasks), each on one thread; `slot` in [0, gThreads)
+  // names the thread (for per-thread scratch). Tasks are handed out in order, each to the next
+  // free thread. Returns when all have run.
+  template <class F>
+  void run(int64_t tasks, F&& job) {
+    std::unique_lock<std::mutex> busy(runMutex_, std::try_to_lock);
+    if (tasks <= 1 || gThreads <= 1 || inJob_ || !busy.owns_lock()) {
+      for (int64_t t = 0; t < tasks; t++) job(t, 0);
+      return;
+    }
+    ensureWorkers(gThreads - 1);
+    Job current{tasks, [&](int64_t t, int s) { job(t, s); }};
+    int helpers = static_cast<int>(std::min<int64_t>(workers_.size(), tasks - 1));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &current;
+      wanted_ = helpers;
+      pending_.store(helpers, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    inJob_ = true;
+    work(current, 0);
+    inJob_ = false;
+    // Wait for the helpers: spin briefly (they finish with us), then sleep.
+    for (int spin = 0; pending_.load(std::memory_order_acquire) > 0; spin++) {
+      if (spin < 4000) pause();
+      else {
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+      }
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = nullptr;
+  }
 
-// Runs f(begin, end) over [0, n) split across up to gThreads threads; work below `grain`
-// items per thread stays on the calling thread (starting a thread costs tens of µs).
+  static ThreadPool& instance() {
+    static ThreadPool* pool = new ThreadPool();  // never destroyed: its threads outlive static destructors
+    return *pool;
+  }
+
+ private:
+  struct Job {
+    int64_t tasks;
+    std::function<void(int64_t, int)> fn;
+    std::atomic<int64_t> next{0};
+  };
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  static void work(Job& job, int slot) {
+    for (int64_t t; (t = job.next.fetch_add(1, std::memory_order_relaxed)) < job.tasks;) job.fn(t, slot);
+  }
+
+  void ensureWorkers(int count) {
+    while (static_cast<int>(workers_.size()) < count) {
+      int slot = static_cast<int>(workers_.size()) + 1;
+      workers_.emplace_back([this, slot] { loop(slot); });
+      workers_.back().detach();
+    }
+  }
+
+  void loop(int slot) {
+    inJob_ = true;  // a parallel loop inside a task runs inline
+    uint64_t seen = 0;
+    for (;;) {
+      // Spin a little for the next job before sleeping on the condition variable.
+      for (int spin = 0; spin < 4000 && generation_.load(std::memory_order_acquire) == seen; spin++) pause();
+      Job* job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        seen = generation_.load(std::memory_order_acquire);
+        if (slot > wanted_) continue;  // this job needs fewer helpers
+        job = job_;
+      }
+      work(*job, slot);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_one();
+      }
+    }
+  }
+
+  std::mutex runMutex_;  // one job at a time
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  Job* job_ = nullptr;
+  int wanted_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  static inline thread_local bool inJob_ = false;
+};
+
+// Runs f(begin, end) over [0, n) split into up to gThreads equal chunks, one per thread; work
+// below `grain` items per thread stays on the calling thread. The chunks depend only on n, grain
+// and gThreads, so a reduction that sums per chunk gives the same result on every run.
 template <class F>
 inline void parallelFor(int64_t n, int64_t grain, F f) {
   int64_t threads = std::min<int64_t>(gThreads, grain > 0 ? (n + grain - 1) / grain : n);
@@ -43,32 +157,49 @@ inline void parallelFor(int64_t n, int64_t grain, F f) {
     return;
   }
   int64_t chunk = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; t++) {
+  ThreadPool::instance().run(threads, [&](int64_t t, int) {
     int64_t b = t * chunk, e = std::min(n, (t + 1) * chunk);
-    if (b < e) pool.emplace_back([=] { f(b, e); });
-  }
-  f(int64_t{0}, std::min(n, chunk));
-  for (auto& th : pool) th.join();
+    if (b < e) f(b, e);
+  });
 }
 
-// Runs OpenBLAS single-threaded while in scope when `small`. Matrix-vector products are bound by
-// memory, and waking a second BLAS thread for each one measured 4x slower (0.66 vs 0.15 ms for
-// 512x2048); the convolutions of a single image did the same on a busy machine.
-struct SingleThreadedBlas {
-#ifdef CAPTIONER_OPENBLAS
-  int saved;
-  explicit SingleThreadedBlas(bool small = true) : saved(small ? openblas_get_num_threads() : 1) {
-    if (saved > 1) openblas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() { if (saved > 1) openblas_set_num_threads(saved); }
-#else
-  explicit SingleThreadedBlas(bool = true) {}
-#endif
-};
+// Runs f(task, slot) for every task in [0, tasks), handed out in order to the threads; `slot`
+// (< gThreads) names the thread running it.
+template <class F>
+inline void parallelTasks(int64_t tasks, F f) {
+  ThreadPool::instance().run(tasks, f);
+}
 
 // Products below this many multiply-adds (about a millisecond on one core) run on one thread.
 constexpr int64_t kSmallProduct = int64_t{1} << 24;
+
+// c [m, n] = alpha · op(a) · op(b) + beta · c (row-major, cblas_sgemm's arguments), on the
+// addon's threads: a large product is split along its longer side, m or n, into one slice per
+// thread, each a single-threaded OpenBLAS call (OpenBLAS itself is kept at one thread).
+inline void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  auto call = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    const float* as = transA ? a + m0 : a + m0 * lda;
+    const float* bs = transB ? b + n0 * ldb : b + n0;
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m1 - m0,
+                n1 - n0, k, alpha, as, lda, bs, ldb, beta, c + m0 * ldc + n0, ldc);
+  };
+  int64_t threads = std::min<int64_t>(gThreads, std::max<int64_t>(1, m * n * k / kSmallProduct));
+  if (threads <= 1) {
+    call(0, m, 0, n);
+    return;
+  }
+  // Slices of whole 16-row or 16-column panels, so that each thread's kernel runs full width.
+  const bool byRows = m >= n;
+  const int64_t extent = byRows ? m : n;
+  const int64_t slice = (extent / threads + 15) / 16 * 16;
+  const int64_t slices = (extent + slice - 1) / slice;
+  parallelTasks(slices, [&](int64_t s, int) {
+    int64_t s0 = s * slice, s1 = std::min(extent, s0 + slice);
+    if (byRows) call(s0, s1, 0, n);
+    else call(0, m, s0, s1);
+  });
+}
 
 // c [m, n] = a [m, k] · op(b) + beta · c, op(b) being b [k, n] or, with `transB`, bᵀ for b [n, k];
 // lda and ldc are the row strides of a and c. A few rows (decoding one caption or a small beam)
@@ -76,16 +207,13 @@ constexpr int64_t kSmallProduct = int64_t{1} << 24;
 inline void rowsTimesMatrix(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, bool transB,
                             float beta, float* c, int64_t ldc) {
   if (m <= 4) {
-    SingleThreadedBlas oneThread;
     for (int64_t r = 0; r < m; r++) {
       if (transB) cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, b, k, a + r * lda, 1, beta, c + r * ldc, 1);
       else cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1.0f, b, n, a + r * lda, 1, beta, c + r * ldc, 1);
     }
     return;
   }
-  SingleThreadedBlas oneThread(m * n * k < kSmallProduct);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, lda, b, transB ? k : n,
-              beta, c, ldc);
+  gemm(false, transB, m, n, k, 1.0f, a, lda, b, transB ? k : n, beta, c, ldc);
 }
 
 inline float* f32(const Napi::Value& v) { return v.As<Napi::Float32Array>().Data(); }
@@ -110,6 +238,15 @@ inline bool readOp(const Napi::Value& v, int size, const char* group, Op* op) {
 // that its pages are not faulted in afresh by every convolution.
 inline float* scratch(int64_t floats) {
   thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(floats);
+  return buffer.data();
+}
+
+// Scratch buffer `which` (0 or 1) of the thread running a task of parallelTasks, kept between
+// calls like `scratch` (the pool's threads live as long as the process).
+inline float* taskScratch(int which, int64_t floats) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& buffer = buffers[which];
   if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(floats);
   return buffer.data();
 }

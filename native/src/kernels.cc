@@ -26,83 +26,103 @@ Conv readConv(const Napi::Object& g) {
               at("padTop"), at("padLeft"), at("dilationHeight"), at("dilationWidth")};
 }
 
-// Images per chunk so that one chunk's column matrix stays near 4 MB: the product then works
-// from cache, and a 40 MB column matrix measured 5-10x slower here.
-int64_t imagesPerChunk(const Conv& g) {
-  int64_t perImage = g.oh * g.ow * g.k();
-  return std::max<int64_t>(1, std::min<int64_t>(g.n, (int64_t{1} << 20) / std::max<int64_t>(1, perImage)));
+// Rows of the column matrix per tile: about 512 KB of it (the L2 cache of a core here), so that
+// a tile is packed and multiplied from cache; 2-4 MB tiles measured slower.
+constexpr int64_t kTileFloats = int64_t{1} << 17;
+
+// The tiling of the column matrix [rows = n·oh·ow, K] into `count` tiles of `rows` rows each
+// (the last may be shorter), each worth running on a thread of its own: at least a tile per
+// thread when there is enough work for that.
+struct Tiling {
+  int64_t rows, count;
+};
+
+Tiling tiling(const Conv& g) {
+  const int64_t K = g.k(), total = g.n * g.oh * g.ow;
+  int64_t rows = std::max<int64_t>(16, kTileFloats / K);
+  if (total * K * g.o >= kSmallProduct / 4) rows = std::min(rows, std::max<int64_t>(16, (total + gThreads - 1) / gThreads));
+  rows = std::min(rows, total);
+  return Tiling{rows, (total + rows - 1) / rows};
 }
 
-// col [rows of (image, oy, ox), K = (ky, kx, c)] for images [n0, n1).
-void im2col(const Conv& g, const float* x, float* col, int64_t n0, int64_t n1) {
+// col [rows r0 … r1 of the column matrix: (image, oy, ox), K = (ky, kx, c)] from x (NHWC).
+void im2colRows(const Conv& g, const float* x, float* col, int64_t r0, int64_t r1) {
   const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
-  parallelFor((n1 - n0) * rowsPerImage, 2048, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      int64_t img = n0 + r / rowsPerImage, pix = r % rowsPerImage;
-      int64_t oy = pix / g.ow, ox = pix % g.ow;
-      float* dst = col + r * K;
-      const float* src = x + img * g.h * g.w * g.c;
-      for (int64_t ky = 0; ky < g.kh; ky++) {
-        int64_t iy = oy * g.sh - g.pt + ky * g.dh;
-        for (int64_t kx = 0; kx < g.kw; kx++, dst += g.c) {
-          int64_t ix = ox * g.sw - g.pl + kx * g.dw;
-          if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) std::memset(dst, 0, g.c * sizeof(float));
-          else std::memcpy(dst, src + (iy * g.w + ix) * g.c, g.c * sizeof(float));
-        }
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t img = r / rowsPerImage, pix = r % rowsPerImage;
+    int64_t oy = pix / g.ow, ox = pix % g.ow;
+    float* dst = col + (r - r0) * K;
+    const float* src = x + img * g.h * g.w * g.c;
+    for (int64_t ky = 0; ky < g.kh; ky++) {
+      int64_t iy = oy * g.sh - g.pt + ky * g.dh;
+      if (iy < 0 || iy >= g.h) {
+        std::memset(dst, 0, g.kw * g.c * sizeof(float));
+        dst += g.kw * g.c;
+        continue;
+      }
+      const float* srcRow = src + iy * g.w * g.c;
+      for (int64_t kx = 0; kx < g.kw; kx++, dst += g.c) {
+        int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+        if (ix < 0 || ix >= g.w) std::memset(dst, 0, g.c * sizeof(float));
+        else std::memcpy(dst, srcRow + ix * g.c, g.c * sizeof(float));
       }
     }
-  });
+  }
 }
 
-// dx += col2im(col) for images [n0, n1); each image is written by one thread only.
-void col2im(const Conv& g, const float* col, float* dx, int64_t n0, int64_t n1) {
+// dx += col2im(col) for rows r0 … r1 of the column matrix (col holds those rows only).
+void col2imRows(const Conv& g, const float* col, float* dx, int64_t r0, int64_t r1) {
   const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
-  parallelFor(n1 - n0, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      float* dst = dx + (n0 + i) * g.h * g.w * g.c;
-      for (int64_t pix = 0; pix < rowsPerImage; pix++) {
-        int64_t oy = pix / g.ow, ox = pix % g.ow;
-        const float* src = col + (i * rowsPerImage + pix) * K;
-        for (int64_t ky = 0; ky < g.kh; ky++) {
-          int64_t iy = oy * g.sh - g.pt + ky * g.dh;
-          for (int64_t kx = 0; kx < g.kw; kx++, src += g.c) {
-            int64_t ix = ox * g.sw - g.pl + kx * g.dw;
-            if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-            float* d = dst + (iy * g.w + ix) * g.c;
-            for (int64_t ch = 0; ch < g.c; ch++) d[ch] += src[ch];
-          }
-        }
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t img = r / rowsPerImage, pix = r % rowsPerImage;
+    int64_t oy = pix / g.ow, ox = pix % g.ow;
+    const float* src = col + (r - r0) * K;
+    float* dst = dx + img * g.h * g.w * g.c;
+    for (int64_t ky = 0; ky < g.kh; ky++) {
+      int64_t iy = oy * g.sh - g.pt + ky * g.dh;
+      if (iy < 0 || iy >= g.h) {
+        src += g.kw * g.c;
+        continue;
+      }
+      for (int64_t kx = 0; kx < g.kw; kx++, src += g.c) {
+        int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+        if (ix < 0 || ix >= g.w) continue;
+        float* d = dst + (iy * g.w + ix) * g.c;
+        for (int64_t ch = 0; ch < g.c; ch++) d[ch] += src[ch];
       }
     }
-  });
+  }
 }
 
 // Activations of TF.js's fused kernels (tfjs-core fused_util): linear, relu, relu6,
-// leakyrelu(alpha), sigmoid.
+// leakyrelu(alpha), sigmoid; on rows r0 … r1 of y [rows, cols], after the bias.
+void biasActivationRows(float* y, int64_t r0, int64_t r1, int64_t cols, const float* bias, int64_t biasSize,
+                        ops::Activation act, float alpha) {
+  for (int64_t r = r0; r < r1; r++) {
+    float* row = y + r * cols;
+    if (bias) {
+      if (biasSize == 1) for (int64_t j = 0; j < cols; j++) row[j] += bias[0];
+      else for (int64_t j = 0; j < cols; j++) row[j] += bias[j];
+    }
+    switch (act) {
+      case ops::Activation::linear: break;
+      case ops::Activation::relu: for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? 0 : row[j]; break;
+      case ops::Activation::relu6:
+        for (int64_t j = 0; j < cols; j++) row[j] = std::min(6.0f, std::max(0.0f, row[j]));
+        break;
+      case ops::Activation::leakyrelu:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? alpha * row[j] : row[j];
+        break;
+      case ops::Activation::sigmoid:
+        for (int64_t j = 0; j < cols; j++) row[j] = 1.0f / (1.0f + std::exp(-row[j]));
+        break;
+    }
+  }
+}
+
 void biasActivation(float* y, int64_t rows, int64_t cols, const float* bias, int64_t biasSize, ops::Activation act,
                     float alpha) {
-  parallelFor(rows, 4096, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      float* row = y + r * cols;
-      if (bias) {
-        if (biasSize == 1) for (int64_t j = 0; j < cols; j++) row[j] += bias[0];
-        else for (int64_t j = 0; j < cols; j++) row[j] += bias[j];
-      }
-      switch (act) {
-        case ops::Activation::linear: break;
-        case ops::Activation::relu: for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? 0 : row[j]; break;
-        case ops::Activation::relu6:
-          for (int64_t j = 0; j < cols; j++) row[j] = std::min(6.0f, std::max(0.0f, row[j]));
-          break;
-        case ops::Activation::leakyrelu:
-          for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0 ? alpha * row[j] : row[j];
-          break;
-        case ops::Activation::sigmoid:
-          for (int64_t j = 0; j < cols; j++) row[j] = 1.0f / (1.0f + std::exp(-row[j]));
-          break;
-      }
-    }
-  });
+  parallelFor(rows, 4096, [&](int64_t r0, int64_t r1) { biasActivationRows(y, r0, r1, cols, bias, biasSize, act, alpha); });
 }
 
 // batchMatMul(a, b, out, batch, batchA, batchB, m, n, k, transA, transB[, bias, biasSize, act, alpha])
@@ -117,12 +137,10 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   int64_t batch = num(info[3]), batchA = num(info[4]), batchB = num(info[5]);
   int64_t m = num(info[6]), n = num(info[7]), k = num(info[8]);
   bool ta = info[9].As<Napi::Boolean>(), tb = info[10].As<Napi::Boolean>();
-  auto opA = ta ? CblasTrans : CblasNoTrans, opB = tb ? CblasTrans : CblasNoTrans;
   int64_t lda = ta ? m : k, ldb = tb ? k : n;
   if (m <= 4 && (m == 1 || !ta)) {
     // A few rows times a matrix (decoding one caption, or a small beam): matrix-vector products,
     // which stream B instead of packing it as a GEMM does.
-    SingleThreadedBlas oneThread;
     for (int64_t i = 0; i < batch; i++) {
       const float* bm = b + (i % batchB) * k * n;
       for (int64_t row = 0; row < m; row++) {
@@ -133,18 +151,20 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
       }
     }
   } else if (batchB == 1 && !ta) {
-    SingleThreadedBlas oneThread(batch * m * n * k < kSmallProduct);
     // One B for every batch: stack the A matrices into one [batch·m, k] product.
     int64_t rows = batchA == 1 ? m : batch * m;
-    cblas_sgemm(CblasRowMajor, opA, opB, rows, n, k, 1.0f, a, lda, b, ldb, 0.0f, out, n);
+    gemm(false, tb, rows, n, k, 1.0f, a, lda, b, ldb, 0.0f, out, n);
     if (batchA == 1)
       for (int64_t i = 1; i < batch; i++) std::memcpy(out + i * m * n, out, m * n * sizeof(float));
+  } else if (batch > 1 && m * n * k < kSmallProduct) {
+    // Many small products: one per task, each on one thread.
+    parallelTasks(batch, [&](int64_t i, int) {
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f,
+                  a + (i % batchA) * m * k, lda, b + (i % batchB) * k * n, ldb, 0.0f, out + i * m * n, n);
+    });
   } else {
-    SingleThreadedBlas oneThread(batch * m * n * k < kSmallProduct);
-    for (int64_t i = 0; i < batch; i++) {
-      cblas_sgemm(CblasRowMajor, opA, opB, m, n, k, 1.0f, a + (i % batchA) * m * k, lda, b + (i % batchB) * k * n, ldb,
-                  0.0f, out + i * m * n, n);
-    }
+    for (int64_t i = 0; i < batch; i++)
+      gemm(ta, tb, m, n, k, 1.0f, a + (i % batchA) * m * k, lda, b + (i % batchB) * k * n, ldb, 0.0f, out + i * m * n, n);
   }
   if (fused) {
     const float* bias = info[11].IsNull() ? nullptr : f32(info[11]);
@@ -154,7 +174,10 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// conv2d(x, filter, out, geometry[, bias, biasSize, act, alpha]): y = im2col(x) · W.
+// conv2d(x, filter, out, geometry[, bias, biasSize, act, alpha]): y = im2col(x) · W, then the
+// bias and activation. The column matrix is made a tile at a time by the thread that multiplies
+// it, so each tile goes from its making to its product and its bias and activation in cache,
+// and the threads never wait for each other.
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   const bool fused = info.Length() > 4;
   ops::Activation act = ops::Activation::linear;
@@ -163,70 +186,84 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   const float* w = f32(info[1]);
   float* y = f32(info[2]);
   Conv g = readConv(info[3].As<Napi::Object>());
-  const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
-  SingleThreadedBlas oneThread(g.n * rowsPerImage * K * g.o < kSmallProduct);
-  if (g.pointwise()) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.n * rowsPerImage, g.o, K, 1.0f, x, K, w, g.o, 0.0f, y, g.o);
-  } else {
-    int64_t chunk = imagesPerChunk(g);
-    float* col = scratch(chunk * rowsPerImage * K);
-    for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-      int64_t n1 = std::min(g.n, n0 + chunk);
-      im2col(g, x, col, n0, n1);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (n1 - n0) * rowsPerImage, g.o, K, 1.0f, col, K, w,
-                  g.o, 0.0f, y + n0 * rowsPerImage * g.o, g.o);
+  const float* bias = fused && !info[4].IsNull() ? f32(info[4]) : nullptr;
+  const int64_t biasSize = fused ? num(info[5]) : 0;
+  const float alpha = fused ? static_cast<float>(info[7].As<Napi::Number>().DoubleValue()) : 0.0f;
+  const int64_t K = g.k();
+  const Tiling tiles = tiling(g);
+  const int64_t total = g.n * g.oh * g.ow;
+  parallelTasks(tiles.count, [&](int64_t t, int) {
+    int64_t r0 = t * tiles.rows, r1 = std::min(total, r0 + tiles.rows);
+    const float* a = x + r0 * K;  // a pointwise convolution's column matrix is x itself
+    if (!g.pointwise()) {
+      float* col = taskScratch(0, tiles.rows * K);
+      im2colRows(g, x, col, r0, r1);
+      a = col;
     }
-  }
-  if (fused) {
-    const float* bias = info[4].IsNull() ? nullptr : f32(info[4]);
-    biasActivation(y, g.n * rowsPerImage, g.o, bias, num(info[5]), act,
-                   static_cast<float>(info[7].As<Napi::Number>().DoubleValue()));
-  }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, g.o, K, 1.0f, a, K, w, g.o, 0.0f, y + r0 * g.o, g.o);
+    if (fused) biasActivationRows(y, r0, r1, g.o, bias, biasSize, act, alpha);
+  });
   return info.Env().Undefined();
 }
 
-// conv2dBackpropInput(dy, filter, dx, geometry): dx = col2im(dy · Wᵀ); dx arrives zeroed.
+// conv2dBackpropInput(dy, filter, dx, geometry): dx = col2im(dy · Wᵀ); dx arrives zeroed. Each
+// task takes whole images (col2im adds into neighbouring pixels, which must be one thread's) and
+// goes through them a tile of rows at a time.
 Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
   const float* dy = f32(info[0]);
   const float* w = f32(info[1]);
   float* dx = f32(info[2]);
   Conv g = readConv(info[3].As<Napi::Object>());
   const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
-  SingleThreadedBlas oneThread(g.n * rowsPerImage * K * g.o < kSmallProduct);
   if (g.pointwise()) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.n * rowsPerImage, K, g.o, 1.0f, dy, g.o, w, g.o, 0.0f, dx, K);
+    gemm(false, true, g.n * rowsPerImage, K, g.o, 1.0f, dy, g.o, w, g.o, 0.0f, dx, K);
     return info.Env().Undefined();
   }
-  int64_t chunk = imagesPerChunk(g);
-  float* col = scratch(chunk * rowsPerImage * K);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    int64_t n1 = std::min(g.n, n0 + chunk);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (n1 - n0) * rowsPerImage, K, g.o, 1.0f,
-                dy + n0 * rowsPerImage * g.o, g.o, w, g.o, 0.0f, col, K);
-    col2im(g, col, dx, n0, n1);
-  }
+  const Tiling tiles = tiling(g);
+  const int64_t imagesPerTask = std::max<int64_t>(1, tiles.rows / rowsPerImage);
+  parallelTasks((g.n + imagesPerTask - 1) / imagesPerTask, [&](int64_t t, int) {
+    const int64_t end = std::min(g.n, (t + 1) * imagesPerTask) * rowsPerImage;
+    float* col = taskScratch(0, tiles.rows * K);
+    for (int64_t r0 = t * imagesPerTask * rowsPerImage; r0 < end; r0 += tiles.rows) {
+      int64_t r1 = std::min(end, r0 + tiles.rows);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, K, g.o, 1.0f, dy + r0 * g.o, g.o, w, g.o, 0.0f, col,
+                  K);
+      col2imRows(g, col, dx, r0, r1);
+    }
+  });
   return info.Env().Undefined();
 }
 
-// conv2dBackpropFilter(x, dy, dw, geometry): dW = im2col(x)ᵀ · dy, accumulated over chunks.
+// conv2dBackpropFilter(x, dy, dw, geometry): dW = im2col(x)ᵀ · dy. Thread j sums the tiles of
+// its share (the same tiles on every run) into a partial dW of its own; the partials are then
+// added in order, so the result depends on the thread count only.
 Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
   const float* x = f32(info[0]);
   const float* dy = f32(info[1]);
   float* dw = f32(info[2]);
   Conv g = readConv(info[3].As<Napi::Object>());
-  const int64_t K = g.k(), rowsPerImage = g.oh * g.ow;
-  SingleThreadedBlas oneThread(g.n * rowsPerImage * K * g.o < kSmallProduct);
+  const int64_t K = g.k(), total = g.n * g.oh * g.ow, size = K * g.o;
   if (g.pointwise()) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.o, g.n * rowsPerImage, 1.0f, x, K, dy, g.o, 0.0f, dw, g.o);
+    gemm(true, false, K, g.o, total, 1.0f, x, K, dy, g.o, 0.0f, dw, g.o);
     return info.Env().Undefined();
   }
-  int64_t chunk = imagesPerChunk(g);
-  float* col = scratch(chunk * rowsPerImage * K);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    int64_t n1 = std::min(g.n, n0 + chunk);
-    im2col(g, x, col, n0, n1);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.o, (n1 - n0) * rowsPerImage, 1.0f, col, K,
-                dy + n0 * rowsPerImage * g.o, g.o, n0 == 0 ? 0.0f : 1.0f, dw, g.o);
+  const Tiling tiles = tiling(g);
+  const int64_t parts = std::min<int64_t>(gThreads, tiles.count);
+  const int64_t perPart = (tiles.count + parts - 1) / parts;
+  std::vector<float> partials((parts - 1) * size);
+  parallelTasks(parts, [&](int64_t p, int) {
+    float* acc = p == 0 ? dw : partials.data() + (p - 1) * size;
+    float* col = taskScratch(0, tiles.rows * K);
+    for (int64_t t = p * perPart; t < std::min(tiles.count, (p + 1) * perPart); t++) {
+      int64_t r0 = t * tiles.rows, r1 = std::min(total, r0 + tiles.rows);
+      im2colRows(g, x, col, r0, r1);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.o, r1 - r0, 1.0f, col, K, dy + r0 * g.o, g.o,
+                  t == p * perPart ? 0.0f : 1.0f, acc, g.o);
+    }
+  });
+  for (int64_t p = 1; p < parts; p++) {
+    const float* part = partials.data() + (p - 1) * size;
+    for (int64_t i = 0; i < size; i++) dw[i] += part[i];
   }
   return info.Env().Undefined();
 }
@@ -253,8 +290,8 @@ Napi::Value UnsortedSegmentSum(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// The pooling window of output (oy, ox): the first strictly largest value wins (NaN never does),
-// as in TF.js's maxPoolPositions. Returns the input offset, or -1 for an empty/all -inf window.
+// Max-pooling windows (NHWC): the first strictly largest value of a window wins (NaN never
+// does), as in TF.js's maxPoolPositions; an empty or all −∞ window has no winner.
 struct Pool {
   int64_t n, h, w, c, oh, ow, fh, fw, sh, sw, pt, pl;
 };
@@ -303,8 +340,22 @@ Napi::Value MaxPool(const Napi::CallbackInfo& info) {
   const float* x = f32(info[0]);
   float* y = f32(info[1]);
   Pool g = readPool(info[2].As<Napi::Object>());
-  forEachPoolWindow(g, x, true, [&](int64_t outOff, const float* best, const int64_t*) {
-    std::memcpy(y + outOff, best, g.c * sizeof(float));
+  parallelFor(g.n * g.oh, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, g.ow * g.c)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t img = r / g.oh, oy = r % g.oh;
+      const float* base = x + img * g.h * g.w * g.c;
+      const int64_t y0 = std::max<int64_t>(0, oy * g.sh - g.pt), y1 = std::min(g.h, oy * g.sh - g.pt + g.fh);
+      for (int64_t ox = 0; ox < g.ow; ox++) {
+        const int64_t x0 = std::max<int64_t>(0, ox * g.sw - g.pl), x1 = std::min(g.w, ox * g.sw - g.pl + g.fw);
+        float* out = y + (r * g.ow + ox) * g.c;
+        std::fill(out, out + g.c, -INFINITY);
+        for (int64_t iy = y0; iy < y1; iy++)
+          for (int64_t ix = x0; ix < x1; ix++) {
+            const float* px = base + (iy * g.w + ix) * g.c;
+            for (int64_t ch = 0; ch < g.c; ch++) out[ch] = px[ch] > out[ch] ? px[ch] : out[ch];
+          }
+      }
+    }
   });
   return info.Env().Undefined();
 }
@@ -549,9 +600,6 @@ Napi::Value Transpose2D(const Napi::CallbackInfo& info) {
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   gThreads = static_cast<int>(std::max<int64_t>(1, num(info[0])));
-#ifdef CAPTIONER_OPENBLAS
-  openblas_set_num_threads(gThreads);
-#endif
   return info.Env().Undefined();
 }
 
@@ -583,6 +631,10 @@ Napi::Value OpTable(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#ifdef CAPTIONER_OPENBLAS
+  // OpenBLAS runs inside the addon's own threads, one call per thread (common.h, ThreadPool).
+  openblas_set_num_threads(1);
+#endif
   exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
   exports.Set("conv2d", Napi::Function::New(env, Conv2D));
   exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2DBackpropInput));

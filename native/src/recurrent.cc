@@ -109,8 +109,7 @@ Napi::Value LstmSequenceGrad(const Napi::CallbackInfo& info) {
     rowsTimesMatrix(B, H, G, dxw + t * G, T * G, U, true, 0.0f, dh, H);
   }
   std::vector<float> prev = previousStates(hs, h0, B, T, H);
-  SingleThreadedBlas big(B * T * G * H < kSmallProduct);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, G, B * T, 1.0f, prev.data(), H, dxw, G, 0.0f, dU, G);
+  gemm(true, false, H, G, B * T, 1.0f, prev.data(), H, dxw, G, 0.0f, dU, G);
   return info.Env().Undefined();
 }
 
@@ -197,8 +196,7 @@ Napi::Value GruSequenceGrad(const Napi::CallbackInfo& info) {
     std::memcpy(dh, next.data(), B * H * sizeof(float));
   }
   std::vector<float> prev = previousStates(hs, h0, B, T, H);
-  SingleThreadedBlas big(B * T * G * H < kSmallProduct);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, G, B * T, 1.0f, prev.data(), H, dhu.data(), G, 0.0f, dU, G);
+  gemm(true, false, H, G, B * T, 1.0f, prev.data(), H, dhu.data(), G, 0.0f, dU, G);
   return info.Env().Undefined();
 }
 
