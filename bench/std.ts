@@ -9,6 +9,7 @@
  *   npm run bench -- --json            # one JSON object on stdout
  *   npm run bench -- --backend cpu     # or CAPTIONER_BACKEND; CAPTIONER_NATIVE=0 for pure JS
  *   npm run bench -- --profile         # also the kernel calls and times of one training step and caption
+ *   npm run bench -- --profile --profile-runs 5   # each kernel's median over 5 profiled runs, and CPU time
  *   npm run bench -- --config default  # also the bundled model's architecture (models/default)
  */
 import { parseArgs } from 'node:util';
@@ -32,6 +33,8 @@ export interface StdBenchResult {
   native: string | null;
   train_images_per_s: number;
   train_step_ms: number;
+  /** The process's CPU time per training step, every thread's (less sensitive to other jobs than train_step_ms). */
+  train_step_cpu_ms: number;
   train_gflops: number;
   greedy_b1_ms: number;
   greedy_b32_captions_per_s: number;
@@ -47,17 +50,28 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-/** Median milliseconds of `fn` over up to `reps` runs after `warm` untimed ones, within `budgetS`. */
-function timed(fn: () => void, reps: number, warm: number, budgetS: number): { ms: number; runs: number } {
+/**
+ * Median milliseconds of `fn` over up to `reps` runs after `warm` untimed ones, within `budgetS`,
+ * and the process's mean CPU milliseconds a run (every thread's: what other jobs on the machine
+ * take from it shows in `ms`, much less in `cpuMs`).
+ */
+function timed(
+  fn: () => void,
+  reps: number,
+  warm: number,
+  budgetS: number,
+): { ms: number; cpuMs: number; runs: number } {
   for (let i = 0; i < warm; i++) fn();
   const times: number[] = [];
   const start = performance.now();
+  const cpu = process.cpuUsage();
   while (times.length < reps && (times.length === 0 || performance.now() - start < budgetS * 1000)) {
     const t = performance.now();
     fn();
     times.push(performance.now() - t);
   }
-  return { ms: median(times), runs: times.length };
+  const used = process.cpuUsage(cpu);
+  return { ms: median(times), cpuMs: (used.user + used.system) / 1000 / times.length, runs: times.length };
 }
 
 /** A vocabulary of `size` words: the four special tokens and synthetic words. */
@@ -117,22 +131,41 @@ async function benchSetup(model: ModelConfig, train: TrainConfig, vocabSize: num
 /**
  * The kernel profile of `fn` on stderr: kernel calls and time, the 15 slowest kernels. Kernel
  * calls are TF.js kernels (a fused native kernel counts one); the optimiser's native update is
- * no kernel.
+ * no kernel. With `runs` > 1 each kernel's time is its median over that many profiled runs, and
+ * the process's CPU time per run (every thread's) is printed too: on a machine other jobs load,
+ * one run's wall-clock kernel times are noise, while medians and CPU time stay comparable.
  */
-async function profileKernels(label: string, fn: () => void): Promise<void> {
+async function profileKernels(label: string, fn: () => void, runs: number): Promise<void> {
   fn();
-  const profile = await tf.profile(fn);
-  const byKernel = new Map<string, { ms: number; calls: number }>();
-  for (const k of profile.kernels) {
-    const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
-    entry.ms += k.kernelTimeMs as number;
-    entry.calls += 1;
-    byKernel.set(k.name, entry);
+  const perRun: Map<string, { ms: number; calls: number }>[] = [];
+  const cpuMs: number[] = [];
+  let calls = 0;
+  for (let r = 0; r < runs; r++) {
+    const cpu = process.cpuUsage();
+    const profile = await tf.profile(fn);
+    const used = process.cpuUsage(cpu);
+    cpuMs.push((used.user + used.system) / 1000);
+    calls = profile.kernels.length;
+    const byKernel = new Map<string, { ms: number; calls: number }>();
+    for (const k of profile.kernels) {
+      const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+      entry.ms += k.kernelTimeMs as number;
+      entry.calls += 1;
+      byKernel.set(k.name, entry);
+    }
+    perRun.push(byKernel);
   }
-  const total = [...byKernel.values()].reduce((a, b) => a + b.ms, 0);
-  log(`${label}: ${profile.kernels.length} kernel calls, ${total.toFixed(0)} ms of kernel time`);
-  for (const [name, { ms, calls }] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15))
-    log(`  ${name.padEnd(32)} ${ms.toFixed(1).padStart(9)} ms ${String(calls).padStart(6)} calls`);
+  const names = new Set(perRun.flatMap((m) => [...m.keys()]));
+  const byKernel = [...names].map((name) => ({
+    name,
+    ms: median(perRun.map((m) => m.get(name)?.ms ?? 0)),
+    calls: perRun[0]!.get(name)?.calls ?? 0,
+  }));
+  const total = byKernel.reduce((a, b) => a + b.ms, 0);
+  const of = runs > 1 ? ` (medians of ${runs} runs; process CPU time ${median(cpuMs).toFixed(0)} ms a run)` : '';
+  log(`${label}: ${calls} kernel calls, ${total.toFixed(0)} ms of kernel time${of}`);
+  for (const { name, ms, calls: n } of byKernel.sort((a, b) => b.ms - a.ms).slice(0, 15))
+    log(`  ${name.padEnd(32)} ${ms.toFixed(1).padStart(9)} ms ${String(n).padStart(6)} calls`);
 }
 
 async function main(): Promise<void> {
@@ -143,6 +176,7 @@ async function main(): Promise<void> {
       'train-steps': { type: 'string', default: '10' },
       budget: { type: 'string', default: '60' },
       profile: { type: 'boolean', default: false },
+      'profile-runs': { type: 'string', default: '1' },
       config: { type: 'string', default: 'std' },
     },
   });
@@ -152,6 +186,9 @@ async function main(): Promise<void> {
     );
   const budget = Number(args.budget);
   const trainSteps = Number(args['train-steps']);
+  const profileRuns = Number(args['profile-runs']);
+  if (!Number.isInteger(profileRuns) || profileRuns < 1)
+    throw new Error(`--profile-runs ${args['profile-runs']}: expected a whole number of runs, 1 or more`);
   const backend = await selectBackend(args.backend, log);
   const { train: trainConfig, model: config } = await readStdConfig();
   const { batchSize } = trainConfig;
@@ -159,12 +196,24 @@ async function main(): Promise<void> {
   const { captioner: model, decodeLength, trainStep } = std;
 
   if (args.profile) {
-    await profileKernels('one training step (batch 32)', trainStep);
+    await profileKernels('one training step (batch 32)', trainStep, profileRuns);
     const image = std.imageBatch(1);
-    await profileKernels('one greedy batch-1 caption', () => void greedyDecode(model, image, decodeLength));
+    await profileKernels(
+      'one greedy batch-1 caption',
+      () => void greedyDecode(model, image, decodeLength),
+      profileRuns,
+    );
+    const images32 = std.imageBatch(batchSize);
+    await profileKernels(
+      `one greedy batch-${batchSize} decode`,
+      () => void greedyDecode(model, images32, decodeLength),
+      profileRuns,
+    );
+    images32.dispose();
     await profileKernels(
       'one beam-3 batch-1 caption',
       () => void beamSearch(model, image, { beamWidth: BEAM, maxLength: decodeLength }),
+      profileRuns,
     );
     image.dispose();
   }
@@ -188,6 +237,7 @@ async function main(): Promise<void> {
     native: status ? (status.enabled ? status.detail : 'off') : null,
     train_images_per_s: (batchSize * 1000) / train.ms,
     train_step_ms: train.ms,
+    train_step_cpu_ms: train.cpuMs,
     train_gflops: (flops.train * batchSize) / (train.ms / 1000) / 1e9,
     greedy_b1_ms: greedy1.ms,
     greedy_b32_captions_per_s: (batchSize * 1000) / greedy32.ms,
@@ -197,7 +247,7 @@ async function main(): Promise<void> {
     ['backend', result.backend + (result.native && result.native !== 'off' ? ` (${result.native})` : '')],
     [
       'train images/s',
-      `${result.train_images_per_s.toFixed(2)}  (step ${train.ms.toFixed(0)} ms, median of ${train.runs})`,
+      `${result.train_images_per_s.toFixed(2)}  (step ${train.ms.toFixed(0)} ms, median of ${train.runs}; ${train.cpuMs.toFixed(0)} ms CPU a step)`,
     ],
     ['train GFLOP/s', result.train_gflops.toFixed(2)],
     ['greedy batch-1 latency', `${greedy1.ms.toFixed(1)} ms  (median of ${greedy1.runs})`],
@@ -210,7 +260,8 @@ async function main(): Promise<void> {
     const bundled = await readDefaultModelConfig();
     const def = await benchSetup(bundled.model, bundled.train, bundled.vocabSize);
     const defBatch = bundled.train.batchSize;
-    if (args.profile) await profileKernels(`default model: one training step (batch ${defBatch})`, def.trainStep);
+    if (args.profile)
+      await profileKernels(`default model: one training step (batch ${defBatch})`, def.trainStep, profileRuns);
     log(`timing the default model's training steps (batch ${defBatch})…`);
     const defTrain = timed(def.trainStep, trainSteps, 2, budget);
     const defOne = def.imageBatch(1);

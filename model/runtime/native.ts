@@ -65,6 +65,11 @@ const added = new Set<string>();
 /** Calls the native code served (not handed to JavaScript), by kernel name. */
 const nativeCalls = new Map<string, number>();
 
+/** Where the built addon is (it may not exist). */
+export function nativeAddonPath(): string {
+  return ADDON_PATH;
+}
+
 /**
  * Loads the addon, or returns why it cannot be loaded: not built, not loadable, or built from
  * another operation table than native/ops.json (a stale build, whose codes would be wrong).

@@ -389,14 +389,46 @@ Napi::Value MaxPoolReluBiasGrad(const Napi::CallbackInfo& info) {
   float* dbias = f32(info[3]);
   Pool g = readPool(info[4].As<Napi::Object>());
   std::vector<double> rowSums(g.n * g.oh * g.c, 0.0);
-  forEachPoolWindow(g, y, true, [&](int64_t outOff, const float* best, const int64_t* where) {
-    double* sums = rowSums.data() + (outOff / (g.ow * g.c)) * g.c;
-    for (int64_t ch = 0; ch < g.c; ch++) {
-      if (where[ch] < 0 || !(best[ch] > 0)) continue;
-      dpre[where[ch]] = dp[outOff + ch];
-      sums[ch] += dp[outOff + ch];
-    }
-  });
+  if (g.fh == 2 && g.fw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0 && g.h == 2 * g.oh && g.w == 2 * g.ow) {
+    // The encoder's 2×2 windows tiling the image: the same rule without branches (a random
+    // argmax mispredicts every other comparison), four pixels at a time, every pixel written.
+    parallelFor(g.n * g.oh, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, g.ow * g.c)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r++) {
+        const int64_t img = r / g.oh, oy = r % g.oh, C = g.c;
+        double* sums = rowSums.data() + r * C;
+        for (int64_t ox = 0; ox < g.ow; ox++) {
+          const int64_t top = ((img * g.h + 2 * oy) * g.w + 2 * ox) * C, bottom = top + g.w * C;
+          const float *a = y + top, *b = a + C, *c = y + bottom, *d = c + C;
+          float *da = dpre + top, *db = da + C, *dc = dpre + bottom, *dd = dc + C;
+          const float* grad = dp + (r * g.ow + ox) * C;
+          for (int64_t ch = 0; ch < C; ch++) {
+            float m = -INFINITY;
+            m = a[ch] > m ? a[ch] : m;
+            m = b[ch] > m ? b[ch] : m;
+            m = c[ch] > m ? c[ch] : m;
+            m = d[ch] > m ? d[ch] : m;
+            const float v = m > 0 ? grad[ch] : 0.0f;
+            const bool ta = a[ch] == m, tb = !ta && b[ch] == m, tc = !ta && !tb && c[ch] == m;
+            const bool td = !ta && !tb && !tc && d[ch] == m;
+            da[ch] = ta ? v : 0.0f;
+            db[ch] = tb ? v : 0.0f;
+            dc[ch] = tc ? v : 0.0f;
+            dd[ch] = td ? v : 0.0f;
+            sums[ch] += v;
+          }
+        }
+      }
+    });
+  } else {
+    forEachPoolWindow(g, y, true, [&](int64_t outOff, const float* best, const int64_t* where) {
+      double* sums = rowSums.data() + (outOff / (g.ow * g.c)) * g.c;
+      for (int64_t ch = 0; ch < g.c; ch++) {
+        if (where[ch] < 0 || !(best[ch] > 0)) continue;
+        dpre[where[ch]] = dp[outOff + ch];
+        sums[ch] += dp[outOff + ch];
+      }
+    });
+  }
   std::vector<double> total(g.c, 0.0);
   for (int64_t r = 0; r < g.n * g.oh; r++)
     for (int64_t ch = 0; ch < g.c; ch++) total[ch] += rowSums[r * g.c + ch];

@@ -7,9 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { disableNativeKernels, enableNativeKernels, loadNativeAddon } from '../../../model/runtime/native.ts';
+import {
+  disableNativeKernels,
+  enableNativeKernels,
+  loadNativeAddon,
+  nativeAddonPath,
+} from '../../../model/runtime/native.ts';
+import { convGeometry } from '../../../model/runtime/kernels/common.ts';
 import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
 import { binaryPlan } from '../../../model/runtime/kernels/binary.ts';
 import {
@@ -336,6 +343,17 @@ describe('native kernels', () => {
       'large unary, sum, transpose',
     );
     assertClose(() => tf.matMul(rand([256, 300]), rand([300, 260])), 'large matMul');
+    // Products above 2^24 multiply-adds are split across threads: along m when m ≥ n (here with
+    // a transposed a), else along n (here with a transposed b).
+    for (const [m, n, ta, tb] of [
+      [400, 330, true, false],
+      [330, 400, false, true],
+    ] as const) {
+      const a = rand(ta ? [130, m] : [m, 130]);
+      const b = rand(tb ? [n, 130] : [130, n]);
+      assertClose(() => tf.matMul(a, b, ta, tb), `large matMul ${m}x${n} ta=${ta} tb=${tb}`);
+      tf.dispose([a, b]);
+    }
     assertServedNatively(
       'Conv2D',
       'Conv2DBackpropInput',
@@ -347,6 +365,61 @@ describe('native kernels', () => {
       'Sum',
       'BatchMatMul',
     );
+  });
+
+  test('a worker thread and the main thread calling the addon at once get the results each gets alone', async () => {
+    // One job at a time runs on the addon's threads; a call made meanwhile runs on its own
+    // thread, over the same tiles, so its results are the same to the bit.
+    const lib = loadNativeAddon() as NativeAddon;
+    const inputs = {
+      x: Float32Array.from({ length: 8 * 24 * 24 * 16 }, (_, i) => Math.sin(i)),
+      w: Float32Array.from({ length: 3 * 3 * 16 * 32 }, (_, i) => Math.cos(i)),
+      a: Float32Array.from({ length: 300 * 256 }, (_, i) => Math.sin(i * 0.7)),
+      b: Float32Array.from({ length: 256 * 280 }, (_, i) => Math.cos(i * 0.3)),
+    };
+    const geometry = tf.backend_util.computeConv2DInfo([8, 24, 24, 16], [3, 3, 16, 32], 1, 1, 'same');
+    const g = convGeometry(geometry);
+    const compute = (l: NativeAddon) => {
+      const y = new Float32Array(8 * 24 * 24 * 32);
+      l.conv2d(inputs.x, inputs.w, y, g);
+      const dw = new Float32Array(inputs.w.length);
+      l.conv2dBackpropFilter(inputs.x, y, dw, g);
+      const dx = new Float32Array(inputs.x.length);
+      l.conv2dBackpropInput(y, inputs.w, dx, g);
+      const c = new Float32Array(300 * 280);
+      l.batchMatMul(inputs.a, inputs.b, c, 1, 1, 1, 300, 280, 256, false, false);
+      return [y, dw, dx, c];
+    };
+    const alone = compute(lib);
+    const worker = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads');
+       const lib = require(workerData.addon);
+       const { x, w, a, b, g, rounds } = workerData;
+       const out = [];
+       for (let r = 0; r < rounds; r++) {
+         const y = new Float32Array(8 * 24 * 24 * 32);
+         lib.conv2d(x, w, y, g);
+         const dw = new Float32Array(w.length);
+         lib.conv2dBackpropFilter(x, y, dw, g);
+         const dx = new Float32Array(x.length);
+         lib.conv2dBackpropInput(y, w, dx, g);
+         const c = new Float32Array(300 * 280);
+         lib.batchMatMul(a, b, c, 1, 1, 1, 300, 280, 256, false, false);
+         out.push([y, dw, dx, c]);
+       }
+       parentPort.postMessage(out);`,
+      { eval: true, workerData: { ...inputs, g, rounds: 6, addon: nativeAddonPath() } },
+    );
+    const fromWorker = new Promise<Float32Array[][]>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    const fromMain: Float32Array[][] = [];
+    for (let r = 0; r < 6; r++) fromMain.push(compute(lib));
+    const results = [...fromMain, ...(await fromWorker)];
+    await worker.terminate();
+    for (const [i, result] of results.entries())
+      result.forEach((values, j) => assert.deepEqual(values, alone[j], `run ${i}, output ${j}`));
   });
 
   test('gradients of a small CNN + LSTM captioner are equal with and without native kernels', async () => {
