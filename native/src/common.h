@@ -59,7 +59,7 @@ class ThreadPool {
     }
     ensureWorkers(gThreads - 1);
     Job current{tasks, [&](int64_t t, int s) { job(t, s); }};
-    int helpers = static_cast<int>(std::min<int64_t>(workers_.size(), tasks - 1));
+    int helpers = static_cast<int>(std::min<int64_t>(gThreads - 1, tasks - 1));  // workers_ may hold more
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &current;
