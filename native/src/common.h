@@ -43,13 +43,16 @@ inline int gThreads = static_cast<int>(std::max(1u, std::thread::hardware_concur
 // default), and on a 2-core machine those spinning threads took the cores the addon's threads
 // needed (perf: 30 % of a conv block's time in sched_yield and the kernel, 2026-12-02).
 //
+// Tasks are handed out one at a time to whichever thread is free, and the caller waits only for
+// helpers that took part: a helper the scheduler has not run yet (a machine other jobs load)
+// finds the job gone when it wakes, rather than holding the caller up.
+//
 // One job at a time: a call from a second JavaScript thread (a worker thread) while a job runs,
 // or a call from inside a job, runs on its calling thread alone, with the same results.
 class ThreadPool {
  public:
   // Runs job(task, slot) for every task in [0, tasks), each on one thread; `slot` in [0, gThreads)
-  // names the thread (for per-thread scratch). Tasks are handed out in order, each to the next
-  // free thread. Returns when all have run.
+  // names the thread. Returns when all have run.
   template <class F>
   void run(int64_t tasks, F&& job) {
     std::unique_lock<std::mutex> busy(runMutex_, std::try_to_lock);
@@ -59,28 +62,28 @@ class ThreadPool {
     }
     ensureWorkers(gThreads - 1);
     Job current{tasks, [&](int64_t t, int s) { job(t, s); }};
-    int helpers = static_cast<int>(std::min<int64_t>(gThreads - 1, tasks - 1));  // workers_ may hold more
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &current;
-      wanted_ = helpers;
-      pending_.store(helpers, std::memory_order_relaxed);
+      wanted_ = static_cast<int>(std::min<int64_t>(gThreads - 1, tasks - 1));  // workers_ may hold more
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     inJob_ = true;
     work(current, 0);
     inJob_ = false;
-    // Wait for the helpers: spin briefly (they finish with us), then sleep.
-    for (int spin = 0; pending_.load(std::memory_order_acquire) > 0; spin++) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = nullptr;  // a helper that wakes from now on finds nothing to do
+    }
+    // Wait for the helpers still running a task: spin briefly (they finish with us), then sleep.
+    for (int spin = 0; current.active.load(std::memory_order_acquire) > 0; spin++) {
       if (spin < 4000) pause();
       else {
         std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+        done_.wait(lock, [&] { return current.active.load(std::memory_order_acquire) == 0; });
       }
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = nullptr;
   }
 
   static ThreadPool& instance() {
@@ -93,6 +96,7 @@ class ThreadPool {
     int64_t tasks;
     std::function<void(int64_t, int)> fn;
     std::atomic<int64_t> next{0};
+    std::atomic<int> active{0};  // helpers inside the job
   };
 
   static void pause() {
@@ -124,11 +128,12 @@ class ThreadPool {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
         seen = generation_.load(std::memory_order_acquire);
-        if (slot > wanted_) continue;  // this job needs fewer helpers
         job = job_;
+        if (!job || slot > wanted_) continue;  // over already, or this job needs fewer helpers
+        job->active.fetch_add(1, std::memory_order_relaxed);
       }
       work(*job, slot);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      if (job->active.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_one();
       }
@@ -142,7 +147,6 @@ class ThreadPool {
   Job* job_ = nullptr;
   int wanted_ = 0;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
   static inline thread_local bool inJob_ = false;
 };
 
