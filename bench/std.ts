@@ -284,9 +284,12 @@ async function main(): Promise<void> {
     rows.push(
       [
         'default: train images/s',
-        `${result.train_images_per_s_default.toFixed(2)}  (batch ${defBatch}, step ${defTrain.ms.toFixed(0)} ms, median of ${defTrain.runs})`,
+        `${result.train_images_per_s_default.toFixed(2)}  (batch ${defBatch}, step ${defTrain.ms.toFixed(0)} ms, median of ${defTrain.runs}; ${defTrain.cpuMs.toFixed(0)} ms CPU a step)`,
       ],
-      ['default: greedy batch-1', `${defGreedy.ms.toFixed(1)} ms  (median of ${defGreedy.runs})`],
+      [
+        'default: greedy batch-1',
+        `${defGreedy.ms.toFixed(1)} ms  (median of ${defGreedy.runs}; ${defGreedy.cpuMs.toFixed(1)} ms CPU)`,
+      ],
     );
   }
 
