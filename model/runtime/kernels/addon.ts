@@ -177,7 +177,9 @@ export interface NativeAddon {
     labelSmoothing: number,
     scale: number,
   ): void;
+  /** The addon's threads (its pool's workers and the caller); OpenBLAS stays at one thread inside them. */
   setThreads(n: number): void;
+  /** `threads`: the addon's; `blasThreads`: OpenBLAS's own, 1 since the addon threads its products itself. */
   info(): { threads: number; blas: string; core?: string; blasThreads?: number };
   /** The operation table the addon was compiled with; absent from addons built before it existed. */
   opTable?(): unknown;
