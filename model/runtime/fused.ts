@@ -16,9 +16,18 @@
  * each thunk in its own tidy, which would dispose the outputs the other thunks return.
  */
 import * as tf from '@tensorflow/tfjs';
-import { CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD, blockPoolInfo, windowsDisjoint } from './kernels/conv-block.ts';
-import { SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from './kernels/loss.ts';
-import { GRU_SEQUENCE, GRU_SEQUENCE_GRAD, LSTM_SEQUENCE, LSTM_SEQUENCE_GRAD } from './kernels/recurrent.ts';
+import {
+  CONV_RELU_MAX_POOL,
+  GRU_SEQUENCE,
+  GRU_SEQUENCE_GRAD,
+  LSTM_SEQUENCE,
+  LSTM_SEQUENCE_GRAD,
+  MAX_POOL_RELU_BIAS_GRAD,
+  SOFTMAX_CROSS_ENTROPY,
+  SOFTMAX_CROSS_ENTROPY_GRAD,
+  blockPoolInfo,
+  windowsDisjoint,
+} from './fused-kernels.ts';
 
 /** Whether `kernels` are all registered on the active backend. */
 function registered(...kernels: string[]): boolean {
