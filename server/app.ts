@@ -25,6 +25,7 @@ import { ServerMetrics } from './metrics.ts';
 import { countRequests, notFound, securityHeaders } from './middleware.ts';
 import { readModelCard } from './model-info.ts';
 import { captionApiRouter } from './routes/api.ts';
+import { deviceRouter } from './routes/device.ts';
 import { opsRouter } from './routes/ops.ts';
 import { pagesRouter } from './routes/pages.ts';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './upload.ts';
@@ -90,6 +91,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use(pagesRouter(ctx));
   app.use(captionApiRouter(ctx));
+  app.use(deviceRouter(ctx));
   app.use(opsRouter(ctx));
   app.use(notFound);
   app.use(errorHandler(ctx));
