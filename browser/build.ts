@@ -58,11 +58,26 @@ export async function buildDeviceBundle(): Promise<{ code: Uint8Array; inputs: s
     logLevel: 'silent',
     legalComments: 'none',
     plugins: [browserOnly],
-    // TF.js's packages name Node built-ins their browser builds never reach.
-    external: [],
     define: { 'process.env.NODE_ENV': '"production"' },
   });
   const out = result.outputFiles[0];
   if (!out) throw new Error('esbuild wrote no bundle');
   return { code: out.contents, inputs: Object.keys(result.metafile.inputs) };
+}
+
+let built: Promise<Uint8Array> | null = null;
+
+/**
+ * The bundle built once per process (the server's route, `export-site`, the tests): its sources
+ * do not change while the process runs. A failed build is not kept.
+ */
+export function deviceBundle(): Promise<Uint8Array> {
+  built ??= buildDeviceBundle().then(
+    (b) => b.code,
+    (err: unknown) => {
+      built = null;
+      throw err;
+    },
+  );
+  return built;
 }

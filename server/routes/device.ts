@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Router, type Request, type Response } from 'express';
-import { BUNDLE_FILE, WASM_DIR, buildDeviceBundle, wasmFiles } from '../../browser/build.ts';
+import { BUNDLE_FILE, WASM_DIR, deviceBundle, wasmFiles } from '../../browser/build.ts';
 import { deviceModelFiles, type DeviceModelFiles } from '../../browser/files.ts';
 import { DEVICE_MANIFEST } from '../../browser/manifest.ts';
 import type { AppContext } from '../context.ts';
@@ -43,8 +43,8 @@ export function deviceRouter(ctx: AppContext): Router {
   const router = Router();
   const bundle = once(async () => {
     const started = performance.now();
-    const { code } = await buildDeviceBundle();
-    ctx.log(`device bundle built: ${(code.byteLength / 1e6).toFixed(2)} MB in ${Math.round(performance.now() - started)} ms`);
+    const code = await deviceBundle();
+    ctx.log(`device bundle ready: ${(code.byteLength / 1e6).toFixed(2)} MB in ${Math.round(performance.now() - started)} ms`);
     return code;
   });
   const model = once<DeviceModelFiles>(() => deviceModelFiles(ctx.modelDir, ctx.modelName));
