@@ -46,5 +46,5 @@ export async function deviceModelFiles(modelDir: string, name = basename(resolve
     const bytes = await size(join(dir, file));
     if (bytes !== null) files[file] = bytes;
   }
-  return { dir, manifest: { format: 'captioner-device-model', version: 1, name, files } };
+  return { dir: resolve(dir), manifest: { format: 'captioner-device-model', version: 1, name, files } };
 }

@@ -108,4 +108,94 @@ describe('a tiny model', () => {
     assert.deepEqual(problems, []);
     await page.close();
   });
+
+  test('the switch is remembered, and a second load reads the model from the browser cache', { skip }, async () => {
+    const { page } = await openOnDevice(server);
+    const fetched: number[] = [];
+    page.on('response', (r) => {
+      if (r.url().includes('/device/model/weights')) fetched.push(r.status());
+    });
+    await page.reload();
+    assert.ok(await page.isChecked('#device-toggle'), 'the switch is still on after a reload');
+    await page.waitForSelector('#device[data-ready]', { timeout: 60_000 });
+    // Revalidated, not downloaded again: 304, or served from the memory cache (200 from cache).
+    const fromCache = await page.evaluate(() =>
+      performance
+        .getEntriesByType('resource')
+        .filter((e) => e.name.includes('/device/model/weights'))
+        .map((e) => (e as PerformanceResourceTiming).transferSize),
+    );
+    assert.ok(fromCache.length > 0, 'the weights were requested');
+    assert.ok(
+      fromCache.every((bytes) => bytes < 1000),
+      `the weights came from the cache (transfer sizes ${fromCache.join(', ')})`,
+    );
+    await page.uncheck('#device-toggle');
+    await page.reload();
+    assert.equal(await page.isChecked('#device-toggle'), false);
+    await page.close();
+  });
+});
+
+/** Fresh shapes scenes (a seed the bundled model never saw), drawn at `size` and encoded as `format`. */
+async function shapesImages(n: number, size: number, format: 'png' | 'jpeg'): Promise<TestImage[]> {
+  const out: TestImage[] = [];
+  for (let i = 0; i < n; i++) {
+    const scene = shapesScene(20261202, i, { generatorVersion: 1 });
+    const png = await encodePng(await renderDrawing(scene.drawing, size, scene.noiseSeed), size);
+    const bytes = format === 'png' ? png : await sharp(png).jpeg({ quality: 92 }).toBuffer();
+    out.push({ name: `scene${i}-${size}.${format}`, type: `image/${format}`, bytes });
+  }
+  return out;
+}
+
+describe('the bundled model (models/default)', () => {
+  let server: RunningServer;
+  let images: TestImage[] = [];
+
+  before(async () => {
+    if (!available) return;
+    server = await serve('models/default');
+    // At the model's own size (64), and drawn larger so that both sides scale them down.
+    images = [...(await shapesImages(3, 64, 'png')), ...(await shapesImages(2, 128, 'png')), ...(await shapesImages(1, 160, 'jpeg'))];
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  test('the greedy caption on the device (WebAssembly) equals the server\'s, attention maps and all', { skip }, async () => {
+    const { page, problems } = await openOnDevice(server);
+    for (const img of images) {
+      const expected = await serverCaption(server, img);
+      assert.equal(await pageCaption(page, img), expected, img.name);
+    }
+    // An attending model: the page can show where it looked for each word.
+    assert.equal(await page.isHidden('#attention'), false, 'the attention maps are offered');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('the canvas preprocessing is within a few levels of sharp\'s', { skip }, async () => {
+    const { page } = await openOnDevice(server);
+    const size = 64;
+    const lines: string[] = [];
+    for (const img of images) {
+      const [device, ours] = [await devicePixels(page, img.bytes, size), await loadImagePixels(img.bytes, size)];
+      assert.equal(device.length, ours.length);
+      let sum = 0;
+      let max = 0;
+      for (let k = 0; k < ours.length; k++) {
+        const d = Math.abs(device[k]! - ours[k]!);
+        sum += d;
+        max = Math.max(max, d);
+      }
+      const mean = sum / ours.length;
+      lines.push(`${img.name}: mean ${mean.toFixed(2)}, max ${max}`);
+      // Unscaled images decode to the same pixels; scaled ones differ by the resampling filter.
+      if (img.name.endsWith('-64.png')) assert.equal(max, 0, lines.at(-1));
+      else assert.ok(mean < 6 && max < 128, lines.at(-1));
+    }
+    console.log(`pixel differences, device vs sharp (0-255): ${lines.join('; ')}`);
+    await page.close();
+  });
 });
