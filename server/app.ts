@@ -45,10 +45,10 @@ export interface AppDeps {
   log?: (line: string) => void;
 }
 
-const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
-const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+export const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
+export const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 /** The caption-as-a-sentence module the page's script shares with the server (model/text/sentence.js). */
-const SENTENCE_MODULE = fileURLToPath(new URL('../model/text/sentence.js', import.meta.url));
+export const SENTENCE_MODULE = fileURLToPath(new URL('../model/text/sentence.js', import.meta.url));
 
 /** The routers' shared context: limits and defaults checked, the decode budget, the model's card. */
 function appContext(deps: AppDeps): AppContext {
