@@ -31,7 +31,7 @@ const NODE_ONLY = /^(node:|sharp$|bullmq$|ioredis$|express$|multer$|yargs|@tenso
 const NODE_ONLY_FILES = /model\/runtime\/(native|fused-optim)\.ts$|model\/runtime\/kernels\/|native\/build\//;
 
 /** Refuses Node-only modules; stands browser/stubs/layers-io.ts in for model/io/layers-io.ts. */
-const browserOnly: Plugin = {
+export const browserOnly: Plugin = {
   name: 'captioner-browser-only',
   setup(b) {
     b.onResolve({ filter: /layers-io\.ts$/ }, () => ({ path: join(HERE, 'stubs', 'layers-io.ts') }));
@@ -65,19 +65,16 @@ export async function buildDeviceBundle(): Promise<{ code: Uint8Array; inputs: s
   return { code: out.contents, inputs: Object.keys(result.metafile.inputs) };
 }
 
-let built: Promise<Uint8Array> | null = null;
+let built: Promise<{ code: Uint8Array; inputs: string[] }> | null = null;
 
 /**
  * The bundle built once per process (the server's route, `export-site`, the tests): its sources
  * do not change while the process runs. A failed build is not kept.
  */
-export function deviceBundle(): Promise<Uint8Array> {
-  built ??= buildDeviceBundle().then(
-    (b) => b.code,
-    (err: unknown) => {
-      built = null;
-      throw err;
-    },
-  );
+export function deviceBundle(): Promise<{ code: Uint8Array; inputs: string[] }> {
+  built ??= buildDeviceBundle().catch((err: unknown) => {
+    built = null;
+    throw err;
+  });
   return built;
 }

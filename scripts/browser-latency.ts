@@ -42,15 +42,18 @@ const browser = await launchChromium();
 try {
   for (const s of settings) {
     const ms: number[] = [];
+    let backend = '';
     for (const b64 of pngs) {
       const body = new FormData();
       body.append('image', new Blob([Buffer.from(b64, 'base64')], { type: 'image/png' }), 'x.png');
       body.append('strategy', s.strategy);
       if (s.strategy === 'beam') body.append('beamWidth', String(beam));
       const res = await fetch(`${server.url}/api/captions`, { method: 'POST', body });
-      ms.push(((await res.json()) as { timing: { decodeMs: number } }).timing.decodeMs);
+      const json = (await res.json()) as { backend: string; timing: { decodeMs: number } };
+      backend = json.backend;
+      ms.push(json.timing.decodeMs);
     }
-    console.log(`server (${server.url ? 'cpu + native kernels' : ''}), ${s.strategy}: median ${median(ms)} ms over ${ms.length} images`);
+    console.log(`server (${backend}), ${s.strategy}: median ${median(ms)} ms over ${ms.length} images`);
   }
   for (const backend of ['wasm', 'webgl']) {
     const page = await browser.newPage();

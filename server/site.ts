@@ -86,7 +86,7 @@ export async function exportSite(
     }
     bytes.page += await copyInto(SENTENCE_MODULE, join(dir, 'static', 'sentence.js'));
     log('building the browser bundle');
-    const bundle = await deviceBundle();
+    const { code: bundle } = await deviceBundle();
     await mkdir(join(dir, 'device', 'wasm'), { recursive: true });
     await writeFile(join(dir, 'device', BUNDLE_FILE), bundle);
     bytes.bundle = bundle.byteLength;
