@@ -48,7 +48,10 @@ export async function useBackend(preference: DeviceBackend | 'auto', wasmBase: U
 
 /** The page's events, as the server's stream sends them (server/routes/api.ts): start, word or hypothesis, done. */
 export type DeviceEvent =
-  | { event: 'start'; data: { model: string; backend: string; options: DecodeSettings; attention?: { grid: [number, number] } } }
+  | {
+      event: 'start';
+      data: { model: string; backend: string; options: DecodeSettings; attention?: { grid: [number, number] } };
+    }
   | { event: 'word'; data: { index: number; word: string; prob: number; attention?: number[] } }
   | { event: 'hypothesis'; data: { words: string[]; logProb: number; attention?: number[][] } }
   | { event: 'done'; data: ReturnType<typeof deviceResult> };
@@ -89,15 +92,24 @@ export async function* captionOnDevice(
   const { model, prior, familiarity } = loaded;
   const started = performance.now();
   const grid = model.attentionGrid;
-  yield { event: 'start', data: { model: loaded.name, backend: tf.getBackend(), options, ...(grid ? { attention: { grid } } : {}) } };
+  yield {
+    event: 'start',
+    data: { model: loaded.name, backend: tf.getBackend(), options, ...(grid ? { attention: { grid } } : {}) },
+  };
   // [1, size, size, 3] in [0, 1], scaled as in training.
   const image = imagesToTensor([pixels], model.config.imageSize);
   try {
     for await (const e of streamCaption(model, image, { ...options, prior }, signal)) {
       if (e.type === 'word') {
-        yield { event: 'word', data: { index: e.index, word: e.word, prob: e.prob, ...(e.attention ? { attention: e.attention } : {}) } };
+        yield {
+          event: 'word',
+          data: { index: e.index, word: e.word, prob: e.prob, ...(e.attention ? { attention: e.attention } : {}) },
+        };
       } else if (e.type === 'hypothesis') {
-        yield { event: 'hypothesis', data: { words: e.words, logProb: e.logProb, ...(e.attention ? { attention: e.attention } : {}) } };
+        yield {
+          event: 'hypothesis',
+          data: { words: e.words, logProb: e.logProb, ...(e.attention ? { attention: e.attention } : {}) },
+        };
       } else {
         const judged = familiarity?.assess(model.encoder, image)[0];
         yield { event: 'done', data: deviceResult(loaded, e.result, options, performance.now() - started, judged) };

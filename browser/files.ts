@@ -26,7 +26,10 @@ async function size(path: string): Promise<number | null> {
 }
 
 /** The files the browser needs of the model in `modelDir` (its best checkpoint), checked to be there. */
-export async function deviceModelFiles(modelDir: string, name = basename(resolve(modelDir))): Promise<DeviceModelFiles> {
+export async function deviceModelFiles(
+  modelDir: string,
+  name = basename(resolve(modelDir)),
+): Promise<DeviceModelFiles> {
   const { dir } = await readCheckpointConfig(modelDir, 'best');
   const weightsJson = join(dir, 'weights.json');
   let manifestJson: WeightsManifestJson;

@@ -36,8 +36,20 @@ for (let i = 0; i < count; i++) {
 }
 const settings = [{ strategy: 'greedy' }, { strategy: 'beam', beamWidth: beam, nBest: 3 }] as const;
 
-console.log(`load average before: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-const server = await startServer({ modelDir, port: 0, host: '127.0.0.1', workers: 1, maxQueue: 8, timeoutMs: 60_000, graceMs: 5000 });
+console.log(
+  `load average before: ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
+);
+const server = await startServer({
+  modelDir,
+  port: 0,
+  host: '127.0.0.1',
+  workers: 1,
+  maxQueue: 8,
+  timeoutMs: 60_000,
+  graceMs: 5000,
+});
 const browser = await launchChromium();
 try {
   for (const s of settings) {
@@ -77,7 +89,12 @@ try {
         const model = await lib.loadDeviceModel(new URL('/device/model/', location.href));
         const loadMs = performance.now() - t;
         const pixels = await Promise.all(
-          pngs.map((b64) => lib.imagePixels(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]), model.model.config.imageSize)),
+          pngs.map((b64) =>
+            lib.imagePixels(
+              new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))]),
+              model.model.config.imageSize,
+            ),
+          ),
         );
         for await (const _ of lib.captionOnDevice(model, pixels[0]!, settings[0])); // warm-up
         const times: Record<string, number[]> = {};
@@ -104,5 +121,9 @@ try {
 } finally {
   await browser.close();
   await server.close();
-  console.log(`load average after: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `load average after: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
 }

@@ -57,7 +57,12 @@ export async function exportSite(
 ): Promise<ExportedSite> {
   const name = basename(resolve(modelDir));
   const files = await deviceModelFiles(modelDir, name);
-  if (await stat(outDir).then(() => true, (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err))))
+  if (
+    await stat(outDir).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
+    )
+  )
     throw new SiteExistsError(`${outDir}: already exists; remove it or choose another --out`);
   const bytes = { page: 0, bundle: 0, wasm: 0, model: 0 };
   await writeDirAtomic(resolve(outDir), async (dir) => {
@@ -90,7 +95,8 @@ export async function exportSite(
     await mkdir(join(dir, 'device', 'wasm'), { recursive: true });
     await writeFile(join(dir, 'device', BUNDLE_FILE), bundle);
     bytes.bundle = bundle.byteLength;
-    for (const file of wasmFiles()) bytes.wasm += await copyInto(join(WASM_DIR, file), join(dir, 'device', 'wasm', file));
+    for (const file of wasmFiles())
+      bytes.wasm += await copyInto(join(WASM_DIR, file), join(dir, 'device', 'wasm', file));
     await mkdir(join(dir, 'device', 'model'));
     for (const file of Object.keys(files.manifest.files))
       bytes.model += await copyInto(join(files.dir, file), join(dir, 'device', 'model', file));

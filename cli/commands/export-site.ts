@@ -20,7 +20,11 @@ export const exportSiteCommand: Command = {
         demandOption: true,
         describe: 'model directory (its best checkpoint) or a checkpoint directory',
       })
-      .option('out', { type: 'string', demandOption: true, describe: 'the folder to write the site to (must not exist)' })
+      .option('out', {
+        type: 'string',
+        demandOption: true,
+        describe: 'the folder to write the site to (must not exist)',
+      })
       .example('$0 export-site --model models/default --out site', 'write the site to site/')
       .example('cd site && python3 -m http.server 8000', 'then serve it with any static server: http://127.0.0.1:8000'),
   async run(argv) {

@@ -65,7 +65,6 @@ export function familiarityBytes(dims: number, clusters: number): number {
   return (clusters * dims + triangle(dims)) * 4;
 }
 
-
 /**
  * familiarity.json's text, checked field by field; errors name `file` and the field. Its .bin is
  * read by the caller (from disk or by fetch), named by `familiarityWeightsFile`.

@@ -71,7 +71,6 @@ function littleEndian(values: Float32Array): ArrayBuffer {
   return view.buffer;
 }
 
-
 /**
  * The calibration of checkpoint directory `dir`, or null when it has none (no familiarity.json).
  * Anything else wrong (bad JSON, a field missing, a .bin of the wrong size) is a CheckpointError

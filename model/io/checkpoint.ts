@@ -32,7 +32,6 @@ import { Vocabulary } from '../text/vocab.ts';
 
 export { CheckpointError, type SavedConfig };
 
-
 /** Where training stands, saved with each checkpoint so that --resume continues exactly. */
 export interface TrainingState {
   /** Optimiser steps taken (also the position on the ε and learning-rate schedules). */
@@ -47,7 +46,6 @@ export interface TrainingState {
   /** ε at the step the checkpoint was taken, for reference. */
   samplingProbability: number;
 }
-
 
 export interface CheckpointPayload {
   config: SavedConfig;
@@ -107,7 +105,11 @@ async function readWeights(dir: string, base: string): Promise<tf.NamedTensorMap
   const group = weightsGroup(manifest, manifestPath);
   const buffers = await Promise.all(group.paths.map((p) => readFile(join(dir, p))));
   const data = Buffer.concat(buffers);
-  return decodeWeightData(group, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), join(dir, group.paths[0] ?? ''));
+  return decodeWeightData(
+    group,
+    new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    join(dir, group.paths[0] ?? ''),
+  );
 }
 
 async function readPointer(modelDir: string): Promise<Pointer | null> {

@@ -34,8 +34,7 @@ const ADDED_MODEL_KEYS: Partial<ModelConfig> = { encoderPooling: 'average', deco
 
 /** A parsed config.json, checked to have a model section, with the keys added since filled in. */
 export function withAddedModelKeys(config: SavedConfig, file: string): SavedConfig {
-  if (!config || typeof config !== 'object' || !config.model)
-    throw new CheckpointError(`${file}: no "model" section`);
+  if (!config || typeof config !== 'object' || !config.model) throw new CheckpointError(`${file}: no "model" section`);
   return { ...config, model: { ...ADDED_MODEL_KEYS, ...config.model } };
 }
 

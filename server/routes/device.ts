@@ -44,7 +44,9 @@ export function deviceRouter(ctx: AppContext): Router {
   const bundle = once(async () => {
     const started = performance.now();
     const { code } = await deviceBundle();
-    ctx.log(`device bundle ready: ${(code.byteLength / 1e6).toFixed(2)} MB in ${Math.round(performance.now() - started)} ms`);
+    ctx.log(
+      `device bundle ready: ${(code.byteLength / 1e6).toFixed(2)} MB in ${Math.round(performance.now() - started)} ms`,
+    );
     return code;
   });
   const model = once<DeviceModelFiles>(() => deviceModelFiles(ctx.modelDir, ctx.modelName));

@@ -84,12 +84,20 @@ async function devicePixels(page: Page, bytes: Buffer, size: number): Promise<nu
 test('the bundle holds no Node-only module: no native kernels, no sharp, no node: built-ins', async () => {
   const { inputs } = await deviceBundle();
   assert.ok(inputs.includes('model/nn/captioner.ts') && inputs.includes('model/runtime/fused.ts'), inputs.join(' '));
-  const nodeOnly = inputs.filter((i) => /runtime\/(native|fused-optim)\.ts|runtime\/kernels\/|sharp|^node:|model\/io\/(checkpoint|layers-io|fsutil)\.ts/.test(i));
+  const nodeOnly = inputs.filter((i) =>
+    /runtime\/(native|fused-optim)\.ts|runtime\/kernels\/|sharp|^node:|model\/io\/(checkpoint|layers-io|fsutil)\.ts/.test(
+      i,
+    ),
+  );
   assert.deepEqual(nodeOnly, []);
   // And the build refuses one, naming it and its importer.
   await assert.rejects(
     build({
-      stdin: { contents: "import { readFile } from 'node:fs/promises'; console.log(readFile);", resolveDir: '.', sourcefile: 'entry.ts' },
+      stdin: {
+        contents: "import { readFile } from 'node:fs/promises'; console.log(readFile);",
+        resolveDir: '.',
+        sourcefile: 'entry.ts',
+      },
       bundle: true,
       write: false,
       logLevel: 'silent',
@@ -117,13 +125,16 @@ describe('a tiny model', () => {
     await model?.cleanup();
   });
 
-  test('the greedy caption on the device (WebAssembly) equals the server\'s', { skip }, async () => {
+  test("the greedy caption on the device (WebAssembly) equals the server's", { skip }, async () => {
     const { page, problems } = await openOnDevice(server);
     for (const img of images) {
       const expected = await serverCaption(server, img);
       assert.equal(await pageCaption(page, img), expected, img.name);
     }
-    assert.match((await page.textContent('#answered')) ?? '', /Answered by this device: model \S+ on the wasm backend \(greedy\) in \d+ ms/);
+    assert.match(
+      (await page.textContent('#answered')) ?? '',
+      /Answered by this device: model \S+ on the wasm backend \(greedy\) in \d+ ms/,
+    );
     assert.match((await page.textContent('#status')) ?? '', /Done on this device in \d+ ms/);
     assert.deepEqual(problems, []);
     await page.close();
@@ -177,25 +188,33 @@ describe('the bundled model (models/default)', () => {
     if (!available) return;
     server = await serve('models/default');
     // At the model's own size (64), and drawn larger so that both sides scale them down.
-    images = [...(await shapesImages(3, 64, 'png')), ...(await shapesImages(2, 128, 'png')), ...(await shapesImages(1, 160, 'jpeg'))];
+    images = [
+      ...(await shapesImages(3, 64, 'png')),
+      ...(await shapesImages(2, 128, 'png')),
+      ...(await shapesImages(1, 160, 'jpeg')),
+    ];
   });
   after(async () => {
     await server?.close();
   });
 
-  test('the greedy caption on the device (WebAssembly) equals the server\'s, attention maps and all', { skip }, async () => {
-    const { page, problems } = await openOnDevice(server);
-    for (const img of images) {
-      const expected = await serverCaption(server, img);
-      assert.equal(await pageCaption(page, img), expected, img.name);
-    }
-    // An attending model: the page can show where it looked for each word.
-    assert.equal(await page.isHidden('#attention'), false, 'the attention maps are offered');
-    assert.deepEqual(problems, []);
-    await page.close();
-  });
+  test(
+    "the greedy caption on the device (WebAssembly) equals the server's, attention maps and all",
+    { skip },
+    async () => {
+      const { page, problems } = await openOnDevice(server);
+      for (const img of images) {
+        const expected = await serverCaption(server, img);
+        assert.equal(await pageCaption(page, img), expected, img.name);
+      }
+      // An attending model: the page can show where it looked for each word.
+      assert.equal(await page.isHidden('#attention'), false, 'the attention maps are offered');
+      assert.deepEqual(problems, []);
+      await page.close();
+    },
+  );
 
-  test('the canvas preprocessing is within a few levels of sharp\'s', { skip }, async () => {
+  test("the canvas preprocessing is within a few levels of sharp's", { skip }, async () => {
     const { page } = await openOnDevice(server);
     const size = 64;
     const lines: string[] = [];

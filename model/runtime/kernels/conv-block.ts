@@ -13,16 +13,10 @@
  *
  * attrs: `strides`, `pad` (the convolution's), `poolSize`, `poolStrides`, `poolPad`.
  */
-import type * as tf from '@tensorflow/tfjs';
 import { opCode, type NativeAddon } from './addon.ts';
 import { convGeometry, float32Kernel, size, type NativeKernels } from './common.ts';
 import { convInfo } from './conv.ts';
-import {
-  CONV_RELU_MAX_POOL,
-  MAX_POOL_RELU_BIAS_GRAD,
-  blockPoolInfo,
-  windowsDisjoint,
-} from '../fused-kernels.ts';
+import { CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD, blockPoolInfo, windowsDisjoint } from '../fused-kernels.ts';
 
 export { CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD, blockPoolInfo, windowsDisjoint };
 
