@@ -7,6 +7,7 @@
  * missing browser fails the test rather than skipping it.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import type { Browser, Page } from 'playwright-core';
@@ -20,6 +21,7 @@ import type { RunningServer } from '../../server/listen.ts';
 import { form, image, serve, trainServerModel, type TrainedModel } from '../server/helpers.ts';
 
 const skip = chromiumMissing();
+const PHOTOGRAPH = '/usr/lib/python3/dist-packages/skimage/data/chelsea.png';
 const available = skip === false;
 
 let browser: Browser;
@@ -37,14 +39,21 @@ interface TestImage {
   bytes: Buffer;
 }
 
-/** The server's greedy caption of `img` (the JSON API, sharp's preprocessing, the native CPU backend). */
-async function serverCaption(server: RunningServer, img: TestImage): Promise<string> {
+/** The server's greedy result for `img` (the JSON API, sharp's preprocessing, the native CPU backend). */
+async function serverResult(
+  server: RunningServer,
+  img: TestImage,
+): Promise<{ sentence: string; familiarity?: { familiar: boolean } }> {
   const res = await fetch(`${server.url}/api/captions`, {
     method: 'POST',
     body: form(img.bytes, img.name, img.type, { strategy: 'greedy' }),
   });
   assert.equal(res.status, 200, await res.clone().text());
-  return ((await res.json()) as { sentence: string }).sentence;
+  return (await res.json()) as { sentence: string; familiarity?: { familiar: boolean } };
+}
+
+async function serverCaption(server: RunningServer, img: TestImage): Promise<string> {
+  return (await serverResult(server, img)).sentence;
 }
 
 /** Opens the page on the WebAssembly backend with the switch on, and waits for the model to be on the device. */
@@ -127,10 +136,23 @@ describe('a tiny model', () => {
 
   test("the greedy caption on the device (WebAssembly) equals the server's", { skip }, async () => {
     const { page, problems } = await openOnDevice(server);
+    // Record how many words the caption shows after every change the page makes to it.
+    await page.evaluate(() => {
+      const caption = document.getElementById('caption')!;
+      const counts: number[] = [];
+      (window as unknown as { counts: number[] }).counts = counts;
+      new MutationObserver(() => counts.push(caption.querySelectorAll('.word').length)).observe(caption, {
+        childList: true,
+        subtree: true,
+      });
+    });
     for (const img of images) {
       const expected = await serverCaption(server, img);
       assert.equal(await pageCaption(page, img), expected, img.name);
     }
+    // The words streamed in one by one, as in server mode: 1, 2, … words shown before the whole caption.
+    const counts = await page.evaluate(() => (window as unknown as { counts: number[] }).counts);
+    assert.ok(counts.includes(1) && counts.includes(2), `word counts seen: ${counts.join(',')}`);
     assert.match(
       (await page.textContent('#answered')) ?? '',
       /Answered by this device: model \S+ on the wasm backend \(greedy\) in \d+ ms/,
