@@ -226,11 +226,18 @@ describe('the bundled model (models/default)', () => {
     async () => {
       const { page, problems } = await openOnDevice(server);
       for (const img of images) {
-        const expected = await serverCaption(server, img);
-        assert.equal(await pageCaption(page, img), expected, img.name);
+        const expected = await serverResult(server, img);
+        assert.equal(await pageCaption(page, img), expected.sentence, img.name);
+        const unfamiliar = expected.familiarity?.familiar === false;
+        assert.equal(await page.isVisible('#unfamiliar'), unfamiliar, `${img.name}: familiarity as on the server`);
       }
       // An attending model: the page can show where it looked for each word.
       assert.equal(await page.isHidden('#attention'), false, 'the attention maps are offered');
+      // A photograph (python3-skimage's cat, which .ci/run installs): unfamiliar on the server and the device alike.
+      const photo = { name: 'chelsea.png', type: 'image/png', bytes: await readFile(PHOTOGRAPH) };
+      assert.equal((await serverResult(server, photo)).familiarity?.familiar, false);
+      await pageCaption(page, photo);
+      assert.equal(await page.isVisible('#unfamiliar'), true, 'the unfamiliar notice shows for the photograph');
       assert.deepEqual(problems, []);
       await page.close();
     },
