@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { readCheckpointConfig } from '../model/io/checkpoint.ts';
 import { MODEL_KEYS, checkModelConfig, type ModelConfig } from '../model/nn/captioner.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from '../model/train/config.ts';
-import { pick, readConfigFile, resolveConfig } from '../model/util/config.ts';
+import { pick, resolveConfig } from '../model/util/config.ts';
+import { readConfigFile } from '../model/util/config-file.ts';
 
 /** configs/std.json, wherever the bench runs from. */
 export const STD_CONFIG_FILE = fileURLToPath(new URL('../configs/std.json', import.meta.url));

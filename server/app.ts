@@ -25,6 +25,7 @@ import { ServerMetrics } from './metrics.ts';
 import { countRequests, notFound, securityHeaders } from './middleware.ts';
 import { readModelCard } from './model-info.ts';
 import { captionApiRouter } from './routes/api.ts';
+import { deviceRouter } from './routes/device.ts';
 import { opsRouter } from './routes/ops.ts';
 import { pagesRouter } from './routes/pages.ts';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './upload.ts';
@@ -44,10 +45,10 @@ export interface AppDeps {
   log?: (line: string) => void;
 }
 
-const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
-const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+export const VIEWS_DIR = fileURLToPath(new URL('../views/', import.meta.url));
+export const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 /** The caption-as-a-sentence module the page's script shares with the server (model/text/sentence.js). */
-const SENTENCE_MODULE = fileURLToPath(new URL('../model/text/sentence.js', import.meta.url));
+export const SENTENCE_MODULE = fileURLToPath(new URL('../model/text/sentence.js', import.meta.url));
 
 /** The routers' shared context: limits and defaults checked, the decode budget, the model's card. */
 function appContext(deps: AppDeps): AppContext {
@@ -90,6 +91,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use(pagesRouter(ctx));
   app.use(captionApiRouter(ctx));
+  app.use(deviceRouter(ctx));
   app.use(opsRouter(ctx));
   app.use(notFound);
   app.use(errorHandler(ctx));

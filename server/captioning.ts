@@ -14,7 +14,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import multer from 'multer';
 import type { DecodeOptions } from '../model/decode/options.ts';
-import { toSentence } from '../model/text/sentence.js';
+import { presentCaption } from '../model/decode/present.ts';
 import type { AppContext } from './context.ts';
 import { parseDecodeOptions, type FieldSource } from './decode-options.ts';
 import { BadRequestError, CancelledError, HttpError, TooLargeError } from './errors.ts';
@@ -166,24 +166,15 @@ export async function runCaption(
  */
 export function captionJson(ctx: AppContext, outcome: CaptionOutcome, options: DecodeOptions, image: CheckedImage) {
   const { result } = outcome;
+  const { attention, ...presented } = presentCaption(result);
   return {
-    caption: result.caption,
-    /** The caption for people (model/text/sentence.js); `caption` and `words` keep the model's tokens. */
-    sentence: toSentence(result.words),
-    words: result.words,
-    wordProbs: result.wordProbs,
-    logProb: result.logProb,
-    nbest: (result.nbest ?? [{ caption: result.caption, logProb: result.logProb }]).map((h) => ({
-      ...h,
-      sentence: toSentence(h.caption.split(' ').filter(Boolean)),
-      prob: Math.exp(h.logProb),
-    })),
+    ...presented,
     model: ctx.modelName,
     backend: ctx.pool.info.backend,
     options,
     image: { format: image.format, width: image.width, height: image.height },
     timing: { queueMs: Math.round(outcome.queueMs), decodeMs: Math.round(outcome.decodeMs) },
-    ...(result.attention ? { attention: result.attention } : {}),
+    ...(attention ? { attention } : {}),
     // How familiar the image looks to the model (docs/familiarity.md); absent for a model never calibrated.
     ...(outcome.familiarity ? { familiarity: outcome.familiarity } : {}),
   };

@@ -61,5 +61,7 @@ export function pageData(ctx: AppContext) {
     maxBeamWidth: ctx.limits.maxBeamWidth,
     defaultBeamWidth: ctx.decodeDefaults.beamWidth,
     maxBytesMb: (ctx.limits.maxBytes / 1024 / 1024).toFixed(0),
+    /** Where "caption on this device" loads the bundle, the model and the .wasm files (server/routes/device.ts). */
+    device: { bundle: '/device/captioner.js', model: '/device/model/', wasm: '/device/wasm/', only: false },
   };
 }

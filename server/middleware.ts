@@ -10,7 +10,8 @@ import type { ServerMetrics } from './metrics.ts';
 /** No inline script or style anywhere: the page's JS and CSS are files under /static. */
 const CSP = [
   "default-src 'none'",
-  "script-src 'self'",
+  // 'wasm-unsafe-eval': compiling WebAssembly, for captioning on the device (docs/browser.md); no eval of JavaScript.
+  "script-src 'self' 'wasm-unsafe-eval'",
   "style-src 'self'",
   "img-src 'self' data: blob:",
   "connect-src 'self'",

@@ -14,7 +14,8 @@ import { ifExists } from '../model/io/fsutil.ts';
 import { METRICS_FILE, readTrainingStages, type MetricsRecord } from '../model/io/metrics-log.ts';
 import type { ModelConfig } from '../model/nn/captioner.ts';
 import { displayPath } from './public-paths.ts';
-import { readPrior, type AntiLmDefaults } from '../model/decode/prior.ts';
+import type { AntiLmDefaults } from '../model/decode/prior.ts';
+import { readPrior } from '../model/decode/prior-files.ts';
 import { Vocabulary } from '../model/text/vocab.ts';
 import { readFamiliarity, type CalibrationInfo } from '../model/familiarity/store.ts';
 

@@ -33,6 +33,12 @@ export function handlebarsEngine(
   );
   hbs.registerHelper('percent', (p: unknown) => (typeof p === 'number' ? formatPercent(p) : ''));
   hbs.registerHelper('json', (v: unknown) => JSON.stringify(v, null, 2));
+  // A path under the site's root: '/' on the server, './' on an exported static site (`siteRoot`),
+  // which may be served from any folder.
+  hbs.registerHelper('asset', (path: unknown, options: Handlebars.HelperOptions) => {
+    const root = (options.data as { root?: { siteRoot?: string } }).root?.siteRoot ?? '/';
+    return `${root}${String(path)}`;
+  });
   hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b);
   hbs.registerHelper('gt', (a: unknown, b: unknown) => typeof a === 'number' && typeof b === 'number' && a > b);
   hbs.registerHelper('count', (v: unknown) => (typeof v === 'number' ? v.toLocaleString('en') : ''));

@@ -9,6 +9,7 @@ import { evalCommand } from './eval.ts';
 import { priorCommand } from './prior.ts';
 import { workerCommand } from './worker.ts';
 import { calibrateCommand } from './calibrate.ts';
+import { exportSiteCommand } from './export-site.ts';
 
 export const COMMANDS: readonly Command[] = [
   trainCommand,
@@ -19,5 +20,6 @@ export const COMMANDS: readonly Command[] = [
   priorCommand,
   calibrateCommand,
   serveCommand,
+  exportSiteCommand,
   workerCommand,
 ];

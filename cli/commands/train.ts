@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { TRAIN_DEFAULTS, TRAIN_GROUPS, TRAIN_SPEC } from '../../model/train/config.ts';
 import { resolveTrainConfig, train } from '../../model/train/trainer.ts';
-import { readConfigFile } from '../../model/util/config.ts';
+import { readConfigFile } from '../../model/util/config-file.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT } from '../errors.ts';
 import { stopOnInterrupt } from '../interrupt.ts';

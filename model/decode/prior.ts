@@ -13,10 +13,6 @@
  * The file (language-prior.json in a checkpoint directory) stores counts by word, so that it
  * reads without the vocabulary, and the anti-LM weight the model is decoded with by default.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { makeExamples } from '../data/batch.ts';
-import { readManifest, splitImages } from '../data/dataset.ts';
 import type { Vocabulary } from '../text/vocab.ts';
 import { DECODE_SPEC, isValidSetting } from './options.ts';
 
@@ -183,44 +179,4 @@ function checkAntiLm(a: AntiLmDefaults, where: string): AntiLmDefaults {
   if (!isAntiLmPlausibility(a.plausibility))
     throw new PriorError(`${where}.plausibility must be in (0, 1], got ${a.plausibility}`);
   return { weight: a.weight, plausibility: a.plausibility };
-}
-
-/** The prior stored in a checkpoint directory, or null when it has none. */
-export async function readPrior(dir: string, vocab: Vocabulary): Promise<LanguagePrior | null> {
-  const path = join(dir, PRIOR_FILE);
-  if (
-    !(await stat(path).then(
-      () => true,
-      () => false,
-    ))
-  )
-    return null;
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new PriorError(`${path}: cannot read (${(err as Error).message})`);
-  }
-  return LanguagePrior.fromJSON(json, vocab, path);
-}
-
-/**
- * The prior of a data set's split (its training split, for a model trained on it), encoded with
- * the model's vocabulary and caption limit exactly as training encodes it.
- */
-export async function priorOfSplit(
-  dataDir: string,
-  split: string,
-  vocab: Vocabulary,
-  maxLength: number,
-  antiLm: Partial<AntiLmDefaults> = {},
-): Promise<LanguagePrior> {
-  const images = splitImages(await readManifest(dataDir), split);
-  if (images.length === 0) throw new PriorError(`${dataDir}: split "${split}" has no images`);
-  return LanguagePrior.fromCaptions(
-    makeExamples(images, vocab, maxLength).map((e) => e.ids),
-    vocab.size,
-    1,
-    antiLm,
-  );
 }

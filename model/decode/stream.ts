@@ -3,11 +3,30 @@
  * event loop free between steps (the server's workers see a cancel there). It runs the same
  * search objects as the batched call, so it ends in the same caption.
  */
-import { setImmediate as nextTick } from 'node:timers/promises';
 import type * as tf from '@tensorflow/tfjs';
 import { createSearch } from './decode.ts';
 import { DecodeOptionsError, resolveDecodeOptions, type DecodeOptions } from './options.ts';
 import type { StepModel, StreamEvent } from './search-state.ts';
+
+/**
+ * Resolves once the event loop has run what was waiting: setImmediate in Node (no 1 ms timer
+ * floor), a message through a MessageChannel in a browser (setTimeout is clamped to 4 ms there
+ * once nested).
+ */
+function nextTick(): Promise<void> {
+  return new Promise((resolve) => {
+    if (typeof setImmediate === 'function') {
+      setImmediate(resolve);
+      return;
+    }
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
 
 /**
  * Captions one image [1, size, size, 3], yielding as it goes: for greedy and sampled decoding a

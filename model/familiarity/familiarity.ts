@@ -10,7 +10,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { Encoder } from '../nn/encoder.ts';
 import { familiarityFeatures } from './features.ts';
 import { mahalanobis } from './gaussian.ts';
-import type { FamiliarityParams } from './store.ts';
+import type { FamiliarityParams } from './format.ts';
 
 /** What every caption of a calibrated model reports. */
 export interface Familiarity {

@@ -12,67 +12,26 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ifExists, writeFileAtomic } from '../io/fsutil.ts';
-import { CheckpointError } from '../io/checkpoint.ts';
-import { FEATURE_RECIPES, type FeatureRecipe } from './features.ts';
+import { CheckpointError } from '../io/model-files.ts';
+import {
+  FAMILIARITY_FILE,
+  FAMILIARITY_WEIGHTS,
+  SCORE_DESCRIPTION,
+  familiarityParams,
+  familiarityWeightsFile,
+  parseFamiliarityJson,
+  triangle,
+  type FamiliarityJson,
+  type FamiliarityParams,
+} from './format.ts';
 
-export const FAMILIARITY_FILE = 'familiarity.json';
-export const FAMILIARITY_WEIGHTS = 'familiarity.bin';
-
-/** Where a calibration's numbers came from: for the model page and the model card. */
-export interface CalibrationInfo {
-  /** The data set's name (its directory's base name: no machine's path). */
-  data: string;
-  /** The split the density was fitted on, and how many of its images. */
-  fitSplit: string;
-  fitImages: number;
-  /** The split the threshold was chosen on, how many images, and the share asked to be familiar. */
-  valSplit: string;
-  valImages: number;
-  targetFamiliar: number;
-  /** The share of `valSplit` that is familiar under the threshold (≥ targetFamiliar). */
-  valFamiliar: number;
-}
-
-/** A fitted familiarity model: everything scoring needs, and where it came from. */
-export interface FamiliarityParams {
-  /** Which encoder features it reads (model/familiarity/features.ts). */
-  features: FeatureRecipe;
-  dims: number;
-  /** [clusters, dims] row-major: the means of the tied-covariance Gaussian. */
-  means: Float64Array;
-  /** [dims, dims] row-major, lower-triangular: W with ‖W·(x − μ)‖ the Mahalanobis distance. */
-  whitening: Float64Array;
-  /** The Ledoit–Wolf weight δ of the scaled identity in the covariance. */
-  shrinkage: number;
-  /** A score at or below it is familiar. */
-  threshold: number;
-  calibration: CalibrationInfo;
-}
-
-interface FamiliarityJson {
-  format: 'captioner-familiarity';
-  version: 1;
-  features: FeatureRecipe;
-  dims: number;
-  clusters: number;
-  score: string;
-  shrinkage: number;
-  threshold: number;
-  calibration: CalibrationInfo;
-  weights: { file: string; dtype: 'float32'; means: [number, number]; whiteningLowerTriangle: number };
-}
-
-const SCORE_DESCRIPTION =
-  'Mahalanobis distance to the nearest mean under one shared Ledoit-Wolf covariance (Lee et al. 2018)';
-
-function triangle(dims: number): number {
-  return (dims * (dims + 1)) / 2;
-}
-
-/** The bytes the two files of a calibration take, for logs and docs. */
-export function familiarityBytes(dims: number, clusters: number): number {
-  return (clusters * dims + triangle(dims)) * 4;
-}
+export {
+  FAMILIARITY_FILE,
+  FAMILIARITY_WEIGHTS,
+  familiarityBytes,
+  type CalibrationInfo,
+  type FamiliarityParams,
+} from './format.ts';
 
 /** Writes the calibration into checkpoint directory `dir`; returns the two files' paths. */
 export async function writeFamiliarity(dir: string, p: FamiliarityParams): Promise<string[]> {
@@ -121,57 +80,13 @@ export async function readFamiliarity(dir: string): Promise<FamiliarityParams | 
   const file = join(dir, FAMILIARITY_FILE);
   const text = await ifExists(readFile(file, 'utf8'));
   if (text === null) return null;
-  let json: Partial<FamiliarityJson>;
-  try {
-    json = JSON.parse(text) as Partial<FamiliarityJson>;
-  } catch (err) {
-    throw new CheckpointError(`${file}: invalid JSON (${(err as Error).message})`);
-  }
-  const bad = (field: string, expected: string) =>
-    new CheckpointError(
-      `${file}: "${field}" must be ${expected}, got ${JSON.stringify(json[field as keyof FamiliarityJson])}`,
-    );
-  if (json.format !== 'captioner-familiarity' || json.version !== 1)
-    throw new CheckpointError(`${file}: not a captioner familiarity file (format/version)`);
-  if (!FEATURE_RECIPES.includes(json.features as FeatureRecipe))
-    throw bad('features', `one of ${FEATURE_RECIPES.join(', ')}`);
-  const whole = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
-  if (!whole(json.dims)) throw bad('dims', 'a whole number ≥ 1');
-  if (!whole(json.clusters)) throw bad('clusters', 'a whole number ≥ 1');
-  if (typeof json.threshold !== 'number' || !Number.isFinite(json.threshold)) throw bad('threshold', 'a number');
-  if (typeof json.shrinkage !== 'number' || !(json.shrinkage >= 0 && json.shrinkage <= 1))
-    throw bad('shrinkage', 'a number in [0, 1]');
-  if (!json.calibration || typeof json.calibration !== 'object') throw bad('calibration', 'an object');
-  const dims = json.dims!;
-  const clusters = json.clusters!;
-  const bin = join(dir, json.weights?.file ?? FAMILIARITY_WEIGHTS);
+  const json = parseFamiliarityJson(text, file);
+  const bin = join(dir, familiarityWeightsFile(json));
   let bytes: Buffer;
   try {
     bytes = await readFile(bin);
   } catch (err) {
     throw new CheckpointError(`${bin}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  const expected = familiarityBytes(dims, clusters);
-  if (bytes.byteLength !== expected) {
-    throw new CheckpointError(
-      `${bin}: ${bytes.byteLength} bytes, ${FAMILIARITY_FILE} describes ${expected} (${clusters}×${dims} means and a ${dims}×${dims} triangle in float32)`,
-    );
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const at = (i: number) => view.getFloat32(i * 4, true);
-  const means = Float64Array.from({ length: clusters * dims }, (_, i) => at(i));
-  const whitening = new Float64Array(dims * dims);
-  let k = clusters * dims;
-  for (let a = 0; a < dims; a++) for (let b = 0; b <= a; b++) whitening[a * dims + b] = at(k++);
-  if (![...means, ...whitening].every(Number.isFinite))
-    throw new CheckpointError(`${bin}: holds a value that is not finite`);
-  return {
-    features: json.features!,
-    dims,
-    means,
-    whitening,
-    shrinkage: json.shrinkage,
-    threshold: json.threshold,
-    calibration: json.calibration,
-  };
+  return familiarityParams(json, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), bin);
 }

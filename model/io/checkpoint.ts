@@ -12,18 +12,25 @@
  * Every checkpoint directory is written whole under a temporary name and renamed into place, and
  * only then does checkpoint.json (itself replaced atomically) point at it; old directories are
  * removed last. A kill at any moment leaves checkpoint.json naming a complete checkpoint.
+ * What a checkpoint's files mean, apart from reading them, is in ./model-files.ts (the browser
+ * reads them too, by fetch).
  */
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { ModelConfig } from '../nn/captioner.ts';
 import { ifExists, writeDirAtomic, writeFileAtomic } from './fsutil.ts';
+import {
+  CheckpointError,
+  decodeWeightData,
+  weightsGroup,
+  withAddedModelKeys,
+  type SavedConfig,
+  type WeightsManifestJson,
+} from './model-files.ts';
 import { PRIOR_FILE, type PriorJson } from '../decode/prior.ts';
 import { Vocabulary } from '../text/vocab.ts';
 
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
-}
+export { CheckpointError, type SavedConfig };
 
 /** Where training stands, saved with each checkpoint so that --resume continues exactly. */
 export interface TrainingState {
@@ -38,13 +45,6 @@ export interface TrainingState {
   bestMetric: number | null;
   /** ε at the step the checkpoint was taken, for reference. */
   samplingProbability: number;
-}
-
-export interface SavedConfig {
-  model: ModelConfig;
-  /** The resolved training configuration that produced the weights, when trained here. */
-  train?: Record<string, unknown>;
-  versions: { captioner: string; tfjs: string };
 }
 
 export interface CheckpointPayload {
@@ -101,22 +101,15 @@ async function readJson<T>(path: string): Promise<T> {
 
 async function readWeights(dir: string, base: string): Promise<tf.NamedTensorMap> {
   const manifestPath = join(dir, `${base}.json`);
-  const manifest = await readJson<{ weightsManifest?: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] }>(
-    manifestPath,
-  );
-  const group = manifest.weightsManifest?.[0];
-  if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
-    throw new CheckpointError(`${manifestPath}: not a TF.js weights manifest`);
-  }
+  const manifest = await readJson<WeightsManifestJson>(manifestPath);
+  const group = weightsGroup(manifest, manifestPath);
   const buffers = await Promise.all(group.paths.map((p) => readFile(join(dir, p))));
   const data = Buffer.concat(buffers);
-  const expected = group.weights.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * 4, 0);
-  if (data.byteLength !== expected) {
-    throw new CheckpointError(
-      `${join(dir, group.paths[0] ?? '')}: ${data.byteLength} bytes, the manifest describes ${expected}`,
-    );
-  }
-  return tf.io.decodeWeights(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength), group.weights);
+  return decodeWeightData(
+    group,
+    new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    join(dir, group.paths[0] ?? ''),
+  );
 }
 
 async function readPointer(modelDir: string): Promise<Pointer | null> {
@@ -234,15 +227,8 @@ async function checkpointDir(modelDir: string, which: 'latest' | 'best'): Promis
   return modelDir;
 }
 
-/**
- * Architecture keys added after a checkpoint was written, with the value that reproduces what
- * the code did before them: an older checkpoint keeps loading as the model it was.
- */
-const ADDED_MODEL_KEYS: Partial<ModelConfig> = { encoderPooling: 'average', decoderInput: 'previous-word' };
-
 async function readSavedConfig(dir: string): Promise<SavedConfig> {
   const file = join(dir, 'config.json');
   const config = await readJson<SavedConfig>(file);
-  if (!config.model) throw new CheckpointError(`${file}: no "model" section`);
-  return { ...config, model: { ...ADDED_MODEL_KEYS, ...config.model } };
+  return withAddedModelKeys(config, file);
 }

@@ -1,7 +1,8 @@
 /** Loading a trained model for captioning. */
 import { Captioner } from '../nn/captioner.ts';
 import { disposeCheckpoint, loadCheckpoint } from './checkpoint.ts';
-import { readPrior, type LanguagePrior } from '../decode/prior.ts';
+import type { LanguagePrior } from '../decode/prior.ts';
+import { readPrior } from '../decode/prior-files.ts';
 import { FamiliarityModel } from '../familiarity/familiarity.ts';
 import { readFamiliarity } from '../familiarity/store.ts';
 

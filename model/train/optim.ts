@@ -10,7 +10,7 @@
  * before a step changes with it (copy it, with .slice(), to keep it).
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedAdamUpdate, fusedSumOfSquares } from '../runtime/fused.ts';
+import { fusedAdamUpdate, fusedSumOfSquares } from '../runtime/fused-optim.ts';
 
 /** The global L2 norm of all gradients: √(Σ over tensors of Σ g²). */
 export function globalNorm(grads: tf.NamedTensorMap): number {

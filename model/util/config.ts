@@ -4,7 +4,6 @@
  * checked against the field's spec, so a misspelt key or a wrong type is an error that names
  * the key and where it came from, never a silently ignored setting.
  */
-import { readFile } from 'node:fs/promises';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -101,19 +100,6 @@ export function resolveConfig<T extends object>(defaults: T, spec: ConfigSpec<T>
     }
   }
   return out as T;
-}
-
-/** The layer of a JSON config file (a recipe in configs/, `captioner train --config FILE`). */
-export async function readConfigFile(path: string): Promise<ConfigLayer> {
-  let values: unknown;
-  try {
-    values = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`${path}: cannot read config (${(err as Error).message})`);
-  }
-  if (!values || typeof values !== 'object' || Array.isArray(values))
-    throw new ConfigError(`${path}: a config file must hold a JSON object`);
-  return { source: path, values: values as Record<string, unknown> };
 }
 
 /** Picks the keys of `keys` from an object, e.g. the architecture part of a training config. */

@@ -6,6 +6,7 @@
 // An ES module (layout.hbs loads it with type="module"; deferred like any module script).
 
 import { AttentionView } from './attention.js';
+import { device } from './device.js';
 import { formatPercent } from './percent.js';
 import { sentenceParts } from './sentence.js';
 
@@ -104,12 +105,15 @@ function showResult(r) {
     nbestList.append(li);
   }
   alternatives.hidden = false;
-  statusLine.textContent = `Done in ${r.timing.decodeMs} ms${r.timing.queueMs > 5 ? ` (after ${r.timing.queueMs} ms in the queue)` : ''}.`;
+  statusLine.textContent = r.device
+    ? `Done on this device in ${r.timing.decodeMs} ms.`
+    : `Done on the server in ${r.timing.decodeMs} ms${r.timing.queueMs > 5 ? ` (after ${r.timing.queueMs} ms in the queue)` : ''}.`;
   statusLine.classList.remove('error');
   captionLine.dataset.state = 'done';
+  captionLine.dataset.caption = r.sentence;
   captionLine.removeAttribute('aria-busy');
   announce(`Caption: ${r.sentence}`);
-  setAnswered(r.model, r.backend, r.options.strategy);
+  setAnswered(r.model, r.backend, r.options.strategy, r.device ? r.timing.decodeMs : undefined);
 }
 
 /** Says `text` to screen readers (the polite live region): the finished caption, or what went wrong. */
@@ -117,13 +121,14 @@ function announce(text) {
   announcer.textContent = text;
 }
 
-function setAnswered(model, backend, how) {
+/** Who answered: the server's model and backend, or this device's (`deviceMs`: how long it took here). */
+function setAnswered(model, backend, how, deviceMs) {
   answered.replaceChildren(
-    'Answered by model ',
+    deviceMs === undefined ? 'Answered by model ' : 'Answered by this device: model ',
     Object.assign(document.createElement('strong'), { textContent: model }),
     ' on the ',
     Object.assign(document.createElement('strong'), { textContent: backend }),
-    ` backend (${how}).`,
+    ` backend (${how})${deviceMs === undefined ? '' : ` in ${deviceMs} ms`}.`,
   );
 }
 
@@ -169,6 +174,7 @@ async function caption(file) {
   captionLine.replaceChildren();
   attention?.reset(null);
   captionLine.dataset.state = 'running';
+  delete captionLine.dataset.caption;
   showFamiliarity(undefined);
   captionLine.setAttribute('aria-busy', 'true');
   announce('');
@@ -177,20 +183,32 @@ async function caption(file) {
   alternatives.hidden = true;
   answered.replaceChildren();
   statusLine.classList.remove('error');
-  statusLine.textContent = 'Uploading…';
+  const onDevice = device?.enabled ?? false;
+  statusLine.textContent = onDevice ? 'Captioning on this device…' : 'Uploading…';
 
-  const body = new FormData();
-  body.append('image', file);
-  body.append('strategy', strategy.value);
-  if (strategy.value === 'beam') body.append('beamWidth', beamWidth.value);
+  const settings = { strategy: strategy.value };
+  if (strategy.value === 'beam') {
+    settings.beamWidth = Number(beamWidth.value);
+    settings.nBest = Math.min(3, settings.beamWidth); // as the server's default: the page lists three alternatives
+  }
   try {
-    const res = await fetch('/api/captions/stream', { method: 'POST', body, signal: controller.signal });
-    if (!res.ok || !res.body) {
-      const json = await res.json().catch(() => null);
-      showError(json?.error?.message ?? `the server answered ${res.status}`);
-      return;
+    let events;
+    if (onDevice) {
+      events = device.events(file, settings, controller.signal);
+    } else {
+      const body = new FormData();
+      body.append('image', file);
+      body.append('strategy', settings.strategy);
+      if (settings.beamWidth !== undefined) body.append('beamWidth', String(settings.beamWidth));
+      const res = await fetch('/api/captions/stream', { method: 'POST', body, signal: controller.signal });
+      if (!res.ok || !res.body) {
+        const json = await res.json().catch(() => null);
+        showError(json?.error?.message ?? `the server answered ${res.status}`);
+        return;
+      }
+      events = sseEvents(res.body);
     }
-    for await (const { event, data } of sseEvents(res.body)) {
+    for await (const { event, data } of events) {
       if (controller !== running) return;
       if (event === 'start') {
         statusLine.textContent = 'Writing…';

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import { STD_CONFIG_FILE, readStdConfig, stdFlops } from '../../bench/std-config.ts';
 import { MODEL_KEYS } from '../../model/nn/captioner.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC } from '../../model/train/config.ts';
-import { pick, readConfigFile, resolveConfig } from '../../model/util/config.ts';
+import { pick, resolveConfig } from '../../model/util/config.ts';
+import { readConfigFile } from '../../model/util/config-file.ts';
 
 test('the bench reads configs/std.json: its training and model settings are that recipe over the defaults', async () => {
   assert.equal(STD_CONFIG_FILE, join(import.meta.dirname, '../../configs/std.json'));

@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import { readCheckpointConfig } from '../../model/io/checkpoint.ts';
 import { MODEL_KEYS, checkModelConfig } from '../../model/nn/captioner.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from '../../model/train/config.ts';
-import { pick, readConfigFile, resolveConfig, type ConfigLayer } from '../../model/util/config.ts';
+import { pick, resolveConfig, type ConfigLayer } from '../../model/util/config.ts';
+import { readConfigFile } from '../../model/util/config-file.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const CONFIGS = join(ROOT, 'configs');

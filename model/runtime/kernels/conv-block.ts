@@ -13,26 +13,14 @@
  *
  * attrs: `strides`, `pad` (the convolution's), `poolSize`, `poolStrides`, `poolPad`.
  */
-import type * as tf from '@tensorflow/tfjs';
 import { opCode, type NativeAddon } from './addon.ts';
 import { convGeometry, float32Kernel, size, type NativeKernels } from './common.ts';
 import { convInfo } from './conv.ts';
-import { poolInfo } from './pooling.ts';
+import { CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD, blockPoolInfo, windowsDisjoint } from '../fused-kernels.ts';
 
-export const CONV_RELU_MAX_POOL = 'CaptionerConvReluMaxPool';
-export const MAX_POOL_RELU_BIAS_GRAD = 'CaptionerMaxPoolReluBiasGrad';
+export { CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD, blockPoolInfo, windowsDisjoint };
 
 const RELU = opCode('activation', 'relu');
-
-/** The pooling geometry of the block's y under its attributes. */
-export function blockPoolInfo(yShape: readonly number[], attrs: Record<string, unknown>): tf.backend_util.Conv2DInfo {
-  return poolInfo(yShape, { filterSize: attrs.poolSize, strides: attrs.poolStrides, pad: attrs.poolPad });
-}
-
-/** Whether pooling windows of this geometry never overlap, so that each input has at most one. */
-export function windowsDisjoint(info: tf.backend_util.Conv2DInfo): boolean {
-  return info.strideHeight >= info.filterHeight && info.strideWidth >= info.filterWidth;
-}
 
 export function convBlockKernels(lib: NativeAddon): NativeKernels {
   return {

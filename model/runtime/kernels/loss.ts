@@ -13,8 +13,9 @@ import type * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.ts';
 import { float32Values, size, type CpuBackend, type NativeKernels } from './common.ts';
 
-export const SOFTMAX_CROSS_ENTROPY = 'CaptionerSoftmaxCrossEntropy';
-export const SOFTMAX_CROSS_ENTROPY_GRAD = 'CaptionerSoftmaxCrossEntropyGrad';
+import { SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD } from '../fused-kernels.ts';
+
+export { SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD };
 
 /** The logits' values and the targets' ids, checked: every id a column of the logits or the pad. */
 function readInputs(

@@ -12,10 +12,9 @@ import type * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.ts';
 import { float32Kernel, type NativeKernels } from './common.ts';
 
-export const LSTM_SEQUENCE = 'CaptionerLstmSequence';
-export const LSTM_SEQUENCE_GRAD = 'CaptionerLstmSequenceGrad';
-export const GRU_SEQUENCE = 'CaptionerGruSequence';
-export const GRU_SEQUENCE_GRAD = 'CaptionerGruSequenceGrad';
+import { GRU_SEQUENCE, GRU_SEQUENCE_GRAD, LSTM_SEQUENCE, LSTM_SEQUENCE_GRAD } from '../fused-kernels.ts';
+
+export { GRU_SEQUENCE, GRU_SEQUENCE_GRAD, LSTM_SEQUENCE, LSTM_SEQUENCE_GRAD };
 
 /** [batch, steps, gates·hidden] and hidden, from xw and the recurrent matrix [hidden, gates·hidden]. */
 function sequenceShape(xw: readonly number[], recurrent: readonly number[], gates: number): [number, number, number] {

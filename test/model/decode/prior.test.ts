@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { LanguagePrior, PRIOR_FILE, PriorError, priorOfSplit, readPrior } from '../../../model/decode/prior.ts';
+import { LanguagePrior, PRIOR_FILE, PriorError } from '../../../model/decode/prior.ts';
+import { priorOfSplit, readPrior } from '../../../model/decode/prior-files.ts';
 import { END, START, Vocabulary } from '../../../model/text/vocab.ts';
 import { makeTinyDataset } from '../../helpers/tiny-data.ts';
 

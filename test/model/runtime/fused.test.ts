@@ -9,7 +9,15 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { cellWeights, createCell, gruStep, lstmStep, type CellKind } from '../../../model/nn/cells.ts';
 import { fusedCellSequence } from '../../../model/nn/fused-cells.ts';
-import { convReluMaxPool, fusedAdamUpdate, type ConvBlockOptions } from '../../../model/runtime/fused.ts';
+import {
+  convReluMaxPool,
+  gruSequence,
+  hasFusedCell,
+  lstmSequence,
+  softmaxCrossEntropy,
+  type ConvBlockOptions,
+} from '../../../model/runtime/fused.ts';
+import { fusedAdamUpdate } from '../../../model/runtime/fused-optim.ts';
 import { disableNativeKernels, enableNativeKernels, loadNativeAddon } from '../../../model/runtime/native.ts';
 import { maskedSequenceLoss } from '../../../model/train/loss.ts';
 import { Adam, globalNorm } from '../../../model/train/optim.ts';
@@ -234,4 +242,32 @@ describe('fused kernels', () => {
       assertServedNatively(kernel, `${kernel}Grad`, 'CaptionerConvReluMaxPool', 'CaptionerSoftmaxCrossEntropy');
     });
   }
+});
+
+test('without the native kernels (as in the browser bundle) every fused op declines, so the TF.js ops run', () => {
+  disableNativeKernels();
+  const [b, t, h] = [2, 3, 4];
+  const tensors = [
+    tf.zeros([b, t, 4 * h]),
+    tf.zeros([b, h]),
+    tf.zeros([h, 4 * h]),
+    tf.zeros([b, t, 3 * h]),
+    tf.zeros([h, 3 * h]),
+    tf.zeros([1, 8, 8, 3]),
+    tf.zeros([3, 3, 3, 4]),
+    tf.zeros([4]),
+    tf.zeros([b, t, 5]),
+    tf.zeros([b, t], 'int32'),
+  ] as const;
+  const [xw4, h0, u4, xw3, u3, x, filter, bias, logits, targets] = tensors;
+  const before = tf.memory().numTensors;
+  assert.equal(hasFusedCell('lstm'), false);
+  assert.equal(hasFusedCell('gru'), false);
+  assert.equal(lstmSequence(xw4 as tf.Tensor3D, h0 as tf.Tensor2D, h0 as tf.Tensor2D, u4 as tf.Tensor2D), null);
+  assert.equal(gruSequence(xw3 as tf.Tensor3D, h0 as tf.Tensor2D, u3 as tf.Tensor2D), null);
+  const block: ConvBlockOptions = { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'valid' };
+  assert.equal(convReluMaxPool(x as tf.Tensor4D, filter as tf.Tensor4D, bias as tf.Tensor1D, block), null);
+  assert.equal(softmaxCrossEntropy(logits, targets, { pad: 0, labelSmoothing: 0, scale: 1 }), null);
+  assert.equal(tf.memory().numTensors, before, 'declining allocates nothing');
+  tf.dispose([...tensors]);
 });

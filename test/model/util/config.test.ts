@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { MODEL_KEYS, MODEL_SPEC } from '../../../model/nn/captioner.ts';
-import { ConfigError, inGroup, readConfigFile, resolveConfig } from '../../../model/util/config.ts';
+import { ConfigError, inGroup, resolveConfig } from '../../../model/util/config.ts';
+import { readConfigFile } from '../../../model/util/config-file.ts';
 import { TRAIN_DEFAULTS, TRAIN_GROUPS, TRAIN_SPEC } from '../../../model/train/config.ts';
 
 test('layers override defaults in order', () => {
