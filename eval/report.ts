@@ -34,12 +34,13 @@ function seriesOf(records: readonly MetricsRecord[], type: string, key: string, 
   };
 }
 
-const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'valLoss', 'best']);
+const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'trainScstLoss', 'valLoss', 'best']);
 
 /**
  * Charts of a training log: loss per token (training steps and validation epochs together), each
  * other numeric validation metric, the scheduled-sampling ε (the probability of feeding the true
- * word; Bengio et al. 2015) and the learning rate, all over optimiser steps; and with
+ * word; Bengio et al. 2015), the learning rate and, for self-critical training, its rewards and
+ * loss, all over optimiser steps; and with
  * --log-gradient-flow, the gradient's flow through time at the first and last measurement
  * (eval/gradient-flow-charts.ts), on a log scale.
  */
@@ -67,6 +68,14 @@ export function trainingCharts(records: readonly MetricsRecord[]): Chart[] {
     [0, 1],
   );
   add('Learning rate', 'learning rate', [seriesOf(records, 'step', 'learningRate', 'learning rate')]);
+  // Self-critical training (--objective scst, model/train/scst.ts): its rewards and its own loss.
+  add('Self-critical training: reward (CIDEr-D against the training references)', 'CIDEr-D', [
+    seriesOf(records, 'step', 'sampleReward', 'sampled captions'),
+    seriesOf(records, 'step', 'greedyReward', 'greedy captions (the baseline)'),
+  ]);
+  add('Self-critical training: loss −(r(sample) − r(greedy))·log p(sample)', 'SCST loss', [
+    seriesOf(records, 'step', 'scstLoss', 'SCST loss'),
+  ]);
   for (const flow of gradientFlowCharts(records)) {
     const svg = svgLineChart({ ...flow, yScale: 'log', width: 640 });
     if (svg) charts.push({ title: flow.title, svg });
