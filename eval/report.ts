@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import type { WordMap } from './attention-maps.ts';
 import { svgLineChart, type ChartSeries } from './charts.ts';
 import { gradientFlowCharts } from './gradient-flow-charts.ts';
+import type { ExposureFigures } from './exposure.ts';
 import type { ImageScore } from './score.ts';
 import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
 import type { SemanticScores } from '../data-scripts/shapes/semantics.ts';
@@ -83,6 +84,55 @@ export function trainingCharts(records: readonly MetricsRecord[]): Chart[] {
   return charts;
 }
 
+/** What the report shows of a split's exposure-bias figures (eval/exposure.ts). */
+export interface ExposureView {
+  figures: ExposureFigures;
+  charts: Chart[];
+}
+
+/**
+ * The exposure-bias charts of a split: loss and accuracy per position, teacher-forced beside
+ * free-running, and with recovery figures the share of captions still exact and parsable after a
+ * wrong word at position k.
+ */
+export function exposureCharts(figures: ExposureFigures): ExposureView {
+  const charts: Chart[] = [];
+  const add = (title: string, xLabel: string, yLabel: string, series: ChartSeries[], yRange?: [number, number]) => {
+    const svg = svgLineChart({ title, xLabel, yLabel, series, yRange });
+    if (svg) charts.push({ title, svg });
+  };
+  const curve = (name: string, points: readonly { position: number }[], key: 'loss' | 'accuracy') => ({
+    name,
+    points: points.map((p) => [p.position, (p as Record<string, number>)[key]!] as const),
+  });
+  add('Loss per position: teacher-forced vs free-running', 'position in the caption', 'cross-entropy (nats)', [
+    curve('teacher-forced (true prefix fed)', figures.teacherForced, 'loss'),
+    curve('free-running (own words fed)', figures.freeRunning, 'loss'),
+  ]);
+  add(
+    'Accuracy per position: teacher-forced vs free-running',
+    'position in the caption',
+    'share of best words that are the reference word',
+    [
+      curve('teacher-forced (true prefix fed)', figures.teacherForced, 'accuracy'),
+      curve('free-running (own words fed)', figures.freeRunning, 'accuracy'),
+    ],
+    [0, 1],
+  );
+  const recovery = figures.recovery?.positions ?? [];
+  add(
+    'Recovery after a wrong word at position k',
+    'position k of the wrong word',
+    'share of exact captions',
+    [
+      { name: 'still exact (rest right)', points: recovery.map((r) => [r.position, r.exact] as const) },
+      { name: 'still parsable', points: recovery.map((r) => [r.position, r.parsable] as const) },
+    ],
+    [0, 1],
+  );
+  return { figures, charts };
+}
+
 /**
  * An image file as a PNG data: URI, shrunk to fit `size` × `size` (never enlarged: the page
  * scales small images up itself, which keeps the file small).
@@ -129,6 +179,8 @@ export interface ReportSplit {
   semantic?: SemanticScores;
   /** How many images look familiar to the model (eval/evaluate.ts countFamiliar), for a calibrated model. */
   familiarity?: { familiar: number; images: number; rate: number; threshold: number };
+  /** With `captioner eval --exposure`: the exposure-bias figures and charts. */
+  exposure?: ExposureView;
   best: GalleryItem[];
   worst: GalleryItem[];
   resultsFile: string;
@@ -161,5 +213,6 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
   const notComputed = Object.entries(NOT_COMPUTED).map(([name, why]) => ({ name, why }));
   const hasSemantic = view.splits.some((s) => s.semantic);
   const hasFamiliarity = view.splits.some((s) => s.familiarity);
-  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity });
+  const hasExposure = view.splits.some((s) => s.exposure);
+  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity, hasExposure });
 }
