@@ -273,6 +273,19 @@ test('--objective scst through train(): fine-tunes from a model, logs its loss a
   disposeCheckpoint(wa);
   disposeCheckpoint(wb);
 
+  // A JSON recipe names it like a flag does; a wrong value is refused naming the file and the field.
+  const recipe = await resolveTrainConfig([
+    { source: 'scst.json', values: { objective: 'scst', learningRate: 5e-5 } },
+    { source: 'flags', values: { data, initFrom: start.out, out: start.out + '-recipe' } },
+  ]);
+  assert.equal(recipe.objective, 'scst');
+  await assert.rejects(
+    resolveTrainConfig([
+      { source: 'scst.json', values: { objective: 'reinforce' } },
+      { source: 'flags', values: { data, out: start.out + '-bad' } },
+    ]),
+    /scst\.json.*objective/,
+  );
   await assert.rejects(
     config({ out: start.out + '-x', labelSmoothing: 0.1, wordDropout: 0.2 }),
     /objective "scst" trains on the model's own sampled captions: "labelSmoothing", "wordDropout" act only on reference captions/,
