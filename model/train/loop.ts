@@ -329,7 +329,7 @@ export class TrainingLoop {
     const ppl = val.perplexity.toFixed(2);
     const cider = valCider !== null ? `, val CIDEr-D ${valCider.toFixed(4)} (greedy)` : '';
     this.log(
-      `${where}: train loss ${this.lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${ppl})${cider}${isBest ? ', best so far' : ''}`,
+      `${where}: train ${valCider !== null ? 'SCST loss per token' : 'loss'} ${this.lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${ppl})${cider}${isBest ? ', best so far' : ''}`,
     );
     samples.forEach((s, i) => this.log(`  ${s.id}: ${captions[i]!.words.join(' ')}   [ref: ${s.captions[0]}]`));
     return isBest;
