@@ -15,7 +15,7 @@
  * - BLEU-N = (p_1 · … · p_N)^(1/N), times the brevity penalty exp(1 − 1/ratio) when
  *   ratio = (c + 1e-15) / (r + 1e-9) < 1. Scores are on the 0–1 scale.
  */
-import { ngramCounts } from './ngrams.ts';
+import { ngramCounts } from '../model/metrics/ngrams.ts';
 
 /** What BLEU needs to know about one image: the sufficient statistics of its candidate. */
 export interface BleuStats {

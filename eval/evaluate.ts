@@ -24,10 +24,12 @@ import { loadModel } from '../model/io/load.ts';
 import type { Familiarity, FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
 import { wordMaps } from './attention-maps.ts';
+import { measureExposure, type ExposureFigures } from './exposure.ts';
 import { cocoImageId, toCocoAnnotations, toCocoResults } from './coco-files.ts';
 import {
   bestAndWorst,
   imageDataUri,
+  exposureCharts,
   renderReport,
   trainingCharts,
   type GalleryItem,
@@ -160,12 +162,16 @@ export interface EvaluationOptions extends EvalDecodeSettings {
   galleryCount: number;
   /** Only the first `limit` images of each split (a quick look at a checkpoint); 0 or absent: all. */
   limit?: number;
+  /** Also measure exposure bias (eval/exposure.ts): per-position teacher-forced vs free-running figures, recovery. */
+  exposure?: boolean;
 }
 
 export interface EvaluationHooks {
   log?(line: string): void;
   loading?(split: string, done: number, total: number): void;
   progress?(split: string, done: number, total: number): void;
+  /** Called after each batch of the exposure-bias measurement. */
+  exposure?(split: string, done: number, total: number): void;
 }
 
 export interface SplitEvaluation {
@@ -176,6 +182,8 @@ export interface SplitEvaluation {
   semantic: SemanticScores | null;
   /** How many of the images look familiar to the model (model/familiarity/); null for a model never calibrated. */
   familiarity: FamiliarityCount | null;
+  /** With `exposure`: the exposure-bias figures (eval/exposure.ts); else absent. */
+  exposure?: ExposureFigures;
   resultsFile: string;
   referencesFile: string;
 }
@@ -273,6 +281,14 @@ export async function runEvaluation(
           );
         else log(`"${split}": ${missing} images lack a ground-truth scene: semantic accuracy not computed`);
       }
+      let exposure: ExposureFigures | undefined;
+      if (options.exposure) {
+        log(`measuring exposure bias on "${split}"${isShapes ? ' (with recovery after a wrong word)' : ''}`);
+        exposure = await measureExposure(model, options.dataDir, images, {
+          batchSize: options.batchSize,
+          progress: (d, t) => hooks.exposure?.(split, d, t),
+        });
+      }
       const safe = split.replace(/[^A-Za-z0-9._-]/g, '_');
       const resultsFile = `results-${safe}.json`;
       const referencesFile = `references-${safe}.json`;
@@ -298,6 +314,7 @@ export async function runEvaluation(
           scores: report.corpus,
           semantic,
           familiarity: countFamiliar(captioned),
+          ...(exposure ? { exposure } : {}),
           resultsFile,
           referencesFile,
         },
@@ -377,6 +394,7 @@ export async function runEvaluation(
       scores: result.scores,
       semantic: result.semantic ?? undefined,
       familiarity: result.familiarity ?? undefined,
+      exposure: result.exposure ? exposureCharts(result.exposure) : undefined,
       best: await Promise.all(best.map(toItem)),
       worst: await Promise.all(worst.map(toItem)),
       resultsFile: result.resultsFile,

@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import type { WordMap } from './attention-maps.ts';
 import { svgLineChart, type ChartSeries } from './charts.ts';
 import { gradientFlowCharts } from './gradient-flow-charts.ts';
+import type { ExposureFigures } from './exposure.ts';
 import type { ImageScore } from './score.ts';
 import { METRIC_NAMES, NOT_COMPUTED, type CorpusScores } from './score.ts';
 import type { SemanticScores } from '../data-scripts/shapes/semantics.ts';
@@ -34,12 +35,13 @@ function seriesOf(records: readonly MetricsRecord[], type: string, key: string, 
   };
 }
 
-const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'valLoss', 'best']);
+const EPOCH_KEYS_NOT_CHARTED = new Set(['step', 'epoch', 'trainLoss', 'trainScstLoss', 'valLoss', 'best']);
 
 /**
  * Charts of a training log: loss per token (training steps and validation epochs together), each
  * other numeric validation metric, the scheduled-sampling ε (the probability of feeding the true
- * word; Bengio et al. 2015) and the learning rate, all over optimiser steps; and with
+ * word; Bengio et al. 2015), the learning rate and, for self-critical training, its rewards and
+ * loss, all over optimiser steps; and with
  * --log-gradient-flow, the gradient's flow through time at the first and last measurement
  * (eval/gradient-flow-charts.ts), on a log scale.
  */
@@ -67,11 +69,68 @@ export function trainingCharts(records: readonly MetricsRecord[]): Chart[] {
     [0, 1],
   );
   add('Learning rate', 'learning rate', [seriesOf(records, 'step', 'learningRate', 'learning rate')]);
+  // Self-critical training (--objective scst, model/train/scst.ts): its rewards and its own loss.
+  add('Self-critical training: reward (CIDEr-D against the training references)', 'CIDEr-D', [
+    seriesOf(records, 'step', 'sampleReward', 'sampled captions'),
+    seriesOf(records, 'step', 'greedyReward', 'greedy captions (the baseline)'),
+  ]);
+  add('Self-critical training: loss −(r(sample) − r(greedy))·log p(sample)', 'SCST loss', [
+    seriesOf(records, 'step', 'scstLoss', 'SCST loss'),
+  ]);
   for (const flow of gradientFlowCharts(records)) {
     const svg = svgLineChart({ ...flow, yScale: 'log', width: 640 });
     if (svg) charts.push({ title: flow.title, svg });
   }
   return charts;
+}
+
+/** What the report shows of a split's exposure-bias figures (eval/exposure.ts). */
+export interface ExposureView {
+  figures: ExposureFigures;
+  charts: Chart[];
+}
+
+/**
+ * The exposure-bias charts of a split: loss and accuracy per position, teacher-forced beside
+ * free-running, and with recovery figures the share of captions still exact and parsable after a
+ * wrong word at position k.
+ */
+export function exposureCharts(figures: ExposureFigures): ExposureView {
+  const charts: Chart[] = [];
+  const add = (title: string, xLabel: string, yLabel: string, series: ChartSeries[], yRange?: [number, number]) => {
+    const svg = svgLineChart({ title, xLabel, yLabel, series, yRange });
+    if (svg) charts.push({ title, svg });
+  };
+  const curve = (name: string, points: readonly { position: number }[], key: 'loss' | 'accuracy') => ({
+    name,
+    points: points.map((p) => [p.position, (p as Record<string, number>)[key]!] as const),
+  });
+  add('Loss per position: teacher-forced vs free-running', 'position in the caption', 'cross-entropy (nats)', [
+    curve('teacher-forced (true prefix fed)', figures.teacherForced, 'loss'),
+    curve('free-running (own words fed)', figures.freeRunning, 'loss'),
+  ]);
+  add(
+    'Accuracy per position: teacher-forced vs free-running',
+    'position in the caption',
+    'share of best words that are the reference word',
+    [
+      curve('teacher-forced (true prefix fed)', figures.teacherForced, 'accuracy'),
+      curve('free-running (own words fed)', figures.freeRunning, 'accuracy'),
+    ],
+    [0, 1],
+  );
+  const recovery = figures.recovery?.positions ?? [];
+  add(
+    'Recovery after a wrong word at position k',
+    'position k of the wrong word',
+    'share of exact captions',
+    [
+      { name: 'still exact (rest right)', points: recovery.map((r) => [r.position, r.exact] as const) },
+      { name: 'still parsable', points: recovery.map((r) => [r.position, r.parsable] as const) },
+    ],
+    [0, 1],
+  );
+  return { figures, charts };
 }
 
 /**
@@ -120,6 +179,8 @@ export interface ReportSplit {
   semantic?: SemanticScores;
   /** How many images look familiar to the model (eval/evaluate.ts countFamiliar), for a calibrated model. */
   familiarity?: { familiar: number; images: number; rate: number; threshold: number };
+  /** With `captioner eval --exposure`: the exposure-bias figures and charts. */
+  exposure?: ExposureView;
   best: GalleryItem[];
   worst: GalleryItem[];
   resultsFile: string;
@@ -152,5 +213,6 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
   const notComputed = Object.entries(NOT_COMPUTED).map(([name, why]) => ({ name, why }));
   const hasSemantic = view.splits.some((s) => s.semantic);
   const hasFamiliarity = view.splits.some((s) => s.familiarity);
-  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity });
+  const hasExposure = view.splits.some((s) => s.exposure);
+  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity, hasExposure });
 }

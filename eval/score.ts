@@ -5,7 +5,7 @@
  */
 import { ptbTokenize } from '../model/text/tokenize.ts';
 import { bleuStats, corpusBleu } from './bleu.ts';
-import { ciderD } from './cider.ts';
+import { ciderD } from '../model/metrics/cider.ts';
 import type { CaptionPair, ImageId } from './coco-files.ts';
 import { corpusRougeL, rougeL } from './rouge.ts';
 

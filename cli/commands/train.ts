@@ -51,15 +51,21 @@ export const trainCommand: Command = {
           if (done === total) loadBar.stop();
         },
         progress(p) {
+          // Self-critical training has no ε: its bar shows the batch's mean rewards instead.
+          const scst = p.stats.scst;
           bar ??= progressBar(
             p.totalSteps,
-            'training {bar} {value}/{total} steps | epoch {epoch} | loss {loss} | ε {eps} | {tps} tok/s',
+            scst
+              ? 'training {bar} {value}/{total} steps | epoch {epoch} | reward {sample} (greedy {greedy}) | {tps} tok/s'
+              : 'training {bar} {value}/{total} steps | epoch {epoch} | loss {loss} | ε {eps} | {tps} tok/s',
             'steps',
           );
           bar.update(p.step, {
             epoch: `${p.epoch + 1}/${p.epochs}`,
             loss: p.stats.lossPerToken.toFixed(4),
             eps: p.stats.samplingProbability.toFixed(3),
+            sample: scst?.sampleReward.toFixed(3) ?? '',
+            greedy: scst?.greedyReward.toFixed(3) ?? '',
             tps: Math.round(p.tokensPerSecond),
           });
         },

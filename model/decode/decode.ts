@@ -90,16 +90,41 @@ export interface DecodedCaption {
 /**
  * Greedy decoding with ids (training's validation samples use it): at every step feed back the
  * most probable word, until <end> or `maxLength` words. Plain decoding: no language prior is
- * passed, so no anti-LM. images [batch, size, size, 3] in [0, 1].
+ * passed, so no anti-LM. images [batch, size, size, 3] in [0, 1]. `forced`: words each image's
+ * caption must begin with (TokenSearch), the rest greedy.
  */
 export function greedyDecode(
   model: StepModel,
   images: tf.Tensor4D,
   maxLength = model.config.maxLength,
+  forced: readonly (readonly number[])[] = [],
 ): DecodedCaption[] {
-  const o = resolveDecodeOptions(model, { strategy: 'greedy', maxLength });
+  return decodeIds(model, images, resolveDecodeOptions(model, { strategy: 'greedy', maxLength }), forced);
+}
+
+/**
+ * Sampled decoding with ids (self-critical training, model/train/scst.ts): each word drawn from
+ * the model's own distribution (temperature 1, no filter), image b with the generator seeded by
+ * `imageSeeds[b]`, so that a step's draws are the same on a resumed run.
+ */
+export function sampleDecode(
+  model: StepModel,
+  images: tf.Tensor4D,
+  imageSeeds: readonly number[],
+  maxLength = model.config.maxLength,
+): DecodedCaption[] {
+  const o = resolveDecodeOptions(model, { strategy: 'sample', temperature: 1, imageSeeds, maxLength });
+  return decodeIds(model, images, o);
+}
+
+function decodeIds(
+  model: StepModel,
+  images: tf.Tensor4D,
+  o: ResolvedOptions,
+  forced: readonly (readonly number[])[] = [],
+): DecodedCaption[] {
   if (images.shape[0] === 0) return [];
-  return runToEnd(new TokenSearch(model, images, o), (s) =>
+  return runToEnd(new TokenSearch(model, images, o, forced), (s) =>
     s.hypotheses().map((h) => ({ ids: h.tokens, words: h.tokens.map((id) => wordOf(model, id)), logProb: h.logProb })),
   );
 }

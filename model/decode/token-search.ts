@@ -42,10 +42,17 @@ export class TokenSearch implements Search {
   private readonly tensors: Rows;
   private disposed = false;
 
+  /**
+   * `forced`: for each image, words (ids) its caption must begin with: step t of image b takes
+   * forced[b][t] while there is one, whatever the model scores, and the search goes on from there
+   * (the exposure-bias recovery test, eval/exposure.ts, puts a wrong word into a prefix this way).
+   * Their log-probabilities are the model's, as for every word.
+   */
   constructor(
     private readonly model: StepModel,
     images: tf.Tensor4D,
     private readonly o: ResolvedOptions,
+    private readonly forced: readonly (readonly number[])[] = [],
   ) {
     const batch = images.shape[0];
     this.rowImage = Array.from({ length: batch }, (_, b) => b);
@@ -69,6 +76,7 @@ export class TokenSearch implements Search {
   private pickTokens(u: Float32Array | null, forceEnd: boolean): TokenStep {
     const rows = this.rowImage.length;
     const { features, state, prev } = this.tensors;
+    const forcedIds = this.rowImage.map((b) => this.forced[b]?.[this.t] ?? -1); // -1: the search chooses
     return tf.tidy(() => {
       const step = this.model.step(prev, state, features);
       const vocab = step.logits.shape[1];
@@ -79,6 +87,13 @@ export class TokenSearch implements Search {
       if (forceEnd) chosen = tf.fill([rows], END, 'int32') as tf.Tensor1D;
       else if (!u) chosen = tf.argMax(choice, 1) as tf.Tensor1D;
       else chosen = drawTokens(choice, u, this.o);
+      if (forcedIds.some((id) => id >= 0)) {
+        const forcing = tf.tensor1d(
+          forcedIds.map((id) => id >= 0),
+          'bool',
+        );
+        chosen = tf.where(forcing, tf.tensor1d(forcedIds, 'int32'), tf.cast(chosen, 'int32')) as tf.Tensor1D;
+      }
       const chosenLogProb = tf.sum(tf.mul(logProbs, tf.oneHot(chosen, vocab)), 1) as tf.Tensor1D; // [rows]
       const attention = step.attention && this.model.attentionGrid ? step.attention : undefined;
       return { chosen: tf.cast(chosen, 'int32') as tf.Tensor1D, chosenLogProb, state: step.state, attention };

@@ -41,7 +41,10 @@ export interface TrainingState {
   batchInEpoch: number;
   /** The base seed; every step's and epoch's random stream is derived from it and the step. */
   seed: number;
-  /** The best validation loss per token so far, or null. */
+  /**
+   * The best validation figure so far, or null: the loss per token (lower is better), or with
+   * objective "scst" the greedy captions' CIDEr-D (higher is better; model/train/loop.ts).
+   */
   bestMetric: number | null;
   /** ε at the step the checkpoint was taken, for reference. */
   samplingProbability: number;

@@ -4,7 +4,7 @@
  * (configs/) and flags override them (model/util/config.ts `resolveConfig`).
  */
 import { MODEL_DEFAULTS, MODEL_SPEC, type ModelConfig } from '../nn/captioner.ts';
-import { inGroup, type GroupedSpec, type SpecGroup } from '../util/config.ts';
+import { ConfigError, inGroup, type GroupedSpec, type SpecGroup } from '../util/config.ts';
 import type { LrScheduleKind, SamplingScheduleKind } from './schedules.ts';
 
 export interface TrainConfig extends ModelConfig {
@@ -23,6 +23,13 @@ export interface TrainConfig extends ModelConfig {
   /** Stop after this many optimiser steps in all (0: run every epoch). */
   maxSteps: number;
   seed: number;
+  /**
+   * What a step minimises: 'cross-entropy', the masked loss of the reference captions (teacher
+   * forcing, or scheduled sampling); or 'scst', self-critical sequence training (model/train/scst.ts):
+   * the model's own sampled captions, rewarded by their CIDEr-D against the training references
+   * over the greedy caption's. SCST fine-tunes a trained model (--init-from).
+   */
+  objective: 'cross-entropy' | 'scst';
   learningRate: number;
   lrSchedule: LrScheduleKind;
   warmupSteps: number;
@@ -94,6 +101,7 @@ export const TRAIN_DEFAULTS = {
   batchSize: 32,
   maxSteps: 0,
   seed: 1,
+  objective: 'cross-entropy',
   learningRate: 1e-3,
   lrSchedule: 'constant',
   warmupSteps: 0,
@@ -199,6 +207,13 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
     describe: 'stop after this many steps in all (0: all epochs)',
   },
   batchSize: { group: 'optimisation', type: 'number', integer: true, min: 1, describe: 'captions per optimiser step' },
+  objective: {
+    group: 'optimisation',
+    type: 'string',
+    choices: ['cross-entropy', 'scst'],
+    describe:
+      "what a step minimises: the reference captions' cross-entropy, or scst: self-critical sequence training (Rennie et al. 2017) on the model's own sampled captions, rewarded by CIDEr-D over the greedy caption's; for fine-tuning a trained model (--init-from)",
+  },
   learningRate: { group: 'optimisation', type: 'number', min: 0, describe: 'Adam learning rate' },
   lrSchedule: {
     group: 'optimisation',
@@ -361,3 +376,25 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
       "scheduled sampling feeds the model's own word only where it is the true word or a word of the same slot in the training captions (blue for red), else the true word, so that the targets, which stay the reference's, still fit",
   },
 };
+
+/**
+ * Settings that only act on the reference captions fed to a cross-entropy step (label smoothing,
+ * word dropout and substitution, scheduled sampling within slots): SCST feeds the model its own
+ * words and has no target distribution, so asking for them with it is an error naming them.
+ */
+export function checkObjective(config: TrainConfig): void {
+  if (config.objective !== 'scst') return;
+  const refused = (
+    [
+      ['labelSmoothing', config.labelSmoothing > 0],
+      ['wordDropout', config.wordDropout > 0],
+      ['wordSubstitution', config.wordSubstitution > 0],
+      ['wordSubstitutionRates', config.wordSubstitutionRates !== ''],
+      ['samplingWithinSlots', config.samplingWithinSlots],
+    ] as const
+  ).flatMap(([key, on]) => (on ? [key] : []));
+  if (refused.length)
+    throw new ConfigError(
+      `objective "scst" trains on the model's own sampled captions: ${refused.map((k) => `"${k}"`).join(', ')} ${refused.length > 1 ? 'act' : 'acts'} only on reference captions (cross-entropy); leave ${refused.length > 1 ? 'them' : 'it'} at the default`,
+    );
+}

@@ -20,6 +20,7 @@ import type { Adam } from './optim.ts';
 import type { RunPixels } from './pixels.ts';
 import type { StepStats, Trainer } from './step.ts';
 import type { TrainConfig } from './config.ts';
+import { mean, type CaptionReward } from './scst.ts';
 
 export interface TrainProgress {
   step: number;
@@ -76,6 +77,8 @@ export interface LoopParts {
   /** What every checkpoint saves besides weights and training state. */
   savedConfig: SavedConfig;
   languagePrior: PriorJson;
+  /** With objective "scst": the CIDEr-D reward of captions (training references, their document frequencies). */
+  reward?: CaptionReward;
 }
 
 export class TrainingLoop {
@@ -198,13 +201,20 @@ export class TrainingLoop {
       tokensPerSecond,
     });
     if (state.step % config.logEvery !== 0 && state.step !== this.totalSteps) return;
+    // A self-critical step has no cross-entropy to log: its own loss and rewards instead.
+    const figures = stats.scst
+      ? {
+          objective: 'scst',
+          scstLoss: stats.loss,
+          sampleReward: stats.scst.sampleReward,
+          greedyReward: stats.scst.greedyReward,
+        }
+      : { loss: stats.lossPerToken, perplexity: stats.perplexity, epsilon: stats.samplingProbability };
     await appendMetrics(this.metricsPath, {
       type: 'step',
       step: state.step,
       epoch: state.epoch + 1,
-      loss: stats.lossPerToken,
-      perplexity: stats.perplexity,
-      epsilon: stats.samplingProbability,
+      ...figures,
       gradNorm: stats.gradNorm,
       learningRate: stats.learningRate,
       tokensPerSecond,
@@ -268,7 +278,7 @@ export class TrainingLoop {
       type: 'epoch',
       step: state.step,
       epoch: state.epoch + 1,
-      trainLoss: this.lastLoss,
+      ...(this.parts.reward ? { trainScstLoss: this.lastLoss } : { trainLoss: this.lastLoss }),
       ...(partial ? { partial: true } : {}),
     };
     const where = partial
@@ -291,13 +301,17 @@ export class TrainingLoop {
 
   /**
    * Adds the validation loss and greedy captions of the first valSamples images to `record`,
-   * logs them, and updates the best validation loss; returns whether this one is the best.
+   * logs them, and updates the best validation figure; returns whether this one is the best. The
+   * figure is the loss per token (lower is better), or with objective "scst" the mean CIDEr-D
+   * of the greedy captions of the validation images against their references (higher is better),
+   * the figure SCST raises, as Rennie et al. select their models by it.
    */
   private validate(record: Record<string, unknown>, where: string): boolean {
     const { config, model, state, trainer } = this.parts;
     const { cache } = this.parts.pixels;
     const size = model.config.imageSize;
     const val = trainer.evaluate(cache, this.valBatches);
+    const valCider = this.parts.reward ? this.validationCider(this.parts.reward) : null;
     const samples = this.parts.valImages.slice(0, config.valSamples);
     const sampleImages = tf.tensor4d(cache.batch(samples.map((s) => s.id)), [samples.length, size, size, 3]);
     const captions = samples.length ? greedyDecode(model, sampleImages) : [];
@@ -307,13 +321,38 @@ export class TrainingLoop {
       valPerplexity: val.perplexity,
       samples: samples.map((s, i) => ({ id: s.id, caption: captions[i]!.words.join(' '), reference: s.captions[0] })),
     });
-    const isBest = state.bestMetric === null || val.lossPerToken < state.bestMetric;
-    if (isBest) state.bestMetric = val.lossPerToken;
+    if (valCider !== null) record.valCider = valCider;
+    const figure = valCider ?? val.lossPerToken;
+    const isBest =
+      state.bestMetric === null || (valCider !== null ? figure > state.bestMetric : figure < state.bestMetric);
+    if (isBest) state.bestMetric = figure;
     const ppl = val.perplexity.toFixed(2);
+    const cider = valCider !== null ? `, val CIDEr-D ${valCider.toFixed(4)} (greedy)` : '';
     this.log(
-      `${where}: train loss ${this.lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${ppl})${isBest ? ', best so far' : ''}`,
+      `${where}: train ${valCider !== null ? 'SCST loss per token' : 'loss'} ${this.lastLoss?.toFixed(4)}, val loss ${val.lossPerToken.toFixed(4)} (ppl ${ppl})${cider}${isBest ? ', best so far' : ''}`,
     );
     samples.forEach((s, i) => this.log(`  ${s.id}: ${captions[i]!.words.join(' ')}   [ref: ${s.captions[0]}]`));
     return isBest;
+  }
+
+  /** The mean CIDEr-D of the greedy captions of every validation image, against its own references. */
+  private validationCider(reward: CaptionReward): number {
+    const { config, model } = this.parts;
+    const { cache } = this.parts.pixels;
+    const size = model.config.imageSize;
+    const images = this.parts.valImages;
+    const scores: number[] = [];
+    for (let start = 0; start < images.length; start += config.batchSize) {
+      const batch = images.slice(start, start + config.batchSize);
+      const pixels = tf.tensor4d(cache.batch(batch.map((img) => img.id)), [batch.length, size, size, 3]);
+      try {
+        greedyDecode(model, pixels).forEach((c, i) =>
+          scores.push(reward.score(batch[i]!.id, c.words, batch[i]!.captions)),
+        );
+      } finally {
+        pixels.dispose();
+      }
+    }
+    return mean(scores);
   }
 }

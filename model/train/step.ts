@@ -13,6 +13,8 @@ import { Adam, clipScale, globalNorm } from './optim.ts';
 import { learningRateAt, scheduledSamplingProbability } from './schedules.ts';
 import type { TrainConfig } from './config.ts';
 import { measureGradientFlow, type GradientFlow } from './gradient-flow.ts';
+import { greedyDecode, sampleDecode } from '../decode/decode.ts';
+import { mean, sampledTokens, scstLoss, type CaptionReward } from './scst.ts';
 
 /** What one training step reports. */
 export interface StepStats {
@@ -24,6 +26,12 @@ export interface StepStats {
   gradNorm: number;
   learningRate: number;
   samplingProbability: number;
+  /**
+   * With objective "scst" (model/train/scst.ts): the mean CIDEr-D reward of the sampled captions
+   * and of the greedy ones (the baseline). `loss` is then the SCST loss, `tokens` the sampled
+   * words and <end>s it sums over, and `lossPerToken` the loss over them (perplexity: NaN).
+   */
+  scst?: { sampleReward: number; greedyReward: number };
 }
 
 /**
@@ -45,9 +53,12 @@ export class Trainer {
     readonly config: TrainConfig,
     readonly optimizer = new Adam(),
     readonly slots?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
+    readonly reward?: CaptionReward,
   ) {
     if (config.samplingWithinSlots && !slots)
       throw new Error('Trainer: scheduled sampling within slots needs the substitution classes');
+    if (config.objective === 'scst' && !reward)
+      throw new Error('Trainer: objective "scst" needs the reward of the training references (CaptionReward)');
     this.byName = model.namedWeights();
     for (const [name, v] of Object.entries(this.byName)) this.names.set(v.name, name);
     this.trainable = model.trainableVariables();
@@ -80,6 +91,7 @@ export class Trainer {
    * outlives the call except the weights and the optimiser's moments.
    */
   step(images: Float32Array, batch: Batch, step: number, totalSteps: number): StepStats {
+    if (this.config.objective === 'scst') return this.scstStep(images, batch, step, totalSteps);
     const { batchSize, width, tokens } = batch;
     const size = this.model.config.imageSize;
     const epsilon = this.samplingProbability(step);
@@ -105,12 +117,7 @@ export class Trainer {
           }),
         this.trainable,
       );
-      const named: tf.NamedTensorMap = {};
-      for (const [varName, g] of Object.entries(grads)) named[this.names.get(varName) ?? varName] = g;
-      // Clipping (Pascanu et al. 2013) scales the gradient inside Adam's update.
-      const gradNorm = globalNorm(named);
-      this.optimizer.apply(this.byName, named, lr, clipScale(gradNorm, this.config.clipNorm));
-      tf.dispose(grads);
+      const gradNorm = this.applyGradients(grads, lr);
       const loss = value.dataSync()[0]!;
       value.dispose();
       const n = countTokens(tokens.filter((_, i) => i % width !== 0));
@@ -126,6 +133,73 @@ export class Trainer {
       imgs.dispose();
       toks.dispose();
     }
+  }
+
+  /**
+   * One self-critical step (model/train/scst.ts) on the images of `batch` (its captions are not
+   * used: the references come from the reward): a caption sampled from the model for each row,
+   * image b's draws seeded by (seed, step, b) so that a resumed run draws the same; the greedy
+   * caption as the baseline; their CIDEr-D rewards; then the gradient of the SCST loss through a
+   * teacher-forced pass over the sampled captions, clipping and Adam, as `step`. Decoding runs the
+   * network in inference mode, and so does the pass, so that its log-probabilities are those of
+   * the distribution the words were drawn from.
+   */
+  scstStep(images: Float32Array, batch: Batch, step: number, totalSteps: number): StepStats {
+    const { batchSize, imageIds } = batch;
+    const size = this.model.config.imageSize;
+    const maxLength = this.model.config.maxLength;
+    const lr = this.learningRate(step, totalSteps);
+    const imgs = tf.tensor4d(images, [batchSize, size, size, 3]);
+    try {
+      const seeds = imageIds.map((_, b) => deriveSeed(this.config.seed, 5, step, b));
+      const samples = sampleDecode(this.model, imgs, seeds, maxLength);
+      const greedy = greedyDecode(this.model, imgs, maxLength);
+      const sampleRewards = samples.map((s, b) => this.reward!.score(imageIds[b]!, s.words));
+      const greedyRewards = greedy.map((g, b) => this.reward!.score(imageIds[b]!, g.words));
+      const { tokens, width, mask, count } = sampledTokens(samples, maxLength);
+      const toks = tf.tensor2d(tokens, [batchSize, width], 'int32');
+      const targetMask = tf.tensor2d(mask, [batchSize, width - 1]);
+      const advantage = tf.tensor1d(sampleRewards.map((r, b) => r - greedyRewards[b]!));
+      try {
+        const { value, grads } = tf.variableGrads(
+          () =>
+            tf.tidy(() => {
+              const { logits } = this.model.forward(imgs, toks, { teacherProbability: 1, feed: 'argmax' });
+              const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
+              return scstLoss(logits, targets, targetMask, advantage);
+            }),
+          this.trainable,
+        );
+        const gradNorm = this.applyGradients(grads, lr);
+        const loss = value.dataSync()[0]!;
+        value.dispose();
+        return {
+          loss,
+          lossPerToken: count > 0 ? (loss * batchSize) / count : 0,
+          perplexity: NaN,
+          tokens: count,
+          gradNorm,
+          learningRate: lr,
+          samplingProbability: 0,
+          scst: { sampleReward: mean(sampleRewards), greedyReward: mean(greedyRewards) },
+        };
+      } finally {
+        tf.dispose([toks, targetMask, advantage]);
+      }
+    } finally {
+      imgs.dispose();
+    }
+  }
+
+  /** Clips `grads` by their global norm inside Adam's update at rate `lr`, disposes them, and returns the norm. */
+  private applyGradients(grads: tf.NamedTensorMap, lr: number): number {
+    const named: tf.NamedTensorMap = {};
+    for (const [varName, g] of Object.entries(grads)) named[this.names.get(varName) ?? varName] = g;
+    // Clipping (Pascanu et al. 2013) scales the gradient inside Adam's update.
+    const gradNorm = globalNorm(named);
+    this.optimizer.apply(this.byName, named, lr, clipScale(gradNorm, this.config.clipNorm));
+    tf.dispose(grads);
+    return gradNorm;
   }
 
   /** Gradient flow through time on `batch` with the current weights (model/train/gradient-flow.ts). */

@@ -10,12 +10,13 @@ import { MODEL_KEYS, checkModelConfig, type ModelConfig } from '../nn/captioner.
 import { hasCheckpoint, readCheckpointConfig, type SavedConfig } from '../io/checkpoint.ts';
 import { ConfigError, resolveConfig, type ConfigLayer } from '../util/config.ts';
 import { writeFileAtomic } from '../io/fsutil.ts';
-import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from './config.ts';
+import { TRAIN_DEFAULTS, TRAIN_SPEC, checkObjective, type TrainConfig } from './config.ts';
 import { TrainingLoop, type TrainHooks, type TrainResult } from './loop.ts';
 import { describeDataWait, openPixels, type RunPixels } from './pixels.ts';
 import { readSplits, startModel, substitutionSlots, trainingPrior } from './setup.ts';
 import { calibrateCheckpoint } from '../familiarity/calibrate.ts';
 import { Trainer } from './step.ts';
+import { CaptionReward } from './scst.ts';
 
 export const VERSION = '0.1.0';
 
@@ -25,6 +26,12 @@ export const VERSION = '0.1.0';
  * architecture cannot change.
  */
 export async function resolveTrainConfig(layers: readonly ConfigLayer[]): Promise<TrainConfig> {
+  const config = await resolveLayers(layers);
+  checkObjective(config);
+  return config;
+}
+
+async function resolveLayers(layers: readonly ConfigLayer[]): Promise<TrainConfig> {
   const first = resolveConfig<TrainConfig>(TRAIN_DEFAULTS, TRAIN_SPEC, layers);
   if (!first.data) throw new ConfigError('flags: "data" is required (the data-set directory)');
   if (!first.out) throw new ConfigError('flags: "out" is required (the model directory)');
@@ -96,7 +103,12 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       train: { ...config },
       versions: { captioner: VERSION, tfjs: tf.version.tfjs },
     };
-    const trainer = new Trainer(model, config, optimizer, slots);
+    const reward = config.objective === 'scst' ? new CaptionReward(trainImages) : undefined;
+    if (reward)
+      log(
+        `scst: CIDEr-D rewards with the document frequencies of the ${trainImages.length} training images' references`,
+      );
+    const trainer = new Trainer(model, config, optimizer, slots, reward);
     loop = new TrainingLoop({
       config,
       hooks,
@@ -109,6 +121,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       valImages,
       savedConfig,
       languagePrior,
+      reward,
     });
     await loop.run();
   } finally {

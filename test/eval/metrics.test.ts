@@ -8,10 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { bleuStats, closestRefLength, corpusBleu, sentenceBleu } from '../../eval/bleu.ts';
-import { ciderD, documentFrequency } from '../../eval/cider.ts';
+import { ciderD, documentFrequency } from '../../model/metrics/cider.ts';
 import { lcsLength, rougeL, corpusRougeL } from '../../eval/rouge.ts';
 import { scoreCaptions } from '../../eval/score.ts';
-import { ngramCounts } from '../../eval/ngrams.ts';
+import { ngramCounts } from '../../model/metrics/ngrams.ts';
 
 const t = (s: string): string[] => (s ? s.split(' ') : []);
 const close = (actual: number, expected: number, tol = 1e-12, what = '') =>

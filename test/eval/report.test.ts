@@ -69,6 +69,47 @@ test('training charts from a metrics.jsonl log: loss, each validation metric, ε
   assert.deepEqual(trainingCharts([]), []);
 });
 
+test('a self-critical fine-tune (--objective scst) is charted by its rewards and its own loss, not as cross-entropy', () => {
+  const records = [
+    { type: 'step', step: 1, loss: 2, epsilon: 1, learningRate: 0.01 },
+    {
+      type: 'step',
+      step: 2,
+      objective: 'scst',
+      scstLoss: -0.4,
+      sampleReward: 1.2,
+      greedyReward: 1.5,
+      learningRate: 0.001,
+    },
+    {
+      type: 'step',
+      step: 3,
+      objective: 'scst',
+      scstLoss: 0.1,
+      sampleReward: 1.6,
+      greedyReward: 1.7,
+      learningRate: 0.001,
+    },
+    { type: 'epoch', step: 3, epoch: 1, trainScstLoss: 0.01, valLoss: 1.9, valCider: 1.8, best: true },
+  ];
+  const charts = trainingCharts(records);
+  assert.deepEqual(
+    charts.map((c) => c.title),
+    [
+      'Loss per token',
+      'Validation: valCider',
+      'Scheduled sampling ε (probability of feeding the true word)',
+      'Learning rate',
+      'Self-critical training: reward (CIDEr-D against the training references)',
+      'Self-critical training: loss −(r(sample) − r(greedy))·log p(sample)',
+    ],
+  );
+  const reward = charts[4]!.svg;
+  assert.ok(reward.includes('sampled captions') && reward.includes('greedy captions (the baseline)'));
+  // The loss chart's training series holds the one cross-entropy step, not the SCST steps.
+  assert.equal((charts[0]!.svg.match(/<circle /g) ?? []).length, 2); // step 1's loss + the validation point
+});
+
 test('gallery: the best and the worst by CIDEr-D, never the same image twice', () => {
   const scores = [5, 1, 3, 2, 4].map((c, i) => ({ id: `i${i}`, 'CIDEr-D': c }));
   const two = bestAndWorst(scores, 2);

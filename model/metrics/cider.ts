@@ -93,6 +93,41 @@ function similarity(hyp: TfIdf, ref: TfIdf, sigma: number): number[] {
 }
 
 /**
+ * CIDEr-D against fixed document frequencies: the idf of every n-gram comes from the reference
+ * sets given once (`corpus`), not from the images scored. `ciderD` builds one over the images it
+ * evaluates, as coco-caption does; self-critical training (model/train/scst.ts) builds one over
+ * the training references, as Rennie et al. 2017 do, so that a caption's reward does not depend on
+ * the batch it is scored in.
+ */
+export class CiderDScorer {
+  private readonly n: number;
+  private readonly sigma: number;
+  private readonly df: Map<string, number>;
+  private readonly logN: number;
+
+  /** `corpus[i]` holds image i's references as tokens; it fixes df and N = corpus.length. */
+  constructor(corpus: readonly (readonly (readonly string[])[])[], options: CiderOptions = {}) {
+    this.n = options.n ?? 4;
+    this.sigma = options.sigma ?? 6;
+    if (corpus.length === 0) throw new RangeError('CiderDScorer: no reference sets to count document frequencies in');
+    this.df = documentFrequency(corpus, this.n);
+    this.logN = Math.log(corpus.length);
+  }
+
+  /** The CIDEr-D of one candidate (tokens) against its references (tokens each, at least one). */
+  score(candidate: readonly string[], references: readonly (readonly string[])[]): number {
+    if (references.length === 0) throw new RangeError('CiderDScorer: a candidate with no references');
+    const hyp = tfIdf(candidate, this.n, this.df, this.logN);
+    const sum = new Array<number>(this.n).fill(0);
+    for (const ref of references) {
+      similarity(hyp, tfIdf(ref, this.n, this.df, this.logN), this.sigma).forEach((v, k) => (sum[k]! += v));
+    }
+    const meanOverOrders = sum.reduce((a, b) => a + b, 0) / this.n;
+    return (meanOverOrders / references.length) * 10;
+  }
+}
+
+/**
  * CIDEr-D of every image and of the corpus. `candidates[i]` is image i's candidate (tokens),
  * `references[i]` its references (tokens each, at least one). The idf comes from exactly these
  * images' references, so a score depends on the set evaluated together, as in coco-caption.
@@ -102,8 +137,6 @@ export function ciderD(
   references: readonly (readonly (readonly string[])[])[],
   options: CiderOptions = {},
 ): CiderResult {
-  const n = options.n ?? 4;
-  const sigma = options.sigma ?? 6;
   if (candidates.length !== references.length) {
     throw new RangeError(`ciderD: ${candidates.length} candidates but ${references.length} reference sets`);
   }
@@ -111,17 +144,7 @@ export function ciderD(
   references.forEach((refs, i) => {
     if (refs.length === 0) throw new RangeError(`ciderD: image ${i} has no references`);
   });
-  const df = documentFrequency(references, n);
-  const logN = Math.log(references.length);
-  const perImage = candidates.map((cand, i) => {
-    const refs = references[i]!;
-    const hyp = tfIdf(cand, n, df, logN);
-    const sum = new Array<number>(n).fill(0);
-    for (const ref of refs) {
-      similarity(hyp, tfIdf(ref, n, df, logN), sigma).forEach((v, k) => (sum[k]! += v));
-    }
-    const meanOverOrders = sum.reduce((a, b) => a + b, 0) / n;
-    return (meanOverOrders / refs.length) * 10;
-  });
+  const scorer = new CiderDScorer(references, options);
+  const perImage = candidates.map((cand, i) => scorer.score(cand, references[i]!));
   return { score: perImage.reduce((a, b) => a + b, 0) / perImage.length, perImage };
 }
