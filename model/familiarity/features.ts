@@ -4,11 +4,16 @@
  *
  * Recipes, named in familiarity.json so that a calibration is always read with the features it
  * was fitted on:
+ *   'first-block-moments-chroma'  'first-block-moments' and three statistics of the image's
+ *                    chroma (`chromaStatistics`): how much of it is vividly coloured, which the
+ *                    shapes world fixes (grey-ish backgrounds, saturated fills) and a grey or
+ *                    pale photograph (the moon, a wood grain) does not match. The default:
+ *                    docs/familiarity.md gives the comparison.
  *   'first-block-moments'  the first conv block's output, each channel's mean and standard
  *                    deviation over the map: colour and local texture, which the later blocks of
  *                    a model trained on one world learn to ignore (a grey texture and an empty
  *                    shapes background look alike to the last block); cheap, a fraction of the
- *                    encoder's work. The default: docs/familiarity.md gives the comparison.
+ *                    encoder's work. The default before 'first-block-moments-chroma'.
  *   'block-moments'  every conv block's output, each channel's mean and standard deviation over
  *                    the map (Lee et al. 2018's "feature ensemble": early blocks see colour and
  *                    texture that the last one has learned to ignore); a backbone: its one output
@@ -18,11 +23,16 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Encoder } from '../nn/encoder.ts';
 
-export const FEATURE_RECIPES = ['first-block-moments', 'block-moments', 'feature-mean'] as const;
+export const FEATURE_RECIPES = [
+  'first-block-moments-chroma',
+  'first-block-moments',
+  'block-moments',
+  'feature-mean',
+] as const;
 export type FeatureRecipe = (typeof FEATURE_RECIPES)[number];
 
 /** The recipe a new calibration uses (docs/familiarity.md says how it was chosen). */
-export const DEFAULT_FEATURE_RECIPE: FeatureRecipe = 'first-block-moments';
+export const DEFAULT_FEATURE_RECIPE: FeatureRecipe = 'first-block-moments-chroma';
 
 /** Mean and standard deviation of each channel over the spatial positions: [batch, h, w, c] → [batch, 2c]. */
 function moments(map: tf.Tensor): tf.Tensor2D {
@@ -30,6 +40,32 @@ function moments(map: tf.Tensor): tf.Tensor2D {
   const axes = map.rank === 4 ? [1, 2] : [1];
   const { mean, variance } = tf.moments(map, axes);
   return tf.concat([mean, tf.sqrt(variance)], 1) as tf.Tensor2D; // [batch, 2c]
+}
+
+/** A pixel's chroma above this (of 1) counts as vivid: the shapes world's fills are (≈ 0.5–0.9), its backgrounds not (≤ 0.18 plus noise). */
+export const VIVID_CHROMA = 0.3;
+
+/**
+ * Statistics of the chroma C = max(R, G, B) − min(R, G, B) (the hexcone model's, Joblove &
+ * Greenberg 1978) of images [batch, size, size, 3] in [0, 1] → [batch, 3]: the mean chroma, the
+ * share of vivid pixels (C > VIVID_CHROMA), and the largest mean chroma of a 4 × 4 patch (a
+ * vivid area, not one noisy pixel). The shapes world fixes these: every scene has a vividly
+ * coloured shape on a grey-ish background; a photograph of grey or pale surfaces has none.
+ */
+export function chromaStatistics(images: tf.Tensor4D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const chroma = tf.sub(tf.max(images, 3, true), tf.min(images, 3, true)) as tf.Tensor4D; // [batch, s, s, 1]
+    const patch = Math.min(4, images.shape[1], images.shape[2]);
+    const patches = tf.avgPool(chroma, patch, patch, 'valid'); // [batch, s/4, s/4, 1]
+    return tf.concat(
+      [
+        tf.mean(chroma, [1, 2]), // [batch, 1]
+        tf.mean(tf.cast(tf.greater(chroma, VIVID_CHROMA), 'float32'), [1, 2]),
+        tf.max(patches, [1, 2]),
+      ],
+      1,
+    ) as tf.Tensor2D; // [batch, 3]
+  });
 }
 
 /**
@@ -43,6 +79,8 @@ export function familiarityFeatures(encoder: Encoder, images: tf.Tensor4D, recip
       return features.rank === 3 ? tf.mean(features, 1) : features; // [batch, featureSize]
     }
     if (recipe === 'first-block-moments') return moments(encoder.convMaps(images, false, 1)[0]!); // [batch, 2·channels]
+    if (recipe === 'first-block-moments-chroma')
+      return tf.concat([moments(encoder.convMaps(images, false, 1)[0]!), chromaStatistics(images)], 1); // [batch, 2·channels + 3]
     return tf.concat(encoder.convMaps(images).map(moments), 1); // [batch, Σ 2·channels]
   });
   try {

@@ -6,7 +6,10 @@
  *                     lower triangle, row by row (dims·(dims + 1)/2 values)
  *
  * Both are written atomically, the .bin first, so that a familiarity.json always describes a
- * whole .bin. A checkpoint without familiarity.json has no calibration (its captions carry no
+ * whole .bin. Version 1 holds every recipe (the recipe is named in the JSON, and the .bin's
+ * layout does not depend on it): a file written before a recipe was added still loads and is
+ * scored with the recipe it names; a recipe or version this captioner does not know is an error
+ * that names it and says to recalibrate. A checkpoint without familiarity.json has no calibration (its captions carry no
  * familiarity); a damaged one is an error naming the file.
  */
 import { readFile } from 'node:fs/promises';
@@ -131,10 +134,17 @@ export async function readFamiliarity(dir: string): Promise<FamiliarityParams | 
     new CheckpointError(
       `${file}: "${field}" must be ${expected}, got ${JSON.stringify(json[field as keyof FamiliarityJson])}`,
     );
-  if (json.format !== 'captioner-familiarity' || json.version !== 1)
-    throw new CheckpointError(`${file}: not a captioner familiarity file (format/version)`);
+  if (json.format !== 'captioner-familiarity')
+    throw new CheckpointError(`${file}: not a captioner familiarity file ("format" is ${JSON.stringify(json.format)})`);
+  if (json.version !== 1)
+    throw new CheckpointError(
+      `${file}: familiarity format version ${JSON.stringify(json.version)}, this captioner reads version 1: recalibrate (captioner calibrate) or update captioner`,
+    );
   if (!FEATURE_RECIPES.includes(json.features as FeatureRecipe))
-    throw bad('features', `one of ${FEATURE_RECIPES.join(', ')}`);
+    throw bad(
+      'features',
+      `one of ${FEATURE_RECIPES.join(', ')} (a recipe of another captioner version: recalibrate with captioner calibrate)`,
+    );
   const whole = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
   if (!whole(json.dims)) throw bad('dims', 'a whole number ≥ 1');
   if (!whole(json.clusters)) throw bad('clusters', 'a whole number ≥ 1');
