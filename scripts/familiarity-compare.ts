@@ -3,10 +3,14 @@
  * "How the features were chosen"): each candidate is fitted on training images, its threshold
  * set on val as `captioner calibrate` sets it, and it is judged by the share of fresh shapes
  * scenes it finds familiar and the photographs it flags. Never give it the sets a figure is
- * reported on.
+ * reported on. Candidates are statistics of the first two conv blocks' maps and of the image's
+ * chroma (model/familiarity/features.ts), combined as COMBOS lists; densities are one Gaussian
+ * (as calibrate fits) or k-NN in its whitened space (Sun et al. 2022's nearest-neighbour score).
+ * `--cache DIR` keeps every set's statistics in DIR/pieces.json, so that a run for other
+ * densities or combinations reads them instead of running the encoder again.
  *
  *   node --import tsx scripts/familiarity-compare.ts --model models/default --data data/shapes60k \
- *       --fresh data/shapes-v2-seed9002 --fit 5000 PHOTO…
+ *       --fresh data/shapes-v2-seed9002 --fit 5000 --densities gaussian,knn1,knn10 PHOTO…
  */
 import { parseArgs } from 'node:util';
 import { basename, join } from 'node:path';
@@ -18,6 +22,7 @@ import { loadModel } from '../model/io/load.ts';
 import { ImageCache, readManifest, splitImages, type DatasetImage } from '../model/data/dataset.ts';
 import { imagesToTensor, loadImagePixels } from '../model/data/image.ts';
 import { evenlySpread } from '../model/familiarity/calibrate.ts';
+import { chromaStatistics } from '../model/familiarity/features.ts';
 import {
   columnMeans,
   familiarThreshold,
@@ -57,17 +62,6 @@ function stats(map: tf.Tensor4D): Record<string, tf.Tensor2D> {
   };
 }
 
-/** Chroma (max − min of R, G, B) of images [batch, s, s, 3]: the shapes world's fills are saturated, its backgrounds grey-ish. */
-function chromaStats(images: tf.Tensor4D): Record<string, tf.Tensor2D> {
-  const chroma = tf.sub(tf.max(images, 3, true), tf.min(images, 3, true)) as tf.Tensor4D; // [batch, s, s, 1]
-  const pooled = tf.avgPool(chroma, 4, 4, 'valid');
-  return {
-    'px.chromaMax': tf.max(pooled, [1, 2]) as tf.Tensor2D,
-    'px.chromaMean': tf.mean(chroma, [1, 2]) as tf.Tensor2D,
-    'px.saturated': tf.mean(tf.cast(tf.greater(chroma, 0.3), 'float32'), [1, 2]) as tf.Tensor2D,
-  };
-}
-
 const PIECES = [
   'b0.mean',
   'b0.std',
@@ -87,14 +81,19 @@ function candidates(t: tf.Tensor4D): Rows {
   const out: Rows = {};
   const pieces = tf.tidy(() => {
     const maps = model.encoder.convMaps(t, false, 2) as tf.Tensor4D[];
-    const named: Record<string, tf.Tensor2D> = chromaStats(t);
+    const named: Record<string, tf.Tensor2D> = {};
     maps.forEach((m, b) => {
       for (const [k, v] of Object.entries(stats(m))) named[`b${b}.${k}`] = v;
     });
     return named;
   });
-  for (const name of PIECES) out[name] = pieces[name]!.dataSync() as Float32Array;
+  for (const name of PIECES.filter((p) => !p.startsWith('px.'))) out[name] = pieces[name]!.dataSync() as Float32Array;
   tf.dispose(Object.values(pieces));
+  // The chroma statistics as the recipe computes them: [n, 3] → a piece per column.
+  const chroma = chromaStatistics(t);
+  ['px.chromaMean', 'px.saturated', 'px.chromaMax'].forEach((name, k) => {
+    out[name] = Float32Array.from({ length: chroma.length / 3 }, (_, i) => chroma[i * 3 + k]!);
+  });
   return out;
 }
 

@@ -42,7 +42,10 @@ function moments(map: tf.Tensor): tf.Tensor2D {
   return tf.concat([mean, tf.sqrt(variance)], 1) as tf.Tensor2D; // [batch, 2c]
 }
 
-/** A pixel's chroma above this (of 1) counts as vivid: the shapes world's fills are (≈ 0.5–0.9), its backgrounds not (≤ 0.18 plus noise). */
+/**
+ * A pixel's chroma above this (of 1) counts as vivid: the shapes world's fills are (about 0.5 to
+ * 0.9), its backgrounds are not (at most 0.18, plus noise).
+ */
 export const VIVID_CHROMA = 0.3;
 
 /**

@@ -9,8 +9,8 @@
  * whole .bin. Version 1 holds every recipe (the recipe is named in the JSON, and the .bin's
  * layout does not depend on it): a file written before a recipe was added still loads and is
  * scored with the recipe it names; a recipe or version this captioner does not know is an error
- * that names it and says to recalibrate. A checkpoint without familiarity.json has no calibration (its captions carry no
- * familiarity); a damaged one is an error naming the file.
+ * that names it and says to recalibrate. A checkpoint without familiarity.json has no
+ * calibration (its captions carry no familiarity); a damaged one is an error naming the file.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
