@@ -9,9 +9,10 @@
 // centre-cropped (model/data/image.ts), so the map covers the centre square of the preview and
 // the rest, which the model never saw, is hatched. The overlay colours where the model looked,
 // so that it reads on dark and light images alike: a colour map from magenta to yellow whose
-// opacity grows with the weight (clear where the weight is 0, MAX_ALPHA at the word's largest),
-// and an outline, white inside and black outside, around where the weight is at least half the
-// largest (OUTLINE_AT).
+// opacity grows with the square of the weight's share of the word's largest (clear at 0, MAX_ALPHA
+// at the largest; the square keeps a diffuse map from washing over the whole image), and an
+// outline, white inside and black outside, around where the weight is at least half the largest
+// (OUTLINE_AT).
 
 /** Opacity of the overlay's colour at the word's largest weight. */
 export const MAX_ALPHA = 0.7;
@@ -56,12 +57,12 @@ export function centreSquare(width, height) {
 
 /**
  * The overlay's colour at a weight `t` = w / max w in [0, 1]: [r, g, b] from magenta (t = 0)
- * through orange to yellow (t = 1), and its opacity MAX_ALPHA · t. Yellow keeps a channel high
+ * through orange to yellow (t = 1), and its opacity MAX_ALPHA · t². Yellow keeps a channel high
  * and one low, so it differs from black and from white alike.
  */
 export function overlayColour(t) {
   const c = Math.min(Math.max(t, 0), 1);
-  return [255, Math.round(40 + 215 * c), Math.round(200 * (1 - c)), MAX_ALPHA * c];
+  return [255, Math.round(40 + 215 * c), Math.round(200 * (1 - c)), MAX_ALPHA * c * c];
 }
 
 /**

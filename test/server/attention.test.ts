@@ -161,7 +161,7 @@ function median(values: number[]): number {
 /**
  * Checks the overlay is drawn from `weights` (a 4 × 4 grid): over the centre square of the
  * picture (the part the model saw), the most opaque cell is the word's largest weight, and at
- * each cell's centre the opacity is MAX_ALPHA · w / max w, as attention.js documents (but for
+ * each cell's centre the opacity is MAX_ALPHA · (w / max w)², as attention.js documents (but for
  * cells whose share lies near OUTLINE_AT, where the one-pixel outline may run through the centre).
  */
 function assertDrawnFrom(o: { width: number; height: number; alpha: number[] }, weights: number[], what: string): void {
@@ -185,7 +185,7 @@ function assertDrawnFrom(o: { width: number; height: number; alpha: number[] }, 
     const [r, c] = [Math.floor(cell / 4), cell % 4];
     const x = Math.floor(x0 + ((c + 0.5) * side) / 4);
     const y = Math.floor(y0 + ((r + 0.5) * side) / 4);
-    const expected = 255 * MAX_ALPHA * (w / max);
+    const expected = 255 * MAX_ALPHA * (w / max) ** 2;
     // Within the slope of the bilinear map over the half pixel between a pixel centre and the cell's.
     assert.ok(
       Math.abs(o.alpha[y * o.width + x]! - expected) < 8,
