@@ -1,9 +1,10 @@
 /**
  * The report's attention maps (Xu et al. 2015, "Show, Attend and Tell", fig. 3): for each word
  * of a caption, the picture as the model saw it (model/data/image.ts: resized to cover the
- * square, centre-cropped), shaded where the model did not look, exactly as the page shades it:
- * the same bilinear map and shade (server/public/attention.js, a browser module that Node
- * imports too, so that the two cannot drift apart).
+ * square, centre-cropped), darkened where the model did not look: the same bilinear map as the
+ * page's (server/public/attention.js, a browser module that Node imports too, so that the two
+ * cannot drift apart). The page lays a colour map and an outline over the image instead, which
+ * reads on dark images too; the report's small pictures sit beside their word on a light page.
  */
 import sharp from 'sharp';
 import type { AttentionMaps } from '../model/decode/decode.ts';

@@ -4,7 +4,8 @@
  * of a seed never used), and each photograph's score.
  *
  *   node --import tsx scripts/familiarity-figures.ts --model models/default --data data/shapes60k \
- *       --extra data/shapes-v2-seed9001 --photos /usr/share/backgrounds/mate/nature/*.jpg
+ *       --splits val,test,test-compositional --extra data/shapes-v2-seed9001 \
+ *       --photos /usr/share/backgrounds/mate/nature/*.jpg
  */
 import { parseArgs } from 'node:util';
 import { basename } from 'node:path';
@@ -21,6 +22,8 @@ const { values, positionals } = parseArgs({
     data: { type: 'string', multiple: true, default: [] },
     extra: { type: 'string', multiple: true, default: [] },
     photos: { type: 'string', multiple: true, default: [] },
+    /** The splits of --data to score (default: every split). */
+    splits: { type: 'string' },
   },
   allowPositionals: true,
 });
@@ -42,6 +45,9 @@ async function judge(dataDir: string, images: readonly DatasetImage[]): Promise<
   return out;
 }
 
+/** A photograph's name: its file's, or a KDE wallpaper's folder (NAME/contents/images/WxH.jpg). */
+const photoName = (path: string) => basename(path.replace(/\/contents\/images\/[^/]+$/, ''));
+
 const line = (what: string, judged: Familiarity[]) => {
   const n = judged.filter((j) => j.familiar).length;
   console.log(`| ${what} | ${judged.length} | ${n} (${((n / judged.length) * 100).toFixed(1)} %) |`);
@@ -51,7 +57,8 @@ console.log(`threshold ${familiarity.params.threshold.toFixed(3)} (${familiarity
 console.log('| images | count | familiar |\n| --- | --- | --- |');
 for (const dir of values.data) {
   const manifest = await readManifest(dir);
-  for (const split of [...new Set(manifest.images.map((i) => i.split))]) {
+  const splits = values.splits?.split(',') ?? [...new Set(manifest.images.map((i) => i.split))];
+  for (const split of splits) {
     line(
       `${basename(dir)} ${split}`,
       await judge(
@@ -71,7 +78,7 @@ if (photos.length) {
   line('photographs', judged);
   console.log('\n| photograph | score | flagged |\n| --- | --- | --- |');
   photos.forEach((p, i) =>
-    console.log(`| ${basename(p)} | ${judged[i]!.score.toFixed(2)} | ${judged[i]!.familiar ? 'no' : 'yes'} |`),
+    console.log(`| ${photoName(p)} | ${judged[i]!.score.toFixed(2)} | ${judged[i]!.familiar ? 'no' : 'yes'} |`),
   );
 }
 model.dispose();

@@ -1,10 +1,10 @@
 /**
  * Familiarity: how much an image looks like the images a model was trained on, so that a
  * caption of something foreign to it (a photograph shown to a model of the shapes world) can be
- * flagged as unreliable. A density model of pooled encoder features (model/familiarity/features.ts)
- * scores each image by its Mahalanobis distance to the training images' features (Lee et al.
- * 2018; model/familiarity/gaussian.ts); a threshold chosen on the validation split
- * (model/familiarity/calibrate.ts) says which scores are familiar.
+ * flagged as unreliable. A density model of pooled encoder features and colour statistics
+ * (model/familiarity/features.ts) scores each image by its Mahalanobis distance to the training
+ * images' features (Lee et al. 2018; model/familiarity/gaussian.ts); a threshold chosen on the
+ * validation split (model/familiarity/calibrate.ts) says which scores are familiar.
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { Encoder } from '../nn/encoder.ts';

@@ -80,10 +80,17 @@ export function parseFamiliarityJson(text: string, file: string): FamiliarityJso
     new CheckpointError(
       `${file}: "${field}" must be ${expected}, got ${JSON.stringify(json[field as keyof FamiliarityJson])}`,
     );
-  if (json.format !== 'captioner-familiarity' || json.version !== 1)
-    throw new CheckpointError(`${file}: not a captioner familiarity file (format/version)`);
+  if (json.format !== 'captioner-familiarity')
+    throw new CheckpointError(`${file}: not a captioner familiarity file ("format" is ${JSON.stringify(json.format)})`);
+  if (json.version !== 1)
+    throw new CheckpointError(
+      `${file}: familiarity format version ${JSON.stringify(json.version)}, this captioner reads version 1: recalibrate (captioner calibrate) or update captioner`,
+    );
   if (!FEATURE_RECIPES.includes(json.features as FeatureRecipe))
-    throw bad('features', `one of ${FEATURE_RECIPES.join(', ')}`);
+    throw bad(
+      'features',
+      `one of ${FEATURE_RECIPES.join(', ')} (a recipe of another captioner version: recalibrate with captioner calibrate)`,
+    );
   const whole = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
   if (!whole(json.dims)) throw bad('dims', 'a whole number ≥ 1');
   if (!whole(json.clusters)) throw bad('clusters', 'a whole number ≥ 1');

@@ -6,8 +6,11 @@
  *                     lower triangle, row by row (dims·(dims + 1)/2 values)
  *
  * Both are written atomically, the .bin first, so that a familiarity.json always describes a
- * whole .bin. A checkpoint without familiarity.json has no calibration (its captions carry no
- * familiarity); a damaged one is an error naming the file.
+ * whole .bin. Version 1 holds every recipe (the recipe is named in the JSON, and the .bin's
+ * layout does not depend on it): a file written before a recipe was added still loads and is
+ * scored with the recipe it names; a recipe or version this captioner does not know is an error
+ * that names it and says to recalibrate. A checkpoint without familiarity.json has no
+ * calibration (its captions carry no familiarity); a damaged one is an error naming the file.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -53,25 +53,47 @@ function shade(prob) {
   return `c${Math.max(0, Math.min(10, Math.round(prob * 10)))}`;
 }
 
+/** Shades `span` by its word's probability (pending while unknown); leaves other classes alone. */
+function setShade(span, prob) {
+  span.classList.remove('pending', ...Array.from({ length: 11 }, (_, k) => `c${k}`));
+  span.classList.add(prob === undefined ? 'pending' : shade(prob));
+  if (prob !== undefined) span.title = `p = ${prob.toFixed(3)}`;
+  else span.removeAttribute('title');
+}
+
 function wordSpan(text, prob) {
   const span = document.createElement('span');
-  span.className = prob === undefined ? 'word pending' : `word ${shade(prob)}`;
+  span.className = 'word';
   span.textContent = text;
-  if (prob !== undefined) span.title = `p = ${prob.toFixed(3)}`;
+  setShade(span, prob);
   return span;
 }
 
 /**
  * Draws the caption as a sentence (model/text/sentence.js, as the server renders it without
  * JavaScript): a span per word, shaded by its probability when known; the final period once
- * `complete`.
+ * `complete`. The nodes already drawn that still read the same are kept (only their shade is
+ * updated) and the rest appended, so that a word focused with the keyboard keeps its focus as
+ * the next words stream in.
  */
 function showWords(words, probs, complete = false) {
-  captionLine.replaceChildren();
+  const wanted = [];
   for (const part of sentenceParts(words, complete)) {
-    if (part.space) captionLine.append(' ');
-    captionLine.append(part.word === null ? part.text : wordSpan(part.text, probs?.[part.word]));
+    if (part.space) wanted.push({ text: ' ', word: null });
+    wanted.push({ text: part.text, word: part.word });
   }
+  const drawn = [...captionLine.childNodes];
+  const same = (node, w) =>
+    w.word === null
+      ? node.nodeType === Node.TEXT_NODE && node.nodeValue === w.text
+      : node instanceof HTMLElement && node.classList.contains('word') && node.textContent === w.text;
+  let kept = 0;
+  while (kept < wanted.length && kept < drawn.length && same(drawn[kept], wanted[kept])) {
+    if (wanted[kept].word !== null) setShade(drawn[kept], probs?.[wanted[kept].word]);
+    kept++;
+  }
+  for (const node of drawn.slice(kept)) node.remove();
+  captionLine.append(...wanted.slice(kept).map((w) => (w.word === null ? w.text : wordSpan(w.text, probs?.[w.word]))));
 }
 
 /**

@@ -7,10 +7,26 @@
 // A map is the word's weights over the encoder's grid, [rows, cols] row-major, upsampled
 // bilinearly to the image. The model saw the image resized to cover its square and
 // centre-cropped (model/data/image.ts), so the map covers the centre square of the preview and
-// the rest, which the model never saw, is shaded. The overlay darkens where the model did not
-// look: clear at the word's largest weight, MAX_SHADE where the weight is 0.
+// the rest, which the model never saw, is hatched. The overlay colours where the model looked,
+// so that it reads on dark and light images alike: a colour map from magenta to yellow whose
+// opacity grows with the square of the weight's share of the word's largest (clear at 0, MAX_ALPHA
+// at the largest; the square keeps a diffuse map from washing over the whole image), and an
+// outline, white inside and black outside, around where the weight is at least half the largest
+// (OUTLINE_AT).
 
-/** Opacity of the shade where a weight is 0 (and outside the square the model saw). */
+/** Opacity of the overlay's colour at the word's largest weight. */
+export const MAX_ALPHA = 0.7;
+
+/** The outline goes around the area where the weight is at least this share of the largest. */
+export const OUTLINE_AT = 0.5;
+
+/** Opacity of the hatching over the part of the preview the model never saw. */
+export const HATCH_ALPHA = 0.55;
+
+/**
+ * The eval report's pictures (eval/attention-maps.ts) still darken where the model did not look,
+ * by at most this: they are read beside the image, on a light page.
+ */
 export const MAX_SHADE = 0.75;
 
 /**
@@ -40,24 +56,59 @@ export function centreSquare(width, height) {
 }
 
 /**
- * Draws the shade of one word's map on `ctx` over a width × height area whose centre square the
- * map covers: black, with opacity MAX_SHADE · (1 − w / max w), and MAX_SHADE outside the square.
+ * The overlay's colour at a weight `t` = w / max w in [0, 1]: [r, g, b] from magenta (t = 0)
+ * through orange to yellow (t = 1), and its opacity MAX_ALPHA · t². Yellow keeps a channel high
+ * and one low, so it differs from black and from white alike.
  */
-export function drawShade(ctx, width, height, weights, grid) {
+export function overlayColour(t) {
+  const c = Math.min(Math.max(t, 0), 1);
+  return [255, Math.round(40 + 215 * c), Math.round(200 * (1 - c)), MAX_ALPHA * c * c];
+}
+
+/**
+ * The overlay of one word's map over a width × height area whose centre square the map covers,
+ * as RGBA bytes (straight alpha, row-major): overlayColour of each pixel's share of the largest
+ * weight; a one-pixel outline, white inside and black outside, where that share crosses
+ * OUTLINE_AT; and, outside the square, diagonal hatching in black and white at HATCH_ALPHA.
+ */
+export function overlayPixels(width, height, weights, grid) {
   const [rows, cols] = grid;
   const { x, y, side } = centreSquare(width, height);
   const max = Math.max(...weights) || 1;
-  const image = ctx.createImageData(width, height);
-  const px = image.data;
+  const share = new Float32Array(width * height).fill(-1); // -1: outside the square
   for (let j = 0; j < height; j++) {
     for (let i = 0; i < width; i++) {
       const u = (i + 0.5 - x) / side;
       const v = (j + 0.5 - y) / side;
-      const inside = u >= 0 && u < 1 && v >= 0 && v < 1;
-      const shade = inside ? MAX_SHADE * (1 - sampleGrid(weights, rows, cols, u, v) / max) : MAX_SHADE;
-      px[(j * width + i) * 4 + 3] = Math.round(255 * shade); // black: r = g = b = 0
+      if (u >= 0 && u < 1 && v >= 0 && v < 1) share[j * width + i] = sampleGrid(weights, rows, cols, u, v) / max;
     }
   }
+  const above = (i, j) => i >= 0 && j >= 0 && i < width && j < height && share[j * width + i] >= OUTLINE_AT;
+  const px = new Uint8ClampedArray(width * height * 4);
+  for (let j = 0; j < height; j++) {
+    for (let i = 0; i < width; i++) {
+      const k = j * width + i;
+      const t = share[k];
+      let rgba;
+      if (t < 0) {
+        const light = Math.floor((i + j) / 4) % 2 === 0;
+        rgba = light ? [255, 255, 255, HATCH_ALPHA] : [0, 0, 0, HATCH_ALPHA];
+      } else {
+        const inside = t >= OUTLINE_AT;
+        const edge = [above(i - 1, j), above(i + 1, j), above(i, j - 1), above(i, j + 1)].some((a) => a !== inside);
+        if (edge) rgba = inside ? [255, 255, 255, 1] : [0, 0, 0, 1];
+        else rgba = overlayColour(t);
+      }
+      px.set([rgba[0], rgba[1], rgba[2], Math.round(255 * rgba[3])], k * 4);
+    }
+  }
+  return px;
+}
+
+/** Draws `overlayPixels` on `ctx` (a canvas of width × height). */
+export function drawOverlay(ctx, width, height, weights, grid) {
+  const image = ctx.createImageData(width, height);
+  image.data.set(overlayPixels(width, height, weights, grid));
   ctx.putImageData(image, 0, 0);
 }
 
@@ -190,14 +241,14 @@ export class AttentionView {
     });
     this.overlay.width = width;
     this.overlay.height = height;
-    drawShade(this.overlay.getContext('2d'), width, height, weights, this.grid);
+    drawOverlay(this.overlay.getContext('2d'), width, height, weights, this.grid);
     this.overlay.dataset.index = String(index);
     this.overlay.hidden = false;
     const word = span ? span.textContent : '';
     this.label.textContent = `“${word}”: the model looked most at ${placeOf(argmax(weights), this.grid)} of the image.`;
   }
 
-  /** The small multiples: the square the model saw, shaded by each word's map, the word below. */
+  /** The small multiples: the square the model saw under each word's overlay, the word below. */
   drawGallery() {
     const open = this.allButton.getAttribute('aria-pressed') === 'true';
     this.gallery.hidden = !open || !this.grid || this.rows.length === 0;
@@ -215,15 +266,15 @@ export class AttentionView {
       canvas.width = size;
       canvas.height = size;
       const ctx = canvas.getContext('2d');
-      const shade = document.createElement('canvas');
-      shade.width = size;
-      shade.height = size;
-      drawShade(shade.getContext('2d'), size, size, weights, this.grid);
+      const layer = document.createElement('canvas');
+      layer.width = size;
+      layer.height = size;
+      drawOverlay(layer.getContext('2d'), size, size, weights, this.grid);
       if (img.complete && img.naturalWidth) {
         const { x, y, side } = centreSquare(img.naturalWidth, img.naturalHeight);
         ctx.drawImage(img, x, y, side, side, 0, 0, size, size);
       }
-      ctx.drawImage(shade, 0, 0);
+      ctx.drawImage(layer, 0, 0);
       const word = words[i]?.textContent ?? '';
       canvas.setAttribute('role', 'img');
       canvas.setAttribute(

@@ -80,8 +80,9 @@ test('calibrate writes the calibration; its threshold keeps the val images famil
   const dir = await checkpointDir();
   assert.deepEqual(out.files, [join(dir, FAMILIARITY_FILE), join(dir, FAMILIARITY_WEIGHTS)]);
   assert.equal((await stat(join(dir, FAMILIARITY_WEIGHTS))).size, out.bytes);
-  // The tiny model's first conv block has 8 channels: a mean and a deviation of each.
-  assert.equal(out.dims, 2 * 8);
+  // The tiny model's first conv block has 8 channels: a mean and a deviation of each, then the
+  // three chroma statistics (the default recipe, first-block-moments-chroma).
+  assert.equal(out.dims, 2 * 8 + 3);
   assert.match(r.stderr, /features of the fit images/);
   assert.match(r.stderr, /100\.0 % of 2 "val" images familiar/);
 

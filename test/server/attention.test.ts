@@ -4,7 +4,8 @@
  * for that image; the stream names the grid in `start` and each `word` event carries its row
  * (each beam `hypothesis` its rows); a model without attention carries none. And the page, in
  * Debian's Chromium (playwright-core, as browser.test.ts): pointing at a word, or tabbing to it,
- * shades the image by that word's weights; "Show all maps" draws one map per word.
+ * lays that word's weights over the image, visibly on a dark image too; "Show all maps" draws one
+ * map per word; a word focused while the caption streams keeps its focus as the next words come.
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -12,7 +13,9 @@ import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 import type { AxeResults } from 'axe-core';
 import { type Browser, type Page } from 'playwright-core';
+import sharp from 'sharp';
 import { chromiumMissing, launchChromium, watchProblems } from '../../scripts/chromium.ts';
+import { HATCH_ALPHA, MAX_ALPHA, OUTLINE_AT } from '../../server/public/attention.js';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { loadModel } from '../../model/io/load.ts';
@@ -51,8 +54,8 @@ after(async () => {
   await plain?.cleanup();
 });
 
-async function caption(url: string, fields: Record<string, string>): Promise<CaptionJson> {
-  const res = await fetch(`${url}/api/captions`, { method: 'POST', body: form(png, 'x.png', 'image/png', fields) });
+async function caption(url: string, fields: Record<string, string>, picture = png): Promise<CaptionJson> {
+  const res = await fetch(`${url}/api/captions`, { method: 'POST', body: form(picture, 'x.png', 'image/png', fields) });
   assert.equal(res.status, 200);
   return (await res.json()) as CaptionJson;
 }
@@ -149,42 +152,48 @@ async function overlayAlpha(page: Page): Promise<{ width: number; height: number
   });
 }
 
+/** The median of `values`. */
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
 /**
  * Checks the overlay is drawn from `weights` (a 4 × 4 grid): over the centre square of the
- * picture (the part the model saw), the clearest cell is the word's largest weight, and at each
- * cell's centre the shade is 0.75 · (1 − w / max w), as attention.js documents.
+ * picture (the part the model saw), the most opaque cell is the word's largest weight, and at
+ * each cell's centre the opacity is MAX_ALPHA · (w / max w)², as attention.js documents (but for
+ * cells whose share lies near OUTLINE_AT, where the one-pixel outline may run through the centre).
  */
 function assertDrawnFrom(o: { width: number; height: number; alpha: number[] }, weights: number[], what: string): void {
   const side = Math.min(o.width, o.height);
   const [x0, y0] = [(o.width - side) / 2, (o.height - side) / 2];
-  const cellMean = weights.map((_, cell) => {
+  // The median over the cell: the thin outline does not move it.
+  const cellMedian = weights.map((_, cell) => {
     const [r, c] = [Math.floor(cell / 4), cell % 4];
-    let sum = 0;
-    let n = 0;
+    const values: number[] = [];
     for (let y = Math.ceil(y0 + (r * side) / 4); y < y0 + ((r + 1) * side) / 4 - 1; y++)
-      for (let x = Math.ceil(x0 + (c * side) / 4); x < x0 + ((c + 1) * side) / 4 - 1; x++) {
-        sum += o.alpha[y * o.width + x]!;
-        n++;
-      }
-    return sum / n;
+      for (let x = Math.ceil(x0 + (c * side) / 4); x < x0 + ((c + 1) * side) / 4 - 1; x++)
+        values.push(o.alpha[y * o.width + x]!);
+    return median(values);
   });
-  const clearest = cellMean.indexOf(Math.min(...cellMean));
+  const opaquest = cellMedian.indexOf(Math.max(...cellMedian));
   const largest = weights.indexOf(Math.max(...weights));
-  assert.equal(clearest, largest, `${what}: the clearest cell is the largest weight's`);
+  assert.equal(opaquest, largest, `${what}: the most opaque cell is the largest weight's`);
   const max = Math.max(...weights);
   weights.forEach((w, cell) => {
+    if (Math.abs(w / max - OUTLINE_AT) < 0.1) return;
     const [r, c] = [Math.floor(cell / 4), cell % 4];
     const x = Math.floor(x0 + ((c + 0.5) * side) / 4);
     const y = Math.floor(y0 + ((r + 0.5) * side) / 4);
-    const expected = 255 * 0.75 * (1 - w / max);
+    const expected = 255 * MAX_ALPHA * (w / max) ** 2;
     // Within the slope of the bilinear map over the half pixel between a pixel centre and the cell's.
     assert.ok(
       Math.abs(o.alpha[y * o.width + x]! - expected) < 8,
       `${what}: cell ${cell}: ${o.alpha[y * o.width + x]} vs ${expected}`,
     );
   });
-  // Outside the square (the picture is wider than tall), the model saw nothing: full shade.
-  if (o.width > o.height + 2) assert.equal(o.alpha[Math.floor(o.height / 2) * o.width]!, Math.round(255 * 0.75));
+  // Outside the square (the picture is wider than tall), the model saw nothing: hatched.
+  if (o.width > o.height + 2) assert.equal(o.alpha[Math.floor(o.height / 2) * o.width]!, Math.round(255 * HATCH_ALPHA));
 }
 
 test('the page: pointing at a word shades the image by its weights; all words while streaming', { skip }, async () => {
@@ -281,6 +290,99 @@ test('the page: a word focused with the keyboard shows its map (beam search); Es
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'attention-all', 'then the show-all button');
   await page.close();
 });
+
+test('the page: on a dark image the overlay changes the pixels where the weight is high', { skip }, async () => {
+  // Nearly black: the old overlay, which darkened where the model did not look, left it as it was.
+  const dark = await sharp({ create: { width: 48, height: 48, channels: 3, background: { r: 10, g: 12, b: 14 } } })
+    .png()
+    .toBuffer();
+  const page = await browser!.newPage();
+  await page.goto(server.url);
+  await page.selectOption('#strategy', 'greedy');
+  await page.setInputFiles('#image-input', { name: 'dark.png', mimeType: 'image/png', buffer: dark });
+  await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
+  const weights = (await caption(server.url, { strategy: 'greedy' }, dark)).attention!.weights[0]!;
+  const box = await page.locator('#preview').boundingBox();
+  assert.ok(box && box.width > 40, 'the preview shows');
+  const clip = {
+    x: Math.round(box.x),
+    y: Math.round(box.y),
+    width: Math.floor(box.width),
+    height: Math.floor(box.height),
+  };
+  const pixels = async () => {
+    const { data, info } = await sharp(await page.screenshot({ clip }))
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return { data, width: info.width };
+  };
+  const bare = await pixels();
+  await page.hover('#caption .word >> nth=0');
+  assert.ok(await page.isVisible('#attention-overlay'));
+  const shown = await pixels();
+  // The centre of the largest weight's cell (the picture is square: the grid covers all of it).
+  const cell = weights.indexOf(Math.max(...weights));
+  const x = Math.floor(((cell % 4) + 0.5) * (clip.width / 4));
+  const y = Math.floor((Math.floor(cell / 4) + 0.5) * (clip.height / 4));
+  const at = (p: { data: Buffer; width: number }) => [0, 1, 2].map((ch) => p.data[(y * p.width + x) * 3 + ch]!);
+  const change = Math.max(...at(shown).map((v, ch) => Math.abs(v - at(bare)[ch]!)));
+  assert.ok(change > 100, `the overlay changes the dark image by ${change} of 255 where the weight is highest`);
+  await page.close();
+});
+
+test(
+  'the page: a word focused while the caption streams keeps its focus as the next words come',
+  { skip },
+  async () => {
+    const page = await browser!.newPage();
+    await page.goto(server.url);
+    await page.selectOption('#strategy', 'greedy');
+    // Focus the first word as soon as it has its map, then note at every later change of the
+    // caption whether it still has the focus.
+    await page.evaluate(() => {
+      const caption = document.getElementById('caption')!;
+      const w = window as unknown as { focused: Element | null; kept: boolean[]; wordsWhenFocused: number };
+      w.focused = null;
+      w.kept = [];
+      new MutationObserver(() => {
+        if (!w.focused) {
+          const first = caption.querySelector<HTMLElement>('.word');
+          if (caption.dataset.state === 'running' && first?.tabIndex === 0) {
+            first.focus();
+            w.focused = first;
+            w.wordsWhenFocused = caption.querySelectorAll('.word').length;
+          }
+        } else {
+          w.kept.push(document.activeElement === w.focused);
+        }
+      }).observe(caption, { childList: true, subtree: true, attributes: true });
+    });
+    await page.setInputFiles('#image-input', { name: 'wide.png', mimeType: 'image/png', buffer: png });
+    await page.waitForSelector('#caption[data-state="done"]', { timeout: 30_000 });
+    const after = await page.evaluate(() => {
+      const w = window as unknown as { focused: Element | null; kept: boolean[]; wordsWhenFocused: number };
+      return {
+        focusedWhileStreaming: w.focused !== null,
+        wordsWhenFocused: w.wordsWhenFocused,
+        wordsAtEnd: document.querySelectorAll('#caption .word').length,
+        kept: w.kept,
+        stillFocused: document.activeElement === w.focused,
+        focusedIndex: (document.activeElement as HTMLElement | null)?.dataset.index ?? null,
+      };
+    });
+    assert.ok(after.focusedWhileStreaming, 'the first word could be focused while the caption streamed');
+    assert.ok(after.wordsAtEnd > after.wordsWhenFocused, 'more words came after it was focused');
+    assert.ok(
+      after.kept.length > 0 && after.kept.every(Boolean),
+      `focus kept at every change: ${after.kept.join(' ')}`,
+    );
+    assert.ok(after.stillFocused, 'the same word element has the focus at the end');
+    assert.equal(after.focusedIndex, '0');
+    assert.ok(await page.isVisible('#attention-overlay'), 'and its map still shows');
+    await page.close();
+  },
+);
 
 test('the page: a model without attention shows no map controls', { skip }, async () => {
   const page = await browser!.newPage();
