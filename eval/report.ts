@@ -152,5 +152,31 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
   const notComputed = Object.entries(NOT_COMPUTED).map(([name, why]) => ({ name, why }));
   const hasSemantic = view.splits.some((s) => s.semantic);
   const hasFamiliarity = view.splits.some((s) => s.familiarity);
-  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity });
+  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity, ...positionTable(view.splits) });
+}
+
+/**
+ * The report's table of per-position accuracy (was the k-th object named right?,
+ * data-scripts/shapes/semantics.ts `positionsRight`): a column per position, a row per split.
+ */
+function positionTable(splits: readonly ReportSplit[]): {
+  positionColumns: number[];
+  positionRows: { name: string; cells: { rate: number | null; captions: number }[] }[];
+} {
+  const width = Math.max(0, ...splits.map((s) => s.semantic?.positions?.length ?? 0));
+  const positionColumns = Array.from({ length: width }, (_, k) => k + 1);
+  const positionRows = splits.flatMap((s) =>
+    s.semantic?.positions
+      ? [
+          {
+            name: s.name,
+            cells: positionColumns.map((_, k) => {
+              const at = s.semantic!.positions[k];
+              return { rate: at ? at.rate : null, captions: at?.captions ?? 0 };
+            }),
+          },
+        ]
+      : [],
+  );
+  return { positionColumns, positionRows };
 }
