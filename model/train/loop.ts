@@ -206,6 +206,7 @@ export class TrainingLoop {
       perplexity: stats.perplexity,
       epsilon: stats.samplingProbability,
       gradNorm: stats.gradNorm,
+      paddingFraction: stats.paddingFraction,
       learningRate: stats.learningRate,
       tokensPerSecond,
       imagesPerSecond,
