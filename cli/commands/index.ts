@@ -9,6 +9,7 @@ import { evalCommand } from './eval.ts';
 import { priorCommand } from './prior.ts';
 import { workerCommand } from './worker.ts';
 import { calibrateCommand } from './calibrate.ts';
+import { experimentCommand } from './experiment.ts';
 
 export const COMMANDS: readonly Command[] = [
   trainCommand,
@@ -18,6 +19,7 @@ export const COMMANDS: readonly Command[] = [
   evalCommand,
   priorCommand,
   calibrateCommand,
+  experimentCommand,
   serveCommand,
   workerCommand,
 ];
