@@ -9,7 +9,7 @@ import type { MetricsRecord } from '../model/io/metrics-log.ts';
 export interface RunFigures {
   /** Optimiser steps taken. */
   steps: number | null;
-  /** Wall time of the training attempt that finished the run, seconds (all runs on one loaded machine: compare with care). */
+  /** Wall time of the training attempt that finished the run, seconds (a shared machine: compare with care). */
   trainSeconds: number | null;
   /** Mean of the logged tokens per second (the trainer's own windows). */
   tokensPerSecond: number | null;
@@ -25,7 +25,7 @@ export interface RunFigures {
   explodingSteps: number | null;
   /** Logged steps whose loss exceeds twice the lowest loss logged before them (our definition of a loss spike). */
   lossSpikes: number | null;
-  /** 1 when the loss became NaN or infinite and training stopped, else 0 (so that the arm's mean is the share of seeds). */
+  /** 1 when the loss became NaN or infinite and training stopped, else 0 (the arm's mean: the share of seeds). */
   diverged: number;
   /** The step at which it diverged. */
   divergedAtStep: number | null;

@@ -98,7 +98,10 @@ export interface ExperimentPlan {
   runs: PlannedRun[];
 }
 
-/** The plan of an experiment: every arm × seed and its recipe, in the order they run (seed-major, so that one seed of every arm comes first). */
+/**
+ * The plan of an experiment: every arm × seed and its recipe, in the order they run (seed-major,
+ * so that one seed of every arm comes first).
+ */
 export function planRuns(spec: ExperimentSpec, seeds: number, maxSteps?: number): PlannedRun[] {
   const runs: PlannedRun[] = [];
   for (let seed = 1; seed <= seeds; seed++)

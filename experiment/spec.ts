@@ -23,7 +23,7 @@ export interface ExperimentSpec {
   file: string;
   name: string;
   description: string;
-  /** The `captioner data` command that makes the data the experiment was designed on (checked against --data's manifest). */
+  /** The `captioner data` command of the data it was designed on (a manifest's `source`; --data's is compared). */
   data: string;
   /** The base recipe: `captioner train` settings (a JSON object, or the path of a recipe relative to the file). */
   base: Record<string, unknown>;
