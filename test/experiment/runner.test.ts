@@ -15,6 +15,7 @@ import { parameterCounts, summarise, trainingFigures } from '../../experiment/fi
 import { runExperiment } from '../../experiment/run.ts';
 import { writeExperimentResults, type ExperimentResults } from '../../experiment/results.ts';
 import type { MetricsRecord } from '../../model/io/metrics-log.ts';
+import { exitCodeFor } from '../../cli/errors.ts';
 import { runCli, startCli } from '../helpers/cli.ts';
 import { setupBackend } from '../helpers/tf.ts';
 
@@ -177,9 +178,9 @@ test('an experiment killed with SIGKILL mid-run resumes: finished runs are not r
 test('a bad experiment file is refused before anything runs, naming the file and the field', async () => {
   const file = await experimentFile('bad', { name: 'bad', base: TINY, arms: { fast: { learningRat: 0.1 } } });
   const out = join(root, 'bad-out');
-  const r = await runCli(['experiment', 'run', file, '--data', data, '--out', out]);
-  assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, /bad\.json: arms\.fast: unknown setting "learningRat"/);
+  const err = await runExperiment({ experiment: file, data, out }).catch((e: unknown) => e);
+  assert.match(String(err), /bad\.json: arms\.fast: unknown setting "learningRat"/);
+  assert.equal(exitCodeFor(err), 2, 'the CLI exits 2 (bad configuration)');
   await assert.rejects(stat(out), 'nothing was written');
 
   const refusals: [unknown, RegExp][] = [
