@@ -45,7 +45,10 @@ export interface ExperimentResults {
   description: string;
   command: string;
   file: string;
+  /** The data-set directory, as the command gave it. */
   data: string;
+  /** The `captioner data` command the experiment file says makes its data. */
+  dataCommand: string;
   seeds: number;
   maxSteps: number | null;
   eval: ExperimentPlan['spec']['eval'];
@@ -288,7 +291,8 @@ export async function writeExperimentResults(
     description: plan.description,
     command: plan.command,
     file: plan.file,
-    data: plan.spec.data || plan.data,
+    data: plan.dataGiven ?? plan.data,
+    dataCommand: plan.spec.data,
     seeds: plan.seeds,
     maxSteps: plan.maxSteps,
     eval: plan.spec.eval,

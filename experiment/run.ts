@@ -90,8 +90,9 @@ export interface ExperimentPlan {
   /** The experiment file as given, and its contents. */
   file: string;
   spec: Omit<ExperimentSpec, 'file'>;
-  /** The data-set directory (absolute). */
+  /** The data-set directory (absolute), and as the command gave it. */
   data: string;
+  dataGiven?: string;
   seeds: number;
   maxSteps: number | null;
   command: string;
@@ -266,6 +267,7 @@ export async function runExperiment(
     file: options.experiment,
     spec: specFields,
     data,
+    dataGiven: options.data,
     seeds,
     maxSteps: options.maxSteps ?? null,
     command:
