@@ -13,7 +13,6 @@ import { formatRate } from '../eval/report.ts';
 import { readCheckpointConfig } from '../model/io/checkpoint.ts';
 import { ifExists, writeFileAtomic } from '../model/io/fsutil.ts';
 import { parseMetricsLog, type MetricsRecord } from '../model/io/metrics-log.ts';
-import { ConfigError } from '../model/util/config.ts';
 import {
   EMPTY_FIGURES,
   SCALAR_FIGURES,
@@ -26,6 +25,11 @@ import {
   type Summary,
 } from './figures.ts';
 import type { ExperimentPlan } from './run.ts';
+
+/** A directory that is not an experiment's (no experiment.json): bad input, exit 3 at the CLI. */
+export class ExperimentDirError extends Error {
+  override name = 'ExperimentDirError';
+}
 
 /** Where a run stands, from its files. */
 export type RunStatus = 'done' | 'diverged' | 'not trained' | 'not evaluated';
@@ -276,7 +280,7 @@ export async function writeExperimentResults(
   failed: ExperimentResults['failed'] = [],
 ): Promise<{ resultsFile: string; reportFile: string; results: ExperimentResults }> {
   const plan = await readJson<ExperimentPlan>(join(out, 'experiment.json'));
-  if (!plan) throw new ConfigError(`${out}: not an experiment directory (no experiment.json)`);
+  if (!plan) throw new ExperimentDirError(`${out}: not an experiment directory (no experiment.json)`);
   const logs = new Map<string, MetricsRecord[]>();
   const runs: RunResult[] = [];
   for (const run of plan.runs) {

@@ -182,6 +182,9 @@ test('a bad experiment file is refused before anything runs, naming the file and
   assert.match(String(err), /bad\.json: arms\.fast: unknown setting "learningRat"/);
   assert.equal(exitCodeFor(err), 2, 'the CLI exits 2 (bad configuration)');
   await assert.rejects(stat(out), 'nothing was written');
+  const notExperiment = await writeExperimentResults(data).catch((e: unknown) => e);
+  assert.match(String(notExperiment), /not an experiment directory \(no experiment\.json\)/);
+  assert.equal(exitCodeFor(notExperiment), 3, '`experiment report` of another directory is bad input');
 
   const refusals: [unknown, RegExp][] = [
     [{ name: 'x', base: TINY, arms: { a: {} }, armz: {} }, /"armz" is not an experiment field/],
