@@ -19,6 +19,7 @@ import { RecordFileError } from '../batch/records.ts';
 import { CocoFileError } from '../eval/coco-files.ts';
 import { ShardError } from '../batch/shard.ts';
 import { QueueConnectionError, QueueUrlError } from '../queue/connection.ts';
+import { ExperimentDirError } from '../experiment/results.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, input: 3, backend: 4, unavailable: 5, interrupted: 130 } as const;
 
@@ -42,7 +43,8 @@ export function exitCodeFor(err: unknown): number {
     err instanceof ImageError ||
     err instanceof RecordFileError ||
     err instanceof CocoFileError ||
-    err instanceof PriorError
+    err instanceof PriorError ||
+    err instanceof ExperimentDirError
   )
     return EXIT.input;
   if (err instanceof BackendError) return EXIT.backend;

@@ -8,6 +8,8 @@ export interface ChartSeries {
   /** [x, y] points; non-finite values are skipped. */
   points: readonly (readonly [number, number])[];
   colour?: string;
+  /** false: drawn but not listed in the legend (e.g. every seed of an arm after the first, in one colour). */
+  inLegend?: boolean;
 }
 
 export interface LineChart {
@@ -144,13 +146,15 @@ export function svgLineChart(chart: LineChart): string | null {
     if (pts.length <= 40)
       for (const [x, y] of pts) parts.push(`<circle cx="${f(sx(x))}" cy="${f(sy(y))}" r="2.5" fill="${s.colour}"/>`);
   }
-  series.forEach((s, i) => {
-    const x = width - m.right - 150;
-    const y = m.top + 14 + i * 16;
-    parts.push(
-      `<rect x="${x}" y="${y - 8}" width="12" height="3" fill="${s.colour}"/><text x="${x + 18}" y="${y - 3}" font-size="11">${escapeXml(s.name)}</text>`,
-    );
-  });
+  series
+    .filter((s) => s.inLegend !== false)
+    .forEach((s, i) => {
+      const x = width - m.right - 150;
+      const y = m.top + 14 + i * 16;
+      parts.push(
+        `<rect x="${x}" y="${y - 8}" width="12" height="3" fill="${s.colour}"/><text x="${x + 18}" y="${y - 3}" font-size="11">${escapeXml(s.name)}</text>`,
+      );
+    });
   parts.push('</svg>');
   return parts.join('');
 }

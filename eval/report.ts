@@ -214,5 +214,39 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
   const hasSemantic = view.splits.some((s) => s.semantic);
   const hasFamiliarity = view.splits.some((s) => s.familiarity);
   const hasExposure = view.splits.some((s) => s.exposure);
-  return template({ ...view, metricRows, notComputed, hasSemantic, hasFamiliarity, hasExposure });
+  return template({
+    ...view,
+    metricRows,
+    notComputed,
+    hasSemantic,
+    hasFamiliarity,
+    hasExposure,
+    ...positionTable(view.splits),
+  });
+}
+
+/**
+ * The report's table of per-position accuracy (was the k-th object named right?,
+ * data-scripts/shapes/semantics.ts `positionsRight`): a column per position, a row per split.
+ */
+function positionTable(splits: readonly ReportSplit[]): {
+  positionColumns: number[];
+  positionRows: { name: string; cells: { rate: number | null; captions: number }[] }[];
+} {
+  const width = Math.max(0, ...splits.map((s) => s.semantic?.positions?.length ?? 0));
+  const positionColumns = Array.from({ length: width }, (_, k) => k + 1);
+  const positionRows = splits.flatMap((s) =>
+    s.semantic?.positions
+      ? [
+          {
+            name: s.name,
+            cells: positionColumns.map((_, k) => {
+              const at = s.semantic!.positions[k];
+              return { rate: at ? at.rate : null, captions: at?.captions ?? 0 };
+            }),
+          },
+        ]
+      : [],
+  );
+  return { positionColumns, positionRows };
 }

@@ -21,6 +21,7 @@ import {
   generateShapes,
   type ShapesGeneratorVersion,
 } from '../../data-scripts/shapes/generate.ts';
+import { MAX_SHAPES, maxCaptionWords } from '../../data-scripts/shapes/grammar.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { integerFlag } from '../options.ts';
@@ -72,8 +73,7 @@ export const dataCommand: Command = {
         },
         'max-length': {
           type: 'number',
-          default: 16,
-          describe: 'vocabulary statistics: longest caption in words',
+          describe: 'vocabulary statistics: longest caption in words [default: 16; shapes: its longest caption]',
           group: 'Output:',
         },
         concurrency: { type: 'number', describe: 'images in flight (default: 2 per core)', group: 'Output:' },
@@ -93,6 +93,13 @@ export const dataCommand: Command = {
             'shapes: 2 gives each seed its own scenes and grammatical captions; 1 reproduces data sets made before v2 (the bundled model was trained on v1)',
           group: 'shapes:',
         },
+        'max-shapes': {
+          type: 'number',
+          default: 3,
+          describe: `shapes: most objects in a scene (up to ${MAX_SHAPES}; above 3, long captions of 30 words and more)`,
+          group: 'shapes:',
+        },
+        'min-shapes': { type: 'number', default: 1, describe: 'shapes: fewest objects in a scene', group: 'shapes:' },
         'captions-per-image': { type: 'number', default: 5, describe: 'shapes: captions per image', group: 'shapes:' },
         'val-fraction': {
           type: 'number',
@@ -152,6 +159,10 @@ export const dataCommand: Command = {
       })
       .example('$0 data shapes --out data/shapes --count 20000 --size 64 --seed 1', 'generate the shapes benchmark')
       .example(
+        '$0 data shapes --out data/long --count 4000 --size 48 --min-shapes 4 --max-shapes 6',
+        'scenes of 4 to 6 objects: captions of up to 32 words (the RNN lab, docs/lab.md)',
+      )
+      .example(
         '$0 data shapes --out data/shapes60k --count 60000 --size 64 --seed 1 --generator-version 1 --val-fraction 0.05 --test-fraction 0.05 --compositional-fraction 0.05',
         "the bundled model's training data (generator v1)",
       )
@@ -180,7 +191,7 @@ export const dataCommand: Command = {
     const common = {
       out,
       minWordCount: number(argv, 'minWordCount', 5),
-      maxLength: number(argv, 'maxLength', 16),
+      maxLength: number(argv, 'maxLength', format === 'shapes' ? maxCaptionWords(number(argv, 'maxShapes', 3)) : 16),
       concurrency: typeof argv.concurrency === 'number' ? argv.concurrency : undefined,
       log: logLine,
     };
@@ -204,6 +215,8 @@ export const dataCommand: Command = {
             valFraction: number(argv, 'valFraction', 0.1),
             testFraction: number(argv, 'testFraction', 0.1),
             compositionalFraction: number(argv, 'compositionalFraction', 0.1),
+            minShapes: number(argv, 'minShapes', 1),
+            maxShapes: number(argv, 'maxShapes', 3),
             onProgress,
           });
         } catch (err) {

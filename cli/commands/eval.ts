@@ -160,6 +160,8 @@ export const evalCommand: Command = {
               `semantic: exact match ${formatRate(s.semantic.exactRate)}, attribute F1 ${s.semantic.f1.toFixed(4)} ` +
                 `(precision ${s.semantic.precision.toFixed(4)}, recall ${s.semantic.recall.toFixed(4)}, ${s.semantic.unparsed} of ${s.semantic.count} captions unparsed)\n`,
             );
+            const positions = s.semantic.positions.map((p, k) => `${k + 1}: ${formatRate(p.rate)}`).join(', ');
+            process.stdout.write(`objects named right by position: ${positions}\n`);
           }
           if (s.exposure) process.stdout.write(formatExposure(s.exposure));
           if (s.familiarity) {

@@ -10,6 +10,7 @@ import { priorCommand } from './prior.ts';
 import { workerCommand } from './worker.ts';
 import { calibrateCommand } from './calibrate.ts';
 import { exportSiteCommand } from './export-site.ts';
+import { experimentCommand } from './experiment.ts';
 
 export const COMMANDS: readonly Command[] = [
   trainCommand,
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   evalCommand,
   priorCommand,
   calibrateCommand,
+  experimentCommand,
   serveCommand,
   exportSiteCommand,
   workerCommand,

@@ -12,6 +12,10 @@
  *   2  (default) scene i of seed s is drawn from hashSeed(s, i): each seed its own stream of
  *      scenes; captions from CAPTION_TEMPLATES (grammar.ts). Scenes follow the same distribution.
  *
+ * Long captions: `minShapes` / `maxShapes` other than 1 / 3 (`--min-shapes`, `--max-shapes`, v2
+ * only) draw scenes of that many objects, up to MAX_SHAPES, whose list captions run to 30 words
+ * and more; the default draws exactly the scenes above.
+ *
  * Splits: a `compositionalFraction` of scenes each hold a colour + shape pair from
  * HELD_OUT_PAIRS and form `test-compositional`; no other scene holds one, and the rest are
  * split train / val / test.
@@ -20,7 +24,15 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Rng, deriveSeed, hashSeed } from '../../model/util/rng.ts';
 import { buildDataset, type BuildRecord, type BuildResult } from '../build.ts';
-import { sampleCaptions, sampleDrawing, type Drawing } from './grammar.ts';
+import {
+  DEFAULT_SHAPE_COUNT,
+  MAX_SHAPES,
+  maxCaptionWords,
+  sampleCaptions,
+  sampleDrawing,
+  type Drawing,
+  type ShapeCount,
+} from './grammar.ts';
 import { encodePng, renderDrawing } from './render.ts';
 
 export const SHAPES_SPLITS = ['train', 'val', 'test', 'test-compositional'] as const;
@@ -55,6 +67,10 @@ export interface ShapesOptions {
   valFraction?: number;
   testFraction?: number;
   compositionalFraction?: number;
+  /** Fewest objects in a scene (default 1). */
+  minShapes?: number;
+  /** Most objects in a scene (default 3, at most MAX_SHAPES): more make long captions. */
+  maxShapes?: number;
   /** For the vocabulary statistics in the manifest. */
   minWordCount?: number;
   maxLength?: number;
@@ -65,8 +81,35 @@ export interface ShapesOptions {
 
 type SceneOptions = Pick<
   ShapesOptions,
-  'generatorVersion' | 'captionsPerImage' | 'valFraction' | 'testFraction' | 'compositionalFraction'
+  | 'generatorVersion'
+  | 'captionsPerImage'
+  | 'valFraction'
+  | 'testFraction'
+  | 'compositionalFraction'
+  | 'minShapes'
+  | 'maxShapes'
 >;
+
+/**
+ * The range of objects per scene the options ask for, checked: 1 ≤ min ≤ max ≤ MAX_SHAPES, and
+ * only generator v2 writes other than 1–3.
+ */
+export function shapeCount(opts: SceneOptions): ShapeCount {
+  const range = { min: opts.minShapes ?? DEFAULT_SHAPE_COUNT.min, max: opts.maxShapes ?? DEFAULT_SHAPE_COUNT.max };
+  for (const [key, value] of [
+    ['minShapes', range.min],
+    ['maxShapes', range.max],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 1 || value > MAX_SHAPES)
+      throw new RangeError(`shapes: "${key}" must be an integer from 1 to ${MAX_SHAPES}, got ${value}`);
+  }
+  if (range.min > range.max)
+    throw new RangeError(`shapes: "minShapes" (${range.min}) must not exceed "maxShapes" (${range.max})`);
+  const standard = range.min === DEFAULT_SHAPE_COUNT.min && range.max === DEFAULT_SHAPE_COUNT.max;
+  if (!standard && generatorVersion(opts) === 1)
+    throw new RangeError('shapes: generator version 1 writes scenes of 1 to 3 objects only ("minShapes", "maxShapes")');
+  return range;
+}
 
 /** A shapes scene: its split, drawing and captions, and the seed of its pixel noise. */
 export interface ShapesScene {
@@ -99,8 +142,9 @@ export function shapesScene(seed: number, index: number, opts: SceneOptions = {}
       : u < val + (opts.testFraction ?? 0.1)
         ? 'test'
         : 'train';
-  const drawing = sampleDrawing(rng, compositional);
-  const captions = sampleCaptions(rng, drawing.scene, opts.captionsPerImage ?? 5, version);
+  const shapes = shapeCount(opts);
+  const drawing = sampleDrawing(rng, compositional, shapes);
+  const captions = sampleCaptions(rng, drawing.scene, opts.captionsPerImage ?? 5, version, maxCaptionWords(shapes.max));
   return { split, drawing, captions, noiseSeed: seeds.noise };
 }
 
@@ -111,6 +155,8 @@ function sourceCommand(opts: ShapesOptions, version: ShapesGeneratorVersion): st
     ['val-fraction', opts.valFraction, 0.1],
     ['test-fraction', opts.testFraction, 0.1],
     ['compositional-fraction', opts.compositionalFraction, 0.1],
+    ['min-shapes', opts.minShapes, DEFAULT_SHAPE_COUNT.min],
+    ['max-shapes', opts.maxShapes, DEFAULT_SHAPE_COUNT.max],
   ];
   const extra = flags.filter(([, value, fallback]) => value !== undefined && value !== fallback);
   return [
@@ -129,6 +175,7 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
       );
   }
   const version = generatorVersion(opts);
+  const shapes = shapeCount(opts);
   if (opts.size < 16) throw new RangeError(`shapes: "size" must be at least 16 pixels, got ${opts.size}`);
   const fractions = {
     val: opts.valFraction ?? 0.1,
@@ -163,7 +210,14 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
     manifestFields: { generatorVersion: version },
     imageSize: opts.size,
     records,
-    fingerprint: { generator: version, seed: opts.seed, fractions },
+    // The shape range joins the fingerprint only when it is not the default, so that data sets
+    // made before it existed still resume.
+    fingerprint: {
+      generator: version,
+      seed: opts.seed,
+      fractions,
+      ...(shapes.min !== DEFAULT_SHAPE_COUNT.min || shapes.max !== DEFAULT_SHAPE_COUNT.max ? { shapes } : {}),
+    },
     async pixels(record, index, dir) {
       const { drawing, noiseSeed } = scenes[index]!;
       const pixels = await renderDrawing(drawing, opts.size, noiseSeed);

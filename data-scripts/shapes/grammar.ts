@@ -99,14 +99,55 @@ function place(rng: Rng, scene: Scene, radii: readonly number[]): { x: number; y
 }
 
 /**
+ * Centres for a scene of many objects (more than three, no relations), placed one after another,
+ * each clear of those before it; null if one finds no room.
+ */
+function placeMany(rng: Rng, radii: readonly number[]): { x: number; y: number }[] | null {
+  const pos: { x: number; y: number }[] = [];
+  for (const r of radii) {
+    let found: { x: number; y: number } | null = null;
+    for (let attempt = 0; attempt < 200 && !found; attempt++) {
+      const p = { x: between(rng, r + 0.03, 0.97 - r), y: between(rng, r + 0.03, 0.97 - r) };
+      if (pos.every((q, j) => Math.hypot(p.x - q.x, p.y - q.y) > r + radii[j]! + 0.04)) found = p;
+    }
+    if (!found) return null;
+    pos.push(found);
+  }
+  return pos;
+}
+
+/** How many objects a scene may hold. The default, 1–3, is every generator version's. */
+export interface ShapeCount {
+  min: number;
+  max: number;
+}
+
+export const DEFAULT_SHAPE_COUNT: ShapeCount = { min: 1, max: 3 };
+
+/** The most objects a scene may hold (`--max-shapes`): eight still fit side by side in the picture. */
+export const MAX_SHAPES = 8;
+
+/**
  * Samples a scene: 1–3 objects with distinct colour + shape pairs, sizes, and for two objects
  * (often) a declared relation, "left of" or "above". `compositional` scenes hold at least one
  * held-out pair; the others none.
+ *
+ * `shapes` other than 1–3 (the long-caption scenes of `--max-shapes`) draw the number of objects
+ * uniformly from its range; a scene of more than three objects states no relation, and its
+ * objects shrink by √(3 / count) so that they fit (sizes stay small < medium < large). The
+ * default range draws exactly as before, so every existing seed gives the same scenes.
  */
-export function sampleDrawing(rng: Rng, compositional: boolean): Drawing {
+export function sampleDrawing(rng: Rng, compositional: boolean, shapes: ShapeCount = DEFAULT_SHAPE_COUNT): Drawing {
+  const standard = shapes.min === DEFAULT_SHAPE_COUNT.min && shapes.max === DEFAULT_SHAPE_COUNT.max;
   for (;;) {
     const u = rng.next();
-    const count = u < 0.35 ? 1 : u < 0.75 ? 2 : 3;
+    const count = standard
+      ? u < 0.35
+        ? 1
+        : u < 0.75
+          ? 2
+          : 3
+      : shapes.min + Math.min(shapes.max - shapes.min, Math.floor(u * (shapes.max - shapes.min + 1)));
     const objects: SceneObject[] = [];
     if (compositional) {
       const [colour, shape] = pick(rng, HELD_OUT_PAIRS);
@@ -122,8 +163,9 @@ export function sampleDrawing(rng: Rng, compositional: boolean): Drawing {
     const scene: Scene = { objects: ordered, relations: [] };
     if (count === 2 && rng.next() < 0.6)
       scene.relations.push({ subject: 0, relation: rng.next() < 0.5 ? 'left of' : 'above', object: 1 });
-    const radii = ordered.map((o) => SIZE_RADIUS[o.size]! * between(rng, 0.92, 1.08));
-    const pos = place(rng, scene, radii);
+    const shrink = count > 3 ? Math.sqrt(3 / count) : 1;
+    const radii = ordered.map((o) => SIZE_RADIUS[o.size]! * shrink * between(rng, 0.92, 1.08));
+    const pos = count > 3 ? placeMany(rng, radii) : place(rng, scene, radii);
     if (!pos) continue; // e.g. two large objects that cannot sit side by side: sample again
     ordered.forEach((o, i) => {
       o.x = Math.round(pos[i]!.x * 1000) / 1000;
@@ -277,7 +319,15 @@ export const RELATION_PHRASES_V2: Readonly<Record<Relation, readonly string[]>> 
   'next to': ['next to', 'beside'],
 };
 
-const NUMBER_WORDS: Record<number, string> = { 2: 'two', 3: 'three' };
+const NUMBER_WORDS: Record<number, string> = {
+  2: 'two',
+  3: 'three',
+  4: 'four',
+  5: 'five',
+  6: 'six',
+  7: 'seven',
+  8: 'eight',
+};
 
 /** The stated relation of a 'relation' scene, either way round; left/right is "next to" a quarter of the time. */
 function statedRelation(rng: Rng, scene: Scene): { x: string; rel: string; y: string } {
@@ -327,15 +377,30 @@ function sampleCaptionV2(rng: Rng, scene: Scene): string {
 export const MAX_CAPTION_WORDS = 16;
 
 /**
- * `n` different captions of a scene of at most MAX_CAPTION_WORDS words (fewer only if the grammar
+ * The longest caption of a scene of `maxShapes` objects: MAX_CAPTION_WORDS up to three, else
+ * room for every noun phrase of four words ("a small red circle"), "and", the longest opening
+ * ("there are six shapes") and closing ("in the picture"): 4·n + 8.
+ */
+export function maxCaptionWords(maxShapes: number): number {
+  return maxShapes <= 3 ? MAX_CAPTION_WORDS : 4 * maxShapes + 8;
+}
+
+/**
+ * `n` different captions of a scene of at most `maxWords` words (fewer only if the grammar
  * cannot make `n`), in the forms of generator `version` (1: v1's, 2: `CAPTION_TEMPLATES`).
  */
-export function sampleCaptions(rng: Rng, scene: Scene, n: number, version: 1 | 2): string[] {
+export function sampleCaptions(
+  rng: Rng,
+  scene: Scene,
+  n: number,
+  version: 1 | 2,
+  maxWords = MAX_CAPTION_WORDS,
+): string[] {
   const sample = version === 1 ? sampleCaptionV1 : sampleCaptionV2;
   const out = new Set<string>();
   for (let tries = 0; out.size < n && tries < 50 * n; tries++) {
     const caption = sample(rng, scene);
-    if (ptbTokenize(caption).length <= MAX_CAPTION_WORDS) out.add(caption);
+    if (ptbTokenize(caption).length <= maxWords) out.add(caption);
   }
   return [...out];
 }

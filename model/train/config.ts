@@ -56,6 +56,11 @@ export interface TrainConfig extends ModelConfig {
   samplingFeed: 'argmax' | 'sample';
   /** Feed the model's own word only where it fills the true word's slot (ForwardOptions.samplingSlots). */
   samplingWithinSlots: boolean;
+  /**
+   * Count pad positions in the training loss (<pad> as a target after <end>): the unmasked loss,
+   * the control of the RNN lab's padding experiment. Validation stays masked.
+   */
+  lossOnPadding: boolean;
   logEvery: number;
   /**
    * Measure gradient flow through time every this many steps, at the start and at the end
@@ -117,6 +122,7 @@ export const TRAIN_DEFAULTS = {
   samplingMin: 0,
   samplingFeed: 'argmax',
   samplingWithinSlots: false,
+  lossOnPadding: false,
   logEvery: 10,
   logGradientFlow: 0,
   checkpointEvery: 0,
@@ -368,6 +374,12 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
     type: 'string',
     describe:
       'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it',
+  },
+  lossOnPadding: {
+    group: 'experimental',
+    type: 'boolean',
+    describe:
+      'count the pad positions after <end> in the training loss (the unmasked loss: a control for the padding experiment, docs/lab.md); validation stays masked',
   },
   samplingWithinSlots: {
     group: 'experimental',

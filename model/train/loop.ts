@@ -216,6 +216,7 @@ export class TrainingLoop {
       epoch: state.epoch + 1,
       ...figures,
       gradNorm: stats.gradNorm,
+      paddingFraction: stats.paddingFraction,
       learningRate: stats.learningRate,
       tokensPerSecond,
       imagesPerSecond,

@@ -22,18 +22,30 @@ import { PAD } from '../text/vocab.ts';
  *
  * With the native kernels on, the whole loss is one fused kernel and its gradient one more
  * (model/runtime/fused.ts's softmaxCrossEntropy); the TF.js ops below are the same function.
+ *
+ * `maskPadding: false` is the unmasked loss, a control for the RNN lab's padding experiment: the
+ * pad positions after <end> count as targets (<pad>) like words, so a batch's loss and gradient
+ * depend on how much padding it holds.
  */
-export function maskedSequenceLoss(logits: tf.Tensor3D, targets: tf.Tensor2D, labelSmoothing = 0): tf.Scalar {
+export function maskedSequenceLoss(
+  logits: tf.Tensor3D,
+  targets: tf.Tensor2D,
+  labelSmoothing = 0,
+  { maskPadding = true }: { maskPadding?: boolean } = {},
+): tf.Scalar {
   if (!(labelSmoothing >= 0 && labelSmoothing < 1))
     throw new Error(`maskedSequenceLoss: labelSmoothing must be in [0, 1), got ${labelSmoothing}`);
   return tf.tidy(() => {
     const [batch, , vocab] = logits.shape;
-    const fused = softmaxCrossEntropy(logits, targets, { pad: PAD, labelSmoothing, scale: 1 / batch });
+    // Without the mask, <pad> is a target like any word (no id equals the pad id -1).
+    const pad = maskPadding ? PAD : -1;
+    const fused = softmaxCrossEntropy(logits, targets, { pad, labelSmoothing, scale: 1 / batch });
     if (fused) return fused;
     const logProbs = tf.logSoftmax(logits); // [batch, steps, vocab]
     let target = tf.oneHot(tf.cast(targets, 'int32'), vocab); // [batch, steps, vocab]
     if (labelSmoothing > 0) target = tf.add(tf.mul(target, 1 - labelSmoothing), labelSmoothing / vocab);
     const picked = tf.sum(tf.mul(logProbs, target), 2); // [batch, steps]
+    if (!maskPadding) return tf.div(tf.neg(tf.sum(picked)), batch) as tf.Scalar;
     const mask = tf.cast(tf.notEqual(targets, PAD), 'float32'); // [batch, steps]
     return tf.div(tf.neg(tf.sum(tf.mul(picked, mask))), batch) as tf.Scalar;
   });

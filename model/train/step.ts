@@ -18,11 +18,14 @@ import { mean, sampledTokens, scstLoss, type CaptionReward } from './scst.ts';
 
 /** What one training step reports. */
 export interface StepStats {
-  /** The batch loss: masked cross-entropy summed over steps, mean over the batch. */
+  /** The batch loss: masked cross-entropy summed over steps, mean over the batch (unmasked with lossOnPadding). */
   loss: number;
   lossPerToken: number;
   perplexity: number;
+  /** The batch's targets that are words or <end> (not padding). */
   tokens: number;
+  /** The share of the batch's target positions that are padding (what bucketing saves). */
+  paddingFraction: number;
   gradNorm: number;
   learningRate: number;
   samplingProbability: number;
@@ -113,7 +116,9 @@ export class Trainer {
               training: true,
             });
             const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
-            return maskedSequenceLoss(logits, targets, this.config.labelSmoothing);
+            return maskedSequenceLoss(logits, targets, this.config.labelSmoothing, {
+              maskPadding: !this.config.lossOnPadding,
+            });
           }),
         this.trainable,
       );
@@ -121,10 +126,13 @@ export class Trainer {
       const loss = value.dataSync()[0]!;
       value.dispose();
       const n = countTokens(tokens.filter((_, i) => i % width !== 0));
+      const positions = batchSize * (width - 1);
       return {
         loss,
-        ...perTokenLoss(loss, batchSize, n),
+        // Per target the loss covers: the words and <end>, and with lossOnPadding the pads too.
+        ...perTokenLoss(loss, batchSize, this.config.lossOnPadding ? positions : n),
         tokens: n,
+        paddingFraction: positions > 0 ? 1 - n / positions : 0,
         gradNorm,
         learningRate: lr,
         samplingProbability: epsilon,

@@ -19,7 +19,8 @@ const STAGES = [1, 2, 3, 4, 5].map((i) => join(CONFIGS, 'default-model', `stage$
 async function recipes(dir = CONFIGS): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.isDirectory()) out.push(...(await recipes(join(dir, e.name))));
+    // configs/experiments/ holds experiment files, not recipes (test/configs/experiments.test.ts).
+    if (e.isDirectory() && e.name !== 'experiments') out.push(...(await recipes(join(dir, e.name))));
     else if (e.name.endsWith('.json')) out.push(join(dir, e.name));
   }
   return out.sort();

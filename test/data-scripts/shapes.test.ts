@@ -221,7 +221,19 @@ test('compareScenes: paraphrases and converses are exact; wrong facts count', ()
     { caption: 'a dog on a skateboard', truth },
   ]);
   // Counts summed: (7,0,0) + (3,0,4) + (0,0,7).
-  assert.deepEqual(scores, { count: 3, exactRate: 1 / 3, unparsed: 1, precision: 1, recall: 10 / 21, f1: 20 / 31 });
+  // Positions: the first object is named right by the first two captions, the second by the first only.
+  assert.deepEqual(scores, {
+    count: 3,
+    exactRate: 1 / 3,
+    unparsed: 1,
+    precision: 1,
+    recall: 10 / 21,
+    f1: 20 / 31,
+    positions: [
+      { captions: 3, right: 2, rate: 2 / 3 },
+      { captions: 3, right: 1, rate: 1 / 3 },
+    ],
+  });
 });
 
 test('parseShapesCaption rejects what the grammar cannot say', () => {

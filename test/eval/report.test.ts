@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { niceTicks, svgLineChart } from '../../eval/charts.ts';
 import { readCaptionPairs } from '../../eval/coco-files.ts';
 import { runEvaluation } from '../../eval/evaluate.ts';
-import { bestAndWorst, formatRate, trainingCharts } from '../../eval/report.ts';
+import { bestAndWorst, formatRate, renderReport, trainingCharts } from '../../eval/report.ts';
 import { METRICS_FILE } from '../../model/io/metrics-log.ts';
 import { METRIC_NAMES, scoreCaptions } from '../../eval/score.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
@@ -250,4 +250,47 @@ test('the report reads the training log through the shared reader: a killed last
 
 test('a rate prints with one decimal, in the report and on the command line alike', () => {
   assert.deepEqual([0.965, 0.8284, 1, 0].map(formatRate), ['96.5%', '82.8%', '100.0%', '0.0%']);
+});
+
+test('the report tabulates which object was named right by position, a column per position', async () => {
+  const semantic = (rates: number[]) => ({
+    count: 10,
+    exactRate: 0.5,
+    unparsed: 0,
+    precision: 1,
+    recall: 1,
+    f1: 1,
+    positions: rates.map((rate, k) => ({ captions: 10 - k, right: Math.round(rate * (10 - k)), rate })),
+  });
+  const scores = Object.fromEntries(METRIC_NAMES.map((name) => [name, 0.5])) as unknown as Parameters<
+    typeof renderReport
+  >[0]['splits'][number]['scores'];
+  const split = (name: string, rates: number[]) => ({
+    name,
+    images: 10,
+    scores,
+    semantic: semantic(rates),
+    best: [],
+    worst: [],
+    resultsFile: 'r.json',
+    referencesFile: 'a.json',
+  });
+  const html = await renderReport({
+    title: 't',
+    generatedAt: 'now',
+    modelDir: 'm',
+    dataDir: 'd',
+    dataName: 'shapes',
+    decoding: 'greedy',
+    modelSummary: '',
+    splits: [split('test', [1, 0.875, 0.25]), split('test-compositional', [0.5])],
+    charts: [],
+  });
+  const table = /<table class="positions">([\s\S]*?)<\/table>/.exec(html)?.[1] ?? '';
+  assert.match(table, /<th>object 1<\/th><th>object 2<\/th><th>object 3<\/th>/);
+  assert.match(
+    table,
+    /<td>test<\/td><td title="10 captions">100\.0%<\/td><td title="9 captions">87\.5%<\/td><td title="8 captions">25\.0%<\/td>/,
+  );
+  assert.match(table, /<td>test-compositional<\/td><td title="10 captions">50\.0%<\/td><td title="0 captions">–<\/td>/);
 });

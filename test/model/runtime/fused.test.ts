@@ -180,6 +180,14 @@ describe('fused kernels', () => {
         `label smoothing ${smoothing}`,
       );
     }
+    // The unmasked loss (--loss-on-padding): <pad> a target like any word.
+    assertClose(
+      () =>
+        tf
+          .grads((z) => maskedSequenceLoss(z as tf.Tensor3D, targets, 0.1, { maskPadding: false }))([logits])
+          .concat(maskedSequenceLoss(logits, targets, 0.1, { maskPadding: false })),
+      'pads in the loss',
+    );
     assertServedNatively('CaptionerSoftmaxCrossEntropy', 'CaptionerSoftmaxCrossEntropyGrad');
     // A target outside the vocabulary is the TF.js ops' (its one-hot row is all zeros).
     const outside = tf.tensor2d([[4, 11, 2, PAD, PAD]], [1, 5], 'int32');

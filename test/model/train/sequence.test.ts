@@ -79,6 +79,25 @@ test('padding invariance: extra <pad> columns change neither the loss nor any gr
   model.dispose();
 });
 
+test('the unmasked loss (--loss-on-padding) adds −log p(<pad>) at every pad position, so padding changes it', () => {
+  const logits = tf.randomNormal([2, 4, 6], 0, 1, 'float32', 4) as TF.Tensor3D;
+  const targets = tf.tensor2d(
+    [
+      [3, 4, 2, PAD],
+      [5, 2, PAD, PAD],
+    ],
+    [2, 4],
+    'int32',
+  );
+  const masked = maskedSequenceLoss(logits, targets).dataSync()[0]!;
+  const unmasked = maskedSequenceLoss(logits, targets, 0, { maskPadding: false }).dataSync()[0]!;
+  const logProbs = tf.logSoftmax(logits).arraySync() as number[][][];
+  const padTerms = -(logProbs[0]![3]![PAD]! + logProbs[1]![2]![PAD]! + logProbs[1]![3]![PAD]!) / 2;
+  assert.ok(Math.abs(unmasked - (masked + padTerms)) < 1e-5, `${unmasked} vs ${masked} + ${padTerms}`);
+  assert.ok(unmasked > masked);
+  tf.dispose([logits, targets]);
+});
+
 test('scheduled-sampling schedules: exact values at known steps (Bengio et al. 2015)', () => {
   const s = (kind: 'constant' | 'linear' | 'exponential' | 'inverse-sigmoid', k: number, c = 0, min = 0) => ({
     kind,

@@ -1,0 +1,249 @@
+/**
+ * The experiment runner (`captioner experiment`): a smoke run of a 2-arm experiment writes
+ * results.json and a self-contained report; an experiment killed with SIGKILL mid-run resumes
+ * without redoing finished runs; a bad experiment file is refused naming the field; the figures
+ * are the logs' and the statistics are right.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { generateShapes } from '../../data-scripts/shapes/generate.ts';
+import { parseExperiment } from '../../experiment/spec.ts';
+import { parameterCounts, summarise, trainingFigures } from '../../experiment/figures.ts';
+import { runExperiment } from '../../experiment/run.ts';
+import { writeExperimentResults, type ExperimentResults } from '../../experiment/results.ts';
+import type { MetricsRecord } from '../../model/io/metrics-log.ts';
+import { exitCodeFor } from '../../cli/errors.ts';
+import { runCli, startCli } from '../helpers/cli.ts';
+import { setupBackend } from '../helpers/tf.ts';
+
+const root = await mkdtemp(join(tmpdir(), 'captioner-experiment-'));
+const data = join(root, 'data');
+after(() => rm(root, { recursive: true, force: true }));
+
+/** A model small enough that 20 steps take a fraction of a second. */
+const TINY = {
+  imageSize: 16,
+  encoderChannels: [4, 8],
+  featureSize: 8,
+  embeddingSize: 8,
+  hiddenSize: 16,
+  maxLength: 12,
+  minWordCount: 1,
+  batchSize: 8,
+  epochs: 50,
+  logEvery: 5,
+  logGradientFlow: 10,
+  checkpointEvery: 5,
+  valSamples: 0,
+  samplingSchedule: 'constant',
+  samplingK: 1,
+};
+
+async function experimentFile(name: string, json: unknown): Promise<string> {
+  const file = join(root, `${name}.json`);
+  await writeFile(file, JSON.stringify(json));
+  return file;
+}
+
+before(async () => {
+  await setupBackend();
+  await generateShapes({ out: data, count: 24, size: 16, seed: 4, concurrency: 2 });
+});
+
+const withoutTimes = (r: ExperimentResults) => ({
+  ...r,
+  generatedAt: null,
+  machine: null,
+  runs: r.runs.map((run) => ({ ...run, figures: { ...run.figures, trainSeconds: null } })),
+});
+
+test('smoke run: --seeds 1 --max-steps 20 of a 2-arm experiment writes results.json and a self-contained report', async () => {
+  const file = await experimentFile('smoke', {
+    name: 'smoke',
+    description: 'two cells',
+    base: { ...TINY, maxSteps: 400 },
+    arms: { lstm: { cell: 'lstm' }, gru: { cell: 'gru' } },
+  });
+  const out = join(root, 'smoke-out');
+  const r = await runCli([
+    'experiment',
+    'run',
+    file,
+    '--data',
+    data,
+    '--out',
+    out,
+    '--seeds',
+    '1',
+    '--max-steps',
+    '20',
+    '--json',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { complete: boolean }).complete, true);
+  assert.match(r.stderr, /\[1\/2\] lstm, seed 1: training/);
+  assert.match(r.stderr, /\[2\/2\] gru, seed 1: evaluating on "test"/);
+  const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as ExperimentResults;
+  assert.equal(results.complete, true);
+  assert.deepEqual(
+    results.runs.map((run) => [run.arm, run.seed, run.status, run.figures.steps]),
+    [
+      ['lstm', 1, 'done', 20],
+      ['gru', 1, 'done', 20],
+    ],
+  );
+  for (const run of results.runs) {
+    assert.equal(typeof run.figures.exactMatch, 'number');
+    assert.equal(typeof run.figures.finalValLoss, 'number');
+    assert.ok(run.figures.positions!.length >= 1);
+  }
+  // The LSTM has four blocks of weights and the GRU three, each H·(I + H + 1) here.
+  const cells = results.runs.map((run) => run.figures.cellParameters!);
+  assert.equal(cells[0]! / cells[1]!, 4 / 3);
+  assert.deepEqual(Object.keys(results.arms), ['lstm', 'gru']);
+  assert.deepEqual(results.arms.lstm!.figures.steps, { mean: 20, sd: null, n: 1 });
+  assert.match(results.command, /--seeds 1 --max-steps 20/);
+  const html = await readFile(join(out, 'report.html'), 'utf8');
+  for (const text of ['lstm', 'gru', 'Training loss per token', 'end of training', 'Objects named right, by position'])
+    assert.ok(html.includes(text), text);
+  assert.doesNotMatch(html, /<script|src="http|href="http/);
+  assert.doesNotMatch(html, /Incomplete/);
+  // `experiment report` rebuilds the same results from the runs on disk.
+  const rebuilt = await writeExperimentResults(out);
+  assert.deepEqual(withoutTimes(rebuilt.results), withoutTimes(results));
+});
+
+test('an experiment killed with SIGKILL mid-run resumes: finished runs are not redone, the cut one resumes from its checkpoint', async () => {
+  const file = await experimentFile('kill', {
+    name: 'kill',
+    base: { ...TINY, maxSteps: 120 },
+    arms: { first: { cell: 'rnn' }, second: { cell: 'gru' } },
+    seeds: 1,
+  });
+  const out = join(root, 'kill-out');
+  const firstDone = join(out, 'runs/first/seed-1/train.json');
+  const secondLog = join(out, 'runs/second/seed-1/model/metrics.jsonl');
+  const { child, done } = startCli(['experiment', 'run', file, '--data', data, '--out', out]);
+  const loggedSteps = async (path: string) =>
+    ((await readFile(path, 'utf8').catch(() => '')) as string)
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as MetricsRecord)
+      .filter((rec) => rec.type === 'step')
+      .map((rec) => rec.step!);
+  // Kill once the first run has finished and the second has checkpointed (every 5 steps) mid-way.
+  for (;;) {
+    const finished = await stat(firstDone).then(
+      () => true,
+      () => false,
+    );
+    const steps = await loggedSteps(secondLog);
+    if (finished && steps.some((s) => s >= 15)) break;
+    assert.equal(child.exitCode, null, 'the experiment ended before it could be killed');
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  child.kill('SIGKILL');
+  const killed = await done;
+  assert.equal(killed.signal, 'SIGKILL');
+  const firstBefore = await readFile(firstDone, 'utf8');
+  await assert.rejects(stat(join(out, 'runs/second/seed-1/train.json')), 'the cut run is not marked done');
+
+  const outcome = await runExperiment({ experiment: file, data, out });
+  assert.equal(outcome.complete, true);
+  assert.equal(await readFile(firstDone, 'utf8'), firstBefore, 'the finished run was not redone');
+  const firstLog = await readFile(join(out, 'runs/first/seed-1/train.log'), 'utf8');
+  assert.equal(firstLog.match(/ config: /g)?.length, 1, 'the finished run trained once');
+  const second = JSON.parse(await readFile(join(out, 'runs/second/seed-1/train.json'), 'utf8')) as { resumed: boolean };
+  assert.equal(second.resumed, true);
+  const steps = await loggedSteps(secondLog);
+  assert.deepEqual(
+    steps,
+    [...new Set(steps)].sort((a, b) => a - b),
+    'no step logged twice',
+  );
+  assert.equal(steps.at(-1), 120);
+  const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as ExperimentResults;
+  assert.deepEqual(
+    results.runs.map((r) => [r.arm, r.status, r.figures.steps]),
+    [
+      ['first', 'done', 120],
+      ['second', 'done', 120],
+    ],
+  );
+});
+
+test('a bad experiment file is refused before anything runs, naming the file and the field', async () => {
+  const file = await experimentFile('bad', { name: 'bad', base: TINY, arms: { fast: { learningRat: 0.1 } } });
+  const out = join(root, 'bad-out');
+  const err = await runExperiment({ experiment: file, data, out }).catch((e: unknown) => e);
+  assert.match(String(err), /bad\.json: arms\.fast: unknown setting "learningRat"/);
+  assert.equal(exitCodeFor(err), 2, 'the CLI exits 2 (bad configuration)');
+  await assert.rejects(stat(out), 'nothing was written');
+  const notExperiment = await writeExperimentResults(data).catch((e: unknown) => e);
+  assert.match(String(notExperiment), /not an experiment directory \(no experiment\.json\)/);
+  assert.equal(exitCodeFor(notExperiment), 3, '`experiment report` of another directory is bad input');
+
+  const refusals: [unknown, RegExp][] = [
+    [{ name: 'x', base: TINY, arms: { a: {} }, armz: {} }, /"armz" is not an experiment field/],
+    [{ name: 'x', base: TINY, arms: {} }, /"arms" must be an object of named arms/],
+    [{ name: 'x', base: TINY, arms: { a: { cell: 'elman' } } }, /arms\.a: "cell" must be one of/],
+    [{ name: 'x', base: TINY, arms: { a: { seed: 3 } } }, /"arms\.a\.seed" is set by the runner/],
+    [{ name: 'x', base: { ...TINY, out: 'm' }, arms: { a: {} } }, /"base\.out" is set by the runner/],
+    [{ name: 'x', base: TINY, arms: { 'a/b': {} } }, /"arms\.a\/b" is not a usable name/],
+    [{ name: 'x', base: TINY, arms: { a: {} }, seeds: 0 }, /"seeds" must be a positive integer/],
+    [{ name: 'x', base: TINY, arms: { a: {} }, eval: { beam: 3 } }, /"eval\.beam" is not an eval setting/],
+    [{ name: 'x', base: 'missing.json', arms: { a: {} } }, /missing\.json: cannot read the base recipe/],
+    [{ base: TINY, arms: { a: {} } }, /"name" must be a non-empty string/],
+  ];
+  for (const [json, message] of refusals)
+    await assert.rejects(parseExperiment(json, join(root, 'e.json')), message, JSON.stringify(json));
+});
+
+test('a run started with another recipe is refused rather than mixed with new results', async () => {
+  const base = { ...TINY, maxSteps: 400 };
+  const file = await experimentFile('change', { name: 'change', base, arms: { a: { cell: 'rnn' } }, seeds: 1 });
+  const out = join(root, 'change-out');
+  await runExperiment({ experiment: file, data, out, maxSteps: 5 });
+  await assert.rejects(
+    runExperiment({ experiment: file, data, out, maxSteps: 6 }),
+    /runs\/a\/seed-1\/recipe\.json: the run was started with another recipe/,
+  );
+});
+
+test('figures: mean ± sample sd; exploding steps, loss spikes and parameters read off the logs', () => {
+  assert.deepEqual(summarise([1, 2, 3, null]), { mean: 2, sd: 1, n: 3 });
+  assert.deepEqual(summarise([5]), { mean: 5, sd: null, n: 1 });
+  assert.equal(summarise([null, NaN]), null);
+  const log: MetricsRecord[] = [
+    { type: 'step', step: 1, loss: 4, gradNorm: 1, paddingFraction: 0.2, tokensPerSecond: 100 },
+    { type: 'step', step: 2, loss: 1, gradNorm: 2, paddingFraction: 0.4, tokensPerSecond: 300 },
+    { type: 'step', step: 3, loss: 2.5, gradNorm: 50, paddingFraction: 0.3, tokensPerSecond: 200 },
+    { type: 'epoch', step: 3, valLoss: 1.5 },
+    { type: 'step', step: 4, loss: 1.5, gradNorm: 1.5, paddingFraction: 0.3, tokensPerSecond: 200 },
+  ];
+  const f = trainingFigures(log);
+  assert.equal(f.steps, 4);
+  assert.equal(f.finalTrainLoss, 1.5);
+  assert.equal(f.finalValLoss, 1.5);
+  assert.equal(f.gradNormMedian, 1.75);
+  assert.equal(f.gradNormMax, 50);
+  assert.equal(f.explodingSteps, 1); // 50 > 10 × 1.75
+  assert.equal(f.lossSpikes, 1); // 2.5 > 2 × 1
+  assert.ok(Math.abs(f.paddingFraction! - 0.3) < 1e-12);
+  assert.equal(f.tokensPerSecond, 200);
+  const weights = {
+    weightsManifest: [
+      {
+        weights: [
+          { name: 'encoder/conv0/kernel', shape: [3, 3, 3, 4] },
+          { name: 'decoder/cell/kernel', shape: [8, 64] },
+          { name: 'decoder/cell/bias', shape: [64] },
+        ],
+      },
+    ],
+  };
+  assert.deepEqual(parameterCounts(weights), { parameters: 108 + 512 + 64, cellParameters: 576 });
+});
