@@ -186,6 +186,7 @@ export class Trainer {
           lossPerToken: count > 0 ? (loss * batchSize) / count : 0,
           perplexity: NaN,
           tokens: count,
+          paddingFraction: 1 - count / (batchSize * (width - 1)),
           gradNorm,
           learningRate: lr,
           samplingProbability: 0,
