@@ -107,9 +107,7 @@ class Batcher {
           this.opts.model,
           ok.map((o) => o.p.file),
           ok.map((o) => o.l),
-          ok[0]!.p.decode,
-          false, // attention maps are not carried by queue jobs (caption refuses --attention with --queue)
-          null, // nor familiarity yet (docs/scale.md)
+          { decode: ok[0]!.p.decode },
         );
         records.forEach((r, i) => {
           const p = ok[i]!.p;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { CaptionRecord } from '../../batch/records.ts';
 import { captionJobId, JOB_ATTEMPTS, QUEUE_NAME, type CaptionJobData } from '../../queue/jobs.ts';
 import { runCli, startCli, type CliResult } from '../helpers/cli.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -22,32 +23,24 @@ let work = '';
 let modelDir = '';
 let images = '';
 let redis: RedisServer;
-let reference: JsonRecord[] = [];
+let reference: CaptionRecord[] = [];
 const IMAGES = 40;
 
-interface JsonRecord {
-  path: string;
-  realPath?: string;
-  caption?: string;
-  logProb?: number;
-  error?: string;
-}
-
-const parseJsonl = (text: string): JsonRecord[] =>
+const parseJsonl = (text: string): CaptionRecord[] =>
   text
     .trim()
     .split('\n')
     .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as JsonRecord);
+    .map((l) => JSON.parse(l) as CaptionRecord);
 
-const byPath = (records: JsonRecord[]) => [...records].sort((a, b) => (a.path < b.path ? -1 : 1));
+const byPath = (records: CaptionRecord[]) => [...records].sort((a, b) => (a.path < b.path ? -1 : 1));
 
 /**
  * Records reduced to what both runs must agree on: path, caption and error exactly; logProb to
  * float32 rounding, which depends on the batch an image was decoded with (the in-process run's
  * copies of one image differ in the 7th digit too).
  */
-const comparable = (records: JsonRecord[]) =>
+const comparable = (records: CaptionRecord[]) =>
   byPath(records).map(({ path, caption, logProb, error }) => ({
     path,
     caption,
@@ -223,7 +216,7 @@ test(
 );
 
 test('--shard i/n: the n runs caption every image exactly once, as one run does', { timeout: 240_000 }, async () => {
-  const shards: JsonRecord[][] = [];
+  const shards: CaptionRecord[][] = [];
   for (const i of [1, 2, 3]) {
     const out = join(work, `shard-${i}.jsonl`);
     const r = await runCli(['caption', images, '--model', modelDir, '--shard', `${i}/3`, '--out', out]);
