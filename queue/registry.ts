@@ -54,7 +54,11 @@ export async function modelFingerprint(modelDir: string, which: 'best' | 'latest
     .map((e) => e.name)
     .sort();
   const hash = createHash('sha256');
-  for (const name of names) hash.update(name).update('\0').update(await readFile(join(dir, name)));
+  for (const name of names)
+    hash
+      .update(name)
+      .update('\0')
+      .update(await readFile(join(dir, name)));
   return hash.digest('hex').slice(0, 16);
 }
 

@@ -12,10 +12,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
+import * as tf from '@tensorflow/tfjs';
 import type { Redis } from 'ioredis';
 import { loadModel } from '../model/io/load.ts';
 import type { CaptionService } from '../server/context.ts';
-import { CancelledError, HttpError, QueueFullError, TimeoutError, UnavailableError, WorkerError } from '../server/errors.ts';
+import {
+  CancelledError,
+  HttpError,
+  QueueFullError,
+  TimeoutError,
+  UnavailableError,
+  WorkerError,
+} from '../server/errors.ts';
 import type { CaptionOutcome, CaptionRequest, PoolModelInfo, PoolStats, Reservation } from '../server/workers.ts';
 import { checkRedis, redisOptions, type QueueLocation } from './connection.ts';
 import { liveWorkers, modelFingerprint, redisClient, type WorkerInfo } from './registry.ts';
@@ -27,6 +35,9 @@ import {
   type ServeJobResult,
   type ServeMessage,
 } from './serve-jobs.ts';
+
+/** Finished web jobs kept in Redis: the last thousand, for an hour at most. */
+const KEEP_JOBS = { age: 3600, count: 1000 };
 
 export interface RemoteOptions {
   location: QueueLocation;
@@ -86,6 +97,7 @@ export class RemoteCaptioning implements CaptionService {
    */
   static async start(opts: RemoteOptions): Promise<RemoteCaptioning> {
     await checkRedis(opts.location);
+    tf.env().set('PROD', true); // no "install tfjs-node" banner: this process only reads the model
     const { model } = await loadModel(opts.modelDir);
     const info: PoolModelInfo = {
       backend: 'queue',
@@ -220,7 +232,8 @@ export class RemoteCaptioning implements CaptionService {
       await this.queue.add(
         'caption',
         { pixels: Buffer.from(request.pixels).toString('base64'), options, stream: !!request.onEvent },
-        { jobId, attempts: 1, removeOnComplete: true, removeOnFail: true },
+        // The last jobs are kept a while (their result is only {cancelled, ms}) for operators to look at.
+        { jobId, attempts: 1, removeOnComplete: KEEP_JOBS, removeOnFail: KEEP_JOBS },
       );
     } catch (err) {
       this.settle(jobId, new UnavailableError(`cannot queue the caption job: ${(err as Error).message}`));
@@ -297,7 +310,8 @@ export class RemoteCaptioning implements CaptionService {
     this.closing = true;
     const deadline = performance.now() + graceMs;
     while (this.pending.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const jobId of [...this.pending.keys()]) this.cancel(jobId, new UnavailableError('the server is shutting down'));
+    for (const jobId of [...this.pending.keys()])
+      this.cancel(jobId, new UnavailableError('the server is shutting down'));
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     // Let the cancels reach Redis before the connections go.
     await new Promise((r) => setTimeout(r, 50));

@@ -24,7 +24,7 @@ import { streamCaption } from '../model/decode/stream.ts';
 import type { Familiarity, FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import type { Captioner } from '../model/nn/captioner.ts';
 import { redisOptions, type QueueLocation } from './connection.ts';
-import { redisClient } from './registry.ts';
+import { redisClient, workerId } from './registry.ts';
 
 /** The BullMQ queue of the web tier's jobs for the model with this fingerprint. */
 export function serveQueueName(fingerprint: string): string {
@@ -105,7 +105,9 @@ export async function startServeWorker(opts: ServeWorkerOptions): Promise<Runnin
       await publish(id, { type: 'started' });
       const pixels = Buffer.from(job.data.pixels, 'base64');
       if (pixels.length !== size * size * 3)
-        throw new Error(`expected ${size}² RGB pixels, got ${pixels.length} bytes (web tier and worker models differ?)`);
+        throw new Error(
+          `expected ${size}² RGB pixels, got ${pixels.length} bytes (web tier and worker models differ?)`,
+        );
       // [1, size, size, 3] in [0, 1], scaled as in training.
       image = imagesToTensor([new Uint8Array(pixels)], size);
       for await (const event of streamCaption(model, image, { ...job.data.options, prior }, controller.signal)) {
@@ -134,6 +136,7 @@ export async function startServeWorker(opts: ServeWorkerOptions): Promise<Runnin
 
   const worker = new Worker<ServeJobData, ServeJobResult>(serveQueueName(opts.fingerprint), processJob, {
     connection: redisOptions(opts.location),
+    name: workerId(),
     concurrency: opts.concurrency,
     lockDuration: opts.lockDurationMs,
     stalledInterval: opts.stalledIntervalMs,

@@ -22,6 +22,7 @@ import { loadImage, type LoadedImage } from '../batch/prefetch.ts';
 import { captionBatch } from '../batch/run.ts';
 import type { InputFile } from '../batch/inputs.ts';
 import { redisOptions, type QueueLocation } from './connection.ts';
+import { workerId } from './registry.ts';
 import { QUEUE_NAME, settingsKey, type CaptionJobData, type CaptionJobResult } from './jobs.ts';
 
 export interface WorkerOptions {
@@ -178,6 +179,7 @@ export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
 
   const worker = new Worker<CaptionJobData, CaptionJobResult>(QUEUE_NAME, processJob, {
     connection: redisOptions(opts.location),
+    name: workerId(), // each job's processedBy: which worker holds or held it
     concurrency: opts.concurrency,
     lockDuration: opts.lockDurationMs,
     stalledInterval: opts.stalledIntervalMs,
