@@ -52,6 +52,13 @@ export const workerCommand: Command = {
         describe: 'web requests (`serve --queue`) captioned at once, word by word; 0: batch jobs only',
         group: QUEUE,
       })
+      .option('heartbeat', {
+        type: 'number',
+        default: 2000,
+        describe:
+          'ms between the heartbeats that tell `serve --queue` this worker is alive; it counts as gone after three missed',
+        group: QUEUE,
+      })
       .option('batch-size', { type: 'number', default: 16, describe: 'images captioned together, at most' })
       .option('decode-memory', {
         type: 'number',
@@ -89,6 +96,7 @@ export const workerCommand: Command = {
     const stalledIntervalMs = integerFlag(argv, 'stalled-interval');
     const maxStalledCount = integerFlag(argv, 'max-stalled', 0);
     const serveConcurrency = integerFlag(argv, 'serve-concurrency', 0);
+    const heartbeatMs = integerFlag(argv, 'heartbeat', 100);
     const which = argv.checkpoint as 'best' | 'latest';
 
     const backend = await selectBackend(argv.backend as string | undefined, logLine);
@@ -145,7 +153,7 @@ export const workerCommand: Command = {
               : '',
           serveConcurrency,
         },
-        { onError: (err) => logLine(`worker: heartbeat: ${err.message}`) },
+        { intervalMs: heartbeatMs, onError: (err) => logLine(`worker: heartbeat: ${err.message}`) },
       );
       logLine(
         `worker: captioning jobs from ${location.display} with ${argv.model as string} (model ${fingerprint}, pid ${process.pid})`,
