@@ -36,7 +36,7 @@ export interface WorkerInfo {
   serveConcurrency: number;
 }
 
-/** An ioredis client for `location` that keeps reconnecting (a Redis restart) and never throws on a failed command retry. */
+/** An ioredis client for `location` that keeps reconnecting (a Redis restart), its commands waiting meanwhile. */
 export function redisClient(location: QueueLocation): Redis {
   const { display: _, ...rest } = location;
   const client = new Redis({ ...rest, maxRetriesPerRequest: null });

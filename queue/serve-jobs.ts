@@ -16,7 +16,7 @@
  *   the web tier's time limit (504); the stalled job then fails instead of running again.
  */
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { imagesToTensor } from '../model/data/image.ts';
 import type { CaptionResult, DecodeOptions, StreamEvent } from '../model/decode/decode.ts';
 import type { LanguagePrior } from '../model/decode/prior.ts';

@@ -95,7 +95,10 @@ export function resolveAllowedHosts(
     .filter(Boolean);
 }
 
-/** Loads the model into the worker pool (or connects to the queue's workers), then listens. Resolves once the socket is open. */
+/**
+ * Loads the model into the worker pool (or connects to the queue's workers), then listens.
+ * Resolves once the socket is open.
+ */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
   const pool: RunningCaptionService = opts.queue

@@ -261,7 +261,7 @@ async function captionOnWorkers(
   const start = performance.now();
   let bar: Bar | null = null;
   let summary: BatchSummary;
-  let calibratedRun = false;
+  let calibratedRun: boolean;
   try {
     if (run.unreadable.length) await output.sink.write(run.unreadable.map(({ path, error }) => ({ path, error })));
     const result = await captionOnQueue({

@@ -14,7 +14,7 @@ export interface RedisServer {
   port: number;
   url: string;
   process: ChildProcess;
-  /** Kills the server with SIGKILL (a crash: nothing flushed on the way out) and starts it again on the same port and data. */
+  /** Kills the server with SIGKILL (a crash: nothing flushed on the way out), then starts it on the same port. */
   crashAndRestart(): Promise<void>;
   stop(): Promise<void>;
 }

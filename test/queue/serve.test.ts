@@ -175,7 +175,8 @@ test(
     assert.deepEqual(a.exact, e.exact);
     a.numbers.forEach((v, i) => assert.ok(Math.abs(v - e.numbers[i]!) <= 1e-4, `number ${i}: ${v} ≠ ${e.numbers[i]}`));
 
-    // The stream: the hypotheses relayed from the worker as it decodes, as the worker thread sends them, then the answer.
+    // The stream: the hypotheses relayed from the worker as it decodes, as the worker thread
+    // sends them, then the answer.
     const streamed = await fetch(`${serve.url}/api/captions/stream`, { method: 'POST', body: form(png) });
     assert.equal(streamed.status, 200);
     const records = await readSse(streamed);
