@@ -263,6 +263,11 @@ test(
     const persistent = await startRedis({ appendOnly: true });
     try {
       const workers = [1, 2].map(() => startWorker(['--concurrency', '2'], persistent.url));
+      // Both up before the crash (a worker that finds no Redis at its start exits 5, as it should).
+      await waitFor(
+        () => 'the two workers to be up',
+        async () => (await liveWorkerCount(persistent.url)) === 2,
+      );
       const out = join(work, 'restarted.jsonl');
       const run = track(startCli(['caption', images, '--queue', persistent.url, '--out', out]));
       await waitFor(
