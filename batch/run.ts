@@ -80,6 +80,15 @@ function recordFor(
   return rec;
 }
 
+/** What one batch is captioned with (batch/run.ts `captionBatch`). */
+export interface CaptionBatchOptions {
+  decode: DecodeOptions;
+  /** Put each caption's attention maps in its record (a model with attention). */
+  attention?: boolean;
+  /** The model's familiarity calibration: each record says how familiar its image looks. */
+  familiarity?: FamiliarityModel | null;
+}
+
 /**
  * Captions the decoded images of one batch, in order; the others' records carry their errors.
  * The in-process run and the queue worker (queue/worker.ts) both caption through it.
@@ -88,9 +97,7 @@ export function captionBatch(
   model: Captioner,
   files: readonly InputFile[],
   loaded: readonly LoadedImage[],
-  decode: DecodeOptions,
-  attention: boolean,
-  familiarity: FamiliarityModel | null,
+  { decode, attention = false, familiarity = null }: CaptionBatchOptions,
 ): CaptionRecord[] {
   const size = model.config.imageSize;
   const good = loaded.flatMap((l, i) => ('pixels' in l ? [{ pixels: l.pixels, file: files[i]! }] : []));
@@ -142,14 +149,11 @@ export async function captionFiles(opts: BatchOptions): Promise<BatchSummary> {
     while (processed < todo.length && !opts.signal?.aborted) {
       const files = todo.slice(processed, processed + opts.batchSize);
       const loaded = await prefetch.take(files.length);
-      const records = captionBatch(
-        opts.model,
-        files,
-        loaded,
-        opts.decode,
-        opts.attention ?? false,
-        opts.familiarity ?? null,
-      );
+      const records = captionBatch(opts.model, files, loaded, {
+        decode: opts.decode,
+        attention: opts.attention ?? false,
+        familiarity: opts.familiarity ?? null,
+      });
       await opts.output.sink.write(records);
       processed += files.length;
       const errors = records.filter((r) => r.error !== undefined).length;

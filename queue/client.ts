@@ -26,6 +26,8 @@ export interface QueueRunOptions {
   files: readonly InputFile[];
   settings: DecodeSettings;
   maxPixels: number;
+  /** Ask the workers for each caption's attention maps (`caption --attention`). */
+  attention?: boolean;
   sink: RecordSink;
   /** Aborted: stop following (the jobs stay queued). */
   signal?: AbortSignal;
@@ -38,6 +40,10 @@ export interface QueueRunOptions {
 export interface QueueRunSummary {
   captioned: number;
   failed: number;
+  /** Captioned images whose result says they look unlike the model's training images. */
+  unfamiliar: number;
+  /** Whether any result carried familiarity (the workers' model is calibrated). */
+  calibrated: boolean;
   interrupted: boolean;
   /** Images whose job had not finished when following stopped. */
   left: number;
@@ -69,14 +75,22 @@ export async function captionOnQueue(opts: QueueRunOptions): Promise<QueueRunSum
   const queue = new Queue<CaptionJobData, CaptionJobResult>(QUEUE_NAME, { connection: redisOptions(opts.location) });
   try {
     const pending = new Map<string, InputFile>();
-    for (const file of opts.files) pending.set(captionJobId(file.realPath, opts.settings, opts.maxPixels), file);
+    const attention = opts.attention === true;
+    for (const file of opts.files)
+      pending.set(captionJobId(file.realPath, opts.settings, opts.maxPixels, attention), file);
     await retryEarlierFailures(queue, [...pending.keys()]);
     const ids = [...pending];
     for (let i = 0; i < ids.length; i += ADD_CHUNK) {
       await queue.addBulk(
         ids.slice(i, i + ADD_CHUNK).map(([jobId, file]) => ({
           name: 'caption',
-          data: { path: file.path, realPath: file.realPath, settings: opts.settings, maxPixels: opts.maxPixels },
+          data: {
+            path: file.path,
+            realPath: file.realPath,
+            settings: opts.settings,
+            maxPixels: opts.maxPixels,
+            ...(attention ? { attention } : {}),
+          },
           opts: {
             jobId,
             attempts: JOB_ATTEMPTS,
@@ -91,6 +105,8 @@ export async function captionOnQueue(opts: QueueRunOptions): Promise<QueueRunSum
     const total = pending.size;
     let captioned = 0;
     let failed = 0;
+    let unfamiliar = 0;
+    let calibrated = false;
     opts.progress?.(0, total);
     while (pending.size > 0 && !opts.signal?.aborted) {
       const window = [...pending.keys()].slice(0, POLL_WINDOW);
@@ -103,14 +119,18 @@ export async function captionOnQueue(opts: QueueRunOptions): Promise<QueueRunSum
         records.push(recordFor(pending.get(id)!, end));
         pending.delete(id);
         if ('error' in end) failed++;
-        else captioned++;
+        else {
+          captioned++;
+          if (end.result.familiarity) calibrated = true;
+          if (end.result.familiarity?.familiar === false) unfamiliar++;
+        }
       });
       if (records.length) {
         await opts.sink.write(records);
         opts.progress?.(total - pending.size, total);
       } else await sleep(opts.pollMs ?? 100, opts.signal);
     }
-    return { captioned, failed, interrupted: pending.size > 0, left: pending.size };
+    return { captioned, failed, unfamiliar, calibrated, interrupted: pending.size > 0, left: pending.size };
   } finally {
     await queue.close();
   }

@@ -7,7 +7,9 @@
  * with one result: BullMQ does not add a job whose id it already holds.
  */
 import { createHash } from 'node:crypto';
+import type { AttentionMaps } from '../model/decode/decode.ts';
 import type { DecodeSettings } from '../model/decode/options.ts';
+import type { Familiarity } from '../model/familiarity/familiarity.ts';
 
 /** The BullMQ queue every `caption --queue` and `worker` of one Redis database share. */
 export const QUEUE_NAME = 'captioner-caption';
@@ -26,10 +28,22 @@ export interface CaptionJobData {
   settings: DecodeSettings;
   /** Largest image, width × height; a larger one fails without being decoded. */
   maxPixels: number;
+  /** Put the caption's attention maps in the result (`caption --attention`; a model with attention). */
+  attention?: boolean;
 }
 
-/** What a worker writes back: the caption (and alternatives), or why the image has none. */
-export type CaptionJobResult = { caption: string; logProb: number; nbest?: { caption: string; logProb: number }[] };
+/**
+ * What a worker writes back: the caption (and alternatives), with the attention maps when asked
+ * and how familiar the image looks when the workers' model is calibrated: the fields of the
+ * in-process record (batch/records.ts CaptionRecord).
+ */
+export interface CaptionJobResult {
+  caption: string;
+  logProb: number;
+  nbest?: { caption: string; logProb: number }[];
+  attention?: AttentionMaps;
+  familiarity?: Familiarity;
+}
 
 /** The settings as canonical JSON: keys sorted, unset ones left out, so equal settings hash equal. */
 export function settingsKey(settings: DecodeSettings): string {
@@ -39,8 +53,12 @@ export function settingsKey(settings: DecodeSettings): string {
   return JSON.stringify(Object.fromEntries(entries));
 }
 
-/** The job id of captioning `realPath` with `settings` under `maxPixels` (see the module comment). */
-export function captionJobId(realPath: string, settings: DecodeSettings, maxPixels: number): string {
-  const hash = createHash('sha256').update(JSON.stringify([realPath, settingsKey(settings), maxPixels]));
+/**
+ * The job id of captioning `realPath` with `settings` under `maxPixels`, with attention maps or
+ * without (see the module comment).
+ */
+export function captionJobId(realPath: string, settings: DecodeSettings, maxPixels: number, attention = false): string {
+  const key = [realPath, settingsKey(settings), maxPixels, ...(attention ? ['attention'] : [])];
+  const hash = createHash('sha256').update(JSON.stringify(key));
   return `img-${hash.digest('hex').slice(0, 40)}`;
 }

@@ -4,6 +4,9 @@
  * with the same code as the in-process run (batch/prefetch.ts loadImage, batch/run.ts
  * captionBatch), and answers each job with its caption.
  *
+ * Attention maps (when a job asks) and familiarity (when the model is calibrated) go into the
+ * result as they go into an in-process record.
+ *
  * Failure: an image that cannot be captioned fails its job, which BullMQ retries (JOB_ATTEMPTS,
  * with backoff) before the failure is final; a worker killed mid-job holds locks that expire, and
  * another worker's stalled-job check puts the job back to wait (`maxStalledCount` times, then the
@@ -12,17 +15,21 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Captioner } from '../model/nn/captioner.ts';
 import type { LanguagePrior } from '../model/decode/prior.ts';
+import type { FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import { resolveDecodeOptions, type DecodeOptions } from '../model/decode/options.ts';
 import { ByteBudget } from '../model/util/byte-budget.ts';
 import { loadImage, type LoadedImage } from '../batch/prefetch.ts';
 import { captionBatch } from '../batch/run.ts';
 import type { InputFile } from '../batch/inputs.ts';
 import { redisOptions, type QueueLocation } from './connection.ts';
+import { workerId } from './registry.ts';
 import { QUEUE_NAME, settingsKey, type CaptionJobData, type CaptionJobResult } from './jobs.ts';
 
 export interface WorkerOptions {
   model: Captioner;
   prior: LanguagePrior | null;
+  /** The model's familiarity calibration (model/io/load.ts), or null: results then carry none. */
+  familiarity: FamiliarityModel | null;
   location: QueueLocation;
   /** Jobs held at once (taken from the queue, decoding or captioning). */
   concurrency: number;
@@ -50,6 +57,8 @@ export interface RunningWorker {
 interface Pending {
   file: InputFile;
   decode: DecodeOptions;
+  attention: boolean;
+  /** Jobs with equal keys (settings, attention) are captioned together. */
   key: string;
   loaded: Promise<LoadedImage>;
   resolve(result: CaptionJobResult): void;
@@ -107,9 +116,7 @@ class Batcher {
           this.opts.model,
           ok.map((o) => o.p.file),
           ok.map((o) => o.l),
-          ok[0]!.p.decode,
-          false, // attention maps are not carried by queue jobs (caption refuses --attention with --queue)
-          null, // nor familiarity yet (docs/scale.md)
+          { decode: ok[0]!.p.decode, attention: ok[0]!.p.attention, familiarity: this.opts.familiarity },
         );
         records.forEach((r, i) => {
           const p = ok[i]!.p;
@@ -120,6 +127,8 @@ class Batcher {
           }
           const result: CaptionJobResult = { caption: r.caption, logProb: r.logProb };
           if (r.nbest) result.nbest = r.nbest;
+          if (r.attention) result.attention = r.attention;
+          if (r.familiarity) result.familiarity = r.familiarity;
           p.resolve(result);
           captioned++;
         });
@@ -141,8 +150,16 @@ export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
 
   const processJob = (job: Job<CaptionJobData, CaptionJobResult>): Promise<CaptionJobResult> => {
     const { path, realPath, settings, maxPixels } = job.data;
-    const key = settingsKey(settings);
-    let decode = decodeFor.get(key);
+    const attention = job.data.attention === true;
+    if (attention && !opts.model.attentionGrid)
+      return Promise.reject(
+        new UnrecoverableError(
+          `--attention: the workers' model has no attention (featureInput "${opts.model.config.featureInput}"), so no maps to write`,
+        ),
+      );
+    const settingsText = settingsKey(settings);
+    const key = `${settingsText}${attention ? ' attention' : ''}`;
+    let decode = decodeFor.get(settingsText);
     if (!decode) {
       decode = { ...settings, prior: opts.prior };
       try {
@@ -151,17 +168,18 @@ export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
         // Settings this worker's model refuses fail the same way on every attempt.
         return Promise.reject(new UnrecoverableError((err as Error).message));
       }
-      decodeFor.set(key, decode);
+      decodeFor.set(settingsText, decode);
     }
     const loaded = loadImage(realPath, { size, maxPixels, budgetBytes: opts.decodeBudgetBytes, lookahead: 0 }, budget);
     loaded.then(undefined, () => undefined); // rejected loads are reported through the job
     return new Promise((resolve, reject) =>
-      batcher.add({ file: { path, realPath }, decode, key, loaded, resolve, reject }),
+      batcher.add({ file: { path, realPath }, decode, attention, key, loaded, resolve, reject }),
     );
   };
 
   const worker = new Worker<CaptionJobData, CaptionJobResult>(QUEUE_NAME, processJob, {
     connection: redisOptions(opts.location),
+    name: workerId(), // each job's processedBy: which worker holds or held it
     concurrency: opts.concurrency,
     lockDuration: opts.lockDurationMs,
     stalledInterval: opts.stalledIntervalMs,

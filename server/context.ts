@@ -20,6 +20,15 @@ export interface CaptionService {
   readonly isReady: boolean;
 }
 
+/**
+ * A caption service the server starts and stops: its worker threads (server/workers.ts
+ * WorkerPool), or remote workers on a job queue (`serve --queue`, queue/remote.ts).
+ */
+export interface RunningCaptionService extends CaptionService {
+  /** Refuse new work, let the jobs in flight run up to `graceMs`, cancel the rest, release everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
 /** The routes, by name: the routers use these paths, and /metrics labels requests with them. */
 export const ROUTES = {
   home: '/',

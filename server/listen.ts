@@ -5,7 +5,10 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { QueueLocation } from '../queue/connection.ts';
+import { RemoteCaptioning } from '../queue/remote.ts';
 import { createApp } from './app.ts';
+import type { RunningCaptionService } from './context.ts';
 import type { DecodeLimits } from './decode-options.ts';
 import { hostPolicy } from './host-guard.ts';
 import { ServerMetrics } from './metrics.ts';
@@ -22,6 +25,11 @@ export interface ServeOptions extends PoolOptions {
   graceMs: number;
   /** Host names the server answers to besides its address and loopback (`--allowed-host`). */
   allowedHosts?: readonly string[];
+  /**
+   * Caption on `captioner worker` processes on this queue (queue/remote.ts) instead of worker
+   * threads; `maxQueue` is then the bound on requests in progress at once.
+   */
+  queue?: QueueLocation;
   log?: (line: string) => void;
 }
 
@@ -56,7 +64,7 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Li
 export interface RunningServer {
   url: string;
   server: Server;
-  pool: WorkerPool;
+  pool: RunningCaptionService;
   /** The graceful stop; safe to call more than once. */
   close(): Promise<void>;
 }
@@ -87,10 +95,21 @@ export function resolveAllowedHosts(
     .filter(Boolean);
 }
 
-/** Loads the model into the worker pool, then listens. Resolves once the socket is open. */
+/**
+ * Loads the model into the worker pool (or connects to the queue's workers), then listens.
+ * Resolves once the socket is open.
+ */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
-  const pool = await WorkerPool.start(opts);
+  const pool: RunningCaptionService = opts.queue
+    ? await RemoteCaptioning.start({
+        location: opts.queue,
+        modelDir: opts.modelDir,
+        maxJobs: opts.maxQueue,
+        timeoutMs: opts.timeoutMs,
+        log,
+      })
+    : await WorkerPool.start(opts);
   const metrics = new ServerMetrics(pool);
   let app: ReturnType<typeof createApp>;
   try {

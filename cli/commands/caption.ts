@@ -24,6 +24,7 @@ import { captionFiles, type BatchSummary } from '../../batch/run.ts';
 import { parseShard, shardOf } from '../../batch/shard.ts';
 import { parseQueueUrl, checkRedis, type QueueLocation } from '../../queue/connection.ts';
 import { captionOnQueue } from '../../queue/client.ts';
+import { liveWorkers, redisClient } from '../../queue/registry.ts';
 import { logLine, type Command } from '../command.ts';
 import { decodeFlagOptions, decodeSettingsFromFlags, integerFlag } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -156,8 +157,11 @@ export const captionCommand: Command = {
     const nbestColumns = options.nBest ?? 1;
     const queue = argv.queue === undefined ? null : parseQueueUrl(argv.queue as string);
     const shard = argv.shard === undefined ? null : parseShard(argv.shard as string);
-    if (queue && argv.attention === true)
-      throw new UsageError('--attention is not available with --queue yet: the workers write records without maps');
+    const attention = argv.attention === true;
+    if (attention && format !== 'jsonl')
+      throw new UsageError(
+        `--attention writes a grid of weights per word, which only JSON Lines holds (--format jsonl), not ${format}`,
+      );
     if (queue && argv.model !== undefined)
       throw new UsageError('--model and --queue exclude each other: with --queue the workers’ model captions');
     if (!queue && argv.model === undefined)
@@ -173,13 +177,8 @@ export const captionCommand: Command = {
       files = files.filter((f) => shardOf(f.realPath, shard.count) === shard.index);
       if (shard.index !== 1) unreadable = []; // reported once, by shard 1
     }
-    if (queue) return captionOnWorkers(queue, { files, unreadable, out, format, nbestColumns, options, maxPixels });
-
-    const attention = argv.attention === true;
-    if (attention && format !== 'jsonl')
-      throw new UsageError(
-        `--attention writes a grid of weights per word, which only JSON Lines holds (--format jsonl), not ${format}`,
-      );
+    if (queue)
+      return captionOnWorkers(queue, { files, unreadable, out, format, nbestColumns, options, maxPixels, attention });
 
     await selectBackend(argv.backend as string | undefined, logLine);
     const { model, prior, familiarity } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
@@ -243,13 +242,17 @@ async function captionOnWorkers(
     nbestColumns: number;
     options: DecodeSettings;
     maxPixels: number;
+    attention: boolean;
   },
 ): Promise<number> {
   await checkRedis(location);
   const { out, format, nbestColumns } = run;
+  // CSV and TSV get the familiarity columns when the workers' model is calibrated: asked of the
+  // live workers now (JSON Lines needs no answer: each record carries what its worker wrote).
+  const calibrated = format !== 'jsonl' && (await workersCalibrated(location));
   const output = out
-    ? await openRecordFile(out, format, nbestColumns)
-    : await streamOutput(process.stdout, format, nbestColumns);
+    ? await openRecordFile(out, format, nbestColumns, calibrated)
+    : await streamOutput(process.stdout, format, nbestColumns, calibrated);
   if (out && output.resumed) logResumed(out, output);
   const stop = stopOnInterrupt(
     'interrupted: stopping (the jobs stay queued; rerun to collect them; Ctrl-C again to quit at once)',
@@ -258,6 +261,7 @@ async function captionOnWorkers(
   const start = performance.now();
   let bar: Bar | null = null;
   let summary: BatchSummary;
+  let calibratedRun: boolean;
   try {
     if (run.unreadable.length) await output.sink.write(run.unreadable.map(({ path, error }) => ({ path, error })));
     const result = await captionOnQueue({
@@ -265,6 +269,7 @@ async function captionOnWorkers(
       files: todo,
       settings: run.options, // DecodeSettings only: the prior is the workers' model's
       maxPixels: run.maxPixels,
+      attention: run.attention,
       sink: output.sink,
       signal: stop.signal,
       progress(done, total) {
@@ -282,16 +287,27 @@ async function captionOnWorkers(
       left: result.left,
       imagesPerSecond: (todo.length - result.left) / Math.max(seconds, 1e-9),
       seconds,
-      unfamiliar: 0, // queue jobs carry no familiarity yet (docs/scale.md)
+      unfamiliar: result.unfamiliar,
     };
+    calibratedRun = result.calibrated;
   } finally {
     (bar as Bar | null)?.stop();
     stop.release();
     await output.sink.close();
   }
-  logLine(summaryLine(summary, out, false));
+  logLine(summaryLine(summary, out, calibratedRun));
   if (summary.interrupted) return EXIT.interrupted;
   return summary.failed > 0 ? EXIT.failed : EXIT.ok;
+}
+
+/** Whether a live worker's model is calibrated (queue/registry.ts); false while no worker is up. */
+async function workersCalibrated(location: QueueLocation): Promise<boolean> {
+  const client = redisClient(location);
+  try {
+    return (await liveWorkers(client)).some((w) => w.calibrated);
+  } finally {
+    client.disconnect();
+  }
 }
 
 function logResumed(out: string, output: RecordOutput): void {

@@ -1,10 +1,15 @@
-/** `captioner serve`: the web app (server/) on a port, with a graceful stop on SIGTERM/SIGINT. */
+/**
+ * `captioner serve`: the web app (server/) on a port, with a graceful stop on SIGTERM/SIGINT.
+ * Captions in its own worker threads, or with `--queue redis://…` on `captioner worker`
+ * processes (queue/remote.ts).
+ */
 import { availableParallelism } from 'node:os';
 import type { Argv } from 'yargs';
 import { DEFAULT_BEAM_WIDTH, DEFAULT_DECODE_LIMITS, checkSetting } from '../../model/decode/options.ts';
 import { LOOPBACK_HOSTS, normaliseHost } from '../../server/host-guard.ts';
 import { ListenError, resolveAllowedHosts, resolvePort, startServer } from '../../server/listen.ts';
 import { DEFAULT_IMAGE_LIMITS } from '../../server/upload.ts';
+import { parseQueueUrl, type QueueLocation } from '../../queue/connection.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT, UsageError } from '../errors.ts';
 import { integerFlag, optionalIntegerFlag } from '../options.ts';
@@ -27,6 +32,21 @@ function hostNames(host: string, allowed: readonly string[]): string {
   const wildcard = bound === '0.0.0.0' || bound === '[::]' || bound === '';
   const names = [...LOOPBACK_HOSTS, wildcard ? "this machine's addresses" : bound, ...allowed.map(normaliseHost)];
   return [...new Set(names)].join(', ');
+}
+
+/**
+ * `--queue`: a whole number (jobs that may wait for a worker thread, the flag's first meaning) or
+ * a redis:// URL (caption on the queue's workers).
+ */
+function queueFlag(value: unknown): { maxQueue: number } | { location: QueueLocation } {
+  if (value === undefined) return { maxQueue: 16 };
+  const text = String(value);
+  if (/^[-+.\d]+$/.test(text)) {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`--queue must be a whole number ≥ 0, got ${text}`);
+    return { maxQueue: n };
+  }
+  return { location: parseQueueUrl(text) };
 }
 
 export const serveCommand: Command = {
@@ -52,9 +72,14 @@ export const serveCommand: Command = {
         describe: 'caption worker threads, each with a copy of the model [default: cores - 1, at least 1]',
       })
       .option('queue', {
+        type: 'string',
+        describe:
+          'a number: caption jobs that may wait for a worker thread, past that 503 [default: 16]; or redis://HOST:PORT/DB: caption on the `captioner worker` processes of that queue instead of threads (docs/scale.md)',
+      })
+      .option('max-jobs', {
         type: 'number',
-        default: 16,
-        describe: 'caption jobs that may wait for a worker; past that, 503',
+        default: 32,
+        describe: 'with --queue redis://…: caption requests in progress at once (upload to answer); past that, 503',
       })
       .option('timeout', {
         type: 'number',
@@ -89,6 +114,10 @@ export const serveCommand: Command = {
       })
       .example('$0 serve --model models/shapes', 'serve on http://127.0.0.1:3000')
       .example(
+        '$0 serve --model models/shapes --queue redis://10.0.0.5:6379/0',
+        'the page and API here, captioning on `captioner worker --queue redis://10.0.0.5:6379/0 --model models/shapes` processes',
+      )
+      .example(
         'PORT=8080 $0 serve --model models/shapes --host 0.0.0.0 --allowed-host captions.example.org --workers 2',
         'serve on every interface, port 8080, also under the name captions.example.org',
       ),
@@ -104,14 +133,19 @@ export const serveCommand: Command = {
     const workers = optionalIntegerFlag(argv, 'workers', 1) ?? Math.max(1, availableParallelism() - 1);
     const host = String(argv.host);
     const allowedHosts = resolveAllowedHosts(argv['allowed-host'] as string[] | undefined);
-    logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
+    const queue = queueFlag(argv.queue);
+    if ('location' in queue)
+      logLine(`reading ${String(argv.model)}; captioning on the workers of ${queue.location.display}…`);
+    else logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
     const running = await startServer({
       modelDir: String(argv.model),
       port,
       host,
       allowedHosts,
       workers,
-      maxQueue: integerFlag(argv, 'queue', 0),
+      ...('location' in queue
+        ? { queue: queue.location, maxQueue: integerFlag(argv, 'max-jobs', 1) }
+        : { maxQueue: queue.maxQueue }),
       timeoutMs: integerFlag(argv, 'timeout', 1),
       limits: {
         maxBytes: integerFlag(argv, 'max-upload', 1),

@@ -8,7 +8,10 @@ import type { Argv } from 'yargs';
 import { loadModel } from '../../model/io/load.ts';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { checkRedis, parseQueueUrl } from '../../queue/connection.ts';
+import { modelFingerprint, startHeartbeat, workerId } from '../../queue/registry.ts';
+import { startServeWorker } from '../../queue/serve-jobs.ts';
 import { startCaptionWorker } from '../../queue/worker.ts';
+import { describeNative, nativeStatus } from '../../model/runtime/native.ts';
 import { logLine, type Command } from '../command.ts';
 import { EXIT } from '../errors.ts';
 import { integerFlag } from '../options.ts';
@@ -41,6 +44,19 @@ export const workerCommand: Command = {
         type: 'number',
         default: 32,
         describe: 'jobs held at once (decoding and captioning); at least --batch-size to fill batches',
+        group: QUEUE,
+      })
+      .option('serve-concurrency', {
+        type: 'number',
+        default: 1,
+        describe: 'web requests (`serve --queue`) captioned at once, word by word; 0: batch jobs only',
+        group: QUEUE,
+      })
+      .option('heartbeat', {
+        type: 'number',
+        default: 2000,
+        describe:
+          'ms between the heartbeats that tell `serve --queue` this worker is alive; it counts as gone after three missed',
         group: QUEUE,
       })
       .option('batch-size', { type: 'number', default: 16, describe: 'images captioned together, at most' })
@@ -79,16 +95,21 @@ export const workerCommand: Command = {
     const lockDurationMs = integerFlag(argv, 'lock-duration');
     const stalledIntervalMs = integerFlag(argv, 'stalled-interval');
     const maxStalledCount = integerFlag(argv, 'max-stalled', 0);
+    const serveConcurrency = integerFlag(argv, 'serve-concurrency', 0);
+    const heartbeatMs = integerFlag(argv, 'heartbeat', 100);
+    const which = argv.checkpoint as 'best' | 'latest';
 
-    await selectBackend(argv.backend as string | undefined, logLine);
-    const { model, prior } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
+    const backend = await selectBackend(argv.backend as string | undefined, logLine);
+    const { model, prior, familiarity } = await loadModel(argv.model as string, which);
     try {
+      const fingerprint = await modelFingerprint(argv.model as string, which);
       await checkRedis(location);
       let captioned = 0;
       let failed = 0;
       const worker = startCaptionWorker({
         model,
         prior,
+        familiarity,
         location,
         concurrency,
         batchSize,
@@ -102,7 +123,41 @@ export const workerCommand: Command = {
         },
         onError: (err) => logLine(`worker: ${err.message}`),
       });
-      logLine(`worker: captioning jobs from ${location.display} with ${argv.model as string} (pid ${process.pid})`);
+      const web =
+        serveConcurrency > 0
+          ? await startServeWorker({
+              model,
+              prior,
+              familiarity,
+              fingerprint,
+              location,
+              concurrency: serveConcurrency,
+              lockDurationMs,
+              stalledIntervalMs,
+              onError: (err) => logLine(`worker: ${err.message}`),
+            })
+          : null;
+      const heartbeat = startHeartbeat(
+        location,
+        {
+          id: workerId(),
+          model: fingerprint,
+          config: model.config,
+          vocabSize: model.vocab.size,
+          attentionGrid: model.attentionGrid,
+          calibrated: familiarity !== null,
+          backend,
+          backendDetail:
+            backend === 'cpu'
+              ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' })
+              : '',
+          serveConcurrency,
+        },
+        { intervalMs: heartbeatMs, onError: (err) => logLine(`worker: heartbeat: ${err.message}`) },
+      );
+      logLine(
+        `worker: captioning jobs from ${location.display} with ${argv.model as string} (model ${fingerprint}, pid ${process.pid})`,
+      );
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -112,8 +167,12 @@ export const workerCommand: Command = {
       const quit = () => process.exit(EXIT.interrupted);
       process.once('SIGINT', quit);
       process.once('SIGTERM', quit);
-      await worker.close();
-      logLine(`worker stopped: ${captioned} captioned, ${failed} failed attempts`);
+      await heartbeat.stop();
+      await Promise.all([worker.close(), web?.close()]);
+      logLine(
+        `worker stopped: ${captioned} captioned, ${failed} failed attempts` +
+          (web ? `; ${web.cancelled} web requests cancelled part-way` : ''),
+      );
       return signal === 'SIGINT' ? EXIT.interrupted : EXIT.ok;
     } finally {
       model.dispose();

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { deflateSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { parseCsv } from '../../batch/records.ts';
+import { parseCsv, type CaptionRecord } from '../../batch/records.ts';
 import { imageSeed } from '../../batch/run.ts';
 import { captionImages } from '../../model/decode/decode.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
@@ -99,20 +99,11 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-interface JsonRecord {
-  path: string;
-  realPath?: string;
-  caption?: string;
-  logProb?: number;
-  error?: string;
-  nbest?: { caption: string; logProb: number }[];
-}
-
 const parseJsonl = (text: string) =>
   text
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l) as JsonRecord);
+    .map((l) => JSON.parse(l) as CaptionRecord);
 
 test('captions a folder recursively: one record per image, errors recorded, summary, exit 1', async () => {
   const run = await cli(['caption', images, '--model', modelDir, '--batch-size', '4']);

@@ -1,17 +1,21 @@
 /**
  * `captioner worker` and `caption --queue` against a real Redis server (test/helpers/redis.ts):
- * the records of a queued run over two worker processes equal the in-process run's; a worker
- * killed with SIGKILL mid-run loses nothing and captions nothing twice; a worker whose model does
- * not load takes no job; a poison image ends as an error record after JOB_ATTEMPTS attempts;
- * `--shard i/n` runs cover every image exactly once.
+ * the records of a queued run over two worker processes equal the in-process run's, attention
+ * maps and familiarity included; of three workers, one killed with SIGKILL mid-run, nothing is
+ * lost and nothing captioned twice; Redis crashing mid-run (AOF persistence) loses no finished
+ * record; a worker whose model does not load takes no job; a poison image ends as an error
+ * record after JOB_ATTEMPTS attempts; `--shard i/n` runs cover every image exactly once. The
+ * web tier's side (`serve --queue`) is in serve.test.ts.
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { CaptionRecord } from '../../batch/records.ts';
+import { ifExists } from '../../model/io/fsutil.ts';
 import { captionJobId, JOB_ATTEMPTS, QUEUE_NAME, type CaptionJobData } from '../../queue/jobs.ts';
 import { runCli, startCli, type CliResult } from '../helpers/cli.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -22,38 +26,59 @@ let work = '';
 let modelDir = '';
 let images = '';
 let redis: RedisServer;
-let reference: JsonRecord[] = [];
+let reference: CaptionRecord[] = [];
+/** The in-process run with --attention. */
+let attentionReference: CaptionRecord[] = [];
+/** The in-process run's summary of unfamiliar images, "(N unfamiliar". */
+let unfamiliarNote = '';
 const IMAGES = 40;
 
-interface JsonRecord {
-  path: string;
-  realPath?: string;
-  caption?: string;
-  logProb?: number;
-  error?: string;
-}
-
-const parseJsonl = (text: string): JsonRecord[] =>
+const parseJsonl = (text: string): CaptionRecord[] =>
   text
     .trim()
     .split('\n')
     .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as JsonRecord);
+    .map((l) => JSON.parse(l) as CaptionRecord);
 
-const byPath = (records: JsonRecord[]) => [...records].sort((a, b) => (a.path < b.path ? -1 : 1));
+const byPath = (records: CaptionRecord[]) => [...records].sort((a, b) => (a.path < b.path ? -1 : 1));
 
 /**
- * Records reduced to what both runs must agree on: path, caption and error exactly; logProb to
- * float32 rounding, which depends on the batch an image was decoded with (the in-process run's
- * copies of one image differ in the 7th digit too).
+ * Records reduced to what both runs must agree on exactly: path, caption, error, whether the
+ * image looks familiar, the attention grid. Numbers (logProb, the familiarity score, attention
+ * weights) are compared by `assertSameRecords` to float32 rounding, which depends on the batch an
+ * image was decoded with (the in-process run's copies of one image differ in the 7th digit too).
  */
-const comparable = (records: JsonRecord[]) =>
-  byPath(records).map(({ path, caption, logProb, error }) => ({
+const comparable = (records: CaptionRecord[]) =>
+  byPath(records).map(({ path, caption, error, familiarity, attention }) => ({
     path,
     caption,
-    logProb: logProb === undefined ? undefined : Number(logProb.toPrecision(5)),
     error,
+    familiar: familiarity?.familiar,
+    threshold: familiarity?.threshold,
+    grid: attention?.grid,
+    words: attention?.weights.length,
   }));
+
+/** The numbers of a record, in a fixed order, for comparison within a tolerance. */
+const numbers = (r: CaptionRecord): number[] => [
+  r.logProb ?? NaN,
+  r.familiarity?.score ?? NaN,
+  ...(r.attention?.weights.flat() ?? []),
+];
+
+/** `actual` holds the records of `expected`: the same fields, numbers equal to float32 rounding. */
+function assertSameRecords(actual: CaptionRecord[], expected: CaptionRecord[]): void {
+  assert.deepEqual(comparable(actual), comparable(expected));
+  const [a, e] = [byPath(actual), byPath(expected)];
+  a.forEach((r, i) => {
+    const [x, y] = [numbers(r), numbers(e[i]!)];
+    assert.equal(x.length, y.length, r.path);
+    x.forEach((v, k) => {
+      if (Number.isNaN(v) && Number.isNaN(y[k])) return;
+      assert.ok(Math.abs(v - y[k]!) <= 1e-4 * Math.max(1, Math.abs(y[k]!)), `${r.path}: number ${k}: ${v} ≠ ${y[k]}`);
+    });
+  });
+}
 
 /** Worker flags that make stalled-job recovery take seconds, not the default minute. */
 const FAST_RECOVERY = ['--lock-duration', '2000', '--stalled-interval', '1000'];
@@ -67,8 +92,8 @@ function track(p: ReturnType<typeof startCli>): ReturnType<typeof startCli> {
   return p;
 }
 
-function startWorker(extra: string[] = []) {
-  const args = ['worker', '--queue', redis.url, '--model', modelDir, '--batch-size', '4'];
+function startWorker(extra: string[] = [], url = redis.url) {
+  const args = ['worker', '--queue', url, '--model', modelDir, '--batch-size', '4', '--serve-concurrency', '0'];
   return track(startCli([...args, ...FAST_RECOVERY, ...extra]));
 }
 
@@ -89,7 +114,13 @@ before(async () => {
   redis = await startRedis();
   work = await mkdtemp(join(tmpdir(), 'captioner-queue-'));
   const { dir: data } = await makeTinyDataset({ dir: join(work, 'data') });
-  modelDir = await trainTinyModel(data, 3, { out: join(work, 'model'), valSamples: 0 });
+  // A model with attention (maps to carry) and, as tiny models are by default, a familiarity calibration.
+  modelDir = await trainTinyModel(data, 3, {
+    out: join(work, 'model'),
+    valSamples: 0,
+    featureInput: 'attention',
+    encoderPooling: 'grid',
+  });
   images = join(work, 'images');
   await mkdir(images);
   for (let i = 0; i < IMAGES; i++)
@@ -99,6 +130,13 @@ before(async () => {
   assert.equal(ref.code, 1, ref.stderr); // the poison image failed
   reference = parseJsonl(await readFile(join(work, 'reference.jsonl'), 'utf8'));
   assert.equal(reference.length, IMAGES + 1);
+  assert.ok(reference[0]!.familiarity, 'the tiny model has a familiarity calibration');
+  unfamiliarNote = /\(\d+ unfamiliar/.exec(ref.stderr)![0];
+  const withMaps = join(work, 'attention.jsonl');
+  const refMaps = await runCli(['caption', images, '--model', modelDir, '--attention', '--out', withMaps]);
+  assert.equal(refMaps.code, 1, refMaps.stderr);
+  attentionReference = parseJsonl(await readFile(withMaps, 'utf8'));
+  assert.ok(attentionReference[0]!.attention, 'the reference has attention maps');
 });
 
 beforeEach(async () => {
@@ -118,16 +156,17 @@ after(async () => {
 const openQueue = () => new Queue<CaptionJobData>(QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port } });
 
 test(
-  'caption --queue over 2 worker processes writes the in-process records; the poison image fails after JOB_ATTEMPTS',
+  'caption --queue over 2 worker processes writes the in-process records, attention maps and familiarity included; the poison image fails after JOB_ATTEMPTS',
   { timeout: 240_000 },
   async () => {
     const workers = [startWorker(['--concurrency', '8']), startWorker(['--concurrency', '8'])];
     const out = join(work, 'queued.jsonl');
     const run = await runCli(['caption', images, '--queue', redis.url, '--out', out]);
     assert.equal(run.code, 1, run.stderr);
-    assert.match(run.stderr, new RegExp(`done: ${IMAGES} captioned, 1 failed`));
+    // The summary counts the unfamiliar images as the in-process run does.
+    assert.ok(run.stderr.includes(`done: ${IMAGES} captioned ${unfamiliarNote}`), run.stderr);
     const records = parseJsonl(await readFile(out, 'utf8'));
-    assert.deepEqual(comparable(records), comparable(reference));
+    assertSameRecords(records, reference);
     assert.match(records.find((r) => r.path.endsWith('poison.png'))!.error!, /cannot decode image/);
 
     const queue = openQueue();
@@ -144,52 +183,114 @@ test(
 
     // A rerun resumes: nothing is captioned again but the failure, which is retried and fails again.
     const rerun = await runCli(['caption', images, '--queue', redis.url, '--out', out]);
-    const stopped = await Promise.all(workers.map(stopWorker));
-    for (const w of stopped) assert.equal(w.code, 0, w.stderr);
     assert.equal(rerun.code, 1, rerun.stderr);
     assert.match(
       rerun.stderr,
       new RegExp(`resuming .*: ${IMAGES} images already captioned, 1 that failed will be retried`),
     );
     assert.match(rerun.stderr, new RegExp(`done: 0 captioned, 1 failed, ${IMAGES} skipped`));
-    assert.deepEqual(comparable(parseJsonl(await readFile(out, 'utf8'))), comparable(reference));
+    assertSameRecords(parseJsonl(await readFile(out, 'utf8')), reference);
+
+    // With --attention the jobs are others (the maps are part of the result), and the records carry the maps.
+    const withMaps = join(work, 'queued-attention.jsonl');
+    const mapped = await runCli(['caption', images, '--queue', redis.url, '--attention', '--out', withMaps]);
+    assert.equal(mapped.code, 1, mapped.stderr);
+    assertSameRecords(parseJsonl(await readFile(withMaps, 'utf8')), attentionReference);
+    const stopped = await Promise.all(workers.map(stopWorker));
+    for (const w of stopped) assert.equal(w.code, 0, w.stderr);
   },
 );
 
+/** The workers whose heartbeat is live (queue/registry.ts). */
+async function liveWorkerCount(url: string): Promise<number> {
+  const client = new Redis(url);
+  try {
+    return (await client.keys('captioner:worker:*')).length;
+  } finally {
+    client.disconnect();
+  }
+}
+
 test(
-  'a worker killed with SIGKILL mid-run: its jobs are taken again, every image captioned exactly once',
+  'three worker processes, one killed with SIGKILL mid-run: its jobs are taken again, every image captioned exactly once',
   { timeout: 240_000 },
   async () => {
+    // One job at a time each, so that the run lasts long enough for a worker to die in it.
+    const workers = [1, 2, 3].map(() => startWorker(['--concurrency', '1']));
+    await waitFor(
+      () => 'the three workers to be up',
+      async () => (await liveWorkerCount(redis.url)) === 3,
+    );
     const out = join(work, 'killed.jsonl');
     const run = track(startCli(['caption', images, '--queue', redis.url, '--out', out]));
     const queue = openQueue();
     try {
       await waitFor(
-        () => 'the jobs to be queued',
-        async () => (await queue.getWaitingCount()) === IMAGES + 1,
-      );
-      const doomed = startWorker(['--concurrency', '2']);
-      // Killed once it has captioned a few images: mid-run, holding the next ones.
-      await waitFor(
-        () => `the first worker to caption (its stderr: ${doomed.stderrSoFar()})`,
+        () => 'the workers to caption a few images',
         async () => (await queue.getCompletedCount()) >= 4,
       );
+      // Kill a worker that holds a job now (or the test proves nothing).
+      const held = (await queue.getActive()).map((j) => j.processedBy ?? '');
+      const doomed = workers.find((w) => held.includes(`${hostname()}:${w.child.pid}`));
+      assert.ok(doomed, `no worker holds a job (active jobs held by ${held.join(', ')})`);
+      const doomedJobs = (await queue.getActive()).filter((j) => j.processedBy === `${hostname()}:${doomed.child.pid}`);
       doomed.child.kill('SIGKILL');
-      const killed = await doomed.done;
-      assert.equal(killed.signal, 'SIGKILL');
-      // It died holding jobs (or the test proves nothing): they are still active, their locks expiring.
-      assert.ok((await queue.getActiveCount()) > 0, 'the killed worker held no job');
-      assert.ok((await queue.getCompletedCount()) < IMAGES, 'the killed worker finished the run');
-      const rescuer = startWorker(['--concurrency', '8']);
+      assert.equal((await doomed.done).signal, 'SIGKILL');
+      assert.ok((await queue.getCompletedCount()) < IMAGES, 'the run ended before the kill');
       const result = await run.done;
-      assert.equal((await stopWorker(rescuer)).code, 0);
       assert.equal(result.code, 1, result.stderr);
       const records = parseJsonl(await readFile(out, 'utf8'));
       assert.equal(new Set(records.map((r) => r.path)).size, records.length, 'an image recorded twice');
-      assert.deepEqual(comparable(records), comparable(reference));
+      assertSameRecords(records, reference);
       assert.equal(await queue.getCompletedCount(), IMAGES);
+      // The jobs the killed worker held were finished by another.
+      for (const j of doomedJobs) {
+        const after = (await Job.fromId(queue, j.id!))!;
+        assert.ok(after.finishedOn, `job ${j.id} never finished`);
+        assert.notEqual(after.processedBy, j.processedBy);
+      }
+      for (const w of workers.filter((w) => w !== doomed)) assert.equal((await stopWorker(w)).code, 0);
     } finally {
       await queue.close();
+    }
+  },
+);
+
+test(
+  'Redis crashing mid-run (AOF persistence, appendfsync always) loses no finished record; the run completes',
+  { timeout: 240_000 },
+  async () => {
+    const persistent = await startRedis({ appendOnly: true });
+    try {
+      const workers = [1, 2].map(() => startWorker(['--concurrency', '2'], persistent.url));
+      // Both up before the crash (a worker that finds no Redis at its start exits 5, as it should).
+      await waitFor(
+        () => 'the two workers to be up',
+        async () => (await liveWorkerCount(persistent.url)) === 2,
+      );
+      const out = join(work, 'restarted.jsonl');
+      const run = track(startCli(['caption', images, '--queue', persistent.url, '--out', out]));
+      await waitFor(
+        () => `some records to be written (workers: ${workers.map((w) => w.stderrSoFar()).join(' | ')})`,
+        async () => parseJsonl((await ifExists(readFile(out, 'utf8'))) ?? '').length >= 8,
+      );
+      const beforeCrash = parseJsonl(await readFile(out, 'utf8'));
+      await persistent.crashAndRestart();
+      const result = await run.done;
+      assert.equal(result.code, 1, result.stderr);
+      const records = parseJsonl(await readFile(out, 'utf8'));
+      assert.ok(beforeCrash.length < records.length, 'the run ended before the crash');
+      assert.equal(new Set(records.map((r) => r.path)).size, records.length, 'an image recorded twice');
+      assertSameRecords(records, reference);
+      const queue = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: persistent.port } });
+      try {
+        assert.equal(await queue.getCompletedCount(), IMAGES, 'Redis lost finished jobs');
+      } finally {
+        await queue.close();
+      }
+      for (const w of workers) assert.equal((await stopWorker(w)).code, 0);
+    } finally {
+      await persistent.stop();
     }
   },
 );
@@ -223,7 +324,7 @@ test(
 );
 
 test('--shard i/n: the n runs caption every image exactly once, as one run does', { timeout: 240_000 }, async () => {
-  const shards: JsonRecord[][] = [];
+  const shards: CaptionRecord[][] = [];
   for (const i of [1, 2, 3]) {
     const out = join(work, `shard-${i}.jsonl`);
     const r = await runCli(['caption', images, '--model', modelDir, '--shard', `${i}/3`, '--out', out]);
@@ -231,7 +332,7 @@ test('--shard i/n: the n runs caption every image exactly once, as one run does'
     shards.push(parseJsonl(await readFile(out, 'utf8')));
   }
   for (const s of shards) assert.ok(s.length > 0 && s.length < IMAGES, `a shard of ${s.length} images`);
-  assert.deepEqual(comparable(shards.flat()), comparable(reference));
+  assertSameRecords(shards.flat(), reference);
   const bad = await runCli(['caption', images, '--model', modelDir, '--shard', '4/3']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--shard "4\/3": expected i\/n with 1 ≤ i ≤ n/);
