@@ -21,6 +21,7 @@ import {
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
+import type { RecommendedDecoding } from '../model/decode/recommended.ts';
 import type { Familiarity, FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
 import { wordMaps } from './attention-maps.ts';
@@ -37,8 +38,9 @@ import { NOT_COMPUTED, scoreCaptions, type CorpusScores, type ImageScore, type S
 
 /**
  * The decoding settings an evaluation takes (model/decode/options.ts DECODE_SPEC): deterministic
- * decoding only, beam search of `beamWidth` (default DEFAULT_BEAM_WIDTH; 1 is greedy decoding).
- * Anti-LM absent: the model's defaults (its language-prior.json).
+ * decoding only, beam search of `beamWidth` (1 is greedy decoding). A setting left out is the
+ * model's recommendation (decoding.json, `withRecommendedDecoding`), else DEFAULT_BEAM_WIDTH
+ * and the anti-LM defaults of its language-prior.json.
  */
 export const EVAL_DECODE_SETTINGS = [
   'beamWidth',
@@ -94,6 +96,25 @@ export function evalDecodeOptions(
     howToChoose: (s) => (s === 'beam' ? `set ${nameOf('beamWidth')} above 1` : `use ${STRATEGY_NAMES[s]}`),
   });
   return strategy === 'beam' ? { ...decode, beamWidth } : decode;
+}
+
+/**
+ * The settings an evaluation decodes with: those given, and for each left out, the model's
+ * recommended decoding (decoding.json): its beam width (1 when it recommends greedy decoding),
+ * its length penalty and anti-LM settings. Without a recommendation, `settings` as they are.
+ */
+export function withRecommendedDecoding(
+  settings: EvalDecodeSettings,
+  recommended: RecommendedDecoding | null,
+): EvalDecodeSettings {
+  if (!recommended) return settings;
+  const out: EvalDecodeSettings = { ...settings };
+  out.beamWidth ??= recommended.strategy === 'greedy' ? 1 : (recommended.beamWidth ?? DEFAULT_BEAM_WIDTH);
+  for (const key of ['lengthPenalty', 'antiLm', 'antiLmPlausibility'] as const) {
+    if (key === 'lengthPenalty' && out.beamWidth === 1) continue;
+    if (out[key] === undefined && recommended[key] !== undefined) out[key] = recommended[key];
+  }
+  return out;
 }
 
 /** How captions are decoded: a description for reports and logs (checks the options, naming a wrong one). */
@@ -236,10 +257,14 @@ export async function runEvaluation(
     }
   }
 
-  const { model, prior, familiarity } = await loadModel(options.modelDir);
+  const { model, prior, familiarity, decoding: recommended } = await loadModel(options.modelDir);
+  const settings = withRecommendedDecoding(
+    Object.fromEntries(EVAL_DECODE_SETTINGS.map((key) => [key, options[key]])) as EvalDecodeSettings,
+    recommended,
+  );
   let decoding: string;
   try {
-    decoding = decodingDescription(model, { ...evalDecodeOptions(options), prior });
+    decoding = decodingDescription(model, { ...evalDecodeOptions(settings), prior });
   } catch (err) {
     model.dispose();
     throw err;
@@ -253,7 +278,7 @@ export async function runEvaluation(
         `captioning ${images.length}${images.length < all.length ? ` of the ${all.length}` : ''} images of "${split}" (${decoding})`,
       );
       const captioned = await captionImagesOfSplit(model, options.dataDir, images, {
-        ...Object.fromEntries(EVAL_DECODE_SETTINGS.map((key) => [key, options[key]])),
+        ...settings,
         batchSize: options.batchSize,
         prior,
         familiarity,

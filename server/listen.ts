@@ -5,6 +5,8 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readModelDecoding } from '../model/io/decoding-file.ts';
+import { describeRecommendation } from '../model/decode/recommended.ts';
 import { createApp } from './app.ts';
 import type { DecodeLimits } from './decode-options.ts';
 import { hostPolicy } from './host-guard.ts';
@@ -16,7 +18,7 @@ export interface ServeOptions extends PoolOptions {
   port: number;
   host: string;
   limits?: Partial<ImageLimits & DecodeLimits>;
-  /** The beam width a request gets when it names none (`captioner serve --beam`). */
+  /** The beam width a request gets when it names none (`serve --beam`; default: the model's recommendation). */
   defaultBeamWidth?: number;
   /** How long in-flight captions may run on after a stop is asked for (ms). */
   graceMs: number;
@@ -90,6 +92,9 @@ export function resolveAllowedHosts(
 /** Loads the model into the worker pool, then listens. Resolves once the socket is open. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
+  // The model's recommended decoding (decoding.json) is what a request that names nothing gets.
+  const recommendedDecoding = await readModelDecoding(opts.modelDir);
+  if (recommendedDecoding) log(`the model recommends ${describeRecommendation(recommendedDecoding)}`);
   const pool = await WorkerPool.start(opts);
   const metrics = new ServerMetrics(pool);
   let app: ReturnType<typeof createApp>;
@@ -100,6 +105,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       metrics,
       log,
       hosts: hostPolicy(opts.host, opts.allowedHosts),
+      recommendedDecoding,
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(opts.defaultBeamWidth !== undefined ? { defaultBeamWidth: opts.defaultBeamWidth } : {}),
     });

@@ -48,8 +48,7 @@ export const evalCommand: Command = {
       .options(
         decodeFlagOptions(EVAL_DECODE_SETTINGS, 'Decoding:', {
           beamWidth: {
-            default: DEFAULT_BEAM_WIDTH,
-            describe: 'beam width (model/decode/beam-search.ts); 1 is greedy decoding',
+            describe: `beam width (model/decode/beam-search.ts); 1 is greedy decoding [default: the model's decoding.json, else ${DEFAULT_BEAM_WIDTH}]`,
           },
         }),
       )

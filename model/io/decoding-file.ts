@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DecodeOptionsError } from '../decode/options.ts';
 import { DECODING_FILE, parseRecommendedDecoding, type RecommendedDecoding } from '../decode/recommended.ts';
-import { CheckpointError } from './checkpoint.ts';
+import { CheckpointError, readCheckpointConfig } from './checkpoint.ts';
 import { ifExists, writeFileAtomic } from './fsutil.ts';
 
 /**
@@ -34,4 +34,17 @@ export async function readRecommendedDecoding(dir: string): Promise<RecommendedD
 /** Writes `recommended` as `dir`/decoding.json, atomically. */
 export async function writeRecommendedDecoding(dir: string, recommended: RecommendedDecoding): Promise<void> {
   await writeFileAtomic(join(dir, DECODING_FILE), JSON.stringify(recommended, null, 2) + '\n');
+}
+
+/**
+ * The recommended decoding of a model directory's best (or latest) checkpoint, or of a
+ * checkpoint directory, without loading the weights: what a front end reads before it checks its
+ * flags against the strategy the model recommends.
+ */
+export async function readModelDecoding(
+  modelDir: string,
+  which: 'best' | 'latest' = 'best',
+): Promise<RecommendedDecoding | null> {
+  const { dir } = await readCheckpointConfig(modelDir, which);
+  return readRecommendedDecoding(dir);
 }
