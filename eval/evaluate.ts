@@ -172,7 +172,10 @@ export function scoreCaptionedImages(captioned: readonly CaptionedImage[]): Scor
 export interface EvaluationOptions extends EvalDecodeSettings {
   modelDir: string;
   dataDir: string;
-  /** The split to evaluate; on the shapes data set "test" brings "test-compositional" along. */
+  /**
+   * The split to evaluate; on the shapes data set "test" brings "test-compositional" along, and
+   * "selection" "selection-compositional".
+   */
   split: string;
   batchSize: number;
   /** Where the COCO files, metrics.json and report.html go. */
@@ -249,8 +252,10 @@ export async function runEvaluation(
   // for meaning, and its test split has a compositional twin (held-out colour + shape pairs).
   const isShapes = manifest.name === 'shapes';
   const splits = [options.split];
-  if (isShapes && options.split === 'test' && splitImages(manifest, 'test-compositional').length > 0)
-    splits.push('test-compositional');
+  // Likewise "selection" (captioner data shapes --selection-count) brings "selection-compositional".
+  const twin = `${options.split}-compositional`;
+  if (isShapes && !options.split.endsWith('-compositional') && splitImages(manifest, twin).length > 0)
+    splits.push(twin);
   for (const split of splits) {
     if (splitImages(manifest, split).length === 0) {
       throw new DatasetError(`${join(options.dataDir, 'manifest.json')}: no images in split "${split}"`);

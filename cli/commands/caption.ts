@@ -180,7 +180,7 @@ export const captionCommand: Command = {
     const batchSize = integerFlag(argv, 'batch-size');
     const maxPixels = integerFlag(argv, 'max-pixels');
     const decodeMemory = integerFlag(argv, 'decode-memory');
-    // The model's recommended decoding fills in what the flags leave out (with --queue, the workers' model decides).
+    // The model's recommended decoding fills in what the flags leave out (not with --queue: jobs carry the flags).
     const recommended =
       argv.model === undefined
         ? null

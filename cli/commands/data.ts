@@ -112,6 +112,24 @@ export const dataCommand: Command = {
           describe: 'shapes: fraction in test-compositional (held-out colour+shape pairs)',
           group: 'shapes:',
         },
+        'selection-count': {
+          type: 'number',
+          default: 0,
+          describe:
+            'shapes (v2): also make N selection scenes from --selection-seed, in "selection" and "selection-compositional": data to choose a recipe on that no train, val or test scene shares',
+          group: 'shapes:',
+        },
+        'selection-seed': {
+          type: 'number',
+          describe: 'shapes: the seed of the selection scenes (required with --selection-count; not --seed)',
+          group: 'shapes:',
+        },
+        'selection-compositional-fraction': {
+          type: 'number',
+          default: 0.5,
+          describe: 'shapes: fraction of selection scenes holding a held-out colour+shape pair',
+          group: 'shapes:',
+        },
         annotations: {
           type: 'string',
           array: true,
@@ -204,6 +222,9 @@ export const dataCommand: Command = {
             valFraction: number(argv, 'valFraction', 0.1),
             testFraction: number(argv, 'testFraction', 0.1),
             compositionalFraction: number(argv, 'compositionalFraction', 0.1),
+            selectionCount: number(argv, 'selectionCount', 0),
+            ...(argv.selectionSeed === undefined ? {} : { selectionSeed: number(argv, 'selectionSeed', 0) }),
+            selectionCompositionalFraction: number(argv, 'selectionCompositionalFraction', 0.5),
             onProgress,
           });
         } catch (err) {

@@ -43,7 +43,8 @@ export const evalCommand: Command = {
       .option('split', {
         type: 'string',
         default: 'test',
-        describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")',
+        describe:
+          'split to evaluate (on the shapes set, "test" also evaluates "test-compositional", "selection" "selection-compositional")',
       })
       .options(
         decodeFlagOptions(EVAL_DECODE_SETTINGS, 'Decoding:', {
