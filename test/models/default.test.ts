@@ -106,6 +106,7 @@ test('npm start serves the default model, and the page says what it knows', asyn
     const page = await (await fetch(server.url + '/model')).text();
     assert.match(page, /<dt>Started from<\/dt><dd><code>[^<]+<\/code> \(fine-tuned/);
     assert.match(page, /raised by label smoothing 0\.2 and word substitution 0\.25; validation loss is plain cross-entropy/);
+    assert.match(page, /<dt>Recommended decoding<\/dt><dd>beam search, width 8, anti-LM λ 0\.12 \(β 0\.15\)/);
     assert.match(page, /<dt>Decoding<\/dt><dd>anti-LM by default: each word's score loses 0\.12 × its log-probability/);
   } finally {
     await server.close();

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { readCheckpointConfig } from '../../../model/io/checkpoint.ts';
 import { readMetricsLog } from '../../../model/io/metrics-log.ts';
 import { loadModel } from '../../../model/io/load.ts';
-import { PHASES_FILE, trainPhases } from '../../../model/train/phased.ts';
+import { PHASES_FILE, phaseSettings, trainPhases } from '../../../model/train/phased.ts';
 import { parseRecipe, phaseSeed } from '../../../model/train/recipe.ts';
 import { ConfigError } from '../../../model/util/config.ts';
 import { runCli } from '../../helpers/cli.ts';
@@ -149,6 +149,29 @@ test('a run stopped in phase 2 resumes phase 2 where it stopped, skips phase 1, 
     'the resumed run ends with the weights of the run never stopped',
   );
   assert.deepEqual(await steps(join(cut, 'metrics.jsonl')), [1, 2, 3, 4, 5, 6], 'phase 2’s log has each step once');
+});
+
+test('--seed overrides the recipe’s seed for every phase, and flags override every phase’s settings', () => {
+  const recipe = parseRecipe(
+    {
+      ...BASE,
+      seed: 4,
+      phases: [
+        { name: 'a', maxSteps: 10 },
+        { name: 'b', maxSteps: 20, learningRate: 0.5 },
+      ],
+    },
+    'recipe.json',
+  );
+  const { phases } = phaseSettings(recipe, flags('out', { seed: 9, maxSteps: 3 }));
+  assert.deepEqual(
+    phases.map((p) => [p.seed, p.maxSteps, p.learningRate]),
+    [
+      [9, 3, TINY_TRAINING.learningRate],
+      [phaseSeed(9, 1), 3, 0.5],
+    ],
+  );
+  assert.notEqual(phaseSeed(9, 1), phaseSeed(4, 1));
 });
 
 test('a bad field anywhere in a recipe is refused before anything trains, naming the file, the phase and the key', async () => {
