@@ -27,10 +27,7 @@ export const trainCommand: Command = {
       })
       .option('json', { type: 'boolean', describe: 'print the result as one JSON object on stdout' })
       .example('$0 train --data data/shapes --out models/shapes', 'train with the default settings')
-      .example(
-        '$0 train --config configs/shapes.json --data data/shapes-v2 --out train/shapes-s1 --seed 1',
-        'every phase of a recipe, one after another (Ctrl-C, then --resume, goes on)',
-      )
+      .example('$0 train --data data/v2 --out s1 --config configs/shapes.json', "a recipe's phases, one after another")
       .example('$0 train --data data/shapes --out models/shapes --resume', 'continue where the last run stopped');
   },
   async run(argv) {
