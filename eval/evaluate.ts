@@ -21,6 +21,7 @@ import {
 import { semanticScores, type Scene, type SemanticScores } from '../data-scripts/shapes/semantics.ts';
 import { writeFileAtomic } from '../model/io/fsutil.ts';
 import { loadModel } from '../model/io/load.ts';
+import type { RecommendedDecoding } from '../model/decode/recommended.ts';
 import type { Familiarity, FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import { METRICS_FILE, readMetricsLog } from '../model/io/metrics-log.ts';
 import { wordMaps } from './attention-maps.ts';
@@ -39,8 +40,9 @@ import { NOT_COMPUTED, scoreCaptions, type CorpusScores, type ImageScore, type S
 
 /**
  * The decoding settings an evaluation takes (model/decode/options.ts DECODE_SPEC): deterministic
- * decoding only, beam search of `beamWidth` (default DEFAULT_BEAM_WIDTH; 1 is greedy decoding).
- * Anti-LM absent: the model's defaults (its language-prior.json).
+ * decoding only, beam search of `beamWidth` (1 is greedy decoding). A setting left out is the
+ * model's recommendation (decoding.json, `withRecommendedDecoding`), else DEFAULT_BEAM_WIDTH
+ * and the anti-LM defaults of its language-prior.json.
  */
 export const EVAL_DECODE_SETTINGS = [
   'beamWidth',
@@ -98,6 +100,25 @@ export function evalDecodeOptions(
   return strategy === 'beam' ? { ...decode, beamWidth } : decode;
 }
 
+/**
+ * The settings an evaluation decodes with: those given, and for each left out, the model's
+ * recommended decoding (decoding.json): its beam width (1 when it recommends greedy decoding),
+ * its length penalty and anti-LM settings. Without a recommendation, `settings` as they are.
+ */
+export function withRecommendedDecoding(
+  settings: EvalDecodeSettings,
+  recommended: RecommendedDecoding | null,
+): EvalDecodeSettings {
+  if (!recommended) return settings;
+  const out: EvalDecodeSettings = { ...settings };
+  out.beamWidth ??= recommended.strategy === 'greedy' ? 1 : (recommended.beamWidth ?? DEFAULT_BEAM_WIDTH);
+  for (const key of ['lengthPenalty', 'antiLm', 'antiLmPlausibility'] as const) {
+    if (key === 'lengthPenalty' && out.beamWidth === 1) continue;
+    if (out[key] === undefined && recommended[key] !== undefined) out[key] = recommended[key];
+  }
+  return out;
+}
+
 /** How captions are decoded: a description for reports and logs (checks the options, naming a wrong one). */
 export function decodingDescription(model: StepModel, options: DecodeOptions): string {
   const o = resolveDecodeOptions(model, options);
@@ -153,7 +174,10 @@ export function scoreCaptionedImages(captioned: readonly CaptionedImage[]): Scor
 export interface EvaluationOptions extends EvalDecodeSettings {
   modelDir: string;
   dataDir: string;
-  /** The split to evaluate; on the shapes data set "test" brings "test-compositional" along. */
+  /**
+   * The split to evaluate; on the shapes data set "test" brings "test-compositional" along, and
+   * "selection" "selection-compositional".
+   */
   split: string;
   batchSize: number;
   /** Where the COCO files, metrics.json and report.html go. */
@@ -236,18 +260,24 @@ export async function runEvaluation(
   // for meaning, and its test split has a compositional twin (held-out colour + shape pairs).
   const isShapes = manifest.name === 'shapes';
   const splits = [options.split];
-  if (isShapes && options.split === 'test' && splitImages(manifest, 'test-compositional').length > 0)
-    splits.push('test-compositional');
+  // Likewise "selection" (captioner data shapes --selection-count) brings "selection-compositional".
+  const twin = `${options.split}-compositional`;
+  if (isShapes && !options.split.endsWith('-compositional') && splitImages(manifest, twin).length > 0)
+    splits.push(twin);
   for (const split of splits) {
     if (splitImages(manifest, split).length === 0) {
       throw new DatasetError(`${join(options.dataDir, 'manifest.json')}: no images in split "${split}"`);
     }
   }
 
-  const { model, prior, familiarity } = await loadModel(options.modelDir);
+  const { model, prior, familiarity, decoding: recommended } = await loadModel(options.modelDir);
+  const settings = withRecommendedDecoding(
+    Object.fromEntries(EVAL_DECODE_SETTINGS.map((key) => [key, options[key]])) as EvalDecodeSettings,
+    recommended,
+  );
   let decoding: string;
   try {
-    decoding = decodingDescription(model, { ...evalDecodeOptions(options), prior });
+    decoding = decodingDescription(model, { ...evalDecodeOptions(settings), prior });
   } catch (err) {
     model.dispose();
     throw err;
@@ -261,7 +291,7 @@ export async function runEvaluation(
         `captioning ${images.length}${images.length < all.length ? ` of the ${all.length}` : ''} images of "${split}" (${decoding})`,
       );
       const captioned = await captionImagesOfSplit(model, options.dataDir, images, {
-        ...Object.fromEntries(EVAL_DECODE_SETTINGS.map((key) => [key, options[key]])),
+        ...settings,
         batchSize: options.batchSize,
         prior,
         familiarity,

@@ -18,6 +18,7 @@ import express from 'express';
 import { uploadReader } from './captioning.ts';
 import { STATIC_PREFIX, type AppContext, type CaptionService } from './context.ts';
 import { DecodeBudget } from './decode-budget.ts';
+import type { RecommendedDecoding } from '../model/decode/recommended.ts';
 import { DEFAULT_DECODE_LIMITS, defaultDecode, type DecodeLimits } from './decode-options.ts';
 import { errorHandler } from './error-handler.ts';
 import { guardHost, hostPolicy, type HostPolicy } from './host-guard.ts';
@@ -36,8 +37,13 @@ export interface AppDeps {
   /** The model directory the pool loaded (for the model page). */
   modelDir: string;
   limits?: Partial<ImageLimits & DecodeLimits>;
-  /** The beam width a request gets when it names none, and the page's field starts at (default DEFAULT_BEAM_WIDTH). */
+  /**
+   * The beam width a request gets when it names none, and the page's field starts at (default:
+   * the model's recommendation, else DEFAULT_BEAM_WIDTH).
+   */
   defaultBeamWidth?: number;
+  /** The model's recommended decoding (its decoding.json): what a request that names nothing gets. */
+  recommendedDecoding?: RecommendedDecoding | null;
   metrics?: ServerMetrics;
   /** The Host names the app answers to (server/host-guard.ts); default: loopback only. */
   hosts?: HostPolicy;
@@ -53,7 +59,7 @@ export const SENTENCE_MODULE = fileURLToPath(new URL('../model/text/sentence.js'
 /** The routers' shared context: limits and defaults checked, the decode budget, the model's card. */
 function appContext(deps: AppDeps): AppContext {
   const limits: ImageLimits & DecodeLimits = { ...DEFAULT_IMAGE_LIMITS, ...DEFAULT_DECODE_LIMITS, ...deps.limits };
-  const decodeDefaults = defaultDecode(deps.defaultBeamWidth, limits);
+  const decodeDefaults = defaultDecode(deps.defaultBeamWidth, limits, deps.recommendedDecoding ?? null);
   const metrics = deps.metrics ?? new ServerMetrics(deps.pool);
   const decodeBudget = new DecodeBudget(limits.maxDecodeBytes);
   metrics.watchDecodes(decodeBudget);

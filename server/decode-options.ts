@@ -14,6 +14,7 @@ import {
   type DecodeLimits,
   type DecodeSettings,
 } from '../model/decode/options.ts';
+import type { RecommendedDecoding } from '../model/decode/recommended.ts';
 import { BadRequestError } from './errors.ts';
 
 export { DEFAULT_DECODE_LIMITS, type DecodeLimits };
@@ -22,20 +23,31 @@ export { DEFAULT_DECODE_LIMITS, type DecodeLimits };
 const DEFAULT_ALTERNATIVES = 3;
 
 /**
- * What a request that names no strategy gets: beam search of `beamWidth` (`captioner serve
- * --beam`), up to three alternatives. A width outside 1…limits.maxBeamWidth is a RangeError.
+ * What a request that names no strategy gets: beam search (the page lists its alternatives, up
+ * to three) of `beamWidth` (`captioner serve --beam`), else of the width the model recommends
+ * (its decoding.json, model/decode/recommended.ts), else DEFAULT_BEAM_WIDTH; with the
+ * recommendation's length penalty and anti-LM settings. A width outside 1…limits.maxBeamWidth is a
+ * RangeError.
  */
 export function defaultDecode(
-  beamWidth = DEFAULT_BEAM_WIDTH,
+  beamWidth?: number,
   limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+  recommended: RecommendedDecoding | null = null,
 ): DecodeSettings {
+  const width =
+    beamWidth ?? (recommended?.strategy === 'beam' ? recommended.beamWidth : undefined) ?? DEFAULT_BEAM_WIDTH;
+  const name =
+    beamWidth === undefined && recommended?.beamWidth !== undefined ? "the model's beamWidth" : 'defaultBeamWidth';
   try {
-    checkSetting('beamWidth', beamWidth, 'defaultBeamWidth', limits);
+    checkSetting('beamWidth', width, name, limits);
   } catch (err) {
     if (err instanceof DecodeOptionsError) throw new RangeError(err.message, { cause: err });
     throw err;
   }
-  return { strategy: 'beam', beamWidth, nBest: Math.min(DEFAULT_ALTERNATIVES, beamWidth) };
+  const settings: DecodeSettings = { strategy: 'beam', beamWidth: width, nBest: Math.min(DEFAULT_ALTERNATIVES, width) };
+  for (const key of ['lengthPenalty', 'antiLm', 'antiLmPlausibility'] as const)
+    if (recommended?.[key] !== undefined) settings[key] = recommended[key];
+  return settings;
 }
 
 /** What a request gets when it says nothing: beam search, three alternatives. */

@@ -7,6 +7,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { QueueLocation } from '../queue/connection.ts';
 import { RemoteCaptioning } from '../queue/remote.ts';
+import { readModelDecoding } from '../model/io/decoding-file.ts';
+import { describeRecommendation } from '../model/decode/recommended.ts';
 import { createApp } from './app.ts';
 import type { RunningCaptionService } from './context.ts';
 import type { DecodeLimits } from './decode-options.ts';
@@ -19,7 +21,7 @@ export interface ServeOptions extends PoolOptions {
   port: number;
   host: string;
   limits?: Partial<ImageLimits & DecodeLimits>;
-  /** The beam width a request gets when it names none (`captioner serve --beam`). */
+  /** The beam width a request gets when it names none (`serve --beam`; default: the model's recommendation). */
   defaultBeamWidth?: number;
   /** How long in-flight captions may run on after a stop is asked for (ms). */
   graceMs: number;
@@ -101,6 +103,9 @@ export function resolveAllowedHosts(
  */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {});
+  // The model's recommended decoding (decoding.json) is what a request that names nothing gets.
+  const recommendedDecoding = await readModelDecoding(opts.modelDir);
+  if (recommendedDecoding) log(`the model recommends ${describeRecommendation(recommendedDecoding)}`);
   const pool: RunningCaptionService = opts.queue
     ? await RemoteCaptioning.start({
         location: opts.queue,
@@ -119,6 +124,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       metrics,
       log,
       hosts: hostPolicy(opts.host, opts.allowedHosts),
+      recommendedDecoding,
       ...(opts.limits ? { limits: opts.limits } : {}),
       ...(opts.defaultBeamWidth !== undefined ? { defaultBeamWidth: opts.defaultBeamWidth } : {}),
     });

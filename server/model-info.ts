@@ -16,6 +16,8 @@ import type { ModelConfig } from '../model/nn/captioner.ts';
 import { displayPath } from './public-paths.ts';
 import type { AntiLmDefaults } from '../model/decode/prior.ts';
 import { readPrior } from '../model/decode/prior-files.ts';
+import { describeRecommendation } from '../model/decode/recommended.ts';
+import { readRecommendedDecoding } from '../model/io/decoding-file.ts';
 import { Vocabulary } from '../model/text/vocab.ts';
 import { readFamiliarity, type CalibrationInfo } from '../model/familiarity/store.ts';
 
@@ -71,6 +73,8 @@ export interface ModelDescription {
    * language prior.
    */
   antiLm: AntiLmDefaults | null;
+  /** The model's recommended decoding in words (its decoding.json, model/decode/recommended.ts); null: none. */
+  recommendedDecoding: string | null;
   /**
    * The familiarity calibration (model/familiarity/store.ts): the threshold and what it was fitted
    * and chosen on; null when the model was never calibrated.
@@ -571,6 +575,7 @@ export async function describeModel(modelDir: string): Promise<ModelDescription>
       backbone,
     ),
     antiLm: (await readPrior(dir, vocab))?.antiLm ?? null,
+    recommendedDecoding: await readRecommendedDecoding(dir).then((r) => (r ? describeRecommendation(r) : null)),
     familiarity: await readFamiliarity(dir).then((f) => (f ? { ...f.calibration, threshold: f.threshold } : null)),
     dataset: await readDataset(config.train?.data),
     training: last

@@ -17,6 +17,12 @@ import {
 } from '../../model/decode/options.ts';
 import { DEFAULT_MAX_PIXELS } from '../../model/data/image-header.ts';
 import { loadModel } from '../../model/io/load.ts';
+import { readModelDecoding } from '../../model/io/decoding-file.ts';
+import {
+  applyRecommendation,
+  describeRecommendation,
+  type RecommendedDecoding,
+} from '../../model/decode/recommended.ts';
 import { IMAGE_EXTENSIONS, expandInputs, type InputError, type InputFile } from '../../batch/inputs.ts';
 import { openRecordFile, streamOutput, type RecordOutput } from '../../batch/output.ts';
 import { RECORD_FORMATS, type RecordFormat } from '../../batch/records.ts';
@@ -43,22 +49,35 @@ function chooseFormat(format: unknown, out: string | undefined): RecordFormat {
 
 /** How `caption` chooses each strategy, for the error that refuses another strategy's flag. */
 const CHOOSE: Record<Strategy, string> = {
-  greedy: 'drop --beam and --sample',
+  greedy: 'add --greedy',
   beam: 'add --beam N',
   sample: 'add --sample',
 };
 
 /**
- * The decoding the flags ask for: greedy, or beam search with --beam N, or sampling with
- * --sample; the other settings from model/decode/options.ts DECODE_SPEC, where a flag of another
- * strategy (--top-k without --sample) is a usage error.
+ * The decoding the flags ask for: greedy with --greedy, beam search with --beam N, sampling with
+ * --sample, and with none of them the model's recommended decoding (decoding.json; greedy for a
+ * model without one). The other settings from model/decode/options.ts DECODE_SPEC, where a flag
+ * of another strategy (--top-k without --sample) is a usage error; a setting no flag gives is the
+ * recommendation's.
  */
-function decodeSettingsFrom(argv: Record<string, unknown>): DecodeSettings {
-  const beam = argv.beam !== undefined;
-  const sample = argv.sample === true;
-  if (beam && sample) throw new UsageError('--beam and --sample exclude each other: choose one');
-  const strategy = beam ? 'beam' : sample ? 'sample' : 'greedy';
-  return decodeSettingsFromFlags(argv, NUMERIC_SETTINGS, strategy, (s) => CHOOSE[s]);
+function decodeSettingsFrom(argv: Record<string, unknown>, recommended: RecommendedDecoding | null): DecodeSettings {
+  const chosen = [
+    argv.greedy === true && '--greedy',
+    argv.beam !== undefined && '--beam',
+    argv.sample === true && '--sample',
+  ].filter((f): f is string => typeof f === 'string');
+  if (chosen.length > 1) throw new UsageError(`${chosen.join(' and ')} exclude each other: choose one`);
+  const strategy: Strategy =
+    argv.beam !== undefined
+      ? 'beam'
+      : argv.sample === true
+        ? 'sample'
+        : argv.greedy === true
+          ? 'greedy'
+          : (recommended?.strategy ?? 'greedy');
+  const given = decodeSettingsFromFlags(argv, NUMERIC_SETTINGS, strategy, (s) => CHOOSE[s]);
+  return applyRecommendation(recommended, given, chosen.length > 0);
 }
 
 /** The --help group of the decoding flags. */
@@ -96,6 +115,12 @@ export const captionCommand: Command = {
         describe:
           'MiB the image decodes in progress may hold, estimated from each header (a larger image decodes alone)',
       })
+      .option('greedy', {
+        type: 'boolean',
+        describe:
+          "greedy decoding (the most probable word at each step), whatever the model's decoding.json recommends",
+        group: DECODING,
+      })
       .option('sample', {
         type: 'boolean',
         describe: 'sample each word instead of taking the most probable',
@@ -103,7 +128,10 @@ export const captionCommand: Command = {
       })
       .options(
         decodeFlagOptions(NUMERIC_SETTINGS, DECODING, {
-          beamWidth: { describe: 'beam search with this many hypotheses per image [default: greedy decoding]' },
+          beamWidth: {
+            describe:
+              "beam search with this many hypotheses per image [default: the model's decoding.json, else greedy decoding]",
+          },
           seed: {
             describe:
               'sampling: seed; each image draws from a stream seeded by it and the file path, so reruns repeat [default: 0]',
@@ -153,7 +181,13 @@ export const captionCommand: Command = {
     const batchSize = integerFlag(argv, 'batch-size');
     const maxPixels = integerFlag(argv, 'max-pixels');
     const decodeMemory = integerFlag(argv, 'decode-memory');
-    const options: DecodeOptions = decodeSettingsFrom(argv);
+    // The model's recommended decoding fills in what the flags leave out (not with --queue: jobs carry the flags).
+    const recommended =
+      argv.model === undefined
+        ? null
+        : await readModelDecoding(argv.model as string, argv.checkpoint as 'best' | 'latest');
+    if (recommended) logLine(`the model recommends ${describeRecommendation(recommended)}; flags override it`);
+    const options: DecodeOptions = decodeSettingsFrom(argv, recommended);
     const nbestColumns = options.nBest ?? 1;
     const queue = argv.queue === undefined ? null : parseQueueUrl(argv.queue as string);
     const shard = argv.shard === undefined ? null : parseShard(argv.shard as string);

@@ -119,6 +119,24 @@ export const dataCommand: Command = {
           describe: 'shapes: fraction in test-compositional (held-out colour+shape pairs)',
           group: 'shapes:',
         },
+        'selection-count': {
+          type: 'number',
+          default: 0,
+          describe:
+            'shapes (v2): also make N selection scenes from --selection-seed, in "selection" and "selection-compositional": data to choose a recipe on that no train, val or test scene shares',
+          group: 'shapes:',
+        },
+        'selection-seed': {
+          type: 'number',
+          describe: 'shapes: the seed of the selection scenes (required with --selection-count; not --seed)',
+          group: 'shapes:',
+        },
+        'selection-compositional-fraction': {
+          type: 'number',
+          default: 0.5,
+          describe: 'shapes: fraction of selection scenes holding a held-out colour+shape pair',
+          group: 'shapes:',
+        },
         annotations: {
           type: 'string',
           array: true,
@@ -217,6 +235,9 @@ export const dataCommand: Command = {
             compositionalFraction: number(argv, 'compositionalFraction', 0.1),
             minShapes: number(argv, 'minShapes', 1),
             maxShapes: number(argv, 'maxShapes', 3),
+            selectionCount: number(argv, 'selectionCount', 0),
+            ...(argv.selectionSeed === undefined ? {} : { selectionSeed: number(argv, 'selectionSeed', 0) }),
+            selectionCompositionalFraction: number(argv, 'selectionCompositionalFraction', 0.5),
             onProgress,
           });
         } catch (err) {

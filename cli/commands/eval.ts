@@ -58,13 +58,13 @@ export const evalCommand: Command = {
       .option('split', {
         type: 'string',
         default: 'test',
-        describe: 'split to evaluate (on the shapes set, "test" also evaluates "test-compositional")',
+        describe:
+          'split to evaluate (on the shapes set, "test" also evaluates "test-compositional", "selection" "selection-compositional")',
       })
       .options(
         decodeFlagOptions(EVAL_DECODE_SETTINGS, 'Decoding:', {
           beamWidth: {
-            default: DEFAULT_BEAM_WIDTH,
-            describe: 'beam width (model/decode/beam-search.ts); 1 is greedy decoding',
+            describe: `beam width (model/decode/beam-search.ts); 1 is greedy decoding [default: the model's decoding.json, else ${DEFAULT_BEAM_WIDTH}]`,
           },
         }),
       )

@@ -104,8 +104,7 @@ export const serveCommand: Command = {
       })
       .option('beam', {
         type: 'number',
-        default: DEFAULT_BEAM_WIDTH,
-        describe: `beam width a request gets when it names none; the page's Beam width field starts at it (at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth})`,
+        describe: `beam width a request gets when it names none; the page's Beam width field starts at it (at most ${DEFAULT_DECODE_LIMITS.maxBeamWidth}) [default: the model's decoding.json, else ${DEFAULT_BEAM_WIDTH}]`,
       })
       .option('grace', {
         type: 'number',
@@ -129,7 +128,8 @@ export const serveCommand: Command = {
       throw new UsageError((err as Error).message);
     }
     // The decoding spec's bounds for a request's beam width (1 to the server's limit).
-    const beamWidth = checkSetting('beamWidth', argv.beam, '--beam', DEFAULT_DECODE_LIMITS);
+    const beamWidth =
+      argv.beam === undefined ? undefined : checkSetting('beamWidth', argv.beam, '--beam', DEFAULT_DECODE_LIMITS);
     const workers = optionalIntegerFlag(argv, 'workers', 1) ?? Math.max(1, availableParallelism() - 1);
     const host = String(argv.host);
     const allowedHosts = resolveAllowedHosts(argv['allowed-host'] as string[] | undefined);
@@ -153,7 +153,7 @@ export const serveCommand: Command = {
         maxDecodeBytes: integerFlag(argv, 'max-decode-mb', 1) * 1024 * 1024,
       },
       graceMs: integerFlag(argv, 'grace', 0),
-      defaultBeamWidth: beamWidth,
+      ...(beamWidth !== undefined ? { defaultBeamWidth: beamWidth } : {}),
       ...(typeof argv.backend === 'string' ? { backend: argv.backend } : {}),
       log: logLine,
     }).catch((err: unknown) => {

@@ -19,6 +19,12 @@
  * Splits: a `compositionalFraction` of scenes each hold a colour + shape pair from
  * HELD_OUT_PAIRS and form `test-compositional`; no other scene holds one, and the rest are
  * split train / val / test.
+ *
+ * Selection (generator v2 only): `selectionCount` more scenes drawn from another seed,
+ * `selectionSeed`, so that they share no scene with train, val or test beyond chance: the data a
+ * recipe's choices are made on, besides val. A `selectionCompositionalFraction` of them hold a
+ * held-out pair (`selection-compositional`), the rest none (`selection`). Scene i of the
+ * selection is scene i of seed `selectionSeed` as `shapesScene` draws it, with that fraction.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -35,7 +41,14 @@ import {
 } from './grammar.ts';
 import { encodePng, renderDrawing } from './render.ts';
 
-export const SHAPES_SPLITS = ['train', 'val', 'test', 'test-compositional'] as const;
+export const SHAPES_SPLITS = [
+  'train',
+  'val',
+  'test',
+  'test-compositional',
+  'selection',
+  'selection-compositional',
+] as const;
 
 /** The generator versions there are (see the module comment); the last is the default. */
 export const SHAPES_GENERATOR_VERSIONS = [1, 2] as const;
@@ -71,6 +84,12 @@ export interface ShapesOptions {
   minShapes?: number;
   /** Most objects in a scene (default 3, at most MAX_SHAPES): more make long captions. */
   maxShapes?: number;
+  /** Scenes in the selection splits, drawn from `selectionSeed` (generator v2; default 0: none). */
+  selectionCount?: number;
+  /** The seed of the selection scenes: not `seed` (required when selectionCount > 0). */
+  selectionSeed?: number;
+  /** The share of selection scenes that hold a held-out pair (`selection-compositional`); default 0.5. */
+  selectionCompositionalFraction?: number;
   /** For the vocabulary statistics in the manifest. */
   minWordCount?: number;
   maxLength?: number;
@@ -157,6 +176,9 @@ function sourceCommand(opts: ShapesOptions, version: ShapesGeneratorVersion): st
     ['compositional-fraction', opts.compositionalFraction, 0.1],
     ['min-shapes', opts.minShapes, DEFAULT_SHAPE_COUNT.min],
     ['max-shapes', opts.maxShapes, DEFAULT_SHAPE_COUNT.max],
+    ['selection-count', opts.selectionCount, 0],
+    ['selection-seed', opts.selectionSeed, -1],
+    ['selection-compositional-fraction', opts.selectionCompositionalFraction, 0.5],
   ];
   const extra = flags.filter(([, value, fallback]) => value !== undefined && value !== fallback);
   return [
@@ -164,6 +186,35 @@ function sourceCommand(opts: ShapesOptions, version: ShapesGeneratorVersion): st
     `--generator-version ${version}`,
     ...extra.map(([flag, value]) => `--${flag} ${value}`),
   ].join(' ');
+}
+
+/**
+ * The selection scenes `opts` ask for, checked: none by default; otherwise generator v2 (v1's
+ * seeds share their scenes) and a seed other than the data set's.
+ */
+function selectionOptions(
+  opts: ShapesOptions,
+  version: ShapesGeneratorVersion,
+): { count: number; seed: number; compositionalFraction: number } {
+  const count = opts.selectionCount ?? 0;
+  const compositionalFraction = opts.selectionCompositionalFraction ?? 0.5;
+  if (!Number.isSafeInteger(count) || count < 0)
+    throw new RangeError(`shapes: "selectionCount" must be a non-negative integer, got ${count}`);
+  if (count === 0) return { count, seed: -1, compositionalFraction };
+  if (version === 1)
+    throw new RangeError(
+      'shapes: a selection split needs generator version 2 (v1 draws the same scenes for every seed: docs/data.md)',
+    );
+  const seed = opts.selectionSeed;
+  if (seed === undefined || !Number.isSafeInteger(seed) || seed < 0)
+    throw new RangeError(`shapes: "selectionSeed" must be a non-negative integer when selectionCount > 0, got ${seed}`);
+  if (seed === opts.seed)
+    throw new RangeError(
+      `shapes: "selectionSeed" must differ from "seed" (${seed}): the selection draws its own scenes`,
+    );
+  if (!(compositionalFraction >= 0 && compositionalFraction <= 1))
+    throw new RangeError(`shapes: "selectionCompositionalFraction" must lie in [0, 1], got ${compositionalFraction}`);
+  return { count, seed, compositionalFraction };
 }
 
 /** Generates (or resumes generating) the shapes data set into `opts.out`. */
@@ -187,12 +238,10 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
       `shapes: split fractions must lie in [0, 1) and val + test < 1, got ${JSON.stringify(fractions)}`,
     );
   }
+  const selection = selectionOptions(opts, version);
   const scenes: ShapesScene[] = [];
   const records: BuildRecord[] = [];
-  const width = Math.max(6, String(opts.count - 1).length);
-  for (let i = 0; i < opts.count; i++) {
-    const scene = shapesScene(opts.seed, i, { ...opts, generatorVersion: version });
-    const id = `shapes-${String(i).padStart(width, '0')}`;
+  const add = (scene: ShapesScene, id: string) => {
     scenes.push(scene);
     records.push({
       id,
@@ -201,6 +250,18 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
       file: `images/${id}.png`,
       scene: scene.drawing.scene,
     });
+  };
+  const width = Math.max(6, String(opts.count - 1).length);
+  for (let i = 0; i < opts.count; i++)
+    add(shapesScene(opts.seed, i, { ...opts, generatorVersion: version }), `shapes-${String(i).padStart(width, '0')}`);
+  for (let i = 0; i < selection.count; i++) {
+    const scene = shapesScene(selection.seed, i, {
+      ...opts,
+      generatorVersion: version,
+      compositionalFraction: selection.compositionalFraction,
+    });
+    const split = scene.split === 'test-compositional' ? 'selection-compositional' : 'selection';
+    add({ ...scene, split }, `selection-${String(i).padStart(6, '0')}`);
   }
   const made = new Map<string, Promise<unknown>>();
   return buildDataset({
@@ -210,13 +271,14 @@ export async function generateShapes(opts: ShapesOptions): Promise<BuildResult> 
     manifestFields: { generatorVersion: version },
     imageSize: opts.size,
     records,
-    // The shape range joins the fingerprint only when it is not the default, so that data sets
-    // made before it existed still resume.
+    // The shape range and the selection join the fingerprint only when they are not the
+    // defaults, so that data sets made before they existed still resume.
     fingerprint: {
       generator: version,
       seed: opts.seed,
       fractions,
       ...(shapes.min !== DEFAULT_SHAPE_COUNT.min || shapes.max !== DEFAULT_SHAPE_COUNT.max ? { shapes } : {}),
+      ...(selection.count ? { selection } : {}),
     },
     async pixels(record, index, dir) {
       const { drawing, noiseSeed } = scenes[index]!;

@@ -5,7 +5,8 @@
  *   MODEL_DIR/ckpt-000200/      one checkpoint: config.json, vocab.json, weights.json + weights.bin
  *                               (the TF.js weights format), backbone.json when the encoder has a
  *                               backbone, language-prior.json (the training captions' word
- *                               pairs, for anti-LM decoding), and for resuming: state.json +
+ *                               pairs, for anti-LM decoding), decoding.json (the recommended
+ *                               decoding, when the run was given one), and for resuming: state.json +
  *                               optimizer.json/.bin
  *   MODEL_DIR/metrics.jsonl     one JSON line per logged step and per epoch
  *
@@ -28,6 +29,7 @@ import {
   type WeightsManifestJson,
 } from './model-files.ts';
 import { PRIOR_FILE, type PriorJson } from '../decode/prior.ts';
+import { DECODING_FILE, type RecommendedDecoding } from '../decode/recommended.ts';
 import { Vocabulary } from '../text/vocab.ts';
 
 export { CheckpointError, type SavedConfig };
@@ -57,6 +59,8 @@ export interface CheckpointPayload {
   backboneTopology: object | null;
   /** The training captions' word pairs (model/decode/prior.ts), written as language-prior.json. */
   languagePrior?: PriorJson;
+  /** The model's recommended decoding (model/decode/recommended.ts), written as decoding.json. */
+  decoding?: RecommendedDecoding | null;
   training?: { state: TrainingState; optimizer: tf.NamedTensorMap; optimizerStep: number };
 }
 
@@ -151,6 +155,8 @@ export async function saveCheckpoint(modelDir: string, payload: CheckpointPayloa
     if (payload.backboneTopology)
       await writeFileAtomic(join(dir, 'backbone.json'), JSON.stringify(payload.backboneTopology));
     if (payload.languagePrior) await writeFileAtomic(join(dir, PRIOR_FILE), JSON.stringify(payload.languagePrior));
+    if (payload.decoding)
+      await writeFileAtomic(join(dir, DECODING_FILE), JSON.stringify(payload.decoding, null, 2) + '\n');
     if (payload.training) {
       await writeWeights(dir, 'optimizer', payload.training.optimizer);
       const state = { ...payload.training.state, optimizerStep: payload.training.optimizerStep };

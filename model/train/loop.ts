@@ -12,6 +12,7 @@ import type { DatasetImage, ImageCache } from '../data/dataset.ts';
 import type { PixelBatch, StreamedPixels } from '../data/stream.ts';
 import { greedyDecode } from '../decode/decode.ts';
 import type { PriorJson } from '../decode/prior.ts';
+import type { RecommendedDecoding } from '../decode/recommended.ts';
 import { saveCheckpoint, type SavedConfig, type TrainingState } from '../io/checkpoint.ts';
 import type { Captioner } from '../nn/captioner.ts';
 import { appendMetrics } from '../io/metrics-log.ts';
@@ -79,6 +80,8 @@ export interface LoopParts {
   languagePrior: PriorJson;
   /** With objective "scst": the CIDEr-D reward of captions (training references, their document frequencies). */
   reward?: CaptionReward;
+  /** The recommended decoding every checkpoint carries as decoding.json, or null for none. */
+  decoding: RecommendedDecoding | null;
 }
 
 export class TrainingLoop {
@@ -262,6 +265,7 @@ export class TrainingLoop {
         weights: model.namedWeights(),
         backboneTopology: model.encoder.backboneTopology,
         languagePrior: this.parts.languagePrior,
+        decoding: this.parts.decoding,
         training: { state: { ...state }, optimizer: optimizer.stateTensors(), optimizerStep: optimizer.step },
       },
       isBest,

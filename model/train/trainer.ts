@@ -17,6 +17,8 @@ import { readSplits, startModel, substitutionSlots, trainingPrior } from './setu
 import { calibrateCheckpoint } from '../familiarity/calibrate.ts';
 import { Trainer } from './step.ts';
 import { CaptionReward } from './scst.ts';
+import type { PriorJson } from '../decode/prior.ts';
+import type { RecommendedDecoding } from '../decode/recommended.ts';
 
 export const VERSION = '0.1.0';
 
@@ -76,12 +78,25 @@ function rebase(
 export { Trainer, type StepStats } from './step.ts';
 export type { TrainHooks, TrainProgress, TrainResult } from './loop.ts';
 
+/** What a run writes beside the weights that is not a training setting. */
+export interface TrainExtras {
+  /**
+   * The model's recommended decoding (a recipe's `decoding` section), saved in every checkpoint
+   * as decoding.json; its anti-LM settings also become language-prior.json's defaults.
+   */
+  decoding?: RecommendedDecoding | null;
+}
+
 /**
  * Trains (or resumes) a model as `config` says, writing checkpoints and metrics to config.out:
  * the set-up (setup.ts: splits, the model to start from, word slots; pixels.ts: where the
  * pixels come from), then the loop (loop.ts).
  */
-export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
+export async function train(
+  config: TrainConfig,
+  hooks: TrainHooks = {},
+  extras: TrainExtras = {},
+): Promise<TrainResult> {
   const log = hooks.log ?? (() => {});
   const { trainImages, valImages } = await readSplits(config);
   const { model, optimizer, state, resuming } = await startModel(config, trainImages, log);
@@ -92,7 +107,8 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       `vocabulary: ${model.vocab.size} words; train: ${trainImages.length} images; ${config.valSplit}: ${valImages.length} images`,
     );
     const examples = makeExamples(trainImages, model.vocab, model.config.maxLength);
-    const languagePrior = trainingPrior(examples, model.vocab);
+    const decoding = extras.decoding ?? null;
+    const languagePrior = withRecommendedAntiLm(trainingPrior(examples, model.vocab), decoding);
     const slots = substitutionSlots(config, examples, model.vocab, log);
     // A new run's directory is made only once every setting has been checked against the data.
     if (!resuming) await writeFileAtomic(join(config.out, 'metrics.jsonl'), '');
@@ -122,6 +138,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
       savedConfig,
       languagePrior,
       reward,
+      decoding,
     });
     await loop.run();
   } finally {
@@ -134,12 +151,21 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}): Promis
   return { ...result, familiarity: await calibrateAtEnd(config, result, valImages.length, hooks) };
 }
 
+/** The prior with the recommendation's anti-LM settings as its defaults, so that the two files agree. */
+function withRecommendedAntiLm(prior: PriorJson, decoding: RecommendedDecoding | null): PriorJson {
+  if (decoding?.antiLm === undefined && decoding?.antiLmPlausibility === undefined) return prior;
+  const antiLm = { ...prior.antiLm };
+  if (decoding.antiLm !== undefined) antiLm.weight = decoding.antiLm;
+  if (decoding.antiLmPlausibility !== undefined) antiLm.plausibility = decoding.antiLmPlausibility;
+  return { ...prior, antiLm };
+}
+
 /**
  * The familiarity calibration of the run's best checkpoint (model/familiarity/calibrate.ts),
  * when the run finished, has validation images and config.familiarityImages > 0; one log line
  * says why not otherwise.
  */
-async function calibrateAtEnd(
+export async function calibrateAtEnd(
   config: TrainConfig,
   result: TrainResult,
   valImages: number,

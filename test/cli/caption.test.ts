@@ -528,6 +528,6 @@ test('decoding flags come from the one spec: a flag of another strategy exits 2 
     /--top-k sampling: draw from the k most probable words only; 0: all \[default: 0\]/,
   );
   const evalHelp = (await cli(['eval', '--help'])).stdout.replace(/\s+/g, ' ');
-  assert.match(evalHelp, /--beam beam width .*\[default: 3\]/);
+  assert.match(evalHelp, /--beam beam width .*\[default: the model's decoding\.json, else 3\]/);
   assert.doesNotMatch(evalHelp, /--top-k/, 'eval decodes deterministically');
 });

@@ -93,10 +93,11 @@ test('its anti-LM default names more unseen pairs than plain decoding, and no fe
 });
 
 test('npm start serves the default model, and the page says what it knows', async () => {
-  // As package.json's start script runs it: `captioner serve --model models/default --beam 8`.
+  // As package.json's start script runs it: `captioner serve --model models/default`, the beam
+  // width (8) and anti-LM its figures were measured with coming from models/default/decoding.json.
   const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start;
-  assert.match(start, /serve --model models\/default --beam 8$/);
-  const server: RunningServer = await serve(MODEL_DIR, { defaultBeamWidth: 8 });
+  assert.match(start, /serve --model models\/default$/);
+  const server: RunningServer = await serve(MODEL_DIR);
   try {
     const home = await (await fetch(server.url + '/')).text();
     assert.match(home, /What model default knows:<\/strong>[^<]*generated shapes[^<]*never seen a photograph/);
@@ -105,6 +106,7 @@ test('npm start serves the default model, and the page says what it knows', asyn
     const page = await (await fetch(server.url + '/model')).text();
     assert.match(page, /<dt>Started from<\/dt><dd><code>[^<]+<\/code> \(fine-tuned/);
     assert.match(page, /raised by label smoothing 0\.2 and word substitution 0\.25; validation loss is plain cross-entropy/);
+    assert.match(page, /<dt>Recommended decoding<\/dt><dd>beam search, width 8, anti-LM λ 0\.12 \(β 0\.15\)/);
     assert.match(page, /<dt>Decoding<\/dt><dd>anti-LM by default: each word's score loses 0\.12 × its log-probability/);
   } finally {
     await server.close();
