@@ -276,8 +276,8 @@ test('the page: a word focused with the keyboard shows its map (beam search); Es
     await page.$$eval('#caption .word', (els) => els.map((e) => (e.textContent ?? '').toLowerCase())),
     json.words,
   );
-  // Tab from the submit button, the control before the caption, to each word in turn.
-  await page.focus('#submit');
+  // Tab from the "caption on this device" switch, the control before the caption, to each word in turn.
+  await page.focus('#device-toggle');
   for (let i = 0; i < json.words.length; i++) {
     await page.keyboard.press('Tab');
     const focused = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.index ?? null);
