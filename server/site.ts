@@ -17,6 +17,7 @@ import { BUNDLE_FILE, WASM_DIR, deviceBundle, wasmFiles } from '../browser/build
 import { deviceModelFiles } from '../browser/files.ts';
 import { DEVICE_MANIFEST } from '../browser/manifest.ts';
 import { DEFAULT_BEAM_WIDTH, DEFAULT_DECODE_LIMITS } from '../model/decode/options.ts';
+import { readModelDecoding } from '../model/io/decoding-file.ts';
 import { writeDirAtomic } from '../model/io/fsutil.ts';
 import { PUBLIC_DIR, SENTENCE_MODULE, VIEWS_DIR } from './app.ts';
 import { readModelCard } from './model-info.ts';
@@ -67,6 +68,7 @@ export async function exportSite(
   const bytes = { page: 0, bundle: 0, wasm: 0, model: 0 };
   await writeDirAtomic(resolve(outDir), async (dir) => {
     const card = await readModelCard(modelDir);
+    const recommended = await readModelDecoding(modelDir);
     const html = await render('home', {
       title: 'Caption an image',
       staticSite: true,
@@ -75,10 +77,11 @@ export async function exportSite(
       backend: 'this device',
       card,
       unfamiliarNotice: unfamiliarNotice(card),
-      // As `captioner caption` decodes by default: greedy, the model's anti-LM default with it.
-      strategy: 'greedy',
+      // As `captioner caption` decodes by default: the model's recommended decoding
+      // (decoding.json), else greedy, the model's anti-LM default with it.
+      strategy: recommended?.strategy ?? 'greedy',
       maxBeamWidth: DEFAULT_DECODE_LIMITS.maxBeamWidth,
-      defaultBeamWidth: DEFAULT_BEAM_WIDTH,
+      defaultBeamWidth: recommended?.beamWidth ?? DEFAULT_BEAM_WIDTH,
       maxBytesMb: (DEFAULT_IMAGE_LIMITS.maxBytes / 1024 / 1024).toFixed(0),
       device: { bundle: `device/${BUNDLE_FILE}`, model: 'device/model/', wasm: 'device/wasm/', only: true },
     });

@@ -17,6 +17,7 @@ import { shapesScene } from '../../data-scripts/shapes/generate.ts';
 import { encodePng, renderDrawing } from '../../data-scripts/shapes/render.ts';
 import { imagesToTensor, loadImagePixels } from '../../model/data/image.ts';
 import { captionImages } from '../../model/decode/decode.ts';
+import { applyRecommendation } from '../../model/decode/recommended.ts';
 import { loadModel } from '../../model/io/load.ts';
 import { toSentence } from '../../model/text/sentence.js';
 import { setupBackend } from '../helpers/tf.ts';
@@ -94,9 +95,12 @@ test('the exported site captions in Chromium from a plain static server, as the 
   const scene = shapesScene(20261203, 0, { generatorVersion: 1 });
   const png = await encodePng(await renderDrawing(scene.drawing, 64, scene.noiseSeed), 64);
   await setupBackend();
-  const { model, prior } = await loadModel(MODEL_DIR);
+  const { model, prior, decoding } = await loadModel(MODEL_DIR);
+  // `captioner caption` with no decoding flags: the model's recommended decoding (decoding.json).
+  assert.ok(decoding, `${MODEL_DIR} recommends a decoding`);
+  const settings = applyRecommendation(decoding, { strategy: 'greedy' }, false);
   const image = imagesToTensor([await loadImagePixels(png, 64)], 64);
-  const [expected] = captionImages(model, image, { strategy: 'greedy', prior });
+  const [expected] = captionImages(model, image, { ...settings, prior });
   image.dispose();
   model.dispose();
 
@@ -109,7 +113,12 @@ test('the exported site captions in Chromium from a plain static server, as the 
     await page.goto(`${url}/site/?backend=wasm`);
     await page.waitForSelector('#device[data-ready]', { timeout: 60_000 });
     assert.equal(await page.getAttribute('#device', 'data-ready'), 'wasm');
-    assert.equal(await page.inputValue('#strategy'), 'greedy', 'decodes as `captioner caption` does by default');
+    assert.equal(
+      await page.inputValue('#strategy'),
+      settings.strategy,
+      'decodes as `captioner caption` does by default',
+    );
+    if (settings.strategy === 'beam') assert.equal(await page.inputValue('#beam-width'), String(settings.beamWidth));
     await page.setInputFiles('#image-input', { name: 'scene.png', mimeType: 'image/png', buffer: png });
     await page.waitForSelector('#caption[data-caption]', { timeout: 30_000 });
     assert.equal(await page.getAttribute('#caption', 'data-caption'), toSentence(expected!.words));

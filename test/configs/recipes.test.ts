@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { readCheckpointConfig } from '../../model/io/checkpoint.ts';
 import { MODEL_KEYS, checkModelConfig } from '../../model/nn/captioner.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from '../../model/train/config.ts';
+import { readRecipe } from '../../model/train/recipe.ts';
 import { pick, resolveConfig, type ConfigLayer } from '../../model/util/config.ts';
 import { readConfigFile } from '../../model/util/config-file.ts';
 
@@ -34,14 +35,19 @@ test('every recipe in configs/ resolves against the training spec and leaves --d
   const files = await recipes();
   assert.deepEqual(
     files.map((f) => relative(CONFIGS, f)),
-    [1, 2, 3, 4, 5].map((i) => `default-model/stage${i}.json`).concat('lab/small.json', 'std.json'),
+    [1, 2, 3, 4, 5].map((i) => `default-model/stage${i}.json`).concat('lab/small.json', 'shapes.json', 'std.json'),
   );
   for (const file of files) {
-    const layer = await readConfigFile(file);
-    checkModelConfig(resolve(layer));
-    assert.ok(!('data' in layer.values) && !('out' in layer.values), `${file} names no data set or model directory`);
-    for (const [key, value] of Object.entries(layer.values)) {
-      if (typeof value === 'string') assert.ok(!isAbsolute(value), `${file}: "${key}" is an absolute path`);
+    // A recipe of phases (model/train/recipe.ts): every phase over the top level resolves too.
+    const recipe = await readRecipe(file);
+    const layers = [recipe.base, ...(recipe.phases ?? []).map((p) => p.layer)];
+    for (const phase of recipe.phases ?? []) checkModelConfig(resolve(recipe.base, phase.layer));
+    checkModelConfig(resolve(recipe.base));
+    for (const layer of layers) {
+      assert.ok(!('data' in layer.values) && !('out' in layer.values), `${file} names no data set or model directory`);
+      for (const [key, value] of Object.entries(layer.values)) {
+        if (typeof value === 'string') assert.ok(!isAbsolute(value), `${file}: "${key}" is an absolute path`);
+      }
     }
   }
 });

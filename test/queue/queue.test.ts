@@ -229,11 +229,19 @@ test(
         () => 'the workers to caption a few images',
         async () => (await queue.getCompletedCount()) >= 4,
       );
-      // Kill a worker that holds a job now (or the test proves nothing).
-      const held = (await queue.getActive()).map((j) => j.processedBy ?? '');
-      const doomed = workers.find((w) => held.includes(`${hostname()}:${w.child.pid}`));
-      assert.ok(doomed, `no worker holds a job (active jobs held by ${held.join(', ')})`);
-      const doomedJobs = (await queue.getActive()).filter((j) => j.processedBy === `${hostname()}:${doomed.child.pid}`);
+      // Kill a worker that holds a job now (or the test proves nothing). It is frozen (SIGSTOP)
+      // before its jobs are listed, so that none of them can finish between the list and the kill.
+      let doomed: (typeof workers)[number] | undefined;
+      let doomedJobs: Job[] = [];
+      for (let tries = 0; tries < 20 && doomedJobs.length === 0; tries++) {
+        const held = (await queue.getActive()).map((j) => j.processedBy ?? '');
+        doomed = workers.find((w) => held.includes(`${hostname()}:${w.child.pid}`));
+        if (!doomed) continue;
+        doomed.child.kill('SIGSTOP');
+        doomedJobs = (await queue.getActive()).filter((j) => j.processedBy === `${hostname()}:${doomed!.child.pid}`);
+        if (doomedJobs.length === 0) doomed.child.kill('SIGCONT'); // it finished them meanwhile: again
+      }
+      assert.ok(doomed && doomedJobs.length > 0, 'no worker held a job');
       doomed.child.kill('SIGKILL');
       assert.equal((await doomed.done).signal, 'SIGKILL');
       assert.ok((await queue.getCompletedCount()) < IMAGES, 'the run ended before the kill');
