@@ -24,7 +24,14 @@ import {
   UnavailableError,
   WorkerError,
 } from '../server/errors.ts';
-import type { CaptionOutcome, CaptionRequest, PoolModelInfo, PoolStats, Reservation } from '../server/workers.ts';
+import {
+  ReservedPlaces,
+  type CaptionOutcome,
+  type CaptionRequest,
+  type PoolModelInfo,
+  type PoolStats,
+  type Reservation,
+} from '../server/workers.ts';
 import { checkRedis, redisOptions, type QueueLocation } from './connection.ts';
 import { liveWorkers, modelFingerprint, redisClient, type WorkerInfo } from './registry.ts';
 import {
@@ -74,7 +81,7 @@ export class RemoteCaptioning implements CaptionService {
   private readonly pending = new Map<string, Pending>();
   private workers: WorkerInfo[] = [];
   private closing = false;
-  private reserved = 0;
+  private readonly reserved = new ReservedPlaces();
   private accepted = 0;
   private cancelledInWorker = 0;
   private avgDecodeMs = 200;
@@ -159,7 +166,7 @@ export class RemoteCaptioning implements CaptionService {
       restarts: 0,
       cancelledInWorker: this.cancelledInWorker,
       accepted: this.accepted,
-      reserved: this.reserved,
+      reserved: this.reserved.count,
       starting: 0,
       startFailures: 0,
       queue: this.opts.location.display,
@@ -183,21 +190,13 @@ export class RemoteCaptioning implements CaptionService {
 
   reserve(): Reservation {
     this.checkAvailable();
-    if (this.reserved >= this.opts.maxJobs) throw new QueueFullError(this.retryAfterSeconds());
-    this.reserved += 1;
-    let held = true;
-    return {
-      release: () => {
-        if (held) this.reserved -= 1;
-        held = false;
-      },
-    };
+    return this.reserved.take(this.opts.maxJobs, () => this.retryAfterSeconds());
   }
 
   caption(request: CaptionRequest): Promise<CaptionOutcome> {
     try {
       this.checkAvailable();
-      if (!request.reservation && this.reserved + this.pending.size >= this.opts.maxJobs)
+      if (!request.reservation && this.reserved.count + this.pending.size >= this.opts.maxJobs)
         throw new QueueFullError(this.retryAfterSeconds());
     } catch (err) {
       return Promise.reject(err as Error);

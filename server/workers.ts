@@ -130,6 +130,24 @@ export interface Reservation {
   release(): void;
 }
 
+/** The places held by reservations: a caption service's admission counter. */
+export class ReservedPlaces {
+  count = 0;
+
+  /** Takes a place, or throws QueueFullError (retry after `retryAfter()` seconds) when `bound` are held. */
+  take(bound: number, retryAfter: () => number): Reservation {
+    if (this.count >= bound) throw new QueueFullError(retryAfter());
+    this.count += 1;
+    let held = true;
+    return {
+      release: () => {
+        if (held) this.count -= 1;
+        held = false;
+      },
+    };
+  }
+}
+
 interface Job {
   id: number;
   request: CaptionRequest;
@@ -161,7 +179,7 @@ export class WorkerPool {
   private restarts = 0;
   private cancelledInWorker = 0;
   private accepted = 0;
-  private reserved = 0;
+  private readonly reserved = new ReservedPlaces();
   private startFailures = 0;
   /** Replacements waiting for their retry delay. */
   private readonly retryTimers = new Set<NodeJS.Timeout>();
@@ -203,7 +221,7 @@ export class WorkerPool {
       restarts: this.restarts,
       cancelledInWorker: this.cancelledInWorker,
       accepted: this.accepted,
-      reserved: this.reserved,
+      reserved: this.reserved.count,
       starting: this.slots.filter((s) => !s.ready).length + this.retryTimers.size,
       startFailures: this.startFailures,
     };
@@ -421,15 +439,7 @@ export class WorkerPool {
    */
   reserve(): Reservation {
     this.checkAvailable();
-    if (this.reserved >= this.opts.workers + this.opts.maxQueue) throw new QueueFullError(this.retryAfterSeconds());
-    this.reserved += 1;
-    let held = true;
-    return {
-      release: () => {
-        if (held) this.reserved -= 1;
-        held = false;
-      },
-    };
+    return this.reserved.take(this.opts.workers + this.opts.maxQueue, () => this.retryAfterSeconds());
   }
 
   /**
