@@ -21,6 +21,7 @@ import { runCli, startCli, type CliResult } from '../helpers/cli.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { trainTinyModel } from '../helpers/tiny-model.ts';
+import { waitFor } from '../server/helpers.ts';
 
 let work = '';
 let modelDir = '';
@@ -100,14 +101,6 @@ function startWorker(extra: string[] = [], url = redis.url) {
 async function stopWorker(w: ReturnType<typeof startWorker>): Promise<CliResult> {
   w.child.kill('SIGTERM');
   return w.done;
-}
-
-async function waitFor(what: () => string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what()}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 before(async () => {
@@ -217,18 +210,12 @@ test(
   async () => {
     // One job at a time each, so that the run lasts long enough for a worker to die in it.
     const workers = [1, 2, 3].map(() => startWorker(['--concurrency', '1']));
-    await waitFor(
-      () => 'the three workers to be up',
-      async () => (await liveWorkerCount(redis.url)) === 3,
-    );
+    await waitFor(async () => (await liveWorkerCount(redis.url)) === 3, 60_000, 'the three workers to be up');
     const out = join(work, 'killed.jsonl');
     const run = track(startCli(['caption', images, '--queue', redis.url, '--out', out]));
     const queue = openQueue();
     try {
-      await waitFor(
-        () => 'the workers to caption a few images',
-        async () => (await queue.getCompletedCount()) >= 4,
-      );
+      await waitFor(async () => (await queue.getCompletedCount()) >= 4, 60_000, 'the workers to caption a few images');
       // Kill a worker that holds a job now (or the test proves nothing). It is frozen (SIGSTOP)
       // before its jobs are listed, so that none of them can finish between the list and the kill.
       let doomed: (typeof workers)[number] | undefined;
@@ -272,15 +259,13 @@ test(
     try {
       const workers = [1, 2].map(() => startWorker(['--concurrency', '2'], persistent.url));
       // Both up before the crash (a worker that finds no Redis at its start exits 5, as it should).
-      await waitFor(
-        () => 'the two workers to be up',
-        async () => (await liveWorkerCount(persistent.url)) === 2,
-      );
+      await waitFor(async () => (await liveWorkerCount(persistent.url)) === 2, 60_000, 'the two workers to be up');
       const out = join(work, 'restarted.jsonl');
       const run = track(startCli(['caption', images, '--queue', persistent.url, '--out', out]));
       await waitFor(
-        () => `some records to be written (workers: ${workers.map((w) => w.stderrSoFar()).join(' | ')})`,
         async () => parseJsonl((await ifExists(readFile(out, 'utf8'))) ?? '').length >= 8,
+        60_000,
+        () => `some records to be written (workers: ${workers.map((w) => w.stderrSoFar()).join(' | ')})`,
       );
       const beforeCrash = parseJsonl(await readFile(out, 'utf8'));
       await persistent.crashAndRestart();

@@ -20,6 +20,7 @@ import { form, readSse, type SseRecord } from '../helpers/http-fixtures.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
 import { makeTinyDataset } from '../helpers/tiny-data.ts';
 import { trainTinyModel } from '../helpers/tiny-model.ts';
+import { waitFor } from '../server/helpers.ts';
 
 tf.env().set('PROD', true); // no "install tfjs-node" banner in the test output
 
@@ -36,22 +37,18 @@ function track(p: ReturnType<typeof startCli>): ReturnType<typeof startCli> {
   return p;
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 /** `serve --queue` as a user starts it, on a free port; resolves with its address once it listens. */
 async function startServe(extra: string[] = []) {
   const p = track(startCli(['serve', '--model', modelDir, '--queue', redis.url, '--port', '0', ...extra]));
   let url = '';
-  await waitFor(`serve to listen (its stderr: ${p.stderrSoFar()})`, async () => {
-    url = /listening on (http:\/\/\S+)/.exec(p.stderrSoFar())?.[1] ?? '';
-    return url !== '' || p.child.exitCode !== null;
-  });
+  await waitFor(
+    () => {
+      url = /listening on (http:\/\/\S+)/.exec(p.stderrSoFar())?.[1] ?? '';
+      return url !== '' || p.child.exitCode !== null;
+    },
+    60_000,
+    () => `serve to listen (its stderr: ${p.stderrSoFar()})`,
+  );
   assert.ok(url, p.stderrSoFar());
   return { ...p, url };
 }
@@ -140,10 +137,14 @@ test(
     assert.match(await refused.text(), /no captioner worker with this model is alive/);
 
     const worker = startWorker();
-    await waitFor(`the worker to be ready (its stderr: ${worker.stderrSoFar()})`, async () => {
-      const r = await readyz(serve.url);
-      return r.status === 200 && r.body.workers === 1;
-    });
+    await waitFor(
+      async () => {
+        const r = await readyz(serve.url);
+        return r.status === 200 && r.body.workers === 1;
+      },
+      60_000,
+      () => `the worker to be ready (its stderr: ${worker.stderrSoFar()})`,
+    );
 
     // The reference: the same requests to a server with its own worker thread.
     const local = await startServer({
@@ -198,9 +199,11 @@ test(
   async () => {
     const serve = await startServe(['--max-jobs', '1']);
     const worker = startWorker();
-    await waitFor(`the worker to be ready (its stderr: ${worker.stderrSoFar()})`, async () => {
-      return (await readyz(serve.url)).status === 200;
-    });
+    await waitFor(
+      async () => (await readyz(serve.url)).status === 200,
+      60_000,
+      () => `the worker to be ready (its stderr: ${worker.stderrSoFar()})`,
+    );
     const counts = () => serveQueue.getJobCounts('waiting', 'active', 'completed', 'failed');
     const before = await counts();
 
@@ -212,7 +215,7 @@ test(
       body: form(png),
       signal: leaving.signal,
     }).catch((e: unknown) => e);
-    await waitFor('the first job to wait', async () => (await counts()).waiting === 1);
+    await waitFor(async () => (await counts()).waiting === 1, 60_000, 'the first job to wait');
     const busy = await fetch(`${serve.url}/api/captions`, { method: 'POST', body: form(png) });
     assert.equal(busy.status, 503);
     assert.ok(Number(busy.headers.get('retry-after')) >= 1);
@@ -220,11 +223,11 @@ test(
     // It leaves: its job is removed from the queue, so the worker never runs it.
     leaving.abort();
     assert.ok((await first) instanceof Error);
-    await waitFor('the abandoned job to be removed', async () => (await counts()).waiting === 0);
+    await waitFor(async () => (await counts()).waiting === 0, 60_000, 'the abandoned job to be removed');
     worker.child.kill('SIGCONT');
     const after = await fetch(`${serve.url}/api/captions`, { method: 'POST', body: form(png) });
     assert.equal(after.status, 200, 'the place was freed');
-    await waitFor('the job to finish', async () => (await counts()).active === 0);
+    await waitFor(async () => (await counts()).active === 0, 60_000, 'the job to finish');
     assert.deepEqual(await counts(), { ...before, completed: before.completed! + 1 }, 'the abandoned job ran');
 
     // A client that leaves while its caption is being decoded: the worker stops at its next step.
@@ -243,7 +246,7 @@ test(
         if (r.event === 'hypothesis') client.abort();
       }).catch((e: unknown) => e);
       if (!seen.some((r) => r.event === 'done'))
-        await waitFor('the leaving job to end', async () => (await counts()).active === 0);
+        await waitFor(async () => (await counts()).active === 0, 60_000, 'the leaving job to end');
       const jobs = (await serveQueue.getCompleted()) as { returnvalue: ServeJobResult }[];
       stopped = jobs.filter((j) => j.returnvalue.cancelled).length;
     }

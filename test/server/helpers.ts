@@ -69,11 +69,18 @@ export function serve(modelDir: string, overrides: Partial<ServeOptions> = {}): 
   });
 }
 
-/** Polls `probe` every 10 ms until it returns true or `ms` pass. */
-export async function waitFor(probe: () => Promise<boolean> | boolean, ms = 10_000, what = 'condition'): Promise<void> {
+/**
+ * Polls `probe` every 10 ms until it returns true or `ms` pass. `what` names the wait in the
+ * timeout's message; a function is asked only then (e.g. for a child's stderr so far).
+ */
+export async function waitFor(
+  probe: () => Promise<boolean> | boolean,
+  ms = 10_000,
+  what: string | (() => string) = 'condition',
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
