@@ -11,7 +11,7 @@ import { svgLineChart, type ChartSeries } from '../eval/charts.ts';
 import { gradientFlowRecords } from '../eval/gradient-flow-charts.ts';
 import { formatRate } from '../eval/report.ts';
 import { readCheckpointConfig } from '../model/io/checkpoint.ts';
-import { ifExists, writeFileAtomic } from '../model/io/fsutil.ts';
+import { ifExists, readJsonIfExists, writeFileAtomic } from '../model/io/fsutil.ts';
 import { parseMetricsLog, type MetricsRecord } from '../model/io/metrics-log.ts';
 import {
   EMPTY_FIGURES,
@@ -74,11 +74,6 @@ export interface ExperimentResults {
   runs: RunResult[];
 }
 
-async function readJson<T>(path: string): Promise<T | null> {
-  const text = await ifExists(readFile(path, 'utf8'));
-  return text === null ? null : (JSON.parse(text) as T);
-}
-
 async function readLog(path: string): Promise<MetricsRecord[]> {
   const text = await ifExists(readFile(path, 'utf8'));
   return text === null ? [] : parseMetricsLog(text, path).records;
@@ -93,17 +88,17 @@ async function runResult(
   dir: string,
 ): Promise<{ result: RunResult; log: MetricsRecord[] }> {
   const abs = join(out, dir);
-  const ended = await readJson<{ status: 'done' | 'diverged'; seconds?: number; step?: number }>(
+  const ended = await readJsonIfExists<{ status: 'done' | 'diverged'; seconds?: number; step?: number }>(
     join(abs, 'train.json'),
   );
   const log = await readLog(join(abs, 'model', 'metrics.jsonl'));
-  const metrics = await readJson<{ splits?: Record<string, { perImage?: Record<string, { caption: string }> }> }>(
-    join(abs, 'eval', 'metrics.json'),
-  );
+  const metrics = await readJsonIfExists<{
+    splits?: Record<string, { perImage?: Record<string, { caption: string }> }>;
+  }>(join(abs, 'eval', 'metrics.json'));
   let params: Pick<RunFigures, 'cellParameters' | 'parameters'> = { cellParameters: null, parameters: null };
   if (ended) {
     const ckpt = await readCheckpointConfig(join(abs, 'model'), 'best').catch(() => null);
-    if (ckpt) params = parameterCounts(await readJson(join(ckpt.dir, 'weights.json')));
+    if (ckpt) params = parameterCounts(await readJsonIfExists(join(ckpt.dir, 'weights.json')));
   }
   const figures: RunFigures = {
     ...EMPTY_FIGURES,
@@ -279,7 +274,7 @@ export async function writeExperimentResults(
   out: string,
   failed: ExperimentResults['failed'] = [],
 ): Promise<{ resultsFile: string; reportFile: string; results: ExperimentResults }> {
-  const plan = await readJson<ExperimentPlan>(join(out, 'experiment.json'));
+  const plan = await readJsonIfExists<ExperimentPlan>(join(out, 'experiment.json'));
   if (!plan) throw new ExperimentDirError(`${out}: not an experiment directory (no experiment.json)`);
   const logs = new Map<string, MetricsRecord[]>();
   const runs: RunResult[] = [];

@@ -26,7 +26,7 @@ import { runEvaluation } from '../eval/evaluate.ts';
 import { readManifest } from '../model/data/dataset.ts';
 import { hasCheckpoint } from '../model/io/checkpoint.ts';
 import { resolveTrainConfig, train } from '../model/train/trainer.ts';
-import { ifExists, writeFileAtomic } from '../model/io/fsutil.ts';
+import { ifExists, readJsonIfExists, writeFileAtomic } from '../model/io/fsutil.ts';
 import { ConfigError } from '../model/util/config.ts';
 import { writeExperimentResults } from './results.ts';
 import { armRecipe, readExperiment, type ExperimentSpec } from './spec.ts';
@@ -114,11 +114,6 @@ export function planRuns(spec: ExperimentSpec, seeds: number, maxSteps?: number)
         recipe: armRecipe(spec, name, seed, maxSteps),
       });
   return runs;
-}
-
-async function readJsonIfExists<T>(path: string): Promise<T | null> {
-  const text = await ifExists(readFile(path, 'utf8'));
-  return text === null ? null : (JSON.parse(text) as T);
 }
 
 /**

@@ -3,7 +3,7 @@
  * the old content or the new, never a half-written file.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, mkdir } from 'node:fs/promises';
+import { open, readFile, rename, rm, mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** A fresh name beside `path` for its temporary twin. */
@@ -69,4 +69,10 @@ export async function ifExists<T>(pending: Promise<T>): Promise<T | null> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
+}
+
+/** The parsed JSON of the file at `path`, or null when it does not exist (as `ifExists`). */
+export async function readJsonIfExists<T>(path: string): Promise<T | null> {
+  const text = await ifExists(readFile(path, 'utf8'));
+  return text === null ? null : (JSON.parse(text) as T);
 }

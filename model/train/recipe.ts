@@ -13,7 +13,7 @@
  * belongs to the whole run: the architecture (fixed by phase 1), `seed`, `data`, `out`,
  * `resume` and `initFrom` (phase k starts from phase k − 1's last checkpoint).
  */
-import { readFile } from 'node:fs/promises';
+import { readConfigFile } from '../util/config-file.ts';
 import { MODEL_KEYS } from '../nn/captioner.ts';
 import { DecodeOptionsError } from '../decode/options.ts';
 import { parseRecommendedDecoding, type RecommendedDecoding } from '../decode/recommended.ts';
@@ -49,13 +49,7 @@ export interface Recipe {
 
 /** Reads and checks a recipe file: a JSON error, or any bad field, is a ConfigError naming the file and the field. */
 export async function readRecipe(path: string): Promise<Recipe> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`${path}: cannot read config (${(err as Error).message})`);
-  }
-  return parseRecipe(json, path);
+  return parseRecipe((await readConfigFile(path)).values, path);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
