@@ -222,7 +222,35 @@ export async function renderReport(view: ReportView, templatePath: string | URL 
     hasFamiliarity,
     hasExposure,
     ...positionTable(view.splits),
+    ...objectCountTable(view.splits),
   });
+}
+
+/**
+ * The report's table of exact match by the number of objects in the scene: a column per count
+ * that occurs in any split, a row per split (metrics written before the figure have none).
+ */
+function objectCountTable(splits: readonly ReportSplit[]): {
+  objectColumns: number[];
+  objectRows: { name: string; cells: { rate: number | null; exact: number; captions: number }[] }[];
+} {
+  const objectColumns = [...new Set(splits.flatMap((s) => s.semantic?.byObjects?.map((g) => g.objects) ?? []))].sort(
+    (a, b) => a - b,
+  );
+  const objectRows = splits.flatMap((s) =>
+    s.semantic?.byObjects
+      ? [
+          {
+            name: s.name,
+            cells: objectColumns.map((objects) => {
+              const g = s.semantic!.byObjects.find((x) => x.objects === objects);
+              return { rate: g ? g.rate : null, exact: g?.exact ?? 0, captions: g?.captions ?? 0 };
+            }),
+          },
+        ]
+      : [],
+  );
+  return { objectColumns, objectRows };
 }
 
 /**

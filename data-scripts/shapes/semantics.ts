@@ -328,6 +328,15 @@ export interface SemanticScores {
   f1: number;
   /** positions[k]: was the (k + 1)-th object named right (`positionsRight`), over the captions whose scene has one. */
   positions: PositionAccuracy[];
+  /** Exact match by the number of objects in the scene, fewest first (only counts that occur). */
+  byObjects: ObjectCountAccuracy[];
+}
+
+export interface ObjectCountAccuracy {
+  objects: number;
+  captions: number;
+  exact: number;
+  rate: number;
 }
 
 /**
@@ -341,12 +350,15 @@ export function semanticScores(items: Iterable<{ caption: string; truth: Scene }
   let unparsed = 0;
   const sum = { tp: 0, fp: 0, fn: 0 };
   const positions: { captions: number; right: number }[] = [];
+  const byObjects = new Map<number, { captions: number; exact: number }>();
   for (const { caption, truth } of items) {
     count += 1;
     const parsed = parseShapesCaption(caption);
     if (!parsed) unparsed += 1;
     const c = compareScenes(parsed ?? { objects: [], relations: [] }, truth);
     if (c.exact) exact += 1;
+    const group = byObjects.get(truth.objects.length) ?? { captions: 0, exact: 0 };
+    byObjects.set(truth.objects.length, { captions: group.captions + 1, exact: group.exact + (c.exact ? 1 : 0) });
     sum.tp += c.tp;
     sum.fp += c.fp;
     sum.fn += c.fn;
@@ -362,5 +374,8 @@ export function semanticScores(items: Iterable<{ caption: string; truth: Scene }
     unparsed,
     ...attributeF1(sum),
     positions: positions.map((p) => ({ ...p, rate: p.right / p.captions })),
+    byObjects: [...byObjects]
+      .sort(([a], [b]) => a - b)
+      .map(([objects, g]) => ({ objects, ...g, rate: g.exact / g.captions })),
   };
 }

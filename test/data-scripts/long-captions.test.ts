@@ -119,6 +119,11 @@ test('positionsRight: the k-th named object is right when it is a true object no
     { captions: 2, right: 2, rate: 1 },
     { captions: 1, right: 0, rate: 0 },
   ]);
+  // The first caption states its two-object scene exactly; the second misses its third object.
+  assert.deepEqual(scores.byObjects, [
+    { objects: 2, captions: 1, exact: 1, rate: 1 },
+    { objects: 3, captions: 1, exact: 0, rate: 0 },
+  ]);
 });
 
 test('compareScenes matches eight objects against a caption naming each twice', () => {

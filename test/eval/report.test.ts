@@ -252,7 +252,7 @@ test('a rate prints with one decimal, in the report and on the command line alik
   assert.deepEqual([0.965, 0.8284, 1, 0].map(formatRate), ['96.5%', '82.8%', '100.0%', '0.0%']);
 });
 
-test('the report tabulates which object was named right by position, a column per position', async () => {
+test('the report tabulates which object was named right by position, and exact match by objects in the scene', async () => {
   const semantic = (rates: number[]) => ({
     count: 10,
     exactRate: 0.5,
@@ -261,6 +261,8 @@ test('the report tabulates which object was named right by position, a column pe
     recall: 1,
     f1: 1,
     positions: rates.map((rate, k) => ({ captions: 10 - k, right: Math.round(rate * (10 - k)), rate })),
+    // One group per position, for the test's sake: k + 1 objects, 4 captions, k + 1 of them exact.
+    byObjects: rates.map((_, k) => ({ objects: k + 1, captions: 4, exact: k + 1, rate: (k + 1) / 4 })),
   });
   const scores = Object.fromEntries(METRIC_NAMES.map((name) => [name, 0.5])) as unknown as Parameters<
     typeof renderReport
@@ -293,4 +295,11 @@ test('the report tabulates which object was named right by position, a column pe
     /<td>test<\/td><td title="10 captions">100\.0%<\/td><td title="9 captions">87\.5%<\/td><td title="8 captions">25\.0%<\/td>/,
   );
   assert.match(table, /<td>test-compositional<\/td><td title="10 captions">50\.0%<\/td><td title="0 captions">–<\/td>/);
+  const counts = /<table class="object-counts">([\s\S]*?)<\/table>/.exec(html)?.[1] ?? '';
+  assert.match(counts, /<th>1<\/th><th>2<\/th><th>3<\/th>/);
+  assert.match(
+    counts,
+    /<td>test<\/td><td>1 \/ 4 \(25\.0%\)<\/td><td>2 \/ 4 \(50\.0%\)<\/td><td>3 \/ 4 \(75\.0%\)<\/td>/,
+  );
+  assert.match(counts, /<td>test-compositional<\/td><td>1 \/ 4 \(25\.0%\)<\/td><td>–<\/td><td>–<\/td>/);
 });
