@@ -2,11 +2,11 @@
  * A tiny captioned data set made on the fly: coloured shapes on plain backgrounds, each with
  * captions that name them, in the project's data-set layout. Small enough to overfit in seconds.
  */
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { DatasetImage, Manifest } from '../../model/data/dataset.ts';
+import { tempDirUntilExit } from './temp-dir.ts';
 
 export const TINY_SCENES = [
   { colour: 'red', hex: '#e02020', shape: 'circle' },
@@ -28,12 +28,15 @@ function svgFor(hex: string, shape: string, size: number): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${s}" height="${s}"><rect width="100%" height="100%" fill="#f4f4f4"/>${body}</svg>`;
 }
 
-/** Writes a data set of `TINY_SCENES` (all in "train", the first two also in "val") to a new temp dir. */
+/**
+ * Writes a data set of `TINY_SCENES` (all in "train", the first two also in "val") to `dir`, or to a
+ * temp dir removed when the process exits.
+ */
 export async function makeTinyDataset(
   opts: { size?: number; dir?: string } = {},
 ): Promise<{ dir: string; manifest: Manifest }> {
   const size = opts.size ?? 16;
-  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'captioner-tiny-')));
+  const dir = opts.dir ?? tempDirUntilExit('captioner-tiny-');
   await mkdir(join(dir, 'images'), { recursive: true });
   const images: DatasetImage[] = [];
   for (const [i, scene] of TINY_SCENES.entries()) {

@@ -1,9 +1,7 @@
 /** The tiny model configuration tests train in seconds, and a helper to train one on disk. */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { TrainConfig } from '../../model/train/config.ts';
 import { resolveTrainConfig, train } from '../../model/train/trainer.ts';
+import { tempDirUntilExit } from './temp-dir.ts';
 
 export const TINY_MODEL = {
   imageSize: 16,
@@ -28,7 +26,7 @@ export const TINY_TRAINING = {
 };
 
 export async function tinyConfig(data: string, overrides: Record<string, unknown> = {}): Promise<TrainConfig> {
-  const out = (overrides.out as string | undefined) ?? (await mkdtemp(join(tmpdir(), 'captioner-model-')));
+  const out = (overrides.out as string | undefined) ?? tempDirUntilExit('captioner-model-');
   return resolveTrainConfig([{ source: 'test', values: { ...TINY_TRAINING, data, out, ...overrides } }]);
 }
 
