@@ -5,7 +5,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BACKENDS } from '../model/runtime/backend.ts';
-import { COMMANDS } from './commands/index.ts';
+import { commandsFor } from './commands/index.ts';
 import { EXIT, UsageError, exitCodeFor } from './errors.ts';
 
 export async function main(args: string[]): Promise<number> {
@@ -30,7 +30,7 @@ export async function main(args: string[]): Promise<number> {
     .fail((msg, err) => {
       throw err ?? new UsageError(`${msg}\nRun with --help for usage.`);
     });
-  for (const cmd of COMMANDS) {
+  for (const cmd of await commandsFor(args)) {
     parser = parser.command(cmd.command, cmd.describe, cmd.builder, async (argv) => {
       code = await cmd.run(argv as Record<string, unknown>);
     });
