@@ -138,9 +138,13 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   int64_t m = num(info[6]), n = num(info[7]), k = num(info[8]);
   bool ta = info[9].As<Napi::Boolean>(), tb = info[10].As<Napi::Boolean>();
   int64_t lda = ta ? m : k, ldb = tb ? k : n;
-  if (m <= 4 && (m == 1 || !ta)) {
-    // A few rows times a matrix (decoding one caption, or a small beam): matrix-vector products,
-    // which stream B instead of packing it as a GEMM does.
+  if (m <= kFewRows && !ta && !tb) {
+    // A few rows times a matrix (decoding one caption, or a small beam): b read once (rows.cc).
+    for (int64_t i = 0; i < batch; i++)
+      fewRowsTimesMatrix(m, n, k, a + (i % batchA) * m * k, k, b + (i % batchB) * k * n, n, 0.0f, out + i * m * n, n);
+  } else if (m <= 4 && (m == 1 || !ta)) {
+    // A few rows against a transposed matrix: matrix-vector products, which stream B instead of
+    // packing it as a GEMM does.
     for (int64_t i = 0; i < batch; i++) {
       const float* bm = b + (i % batchB) * k * n;
       for (int64_t row = 0; row < m; row++) {

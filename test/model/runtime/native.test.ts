@@ -80,6 +80,38 @@ describe('native kernels', () => {
     assertServedNatively('BatchMatMul');
   });
 
+  test('BatchMatMul of a few rows (a decoding step): 1 to 9 rows, column tails, split between threads', () => {
+    // Up to 8 rows read b once for all of them (native/src/rows.cc), in groups of up to 4 rows,
+    // strips of 8 columns and single columns at the end; 9 rows take the GEMM.
+    for (let m = 1; m <= 9; m++)
+      for (const n of [5, 8, 37, 1030])
+        assertClose(() => tf.matMul(rand([m, 19]), rand([19, n])), `${m} rows, ${n} columns`);
+    assertClose(() => tf.matMul(rand([2, 3, 40]), rand([2, 40, 21])), 'batched, 3 rows each');
+    assertServedNatively('BatchMatMul');
+    // Above 2^22 multiply-adds the columns are split between threads; each column is one
+    // thread's sum, so one thread and two give the same numbers to the bit.
+    const lib = loadNativeAddon() as NativeAddon;
+    const [m, n, k] = [6, 1100, 700];
+    const a = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i));
+    const b = Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.37));
+    const product = (threads: number) => {
+      lib.setThreads(threads);
+      const c = new Float32Array(m * n);
+      lib.batchMatMul(a, b, c, 1, 1, 1, m, n, k, false, false);
+      return c;
+    };
+    const threads = lib.info().threads;
+    try {
+      assert.deepEqual(product(2), product(1));
+    } finally {
+      lib.setThreads(threads);
+    }
+    assertClose(
+      () => tf.matMul(tf.tensor2d(a, [m, k]), tf.tensor2d(b, [k, n])),
+      `${m} rows, ${n} columns, ${k} deep (split between threads)`,
+    );
+  });
+
   test('_FusedMatMul: bias and activations, PReLU falls back', () => {
     const a = rand([6, 9]);
     const b = rand([9, 11]);
