@@ -525,7 +525,7 @@ inline float unaryOp(float v, float alpha) {
   using ops::Unary;
   if constexpr (Op == Unary::Relu) return std::isnan(v) ? v : (v < 0 ? 0.0f : v);
   else if constexpr (Op == Unary::Step) return std::isnan(v) ? v : (v > 0 ? 1.0f : alpha);
-  else if constexpr (Op == Unary::Tanh) return std::tanh(v);
+  else if constexpr (Op == Unary::Tanh) return tanhOf(v);
   else if constexpr (Op == Unary::Sigmoid) return 1.0f / (1.0f + std::exp(-v));
   else if constexpr (Op == Unary::Exp) return std::exp(v);
   else if constexpr (Op == Unary::Sqrt) return std::sqrt(v);
