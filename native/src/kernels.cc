@@ -612,6 +612,34 @@ Napi::Value Sum(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// topK(x, values, indices, V, k) → whether it ran: the k largest of each row of V values, largest
+// first, ties by smaller index first (the CPU backend's TopK with `sorted`). A row holding NaN,
+// which that kernel orders by its own partition's accidents, returns false (and JavaScript runs).
+Napi::Value TopK(const Napi::CallbackInfo& info) {
+  auto xArray = info[0].As<Napi::Float32Array>();
+  const float* x = xArray.Data();
+  float* values = f32(info[1]);
+  int32_t* indices = i32(info[2]);
+  const int64_t V = num(info[3]), k = num(info[4]);
+  const int64_t R = static_cast<int64_t>(xArray.ElementLength()) / V;
+  for (int64_t i = 0; i < R * V; i++)
+    if (std::isnan(x[i])) return Napi::Boolean::New(info.Env(), false);
+  parallelFor(R, std::max<int64_t>(1, (1 << 14) / V), [&](int64_t r0, int64_t r1) {
+    std::vector<int32_t> order(V);
+    for (int64_t r = r0; r < r1; r++) {
+      const float* z = x + r * V;
+      for (int64_t j = 0; j < V; j++) order[j] = static_cast<int32_t>(j);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [z](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+      for (int64_t i = 0; i < k; i++) {
+        values[r * k + i] = z[order[i]];
+        indices[r * k + i] = order[i];
+      }
+    }
+  });
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 // transpose2d(x, out, batch, rows, cols): out[b] = x[b]ᵀ, in cache-sized tiles.
 Napi::Value Transpose2D(const Napi::CallbackInfo& info) {
   const float* x = f32(info[0]);
@@ -683,6 +711,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("sum", Napi::Function::New(env, Sum));
   exports.Set("transpose2d", Napi::Function::New(env, Transpose2D));
+  exports.Set("topK", Napi::Function::New(env, TopK));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("opTable", Napi::Function::New(env, OpTable));

@@ -15,6 +15,7 @@ import {
   enableNativeKernels,
   loadNativeAddon,
   nativeAddonPath,
+  nativeCallCounts,
 } from '../../../model/runtime/native.ts';
 import { convGeometry } from '../../../model/runtime/kernels/common.ts';
 import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
@@ -23,6 +24,7 @@ import {
   assertCaptionerGradientsMatch,
   assertClose,
   assertServedNatively,
+  onBoth,
   rand,
 } from '../../helpers/native-compare.ts';
 
@@ -110,6 +112,51 @@ describe('native kernels', () => {
       () => tf.matMul(tf.tensor2d(a, [m, k]), tf.tensor2d(b, [k, n])),
       `${m} rows, ${n} columns, ${k} deep (split between threads)`,
     );
+  });
+
+  test('TopK: the k best of each row, largest first, ties by smaller index; NaN and unsorted go to JavaScript', () => {
+    const same = (fn: () => tf.Tensor[], label: string) => {
+      const { js, native } = onBoth(fn);
+      js.forEach((ref, i) => assert.deepEqual(native[i], ref, `${label} [output ${i}]`));
+    };
+    same(() => {
+      const { values, indices } = tf.topk(rand([3, 1000], 5), 6);
+      return [values, indices];
+    }, 'a beam step: 6 of 1000');
+    same(() => {
+      const { values, indices } = tf.topk(rand([2, 3, 17]), 17);
+      return [values, indices];
+    }, 'every value, rank 3');
+    const ties = tf.tensor2d([
+      [1, 3, 3, 2, 3, 1, -Infinity, Infinity],
+      [0, 0, 0, 0, 0, 0, 0, 0],
+    ]);
+    same(() => {
+      const { values, indices } = tf.topk(ties, 4);
+      return [values, indices];
+    }, 'ties and infinities');
+    assertServedNatively('TopK');
+    // A NaN, and unsorted top-k, are the JavaScript kernel's: the same numbers, not served natively.
+    const nan = tf.tensor2d([[1, NaN, 3, 2]]);
+    same(() => {
+      const { values, indices } = tf.topk(nan, 2);
+      return [values, indices];
+    }, 'NaN');
+    same(() => [tf.topk(rand([2, 50]), 5, false).values], 'unsorted');
+    assert.equal(nativeCallCounts(true).TopK, undefined, 'NaN and unsorted top-k ran natively');
+    tf.dispose([ties, nan]);
+  });
+
+  test('Softmax over the last axis: the same numbers as the JavaScript kernel, and its gradient', () => {
+    const { js, native } = onBoth(() => [
+      tf.softmax(rand([3, 1000], 8)),
+      tf.softmax(tf.concat([rand([2, 4, 5], 3), tf.fill([2, 4, 2], -Infinity)], 2)),
+    ]);
+    js.forEach((ref, i) => assert.deepEqual(native[i], ref, `softmax [output ${i}]`));
+    const probe = rand([5, 30]);
+    assertClose(() => tf.grad((x) => tf.sum(tf.mul(tf.softmax(x), probe)))(rand([5, 30], 4)), 'softmax gradient');
+    assertServedNatively('Softmax');
+    probe.dispose();
   });
 
   test('_FusedMatMul: bias and activations, PReLU falls back', () => {
