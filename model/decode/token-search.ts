@@ -80,7 +80,6 @@ export class TokenSearch implements Search {
     const forcedIds = this.rowImage.map((b) => this.forced[b]?.[this.t] ?? -1); // -1: the search chooses
     return tf.tidy(() => {
       const step = this.model.step(prev, state, features);
-      const vocab = step.logits.shape[1];
       const logProbs = logSoftmax(step.logits); // [rows, vocab]
       // Plain decoding chooses by the logits; anti-LM by its scores (log-probabilities shifted).
       const choice = this.o.antiLm > 0 ? choiceScores(this.o, logProbs, prev).scores : step.logits;
