@@ -640,6 +640,30 @@ Napi::Value TopK(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// argMax(x, out, V): the index of each row's largest value, the first of equal ones; a NaN is
+// never larger, as in the CPU backend's ArgMax (which starts from the row's first value).
+Napi::Value ArgMax(const Napi::CallbackInfo& info) {
+  auto xArray = info[0].As<Napi::Float32Array>();
+  const float* x = xArray.Data();
+  int32_t* out = i32(info[1]);
+  const int64_t V = num(info[2]);
+  const int64_t R = static_cast<int64_t>(xArray.ElementLength()) / V;
+  parallelFor(R, std::max<int64_t>(1, (1 << 16) / V), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* z = x + r * V;
+      float best = z[0];
+      int32_t at = 0;
+      for (int64_t j = 1; j < V; j++)
+        if (z[j] > best) {
+          best = z[j];
+          at = static_cast<int32_t>(j);
+        }
+      out[r] = at;
+    }
+  });
+  return info.Env().Undefined();
+}
+
 // transpose2d(x, out, batch, rows, cols): out[b] = x[b]ᵀ, in cache-sized tiles.
 Napi::Value Transpose2D(const Napi::CallbackInfo& info) {
   const float* x = f32(info[0]);
@@ -712,6 +736,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sum", Napi::Function::New(env, Sum));
   exports.Set("transpose2d", Napi::Function::New(env, Transpose2D));
   exports.Set("topK", Napi::Function::New(env, TopK));
+  exports.Set("argMax", Napi::Function::New(env, ArgMax));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("opTable", Napi::Function::New(env, OpTable));

@@ -1,6 +1,6 @@
 /**
  * Reductions: Sum and Mean over a contiguous block of axes, UnsortedSegmentSum (the gather
- * gradient), and TopK (a beam-search step's best words).
+ * gradient), and ArgMax and TopK over the last axis (a decoding step's best words).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.ts';
@@ -61,8 +61,20 @@ function topK(lib: NativeAddon, call: KernelCall<'x', Float32Array>): tf.TensorI
   return [call.backend.makeTensorInfo(shape, 'float32', values), call.backend.makeTensorInfo(shape, 'int32', indices)];
 }
 
+/** The index of the largest value along the last axis (other axes go to JavaScript). */
+function argMax(lib: NativeAddon, call: KernelCall<'x', Float32Array>): tf.TensorInfo | null {
+  const { x } = call.inputs;
+  const axes = tf.util.parseAxisParam(call.attrs.axis as number | number[], x.shape);
+  const vocab = x.shape.at(-1);
+  if (axes.length !== 1 || axes[0] !== x.shape.length - 1 || !vocab) return null;
+  const out = new Int32Array(call.values.x.length / vocab);
+  lib.argMax(call.values.x, out, vocab);
+  return call.backend.makeTensorInfo(x.shape.slice(0, -1), 'int32', out);
+}
+
 export function reductionKernels(lib: NativeAddon): NativeKernels {
   return {
+    ArgMax: float32Kernel(['x'], (call) => argMax(lib, call)),
     TopK: float32Kernel(['x'], (call) => topK(lib, call)),
     Sum: float32Kernel(['x'], (call) => reduceSum(lib, call, false)),
     Mean: float32Kernel(['x'], (call) => reduceSum(lib, call, true)),

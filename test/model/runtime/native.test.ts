@@ -147,6 +147,32 @@ describe('native kernels', () => {
     tf.dispose([ties, nan]);
   });
 
+  test('ArgMax over the last axis: the first of equal values, NaN never the largest; other axes go to JavaScript', () => {
+    const { js, native } = onBoth(() => [
+      tf.argMax(rand([32, 1000], 5), 1),
+      tf.argMax(
+        tf.tensor3d(
+          [
+            [
+              [1, 3, 3, 2],
+              [NaN, 1, 2, 0],
+            ],
+            [
+              [2, NaN, 5, 5],
+              [-Infinity, -Infinity, -Infinity, -Infinity],
+            ],
+          ],
+          [2, 2, 4],
+        ),
+        -1,
+      ),
+    ]);
+    js.forEach((ref, i) => assert.deepEqual(native[i], ref, `argMax [output ${i}]`));
+    assertServedNatively('ArgMax');
+    assertClose(() => tf.argMax(rand([6, 4]), 0), 'along the first axis');
+    assert.equal(nativeCallCounts(true).ArgMax, undefined, 'argMax along the first axis ran natively');
+  });
+
   test('Softmax over the last axis: the same numbers as the JavaScript kernel, and its gradient', () => {
     const { js, native } = onBoth(() => [
       tf.softmax(rand([3, 1000], 8)),
@@ -275,6 +301,14 @@ describe('native kernels', () => {
     assertClose(() => tf.gather(table, idMatrix), 'gather rows by an id matrix');
     assertClose(() => tf.gather(rand([2, 12, 3]), tf.tensor1d([5, 0, 11], 'int32'), 1), 'gather along axis 1');
     assertClose(() => tf.gather(tf.range(0, 24, 1, 'int32').reshape([12, 2]), idx).toFloat(), 'gather int32');
+    // batchDims 1: each row its own indices (a decoding step's chosen word per row), and deeper
+    const perRow = tf.tensor2d([4, 0, 2, 2, 4, 1], [3, 2], 'int32');
+    assertClose(() => tf.gather(rand([3, 5]), perRow, 1, 1), 'gather with batchDims 1');
+    assertClose(() => tf.gather(rand([3, 2, 5, 4]), perRow, 2, 1), 'gather with batchDims 1 along axis 2');
+    assertClose(
+      () => tf.gather(rand([3, 2, 5]), tf.tensor3d([1, 4, 0, 0, 3, 3], [3, 2, 1], 'int32'), 2, 2),
+      'gather with batchDims 2',
+    );
     assertServedNatively('GatherV2');
     // An index outside the axis is the JavaScript kernel's, which says so.
     assert.throws(() => tf.gather(table, tf.tensor1d([12], 'int32')).dataSync());
