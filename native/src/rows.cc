@@ -74,14 +74,22 @@ __attribute__((target("avx2,fma"))) void rowsAvx2(int64_t n0, int64_t n1, int64_
   }
 }
 
-const bool kHasAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+// Asked once, on first use (__builtin_cpu_init first: the answer must not depend on the order
+// in which the shared object's initialisers run).
+bool hasAvx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+}
 #endif
 
 // Columns [n0, n1) of every row: rows four (or three) at a time, each group reading b once.
 void fewRowsColumns(int64_t m, int64_t n0, int64_t n1, int64_t k, const float* a, int64_t lda, const float* b,
                     int64_t ldb, float beta, float* c, int64_t ldc) {
 #if defined(__x86_64__)
-  if (kHasAvx2) {
+  if (hasAvx2()) {
     // c = beta · c first, then every product added to it in the order of k.
     for (int64_t r = 0; r < m; r++) {
       float* row = c + r * ldc;
