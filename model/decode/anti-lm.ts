@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ResolvedOptions } from './options.ts';
+import { logSoftmax } from '../runtime/fused.ts';
 
 /**
  * The log-probabilities themselves or, under anti-LM, the distribution
@@ -21,6 +22,6 @@ export function choiceScores(
   const prior = tf.tensor2d(o.prior.rows(prev.dataSync()), logProbs.shape);
   const shifted = tf.sub(logProbs, tf.mul(prior, o.antiLm));
   const plausible = tf.greaterEqual(logProbs, tf.add(tf.max(logProbs, 1, true), Math.log(o.antiLmPlausibility)));
-  const scores = tf.logSoftmax(tf.where(plausible, shifted, tf.fill(shifted.shape, -Infinity))) as tf.Tensor2D;
-  return { scores, adjusted: tf.logSoftmax(shifted) as tf.Tensor2D };
+  const scores = logSoftmax(tf.where(plausible, shifted, tf.fill(shifted.shape, -Infinity))) as tf.Tensor2D;
+  return { scores, adjusted: logSoftmax(shifted) as tf.Tensor2D };
 }

@@ -28,6 +28,7 @@ import {
   type StreamEvent,
 } from './search-state.ts';
 import type { DecoderState } from '../nn/captioner.ts';
+import { logSoftmax } from '../runtime/fused.ts';
 import { END } from '../text/vocab.ts';
 
 /** One step's top words per row, on the CPU, and the decoder's new state (still a tensor). */
@@ -78,13 +79,13 @@ export class BeamSearch implements Search {
     const out = tf.tidy(() => {
       const step = this.model.step(prev, state, features);
       const vocab = step.logits.shape[1];
-      const logProbs = tf.logSoftmax(step.logits) as tf.Tensor2D; // [rows, vocab]
+      const logProbs = logSoftmax(step.logits); // [rows, vocab]
       const { scores, adjusted } = choiceScores(this.o, logProbs, prev);
       const top = tf.topk(scores, Math.min(2 * width, vocab)); // [rows, k]
       // log p of the top words
       const values = scores === logProbs ? top.values : tf.gather(logProbs, top.indices, 1, 1);
       const endLogProb = logProbs.slice([0, END], [-1, 1]); // [rows, 1]
-      const endScore = adjusted.slice([0, END], [-1, 1]);
+      const endScore = adjusted === logProbs ? endLogProb : adjusted.slice([0, END], [-1, 1]);
       const attention = step.attention && this.model.attentionGrid ? step.attention : undefined;
       return { values, scores: top.values, indices: top.indices, endLogProb, endScore, state: step.state, attention };
     });

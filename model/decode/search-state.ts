@@ -130,10 +130,16 @@ function gatherState(state: DecoderState, rows: tf.Tensor1D): DecoderState {
  * captions need.
  */
 export class Rows {
+  /**
+   * `images`: the image each row is of ([0, 1, …] at the start), so that the features, the same
+   * for every row of an image, are gathered only when that changes (beams of one image trade
+   * places at every step; their features stay).
+   */
   constructor(
     public features: ImageFeatures, // [rows, F] or [rows, positions, F]
     public state: DecoderState, // [rows, H] each
     public prev: tf.Tensor1D, // [rows] int32
+    private images: number[] = Array.from({ length: prev.shape[0] }, (_, r) => r),
   ) {}
 
   static start(model: StepModel, images: tf.Tensor4D): Rows {
@@ -157,11 +163,16 @@ export class Rows {
     if (source === null) {
       this.state = state;
     } else {
-      const oldFeatures = this.features;
+      const images = source.map((r) => this.images[r]!);
       const idx = tf.tensor1d(source, 'int32');
-      this.features = tf.gather(oldFeatures, idx);
+      if (images.length !== this.images.length || images.some((b, r) => b !== this.images[r])) {
+        const oldFeatures = this.features;
+        this.features = tf.gather(oldFeatures, idx);
+        oldFeatures.dispose();
+      }
+      this.images = images;
       this.state = gatherState(state, idx);
-      tf.dispose([idx, oldFeatures]);
+      idx.dispose();
       disposeState(state);
     }
     this.prev = tokens;

@@ -20,6 +20,7 @@ import {
   type StreamEvent,
 } from './search-state.ts';
 import type { DecoderState } from '../nn/captioner.ts';
+import { logSoftmax } from '../runtime/fused.ts';
 import { END } from '../text/vocab.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
 
@@ -79,8 +80,7 @@ export class TokenSearch implements Search {
     const forcedIds = this.rowImage.map((b) => this.forced[b]?.[this.t] ?? -1); // -1: the search chooses
     return tf.tidy(() => {
       const step = this.model.step(prev, state, features);
-      const vocab = step.logits.shape[1];
-      const logProbs = tf.logSoftmax(step.logits) as tf.Tensor2D; // [rows, vocab]
+      const logProbs = logSoftmax(step.logits); // [rows, vocab]
       // Plain decoding chooses by the logits; anti-LM by its scores (log-probabilities shifted).
       const choice = this.o.antiLm > 0 ? choiceScores(this.o, logProbs, prev).scores : step.logits;
       let chosen: tf.Tensor1D;
@@ -94,9 +94,11 @@ export class TokenSearch implements Search {
         );
         chosen = tf.where(forcing, tf.tensor1d(forcedIds, 'int32'), tf.cast(chosen, 'int32')) as tf.Tensor1D;
       }
-      const chosenLogProb = tf.sum(tf.mul(logProbs, tf.oneHot(chosen, vocab)), 1) as tf.Tensor1D; // [rows]
+      if (chosen.dtype !== 'int32') chosen = tf.cast(chosen, 'int32') as tf.Tensor1D;
+      // log p of each row's chosen word: [rows, 1] gathered row by row, then [rows]
+      const chosenLogProb = tf.reshape(tf.gather(logProbs, tf.reshape(chosen, [rows, 1]), 1, 1), [rows]) as tf.Tensor1D;
       const attention = step.attention && this.model.attentionGrid ? step.attention : undefined;
-      return { chosen: tf.cast(chosen, 'int32') as tf.Tensor1D, chosenLogProb, state: step.state, attention };
+      return { chosen, chosenLogProb, state: step.state, attention };
     });
   }
 

@@ -16,43 +16,28 @@ export interface CellWeights {
   bias: tf.Tensor1D;
 }
 
-/**
- * Runs `cell` over xs [batch, steps, input] from `state`: every step's h, [batch, steps, H],
- * and the LSTM's every c. Null when the cell has no fused kernels here.
- */
-function run(
-  cell: string,
-  weights: CellWeights,
-  xs: tf.Tensor3D,
-  state: CellState,
-): { hs: tf.Tensor3D; cs?: tf.Tensor3D } | null {
-  if (!hasFusedCell(cell) || (cell === 'lstm' && !state.c)) return null;
-  const [batch, steps, input] = xs.shape;
-  const width = weights.recurrent.shape[1];
-  // Two kernels (tf.fused.matMul's own reshapes would add four more to every decoding step).
-  const xw = tf.reshape(
-    tf.add(tf.matMul(tf.reshape(xs, [batch * steps, input]) as tf.Tensor2D, weights.kernel), weights.bias),
-    [batch, steps, width],
-  ) as tf.Tensor3D; // [batch, steps, G·H]
-  if (cell === 'lstm') return lstmSequence(xw, state.h, state.c!, weights.recurrent);
-  const hs = gruSequence(xw, state.h, weights.recurrent);
-  return hs ? { hs } : null;
+/** x [rows, input] · kernel + bias → [rows, G·H]: two kernels (tf.fused.matMul's own reshapes would add four more). */
+function inputProjection(weights: CellWeights, x: tf.Tensor2D): tf.Tensor2D {
+  return tf.add(tf.matMul(x, weights.kernel), weights.bias) as tf.Tensor2D;
 }
 
 /** One step of `cell`: x [batch, input] → the new state; null when the cell has no fused kernels here. */
 export function fusedCellStep(cell: string, weights: CellWeights, x: tf.Tensor2D, state: CellState): CellState | null {
-  if (!hasFusedCell(cell)) return null;
-  const [batch, input] = x.shape;
-  const out = run(cell, weights, tf.reshape(x, [batch, 1, input]) as tf.Tensor3D, state);
-  if (!out) return null;
-  const hidden = state.h.shape[1];
-  const h = tf.reshape(out.hs, [batch, hidden]) as tf.Tensor2D;
-  return out.cs ? { h, c: tf.reshape(out.cs, [batch, hidden]) as tf.Tensor2D } : { h };
+  if (!hasFusedCell(cell) || (cell === 'lstm' && !state.c)) return null;
+  // One step is a sequence of one, [batch, G·H] in and [batch, H] out: no reshapes around it.
+  const xw = inputProjection(weights, x);
+  if (cell === 'lstm') {
+    const out = lstmSequence(xw, state.h, state.c!, weights.recurrent);
+    return out ? { h: out.hs, c: out.cs } : null;
+  }
+  const h = gruSequence(xw, state.h, weights.recurrent);
+  return h ? { h } : null;
 }
 
 /**
  * `cell` over a whole sequence whose inputs are all known (teacher forcing): xs [batch, steps,
- * input] → every step's h, [batch, steps, H]. Null when the cell has no fused kernels here.
+ * input] → every step's h, [batch, steps, H]: the input projections of every step as one
+ * product, then the recurrence in one kernel. Null when the cell has no fused kernels here.
  */
 export function fusedCellSequence(
   cell: string,
@@ -60,5 +45,14 @@ export function fusedCellSequence(
   xs: tf.Tensor3D,
   state: CellState,
 ): tf.Tensor3D | null {
-  return run(cell, weights, xs, state)?.hs ?? null;
+  if (!hasFusedCell(cell) || (cell === 'lstm' && !state.c)) return null;
+  const [batch, steps, input] = xs.shape;
+  const width = weights.recurrent.shape[1];
+  const xw = tf.reshape(inputProjection(weights, tf.reshape(xs, [batch * steps, input]) as tf.Tensor2D), [
+    batch,
+    steps,
+    width,
+  ]) as tf.Tensor3D; // [batch, steps, G·H]
+  if (cell === 'lstm') return lstmSequence(xw, state.h, state.c!, weights.recurrent)?.hs ?? null;
+  return gruSequence(xw, state.h, weights.recurrent);
 }

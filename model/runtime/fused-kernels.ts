@@ -14,6 +14,7 @@ export const CONV_RELU_MAX_POOL = 'CaptionerConvReluMaxPool';
 export const MAX_POOL_RELU_BIAS_GRAD = 'CaptionerMaxPoolReluBiasGrad';
 export const SOFTMAX_CROSS_ENTROPY = 'CaptionerSoftmaxCrossEntropy';
 export const SOFTMAX_CROSS_ENTROPY_GRAD = 'CaptionerSoftmaxCrossEntropyGrad';
+export const LOG_SOFTMAX = 'CaptionerLogSoftmax';
 
 /** The pooling geometry of the conv block's y under its attributes (`poolSize`, `poolStrides`, `poolPad`). */
 export function blockPoolInfo(yShape: readonly number[], attrs: Record<string, unknown>): tf.backend_util.Conv2DInfo {

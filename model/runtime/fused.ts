@@ -20,6 +20,7 @@ import {
   CONV_RELU_MAX_POOL,
   GRU_SEQUENCE,
   GRU_SEQUENCE_GRAD,
+  LOG_SOFTMAX,
   LSTM_SEQUENCE,
   LSTM_SEQUENCE_GRAD,
   MAX_POOL_RELU_BIAS_GRAD,
@@ -52,18 +53,19 @@ export function hasFusedCell(cell: string): boolean {
 /**
  * An LSTM over a sequence (model/nn/cells.ts's lstmStep at every step): xw [B, T, 4H] the input
  * projections x_t·W + b of every step (gate order i, f, g, o), h0 and c0 [B, H], recurrent U
- * [H, 4H] → hs and cs [B, T, H], every step's h and c. Null when the fused kernel is not there.
+ * [H, 4H] → hs and cs [B, T, H], every step's h and c. xw [B, 4H] is one step, giving h and c
+ * [B, H]. Null when the fused kernel is not there.
  */
-export function lstmSequence(
-  xw: tf.Tensor3D,
+export function lstmSequence<X extends tf.Tensor2D | tf.Tensor3D>(
+  xw: X,
   h0: tf.Tensor2D,
   c0: tf.Tensor2D,
   recurrent: tf.Tensor2D,
-): { hs: tf.Tensor3D; cs: tf.Tensor3D } | null {
+): { hs: X; cs: X } | null {
   if (!registered(LSTM_SEQUENCE, LSTM_SEQUENCE_GRAD) || !float32(xw, h0, c0, recurrent)) return null;
   const [hs, cs, gates] = run(LSTM_SEQUENCE, { xw, h0, c0, recurrent });
   gates!.dispose(); // kept for the gradient, when there is one, by the tape's own reference
-  return { hs: hs as tf.Tensor3D, cs: cs as tf.Tensor3D };
+  return { hs: hs as X, cs: cs as X };
 }
 
 tf.registerGradient({
@@ -89,14 +91,18 @@ tf.registerGradient({
 
 /**
  * A GRU over a sequence (model/nn/cells.ts's gruStep at every step): xw [B, T, 3H] the input
- * projections x_t·W + b (gate order z, r, n), h0 [B, H], recurrent U [H, 3H] → hs [B, T, H].
- * Null when the fused kernel is not there.
+ * projections x_t·W + b (gate order z, r, n), h0 [B, H], recurrent U [H, 3H] → hs [B, T, H];
+ * xw [B, 3H] is one step, giving h [B, H]. Null when the fused kernel is not there.
  */
-export function gruSequence(xw: tf.Tensor3D, h0: tf.Tensor2D, recurrent: tf.Tensor2D): tf.Tensor3D | null {
+export function gruSequence<X extends tf.Tensor2D | tf.Tensor3D>(
+  xw: X,
+  h0: tf.Tensor2D,
+  recurrent: tf.Tensor2D,
+): X | null {
   if (!registered(GRU_SEQUENCE, GRU_SEQUENCE_GRAD) || !float32(xw, h0, recurrent)) return null;
   const [hs, gates, hn] = run(GRU_SEQUENCE, { xw, h0, recurrent });
   tf.dispose([gates!, hn!]);
-  return hs as tf.Tensor3D;
+  return hs as X;
 }
 
 tf.registerGradient({
@@ -200,5 +206,27 @@ tf.registerGradient({
         run(SOFTMAX_CROSS_ENTROPY_GRAD, { logits: logits!, targets: targets!, dy: dy as tf.Tensor }, attrs)[0]!,
       targets: () => tf.zerosLike(targets!),
     };
+  },
+});
+
+/**
+ * log softmax(logits) over the last axis, as tf.logSoftmax (same function, same rounding): one
+ * native kernel where it is registered and the logits are float32, else tf.logSoftmax's six
+ * kernels. A decoding step runs it on every step's logits.
+ */
+export function logSoftmax<T extends tf.Tensor>(logits: T): T {
+  if (!registered(LOG_SOFTMAX) || logits.dtype !== 'float32' || logits.rank === 0 || logits.shape.at(-1) === 0)
+    return tf.logSoftmax(logits) as T;
+  return run(LOG_SOFTMAX, { logits })[0] as T;
+}
+
+tf.registerGradient({
+  kernelName: LOG_SOFTMAX,
+  outputsToSave: [true],
+  // tfjs-core's logSoftmax gradient: dy − softmax · Σ dy over the last axis.
+  gradFunc: (dy, saved) => {
+    const [value] = saved;
+    const d = dy as tf.Tensor;
+    return { logits: () => tf.sub(d, tf.mul(tf.sum(d, -1, true), tf.exp(value!))) };
   },
 });

@@ -35,6 +35,7 @@ import { dataMovementKernels } from './kernels/data-movement.ts';
 import { matMulKernels } from './kernels/matmul.ts';
 import { poolingKernels } from './kernels/pooling.ts';
 import { reductionKernels } from './kernels/reduction.ts';
+import { logSoftmaxKernels, softmaxKernels } from './kernels/softmax.ts';
 import { unaryKernels } from './kernels/unary.ts';
 
 export type { NativeAddon } from './kernels/addon.ts';
@@ -103,12 +104,13 @@ function nativeKernels(lib: NativeAddon): NativeKernels {
     ...unaryKernels(lib),
     ...reductionKernels(lib),
     ...dataMovementKernels(lib),
+    ...softmaxKernels(lib),
   };
 }
 
 /** captioner's own fused kernels, by kernel name. */
 function captionerKernels(lib: NativeAddon): NativeKernels {
-  return { ...recurrentKernels(lib), ...convBlockKernels(lib), ...lossKernels(lib) };
+  return { ...recurrentKernels(lib), ...convBlockKernels(lib), ...lossKernels(lib), ...logSoftmaxKernels(lib) };
 }
 
 /**

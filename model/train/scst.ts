@@ -20,6 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { DatasetImage } from '../data/dataset.ts';
 import type { DecodedCaption } from '../decode/decode.ts';
 import { CiderDScorer } from '../metrics/cider.ts';
+import { logSoftmax } from '../runtime/fused.ts';
 import { ptbTokenize } from '../text/tokenize.ts';
 import { END, PAD, START } from '../text/vocab.ts';
 
@@ -42,7 +43,7 @@ export function scstLoss(
 ): tf.Scalar {
   return tf.tidy(() => {
     const [batch, , vocab] = logits.shape;
-    const logProbs = tf.logSoftmax(logits); // [batch, steps, vocab]
+    const logProbs = logSoftmax(logits); // [batch, steps, vocab]
     const picked = tf.sum(tf.mul(logProbs, tf.oneHot(tf.cast(targets, 'int32'), vocab)), 2); // [batch, steps]
     const captionLogProb = tf.sum(tf.mul(picked, mask), 1); // [batch]
     return tf.div(tf.neg(tf.sum(tf.mul(captionLogProb, advantage))), batch) as tf.Scalar;

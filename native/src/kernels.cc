@@ -138,9 +138,13 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   int64_t m = num(info[6]), n = num(info[7]), k = num(info[8]);
   bool ta = info[9].As<Napi::Boolean>(), tb = info[10].As<Napi::Boolean>();
   int64_t lda = ta ? m : k, ldb = tb ? k : n;
-  if (m <= 4 && (m == 1 || !ta)) {
-    // A few rows times a matrix (decoding one caption, or a small beam): matrix-vector products,
-    // which stream B instead of packing it as a GEMM does.
+  if (m <= kFewRows && !ta && !tb) {
+    // A few rows times a matrix (decoding one caption, or a small beam): b read once (rows.cc).
+    for (int64_t i = 0; i < batch; i++)
+      fewRowsTimesMatrix(m, n, k, a + (i % batchA) * m * k, k, b + (i % batchB) * k * n, n, 0.0f, out + i * m * n, n);
+  } else if (m <= 4 && (m == 1 || !ta)) {
+    // A few rows against a transposed matrix: matrix-vector products, which stream B instead of
+    // packing it as a GEMM does.
     for (int64_t i = 0; i < batch; i++) {
       const float* bm = b + (i % batchB) * k * n;
       for (int64_t row = 0; row < m; row++) {
@@ -521,7 +525,7 @@ inline float unaryOp(float v, float alpha) {
   using ops::Unary;
   if constexpr (Op == Unary::Relu) return std::isnan(v) ? v : (v < 0 ? 0.0f : v);
   else if constexpr (Op == Unary::Step) return std::isnan(v) ? v : (v > 0 ? 1.0f : alpha);
-  else if constexpr (Op == Unary::Tanh) return std::tanh(v);
+  else if constexpr (Op == Unary::Tanh) return tanhOf(v);
   else if constexpr (Op == Unary::Sigmoid) return 1.0f / (1.0f + std::exp(-v));
   else if constexpr (Op == Unary::Exp) return std::exp(v);
   else if constexpr (Op == Unary::Sqrt) return std::sqrt(v);
@@ -608,6 +612,58 @@ Napi::Value Sum(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// topK(x, values, indices, V, k) → whether it ran: the k largest of each row of V values, largest
+// first, ties by smaller index first (the CPU backend's TopK with `sorted`). A row holding NaN,
+// which that kernel orders by its own partition's accidents, returns false (and JavaScript runs).
+Napi::Value TopK(const Napi::CallbackInfo& info) {
+  auto xArray = info[0].As<Napi::Float32Array>();
+  const float* x = xArray.Data();
+  float* values = f32(info[1]);
+  int32_t* indices = i32(info[2]);
+  const int64_t V = num(info[3]), k = num(info[4]);
+  const int64_t R = static_cast<int64_t>(xArray.ElementLength()) / V;
+  for (int64_t i = 0; i < R * V; i++)
+    if (std::isnan(x[i])) return Napi::Boolean::New(info.Env(), false);
+  parallelFor(R, std::max<int64_t>(1, (1 << 14) / V), [&](int64_t r0, int64_t r1) {
+    std::vector<int32_t> order(V);
+    for (int64_t r = r0; r < r1; r++) {
+      const float* z = x + r * V;
+      for (int64_t j = 0; j < V; j++) order[j] = static_cast<int32_t>(j);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [z](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+      for (int64_t i = 0; i < k; i++) {
+        values[r * k + i] = z[order[i]];
+        indices[r * k + i] = order[i];
+      }
+    }
+  });
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// argMax(x, out, V): the index of each row's largest value, the first of equal ones; a NaN is
+// never larger, as in the CPU backend's ArgMax (which starts from the row's first value).
+Napi::Value ArgMax(const Napi::CallbackInfo& info) {
+  auto xArray = info[0].As<Napi::Float32Array>();
+  const float* x = xArray.Data();
+  int32_t* out = i32(info[1]);
+  const int64_t V = num(info[2]);
+  const int64_t R = static_cast<int64_t>(xArray.ElementLength()) / V;
+  parallelFor(R, std::max<int64_t>(1, (1 << 16) / V), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* z = x + r * V;
+      float best = z[0];
+      int32_t at = 0;
+      for (int64_t j = 1; j < V; j++)
+        if (z[j] > best) {
+          best = z[j];
+          at = static_cast<int32_t>(j);
+        }
+      out[r] = at;
+    }
+  });
+  return info.Env().Undefined();
+}
+
 // transpose2d(x, out, batch, rows, cols): out[b] = x[b]ᵀ, in cache-sized tiles.
 Napi::Value Transpose2D(const Napi::CallbackInfo& info) {
   const float* x = f32(info[0]);
@@ -679,6 +735,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("sum", Napi::Function::New(env, Sum));
   exports.Set("transpose2d", Napi::Function::New(env, Transpose2D));
+  exports.Set("topK", Napi::Function::New(env, TopK));
+  exports.Set("argMax", Napi::Function::New(env, ArgMax));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("opTable", Napi::Function::New(env, OpTable));

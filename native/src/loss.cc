@@ -1,6 +1,7 @@
 // The sequence loss of model/train/loss.ts (maskedSequenceLoss) and its gradient, one pass over
 // the logits each: softmax cross-entropy at every position, a target of (1 − α)·one-hot + α/V
-// (label smoothing, Szegedy et al. 2016), positions whose target is the pad id masked out.
+// (label smoothing, Szegedy et al. 2016), positions whose target is the pad id masked out. And
+// the softmax and log-softmax of rows (attention weights; a decoding step's log-probabilities).
 #include "common.h"
 
 namespace captioner {
@@ -71,11 +72,47 @@ Napi::Value SoftmaxCrossEntropyGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// softmaxRows(x, out, V, log): over each row of V values, as the CPU backend's Softmax kernel
+// and tfjs-core's logSoftmax compute them, rounding where they round: a = x − max (float),
+// e = exp(a) (float), s = Σ e (in double, rounded to float); then softmax e / s or log-softmax
+// a − log(s), each computed in double and rounded to float as JavaScript does.
+Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
+  auto xArray = info[0].As<Napi::Float32Array>();
+  const float* x = xArray.Data();
+  float* out = f32(info[1]);
+  const int64_t V = num(info[2]);
+  const bool log = info[3].As<Napi::Boolean>();
+  const int64_t R = static_cast<int64_t>(xArray.ElementLength()) / V;
+  parallelFor(R, std::max<int64_t>(1, (1 << 15) / V), [&](int64_t r0, int64_t r1) {
+    std::vector<float> e(V);
+    for (int64_t r = r0; r < r1; r++) {
+      const float* z = x + r * V;
+      float* y = out + r * V;
+      float max = -INFINITY;
+      for (int64_t j = 0; j < V; j++) max = std::max(max, z[j]);
+      double sum = 0;
+      for (int64_t j = 0; j < V; j++) {
+        e[j] = static_cast<float>(std::exp(static_cast<double>(z[j] - max)));
+        sum += e[j];
+      }
+      const float s = static_cast<float>(sum);
+      if (log) {
+        const double l = static_cast<float>(std::log(static_cast<double>(s)));
+        for (int64_t j = 0; j < V; j++) y[j] = static_cast<float>(static_cast<double>(z[j] - max) - l);
+      } else {
+        for (int64_t j = 0; j < V; j++) y[j] = static_cast<float>(static_cast<double>(e[j]) / s);
+      }
+    }
+  });
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitLoss(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxCrossEntropy", Napi::Function::New(env, SoftmaxCrossEntropy));
   exports.Set("softmaxCrossEntropyGrad", Napi::Function::New(env, SoftmaxCrossEntropyGrad));
+  exports.Set("softmaxRows", Napi::Function::New(env, SoftmaxRows));
 }
 
 }  // namespace captioner

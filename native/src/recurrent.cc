@@ -52,13 +52,13 @@ Napi::Value LstmSequence(const Napi::CallbackInfo& info) {
         float* c = cs + (b * T + t) * H;
         float* h = hs + (b * T + t) * H;
         for (int64_t j = 0; j < H; j++) {
-          const float i = sigmoid(z[j]), f = sigmoid(z[H + j]), g = std::tanh(z[2 * H + j]), o = sigmoid(z[3 * H + j]);
+          const float i = sigmoid(z[j]), f = sigmoid(z[H + j]), g = tanhOf(z[2 * H + j]), o = sigmoid(z[3 * H + j]);
           z[j] = i;
           z[H + j] = f;
           z[2 * H + j] = g;
           z[3 * H + j] = o;
           c[j] = f * cPrev[j] + i * g;
-          h[j] = o * std::tanh(c[j]);
+          h[j] = o * tanhOf(c[j]);
         }
       }
     });
@@ -94,7 +94,7 @@ Napi::Value LstmSequenceGrad(const Napi::CallbackInfo& info) {
         float* dz = dxw + row * G;
         for (int64_t j = 0; j < H; j++) {
           const float i = z[j], f = z[H + j], g = z[2 * H + j], o = z[3 * H + j];
-          const float tc = std::tanh(c[j]);
+          const float tc = tanhOf(c[j]);
           const float dht = dhs[row * H + j] + dh[b * H + j];
           const float dct = dht * o * (1.0f - tc * tc) + dcs[row * H + j] + dc[b * H + j];
           dz[j] = dct * g * (i * (1.0f - i));
@@ -140,7 +140,7 @@ Napi::Value GruSequence(const Napi::CallbackInfo& info) {
         float* gz = gates + row * G;
         for (int64_t j = 0; j < H; j++) {
           const float z = sigmoid(x[j] + u[j]), r = sigmoid(x[H + j] + u[H + j]);
-          const float n = std::tanh(x[2 * H + j] + r * u[2 * H + j]);
+          const float n = tanhOf(x[2 * H + j] + r * u[2 * H + j]);
           gz[j] = z;
           gz[H + j] = r;
           gz[2 * H + j] = n;

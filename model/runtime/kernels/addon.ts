@@ -78,6 +78,15 @@ export interface NativeAddon {
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
   sum(x: Float32Array, out: Float32Array, outer: number, reduce: number, inner: number): void;
   transpose2d(x: Float32Array, out: Float32Array, batch: number, rows: number, cols: number): void;
+  /**
+   * The k largest of each row of `vocab` values, largest first, ties by smaller index; false
+   * (nothing written) when a row holds NaN.
+   */
+  topK(x: Float32Array, values: Float32Array, indices: Int32Array, vocab: number, k: number): boolean;
+  /** The index of each row's largest value (the first of equal ones; NaN never the largest). */
+  argMax(x: Float32Array, out: Int32Array, vocab: number): void;
+  /** Softmax (or, with `log`, log-softmax) of each row of `vocab` values, rounded as TF.js's ops round. */
+  softmaxRows(x: Float32Array, out: Float32Array, vocab: number, log: boolean): void;
   /** Each window's gradient to its argmax when positive, and the bias gradient (maxPool ∘ relu ∘ (+bias)). */
   maxPoolReluBiasGrad(
     dp: Float32Array,

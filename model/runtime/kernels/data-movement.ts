@@ -96,32 +96,38 @@ function unpack(call: KernelCall<'value', Float32Array | Int32Array>): tf.Tensor
 }
 
 /**
- * x gathered along `axis` at int32 `indices` (batchDims 0): out [...x.shape[:axis], ...indices.shape,
+ * x gathered along `axis` at int32 `indices`: out [...x.shape[:axis], ...indices.shape[batchDims:],
  * ...x.shape[axis + 1:]], each index's block copied whole (an embedding lookup is one row per
- * token). An index outside the axis goes to JavaScript, which reports it.
+ * token). With batchDims b, the first b axes of x and indices are one batch, and each batch's
+ * indices pick from its own slice of x (a decoding step's chosen word per row). An index
+ * outside the axis goes to JavaScript, which reports it.
  */
 function gather(call: KernelCall<'x' | 'indices', Float32Array | Int32Array>): tf.TensorInfo | null {
   const { x, indices } = call.inputs;
   const ids = call.values.indices;
-  if (indices.dtype !== 'int32' || !(ids instanceof Int32Array) || ((call.attrs.batchDims as number) ?? 0) !== 0)
-    return null;
+  if (indices.dtype !== 'int32' || !(ids instanceof Int32Array)) return null;
   const axis = tf.util.parseAxisParam(call.attrs.axis as number, x.shape)[0]!;
+  const batchDims = (call.attrs.batchDims as number | undefined) ?? 0;
+  if (!(batchDims >= 0 && batchDims <= axis && batchDims <= indices.shape.length)) return null;
+  if (x.shape.slice(0, batchDims).join() !== indices.shape.slice(0, batchDims).join()) return null;
   const along = x.shape[axis]!;
   if (ids.some((i) => i < 0 || i >= along)) return null;
-  const outer = size(x.shape.slice(0, axis));
+  const batch = size(x.shape.slice(0, batchDims));
+  const outer = size(x.shape.slice(batchDims, axis));
   const inner = size(x.shape.slice(axis + 1));
+  const perBatch = batch === 0 ? 0 : ids.length / batch; // indices of each batch
   const src = call.values.x;
-  const out =
-    src instanceof Float32Array
-      ? new Float32Array(outer * ids.length * inner)
-      : new Int32Array(outer * ids.length * inner);
-  for (let o = 0; o < outer; o++) {
-    for (let j = 0; j < ids.length; j++) {
-      const from = (o * along + ids[j]!) * inner;
-      out.set(src.subarray(from, from + inner), (o * ids.length + j) * inner);
+  const count = batch * outer * perBatch * inner;
+  const out = src instanceof Float32Array ? new Float32Array(count) : new Int32Array(count);
+  for (let n = 0; n < batch; n++)
+    for (let o = 0; o < outer; o++) {
+      const row = n * outer + o;
+      for (let j = 0; j < perBatch; j++) {
+        const from = (row * along + ids[n * perBatch + j]!) * inner;
+        out.set(src.subarray(from, from + inner), (row * perBatch + j) * inner);
+      }
     }
-  }
-  const shape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
+  const shape = [...x.shape.slice(0, axis), ...indices.shape.slice(batchDims), ...x.shape.slice(axis + 1)];
   return call.backend.makeTensorInfo(shape, x.dtype, out);
 }
 

@@ -1,4 +1,7 @@
-/** Reductions: Sum and Mean over a contiguous block of axes, and UnsortedSegmentSum (the gather gradient). */
+/**
+ * Reductions: Sum and Mean over a contiguous block of axes, UnsortedSegmentSum (the gather
+ * gradient), and ArgMax and TopK over the last axis (a decoding step's best words).
+ */
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.ts';
 import { float32Kernel, size, type KernelCall, type NativeKernels } from './common.ts';
@@ -40,8 +43,39 @@ function unsortedSegmentSum(lib: NativeAddon, call: KernelCall<'x', Float32Array
   return call.backend.makeTensorInfo([numSegments, ...innerShape], 'float32', out);
 }
 
+/**
+ * The k largest values of each row (the last axis) and their indices, largest first, ties by
+ * smaller index, as the JavaScript kernel sorts them. Unsorted top-k (whose order is the
+ * JavaScript partition's) and rows holding NaN go to JavaScript.
+ */
+function topK(lib: NativeAddon, call: KernelCall<'x', Float32Array>): tf.TensorInfo[] | null {
+  const { x } = call.inputs;
+  const k = call.attrs.k as number;
+  const vocab = x.shape.at(-1);
+  if (call.attrs.sorted === false || vocab === undefined || !(k >= 0 && k <= vocab)) return null;
+  const rows = vocab === 0 ? 0 : call.values.x.length / vocab;
+  const values = new Float32Array(rows * k);
+  const indices = new Int32Array(rows * k);
+  if (rows > 0 && k > 0 && !lib.topK(call.values.x, values, indices, vocab, k)) return null;
+  const shape = [...x.shape.slice(0, -1), k];
+  return [call.backend.makeTensorInfo(shape, 'float32', values), call.backend.makeTensorInfo(shape, 'int32', indices)];
+}
+
+/** The index of the largest value along the last axis (other axes go to JavaScript). */
+function argMax(lib: NativeAddon, call: KernelCall<'x', Float32Array>): tf.TensorInfo | null {
+  const { x } = call.inputs;
+  const axes = tf.util.parseAxisParam(call.attrs.axis as number | number[], x.shape);
+  const vocab = x.shape.at(-1);
+  if (axes.length !== 1 || axes[0] !== x.shape.length - 1 || !vocab) return null;
+  const out = new Int32Array(call.values.x.length / vocab);
+  lib.argMax(call.values.x, out, vocab);
+  return call.backend.makeTensorInfo(x.shape.slice(0, -1), 'int32', out);
+}
+
 export function reductionKernels(lib: NativeAddon): NativeKernels {
   return {
+    ArgMax: float32Kernel(['x'], (call) => argMax(lib, call)),
+    TopK: float32Kernel(['x'], (call) => topK(lib, call)),
     Sum: float32Kernel(['x'], (call) => reduceSum(lib, call, false)),
     Mean: float32Kernel(['x'], (call) => reduceSum(lib, call, true)),
     UnsortedSegmentSum: float32Kernel(['x'], (call) => unsortedSegmentSum(lib, call)),

@@ -13,6 +13,7 @@ import {
   convReluMaxPool,
   gruSequence,
   hasFusedCell,
+  logSoftmax,
   lstmSequence,
   softmaxCrossEntropy,
   type ConvBlockOptions,
@@ -58,9 +59,12 @@ describe('fused kernels', () => {
   for (const kind of ['lstm', 'gru'] as const) {
     const gates = kind === 'lstm' ? 4 : 3;
     test(`${kind}: a step, and a whole sequence, equal the gate-by-gate cell, forward and gradient`, () => {
-      // Batch 5 runs the recurrent products as GEMMs, batch 2 as matrix-vector products.
+      // Batch 9 runs the recurrent products as GEMMs, batches 5 and 2 as few-row products (and
+      // the backward pass's, against Uᵀ, as a GEMM and as matrix-vector products). A step is a
+      // sequence of one, run with xw [batch, G·H] (model/nn/fused-cells.ts).
       for (const [batch, steps, input, hidden] of [
-        [5, 4, 6, 7],
+        [9, 4, 6, 7],
+        [5, 3, 4, 10],
         [2, 3, 5, 9],
       ] as const) {
         const params = createCell(kind, new Rng(3), input, hidden, 'cell');
@@ -198,6 +202,18 @@ describe('fused kernels', () => {
     tf.dispose([logits, targets, outside]);
   });
 
+  test('log-softmax: the same numbers as tf.logSoftmax, and its gradient', () => {
+    const { js, native } = onBoth(() => [
+      logSoftmax(rand([3, 1000], 8)),
+      logSoftmax(tf.concat([rand([2, 4, 5], 3), tf.fill([2, 4, 2], -Infinity)], 2)),
+    ]);
+    js.forEach((ref, i) => assert.deepEqual(native[i], ref, `log-softmax [output ${i}]`));
+    const probe = rand([4, 3, 30]);
+    assertClose(() => tf.grad((x) => tf.sum(tf.mul(logSoftmax(x), probe)))(rand([4, 3, 30], 4)), 'gradient');
+    assertServedNatively('CaptionerLogSoftmax');
+    probe.dispose();
+  });
+
   test('Adam: the fused update gives exactly the numbers of the TF.js ops, clipped or not, and leaves shared buffers alone', () => {
     const shapes = [[3, 70000], [5], [2, 3, 4]];
     for (const gradScale of [1, 0.37]) {
@@ -277,5 +293,10 @@ test('without the native kernels (as in the browser bundle) every fused op decli
   assert.equal(convReluMaxPool(x as tf.Tensor4D, filter as tf.Tensor4D, bias as tf.Tensor1D, block), null);
   assert.equal(softmaxCrossEntropy(logits, targets, { pad: 0, labelSmoothing: 0, scale: 1 }), null);
   assert.equal(tf.memory().numTensors, before, 'declining allocates nothing');
+  // logSoftmax never declines: without its kernel it is tf.logSoftmax.
+  const logProbs = logSoftmax(logits);
+  assert.deepEqual(logProbs.dataSync(), tf.logSoftmax(logits).dataSync());
+  assert.equal(tf.getKernel('CaptionerLogSoftmax', 'cpu'), undefined);
+  logProbs.dispose();
   tf.dispose([...tensors]);
 });

@@ -15,6 +15,7 @@ import {
   enableNativeKernels,
   loadNativeAddon,
   nativeAddonPath,
+  nativeCallCounts,
 } from '../../../model/runtime/native.ts';
 import { convGeometry } from '../../../model/runtime/kernels/common.ts';
 import { OP_TABLE, opTableMismatch, type NativeAddon } from '../../../model/runtime/kernels/addon.ts';
@@ -23,6 +24,7 @@ import {
   assertCaptionerGradientsMatch,
   assertClose,
   assertServedNatively,
+  onBoth,
   rand,
 } from '../../helpers/native-compare.ts';
 
@@ -78,6 +80,109 @@ describe('native kernels', () => {
     assertClose(() => tf.matMul(rand([1, 3, 4, 6]), rand([2, 1, 6, 5])), 'two-sided broadcast (JS fallback)');
     assertClose(() => tf.matMul(rand([64, 300]), rand([300, 129])), 'larger');
     assertServedNatively('BatchMatMul');
+  });
+
+  test('BatchMatMul of a few rows (a decoding step): 1 to 9 rows, column tails, split between threads', () => {
+    // Up to 8 rows read b once for all of them (native/src/rows.cc), in groups of up to 4 rows,
+    // strips of 8 columns and single columns at the end; 9 rows take the GEMM.
+    for (let m = 1; m <= 9; m++)
+      for (const n of [5, 8, 37, 1030])
+        assertClose(() => tf.matMul(rand([m, 19]), rand([19, n])), `${m} rows, ${n} columns`);
+    assertClose(() => tf.matMul(rand([2, 3, 40]), rand([2, 40, 21])), 'batched, 3 rows each');
+    assertServedNatively('BatchMatMul');
+    // Above 2^22 multiply-adds the columns are split between threads; each column is one
+    // thread's sum, so one thread and two give the same numbers to the bit.
+    const lib = loadNativeAddon() as NativeAddon;
+    const [m, n, k] = [6, 1100, 700];
+    const a = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i));
+    const b = Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.37));
+    const product = (threads: number) => {
+      lib.setThreads(threads);
+      const c = new Float32Array(m * n);
+      lib.batchMatMul(a, b, c, 1, 1, 1, m, n, k, false, false);
+      return c;
+    };
+    const threads = lib.info().threads;
+    try {
+      assert.deepEqual(product(2), product(1));
+    } finally {
+      lib.setThreads(threads);
+    }
+    assertClose(
+      () => tf.matMul(tf.tensor2d(a, [m, k]), tf.tensor2d(b, [k, n])),
+      `${m} rows, ${n} columns, ${k} deep (split between threads)`,
+    );
+  });
+
+  test('TopK: the k best of each row, largest first, ties by smaller index; NaN and unsorted go to JavaScript', () => {
+    const same = (fn: () => tf.Tensor[], label: string) => {
+      const { js, native } = onBoth(fn);
+      js.forEach((ref, i) => assert.deepEqual(native[i], ref, `${label} [output ${i}]`));
+    };
+    same(() => {
+      const { values, indices } = tf.topk(rand([3, 1000], 5), 6);
+      return [values, indices];
+    }, 'a beam step: 6 of 1000');
+    same(() => {
+      const { values, indices } = tf.topk(rand([2, 3, 17]), 17);
+      return [values, indices];
+    }, 'every value, rank 3');
+    const ties = tf.tensor2d([
+      [1, 3, 3, 2, 3, 1, -Infinity, Infinity],
+      [0, 0, 0, 0, 0, 0, 0, 0],
+    ]);
+    same(() => {
+      const { values, indices } = tf.topk(ties, 4);
+      return [values, indices];
+    }, 'ties and infinities');
+    assertServedNatively('TopK');
+    // A NaN, and unsorted top-k, are the JavaScript kernel's: the same numbers, not served natively.
+    const nan = tf.tensor2d([[1, NaN, 3, 2]]);
+    same(() => {
+      const { values, indices } = tf.topk(nan, 2);
+      return [values, indices];
+    }, 'NaN');
+    same(() => [tf.topk(rand([2, 50]), 5, false).values], 'unsorted');
+    assert.equal(nativeCallCounts(true).TopK, undefined, 'NaN and unsorted top-k ran natively');
+    tf.dispose([ties, nan]);
+  });
+
+  test('ArgMax over the last axis: the first of equal values, NaN never the largest; other axes go to JavaScript', () => {
+    const { js, native } = onBoth(() => [
+      tf.argMax(rand([32, 1000], 5), 1),
+      tf.argMax(
+        tf.tensor3d(
+          [
+            [
+              [1, 3, 3, 2],
+              [NaN, 1, 2, 0],
+            ],
+            [
+              [2, NaN, 5, 5],
+              [-Infinity, -Infinity, -Infinity, -Infinity],
+            ],
+          ],
+          [2, 2, 4],
+        ),
+        -1,
+      ),
+    ]);
+    js.forEach((ref, i) => assert.deepEqual(native[i], ref, `argMax [output ${i}]`));
+    assertServedNatively('ArgMax');
+    assertClose(() => tf.argMax(rand([6, 4]), 0), 'along the first axis');
+    assert.equal(nativeCallCounts(true).ArgMax, undefined, 'argMax along the first axis ran natively');
+  });
+
+  test('Softmax over the last axis: the same numbers as the JavaScript kernel, and its gradient', () => {
+    const { js, native } = onBoth(() => [
+      tf.softmax(rand([3, 1000], 8)),
+      tf.softmax(tf.concat([rand([2, 4, 5], 3), tf.fill([2, 4, 2], -Infinity)], 2)),
+    ]);
+    js.forEach((ref, i) => assert.deepEqual(native[i], ref, `softmax [output ${i}]`));
+    const probe = rand([5, 30]);
+    assertClose(() => tf.grad((x) => tf.sum(tf.mul(tf.softmax(x), probe)))(rand([5, 30], 4)), 'softmax gradient');
+    assertServedNatively('Softmax');
+    probe.dispose();
   });
 
   test('_FusedMatMul: bias and activations, PReLU falls back', () => {
@@ -196,6 +301,14 @@ describe('native kernels', () => {
     assertClose(() => tf.gather(table, idMatrix), 'gather rows by an id matrix');
     assertClose(() => tf.gather(rand([2, 12, 3]), tf.tensor1d([5, 0, 11], 'int32'), 1), 'gather along axis 1');
     assertClose(() => tf.gather(tf.range(0, 24, 1, 'int32').reshape([12, 2]), idx).toFloat(), 'gather int32');
+    // batchDims 1: each row its own indices (a decoding step's chosen word per row), and deeper
+    const perRow = tf.tensor2d([4, 0, 2, 2, 4, 1], [3, 2], 'int32');
+    assertClose(() => tf.gather(rand([3, 5]), perRow, 1, 1), 'gather with batchDims 1');
+    assertClose(() => tf.gather(rand([3, 2, 5, 4]), perRow, 2, 1), 'gather with batchDims 1 along axis 2');
+    assertClose(
+      () => tf.gather(rand([3, 2, 5]), tf.tensor3d([1, 4, 0, 0, 3, 3], [3, 2, 1], 'int32'), 2, 2),
+      'gather with batchDims 2',
+    );
     assertServedNatively('GatherV2');
     // An index outside the axis is the JavaScript kernel's, which says so.
     assert.throws(() => tf.gather(table, tf.tensor1d([12], 'int32')).dataSync());
