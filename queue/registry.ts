@@ -14,6 +14,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { ModelConfig } from '../model/nn/captioner.ts';
+import type { RecommendedDecoding } from '../model/decode/recommended.ts';
 import { readCheckpointConfig } from '../model/io/checkpoint.ts';
 import type { QueueLocation } from './connection.ts';
 
@@ -30,6 +31,8 @@ export interface WorkerInfo {
   attentionGrid: [number, number] | null;
   /** Whether the model has a familiarity calibration (results then carry `familiarity`). */
   calibrated: boolean;
+  /** The model's recommended decoding (its decoding.json), or null. */
+  recommended: RecommendedDecoding | null;
   backend: string;
   backendDetail: string;
   /** Web-tier jobs (`serve --queue`) it takes at once; 0: batch jobs only. */

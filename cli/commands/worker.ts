@@ -6,6 +6,8 @@
  */
 import type { Argv } from 'yargs';
 import { loadModel } from '../../model/io/load.ts';
+import { readModelDecoding } from '../../model/io/decoding-file.ts';
+import { describeRecommendation } from '../../model/decode/recommended.ts';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { checkRedis, parseQueueUrl } from '../../queue/connection.ts';
 import { modelFingerprint, startHeartbeat, workerId } from '../../queue/registry.ts';
@@ -102,6 +104,9 @@ export const workerCommand: Command = {
     const backend = await selectBackend(argv.backend as string | undefined, logLine);
     const { model, prior, familiarity } = await loadModel(argv.model as string, which);
     try {
+      // What `caption --queue` jobs without a strategy flag decode with, as `caption --model` would.
+      const recommended = await readModelDecoding(argv.model as string, which);
+      if (recommended) logLine(`worker: the model recommends ${describeRecommendation(recommended)}`);
       const fingerprint = await modelFingerprint(argv.model as string, which);
       await checkRedis(location);
       let captioned = 0;
@@ -110,6 +115,7 @@ export const workerCommand: Command = {
         model,
         prior,
         familiarity,
+        recommended,
         location,
         concurrency,
         batchSize,
@@ -146,6 +152,7 @@ export const workerCommand: Command = {
           vocabSize: model.vocab.size,
           attentionGrid: model.attentionGrid,
           calibrated: familiarity !== null,
+          recommended,
           backend,
           backendDetail:
             backend === 'cpu'
