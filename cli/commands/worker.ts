@@ -109,6 +109,26 @@ export const workerCommand: Command = {
       if (recommended) logLine(`worker: the model recommends ${describeRecommendation(recommended)}`);
       const fingerprint = await modelFingerprint(argv.model as string, which);
       await checkRedis(location);
+      // Announced before it takes a job (see startHeartbeat).
+      const heartbeat = await startHeartbeat(
+        location,
+        {
+          id: workerId(),
+          model: fingerprint,
+          config: model.config,
+          vocabSize: model.vocab.size,
+          attentionGrid: model.attentionGrid,
+          calibrated: familiarity !== null,
+          recommended,
+          backend,
+          backendDetail:
+            backend === 'cpu'
+              ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' })
+              : '',
+          serveConcurrency,
+        },
+        { intervalMs: heartbeatMs, onError: (err) => logLine(`worker: heartbeat: ${err.message}`) },
+      );
       let captioned = 0;
       let failed = 0;
       const worker = startCaptionWorker({
@@ -143,25 +163,6 @@ export const workerCommand: Command = {
               onError: (err) => logLine(`worker: ${err.message}`),
             })
           : null;
-      const heartbeat = startHeartbeat(
-        location,
-        {
-          id: workerId(),
-          model: fingerprint,
-          config: model.config,
-          vocabSize: model.vocab.size,
-          attentionGrid: model.attentionGrid,
-          calibrated: familiarity !== null,
-          recommended,
-          backend,
-          backendDetail:
-            backend === 'cpu'
-              ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' })
-              : '',
-          serveConcurrency,
-        },
-        { intervalMs: heartbeatMs, onError: (err) => logLine(`worker: heartbeat: ${err.message}`) },
-      );
       logLine(
         `worker: captioning jobs from ${location.display} with ${argv.model as string} (model ${fingerprint}, pid ${process.pid})`,
       );
@@ -174,8 +175,11 @@ export const workerCommand: Command = {
       const quit = () => process.exit(EXIT.interrupted);
       process.once('SIGINT', quit);
       process.once('SIGTERM', quit);
-      await heartbeat.stop();
+      // Still alive while it finishes (a web tier fails the requests of a worker whose heartbeat
+      // stops), but taking nothing new.
+      await heartbeat.drain();
       await Promise.all([worker.close(), web?.close()]);
+      await heartbeat.stop();
       logLine(
         `worker stopped: ${captioned} captioned, ${failed} failed attempts` +
           (web ? `; ${web.cancelled} web requests cancelled part-way` : ''),
