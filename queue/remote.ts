@@ -282,8 +282,7 @@ export class RemoteCaptioning implements CaptionService {
     if (msg.type === 'started') {
       job.started = performance.now();
       job.worker = msg.worker;
-    }
-    else if (msg.type === 'event') job.request.onEvent?.(msg.event);
+    } else if (msg.type === 'event') job.request.onEvent?.(msg.event);
     else if (msg.type === 'result') {
       this.avgDecodeMs = 0.8 * this.avgDecodeMs + 0.2 * msg.ms;
       this.settle(jobId, null, {

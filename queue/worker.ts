@@ -196,7 +196,9 @@ export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
     const key = `${settingsText}${attention ? ' attention' : ''}`;
     let decode = decodeFor.get(settingsText);
     if (!decode) {
-      const chosen = recommended ? applyRecommendation(opts.recommended, settings, recommended === 'settings') : settings;
+      const chosen = recommended
+        ? applyRecommendation(opts.recommended, settings, recommended === 'settings')
+        : settings;
       decode = { ...chosen, prior: opts.prior };
       try {
         resolveDecodeOptions(opts.model, decode);
