@@ -213,6 +213,7 @@ test(
       for (const job of await queue.getCompleted(0, -1)) assert.equal(job.data.bytes, undefined, job.data.path);
       assert.ok(failedJobs[0]!.data.bytes, 'the failed job lost its bytes');
 
+      await rename(hidden, images); // the files are back: the rerun lists them
       // A rerun resumes: nothing is captioned again but the failure, which is retried and fails again.
       const rerun = await runCli(['caption', images, '--queue', redis.url, '--out', out]);
       assert.equal(rerun.code, 1, rerun.stderr);
@@ -224,8 +225,7 @@ test(
       assertSameRecords(parseJsonl(await readFile(out, 'utf8')), reference);
 
       // Flags that choose the decoding, --attention (other jobs: the maps are part of the result),
-      // images by path: the files are back where the jobs name them.
-      await rename(hidden, images);
+      // images by path: the workers read the files.
       const withMaps = join(work, 'queued-attention.jsonl');
       const mapped = await runCli([
         'caption',

@@ -259,3 +259,74 @@ test(
     assert.equal((await serve.done).code, 0);
   },
 );
+
+test(
+  'serve --queue: a worker killed mid-caption fails its request at once (500, an error event ending the stream), not at the time limit; one stopped by SIGTERM finishes it',
+  { timeout: 180_000 },
+  async () => {
+    const serve = await startServe(['--timeout', '120000']);
+    /** A worker whose death shows within a second (three missed 200 ms heartbeats). */
+    const quickWorker = () =>
+      track(
+        startCli([
+          'worker',
+          '--queue',
+          redis.url,
+          '--model',
+          modelDir,
+          '--serve-concurrency',
+          '1',
+          '--heartbeat',
+          '200',
+        ]),
+      );
+    const ready = async (w: ReturnType<typeof quickWorker>) =>
+      waitFor(
+        async () => (await readyz(serve.url)).status === 200,
+        60_000,
+        () => `the worker to be ready (its stderr: ${w.stderrSoFar()})`,
+      );
+    /** A long caption, streamed; `onHypothesis` is called at its first hypothesis. */
+    const longCaption = async (onHypothesis: () => void) => {
+      const res = await fetch(`${serve.url}/api/captions/stream`, {
+        method: 'POST',
+        body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10', maxLength: '40' }),
+      });
+      assert.equal(res.status, 200);
+      let first = true;
+      return readSse(res, (r) => {
+        if (r.event === 'hypothesis' && first) {
+          first = false;
+          onHypothesis();
+        }
+      });
+    };
+
+    // SIGKILL at the first hypothesis; how long a decode lasts depends on the machine, so tried
+    // until the kill lands mid-decode (the stream then does not end with 'done').
+    let failed: SseRecord[] | null = null;
+    for (let attempt = 0; attempt < 8 && !failed; attempt++) {
+      const worker = quickWorker();
+      await ready(worker);
+      const records = await longCaption(() => worker.child.kill('SIGKILL'));
+      assert.equal((await worker.done).signal, 'SIGKILL');
+      if (records.at(-1)!.event !== 'done') failed = records;
+    }
+    assert.ok(failed, 'no kill landed mid-decode');
+    assert.equal(failed[0]!.event, 'start');
+    assert.ok(!failed.some((r) => r.event === 'done'), 'a caption was presented as complete');
+    const last = failed.at(-1)!;
+    assert.equal(last.event, 'error');
+    assert.equal(last.data.status, 500, JSON.stringify(last.data)); // not 504: the time limit is two minutes
+    assert.match(String(last.data.message), /the captioner worker \S+ stopped while captioning this image/);
+
+    // A worker asked to stop (SIGTERM) mid-caption finishes it before it exits.
+    const worker = quickWorker();
+    await ready(worker);
+    const records = await longCaption(() => worker.child.kill('SIGTERM'));
+    assert.equal(records.at(-1)!.event, 'done', JSON.stringify(records.at(-1)));
+    assert.equal((await worker.done).code, 0);
+    serve.child.kill('SIGTERM');
+    assert.equal((await serve.done).code, 0);
+  },
+);
