@@ -13,7 +13,6 @@
  * The first `--count` images of DIR (by name) are copied to a temp directory. The 1-minute load
  * average before each run is reported beside it: on a shared machine the figures mean little.
  */
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -189,7 +189,8 @@ export const captionCommand: Command = {
     const batchSize = integerFlag(argv, 'batch-size');
     const maxPixels = integerFlag(argv, 'max-pixels');
     const decodeMemory = integerFlag(argv, 'decode-memory');
-    // The model's recommended decoding fills in what the flags leave out (with --queue, the workers' model's: in each worker).
+    // The model's recommended decoding fills in what the flags leave out (with --queue, the
+    // workers' model's, in each worker).
     const recommended =
       argv.model === undefined
         ? null

@@ -10,7 +10,7 @@
  * (`serve --queue`) is in serve.test.ts.
  */
 import assert from 'node:assert/strict';
-import { copyFile, cp, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
@@ -53,9 +53,10 @@ const byPath = (records: CaptionRecord[]) => [...records].sort((a, b) => (a.path
 
 /**
  * Records reduced to what both runs must agree on exactly: their fields, path, real path, caption,
- * alternatives, error, whether the image looks familiar, the attention grid. Numbers (logProb, the familiarity score, attention
- * weights) are compared by `assertSameRecords` to float32 rounding, which depends on the batch an
- * image was decoded with (the in-process run's copies of one image differ in the 7th digit too).
+ * alternatives, error, whether the image looks familiar, the attention grid. Numbers (logProb,
+ * the familiarity score, attention weights) are compared by `assertSameRecords` to float32
+ * rounding, which depends on the batch an image was decoded with (the in-process run's copies of
+ * one image differ in the 7th digit too).
  */
 const comparable = (records: CaptionRecord[]) =>
   byPath(records).map((r) => ({
