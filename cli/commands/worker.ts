@@ -87,7 +87,7 @@ export const workerCommand: Command = {
       })
       .example('$0 worker --queue redis://10.0.0.5:6379/0 --model models/coco', 'serve the queue with this model')
       .epilog(
-        'Images are read by the path the enqueueing run resolved: every worker must see the same file system at the same paths. Stop with Ctrl-C or SIGTERM; the jobs held are finished first. The decoding flags and --max-pixels are given to caption --queue and travel with each job. See docs/scale.md.',
+        "Small images come in their jobs (caption --images-by); larger ones are read by the path the enqueueing run resolved, so every worker must then see the same files at the same paths. Stop with Ctrl-C or SIGTERM; the jobs held are finished first. The decoding flags and --max-pixels are given to caption --queue and travel with each job; this model's decoding.json fills in what they leave out. See docs/scale.md.",
       ),
   async run(argv) {
     const location = parseQueueUrl(argv.queue as string);
