@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { modelFingerprint } from '../../queue/registry.ts';
 import { serveQueueName, type ServeJobResult } from '../../queue/serve-jobs.ts';
 import { startServer } from '../../server/listen.ts';
+import { launchChromium, watchProblems } from '../../scripts/chromium.ts';
 import { startCli } from '../helpers/cli.ts';
 import { form, readSse, type SseRecord } from '../helpers/http-fixtures.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -124,7 +125,7 @@ function split(answer: Record<string, unknown>) {
 }
 
 test(
-  'serve --queue: 503 until a worker is alive, then a caption and a stream equal to the worker threads’ answers',
+  'serve --queue: 503 until a worker is alive, then a caption and a stream equal to the worker threads’ answers, and the page',
   { timeout: 180_000 },
   async () => {
     const serve = await startServe();
@@ -186,6 +187,27 @@ test(
     assert.deepEqual(steps(records.slice(1, -1)), steps(expectedStream.slice(1, -1)));
     assert.deepEqual([records[0]!.event, records.at(-1)!.event], ['start', 'done']);
     assert.equal((records.at(-1)!.data as { caption: string }).caption, answer.caption);
+
+    // The page, in a real Chromium (.ci/run installs it), over the queue: the caption streams in
+    // and ends done, the API's sentence.
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const problems = watchProblems(page);
+      await page.goto(serve.url);
+      await page.selectOption('#strategy', 'greedy');
+      await page.setInputFiles('#image-input', { name: 'x.png', mimeType: 'image/png', buffer: png });
+      await page.waitForSelector('#caption[data-state="done"]', { timeout: 60_000 });
+      const greedy = await fetch(`${serve.url}/api/captions`, {
+        method: 'POST',
+        body: form(png, 'x.png', 'image/png', { strategy: 'greedy' }),
+      });
+      const { sentence } = (await greedy.json()) as { sentence: string };
+      assert.equal(((await page.textContent('#caption')) ?? '').trim(), sentence);
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
+    }
     worker.child.kill('SIGTERM');
     assert.equal((await worker.done).code, 0);
     serve.child.kill('SIGTERM');
