@@ -153,7 +153,14 @@ export async function captionOnQueue(opts: QueueRunOptions): Promise<QueueRunSum
       seen.add(jobId);
       plan.push({ jobId, file, bytes: await sizeToSend(file, transport, threshold) });
     }
-    await retryEarlierFailures(queue, [...seen]);
+    // A failed job is retried with this run's data: its bytes, when it went by path before.
+    const byId = new Map(plan.map((p) => [p.jobId, p]));
+    await retryEarlierFailures(queue, [...seen], async (id) => {
+      const p = byId.get(id)!;
+      const data = jobData(p.file);
+      const bytes = p.bytes === null ? null : await readable(readFile(p.file.realPath));
+      return bytes ? { ...data, bytes: bytes.toString('base64') } : data;
+    });
     // Jobs by path are added at once; jobs with bytes as the bytes of those not collected allow.
     plan.sort((a, b) => Number(a.bytes !== null) - Number(b.bytes !== null));
     const pending = new Map<string, Planned>();
@@ -266,14 +273,21 @@ async function dropBytes(
 
 /**
  * Jobs among `ids` that failed for good in an earlier run are retried, as an in-process rerun
- * retries the images whose records were errors (the record file dropped those records).
+ * retries the images whose records were errors (the record file dropped those records), with the
+ * data `dataFor` gives (this run's way of sending the image).
  */
-async function retryEarlierFailures(queue: Queue<CaptionJobData, CaptionJobResult>, ids: readonly string[]) {
+async function retryEarlierFailures(
+  queue: Queue<CaptionJobData, CaptionJobResult>,
+  ids: readonly string[],
+  dataFor: (id: string) => Promise<CaptionJobData>,
+) {
   for (let i = 0; i < ids.length; i += POLL_WINDOW) {
     const jobs = await Promise.all(ids.slice(i, i + POLL_WINDOW).map((id) => Job.fromId(queue, id)));
     for (const job of jobs) {
-      if (job?.finishedOn && !job.returnvalue)
+      if (job?.finishedOn && !job.returnvalue) {
+        await job.updateData(await dataFor(job.id!));
         await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+      }
     }
   }
 }
