@@ -14,6 +14,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { ModelConfig } from '../model/nn/captioner.ts';
+import type { RecommendedDecoding } from '../model/decode/recommended.ts';
 import { readCheckpointConfig } from '../model/io/checkpoint.ts';
 import type { QueueLocation } from './connection.ts';
 
@@ -30,10 +31,14 @@ export interface WorkerInfo {
   attentionGrid: [number, number] | null;
   /** Whether the model has a familiarity calibration (results then carry `familiarity`). */
   calibrated: boolean;
+  /** The model's recommended decoding (its decoding.json), or null. */
+  recommended: RecommendedDecoding | null;
   backend: string;
   backendDetail: string;
   /** Web-tier jobs (`serve --queue`) it takes at once; 0: batch jobs only. */
   serveConcurrency: number;
+  /** Stopping: it finishes the jobs it holds and takes no other (`Heartbeat.drain`). */
+  draining?: boolean;
 }
 
 /** An ioredis client for `location` that keeps reconnecting (a Redis restart), its commands waiting meanwhile. */
@@ -62,29 +67,35 @@ export async function modelFingerprint(modelDir: string, which: 'best' | 'latest
   return hash.digest('hex').slice(0, 16);
 }
 
-/** A running heartbeat; `stop` removes the key. */
+/** A running heartbeat; `drain` says the worker is stopping (alive, taking no job); `stop` removes the key. */
 export interface Heartbeat {
+  drain(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
  * Announces `info` every `intervalMs`, with a time to live of three intervals: a worker killed
  * without stopping drops out of the registry within that time. Failures (Redis restarting) are
- * given to `onError` and the beat goes on.
+ * given to `onError` and the beat goes on. Resolves after the first beat: a worker starts taking
+ * jobs after it, so that a web tier never sees a job's worker before the worker itself.
  */
-export function startHeartbeat(
+export async function startHeartbeat(
   location: QueueLocation,
   info: WorkerInfo,
   { intervalMs = 2000, onError }: { intervalMs?: number; onError?: (err: Error) => void } = {},
-): Heartbeat {
+): Promise<Heartbeat> {
   const client = redisClient(location);
   client.on('error', (err) => onError?.(err));
   const key = KEY_PREFIX + info.id;
-  const value = JSON.stringify(info);
+  let value = JSON.stringify(info);
   const beat = () => client.set(key, value, 'PX', intervalMs * 3).then(undefined, (err: Error) => onError?.(err));
-  void beat();
+  await beat();
   const timer = setInterval(() => void beat(), intervalMs);
   return {
+    async drain() {
+      value = JSON.stringify({ ...info, draining: true });
+      await beat();
+    },
     async stop() {
       clearInterval(timer);
       await client.del(key).catch((err: Error) => onError?.(err));

@@ -9,6 +9,11 @@
  * this model is alive (queue/registry.ts heartbeats, looked at every `refreshMs`), requests are
  * refused at once (UnavailableError) and /readyz answers 503. The time limit (504) and a client
  * that leaves cancel the job: removed if it waits, stopped at its next decoder step if it runs.
+ *
+ * A worker that dies mid-job (its heartbeat expires) fails the requests it held with a
+ * WorkerError (500), as the thread pool does when a thread dies: the job is not run again
+ * elsewhere, since part of its stream may have reached the client, and a stream that started
+ * over would show words the caption does not have. The client may send the image again.
  */
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
@@ -63,6 +68,8 @@ interface Pending {
   request: CaptionRequest;
   arrived: number;
   started: number | null;
+  /** The worker that took the job (its `started` message), once it has. */
+  worker: string | null;
   settled: boolean;
   timer: NodeJS.Timeout;
   onAbort: () => void;
@@ -87,6 +94,7 @@ export class RemoteCaptioning implements CaptionService {
   private avgDecodeMs = 200;
   private refreshTimer: NodeJS.Timeout | null = null;
   private lastRefreshError = '';
+  private refreshing = false;
 
   private constructor(
     private readonly opts: RemoteOptions,
@@ -131,21 +139,47 @@ export class RemoteCaptioning implements CaptionService {
   }
 
   private async refresh(): Promise<void> {
+    if (this.refreshing) return;
+    this.refreshing = true;
     try {
+      const before = new Set(this.workers.map((w) => w.id));
       this.workers = await liveWorkers(this.publisher);
       this.lastRefreshError = '';
+      await this.failOrphans(before);
     } catch (err) {
       // Redis unreachable: no worker can be reached either.
       this.workers = [];
       const message = (err as Error).message;
       if (message !== this.lastRefreshError) this.opts.log?.(`queue: cannot list the workers: ${message}`);
       this.lastRefreshError = message;
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  /**
+   * Fails the requests whose worker is gone (its heartbeat expired: killed, or cut off from
+   * Redis): those it said it took, and those that a worker gone since the last look (`before`)
+   * took without saying so yet (BullMQ's processedBy).
+   */
+  private async failOrphans(before: ReadonlySet<string>): Promise<void> {
+    const alive = new Set(this.workers.map((w) => w.id));
+    const gone = [...before].filter((id) => !alive.has(id));
+    for (const [jobId, job] of this.pending) {
+      let worker = job.worker;
+      if (worker === null && gone.length > 0) worker = (await this.queue.getJob(jobId))?.processedBy ?? null;
+      if (worker === null || alive.has(worker)) continue;
+      this.opts.log?.(`queue: worker ${worker} stopped while captioning job ${jobId}; its request fails`);
+      this.cancel(
+        jobId,
+        new WorkerError(`the captioner worker ${worker} stopped while captioning this image; send it again`),
+      );
     }
   }
 
   /** The live workers that serve this model's web jobs. */
   private serving(): WorkerInfo[] {
-    return this.workers.filter((w) => w.model === this.fingerprint && w.serveConcurrency > 0);
+    return this.workers.filter((w) => w.model === this.fingerprint && w.serveConcurrency > 0 && !w.draining);
   }
 
   get isReady(): boolean {
@@ -208,6 +242,7 @@ export class RemoteCaptioning implements CaptionService {
         request,
         arrived: performance.now(),
         started: null,
+        worker: null,
         settled: false,
         timer: setTimeout(() => this.cancel(jobId, new TimeoutError(this.opts.timeoutMs)), this.opts.timeoutMs),
         onAbort: () => this.cancel(jobId, new CancelledError('the client disconnected')),
@@ -244,8 +279,10 @@ export class RemoteCaptioning implements CaptionService {
     const job = this.pending.get(jobId);
     if (!job || job.settled) return;
     const msg = JSON.parse(text) as ServeMessage;
-    if (msg.type === 'started') job.started = performance.now();
-    else if (msg.type === 'event') job.request.onEvent?.(msg.event);
+    if (msg.type === 'started') {
+      job.started = performance.now();
+      job.worker = msg.worker;
+    } else if (msg.type === 'event') job.request.onEvent?.(msg.event);
     else if (msg.type === 'result') {
       this.avgDecodeMs = 0.8 * this.avgDecodeMs + 0.2 * msg.ms;
       this.settle(jobId, null, {

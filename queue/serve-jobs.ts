@@ -12,8 +12,9 @@
  *   `captioner:serve:cancel`, and the worker running it stops at its next decoder step.
  * - The queue is named by the model's fingerprint (queue/registry.ts): a web tier's jobs go only
  *   to workers that loaded the same model files.
- * - A web job is not retried: the client is waiting. A worker killed mid-job leaves its client to
- *   the web tier's time limit (504); the stalled job then fails instead of running again.
+ * - A web job is not run twice: part of its caption may have reached the client already. A worker
+ *   killed mid-job stops its heartbeat, and the web tier answers the request with an error
+ *   (queue/remote.ts); the stalled job then fails instead of running again.
  */
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type * as tf from '@tensorflow/tfjs';
@@ -50,7 +51,7 @@ export interface ServeJobData {
 
 /** What a worker publishes on a job's channel. */
 export type ServeMessage =
-  | { type: 'started' }
+  | { type: 'started'; worker: string }
   | { type: 'event'; event: Exclude<StreamEvent, { type: 'done' }> }
   | { type: 'result'; result: CaptionResult; familiarity?: Familiarity; ms: number }
   | { type: 'error'; name: string; message: string }
@@ -102,7 +103,7 @@ export async function startServeWorker(opts: ServeWorkerOptions): Promise<Runnin
     const started = performance.now();
     let image: tf.Tensor4D | null = null;
     try {
-      await publish(id, { type: 'started' });
+      await publish(id, { type: 'started', worker: workerId() });
       const pixels = Buffer.from(job.data.pixels, 'base64');
       if (pixels.length !== size * size * 3)
         throw new Error(

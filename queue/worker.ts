@@ -5,20 +5,29 @@
  * captionBatch), and answers each job with its caption.
  *
  * Attention maps (when a job asks) and familiarity (when the model is calibrated) go into the
- * result as they go into an in-process record.
+ * result as they go into an in-process record. A job that carries its image's bytes is decoded
+ * from them (written to a temporary file first, so that a broken image's error reads as the
+ * in-process run's, which decodes from a file); the model's recommended decoding (decoding.json)
+ * fills in what the job's settings leave out, as in-process, when the job asks (queue/jobs.ts
+ * RecommendedPart).
  *
  * Failure: an image that cannot be captioned fails its job, which BullMQ retries (JOB_ATTEMPTS,
  * with backoff) before the failure is final; a worker killed mid-job holds locks that expire, and
  * another worker's stalled-job check puts the job back to wait (`maxStalledCount` times, then the
  * job fails: an image that kills every worker that takes it ends as an error, not a loop).
  */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Captioner } from '../model/nn/captioner.ts';
 import type { LanguagePrior } from '../model/decode/prior.ts';
 import type { FamiliarityModel } from '../model/familiarity/familiarity.ts';
 import { resolveDecodeOptions, type DecodeOptions } from '../model/decode/options.ts';
+import { applyRecommendation, type RecommendedDecoding } from '../model/decode/recommended.ts';
 import { ByteBudget } from '../model/util/byte-budget.ts';
-import { loadImage, type LoadedImage } from '../batch/prefetch.ts';
+import { loadImage, type LoadedImage, type PrefetchOptions } from '../batch/prefetch.ts';
 import { captionBatch } from '../batch/run.ts';
 import type { InputFile } from '../batch/inputs.ts';
 import { redisOptions, type QueueLocation } from './connection.ts';
@@ -30,6 +39,8 @@ export interface WorkerOptions {
   prior: LanguagePrior | null;
   /** The model's familiarity calibration (model/io/load.ts), or null: results then carry none. */
   familiarity: FamiliarityModel | null;
+  /** The model's recommended decoding (its decoding.json), or null: jobs that ask for it get the decoder's defaults. */
+  recommended: RecommendedDecoding | null;
   location: QueueLocation;
   /** Jobs held at once (taken from the queue, decoding or captioning). */
   concurrency: number;
@@ -141,15 +152,39 @@ class Batcher {
   }
 }
 
+/**
+ * Loads an image sent as bytes as `loadImage` loads a file: through a temporary file in `dir`
+ * (sharp's messages name their input, "Input file" or "Input buffer"), its name in any error
+ * replaced by `path`, the image's name.
+ */
+async function loadImageBytes(
+  bytes: Buffer,
+  path: string,
+  dir: Promise<string>,
+  options: PrefetchOptions,
+  budget: ByteBudget,
+): Promise<LoadedImage> {
+  const file = join(await dir, randomUUID());
+  await writeFile(file, bytes);
+  try {
+    const loaded = await loadImage(file, options, budget);
+    return 'error' in loaded ? { path, error: loaded.error.replaceAll(file, path) } : { path, pixels: loaded.pixels };
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
 /** Starts a worker on the queue at `opts.location`; it runs until closed. */
 export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
   const budget = new ByteBudget(opts.decodeBudgetBytes);
   const batcher = new Batcher(opts);
   const decodeFor = new Map<string, DecodeOptions>();
   const size = opts.model.config.imageSize;
+  // Where images sent as bytes are decoded from, made when the first arrives.
+  let bytesDir: Promise<string> | null = null;
 
   const processJob = (job: Job<CaptionJobData, CaptionJobResult>): Promise<CaptionJobResult> => {
-    const { path, realPath, settings, maxPixels } = job.data;
+    const { path, realPath, settings, maxPixels, recommended } = job.data;
     const attention = job.data.attention === true;
     if (attention && !opts.model.attentionGrid)
       return Promise.reject(
@@ -157,11 +192,14 @@ export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
           `--attention: the workers' model has no attention (featureInput "${opts.model.config.featureInput}"), so no maps to write`,
         ),
       );
-    const settingsText = settingsKey(settings);
+    const settingsText = `${settingsKey(settings)}${recommended ? ` recommended:${recommended}` : ''}`;
     const key = `${settingsText}${attention ? ' attention' : ''}`;
     let decode = decodeFor.get(settingsText);
     if (!decode) {
-      decode = { ...settings, prior: opts.prior };
+      const chosen = recommended
+        ? applyRecommendation(opts.recommended, settings, recommended === 'settings')
+        : settings;
+      decode = { ...chosen, prior: opts.prior };
       try {
         resolveDecodeOptions(opts.model, decode);
       } catch (err) {
@@ -170,7 +208,13 @@ export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
       }
       decodeFor.set(settingsText, decode);
     }
-    const loaded = loadImage(realPath, { size, maxPixels, budgetBytes: opts.decodeBudgetBytes, lookahead: 0 }, budget);
+    const loadOptions = { size, maxPixels, budgetBytes: opts.decodeBudgetBytes, lookahead: 0 };
+    let loaded: Promise<LoadedImage>;
+    if (job.data.bytes === undefined) loaded = loadImage(realPath, loadOptions, budget);
+    else {
+      bytesDir ??= mkdtemp(join(tmpdir(), 'captioner-worker-'));
+      loaded = loadImageBytes(Buffer.from(job.data.bytes, 'base64'), path, bytesDir, loadOptions, budget);
+    }
     loaded.then(undefined, () => undefined); // rejected loads are reported through the job
     return new Promise((resolve, reject) =>
       batcher.add({ file: { path, realPath }, decode, attention, key, loaded, resolve, reject }),
@@ -187,5 +231,10 @@ export function startCaptionWorker(opts: WorkerOptions): RunningWorker {
   });
   // ioredis reconnects by itself (a Redis restart): the error is worth a line, not a crash.
   worker.on('error', (err) => opts.onError?.(err));
-  return { close: () => worker.close() };
+  return {
+    async close() {
+      await worker.close();
+      if (bytesDir) await rm(await bytesDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -30,7 +30,8 @@ import { captionFiles, type BatchSummary } from '../../batch/run.ts';
 import { parseShard, shardOf } from '../../batch/shard.ts';
 import { parseQueueUrl, checkRedis, type QueueLocation } from '../../queue/connection.ts';
 import { captionOnQueue } from '../../queue/client.ts';
-import { liveWorkers, redisClient } from '../../queue/registry.ts';
+import { BYTES_THRESHOLD, IMAGE_TRANSPORTS, type ImageTransport } from '../../queue/jobs.ts';
+import { liveWorkers, redisClient, type WorkerInfo } from '../../queue/registry.ts';
 import { logLine, type Command } from '../command.ts';
 import { decodeFlagOptions, decodeSettingsFromFlags, integerFlag } from '../options.ts';
 import { EXIT, UsageError } from '../errors.ts';
@@ -156,7 +157,14 @@ export const captionCommand: Command = {
       .option('queue', {
         type: 'string',
         describe:
-          'caption on the workers of this queue (redis://HOST:PORT/DB; `captioner worker`) instead of here; images go by real path, so workers must see the same files at the same paths',
+          'caption on the workers of this queue (redis://HOST:PORT/DB; `captioner worker`) instead of here; the decoding is the workers’ model’s decoding.json unless flags say otherwise',
+        group: 'Scale:',
+      })
+      .option('images-by', {
+        type: 'string',
+        choices: [...IMAGE_TRANSPORTS],
+        default: 'auto',
+        describe: `with --queue: how images reach the workers: auto sends files up to ${BYTES_THRESHOLD / 2 ** 20} MiB as bytes in the job and larger ones by real path (workers must then see the same files at the same paths); bytes or path for all`,
         group: 'Scale:',
       })
       .option('shard', {
@@ -181,7 +189,8 @@ export const captionCommand: Command = {
     const batchSize = integerFlag(argv, 'batch-size');
     const maxPixels = integerFlag(argv, 'max-pixels');
     const decodeMemory = integerFlag(argv, 'decode-memory');
-    // The model's recommended decoding fills in what the flags leave out (not with --queue: jobs carry the flags).
+    // The model's recommended decoding fills in what the flags leave out (with --queue, the
+    // workers' model's, in each worker).
     const recommended =
       argv.model === undefined
         ? null
@@ -211,8 +220,23 @@ export const captionCommand: Command = {
       files = files.filter((f) => shardOf(f.realPath, shard.count) === shard.index);
       if (shard.index !== 1) unreadable = []; // reported once, by shard 1
     }
-    if (queue)
-      return captionOnWorkers(queue, { files, unreadable, out, format, nbestColumns, options, maxPixels, attention });
+    if (queue) {
+      const strategyChosen = argv.greedy === true || argv.beam !== undefined || argv.sample === true;
+      const transport = argv['images-by'] as ImageTransport;
+      return captionOnWorkers(queue, {
+        files,
+        unreadable,
+        out,
+        format,
+        nbestColumns,
+        options,
+        strategyChosen,
+        transport,
+        maxPixels,
+        attention,
+      });
+    }
+    if (argv['images-by'] !== 'auto') throw new UsageError('--images-by applies to --queue runs only');
 
     await selectBackend(argv.backend as string | undefined, logLine);
     const { model, prior, familiarity } = await loadModel(argv.model as string, argv.checkpoint as 'best' | 'latest');
@@ -275,15 +299,22 @@ async function captionOnWorkers(
     format: RecordFormat;
     nbestColumns: number;
     options: DecodeSettings;
+    /** A flag chose the strategy: the workers' model's recommendation fills in the other settings only. */
+    strategyChosen: boolean;
+    transport: ImageTransport;
     maxPixels: number;
     attention: boolean;
   },
 ): Promise<number> {
   await checkRedis(location);
   const { out, format, nbestColumns } = run;
+  const workers = await workersNow(location);
   // CSV and TSV get the familiarity columns when the workers' model is calibrated: asked of the
   // live workers now (JSON Lines needs no answer: each record carries what its worker wrote).
-  const calibrated = format !== 'jsonl' && (await workersCalibrated(location));
+  const calibrated = format !== 'jsonl' && workers.some((w) => w.calibrated);
+  const recommending = workers.find((w) => w.recommended);
+  if (recommending?.recommended)
+    logLine(`the workers' model recommends ${describeRecommendation(recommending.recommended)}; flags override it`);
   const output = out
     ? await openRecordFile(out, format, nbestColumns, calibrated)
     : await streamOutput(process.stdout, format, nbestColumns, calibrated);
@@ -302,6 +333,9 @@ async function captionOnWorkers(
       location,
       files: todo,
       settings: run.options, // DecodeSettings only: the prior is the workers' model's
+      // The workers' model's decoding.json fills in what the flags leave out, in each worker.
+      recommended: run.strategyChosen ? 'settings' : 'all',
+      transport: run.transport,
       maxPixels: run.maxPixels,
       attention: run.attention,
       sink: output.sink,
@@ -324,6 +358,7 @@ async function captionOnWorkers(
       unfamiliar: result.unfamiliar,
     };
     calibratedRun = result.calibrated;
+    if (todo.length) logLine(`images sent to the workers: ${result.sent.bytes} as bytes, ${result.sent.path} by path`);
   } finally {
     (bar as Bar | null)?.stop();
     stop.release();
@@ -334,11 +369,11 @@ async function captionOnWorkers(
   return summary.failed > 0 ? EXIT.failed : EXIT.ok;
 }
 
-/** Whether a live worker's model is calibrated (queue/registry.ts); false while no worker is up. */
-async function workersCalibrated(location: QueueLocation): Promise<boolean> {
+/** The live workers (queue/registry.ts); none while no worker is up. */
+async function workersNow(location: QueueLocation): Promise<WorkerInfo[]> {
   const client = redisClient(location);
   try {
-    return (await liveWorkers(client)).some((w) => w.calibrated);
+    return await liveWorkers(client);
   } finally {
     client.disconnect();
   }

@@ -6,6 +6,8 @@
  */
 import type { Argv } from 'yargs';
 import { loadModel } from '../../model/io/load.ts';
+import { readModelDecoding } from '../../model/io/decoding-file.ts';
+import { describeRecommendation } from '../../model/decode/recommended.ts';
 import { selectBackend } from '../../model/runtime/backend.ts';
 import { checkRedis, parseQueueUrl } from '../../queue/connection.ts';
 import { modelFingerprint, startHeartbeat, workerId } from '../../queue/registry.ts';
@@ -85,7 +87,7 @@ export const workerCommand: Command = {
       })
       .example('$0 worker --queue redis://10.0.0.5:6379/0 --model models/coco', 'serve the queue with this model')
       .epilog(
-        'Images are read by the path the enqueueing run resolved: every worker must see the same file system at the same paths. Stop with Ctrl-C or SIGTERM; the jobs held are finished first. The decoding flags and --max-pixels are given to caption --queue and travel with each job. See docs/scale.md.',
+        "Small images come in their jobs (caption --images-by); larger ones are read by the path the enqueueing run resolved, so every worker must then see the same files at the same paths. Stop with Ctrl-C or SIGTERM; the jobs held are finished first. The decoding flags and --max-pixels are given to caption --queue and travel with each job; this model's decoding.json fills in what they leave out. See docs/scale.md.",
       ),
   async run(argv) {
     const location = parseQueueUrl(argv.queue as string);
@@ -102,14 +104,38 @@ export const workerCommand: Command = {
     const backend = await selectBackend(argv.backend as string | undefined, logLine);
     const { model, prior, familiarity } = await loadModel(argv.model as string, which);
     try {
+      // What `caption --queue` jobs without a strategy flag decode with, as `caption --model` would.
+      const recommended = await readModelDecoding(argv.model as string, which);
+      if (recommended) logLine(`worker: the model recommends ${describeRecommendation(recommended)}`);
       const fingerprint = await modelFingerprint(argv.model as string, which);
       await checkRedis(location);
+      // Announced before it takes a job (see startHeartbeat).
+      const heartbeat = await startHeartbeat(
+        location,
+        {
+          id: workerId(),
+          model: fingerprint,
+          config: model.config,
+          vocabSize: model.vocab.size,
+          attentionGrid: model.attentionGrid,
+          calibrated: familiarity !== null,
+          recommended,
+          backend,
+          backendDetail:
+            backend === 'cpu'
+              ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' })
+              : '',
+          serveConcurrency,
+        },
+        { intervalMs: heartbeatMs, onError: (err) => logLine(`worker: heartbeat: ${err.message}`) },
+      );
       let captioned = 0;
       let failed = 0;
       const worker = startCaptionWorker({
         model,
         prior,
         familiarity,
+        recommended,
         location,
         concurrency,
         batchSize,
@@ -137,24 +163,6 @@ export const workerCommand: Command = {
               onError: (err) => logLine(`worker: ${err.message}`),
             })
           : null;
-      const heartbeat = startHeartbeat(
-        location,
-        {
-          id: workerId(),
-          model: fingerprint,
-          config: model.config,
-          vocabSize: model.vocab.size,
-          attentionGrid: model.attentionGrid,
-          calibrated: familiarity !== null,
-          backend,
-          backendDetail:
-            backend === 'cpu'
-              ? describeNative(nativeStatus() ?? { enabled: false, kernels: [], detail: 'not tried' })
-              : '',
-          serveConcurrency,
-        },
-        { intervalMs: heartbeatMs, onError: (err) => logLine(`worker: heartbeat: ${err.message}`) },
-      );
       logLine(
         `worker: captioning jobs from ${location.display} with ${argv.model as string} (model ${fingerprint}, pid ${process.pid})`,
       );
@@ -167,8 +175,11 @@ export const workerCommand: Command = {
       const quit = () => process.exit(EXIT.interrupted);
       process.once('SIGINT', quit);
       process.once('SIGTERM', quit);
-      await heartbeat.stop();
+      // Still alive while it finishes (a web tier fails the requests of a worker whose heartbeat
+      // stops), but taking nothing new.
+      await heartbeat.drain();
       await Promise.all([worker.close(), web?.close()]);
+      await heartbeat.stop();
       logLine(
         `worker stopped: ${captioned} captioned, ${failed} failed attempts` +
           (web ? `; ${web.cancelled} web requests cancelled part-way` : ''),

@@ -11,13 +11,15 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Starts the CLI; `done` resolves when it exits. */
+/** Starts the CLI (in `cwd`, default the test's); `done` resolves when it exits. */
 export function startCli(
   args: string[],
   env: Record<string, string> = {},
+  cwd?: string,
 ): { child: ChildProcess; done: Promise<CliResult>; stderrSoFar: () => string } {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { ...process.env, ...env },
+    ...(cwd === undefined ? {} : { cwd }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -60,16 +60,19 @@ async function kill(child: ChildProcess): Promise<void> {
 
 /**
  * Starts redis-server and waits until it answers PING. Persistence is off, unless `appendOnly`:
- * then the append-only file (AOF) with `appendfsync always`, so that every write Redis
- * acknowledged survives a crash (`crashAndRestart`).
+ * then the append-only file (AOF) with `appendfsync always` (or `fsync`), so that every write
+ * Redis acknowledged survives a crash (`crashAndRestart`).
  */
-export async function startRedis({ appendOnly = false } = {}): Promise<RedisServer> {
+export async function startRedis({
+  appendOnly = false,
+  fsync = 'always',
+}: { appendOnly?: boolean; fsync?: 'always' | 'everysec' } = {}): Promise<RedisServer> {
   const which = spawnSync('redis-server', ['--version']);
   if (which.error) throw new Error('redis-server is not installed (apt-get install redis-server; .ci/run installs it)');
   const dir = await mkdtemp(join(tmpdir(), 'captioner-redis-'));
   const port = await freePort();
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''];
-  if (appendOnly) args.push('--appendonly', 'yes', '--appendfsync', 'always');
+  if (appendOnly) args.push('--appendonly', 'yes', '--appendfsync', fsync);
   const spawnServer = () => spawn('redis-server', args, { stdio: 'ignore' });
   let child = spawnServer();
   await waitForPing(port, child);

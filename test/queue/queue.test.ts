@@ -4,11 +4,13 @@
  * maps and familiarity included; of three workers, one killed with SIGKILL mid-run, nothing is
  * lost and nothing captioned twice; Redis crashing mid-run (AOF persistence) loses no finished
  * record; a worker whose model does not load takes no job; a poison image ends as an error
- * record after JOB_ATTEMPTS attempts; `--shard i/n` runs cover every image exactly once. The
- * web tier's side (`serve --queue`) is in serve.test.ts.
+ * record after JOB_ATTEMPTS attempts; `--shard i/n` runs cover every image exactly once; small
+ * images travel as bytes, so that a worker that cannot see the files captions them; the workers'
+ * model's decoding.json decodes what the flags leave out, as in-process. The web tier's side
+ * (`serve --queue`) is in serve.test.ts.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
@@ -16,6 +18,8 @@ import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { CaptionRecord } from '../../batch/records.ts';
 import { ifExists } from '../../model/io/fsutil.ts';
+import { readCheckpointConfig } from '../../model/io/checkpoint.ts';
+import { writeRecommendedDecoding } from '../../model/io/decoding-file.ts';
 import { captionJobId, JOB_ATTEMPTS, QUEUE_NAME, type CaptionJobData } from '../../queue/jobs.ts';
 import { runCli, startCli, type CliResult } from '../helpers/cli.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -33,6 +37,10 @@ let attentionReference: CaptionRecord[] = [];
 /** The in-process run's summary of unfamiliar images, "(N unfamiliar". */
 let unfamiliarNote = '';
 const IMAGES = 40;
+/** The test model's decoding.json. */
+const RECOMMENDED = { strategy: 'beam', beamWidth: 4, lengthPenalty: 1.5 } as const;
+/** Flags that choose the decoding instead of the recommendation. */
+const GREEDY = ['--greedy', '--max-length', '5'];
 
 const parseJsonl = (text: string): CaptionRecord[] =>
   text
@@ -44,25 +52,32 @@ const parseJsonl = (text: string): CaptionRecord[] =>
 const byPath = (records: CaptionRecord[]) => [...records].sort((a, b) => (a.path < b.path ? -1 : 1));
 
 /**
- * Records reduced to what both runs must agree on exactly: path, caption, error, whether the
- * image looks familiar, the attention grid. Numbers (logProb, the familiarity score, attention
- * weights) are compared by `assertSameRecords` to float32 rounding, which depends on the batch an
- * image was decoded with (the in-process run's copies of one image differ in the 7th digit too).
+ * Records reduced to what both runs must agree on exactly: their fields, path, real path, caption,
+ * alternatives, error, whether the image looks familiar, the attention grid. Numbers (logProb,
+ * the familiarity score, attention weights) are compared by `assertSameRecords` to float32
+ * rounding, which depends on the batch an image was decoded with (the in-process run's copies of
+ * one image differ in the 7th digit too).
  */
 const comparable = (records: CaptionRecord[]) =>
-  byPath(records).map(({ path, caption, error, familiarity, attention }) => ({
-    path,
-    caption,
-    error,
-    familiar: familiarity?.familiar,
-    threshold: familiarity?.threshold,
-    grid: attention?.grid,
-    words: attention?.weights.length,
+  byPath(records).map((r) => ({
+    fields: Object.keys(r)
+      .filter((k) => r[k as keyof CaptionRecord] !== undefined)
+      .sort(),
+    path: r.path,
+    realPath: r.realPath,
+    caption: r.caption,
+    alternatives: r.nbest?.map((h) => h.caption),
+    error: r.error,
+    familiar: r.familiarity?.familiar,
+    threshold: r.familiarity?.threshold,
+    grid: r.attention?.grid,
+    words: r.attention?.weights.length,
   }));
 
 /** The numbers of a record, in a fixed order, for comparison within a tolerance. */
 const numbers = (r: CaptionRecord): number[] => [
   r.logProb ?? NaN,
+  ...(r.nbest?.map((h) => h.logProb) ?? []),
   r.familiarity?.score ?? NaN,
   ...(r.attention?.weights.flat() ?? []),
 ];
@@ -93,9 +108,13 @@ function track(p: ReturnType<typeof startCli>): ReturnType<typeof startCli> {
   return p;
 }
 
-function startWorker(extra: string[] = [], url = redis.url) {
-  const args = ['worker', '--queue', url, '--model', modelDir, '--batch-size', '4', '--serve-concurrency', '0'];
-  return track(startCli([...args, ...FAST_RECOVERY, ...extra]));
+function startWorker(
+  extra: string[] = [],
+  url = redis.url,
+  { model = modelDir, cwd = undefined as string | undefined } = {},
+) {
+  const args = ['worker', '--queue', url, '--model', model, '--batch-size', '4', '--serve-concurrency', '0'];
+  return track(startCli([...args, ...FAST_RECOVERY, ...extra], {}, cwd));
 }
 
 async function stopWorker(w: ReturnType<typeof startWorker>): Promise<CliResult> {
@@ -114,6 +133,8 @@ before(async () => {
     featureInput: 'attention',
     encoderPooling: 'grid',
   });
+  // It recommends beam search with a length penalty (decoding.json): runs without a strategy flag use it.
+  await writeRecommendedDecoding((await readCheckpointConfig(modelDir)).dir, RECOMMENDED);
   images = join(work, 'images');
   await mkdir(images);
   for (let i = 0; i < IMAGES; i++)
@@ -126,10 +147,18 @@ before(async () => {
   assert.ok(reference[0]!.familiarity, 'the tiny model has a familiarity calibration');
   unfamiliarNote = /\(\d+ unfamiliar/.exec(ref.stderr)![0];
   const withMaps = join(work, 'attention.jsonl');
-  const refMaps = await runCli(['caption', images, '--model', modelDir, '--attention', '--out', withMaps]);
+  const refMaps = await runCli(['caption', images, '--model', modelDir, ...GREEDY, '--attention', '--out', withMaps]);
   assert.equal(refMaps.code, 1, refMaps.stderr);
   attentionReference = parseJsonl(await readFile(withMaps, 'utf8'));
   assert.ok(attentionReference[0]!.attention, 'the reference has attention maps');
+  // The recommendation changes the records (or the tests of it would prove nothing).
+  const greedy = byPath(attentionReference);
+  assert.ok(
+    byPath(reference).some(
+      (r, i) => r.caption !== greedy[i]!.caption || Math.abs(r.logProb! - greedy[i]!.logProb!) > 1e-3,
+    ),
+    'the recommended decoding captions as --greedy does',
+  );
 });
 
 beforeEach(async () => {
@@ -149,48 +178,80 @@ after(async () => {
 const openQueue = () => new Queue<CaptionJobData>(QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port } });
 
 test(
-  'caption --queue over 2 worker processes writes the in-process records, attention maps and familiarity included; the poison image fails after JOB_ATTEMPTS',
+  "caption --queue over 2 worker processes that cannot see the image files (small ones travel in their jobs) writes the in-process records: the model's recommended decoding, or the flags', attention maps and familiarity included; the poison image fails after JOB_ATTEMPTS",
   { timeout: 240_000 },
   async () => {
-    const workers = [startWorker(['--concurrency', '8']), startWorker(['--concurrency', '8'])];
     const out = join(work, 'queued.jsonl');
-    const run = await runCli(['caption', images, '--queue', redis.url, '--out', out]);
-    assert.equal(run.code, 1, run.stderr);
-    // The summary counts the unfamiliar images as the in-process run does.
-    assert.ok(run.stderr.includes(`done: ${IMAGES} captioned ${unfamiliarNote}`), run.stderr);
-    const records = parseJsonl(await readFile(out, 'utf8'));
-    assertSameRecords(records, reference);
-    assert.match(records.find((r) => r.path.endsWith('poison.png'))!.error!, /cannot decode image/);
-
+    // No worker yet: the jobs wait, each with its image's bytes (all far below BYTES_THRESHOLD).
+    const run = track(startCli(['caption', images, '--queue', redis.url, '--out', out]));
     const queue = openQueue();
+    const hidden = join(work, 'hidden-images');
+    const elsewhere = await mkdtemp(join(tmpdir(), 'captioner-worker-cwd-'));
     try {
+      await waitFor(async () => (await queue.getWaitingCount()) === IMAGES + 1, 60_000, 'the jobs to be queued');
+      for (const job of await queue.getWaiting(0, -1))
+        assert.deepEqual(Buffer.from(job.data.bytes ?? '', 'base64'), await readFile(job.data.realPath), job.data.path);
+      // The files leave every path the jobs name; the workers run in a directory of their own.
+      await rename(images, hidden);
+      await assert.rejects(stat(join(images, 'img-00.png')), { code: 'ENOENT' });
+      const workers = [1, 2].map(() => startWorker(['--concurrency', '8'], redis.url, { cwd: elsewhere }));
+      const result = await run.done;
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`images sent to the workers: ${IMAGES + 1} as bytes, 0 by path`));
+      // The summary counts the unfamiliar images as the in-process run does.
+      assert.ok(result.stderr.includes(`done: ${IMAGES} captioned ${unfamiliarNote}`), result.stderr);
+      const records = parseJsonl(await readFile(out, 'utf8'));
+      assertSameRecords(records, reference);
+      assert.match(records.find((r) => r.path.endsWith('poison.png'))!.error!, /cannot decode image/);
+
       const failedJobs = await queue.getFailed();
       assert.deepEqual(
         failedJobs.map((j) => [j.data.path, j.attemptsMade]),
         [[join(images, 'poison.png'), JOB_ATTEMPTS]],
       );
       assert.equal(await queue.getCompletedCount(), IMAGES);
+      // Collected jobs keep their results, not their images; the failed one keeps its bytes for a rerun.
+      for (const job of await queue.getCompleted(0, -1)) assert.equal(job.data.bytes, undefined, job.data.path);
+      assert.ok(failedJobs[0]!.data.bytes, 'the failed job lost its bytes');
+
+      await rename(hidden, images); // the files are back: the rerun lists them
+      // A rerun resumes: nothing is captioned again but the failure, which is retried and fails again.
+      const rerun = await runCli(['caption', images, '--queue', redis.url, '--out', out]);
+      assert.equal(rerun.code, 1, rerun.stderr);
+      assert.match(
+        rerun.stderr,
+        new RegExp(`resuming .*: ${IMAGES} images already captioned, 1 that failed will be retried`),
+      );
+      assert.match(rerun.stderr, new RegExp(`done: 0 captioned, 1 failed, ${IMAGES} skipped`));
+      assertSameRecords(parseJsonl(await readFile(out, 'utf8')), reference);
+
+      // Flags that choose the decoding, --attention (other jobs: the maps are part of the result),
+      // images by path: the workers read the files.
+      const withMaps = join(work, 'queued-attention.jsonl');
+      const mapped = await runCli([
+        'caption',
+        images,
+        '--queue',
+        redis.url,
+        ...GREEDY,
+        '--attention',
+        '--images-by',
+        'path',
+        '--out',
+        withMaps,
+      ]);
+      assert.equal(mapped.code, 1, mapped.stderr);
+      assert.match(mapped.stderr, new RegExp(`images sent to the workers: 0 as bytes, ${IMAGES + 1} by path`));
+      assertSameRecords(parseJsonl(await readFile(withMaps, 'utf8')), attentionReference);
+      const stopped = await Promise.all(workers.map(stopWorker));
+      for (const w of stopped) assert.equal(w.code, 0, w.stderr);
     } finally {
       await queue.close();
+      await rename(hidden, images).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      await rm(elsewhere, { recursive: true, force: true });
     }
-
-    // A rerun resumes: nothing is captioned again but the failure, which is retried and fails again.
-    const rerun = await runCli(['caption', images, '--queue', redis.url, '--out', out]);
-    assert.equal(rerun.code, 1, rerun.stderr);
-    assert.match(
-      rerun.stderr,
-      new RegExp(`resuming .*: ${IMAGES} images already captioned, 1 that failed will be retried`),
-    );
-    assert.match(rerun.stderr, new RegExp(`done: 0 captioned, 1 failed, ${IMAGES} skipped`));
-    assertSameRecords(parseJsonl(await readFile(out, 'utf8')), reference);
-
-    // With --attention the jobs are others (the maps are part of the result), and the records carry the maps.
-    const withMaps = join(work, 'queued-attention.jsonl');
-    const mapped = await runCli(['caption', images, '--queue', redis.url, '--attention', '--out', withMaps]);
-    assert.equal(mapped.code, 1, mapped.stderr);
-    assertSameRecords(parseJsonl(await readFile(withMaps, 'utf8')), attentionReference);
-    const stopped = await Promise.all(workers.map(stopWorker));
-    for (const w of stopped) assert.equal(w.code, 0, w.stderr);
   },
 );
 
@@ -234,6 +295,7 @@ test(
       assert.ok((await queue.getCompletedCount()) < IMAGES, 'the run ended before the kill');
       const result = await run.done;
       assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /the workers' model recommends beam search, width 4, length penalty α 1\.5/);
       const records = parseJsonl(await readFile(out, 'utf8'));
       assert.equal(new Set(records.map((r) => r.path)).size, records.length, 'an image recorded twice');
       assertSameRecords(records, reference);

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { modelFingerprint } from '../../queue/registry.ts';
 import { serveQueueName, type ServeJobResult } from '../../queue/serve-jobs.ts';
 import { startServer } from '../../server/listen.ts';
+import { launchChromium, watchProblems } from '../../scripts/chromium.ts';
 import { startCli } from '../helpers/cli.ts';
 import { form, readSse, type SseRecord } from '../helpers/http-fixtures.ts';
 import { startRedis, type RedisServer } from '../helpers/redis.ts';
@@ -124,7 +125,7 @@ function split(answer: Record<string, unknown>) {
 }
 
 test(
-  'serve --queue: 503 until a worker is alive, then a caption and a stream equal to the worker threads’ answers',
+  'serve --queue: 503 until a worker is alive, then a caption and a stream equal to the worker threads’ answers, and the page',
   { timeout: 180_000 },
   async () => {
     const serve = await startServe();
@@ -186,6 +187,27 @@ test(
     assert.deepEqual(steps(records.slice(1, -1)), steps(expectedStream.slice(1, -1)));
     assert.deepEqual([records[0]!.event, records.at(-1)!.event], ['start', 'done']);
     assert.equal((records.at(-1)!.data as { caption: string }).caption, answer.caption);
+
+    // The page, in a real Chromium (.ci/run installs it), over the queue: the caption streams in
+    // and ends done, the API's sentence.
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const problems = watchProblems(page);
+      await page.goto(serve.url);
+      await page.selectOption('#strategy', 'greedy');
+      await page.setInputFiles('#image-input', { name: 'x.png', mimeType: 'image/png', buffer: png });
+      await page.waitForSelector('#caption[data-state="done"]', { timeout: 60_000 });
+      const greedy = await fetch(`${serve.url}/api/captions`, {
+        method: 'POST',
+        body: form(png, 'x.png', 'image/png', { strategy: 'greedy' }),
+      });
+      const { sentence } = (await greedy.json()) as { sentence: string };
+      assert.equal(((await page.textContent('#caption')) ?? '').trim(), sentence);
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
+    }
     worker.child.kill('SIGTERM');
     assert.equal((await worker.done).code, 0);
     serve.child.kill('SIGTERM');
@@ -255,6 +277,77 @@ test(
     const ended = await worker.done;
     assert.equal(ended.code, 0);
     assert.match(ended.stderr, /[1-9]\d* web requests cancelled part-way/);
+    serve.child.kill('SIGTERM');
+    assert.equal((await serve.done).code, 0);
+  },
+);
+
+test(
+  'serve --queue: a worker killed mid-caption fails its request at once (500, an error event ending the stream), not at the time limit; one stopped by SIGTERM finishes it',
+  { timeout: 180_000 },
+  async () => {
+    const serve = await startServe(['--timeout', '120000']);
+    /** A worker whose death shows within a second (three missed 200 ms heartbeats). */
+    const quickWorker = () =>
+      track(
+        startCli([
+          'worker',
+          '--queue',
+          redis.url,
+          '--model',
+          modelDir,
+          '--serve-concurrency',
+          '1',
+          '--heartbeat',
+          '200',
+        ]),
+      );
+    const ready = async (w: ReturnType<typeof quickWorker>) =>
+      waitFor(
+        async () => (await readyz(serve.url)).status === 200,
+        60_000,
+        () => `the worker to be ready (its stderr: ${w.stderrSoFar()})`,
+      );
+    /** A long caption, streamed; `onHypothesis` is called at its first hypothesis. */
+    const longCaption = async (onHypothesis: () => void) => {
+      const res = await fetch(`${serve.url}/api/captions/stream`, {
+        method: 'POST',
+        body: form(png, 'x.png', 'image/png', { strategy: 'beam', beamWidth: '10', maxLength: '40' }),
+      });
+      assert.equal(res.status, 200);
+      let first = true;
+      return readSse(res, (r) => {
+        if (r.event === 'hypothesis' && first) {
+          first = false;
+          onHypothesis();
+        }
+      });
+    };
+
+    // SIGKILL at the first hypothesis; how long a decode lasts depends on the machine, so tried
+    // until the kill lands mid-decode (the stream then does not end with 'done').
+    let failed: SseRecord[] | null = null;
+    for (let attempt = 0; attempt < 8 && !failed; attempt++) {
+      const worker = quickWorker();
+      await ready(worker);
+      const records = await longCaption(() => worker.child.kill('SIGKILL'));
+      assert.equal((await worker.done).signal, 'SIGKILL');
+      if (records.at(-1)!.event !== 'done') failed = records;
+    }
+    assert.ok(failed, 'no kill landed mid-decode');
+    assert.equal(failed[0]!.event, 'start');
+    assert.ok(!failed.some((r) => r.event === 'done'), 'a caption was presented as complete');
+    const last = failed.at(-1)!;
+    assert.equal(last.event, 'error');
+    assert.equal(last.data.status, 500, JSON.stringify(last.data)); // not 504: the time limit is two minutes
+    assert.match(String(last.data.message), /the captioner worker \S+ stopped while captioning this image/);
+
+    // A worker asked to stop (SIGTERM) mid-caption finishes it before it exits.
+    const worker = quickWorker();
+    await ready(worker);
+    const records = await longCaption(() => worker.child.kill('SIGTERM'));
+    assert.equal(records.at(-1)!.event, 'done', JSON.stringify(records.at(-1)));
+    assert.equal((await worker.done).code, 0);
     serve.child.kill('SIGTERM');
     assert.equal((await serve.done).code, 0);
   },
