@@ -200,7 +200,7 @@ export class Trainer {
     }
   }
 
-  /** Clips `grads` by their global norm inside the optimiser's update at rate `lr`, disposes them, and returns the norm. */
+  /** Clips `grads` by their global norm inside the optimiser's update at rate `lr`, disposes them; returns the norm. */
   private applyGradients(grads: tf.NamedTensorMap, lr: number): number {
     const named: tf.NamedTensorMap = {};
     for (const [varName, g] of Object.entries(grads)) named[this.names.get(varName) ?? varName] = g;
