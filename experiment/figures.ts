@@ -3,6 +3,7 @@
  * metrics.json and its weights) and, per arm, their mean ± standard deviation over seeds. Pure
  * functions of the files, so that `captioner experiment report` rebuilds the same results.
  */
+import type { ExposureFigures } from '../eval/exposure.ts';
 import type { MetricsRecord } from '../model/io/metrics-log.ts';
 
 /** A run's figures: every number is null when the run did not measure it. */
@@ -40,6 +41,21 @@ export interface RunFigures {
   compositionalExactMatch: number | null;
   /** Was the k-th object named right, k = 1, 2, … (data-scripts/shapes/semantics.ts positionsRight). */
   positions: number[] | null;
+  /**
+   * With the experiment's `eval.exposure` (eval/exposure.ts), over every position of the split: the
+   * teacher-forced and the free-running loss per token and accuracy (the true prefix fed, or the
+   * model's own greedy words), and the share of recovery trials (a wrong word forced into an exact
+   * caption) after which every later word was right.
+   */
+  teacherForcedLoss: number | null;
+  freeRunningLoss: number | null;
+  teacherForcedAccuracy: number | null;
+  freeRunningAccuracy: number | null;
+  recovery: number | null;
+  /** Per position t = 1, 2, …: the free-running minus the teacher-forced loss (the exposure gap). */
+  exposureGap: number[] | null;
+  /** Per position k = 1, 2, … of the wrong word: the share of trials that recovered. */
+  recoveryByPosition: number[] | null;
   /** Weights of the decoder's recurrent cell (one set, shared by every time step). */
   cellParameters: number | null;
   /** Weights of the whole model. */
@@ -66,6 +82,13 @@ export const EMPTY_FIGURES: RunFigures = {
   unparsed: null,
   compositionalExactMatch: null,
   positions: null,
+  teacherForcedLoss: null,
+  freeRunningLoss: null,
+  teacherForcedAccuracy: null,
+  freeRunningAccuracy: null,
+  recovery: null,
+  exposureGap: null,
+  recoveryByPosition: null,
   cellParameters: null,
   parameters: null,
 };
@@ -129,6 +152,24 @@ export function evaluationFigures(metrics: unknown, split: string): Partial<RunF
     unparsed: semantic && semantic.count ? (semantic.unparsed ?? 0) / semantic.count : null,
     compositionalExactMatch: split === 'test' ? num(compositional?.exactRate) : null,
     positions: semantic?.positions ? semantic.positions.map((p) => p.rate) : null,
+    ...exposureFigures(s.exposure as ExposureFigures | undefined),
+  };
+}
+
+/** The exposure-bias figures of one split (eval/exposure.ts), when the evaluation measured them. */
+export function exposureFigures(exposure: ExposureFigures | undefined): Partial<RunFigures> {
+  if (!exposure) return {};
+  const freeRunning = new Map(exposure.freeRunning.map((p) => [p.position, p.loss]));
+  const trials = exposure.recovery?.positions ?? [];
+  const tried = trials.reduce((sum, p) => sum + p.captions, 0);
+  return {
+    teacherForcedLoss: num(exposure.overall.teacherForced.loss),
+    freeRunningLoss: num(exposure.overall.freeRunning.loss),
+    teacherForcedAccuracy: num(exposure.overall.teacherForced.accuracy),
+    freeRunningAccuracy: num(exposure.overall.freeRunning.accuracy),
+    recovery: tried ? trials.reduce((sum, p) => sum + p.exact * p.captions, 0) / tried : null,
+    exposureGap: exposure.teacherForced.map((p) => (freeRunning.get(p.position) ?? NaN) - p.loss),
+    recoveryByPosition: exposure.recovery ? trials.map((p) => p.exact) : null,
   };
 }
 
@@ -179,6 +220,11 @@ export const SCALAR_FIGURES = [
   'explodingSteps',
   'lossSpikes',
   'diverged',
+  'teacherForcedLoss',
+  'freeRunningLoss',
+  'teacherForcedAccuracy',
+  'freeRunningAccuracy',
+  'recovery',
   'steps',
   'cellParameters',
   'parameters',
@@ -186,13 +232,39 @@ export const SCALAR_FIGURES = [
 
 export type ScalarFigure = (typeof SCALAR_FIGURES)[number];
 
-/** Per arm: every scalar figure summarised over its runs, and the mean accuracy at each position. */
+/** The per-position figures of RunFigures, each summarised position by position over an arm's seeds. */
+export const CURVE_FIGURES = [
+  'positions',
+  'exposureGap',
+  'recoveryByPosition',
+] as const satisfies readonly (keyof RunFigures)[];
+
+export type CurveFigure = (typeof CURVE_FIGURES)[number];
+
+/** Mean ± sd over runs at each position of a per-position figure (n 0 and mean NaN where none has it). */
+function curveSummary(runs: readonly { figures: RunFigures }[], key: CurveFigure): Summary[] {
+  const width = Math.max(0, ...runs.map((r) => r.figures[key]?.length ?? 0));
+  return Array.from({ length: width }, (_, k) => summarise(runs.map((r) => r.figures[key]?.[k] ?? null))).map(
+    (s) => s ?? { mean: NaN, sd: null, n: 0 },
+  );
+}
+
+export interface ArmSummary {
+  runs: number;
+  figures: Partial<Record<ScalarFigure, Summary>>;
+  /** The mean accuracy at each position (the k-th object named). */
+  positions: Summary[];
+  /** With the exposure measures: the gap and the recovery at each position. */
+  exposureGap?: Summary[];
+  recoveryByPosition?: Summary[];
+}
+
+/** Per arm: every scalar figure summarised over its runs, and the per-position figures position by position. */
 export function armSummaries(
   runs: readonly { arm: string; figures: RunFigures }[],
   arms: readonly string[],
-): Record<string, { runs: number; figures: Partial<Record<ScalarFigure, Summary>>; positions: Summary[] }> {
-  const out: Record<string, { runs: number; figures: Partial<Record<ScalarFigure, Summary>>; positions: Summary[] }> =
-    {};
+): Record<string, ArmSummary> {
+  const out: Record<string, ArmSummary> = {};
   for (const arm of arms) {
     const mine = runs.filter((r) => r.arm === arm);
     const figures: Partial<Record<ScalarFigure, Summary>> = {};
@@ -200,11 +272,12 @@ export function armSummaries(
       const s = summarise(mine.map((r) => r.figures[key]));
       if (s) figures[key] = s;
     }
-    const width = Math.max(0, ...mine.map((r) => r.figures.positions?.length ?? 0));
-    const positions = Array.from({ length: width }, (_, k) =>
-      summarise(mine.map((r) => r.figures.positions?.[k] ?? null)),
-    ).map((s) => s ?? { mean: NaN, sd: null, n: 0 });
-    out[arm] = { runs: mine.length, figures, positions };
+    const summary: ArmSummary = { runs: mine.length, figures, positions: curveSummary(mine, 'positions') };
+    for (const key of ['exposureGap', 'recoveryByPosition'] as const) {
+      const curve = curveSummary(mine, key);
+      if (curve.length) summary[key] = curve;
+    }
+    out[arm] = summary;
   }
   return out;
 }

@@ -13,6 +13,7 @@ import { formatRate } from '../eval/report.ts';
 import { readCheckpointConfig } from '../model/io/checkpoint.ts';
 import { ifExists, readJsonIfExists, writeFileAtomic } from '../model/io/fsutil.ts';
 import { parseMetricsLog, type MetricsRecord } from '../model/io/metrics-log.ts';
+import { PHASES_FILE } from '../model/train/phased.ts';
 import {
   EMPTY_FIGURES,
   SCALAR_FIGURES,
@@ -20,6 +21,7 @@ import {
   evaluationFigures,
   parameterCounts,
   trainingFigures,
+  type ArmSummary,
   type RunFigures,
   type ScalarFigure,
   type Summary,
@@ -62,21 +64,32 @@ export interface ExperimentResults {
   failed: { arm: string; seed: number; phase: string; error: string }[];
   generatedAt: string;
   machine: { cpus: number; loadAverage: number[] };
-  arms: Record<
-    string,
-    {
-      overrides: Record<string, unknown>;
-      runs: number;
-      figures: Partial<Record<ScalarFigure, Summary>>;
-      positions: Summary[];
-    }
-  >;
+  arms: Record<string, ArmSummary & { overrides: Record<string, unknown> }>;
   runs: RunResult[];
 }
 
 async function readLog(path: string): Promise<MetricsRecord[]> {
   const text = await ifExists(readFile(path, 'utf8'));
   return text === null ? [] : parseMetricsLog(text, path).records;
+}
+
+/**
+ * A run's training log: metrics.jsonl, or for a recipe of phases (model/train/phased.ts) the
+ * phases' logs one after another, each phase's steps counted on from the last step of the one
+ * before, so that the curves and the step count cover the whole run. A phased run cut short has
+ * its logs in OUT/phases/K-NAME/ until it is assembled; those are read then.
+ */
+async function readRunLog(modelDir: string): Promise<MetricsRecord[]> {
+  const state = await readJsonIfExists<{ phases?: { dir: string }[] }>(join(modelDir, PHASES_FILE));
+  if (!state?.phases) return readLog(join(modelDir, 'metrics.jsonl'));
+  const out: MetricsRecord[] = [];
+  let offset = 0;
+  for (const phase of state.phases) {
+    const log = await readLog(join(modelDir, phase.dir, 'metrics.jsonl'));
+    out.push(...log.map((r) => (typeof r.step === 'number' ? { ...r, step: r.step + offset } : r)));
+    offset = out.findLast((r) => typeof r.step === 'number')?.step ?? offset;
+  }
+  return out;
 }
 
 /** One run's status and figures from its directory. */
@@ -91,7 +104,7 @@ async function runResult(
   const ended = await readJsonIfExists<{ status: 'done' | 'diverged'; seconds?: number; step?: number }>(
     join(abs, 'train.json'),
   );
-  const log = await readLog(join(abs, 'model', 'metrics.jsonl'));
+  const log = await readRunLog(join(abs, 'model'));
   const metrics = await readJsonIfExists<{
     splits?: Record<string, { perImage?: Record<string, { caption: string }> }>;
   }>(join(abs, 'eval', 'metrics.json'));
@@ -141,6 +154,11 @@ const FIGURE_LABELS: Record<ScalarFigure, { label: string; show: (v: number) => 
   explodingSteps: { label: 'exploding steps (norm > 10 × median)', show: (v) => v.toFixed(1) },
   lossSpikes: { label: 'loss spikes (> 2 × lowest before)', show: (v) => v.toFixed(1) },
   diverged: { label: 'diverged (share of seeds)', show: formatRate },
+  teacherForcedLoss: { label: 'loss / token, teacher-forced', show: (v) => v.toFixed(3) },
+  freeRunningLoss: { label: 'loss / token, free-running', show: (v) => v.toFixed(3) },
+  teacherForcedAccuracy: { label: 'word accuracy, teacher-forced', show: formatRate },
+  freeRunningAccuracy: { label: 'word accuracy, free-running', show: formatRate },
+  recovery: { label: 'recovered after a wrong word', show: formatRate },
   steps: { label: 'steps', show: (v) => v.toFixed(0) },
   cellParameters: { label: 'recurrent cell weights', show: (v) => v.toFixed(0) },
   parameters: { label: 'all weights', show: (v) => v.toFixed(0) },
@@ -221,6 +239,30 @@ function charts(
   }));
   if (positions.some((s) => s.points.length > 1))
     add('Objects named right, by position (mean over seeds)', 'k-th object named', 'share right', positions);
+  const curve = (key: 'exposureGap' | 'recoveryByPosition'): ChartSeries[] =>
+    armNames.map((arm) => ({
+      name: arm,
+      colour: colour(arm),
+      points: (results.arms[arm]?.[key] ?? [])
+        .map((s, k) => [k + 1, s.mean] as [number, number])
+        .filter(([, y]) => Number.isFinite(y)),
+    }));
+  const gap = curve('exposureGap');
+  if (gap.some((s) => s.points.length > 0))
+    add(
+      'Exposure gap: free-running minus teacher-forced loss, by position (mean over seeds)',
+      'position t in the caption',
+      'loss difference, nats',
+      gap,
+    );
+  const recovery = curve('recoveryByPosition');
+  if (recovery.some((s) => s.points.length > 0))
+    add(
+      'Recovery: captions right after a wrong word at position k (mean over seeds)',
+      'position k of the wrong word',
+      'share recovered',
+      recovery,
+    );
   return out;
 }
 

@@ -13,7 +13,8 @@
  *
  *   OUT/experiment.json            the plan: the experiment file's contents, data, seeds, max steps
  *   OUT/runs/ARM/seed-N/recipe.json   the run's `captioner train --config` recipe
- *   OUT/runs/ARM/seed-N/model/     its model directory (checkpoints, metrics.jsonl)
+ *   OUT/runs/ARM/seed-N/model/     its model directory (checkpoints, metrics.jsonl; for a recipe of
+ *                                  phases, phases/K-NAME/ and metrics-stageK.jsonl, model/train/phased.ts)
  *   OUT/runs/ARM/seed-N/train.json how its training ended: done or diverged, seconds
  *   OUT/runs/ARM/seed-N/eval/      its `captioner eval` output (metrics.json, report.html, COCO files)
  *   OUT/runs/ARM/seed-N/*.log      the trainer's and the evaluation's log lines
@@ -25,11 +26,13 @@ import { join, relative, resolve } from 'node:path';
 import { runEvaluation } from '../eval/evaluate.ts';
 import { readManifest } from '../model/data/dataset.ts';
 import { hasCheckpoint } from '../model/io/checkpoint.ts';
+import { PHASES_FILE, trainPhases } from '../model/train/phased.ts';
+import { parseRecipe } from '../model/train/recipe.ts';
 import { resolveTrainConfig, train } from '../model/train/trainer.ts';
 import { ifExists, readJsonIfExists, writeFileAtomic } from '../model/io/fsutil.ts';
 import { ConfigError } from '../model/util/config.ts';
 import { writeExperimentResults } from './results.ts';
-import { armRecipe, readExperiment, type ExperimentSpec } from './spec.ts';
+import { armRecipe, hasPhases, readExperiment, type ExperimentSpec } from './spec.ts';
 
 export interface ExperimentOptions {
   /** The experiment file (EXPERIMENT.json). */
@@ -159,7 +162,10 @@ async function trainRun(
   const recipeFile = join(dir, 'recipe.json');
   await writeFileAtomic(recipeFile, JSON.stringify(run.recipe, null, 2) + '\n');
   const modelDir = join(dir, 'model');
-  const resumed = await hasCheckpoint(modelDir);
+  const phased = hasPhases(run.recipe);
+  const resumed = phased
+    ? (await ifExists(readFile(join(modelDir, PHASES_FILE)))) !== null
+    : await hasCheckpoint(modelDir);
   hooks.log?.(
     `[${at.index}/${at.runs}] ${run.arm}, seed ${run.seed}: ${resumed ? 'resuming training' : 'training'} (${relative(process.cwd(), dir) || dir})`,
   );
@@ -167,17 +173,28 @@ async function trainRun(
   const started = performance.now();
   try {
     // The recipe as `captioner train --config recipe.json --data DATA --out MODEL --resume` reads it.
-    const config = await resolveTrainConfig([
-      { source: recipeFile, values: run.recipe },
-      { source: 'experiment', values: { data, out: modelDir, resume: true } },
-    ]);
-    log.line(`config: ${JSON.stringify(config)}`);
-    const result = await train(config, {
+    const flags = { source: 'experiment', values: { data, out: modelDir, resume: true } };
+    const trainHooks = {
       log: log.line,
-      progress: (p) => hooks.progress?.({ ...at, phase: 'train', step: p.step, totalSteps: p.totalSteps }),
+      progress: (p: { step: number; totalSteps: number }) =>
+        hooks.progress?.({ ...at, phase: 'train', step: p.step, totalSteps: p.totalSteps }),
       shouldStop: () => hooks.signal?.aborted === true,
-    });
-    if (result.stopped) return 'interrupted';
+    };
+    let stopped: boolean;
+    if (phased) {
+      const recipe = parseRecipe(run.recipe, recipeFile);
+      stopped = (
+        await trainPhases(recipe, flags, {
+          ...trainHooks,
+          phase: (i, n, name, how) => log.line(`phase ${i + 1}/${n} "${name}": ${how}`),
+        })
+      ).stopped;
+    } else {
+      const config = await resolveTrainConfig([{ source: recipeFile, values: run.recipe }, flags]);
+      log.line(`config: ${JSON.stringify(config)}`);
+      stopped = (await train(config, trainHooks)).stopped;
+    }
+    if (stopped) return 'interrupted';
     const seconds = (performance.now() - started) / 1000;
     await writeFileAtomic(join(dir, 'train.json'), JSON.stringify({ status: 'done', seconds, resumed }) + '\n');
     return 'done';
@@ -207,7 +224,8 @@ async function evaluateRun(
 ): Promise<'done' | { error: string }> {
   const dir = join(out, run.dir);
   if (await ifExists(readFile(join(dir, 'eval', 'metrics.json')))) return 'done';
-  const { split, beamWidth, limit } = plan.spec.eval;
+  // An experiment planned before `exposure` existed has none in its saved plan.
+  const { split, beamWidth, limit, exposure = false } = plan.spec.eval;
   hooks.log?.(`[${at.index}/${at.runs}] ${run.arm}, seed ${run.seed}: evaluating on "${split}"`);
   hooks.progress?.({ ...at, phase: 'eval', step: 0, totalSteps: 0 });
   const log = logTo(join(dir, 'eval.log'));
@@ -222,6 +240,7 @@ async function evaluateRun(
         outDir: join(dir, 'eval'),
         galleryCount: 3,
         limit,
+        exposure,
       },
       { log: log.line },
     );

@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from '../model/train/config.ts';
+import { parseRecipe } from '../model/train/recipe.ts';
 import { ConfigError, resolveConfig } from '../model/util/config.ts';
 
 /** How every run of an experiment is evaluated (`captioner eval`'s settings). */
@@ -16,6 +17,11 @@ export interface ExperimentEval {
   beamWidth: number;
   /** Only the first N images of each split (0: all). */
   limit: number;
+  /**
+   * Also measure exposure bias (`captioner eval --exposure`, eval/exposure.ts): the teacher-forced
+   * against the free-running loss per position, and recovery after a wrong word.
+   */
+  exposure: boolean;
 }
 
 export interface ExperimentSpec {
@@ -36,10 +42,10 @@ export interface ExperimentSpec {
 /** Settings the runner sets itself for every run. */
 const RUNNER_KEYS = ['data', 'out', 'resume', 'initFrom', 'seed'] as const;
 const TOP_KEYS = ['name', 'description', 'data', 'base', 'arms', 'seeds', 'eval'] as const;
-const EVAL_KEYS = ['split', 'beamWidth', 'limit'] as const;
+const EVAL_KEYS = ['split', 'beamWidth', 'limit', 'exposure'] as const;
 const ARM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-export const EVAL_DEFAULTS: ExperimentEval = { split: 'test', beamWidth: 1, limit: 0 };
+export const EVAL_DEFAULTS: ExperimentEval = { split: 'test', beamWidth: 1, limit: 0, exposure: false };
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -113,6 +119,8 @@ export async function parseExperiment(json: unknown, file: string): Promise<Expe
     if (!Number.isInteger(v) || v < (key === 'beamWidth' ? 1 : 0))
       fail(`eval.${key}`, `must be an integer ${key === 'beamWidth' ? '>= 1' : '>= 0'}, got ${JSON.stringify(v)}`);
   }
+  if (typeof evaluation.exposure !== 'boolean')
+    fail('eval.exposure', `must be true or false, got ${JSON.stringify(evaluation.exposure)}`);
   const spec: ExperimentSpec = {
     file,
     name,
@@ -131,6 +139,10 @@ export async function parseExperiment(json: unknown, file: string): Promise<Expe
  * The recipe of one run: the base, the arm's overrides, the run's seed (and `maxSteps` when
  * given), checked as `captioner train` checks a recipe. Familiarity calibration is off unless the
  * experiment asks for it (it costs time and no experiment figure reads it).
+ *
+ * A recipe with `phases` (the base's, or an arm's, which replaces the base's) trains them one
+ * after another as `captioner train --config` does (model/train/phased.ts): the exposure
+ * experiment's "SCST after teacher forcing". `maxSteps` then cuts every phase.
  */
 export function armRecipe(
   spec: ExperimentSpec,
@@ -151,10 +163,30 @@ export function armRecipe(
           `${spec.file}: "${where}.${key}" is set by the runner for each run (--data, --out, --seeds), not by the experiment`,
         );
   }
-  const recipe = { familiarityImages: 0, ...spec.base, ...overrides, seed, ...(maxSteps ? { maxSteps } : {}) };
+  const recipe: Record<string, unknown> = {
+    familiarityImages: 0,
+    ...spec.base,
+    ...overrides,
+    seed,
+    ...(maxSteps ? { maxSteps } : {}),
+  };
+  if (Array.isArray(recipe.phases)) {
+    if (maxSteps)
+      recipe.phases = recipe.phases.map((phase: unknown) =>
+        typeof phase === 'object' && phase !== null ? { ...phase, maxSteps } : phase,
+      );
+    // Checked as `captioner train --config` checks a recipe of phases (the settings of every phase).
+    parseRecipe(recipe, `${spec.file}: arms.${arm}`);
+    return recipe;
+  }
   resolveConfig(TRAIN_DEFAULTS, TRAIN_SPEC, [
     { source: `${spec.file}: base`, values: spec.base },
     { source: `${spec.file}: arms.${arm}`, values: overrides },
   ]);
   return recipe;
+}
+
+/** Whether a run's recipe is one of phases (trained by model/train/phased.ts). */
+export function hasPhases(recipe: Record<string, unknown>): boolean {
+  return Array.isArray(recipe.phases);
 }

@@ -5,6 +5,7 @@
  */
 import { MODEL_DEFAULTS, MODEL_SPEC, type ModelConfig } from '../nn/captioner.ts';
 import { ConfigError, inGroup, type GroupedSpec, type SpecGroup } from '../util/config.ts';
+import type { OptimizerKind } from './optim.ts';
 import type { LrScheduleKind, SamplingScheduleKind } from './schedules.ts';
 
 export interface TrainConfig extends ModelConfig {
@@ -30,6 +31,8 @@ export interface TrainConfig extends ModelConfig {
    * over the greedy caption's. SCST fine-tunes a trained model (--init-from).
    */
   objective: 'cross-entropy' | 'scst';
+  /** 'adam' (the default) or plain 'sgd' (model/train/optim.ts): the clipping experiment's explosions. */
+  optimizer: OptimizerKind;
   learningRate: number;
   lrSchedule: LrScheduleKind;
   warmupSteps: number;
@@ -107,6 +110,7 @@ export const TRAIN_DEFAULTS = {
   maxSteps: 0,
   seed: 1,
   objective: 'cross-entropy',
+  optimizer: 'adam',
   learningRate: 1e-3,
   lrSchedule: 'constant',
   warmupSteps: 0,
@@ -154,7 +158,7 @@ export const TRAIN_GROUPS = [
   {
     key: 'optimisation',
     title: 'Optimisation',
-    describe: 'how long to train and how each Adam step is taken',
+    describe: 'how long to train and how each optimiser step is taken',
   },
   {
     key: 'sampling',
@@ -220,7 +224,7 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
     describe:
       "what a step minimises: the reference captions' cross-entropy, or scst: self-critical sequence training (Rennie et al. 2017) on the model's own sampled captions, rewarded by CIDEr-D over the greedy caption's; for fine-tuning a trained model (--init-from)",
   },
-  learningRate: { group: 'optimisation', type: 'number', min: 0, describe: 'Adam learning rate' },
+  learningRate: { group: 'optimisation', type: 'number', min: 0, describe: 'learning rate' },
   lrSchedule: {
     group: 'optimisation',
     type: 'string',
@@ -374,6 +378,13 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
     type: 'string',
     describe:
       'word substitution rates per slot, overriding --word-substitution: "red=0.5,left=0" sets the rate of each named word and of every word that substitutes for it',
+  },
+  optimizer: {
+    group: 'experimental',
+    type: 'string',
+    choices: ['adam', 'sgd'],
+    describe:
+      'adam, or plain sgd (θ ← θ − lr·g, whose step grows with the gradient: the clipping experiment, docs/lab.md)',
   },
   lossOnPadding: {
     group: 'experimental',

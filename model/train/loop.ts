@@ -17,7 +17,7 @@ import { saveCheckpoint, type SavedConfig, type TrainingState } from '../io/chec
 import type { Captioner } from '../nn/captioner.ts';
 import { appendMetrics } from '../io/metrics-log.ts';
 import { ThroughputWindow } from './throughput.ts';
-import type { Adam } from './optim.ts';
+import type { Optimizer } from './optim.ts';
 import type { RunPixels } from './pixels.ts';
 import type { StepStats, Trainer } from './step.ts';
 import type { TrainConfig } from './config.ts';
@@ -67,7 +67,7 @@ export interface LoopParts {
   config: TrainConfig;
   hooks: TrainHooks;
   model: Captioner;
-  optimizer: Adam;
+  optimizer: Optimizer;
   trainer: Trainer;
   /** Where the run stands; the loop advances it in place. */
   state: TrainingState;

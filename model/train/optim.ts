@@ -1,5 +1,5 @@
 /**
- * Adam and gradient clipping. Adam is written out (rather than tf.train.adam) so that its state
+ * Adam, plain SGD and gradient clipping. Adam is written out (rather than tf.train.adam) so that its state
  * (the moments and the step) is plain named tensors that a checkpoint saves and restores
  * exactly, and so that the learning rate can follow a schedule step by step.
  *
@@ -43,6 +43,65 @@ export function clipByGlobalNorm(
   return { grads: out, norm };
 }
 
+/**
+ * What a training step asks of its optimiser: one update of the named variables from their
+ * gradients at a learning rate, every gradient first scaled by `gradScale` (clipping), and its
+ * state as named tensors for checkpoints.
+ */
+export interface Optimizer {
+  /** Updates applied so far. */
+  step: number;
+  apply(
+    variables: Record<string, tf.Variable>,
+    grads: tf.NamedTensorMap,
+    learningRate: number,
+    gradScale?: number,
+  ): void;
+  stateTensors(): tf.NamedTensorMap;
+  restore(state: tf.NamedTensorMap, step: number): void;
+  dispose(): void;
+}
+
+/** The optimisers `--optimizer` chooses from. */
+export type OptimizerKind = 'adam' | 'sgd';
+
+/** A new optimiser of the kind named. */
+export function createOptimizer(kind: OptimizerKind): Optimizer {
+  return kind === 'sgd' ? new Sgd() : new Adam();
+}
+
+/**
+ * Plain stochastic gradient descent, θ ← θ − lr · g: a step as long as the gradient is large, so
+ * that an exploding gradient throws the weights far (Pascanu, Mikolov & Bengio 2013), which Adam's
+ * division by the gradients' running RMS hides. For the RNN lab's clipping experiment; it has no
+ * state but its step count.
+ */
+export class Sgd implements Optimizer {
+  step = 0;
+
+  apply(variables: Record<string, tf.Variable>, grads: tf.NamedTensorMap, learningRate: number, gradScale = 1): void {
+    this.step += 1;
+    for (const [name, grad] of Object.entries(grads)) {
+      const variable = variables[name];
+      if (!variable) throw new Error(`SGD: gradient for unknown variable ${name}`);
+      tf.tidy(() => variable.assign(tf.sub(variable, tf.mul(grad, learningRate * gradScale))));
+    }
+  }
+
+  stateTensors(): tf.NamedTensorMap {
+    return {};
+  }
+
+  /** SGD keeps no moments: a checkpoint with optimiser state is another optimiser's (Adam's). */
+  restore(state: tf.NamedTensorMap, step: number): void {
+    const keys = Object.keys(state);
+    if (keys.length) throw new Error(`optimizer state: ${keys[0]} is not SGD's (the checkpoint was trained with Adam)`);
+    this.step = step;
+  }
+
+  dispose(): void {}
+}
+
 export interface AdamOptions {
   beta1: number;
   beta2: number;
@@ -50,7 +109,7 @@ export interface AdamOptions {
 }
 
 /** Adam (Kingma & Ba 2015, Algorithm 1) over variables identified by name. */
-export class Adam {
+export class Adam implements Optimizer {
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
   /** Updates applied so far (t in the paper). */

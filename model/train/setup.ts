@@ -14,7 +14,7 @@ import { Vocabulary } from '../text/vocab.ts';
 import { ConfigError, pick } from '../util/config.ts';
 import { deriveSeed } from '../util/rng.ts';
 import { truncateMetrics } from '../io/metrics-log.ts';
-import { Adam } from './optim.ts';
+import { createOptimizer, type Optimizer } from './optim.ts';
 import { describeClasses, substitutionClasses, substitutionRates } from './substitution.ts';
 import type { TrainConfig } from './config.ts';
 
@@ -32,7 +32,7 @@ export async function readSplits(
 /** The model a run trains, its optimiser, and where the run stands. */
 export interface RunStart {
   model: Captioner;
-  optimizer: Adam;
+  optimizer: Optimizer;
   state: TrainingState;
   /** Continuing config.out's latest checkpoint (its metrics.jsonl is kept up to that step). */
   resuming: boolean;
@@ -66,7 +66,7 @@ export async function startModel(
     model = await Captioner.create(pick(config, MODEL_KEYS), vocab, deriveSeed(config.seed, 0));
   }
   const state = { step: 0, epoch: 0, batchInEpoch: 0, seed: config.seed, bestMetric: null, samplingProbability: 1 };
-  return { model, optimizer: new Adam(), state, resuming: false };
+  return { model, optimizer: createOptimizer(config.optimizer), state, resuming: false };
 }
 
 /** The latest checkpoint's model, optimiser and position; metrics.jsonl is cut back to its step. */
@@ -74,7 +74,7 @@ async function resumeModel(config: TrainConfig, log: (line: string) => void): Pr
   const ckpt = await loadCheckpoint(config.out, 'latest');
   if (!ckpt.training) throw new ConfigError(`${ckpt.dir}: no training state to resume from`);
   const model = await Captioner.restore(ckpt.config.model, ckpt.vocab, ckpt.weights, ckpt.backboneTopology);
-  const optimizer = new Adam();
+  const optimizer = createOptimizer(config.optimizer);
   optimizer.restore(ckpt.training.optimizer, ckpt.training.optimizerStep);
   const state = ckpt.training.state;
   disposeCheckpoint(ckpt);

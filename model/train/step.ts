@@ -9,7 +9,7 @@ import type { ImageCache } from '../data/dataset.ts';
 import type { Captioner } from '../nn/captioner.ts';
 import { Rng, deriveSeed } from '../util/rng.ts';
 import { countTokens, maskedSequenceLoss, perTokenLoss } from './loss.ts';
-import { Adam, clipScale, globalNorm } from './optim.ts';
+import { Adam, clipScale, globalNorm, type Optimizer } from './optim.ts';
 import { learningRateAt, scheduledSamplingProbability } from './schedules.ts';
 import type { TrainConfig } from './config.ts';
 import { measureGradientFlow, type GradientFlow } from './gradient-flow.ts';
@@ -54,7 +54,7 @@ export class Trainer {
   constructor(
     readonly model: Captioner,
     readonly config: TrainConfig,
-    readonly optimizer = new Adam(),
+    readonly optimizer: Optimizer = new Adam(),
     readonly slots?: { classes: readonly (readonly number[])[]; rate: readonly number[] },
     readonly reward?: CaptionReward,
   ) {
@@ -200,11 +200,11 @@ export class Trainer {
     }
   }
 
-  /** Clips `grads` by their global norm inside Adam's update at rate `lr`, disposes them, and returns the norm. */
+  /** Clips `grads` by their global norm inside the optimiser's update at rate `lr`, disposes them; returns the norm. */
   private applyGradients(grads: tf.NamedTensorMap, lr: number): number {
     const named: tf.NamedTensorMap = {};
     for (const [varName, g] of Object.entries(grads)) named[this.names.get(varName) ?? varName] = g;
-    // Clipping (Pascanu et al. 2013) scales the gradient inside Adam's update.
+    // Clipping (Pascanu et al. 2013) scales the gradient inside the optimiser's update.
     const gradNorm = globalNorm(named);
     this.optimizer.apply(this.byName, named, lr, clipScale(gradNorm, this.config.clipNorm));
     tf.dispose(grads);

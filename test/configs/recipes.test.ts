@@ -35,7 +35,9 @@ test('every recipe in configs/ resolves against the training spec and leaves --d
   const files = await recipes();
   assert.deepEqual(
     files.map((f) => relative(CONFIGS, f)),
-    [1, 2, 3, 4, 5].map((i) => `default-model/stage${i}.json`).concat('lab/small.json', 'shapes.json', 'std.json'),
+    [1, 2, 3, 4, 5]
+      .map((i) => `default-model/stage${i}.json`)
+      .concat('lab/small-every-step.json', 'lab/small.json', 'shapes.json', 'std.json'),
   );
   for (const file of files) {
     // A recipe of phases (model/train/recipe.ts): every phase over the top level resolves too.

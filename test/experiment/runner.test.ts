@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { generateShapes } from '../../data-scripts/shapes/generate.ts';
 import { parseExperiment } from '../../experiment/spec.ts';
-import { parameterCounts, summarise, trainingFigures } from '../../experiment/figures.ts';
+import { exposureFigures, parameterCounts, summarise, trainingFigures } from '../../experiment/figures.ts';
 import { runExperiment } from '../../experiment/run.ts';
 import { writeExperimentResults, type ExperimentResults } from '../../experiment/results.ts';
 import type { MetricsRecord } from '../../model/io/metrics-log.ts';
@@ -175,6 +175,82 @@ test('an experiment killed with SIGKILL mid-run resumes: finished runs are not r
   );
 });
 
+test('an arm of phases (SCST after teacher forcing) trains both phases; eval.exposure puts the exposure gap into results and report', async () => {
+  const file = await experimentFile('phases', {
+    name: 'phases',
+    base: { ...TINY, maxSteps: 400 },
+    arms: {
+      'then-scst': {
+        phases: [
+          { name: 'teacher-forced', maxSteps: 300 },
+          { name: 'scst', objective: 'scst', learningRate: 5e-5, maxSteps: 300 },
+        ],
+      },
+    },
+    seeds: 1,
+    eval: { exposure: true, limit: 4 },
+  });
+  const out = join(root, 'phases-out');
+  const outcome = await runExperiment({ experiment: file, data, out, maxSteps: 4 });
+  assert.deepEqual(outcome.failed, []);
+  const recipe = JSON.parse(await readFile(join(out, 'runs/then-scst/seed-1/recipe.json'), 'utf8')) as {
+    phases: { maxSteps: number }[];
+  };
+  assert.deepEqual(
+    recipe.phases.map((p) => p.maxSteps),
+    [4, 4],
+    '--max-steps cuts every phase',
+  );
+  const state = JSON.parse(await readFile(join(out, 'runs/then-scst/seed-1/model/phases.json'), 'utf8')) as {
+    phases: { name: string; done: boolean; steps: number }[];
+  };
+  assert.deepEqual(
+    state.phases.map((p) => [p.name, p.done, p.steps]),
+    [
+      ['teacher-forced', true, 4],
+      ['scst', true, 4],
+    ],
+  );
+  const scstLog = await readFile(join(out, 'runs/then-scst/seed-1/model/metrics.jsonl'), 'utf8');
+  assert.match(scstLog, /"objective":"scst"/, 'the second phase trained by SCST');
+  const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as ExperimentResults;
+  const [phased] = results.runs;
+  assert.equal(phased!.figures.steps, 8, 'the phases one after another');
+  for (const run of results.runs) {
+    const f = run.figures;
+    for (const key of ['teacherForcedLoss', 'freeRunningLoss', 'teacherForcedAccuracy', 'freeRunningAccuracy'] as const)
+      assert.equal(typeof f[key], 'number', `${run.arm}: ${key}`);
+    assert.ok(f.exposureGap!.length >= 2, `${run.arm}: a gap per position`);
+    assert.ok(Math.abs(f.exposureGap![0]!) < 1e-5, 'position 1 reads <start> either way: no gap');
+  }
+  assert.ok(results.arms['then-scst']!.exposureGap!.length >= 2);
+  const html = await readFile(join(out, 'report.html'), 'utf8');
+  for (const text of ['then-scst', 'Exposure gap', 'loss / token, free-running']) assert.ok(html.includes(text), text);
+});
+
+test('exposure figures: the gap per position is free-running minus teacher-forced, recovery weighted by trials', () => {
+  const at = (position: number, loss: number, accuracy: number) => ({ position, tokens: 10, loss, accuracy });
+  const f = exposureFigures({
+    images: 10,
+    teacherForced: [at(1, 1, 0.5), at(2, 0.5, 0.9), at(3, 0.25, 1)],
+    freeRunning: [at(1, 1, 0.5), at(2, 1.5, 0.6), at(3, 2.25, 0.4)],
+    overall: { teacherForced: { loss: 0.6, accuracy: 0.8 }, freeRunning: { loss: 1.6, accuracy: 0.5 } },
+    recovery: {
+      exactImages: 4,
+      positions: [
+        { position: 1, captions: 4, parsable: 1, exact: 0.5 },
+        { position: 2, captions: 1, parsable: 1, exact: 1 },
+      ],
+    },
+  });
+  assert.deepEqual(f.exposureGap, [0, 1, 2]);
+  assert.deepEqual(f.recoveryByPosition, [0.5, 1]);
+  assert.equal(f.recovery, (4 * 0.5 + 1 * 1) / 5);
+  assert.equal(f.freeRunningLoss, 1.6);
+  assert.equal(f.teacherForcedAccuracy, 0.8);
+  assert.deepEqual(exposureFigures(undefined), {}, 'no exposure measured: no figures');
+});
+
 test('a bad experiment file is refused before anything runs, naming the file and the field', async () => {
   const file = await experimentFile('bad', { name: 'bad', base: TINY, arms: { fast: { learningRat: 0.1 } } });
   const out = join(root, 'bad-out');
@@ -195,6 +271,15 @@ test('a bad experiment file is refused before anything runs, naming the file and
     [{ name: 'x', base: TINY, arms: { 'a/b': {} } }, /"arms\.a\/b" is not a usable name/],
     [{ name: 'x', base: TINY, arms: { a: {} }, seeds: 0 }, /"seeds" must be a positive integer/],
     [{ name: 'x', base: TINY, arms: { a: {} }, eval: { beam: 3 } }, /"eval\.beam" is not an eval setting/],
+    [{ name: 'x', base: TINY, arms: { a: {} }, eval: { exposure: 1 } }, /"eval\.exposure" must be true or false/],
+    [
+      { name: 'x', base: TINY, arms: { a: { phases: [{ name: 'two', hiddenSize: 8 }] } } },
+      /arms\.a: phases\[0\] \("two"\): "hiddenSize" is an architecture setting/,
+    ],
+    [
+      { name: 'x', base: TINY, arms: { a: { phases: [{ name: 'two', learningRat: 1 }] } } },
+      /arms\.a: phases\[0\] \("two"\).*"learningRat"/,
+    ],
     [{ name: 'x', base: 'missing.json', arms: { a: {} } }, /missing\.json: cannot read the base recipe/],
     [{ base: TINY, arms: { a: {} } }, /"name" must be a non-empty string/],
   ];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Adam, clipByGlobalNorm } from '../../../model/train/optim.ts';
+import { Adam, Sgd, clipByGlobalNorm, createOptimizer } from '../../../model/train/optim.ts';
 import { setupBackend } from '../../helpers/tf.ts';
 
 const tf = await setupBackend();
@@ -49,4 +49,24 @@ test('Adam follows Kingma & Ba, Algorithm 1, step by step', () => {
   assert.equal(adam.step, 2);
   adam.dispose();
   theta.dispose();
+});
+
+test('SGD steps θ ← θ − lr·scale·g, as long as the gradient is large, and refuses Adam state on resume', () => {
+  const theta = tf.variable(tf.tensor1d([1, -2]));
+  const sgd = createOptimizer('sgd');
+  assert.ok(sgd instanceof Sgd);
+  const big = tf.tensor1d([30, -40]); // norm 50: clipped to 5, the scale is 0.1
+  sgd.apply({ theta }, { theta: big }, 0.5, 0.1);
+  assert.deepEqual(Array.from(theta.dataSync()), [1 - 0.5 * 3, -2 + 0.5 * 4]);
+  sgd.apply({ theta }, { theta: big }, 0.5); // unclipped, the step grows with the gradient (Adam's would not)
+  assert.deepEqual(Array.from(theta.dataSync()), [-0.5 - 15, 0 + 20]);
+  assert.equal(sgd.step, 2);
+  assert.deepEqual(sgd.stateTensors(), {});
+  const adam = new Adam();
+  adam.apply({ theta }, { theta: big }, 0.1);
+  assert.throws(() => sgd.restore(adam.stateTensors(), 1), /m\/theta is not SGD's/);
+  sgd.restore({}, 7);
+  assert.equal(sgd.step, 7);
+  tf.dispose([theta, big]);
+  adam.dispose();
 });
