@@ -233,6 +233,8 @@ test('compareScenes: paraphrases and converses are exact; wrong facts count', ()
       { captions: 3, right: 2, rate: 2 / 3 },
       { captions: 3, right: 1, rate: 1 / 3 },
     ],
+    // All three scenes hold two objects; only the first caption states its scene exactly.
+    byObjects: [{ objects: 2, captions: 3, exact: 1, rate: 1 / 3 }],
   });
 });
 
