@@ -160,9 +160,11 @@ async function startState(recipe: Recipe, run: TrainConfig, phases: TrainConfig[
   for (const [i, p] of saved.phases.entries()) {
     const now = fresh.phases[i]!.settings;
     for (const key of new Set([...Object.keys(p.settings), ...Object.keys(now)])) {
-      if (JSON.stringify(p.settings[key]) !== JSON.stringify(now[key]))
+      // A setting added since the run was saved (absent from its state) ran as its default.
+      const was = key in p.settings ? p.settings[key] : TRAIN_DEFAULTS[key as keyof typeof TRAIN_DEFAULTS];
+      if (JSON.stringify(was) !== JSON.stringify(now[key]))
         throw new ConfigError(
-          `--resume: phase ${i + 1} ("${p.name}") of ${run.out} has "${key}" ${JSON.stringify(p.settings[key])}, the recipe and flags now give ${JSON.stringify(now[key])}`,
+          `--resume: phase ${i + 1} ("${p.name}") of ${run.out} has "${key}" ${JSON.stringify(was)}, the recipe and flags now give ${JSON.stringify(now[key])}`,
         );
     }
   }

@@ -129,6 +129,11 @@ test('a run stopped in phase 2 resumes phase 2 where it stopped, skips phase 1, 
     assert.match(err.message, /already holds a phased run; pass --resume/);
     return true;
   });
+  // A run saved before a setting existed (here `optimizer`) goes on as if it had held the default.
+  const statePath = join(cut, 'phases.json');
+  const state = JSON.parse(await readFile(statePath, 'utf8')) as { phases: { settings: Record<string, unknown> }[] };
+  for (const p of state.phases) delete p.settings.optimizer;
+  await writeFile(statePath, JSON.stringify(state));
 
   const how: string[] = [];
   const lines: string[] = [];
