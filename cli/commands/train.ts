@@ -124,6 +124,7 @@ class TrainBars {
         ? 'training {bar} {value}/{total} steps | epoch {epoch} | reward {sample} (greedy {greedy}) | {tps} tok/s'
         : 'training {bar} {value}/{total} steps | epoch {epoch} | loss {loss} | ε {eps} | {tps} tok/s',
       'steps',
+      { startAt: p.step - 1 }, // a resumed run's first step is not its first
     );
     this.bar.update(p.step, {
       epoch: `${p.epoch + 1}/${p.epochs}`,
