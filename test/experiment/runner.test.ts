@@ -298,7 +298,7 @@ test('a run started with another recipe is refused rather than mixed with new re
   );
 });
 
-test('figures: mean ± sample sd; exploding steps, loss spikes and parameters read off the logs', () => {
+test('figures: mean ± sample sd; exploding steps, loss spikes, blow-ups and parameters read off the logs', () => {
   assert.deepEqual(summarise([1, 2, 3, null]), { mean: 2, sd: 1, n: 3 });
   assert.deepEqual(summarise([5]), { mean: 5, sd: null, n: 1 });
   assert.equal(summarise([null, NaN]), null);
@@ -319,6 +319,23 @@ test('figures: mean ± sample sd; exploding steps, loss spikes and parameters re
   assert.equal(f.lossSpikes, 1); // 2.5 > 2 × 1
   assert.ok(Math.abs(f.paddingFraction! - 0.3) < 1e-12);
   assert.equal(f.tokensPerSecond, 200);
+  assert.equal(f.blewUp, 0); // the last losses' median 2 is below the first, 4
+  // A loss that starts at 3.9, jumps to 10-32 and stays there blew up, though it never became NaN.
+  const blown = [3.9, 3.5, ...Array.from({ length: 12 }, (_, i) => 10 + 2 * i)].map((loss, i): MetricsRecord => ({
+    type: 'step',
+    step: i + 1,
+    loss,
+    gradNorm: 1,
+  }));
+  assert.equal(trainingFigures(blown).blewUp, 1);
+  // One high loss among the last ten is noise, not a blow-up.
+  const noisy = [3.9, 2, 1.5, 1.6, 40].map((loss, i): MetricsRecord => ({
+    type: 'step',
+    step: i + 1,
+    loss,
+    gradNorm: 1,
+  }));
+  assert.equal(trainingFigures(noisy).blewUp, 0);
   const weights = {
     weightsManifest: [
       {
