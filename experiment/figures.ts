@@ -116,14 +116,14 @@ export function trainingFigures(records: readonly MetricsRecord[]): Partial<RunF
   const values = (key: string) => steps.flatMap((r) => (num(r[key]) === null ? [] : [r[key] as number]));
   const grads = values('gradNorm');
   const gradMedian = median(grads);
+  const losses = values('loss');
   let lowest = Infinity;
   let spikes = 0;
-  for (const loss of values('loss')) {
+  for (const loss of losses) {
     if (loss > 2 * lowest) spikes += 1;
     lowest = Math.min(lowest, loss);
   }
   const epochs = records.filter((r) => r.type === 'epoch' && num(r.valLoss) !== null);
-  const losses = values('loss');
   const lastLosses = median(losses.slice(-10));
   return {
     steps: num(records.at(-1)?.step) ?? null,

@@ -8,12 +8,12 @@
  *   node --import tsx scripts/decoding-grid.ts --model train/shapes-s1 --data data/shapes-v2 \
  *       --splits val,selection --beams 1,3,8 --anti-lm 0,0.12 --out train/shapes-s1/decoding-grid.json
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readJsonIfExists, writeFileAtomic } from '../model/io/fsutil.ts';
+import { runCli } from '../test/helpers/cli.ts';
 
 const { values } = parseArgs({
   options: {
@@ -67,21 +67,10 @@ const cells: Cell[] = (await readJsonIfExists<{ cells: Cell[] }>(values.out))?.c
 const done = (beam: number, antiLm: number, split: string) =>
   cells.some((c) => c.beam === beam && c.antiLm === antiLm && c.plausibility === plausibility && c.split === split);
 
-function runEval(args: string[]): Promise<EvalJson> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [new URL('../bin/captioner.js', import.meta.url).pathname, 'eval', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) reject(new Error(`captioner eval ${args.join(' ')} exited ${code}:\n${err}`));
-      else resolve(JSON.parse(out) as EvalJson);
-    });
-  });
+async function runEval(args: string[]): Promise<EvalJson> {
+  const r = await runCli(['eval', ...args]);
+  if (r.code !== 0) throw new Error(`captioner eval ${args.join(' ')} exited ${r.code}:\n${r.stderr}`);
+  return JSON.parse(r.stdout) as EvalJson;
 }
 
 const percent = (r: number | undefined) => (r === undefined || Number.isNaN(r) ? '–' : `${(r * 100).toFixed(1)} %`);
