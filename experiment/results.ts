@@ -233,14 +233,8 @@ function charts(
     perRun(flowAt('last')),
     true,
   );
-  const positions: ChartSeries[] = armNames.map((arm) => ({
-    name: arm,
-    colour: colour(arm),
-    points: (results.arms[arm]?.positions ?? []).map((s, k) => [k + 1, s.mean] as [number, number]),
-  }));
-  if (positions.some((s) => s.points.length > 1))
-    add('Objects named right, by position (mean over seeds)', 'k-th object named', 'share right', positions);
-  const curve = (key: 'exposureGap' | 'recoveryByPosition'): ChartSeries[] =>
+  /** One line per arm of a per-position figure's means over seeds, positions counted from 1. */
+  const curve = (key: 'positions' | 'exposureGap' | 'recoveryByPosition'): ChartSeries[] =>
     armNames.map((arm) => ({
       name: arm,
       colour: colour(arm),
@@ -248,6 +242,9 @@ function charts(
         .map((s, k) => [k + 1, s.mean] as [number, number])
         .filter(([, y]) => Number.isFinite(y)),
     }));
+  const positions = curve('positions');
+  if (positions.some((s) => s.points.length > 1))
+    add('Objects named right, by position (mean over seeds)', 'k-th object named', 'share right', positions);
   const gap = curve('exposureGap');
   if (gap.some((s) => s.points.length > 0))
     add(
