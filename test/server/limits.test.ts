@@ -54,16 +54,24 @@ test('pool: past one running and maxQueue waiting jobs, a job is refused at once
 test('pool: aborting a queued job drops it; aborting a running one stops the worker part-way', async () => {
   const pool = await WorkerPool.start({ modelDir: model.modelDir, workers: 1, maxQueue: 4, timeoutMs: 30_000 });
   try {
-    const first = new AbortController();
-    const running = pool.caption({ pixels, options: GREEDY, signal: first.signal });
     const second = new AbortController();
     const queued = pool.caption({ pixels, options: GREEDY, signal: second.signal });
     second.abort();
     await assert.rejects(queued, CancelledError);
     assert.equal(pool.stats().queued, 0);
-    first.abort(); // the run and cancel messages reach the worker together: it stops before finishing
-    await assert.rejects(running, CancelledError);
-    await waitFor(() => pool.stats().busy === 0, 10_000, 'the worker to acknowledge');
+    // The run and cancel messages are sent in the same turn, so they reach the worker together and
+    // it stops at its next step. A thread preempted between the two sends can still let the worker
+    // finish first (a loaded CI machine did, 2026-12-02); then the caller still gets CancelledError,
+    // and the stop part-way is tried again.
+    const BEAM = { strategy: 'beam', beamWidth: 10, nBest: 1 } as const;
+    for (let attempt = 1; pool.stats().cancelledInWorker === 0; attempt++) {
+      assert.ok(attempt <= 5, 'the worker finished before every cancel reached it');
+      const first = new AbortController();
+      const running = pool.caption({ pixels, options: BEAM, signal: first.signal });
+      first.abort();
+      await assert.rejects(running, CancelledError);
+      await waitFor(() => pool.stats().busy === 0, 10_000, 'the worker to acknowledge');
+    }
     assert.equal(pool.stats().cancelledInWorker, 1);
     assert.equal(pool.stats().restarts, 0, 'stopped by message, not terminated');
     // The worker is free and healthy: the next job runs.
@@ -209,8 +217,19 @@ test('HTTP: a client that disconnects while waiting cancels its job (it never ru
         );
         demonstrated = true;
       } else {
-        await leaving; // the work ahead finished too fast: the stream ran; try with more ahead
-        await Promise.all(work);
+        // The work ahead finished too fast: the stream ran; try with more ahead, once everything
+        // (the stream's body too: fetch resolves at its headers) is done and counted.
+        const streamed = await leaving;
+        if (streamed instanceof Response) await streamed.text();
+        await Promise.all((await Promise.all(work)).map((r) => r.text()));
+        await waitFor(
+          async () => {
+            const s = await stats();
+            return s.busy === 0 && s.queued === 0;
+          },
+          30_000,
+          'the server to be idle',
+        );
       }
     }
     assert.ok(demonstrated, 'could not get a request queued behind others to abandon');
