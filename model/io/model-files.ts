@@ -30,7 +30,11 @@ export const MODEL_FILES = {
  * Architecture keys added after a checkpoint was written, with the value that reproduces what
  * the code did before them: an older checkpoint keeps loading as the model it was.
  */
-const ADDED_MODEL_KEYS: Partial<ModelConfig> = { encoderPooling: 'average', decoderInput: 'previous-word' };
+const ADDED_MODEL_KEYS: Partial<ModelConfig> = {
+  encoderPooling: 'average',
+  decoderInput: 'previous-word',
+  initState: 'tanh',
+};
 
 /** A parsed config.json, checked to have a model section, with the keys added since filled in. */
 export function withAddedModelKeys(config: SavedConfig, file: string): SavedConfig {

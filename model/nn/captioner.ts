@@ -37,6 +37,14 @@ export interface ModelConfig extends EncoderConfig {
    * docs/lab.md).
    */
   decoderInput: 'previous-word' | 'none';
+  /**
+   * How the image becomes the initial state: 'linear', h0 = W_h·feature + b_h (and c0 so for the
+   * LSTM), or 'tanh', the same squashed by tanh. With tanh, training soon drives W·feature far
+   * into tanh's flat tails, where every image gives the same h0 and no gradient reaches the
+   * image again: a decoder with the image in its initial state only then never learns the
+   * picture (docs/lab.md). Models saved before this key are 'tanh'.
+   */
+  initState: 'linear' | 'tanh';
   /** Longest caption, in words (longer training captions are cut). */
   maxLength: number;
   /** Words seen fewer times than this in the training captions become <unk>. */
@@ -56,6 +64,7 @@ export const MODEL_DEFAULTS = {
   cell: 'lstm',
   featureInput: 'init',
   decoderInput: 'previous-word',
+  initState: 'linear',
   maxLength: 16,
   minWordCount: 5,
 } satisfies ModelConfig;
@@ -95,6 +104,12 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
     choices: ['previous-word', 'none'],
     describe:
       "each step's input: the previous word (autoregressive), or 'none': a fixed token plus the step's position (a non-autoregressive control)",
+  },
+  initState: {
+    type: 'string',
+    choices: ['linear', 'tanh'],
+    describe:
+      'initial state from the image feature: linear, or squashed by tanh (saturates; models saved before this option)',
   },
   maxLength: { type: 'number', integer: true, min: 1, describe: 'longest caption in words' },
   minWordCount: { type: 'number', integer: true, min: 1, describe: 'minimum count for a word to enter the vocabulary' },
@@ -253,14 +268,17 @@ export class Captioner {
   }
 
   /**
-   * h0 = tanh(W_h·feature + b_h) and, for the LSTM, c0 = tanh(W_c·feature + b_c); a grid is read
-   * flattened. With decoderInput 'none' the state also holds position 0 per row.
+   * h0 = W_h·feature + b_h and, for the LSTM, c0 = W_c·feature + b_c, each through tanh when
+   * initState is 'tanh'; a grid is read flattened. With decoderInput 'none' the state also holds
+   * position 0 per row.
    */
   initialState(features: ImageFeatures): DecoderState {
     const flat =
       features.rank === 3 ? (tf.reshape(features, [features.shape[0], -1]) as tf.Tensor2D) : (features as tf.Tensor2D);
-    const dense = (name: string) =>
-      tf.tanh(tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`))) as tf.Tensor2D;
+    const dense = (name: string) => {
+      const z = tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`)) as tf.Tensor2D;
+      return this.config.initState === 'tanh' ? tf.tanh(z) : z;
+    };
     const state: DecoderState =
       this.config.cell === 'lstm'
         ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') }

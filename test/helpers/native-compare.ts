@@ -104,6 +104,7 @@ export async function assertCaptionerGradientsMatch(variant: Partial<ModelConfig
     cell: 'lstm',
     featureInput: 'init',
     decoderInput: 'previous-word',
+    initState: 'linear',
     maxLength: 5,
     minWordCount: 1,
     ...variant,
