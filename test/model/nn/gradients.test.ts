@@ -125,6 +125,7 @@ for (const smoothing of [0, 0.2]) {
  */
 const WHOLE_MODEL_VARIANTS: { name: string; arch: Partial<ModelConfig>; imageSeed?: number; step?: number }[] = [
   { name: '', arch: {} },
+  { name: " (initState 'tanh')", arch: { initState: 'tanh' } },
   { name: ' with attention', arch: { encoderPooling: 'grid', featureInput: 'attention' } },
   { name: ' (rnn)', arch: { cell: 'rnn' }, imageSeed: 7 },
   {
