@@ -30,7 +30,7 @@ export const MODEL_FILES = {
  * Architecture keys added after a checkpoint was written, with the value that reproduces what
  * the code did before them: an older checkpoint keeps loading as the model it was.
  */
-const ADDED_MODEL_KEYS: Partial<ModelConfig> = {
+export const ADDED_MODEL_KEYS: Partial<ModelConfig> = {
   encoderPooling: 'average',
   decoderInput: 'previous-word',
   initState: 'tanh',
