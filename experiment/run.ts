@@ -394,7 +394,6 @@ export interface TrainWorkerRequest {
 }
 
 export type TrainWorkerReply =
-  | { type: 'ready' }
   | { type: 'log'; line: string }
   | { type: 'progress'; step: number; totalSteps: number }
   | { type: 'ended'; ended: TrainEnded };

@@ -23,4 +23,3 @@ port.on('message', (msg: TrainWorkerRequest) => {
     stopped: () => Atomics.load(stop, 0) === 1,
   }).then((ended) => post({ type: 'ended', ended }));
 });
-post({ type: 'ready' });
