@@ -31,7 +31,7 @@ const cleanup: string[] = [];
 before(async () => {
   data = (await makeTinyDataset()).dir;
   // Overfit as in test/model/train/trainer.test.ts: every training caption comes out exactly.
-  trained = await trainTinyModel(data, 150, { featureInput: 'every-step', learningRate: 0.01, familiarityImages: 0 });
+  trained = await trainTinyModel(data, 250, { featureInput: 'every-step', learningRate: 0.01, familiarityImages: 0 });
   cleanup.push(data, trained);
 });
 after(async () => {
