@@ -12,6 +12,8 @@
  * in the same process, alternated with this one run by run, so that both see the same load: the
  * way to judge a kernel change on a machine other jobs share. The other build is given 2 threads
  * for its runs and 1 between them (a build that still threads OpenBLAS sets its threads there).
+ * A build from before the pooled forward pass (no `convReluMaxPool`) runs the block as it did:
+ * the convolution with bias and ReLU, then MaxPool, and the gradient from relu(conv + bias).
  */
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
@@ -36,6 +38,8 @@ interface Block {
   /** A stand-in for relu(conv + bias) and for the gradient reaching it. */
   y: Float32Array;
   dpooled: Float32Array;
+  /** A stand-in for the pooled values' positions in their windows (−1: not positive). */
+  argmax: Int32Array;
   conv: ReturnType<typeof convGeometry>;
   pool: ReturnType<typeof convGeometry>;
 }
@@ -75,6 +79,7 @@ function blocks(batch: number, imageSize: number, channels: number[]): Block[] {
       bias: uniform(outChannels, 21 + i),
       y: uniform(outSize, 31 + i).map((v) => Math.max(v, 0)),
       dpooled: uniform(outSize / 4, 41 + i),
+      argmax: Int32Array.from(uniform(outSize / 4, 51 + i), (v) => Math.floor((v + 0.5) * 5) - 1), // -1 … 3
       conv: convGeometry(conv),
       pool: convGeometry(pool),
     };
@@ -84,14 +89,28 @@ function blocks(batch: number, imageSize: number, channels: number[]): Block[] {
   });
 }
 
+/** The addon of a build from before `convReluMaxPool`: the block's forward and gradient as they were. */
+interface EarlierAddon {
+  maxPoolReluBiasGrad(dp: Float32Array, y: Float32Array, dpre: Float32Array, dbias: Float32Array, g: unknown): void;
+}
+
 /** One part of a block on `lib`, outputs allocated as the kernels do (fresh, zeroed). */
 function run(lib: NativeAddon, b: Block, part: Part): void {
+  const pooled = lib.convReluMaxPool !== undefined;
   if (part === 'forward') {
+    if (pooled) {
+      const out = new Float32Array(b.dpooled.length);
+      lib.convReluMaxPool(b.x, b.filter, b.bias, out, new Int32Array(out.length), b.conv, b.pool);
+      return;
+    }
     const y = new Float32Array(b.y.length);
     lib.conv2d(b.x, b.filter, y, b.conv, b.bias, b.outChannels, RELU, 0);
     lib.maxPool(y, new Float32Array(b.dpooled.length), b.pool);
   } else if (part === 'poolReluBiasGrad') {
-    lib.maxPoolReluBiasGrad(b.dpooled, b.y, new Float32Array(b.y.length), new Float32Array(b.outChannels), b.pool);
+    const da = new Float32Array(b.y.length);
+    const dbias = new Float32Array(b.outChannels);
+    if (pooled) lib.maxPoolArgmaxGrad(b.dpooled, b.argmax, da, dbias, b.pool);
+    else (lib as unknown as EarlierAddon).maxPoolReluBiasGrad(b.dpooled, b.y, da, dbias, b.pool);
   } else if (part === 'inputGrad') {
     if (b.inChannels !== 3) lib.conv2dBackpropInput(b.y, b.filter, new Float32Array(b.x.length), b.conv);
   } else {
