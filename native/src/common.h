@@ -205,6 +205,13 @@ inline void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, floa
   });
 }
 
+// c [m, n] = op(a) · b [k, n] + beta · c, op(a) being a [m, k] or, with `transA`, aᵀ for a [k, m]
+// (row-major, row strides lda, ldb, ldc), on the calling thread: a convolution tile's product.
+// AVX-512 where the CPU has it, n is a multiple of 16 and beta is 0 or 1, else OpenBLAS
+// (tiles.cc).
+void tileProduct(bool transA, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc);
+
 // Products with at most this many rows go to fewRowsTimesMatrix (rows.cc).
 constexpr int64_t kFewRows = 8;
 

@@ -208,7 +208,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
       im2colRows(g, x, col, r0, r1);
       a = col;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, g.o, K, 1.0f, a, K, w, g.o, 0.0f, y + r0 * g.o, g.o);
+    tileProduct(false, r1 - r0, g.o, K, a, K, w, g.o, 0.0f, y + r0 * g.o, g.o);
     if (fused) biasActivationRows(y, r0, r1, g.o, bias, biasSize, act, alpha);
   });
   return info.Env().Undefined();
@@ -229,13 +229,16 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
   }
   const Tiling tiles = tiling(g);
   const int64_t imagesPerTask = std::max<int64_t>(1, tiles.rows / rowsPerImage);
+  // The filter transposed, [O, K], so that each tile's product walks it by rows (tileProduct).
+  std::vector<float> wt(K * g.o);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t o = 0; o < g.o; o++) wt[o * K + k] = w[k * g.o + o];
   parallelTasks((g.n + imagesPerTask - 1) / imagesPerTask, [&](int64_t t, int) {
     const int64_t end = std::min(g.n, (t + 1) * imagesPerTask) * rowsPerImage;
     float* col = taskScratch(0, tiles.rows * K);
     for (int64_t r0 = t * imagesPerTask * rowsPerImage; r0 < end; r0 += tiles.rows) {
       int64_t r1 = std::min(end, r0 + tiles.rows);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, K, g.o, 1.0f, dy + r0 * g.o, g.o, w, g.o, 0.0f, col,
-                  K);
+      tileProduct(false, r1 - r0, K, g.o, dy + r0 * g.o, g.o, wt.data(), K, 0.0f, col, K);
       col2imRows(g, col, dx, r0, r1);
     }
   });
@@ -265,8 +268,7 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     for (int64_t t = p * perPart; t < std::min(tiles.count, (p + 1) * perPart); t++) {
       int64_t r0 = t * tiles.rows, r1 = std::min(total, r0 + tiles.rows);
       im2colRows(g, x, col, r0, r1);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.o, r1 - r0, 1.0f, col, K, dy + r0 * g.o, g.o,
-                  t == p * perPart ? 0.0f : 1.0f, acc, g.o);
+      tileProduct(true, K, g.o, r1 - r0, col, K, dy + r0 * g.o, g.o, t == p * perPart ? 0.0f : 1.0f, acc, g.o);
     }
   });
   for (int64_t p = 1; p < parts; p++) {
@@ -462,7 +464,7 @@ Napi::Value ConvReluMaxPool(const Napi::CallbackInfo& info) {
       }
     }
     if (rows == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows * g.ow, O, K, 1.0f, col, K, w, O, 0.0f, ys, O);
+    tileProduct(false, rows * g.ow, O, K, col, K, w, O, 0.0f, ys, O);
     biasActivationRows(ys, 0, rows * g.ow, O, bias, O, ops::Activation::relu, 0.0f);
     // Pool them: each window's first strictly largest value, and where it was.
     const float* band = ys;

@@ -127,6 +127,8 @@ describe('fused kernels', () => {
       [[2, 7, 9, 4], [3, 3, 4, 6], { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'same' }],
       [[2, 7, 9, 4], [3, 3, 4, 6], { strides: 1, pad: 'valid', poolSize: 2, poolStrides: 2, poolPad: 'valid' }],
       [[2, 10, 10, 3], [3, 3, 3, 4], { strides: 2, pad: 'same', poolSize: 3, poolStrides: 3, poolPad: 'same' }],
+      // channels in multiples of 16, as the encoder's: AVX-512 tiles where the CPU has them
+      [[2, 9, 9, 16], [3, 3, 16, 48], { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'same' }],
     ] as [number[], number[], ConvBlockOptions][]) {
       const x = rand(xShape) as tf.Tensor4D;
       const w = rand(wShape) as tf.Tensor4D;
