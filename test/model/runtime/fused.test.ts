@@ -60,7 +60,8 @@ describe('fused kernels', () => {
     const gates = kind === 'lstm' ? 4 : 3;
     test(`${kind}: a step, and a whole sequence, equal the gate-by-gate cell, forward and gradient`, () => {
       // Batch 9 runs the recurrent products as GEMMs, batches 5 and 2 as few-row products (and
-      // the backward pass's, against Uᵀ, as a GEMM and as matrix-vector products). A step is a
+      // the backward pass's, against Uᵀ, as a GEMM (on a transposed copy of U where the products run
+      // on AVX-512) and as matrix-vector products). A step is a
       // sequence of one, run with xw [batch, G·H] (model/nn/fused-cells.ts).
       for (const [batch, steps, input, hidden] of [
         [9, 4, 6, 7],
