@@ -147,8 +147,11 @@ export function convReluMaxPool(
   if (!registered(CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD) || !float32(x, filter, bias)) return null;
   const conv = tf.backend_util.computeConv2DInfo(x.shape, filter.shape, options.strides, 1, options.pad);
   if (!windowsDisjoint(blockPoolInfo(conv.outShape, { ...options }))) return null;
-  const [pooled, argmax] = run(CONV_RELU_MAX_POOL, { x, filter, bias }, { ...options });
-  argmax!.dispose(); // kept for the gradient, when there is one, by the tape's own reference
+  // The argmax only where a gradient can be asked for (the tape records this op): decoding
+  // gets an empty one and the kernel writes none.
+  const argmax = tf.engine().isTapeOn();
+  const [pooled, where] = run(CONV_RELU_MAX_POOL, { x, filter, bias }, { ...options, argmax });
+  where!.dispose(); // kept for the gradient, when there is one, by the tape's own reference
   return pooled as tf.Tensor4D;
 }
 

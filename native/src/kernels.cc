@@ -437,13 +437,15 @@ inline void poolPosition(const float* __restrict v, float* __restrict best, int3
 
 // convReluMaxPool(x, filter, bias, pooled, argmax, conv, pool): pooled [N, PH, PW, O] =
 // maxPool(relu(conv(x) + bias)), argmax (int32, pooled's shape) the window position that won, or
-// −1 where the maximum is not positive. `pool` is the pooling of the convolution's output.
+// −1 where the maximum is not positive; an empty argmax (no gradient to come) is not written.
+// `pool` is the pooling of the convolution's output.
 Napi::Value ConvReluMaxPool(const Napi::CallbackInfo& info) {
   const float* x = f32(info[0]);
   const float* w = f32(info[1]);
   const float* bias = f32(info[2]);
   float* pooled = f32(info[3]);
-  int32_t* argmax = i32(info[4]);
+  auto argmaxArray = info[4].As<Napi::Int32Array>();
+  int32_t* argmax = argmaxArray.ElementLength() > 0 ? argmaxArray.Data() : nullptr;
   const Conv g = readConv(info[5].As<Napi::Object>());
   const Pool p = readPool(info[6].As<Napi::Object>());
   const int64_t K = g.k(), O = g.o, poolRows = p.n * p.oh;
@@ -453,6 +455,8 @@ Napi::Value ConvReluMaxPool(const Napi::CallbackInfo& info) {
     const int64_t q0 = t * perTile, q1 = std::min(poolRows, q0 + perTile);
     float* col = taskScratch(0, perTile * p.fh * g.ow * K);
     float* ys = taskScratch(1, perTile * p.fh * g.ow * O);
+    thread_local std::vector<int32_t> winners;  // a window's, when argmax is not kept
+    if (!argmax && static_cast<int64_t>(winners.size()) < O) winners.resize(O);
     // The convolution's rows these windows read, one after another: [rows · OW, K] of columns.
     int64_t rows = 0;
     for (int64_t q = q0; q < q1; q++) {
@@ -475,7 +479,7 @@ Napi::Value ConvReluMaxPool(const Napi::CallbackInfo& info) {
       for (int64_t px = 0; px < p.ow; px++) {
         const int64_t x0 = std::max<int64_t>(0, px * p.sw - p.pl), x1 = std::min(p.w, px * p.sw - p.pl + p.fw);
         float* out = pooled + (q * p.ow + px) * O;
-        int32_t* at = argmax + (q * p.ow + px) * O;
+        int32_t* at = argmax ? argmax + (q * p.ow + px) * O : winners.data();
         for (int64_t ch = 0; ch < O; ch++) {
           out[ch] = -INFINITY;
           at[ch] = -1;
@@ -485,7 +489,8 @@ Napi::Value ConvReluMaxPool(const Napi::CallbackInfo& info) {
             const int32_t pos = static_cast<int32_t>((iy - (py * p.sh - p.pt)) * p.fw + (ix - (px * p.sw - p.pl)));
             poolPosition(band + ((iy - y0) * g.ow + ix) * O, out, at, pos, O);
           }
-        for (int64_t ch = 0; ch < O; ch++) at[ch] = out[ch] > 0 ? at[ch] : -1;
+        if (argmax)
+          for (int64_t ch = 0; ch < O; ch++) at[ch] = out[ch] > 0 ? at[ch] : -1;
       }
       band += (y1 - y0) * g.ow * O;
     }

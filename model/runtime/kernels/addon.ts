@@ -90,7 +90,7 @@ export interface NativeAddon {
   /**
    * maxPool(relu(conv(x) + bias)) for disjoint pooling windows (`pool`, the pooling of the
    * convolution's output), and where each pooled value came from in its window (ky · fw + kx), or
-   * −1 where it is not positive.
+   * −1 where it is not positive (none written when `argmax` is empty).
    */
   convReluMaxPool(
     x: Float32Array,

@@ -4,7 +4,8 @@
  *
  *   CaptionerConvReluMaxPool      {x, filter, bias} → [pooled, argmax]: argmax (int32, pooled's
  *                                 shape) is the position in its window (ky · poolWidth + kx) of
- *                                 each pooled value, or −1 where that is not positive
+ *                                 each pooled value, or −1 where that is not positive; empty
+ *                                 (shape [0]) when attrs.argmax is false (no gradient to come)
  *   CaptionerMaxPoolReluBiasGrad  {dpooled, argmax} → [da, dbias]: the gradient of the block's
  *                                 pre-activation a = conv(x) + bias (attrs.yShape) and of its bias
  *
@@ -14,7 +15,8 @@
  * and is summed per channel (the bias's Sum), for windows that do not overlap. The
  * convolution's own gradients are Conv2DBackpropInput and Conv2DBackpropFilter of `da`.
  *
- * attrs: `strides`, `pad` (the convolution's), `poolSize`, `poolStrides`, `poolPad`.
+ * attrs: `strides`, `pad` (the convolution's), `poolSize`, `poolStrides`, `poolPad`, and the
+ * forward kernel's `argmax` (default true).
  */
 import type { NativeAddon } from './addon.ts';
 import { convGeometry, float32Kernel, numericKernel, size, type NativeKernels } from './common.ts';
@@ -35,11 +37,12 @@ export function convBlockKernels(lib: NativeAddon): NativeKernels {
       const pool = blockPoolInfo(info.outShape, attrs);
       if (!windowsDisjoint(pool)) throw new Error(`${CONV_RELU_MAX_POOL}: the pooling windows overlap`);
       const pooled = new Float32Array(size(pool.outShape));
-      const argmax = new Int32Array(pooled.length);
+      const keep = attrs.argmax !== false;
+      const argmax = new Int32Array(keep ? pooled.length : 0);
       lib.convReluMaxPool(values.x, values.filter, values.bias, pooled, argmax, convGeometry(info), convGeometry(pool));
       return [
         backend.makeTensorInfo(pool.outShape.slice(), 'float32', pooled),
-        backend.makeTensorInfo(pool.outShape.slice(), 'int32', argmax),
+        backend.makeTensorInfo(keep ? pool.outShape.slice() : [0], 'int32', argmax),
       ];
     }),
     [MAX_POOL_RELU_BIAS_GRAD]: numericKernel(['dpooled', 'argmax'], ({ backend, inputs, values, attrs }) => {
