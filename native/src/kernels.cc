@@ -65,8 +65,16 @@ void im2colRows(const Conv& g, const float* x, float* col, int64_t r0, int64_t r
         continue;
       }
       const float* srcRow = src + iy * g.w * g.c;
+      const int64_t ix0 = ox * g.sw - g.pl;
+      if (g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.w) {
+        // The taps of this filter row are neighbouring pixels: one copy (the first block's 3
+        // channels made a copy of 12 bytes per tap).
+        std::memcpy(dst, srcRow + ix0 * g.c, g.kw * g.c * sizeof(float));
+        dst += g.kw * g.c;
+        continue;
+      }
       for (int64_t kx = 0; kx < g.kw; kx++, dst += g.c) {
-        int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+        int64_t ix = ix0 + kx * g.dw;
         if (ix < 0 || ix >= g.w) std::memset(dst, 0, g.c * sizeof(float));
         else std::memcpy(dst, srcRow + ix * g.c, g.c * sizeof(float));
       }
