@@ -11,7 +11,8 @@
  * With `--against` the other addon (say main's native/build/Release/captioner_native.node) runs
  * in the same process, alternated with this one run by run, so that both see the same load: the
  * way to judge a kernel change on a machine other jobs share. The other build is given 2 threads
- * for its runs and 1 between them (a build that still threads OpenBLAS sets its threads there).
+ * for its runs and 1 between them (a build that still threads OpenBLAS sets its threads there),
+ * and this build its own thread count before each of its runs.
  * A build from before the pooled forward pass (no `convReluMaxPool`) runs the block as it did:
  * the convolution with bias and ReLU, then MaxPool, and the gradient from relu(conv + bias).
  */
@@ -154,8 +155,15 @@ async function main(): Promise<void> {
   const builds: { name: string; lib: NativeAddon; before?: () => void }[] = [{ name: 'this build', lib }];
   if (args.against) {
     const other = createRequire(import.meta.url)(args.against) as NativeAddon;
+    // Two builds of the addon share their thread count and thread pool (C++ inline variables
+    // and static locals are process-wide: GNU unique symbols), so this build sets its own
+    // threads back after the other build's are set to 1.
+    const threads = lib.info().threads;
     builds.unshift({ name: args.against, lib: other, before: () => other.setThreads(2) });
-    builds[1]!.before = () => other.setThreads(1);
+    builds[1]!.before = () => {
+      other.setThreads(1);
+      lib.setThreads(threads);
+    };
   }
   process.stdout.write(
     `encoder kernels, batch ${batch}, wall/CPU ms (medians of ${reps}); load average ${(await import('node:os'))
