@@ -11,7 +11,10 @@
  * With `--against` the other addon (say main's native/build/Release/captioner_native.node) runs
  * in the same process, alternated with this one run by run, so that both see the same load: the
  * way to judge a kernel change on a machine other jobs share. The other build is given 2 threads
- * for its runs and 1 between them (a build that still threads OpenBLAS sets its threads there).
+ * for its runs and 1 between them (a build that still threads OpenBLAS sets its threads there),
+ * and this build its own thread count before each of its runs.
+ * A build from before the pooled forward pass (no `convReluMaxPool`) runs the block as it did:
+ * the convolution with bias and ReLU, then MaxPool, and the gradient from relu(conv + bias).
  */
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
@@ -36,6 +39,8 @@ interface Block {
   /** A stand-in for relu(conv + bias) and for the gradient reaching it. */
   y: Float32Array;
   dpooled: Float32Array;
+  /** A stand-in for the pooled values' positions in their windows (−1: not positive). */
+  argmax: Int32Array;
   conv: ReturnType<typeof convGeometry>;
   pool: ReturnType<typeof convGeometry>;
 }
@@ -75,6 +80,7 @@ function blocks(batch: number, imageSize: number, channels: number[]): Block[] {
       bias: uniform(outChannels, 21 + i),
       y: uniform(outSize, 31 + i).map((v) => Math.max(v, 0)),
       dpooled: uniform(outSize / 4, 41 + i),
+      argmax: Int32Array.from(uniform(outSize / 4, 51 + i), (v) => Math.floor((v + 0.5) * 5) - 1), // -1 … 3
       conv: convGeometry(conv),
       pool: convGeometry(pool),
     };
@@ -84,14 +90,28 @@ function blocks(batch: number, imageSize: number, channels: number[]): Block[] {
   });
 }
 
+/** The addon of a build from before `convReluMaxPool`: the block's forward and gradient as they were. */
+interface EarlierAddon {
+  maxPoolReluBiasGrad(dp: Float32Array, y: Float32Array, dpre: Float32Array, dbias: Float32Array, g: unknown): void;
+}
+
 /** One part of a block on `lib`, outputs allocated as the kernels do (fresh, zeroed). */
 function run(lib: NativeAddon, b: Block, part: Part): void {
+  const pooled = lib.convReluMaxPool !== undefined;
   if (part === 'forward') {
+    if (pooled) {
+      const out = new Float32Array(b.dpooled.length);
+      lib.convReluMaxPool(b.x, b.filter, b.bias, out, new Int32Array(out.length), b.conv, b.pool);
+      return;
+    }
     const y = new Float32Array(b.y.length);
     lib.conv2d(b.x, b.filter, y, b.conv, b.bias, b.outChannels, RELU, 0);
     lib.maxPool(y, new Float32Array(b.dpooled.length), b.pool);
   } else if (part === 'poolReluBiasGrad') {
-    lib.maxPoolReluBiasGrad(b.dpooled, b.y, new Float32Array(b.y.length), new Float32Array(b.outChannels), b.pool);
+    const da = new Float32Array(b.y.length);
+    const dbias = new Float32Array(b.outChannels);
+    if (pooled) lib.maxPoolArgmaxGrad(b.dpooled, b.argmax, da, dbias, b.pool);
+    else (lib as unknown as EarlierAddon).maxPoolReluBiasGrad(b.dpooled, b.y, da, dbias, b.pool);
   } else if (part === 'inputGrad') {
     if (b.inChannels !== 3) lib.conv2dBackpropInput(b.y, b.filter, new Float32Array(b.x.length), b.conv);
   } else {
@@ -135,8 +155,15 @@ async function main(): Promise<void> {
   const builds: { name: string; lib: NativeAddon; before?: () => void }[] = [{ name: 'this build', lib }];
   if (args.against) {
     const other = createRequire(import.meta.url)(args.against) as NativeAddon;
+    // Two builds of the addon share their thread count and thread pool (C++ inline variables
+    // and static locals are process-wide: GNU unique symbols), so this build sets its own
+    // threads back after the other build's are set to 1.
+    const threads = lib.info().threads;
     builds.unshift({ name: args.against, lib: other, before: () => other.setThreads(2) });
-    builds[1]!.before = () => other.setThreads(1);
+    builds[1]!.before = () => {
+      other.setThreads(1);
+      lib.setThreads(threads);
+    };
   }
   process.stdout.write(
     `encoder kernels, batch ${batch}, wall/CPU ms (medians of ${reps}); load average ${(await import('node:os'))

@@ -147,8 +147,11 @@ export function convReluMaxPool(
   if (!registered(CONV_RELU_MAX_POOL, MAX_POOL_RELU_BIAS_GRAD) || !float32(x, filter, bias)) return null;
   const conv = tf.backend_util.computeConv2DInfo(x.shape, filter.shape, options.strides, 1, options.pad);
   if (!windowsDisjoint(blockPoolInfo(conv.outShape, { ...options }))) return null;
-  const [pooled, y] = run(CONV_RELU_MAX_POOL, { x, filter, bias }, { ...options });
-  y!.dispose(); // kept for the gradient, when there is one, by the tape's own reference
+  // The argmax only where a gradient can be asked for (the tape records this op): decoding
+  // gets an empty one and the kernel writes none.
+  const argmax = tf.engine().isTapeOn();
+  const [pooled, where] = run(CONV_RELU_MAX_POOL, { x, filter, bias }, { ...options, argmax });
+  where!.dispose(); // kept for the gradient, when there is one, by the tape's own reference
   return pooled as tf.Tensor4D;
 }
 
@@ -158,9 +161,10 @@ tf.registerGradient({
   outputsToSave: [false, true],
   gradFunc: (dy, saved, attrs) => {
     const [dpooled] = dy as tf.Tensor[];
-    const [x, filter, y] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+    const [x, filter, argmax] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
     const { strides, pad } = attrs as unknown as ConvBlockOptions;
-    const [da, dbias] = run(MAX_POOL_RELU_BIAS_GRAD, { dpooled: dpooled!, y }, attrs);
+    const yShape = tf.backend_util.computeConv2DInfo(x.shape, filter.shape, strides, 1, pad).outShape;
+    const [da, dbias] = run(MAX_POOL_RELU_BIAS_GRAD, { dpooled: dpooled!, argmax }, { ...attrs, yShape });
     const conv = { strides, pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
     // The convolution's gradients only when asked for: the images' never is.
     return {

@@ -174,17 +174,53 @@ inline void parallelTasks(int64_t tasks, F f) {
   ThreadPool::instance().run(tasks, f);
 }
 
+// c [m, n] = op(a) · b [k, n] + beta · c, op(a) being a [m, k] or, with `transA`, aᵀ for a [k, m]
+// (row-major, row strides lda, ldb, ldc), on the calling thread: a convolution tile's product,
+// or a slice of `gemm`'s. AVX-512 where the CPU has it and beta is 0 or 1, else OpenBLAS
+// (tiles.cc).
+void tileProduct(bool transA, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc);
+
+// Whether tileProduct runs on AVX-512 here (tiles.cc).
+bool tilesUseAvx512();
+
+// out [k, n] = bᵀ for b [n, k] (row stride ldb), in 32 × 32 blocks.
+inline void transposeInto(int64_t n, int64_t k, const float* b, int64_t ldb, float* out) {
+  constexpr int64_t T = 32;
+  for (int64_t i0 = 0; i0 < n; i0 += T)
+    for (int64_t j0 = 0; j0 < k; j0 += T)
+      for (int64_t i = i0; i < std::min(n, i0 + T); i++)
+        for (int64_t j = j0; j < std::min(k, j0 + T); j++) out[j * n + i] = b[i * ldb + j];
+}
+
 // Products below this many multiply-adds (about a millisecond on one core) run on one thread.
 constexpr int64_t kSmallProduct = int64_t{1} << 24;
 
+// Products against a transposed b with at least this many rows transpose b first (see gemm).
+constexpr int64_t kTransposeRows = 128;
+
 // c [m, n] = alpha · op(a) · op(b) + beta · c (row-major, cblas_sgemm's arguments), on the
 // addon's threads: a large product is split along its longer side, m or n, into one slice per
-// thread, each a single-threaded OpenBLAS call (OpenBLAS itself is kept at one thread).
+// thread, each a single-threaded OpenBLAS call (OpenBLAS itself is kept at one thread), or, b
+// not transposed, a `tileProduct` (AVX-512 where the CPU has it).
 inline void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (transB && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && m >= kTransposeRows && tilesUseAvx512()) {
+    // bᵀ written out once (a small cost beside the product's m · n · k with this many rows), so
+    // that the product runs on tileProduct.
+    thread_local std::vector<float> bt;
+    if (static_cast<int64_t>(bt.size()) < n * k) bt.resize(n * k);
+    transposeInto(n, k, b, ldb, bt.data());
+    gemm(transA, false, m, n, k, alpha, a, lda, bt.data(), n, beta, c, ldc);
+    return;
+  }
   auto call = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     const float* as = transA ? a + m0 : a + m0 * lda;
     const float* bs = transB ? b + n0 * ldb : b + n0;
+    if (!transB && alpha == 1.0f) {
+      tileProduct(transA, m1 - m0, n1 - n0, k, as, lda, bs, ldb, beta, c + m0 * ldc + n0, ldc);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m1 - m0,
                 n1 - n0, k, alpha, as, lda, bs, ldb, beta, c + m0 * ldc + n0, ldc);
   };

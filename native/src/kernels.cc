@@ -8,6 +8,10 @@
 // Layouts follow TF.js: images NHWC, filters [KH, KW, Cin, Cout], row-major everywhere.
 #include "common.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace {
 
 using namespace captioner;
@@ -61,8 +65,16 @@ void im2colRows(const Conv& g, const float* x, float* col, int64_t r0, int64_t r
         continue;
       }
       const float* srcRow = src + iy * g.w * g.c;
+      const int64_t ix0 = ox * g.sw - g.pl;
+      if (g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.w) {
+        // The taps of this filter row are neighbouring pixels: one copy (the first block's 3
+        // channels made a copy of 12 bytes per tap).
+        std::memcpy(dst, srcRow + ix0 * g.c, g.kw * g.c * sizeof(float));
+        dst += g.kw * g.c;
+        continue;
+      }
       for (int64_t kx = 0; kx < g.kw; kx++, dst += g.c) {
-        int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+        int64_t ix = ix0 + kx * g.dw;
         if (ix < 0 || ix >= g.w) std::memset(dst, 0, g.c * sizeof(float));
         else std::memcpy(dst, srcRow + ix * g.c, g.c * sizeof(float));
       }
@@ -204,7 +216,7 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
       im2colRows(g, x, col, r0, r1);
       a = col;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, g.o, K, 1.0f, a, K, w, g.o, 0.0f, y + r0 * g.o, g.o);
+    tileProduct(false, r1 - r0, g.o, K, a, K, w, g.o, 0.0f, y + r0 * g.o, g.o);
     if (fused) biasActivationRows(y, r0, r1, g.o, bias, biasSize, act, alpha);
   });
   return info.Env().Undefined();
@@ -225,13 +237,16 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
   }
   const Tiling tiles = tiling(g);
   const int64_t imagesPerTask = std::max<int64_t>(1, tiles.rows / rowsPerImage);
+  // The filter transposed, [O, K], so that each tile's product walks it by rows (tileProduct).
+  std::vector<float> wt(K * g.o);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t o = 0; o < g.o; o++) wt[o * K + k] = w[k * g.o + o];
   parallelTasks((g.n + imagesPerTask - 1) / imagesPerTask, [&](int64_t t, int) {
     const int64_t end = std::min(g.n, (t + 1) * imagesPerTask) * rowsPerImage;
     float* col = taskScratch(0, tiles.rows * K);
     for (int64_t r0 = t * imagesPerTask * rowsPerImage; r0 < end; r0 += tiles.rows) {
       int64_t r1 = std::min(end, r0 + tiles.rows);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, K, g.o, 1.0f, dy + r0 * g.o, g.o, w, g.o, 0.0f, col,
-                  K);
+      tileProduct(false, r1 - r0, K, g.o, dy + r0 * g.o, g.o, wt.data(), K, 0.0f, col, K);
       col2imRows(g, col, dx, r0, r1);
     }
   });
@@ -261,8 +276,7 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
     for (int64_t t = p * perPart; t < std::min(tiles.count, (p + 1) * perPart); t++) {
       int64_t r0 = t * tiles.rows, r1 = std::min(total, r0 + tiles.rows);
       im2colRows(g, x, col, r0, r1);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g.o, r1 - r0, 1.0f, col, K, dy + r0 * g.o, g.o,
-                  t == p * perPart ? 0.0f : 1.0f, acc, g.o);
+      tileProduct(true, K, g.o, r1 - r0, col, K, dy + r0 * g.o, g.o, t == p * perPart ? 0.0f : 1.0f, acc, g.o);
     }
   });
   for (int64_t p = 1; p < parts; p++) {
@@ -379,64 +393,166 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// maxPoolReluBiasGrad(dp, y, dpre, dbias, geometry): the backward pass of
-// maxPool(relu(a)) with a = conv + bias, for pooling windows that do not overlap (stride ≥
-// filter), in one pass over y = relu(a): each window's gradient dp goes to its argmax in y (the
-// first strictly largest, as MaxPoolGrad) when that value is positive (ReLU's gradient, as
-// Step·Multiply gives it), else nowhere; dbias[c] = Σ dpre over batch and positions. dpre
-// [N, H, W, C] and dbias [C] arrive zeroed; the bias sums run in double, row by row, then in
-// order, so they do not depend on the thread count.
-Napi::Value MaxPoolReluBiasGrad(const Napi::CallbackInfo& info) {
+// The encoder's block, maxPool(relu(conv(x) + bias)), for pooling windows that do not overlap
+// (stride ≥ filter): the pooling windows' rows of the convolution are computed a tile at a time
+// (im2col, product, bias and ReLU) into a scratch buffer and pooled there, while in cache, so
+// that relu(conv + bias) [N, OH, OW, O] is never written out nor read back. Besides the pooled
+// maximum, each window records which of its positions won (ky · fw + kx, the first strictly
+// largest, NaN never, as MaxPool and MaxPoolGrad choose), or −1 when the maximum is not positive
+// (ReLU passes no gradient there, as its Step·Multiply gives it): all the backward pass needs.
+
+// Rows of the pooled output (image, pooled row) per tile: about kTileFloats of column matrix,
+// and at least a tile per thread when there is enough work for that.
+int64_t poolRowsPerTile(const Conv& g, const Pool& p) {
+  const int64_t colPerPoolRow = std::max<int64_t>(1, p.fh * g.ow * g.k());
+  const int64_t total = p.n * p.oh;
+  int64_t rows = std::max<int64_t>(1, kTileFloats / colPerPoolRow);
+  if (g.n * g.oh * g.ow * g.k() * g.o >= kSmallProduct / 4)
+    rows = std::min(rows, std::max<int64_t>(1, (total + gThreads - 1) / gThreads));
+  return std::min(rows, std::max<int64_t>(1, total));
+}
+
+// The rows [y0, y1) of the convolution's output that pooled row `py` reads.
+inline void poolRowSpan(const Pool& p, int64_t py, int64_t* y0, int64_t* y1) {
+  *y0 = std::max<int64_t>(0, py * p.sh - p.pt);
+  *y1 = std::min(p.h, py * p.sh - p.pt + p.fh);
+}
+
+// One position of a pooling window over `n` channels: where v is strictly larger than the
+// best so far (never when either is NaN), it becomes the best, at `pos`. Without branches,
+// four channels at a time: which value wins is random, and a branch on it mispredicted every
+// other time (the compiler kept the branch in a plain loop).
+inline void poolPosition(const float* __restrict v, float* __restrict best, int32_t* __restrict at, int32_t pos,
+                         int64_t n) {
+  int64_t ch = 0;
+#if defined(__SSE2__)
+  const __m128i where = _mm_set1_epi32(pos);
+  for (; ch + 4 <= n; ch += 4) {
+    const __m128 x = _mm_loadu_ps(v + ch), b = _mm_loadu_ps(best + ch);
+    const __m128 larger = _mm_cmpgt_ps(x, b);
+    _mm_storeu_ps(best + ch, _mm_or_ps(_mm_and_ps(larger, x), _mm_andnot_ps(larger, b)));
+    const __m128i mask = _mm_castps_si128(larger);
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at + ch));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(at + ch), _mm_or_si128(_mm_and_si128(mask, where), _mm_andnot_si128(mask, a)));
+  }
+#endif
+  for (; ch < n; ch++) {
+    const bool larger = v[ch] > best[ch];
+    best[ch] = larger ? v[ch] : best[ch];
+    at[ch] = larger ? pos : at[ch];
+  }
+}
+
+// convReluMaxPool(x, filter, bias, pooled, argmax, conv, pool): pooled [N, PH, PW, O] =
+// maxPool(relu(conv(x) + bias)), argmax (int32, pooled's shape) the window position that won, or
+// −1 where the maximum is not positive; an empty argmax (no gradient to come) is not written.
+// `pool` is the pooling of the convolution's output.
+Napi::Value ConvReluMaxPool(const Napi::CallbackInfo& info) {
+  const float* x = f32(info[0]);
+  const float* w = f32(info[1]);
+  const float* bias = f32(info[2]);
+  float* pooled = f32(info[3]);
+  auto argmaxArray = info[4].As<Napi::Int32Array>();
+  int32_t* argmax = argmaxArray.ElementLength() > 0 ? argmaxArray.Data() : nullptr;
+  const Conv g = readConv(info[5].As<Napi::Object>());
+  const Pool p = readPool(info[6].As<Napi::Object>());
+  const int64_t K = g.k(), O = g.o, poolRows = p.n * p.oh;
+  const int64_t perTile = poolRowsPerTile(g, p);
+  const int64_t tiles = (poolRows + perTile - 1) / perTile;
+  parallelTasks(tiles, [&](int64_t t, int) {
+    const int64_t q0 = t * perTile, q1 = std::min(poolRows, q0 + perTile);
+    float* col = taskScratch(0, perTile * p.fh * g.ow * K);
+    float* ys = taskScratch(1, perTile * p.fh * g.ow * O);
+    thread_local std::vector<int32_t> winners;  // a window's, when argmax is not kept
+    if (!argmax && static_cast<int64_t>(winners.size()) < O) winners.resize(O);
+    // The convolution's rows these windows read, one after another: [rows · OW, K] of columns.
+    int64_t rows = 0;
+    for (int64_t q = q0; q < q1; q++) {
+      int64_t y0, y1;
+      poolRowSpan(p, q % p.oh, &y0, &y1);
+      for (int64_t oy = y0; oy < y1; oy++, rows++) {
+        const int64_t r0 = ((q / p.oh) * g.oh + oy) * g.ow;
+        im2colRows(g, x, col + rows * g.ow * K, r0, r0 + g.ow);
+      }
+    }
+    if (rows == 0) return;
+    tileProduct(false, rows * g.ow, O, K, col, K, w, O, 0.0f, ys, O);
+    biasActivationRows(ys, 0, rows * g.ow, O, bias, O, ops::Activation::relu, 0.0f);
+    // Pool them: each window's first strictly largest value, and where it was.
+    const float* band = ys;
+    for (int64_t q = q0; q < q1; q++) {
+      const int64_t py = q % p.oh;
+      int64_t y0, y1;
+      poolRowSpan(p, py, &y0, &y1);
+      for (int64_t px = 0; px < p.ow; px++) {
+        const int64_t x0 = std::max<int64_t>(0, px * p.sw - p.pl), x1 = std::min(p.w, px * p.sw - p.pl + p.fw);
+        float* out = pooled + (q * p.ow + px) * O;
+        int32_t* at = argmax ? argmax + (q * p.ow + px) * O : winners.data();
+        for (int64_t ch = 0; ch < O; ch++) {
+          out[ch] = -INFINITY;
+          at[ch] = -1;
+        }
+        for (int64_t iy = y0; iy < y1; iy++)
+          for (int64_t ix = x0; ix < x1; ix++) {
+            const int32_t pos = static_cast<int32_t>((iy - (py * p.sh - p.pt)) * p.fw + (ix - (px * p.sw - p.pl)));
+            poolPosition(band + ((iy - y0) * g.ow + ix) * O, out, at, pos, O);
+          }
+        if (argmax)
+          for (int64_t ch = 0; ch < O; ch++) at[ch] = out[ch] > 0 ? at[ch] : -1;
+      }
+      band += (y1 - y0) * g.ow * O;
+    }
+  });
+  return info.Env().Undefined();
+}
+
+// maxPoolArgmaxGrad(dp, argmax, dpre, dbias, pool): the backward pass of the block's pooling,
+// ReLU and bias from convReluMaxPool's argmax: each window's gradient dp goes to the position
+// that won (nowhere when argmax is −1), dpre [N, H, W, C] being the gradient of the
+// pre-activation conv + bias, and dbias[c] = Σ dpre over batch and positions. dpre and dbias
+// arrive zeroed; the bias sums run in double, row by row, then in order, so they do not depend on
+// the thread count.
+Napi::Value MaxPoolArgmaxGrad(const Napi::CallbackInfo& info) {
   const float* dp = f32(info[0]);
-  const float* y = f32(info[1]);
+  const int32_t* argmax = i32(info[1]);
   float* dpre = f32(info[2]);
   float* dbias = f32(info[3]);
-  Pool g = readPool(info[4].As<Napi::Object>());
-  std::vector<double> rowSums(g.n * g.oh * g.c, 0.0);
-  if (g.fh == 2 && g.fw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0 && g.h == 2 * g.oh && g.w == 2 * g.ow) {
-    // The encoder's 2×2 windows tiling the image: the same rule without branches (a random
-    // argmax mispredicts every other comparison), four pixels at a time, every pixel written.
-    parallelFor(g.n * g.oh, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, g.ow * g.c)), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; r++) {
-        const int64_t img = r / g.oh, oy = r % g.oh, C = g.c;
-        double* sums = rowSums.data() + r * C;
-        for (int64_t ox = 0; ox < g.ow; ox++) {
-          const int64_t top = ((img * g.h + 2 * oy) * g.w + 2 * ox) * C, bottom = top + g.w * C;
-          const float *a = y + top, *b = a + C, *c = y + bottom, *d = c + C;
-          float *da = dpre + top, *db = da + C, *dc = dpre + bottom, *dd = dc + C;
-          const float* grad = dp + (r * g.ow + ox) * C;
-          for (int64_t ch = 0; ch < C; ch++) {
-            float m = -INFINITY;
-            m = a[ch] > m ? a[ch] : m;
-            m = b[ch] > m ? b[ch] : m;
-            m = c[ch] > m ? c[ch] : m;
-            m = d[ch] > m ? d[ch] : m;
-            const float v = m > 0 ? grad[ch] : 0.0f;
-            const bool ta = a[ch] == m, tb = !ta && b[ch] == m, tc = !ta && !tb && c[ch] == m;
-            const bool td = !ta && !tb && !tc && d[ch] == m;
-            da[ch] = ta ? v : 0.0f;
-            db[ch] = tb ? v : 0.0f;
-            dc[ch] = tc ? v : 0.0f;
-            dd[ch] = td ? v : 0.0f;
-            sums[ch] += v;
-          }
+  const Pool g = readPool(info[4].As<Napi::Object>());
+  const int64_t C = g.c, positions = g.fh * g.fw;
+  std::vector<double> rowSums(g.n * g.oh * C, 0.0);
+  parallelFor(g.n * g.oh, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, g.ow * C)), [&](int64_t r0, int64_t r1) {
+    std::vector<int64_t> offset(positions);
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t img = r / g.oh, oy = r % g.oh;
+      double* sums = rowSums.data() + r * C;
+      for (int64_t ox = 0; ox < g.ow; ox++) {
+        // Each position's pixel offset; one outside the image (never a winner) takes the
+        // window's first inside one, so that the loop below writes without branches: a window
+        // writes each channel once, its gradient where it won or a zero.
+        int64_t first = -1;
+        for (int64_t pos = positions - 1; pos >= 0; pos--) {
+          const int64_t iy = oy * g.sh - g.pt + pos / g.fw, ix = ox * g.sw - g.pl + pos % g.fw;
+          const bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+          offset[pos] = inside ? ((img * g.h + iy) * g.w + ix) * C : -1;
+          if (inside) first = offset[pos];
+        }
+        if (first < 0) continue;
+        for (int64_t pos = 0; pos < positions; pos++) offset[pos] = offset[pos] < 0 ? first : offset[pos];
+        const float* grad = dp + (r * g.ow + ox) * C;
+        const int32_t* at = argmax + (r * g.ow + ox) * C;
+        for (int64_t ch = 0; ch < C; ch++) {
+          const bool won = at[ch] >= 0;
+          const float v = won ? grad[ch] : 0.0f;
+          dpre[offset[won ? at[ch] : 0] + ch] = v;
+          sums[ch] += v;
         }
       }
-    });
-  } else {
-    forEachPoolWindow(g, y, true, [&](int64_t outOff, const float* best, const int64_t* where) {
-      double* sums = rowSums.data() + (outOff / (g.ow * g.c)) * g.c;
-      for (int64_t ch = 0; ch < g.c; ch++) {
-        if (where[ch] < 0 || !(best[ch] > 0)) continue;
-        dpre[where[ch]] = dp[outOff + ch];
-        sums[ch] += dp[outOff + ch];
-      }
-    });
-  }
-  std::vector<double> total(g.c, 0.0);
+    }
+  });
+  std::vector<double> total(C, 0.0);
   for (int64_t r = 0; r < g.n * g.oh; r++)
-    for (int64_t ch = 0; ch < g.c; ch++) total[ch] += rowSums[r * g.c + ch];
-  for (int64_t ch = 0; ch < g.c; ch++) dbias[ch] = static_cast<float>(total[ch]);
+    for (int64_t ch = 0; ch < C; ch++) total[ch] += rowSums[r * C + ch];
+  for (int64_t ch = 0; ch < C; ch++) dbias[ch] = static_cast<float>(total[ch]);
   return info.Env().Undefined();
 }
 
@@ -730,7 +846,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unsortedSegmentSum", Napi::Function::New(env, UnsortedSegmentSum));
   exports.Set("maxPool", Napi::Function::New(env, MaxPool));
   exports.Set("maxPoolGrad", Napi::Function::New(env, MaxPoolGrad));
-  exports.Set("maxPoolReluBiasGrad", Napi::Function::New(env, MaxPoolReluBiasGrad));
+  exports.Set("convReluMaxPool", Napi::Function::New(env, ConvReluMaxPool));
+  exports.Set("maxPoolArgmaxGrad", Napi::Function::New(env, MaxPoolArgmaxGrad));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("sum", Napi::Function::New(env, Sum));

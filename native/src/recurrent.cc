@@ -17,6 +17,18 @@ inline float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 // Rows per thread for the elementwise part of a step: enough work to be worth a thread.
 int64_t rowGrain(int64_t cols) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, cols)); }
 
+// Uᵀ [G, H] of the recurrent matrix U [H, G], for the backward pass's dz_t · Uᵀ at every step,
+// when those products go to AVX-512 tiles (more rows than fewRowsTimesMatrix takes): they then
+// walk Uᵀ by rows, and the transposition is paid once, not once a step. Else empty (the
+// products read U as it is).
+std::vector<float> transposedRecurrent(const float* U, int64_t B, int64_t H, int64_t G) {
+  std::vector<float> ut;
+  if (B <= kFewRows || !tilesUseAvx512()) return ut;
+  ut.resize(G * H);
+  transposeInto(H, G, U, G, ut.data());
+  return ut;
+}
+
 // The previous state h_{t-1} of every row as one [batch·steps, H] matrix (h0 at t = 0).
 std::vector<float> previousStates(const float* hs, const float* h0, int64_t B, int64_t T, int64_t H) {
   std::vector<float> prev(B * T * H);
@@ -84,6 +96,7 @@ Napi::Value LstmSequenceGrad(const Napi::CallbackInfo& info) {
   float* dc = f32(info[10]);  // dc0: likewise dL/dc_{t-1}
   float* dU = f32(info[11]);
   const int64_t B = num(info[12]), T = num(info[13]), H = num(info[14]), G = 4 * H;
+  const std::vector<float> Ut = transposedRecurrent(U, B, H, G);
   for (int64_t t = T - 1; t >= 0; t--) {
     parallelFor(B, rowGrain(H), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; b++) {
@@ -106,7 +119,8 @@ Napi::Value LstmSequenceGrad(const Napi::CallbackInfo& info) {
       }
     });
     // dL/dh_{t-1} = dz_t · Uᵀ
-    rowsTimesMatrix(B, H, G, dxw + t * G, T * G, U, true, 0.0f, dh, H);
+    if (Ut.empty()) rowsTimesMatrix(B, H, G, dxw + t * G, T * G, U, true, 0.0f, dh, H);
+    else rowsTimesMatrix(B, H, G, dxw + t * G, T * G, Ut.data(), false, 0.0f, dh, H);
   }
   std::vector<float> prev = previousStates(hs, h0, B, T, H);
   gemm(true, false, H, G, B * T, 1.0f, prev.data(), H, dxw, G, 0.0f, dU, G);
@@ -167,6 +181,7 @@ Napi::Value GruSequenceGrad(const Napi::CallbackInfo& info) {
   float* dh = f32(info[7]);  // dh0: the carry dL/dh_{t-1} while walking back
   float* dU = f32(info[8]);
   const int64_t B = num(info[9]), T = num(info[10]), H = num(info[11]), G = 3 * H;
+  const std::vector<float> Ut = transposedRecurrent(U, B, H, G);
   std::vector<float> dhu(B * T * G);  // the gradient of h_{t-1}·U, per step
   std::vector<float> next(B * H);
   for (int64_t t = T - 1; t >= 0; t--) {
@@ -192,7 +207,8 @@ Napi::Value GruSequenceGrad(const Napi::CallbackInfo& info) {
       }
     });
     // dL/dh_{t-1} = dht ⊙ z + dhu_t · Uᵀ
-    rowsTimesMatrix(B, H, G, dhu.data() + t * G, T * G, U, true, 1.0f, next.data(), H);
+    if (Ut.empty()) rowsTimesMatrix(B, H, G, dhu.data() + t * G, T * G, U, true, 1.0f, next.data(), H);
+    else rowsTimesMatrix(B, H, G, dhu.data() + t * G, T * G, Ut.data(), false, 1.0f, next.data(), H);
     std::memcpy(dh, next.data(), B * H * sizeof(float));
   }
   std::vector<float> prev = previousStates(hs, h0, B, T, H);

@@ -87,13 +87,27 @@ export interface NativeAddon {
   argMax(x: Float32Array, out: Int32Array, vocab: number): void;
   /** Softmax (or, with `log`, log-softmax) of each row of `vocab` values, rounded as TF.js's ops round. */
   softmaxRows(x: Float32Array, out: Float32Array, vocab: number, log: boolean): void;
-  /** Each window's gradient to its argmax when positive, and the bias gradient (maxPool ∘ relu ∘ (+bias)). */
-  maxPoolReluBiasGrad(
+  /**
+   * maxPool(relu(conv(x) + bias)) for disjoint pooling windows (`pool`, the pooling of the
+   * convolution's output), and where each pooled value came from in its window (ky · fw + kx), or
+   * −1 where it is not positive (none written when `argmax` is empty).
+   */
+  convReluMaxPool(
+    x: Float32Array,
+    filter: Float32Array,
+    bias: Float32Array,
+    pooled: Float32Array,
+    argmax: Int32Array,
+    conv: ConvGeometry,
+    pool: ConvGeometry,
+  ): void;
+  /** Each window's gradient to its argmax (none where −1), and the bias gradient (maxPool ∘ relu ∘ (+bias)). */
+  maxPoolArgmaxGrad(
     dp: Float32Array,
-    y: Float32Array,
+    argmax: Int32Array,
     dpre: Float32Array,
     dbias: Float32Array,
-    g: ConvGeometry,
+    pool: ConvGeometry,
   ): void;
   /** Adam on every variable in place; constants as model/train/optim.ts's Adam uses them. */
   adam(

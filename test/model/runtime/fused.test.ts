@@ -60,7 +60,8 @@ describe('fused kernels', () => {
     const gates = kind === 'lstm' ? 4 : 3;
     test(`${kind}: a step, and a whole sequence, equal the gate-by-gate cell, forward and gradient`, () => {
       // Batch 9 runs the recurrent products as GEMMs, batches 5 and 2 as few-row products (and
-      // the backward pass's, against Uᵀ, as a GEMM and as matrix-vector products). A step is a
+      // the backward pass's, against Uᵀ, as a GEMM (on a transposed copy of U where the products run
+      // on AVX-512) and as matrix-vector products). A step is a
       // sequence of one, run with xw [batch, G·H] (model/nn/fused-cells.ts).
       for (const [batch, steps, input, hidden] of [
         [9, 4, 6, 7],
@@ -127,6 +128,8 @@ describe('fused kernels', () => {
       [[2, 7, 9, 4], [3, 3, 4, 6], { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'same' }],
       [[2, 7, 9, 4], [3, 3, 4, 6], { strides: 1, pad: 'valid', poolSize: 2, poolStrides: 2, poolPad: 'valid' }],
       [[2, 10, 10, 3], [3, 3, 3, 4], { strides: 2, pad: 'same', poolSize: 3, poolStrides: 3, poolPad: 'same' }],
+      // channels in multiples of 16, as the encoder's: AVX-512 tiles where the CPU has them
+      [[2, 9, 9, 16], [3, 3, 16, 48], { strides: 1, pad: 'same', poolSize: 2, poolStrides: 2, poolPad: 'same' }],
     ] as [number[], number[], ConvBlockOptions][]) {
       const x = rand(xShape) as tf.Tensor4D;
       const w = rand(wShape) as tf.Tensor4D;

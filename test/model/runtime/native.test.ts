@@ -206,6 +206,7 @@ describe('native kernels', () => {
       [3, 2, 3, 5],
       [1, 1, 3, 6],
       [5, 5, 3, 2],
+      [3, 3, 3, 48], // AVX-512 tiles where the CPU has them: strips of 32 and 16 columns
     ] as [number, number, number, number][]) {
       const w = rand(filterShape);
       for (const stride of [1, 2]) {
@@ -240,6 +241,11 @@ describe('native kernels', () => {
       [[3, 8, 7, 5], [3, 2, 5, 6], 2, 'valid'],
       [[2, 6, 6, 4], [1, 1, 4, 3], 1, 'valid'],
       [[1, 10, 10, 2], [5, 5, 2, 3], 2, 'same'],
+      // Output channels a multiple of 16 (AVX-512 tiles where the CPU has them, tiles.cc): 48 is a
+      // strip of 32 columns and one of 16, 126 rows ten blocks of 12 and 6; 16 channels of 8 inputs
+      // (K = 72) take AVX-512 for the filter's gradient only.
+      [[2, 7, 9, 16], [3, 3, 16, 48], 1, 'same'],
+      [[3, 5, 5, 8], [3, 3, 8, 16], 2, 'same'],
     ] as [number[], number[], number, 'same' | 'valid'][]) {
       const x = rand(xShape);
       const w = rand(wShape);
