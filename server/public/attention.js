@@ -141,6 +141,7 @@ export class AttentionView {
     this.grid = null;
     this.rows = [];
     this.active = null; // the index of the word whose map is shown
+    this.wanted = null; // the index of the word pointed at or focused, shown once it can be
     this.caption.addEventListener('pointerover', (e) => this.pointAt(e.target));
     this.caption.addEventListener('focusin', (e) => this.pointAt(e.target));
     this.caption.addEventListener('pointerout', (e) => this.leave(e.relatedTarget));
@@ -156,6 +157,10 @@ export class AttentionView {
     });
     // Words come and go as app.js draws the caption: each is made focusable once it has a map.
     new MutationObserver(() => this.markWords()).observe(this.caption, { childList: true });
+    // A word focused before the preview had loaded gets its map when it has.
+    this.preview.addEventListener('load', () => {
+      if (this.wanted !== null) this.show(this.wanted);
+    });
   }
 
   /** A new caption: `grid` [rows, cols] for a model with attention, else null (no maps). */
@@ -185,7 +190,7 @@ export class AttentionView {
 
   changed() {
     this.markWords();
-    if (this.active !== null) this.show(this.active < this.rows.length ? this.active : null);
+    if (this.wanted !== null) this.show(this.wanted < this.words().length ? this.wanted : null);
     this.drawGallery();
   }
 
@@ -220,6 +225,7 @@ export class AttentionView {
 
   /** Shows word `index`'s map over the image (null: hides it). */
   show(index) {
+    this.wanted = index;
     const weights = index === null ? null : this.rows[index];
     const span = index === null ? null : this.words()[index];
     for (const w of this.words()) w.classList.toggle('looking', w === span && Boolean(weights));
