@@ -11,6 +11,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <cstdlib>
+#include <string>
 #endif
 
 namespace captioner {
@@ -90,11 +92,14 @@ void strips(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const 
   if (j < n) strip<1, T>(m, k, a, lda, b + j, ldb, c + j, ldc, add, static_cast<__mmask16>((1u << (n - j)) - 1));
 }
 
-// Asked once, on first use (__builtin_cpu_init first, as in rows.cc).
+// Asked once, on first use (__builtin_cpu_init first, as in rows.cc). CAPTIONER_AVX512=0 leaves
+// every product to OpenBLAS, as on a CPU without AVX-512 (to compare, or to test that path here).
 bool hasAvx512() {
   static const bool yes = [] {
+    const char* setting = std::getenv("CAPTIONER_AVX512");
+    if (setting && std::string(setting) == "0") return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f") != 0;
   }();
   return yes;
 }
