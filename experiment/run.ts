@@ -11,11 +11,6 @@
  * exists (written atomically). In-process rather than child processes: each child would spend
  * seconds loading TF.js and the TypeScript before its first step, the smoke runs' whole budget.
  *
- * With `jobs` > 1, N runs train at once, each in a worker thread (experiment/train-worker.ts)
- * calling the same `trainRun`: a small model's step is mostly JavaScript on one thread, so on a
- * machine of N cores N runs at once train nearly N times as many steps an hour. A run's numbers
- * do not depend on where it ran (the native kernels' results do not depend on their threads).
- *
  *   OUT/experiment.json            the plan: the experiment file's contents, data, seeds, max steps
  *   OUT/runs/ARM/seed-N/recipe.json   the run's `captioner train --config` recipe
  *   OUT/runs/ARM/seed-N/model/     its model directory (checkpoints, metrics.jsonl; for a recipe of
@@ -26,15 +21,11 @@
  *   OUT/results.json, OUT/report.html
  */
 import { createWriteStream } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { runEvaluation } from '../eval/evaluate.ts';
 import { readManifest } from '../model/data/dataset.ts';
 import { hasCheckpoint } from '../model/io/checkpoint.ts';
-import { activeBackend } from '../model/runtime/backend.ts';
-import { activeNativeAddon } from '../model/runtime/native.ts';
 import { PHASES_FILE, trainPhases } from '../model/train/phased.ts';
 import { parseRecipe } from '../model/train/recipe.ts';
 import { resolveTrainConfig, train } from '../model/train/trainer.ts';
@@ -54,8 +45,6 @@ export interface ExperimentOptions {
   maxSteps?: number;
   /** The command as the user gave it, recorded in results.json. */
   command?: string;
-  /** Runs trained at once, each in its own worker thread (default 1: one after another, in this thread). */
-  jobs?: number;
 }
 
 /** One run of the plan. */
@@ -78,11 +67,6 @@ export interface ExperimentProgress {
   /** Training: the last logged step and the run's step budget (0 when the recipe sets none). */
   step: number;
   totalSteps: number;
-  /**
-   * With jobs > 1, every run's training together: steps done (finished runs count their whole
-   * budget) of the budgets of all runs, and the runs in flight ("lstm s2").
-   */
-  overall?: { step: number; totalSteps: number; running: string[] };
 }
 
 export interface ExperimentHooks {
@@ -163,27 +147,14 @@ function logTo(file: string): { line(text: string): void; close(): Promise<void>
   };
 }
 
-/** How a run's training ended. */
-export type TrainEnded = 'done' | 'diverged' | 'interrupted' | { error: string };
-
-/** Where a run stands among all runs, for log lines and progress. */
-type RunPosition = Omit<ExperimentProgress, 'phase' | 'step' | 'totalSteps' | 'overall'>;
-
-/** What a training run reports as it goes, and when it must stop (after its step, checkpointed). */
-export interface TrainRunHooks {
-  log?(line: string): void;
-  progress?(p: { step: number; totalSteps: number }): void;
-  stopped(): boolean;
-}
-
 /** Trains one run unless it finished before; returns how it ended. */
-export async function trainRun(
+async function trainRun(
   out: string,
   data: string,
   run: PlannedRun,
-  at: RunPosition,
-  hooks: TrainRunHooks,
-): Promise<TrainEnded> {
+  at: Omit<ExperimentProgress, 'phase' | 'step' | 'totalSteps'>,
+  hooks: ExperimentHooks,
+): Promise<'done' | 'diverged' | 'interrupted' | { error: string }> {
   const dir = join(out, run.dir);
   const ended = await readJsonIfExists<{ status: 'done' | 'diverged' }>(join(dir, 'train.json'));
   if (ended) return ended.status;
@@ -205,8 +176,9 @@ export async function trainRun(
     const flags = { source: 'experiment', values: { data, out: modelDir, resume: true } };
     const trainHooks = {
       log: log.line,
-      progress: (p: { step: number; totalSteps: number }) => hooks.progress?.(p),
-      shouldStop: hooks.stopped,
+      progress: (p: { step: number; totalSteps: number }) =>
+        hooks.progress?.({ ...at, phase: 'train', step: p.step, totalSteps: p.totalSteps }),
+      shouldStop: () => hooks.signal?.aborted === true,
     };
     let stopped: boolean;
     if (phased) {
@@ -247,7 +219,7 @@ async function evaluateRun(
   out: string,
   plan: ExperimentPlan,
   run: PlannedRun,
-  at: RunPosition,
+  at: Omit<ExperimentProgress, 'phase' | 'step' | 'totalSteps'>,
   hooks: ExperimentHooks,
 ): Promise<'done' | { error: string }> {
   const dir = join(out, run.dir);
@@ -291,8 +263,6 @@ export async function runExperiment(
   hooks: ExperimentHooks = {},
 ): Promise<ExperimentOutcome> {
   const spec = await readExperiment(options.experiment);
-  const jobs = options.jobs ?? 1;
-  if (!Number.isInteger(jobs) || jobs < 1) throw new ConfigError(`--jobs must be a positive integer, got ${jobs}`);
   const data = resolve(options.data);
   const manifest = await readManifest(data);
   const seeds = options.seeds ?? spec.seeds;
@@ -333,28 +303,10 @@ export async function runExperiment(
     resultsFile: null,
     reportFile: null,
   });
-  const positions = plan.runs.map((run, i) => ({ index: i + 1, runs: total, arm: run.arm, seed: run.seed }));
-  const stopRequested = () => hooks.signal?.aborted === true;
-  const ends =
-    jobs > 1
-      ? await trainInWorkers(out, data, plan.runs, positions, jobs, hooks)
-      : await (async () => {
-          const ends: TrainEnded[] = [];
-          for (const [i, run] of plan.runs.entries()) {
-            const at = positions[i]!;
-            const ended = await trainRun(out, data, run, at, {
-              log: hooks.log,
-              progress: (p) => hooks.progress?.({ ...at, phase: 'train', ...p }),
-              stopped: stopRequested,
-            });
-            ends.push(ended);
-            if (ended === 'interrupted' || stopRequested()) break;
-          }
-          return ends;
-        })();
-  for (const [i, ended] of ends.entries()) {
-    const [run, at] = [plan.runs[i]!, positions[i]!];
-    if (ended === 'interrupted') continue;
+  for (const [i, run] of plan.runs.entries()) {
+    const at = { index: i + 1, runs: total, arm: run.arm, seed: run.seed };
+    const ended = await trainRun(out, data, run, at, hooks);
+    if (ended === 'interrupted') return stopped();
     if (typeof ended === 'object') {
       failed.push({ arm: run.arm, seed: run.seed, phase: 'train', error: ended.error });
       hooks.log?.(`[${at.index}/${total}] ${run.arm}, seed ${run.seed}: training failed: ${ended.error}`);
@@ -363,8 +315,8 @@ export async function runExperiment(
         hooks.log?.(`[${at.index}/${total}] ${run.arm}, seed ${run.seed}: diverged (kept as a result)`);
       if (ended === 'done') trained.push(run);
     }
+    if (hooks.signal?.aborted) return stopped();
   }
-  if (ends.length < plan.runs.length || ends.includes('interrupted') || stopRequested()) return stopped();
   for (const run of trained) {
     const at = { index: plan.runs.indexOf(run) + 1, runs: total, arm: run.arm, seed: run.seed };
     const ended = await evaluateRun(out, plan, run, at, hooks);
@@ -376,119 +328,4 @@ export async function runExperiment(
   }
   const { resultsFile, reportFile, results } = await writeExperimentResults(out, failed);
   return { complete: results.complete && failed.length === 0, interrupted: false, failed, resultsFile, reportFile };
-}
-
-/** What the main thread tells a training worker when it starts (experiment/train-worker.ts). */
-export interface TrainWorkerInit {
-  backend: string;
-  /** An Int32Array's buffer: [0] becomes 1 when the experiment must stop. */
-  stop: SharedArrayBuffer;
-}
-
-/** One run for a training worker to train. */
-export interface TrainWorkerRequest {
-  out: string;
-  data: string;
-  run: PlannedRun;
-  at: RunPosition;
-}
-
-export type TrainWorkerReply =
-  | { type: 'log'; line: string }
-  | { type: 'progress'; step: number; totalSteps: number }
-  | { type: 'ended'; ended: TrainEnded };
-
-const TRAIN_WORKER = new URL('./train-worker-entry.js', import.meta.url);
-
-/** A run's step budget from its recipe: maxSteps, or its phases' together (0 when it sets none). */
-function stepBudget(recipe: Record<string, unknown>): number {
-  if (Array.isArray(recipe.phases))
-    return recipe.phases.reduce<number>(
-      (sum, phase) => sum + (Number((phase as { maxSteps?: unknown }).maxSteps) || 0),
-      0,
-    );
-  return Number(recipe.maxSteps) || 0;
-}
-
-/**
- * Trains the runs `jobs` at a time, each worker thread taking the next run when it finishes one;
- * returns how each ended, in plan order (shorter when a stop left runs unstarted). Ctrl-C sets
- * the shared stop flag: the runs in flight checkpoint and end 'interrupted', no new one starts.
- */
-async function trainInWorkers(
-  out: string,
-  data: string,
-  runs: PlannedRun[],
-  positions: RunPosition[],
-  jobs: number,
-  hooks: ExperimentHooks,
-): Promise<TrainEnded[]> {
-  const stop = new SharedArrayBuffer(4);
-  const flag = new Int32Array(stop);
-  const onAbort = () => Atomics.store(flag, 0, 1);
-  if (hooks.signal?.aborted) onAbort();
-  hooks.signal?.addEventListener('abort', onAbort, { once: true });
-  // One core per worker: the native kernels' thread pool is the process's, shared by the workers.
-  if (!process.env.CAPTIONER_THREADS)
-    activeNativeAddon()?.setThreads(Math.max(1, Math.floor(availableParallelism() / Math.min(jobs, runs.length))));
-  const budgets = runs.map((run) => stepBudget(run.recipe));
-  const steps = runs.map(() => 0);
-  const running = new Set<number>();
-  const report = (i: number, step: number, totalSteps: number) => {
-    steps[i] = step;
-    hooks.progress?.({
-      ...positions[i]!,
-      phase: 'train',
-      step,
-      totalSteps,
-      overall: {
-        step: steps.reduce((a, b) => a + b, 0),
-        totalSteps: budgets.reduce((a, b) => a + b, 0),
-        running: [...running].sort((a, b) => a - b).map((j) => `${runs[j]!.arm} s${runs[j]!.seed}`),
-      },
-    });
-  };
-  const ends: (TrainEnded | undefined)[] = runs.map(() => undefined);
-  let next = 0;
-  const backend = activeBackend() ?? 'cpu';
-  const worker = async () => {
-    const thread = new Worker(TRAIN_WORKER, { workerData: { backend, stop } satisfies TrainWorkerInit });
-    let current: { index: number; done(ended: TrainEnded): void } | null = null;
-    const died = (why: string) => current?.done({ error: `the training worker ${why}` });
-    thread.on('message', (msg: TrainWorkerReply) => {
-      if (msg.type === 'log') hooks.log?.(msg.line);
-      else if (msg.type === 'progress' && current) report(current.index, msg.step, msg.totalSteps);
-      else if (msg.type === 'ended') current?.done(msg.ended);
-    });
-    thread.on('error', (err) => died(`failed: ${err.message}`));
-    thread.on('exit', (code) => died(`exited (code ${code})`));
-    try {
-      while (next < runs.length && Atomics.load(flag, 0) === 0) {
-        const index = next++;
-        running.add(index);
-        const ended = await new Promise<TrainEnded>((done) => {
-          current = { index, done };
-          thread.postMessage({ out, data, run: runs[index]!, at: positions[index]! } satisfies TrainWorkerRequest);
-        });
-        current = null;
-        running.delete(index);
-        ends[index] = ended;
-        if (ended === 'done' || ended === 'diverged') report(index, budgets[index]!, budgets[index]!);
-        if (typeof ended === 'object' && /training worker (failed|exited)/.test(ended.error)) break;
-      }
-    } finally {
-      await thread.terminate();
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: Math.min(jobs, runs.length) }, worker));
-  } finally {
-    hooks.signal?.removeEventListener('abort', onAbort);
-  }
-  if (Atomics.load(flag, 0) === 1) {
-    // Stopped: the list ends before the first run that never started.
-    const firstMissing = ends.findIndex((e) => e === undefined);
-    return (firstMissing < 0 ? ends : ends.slice(0, firstMissing)) as TrainEnded[];
-  }
-  return ends.map((e) => e ?? { error: 'not trained: every training worker had failed' });
 }

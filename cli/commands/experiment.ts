@@ -1,7 +1,7 @@
 /**
  * `captioner experiment run|report`: a thin layer over experiment/ (the runner: arms × seeds of
- * training runs, one after another or `--jobs N` at once in worker threads, resumable, then
- * evaluated; results.json and report.html).
+ * training runs one after another in this process, resumable, then evaluated; results.json and
+ * report.html).
  */
 import type { Argv } from 'yargs';
 import { runExperiment } from '../../experiment/run.ts';
@@ -34,10 +34,6 @@ export const experimentCommand: Command = {
       })
       .option('seeds', { type: 'number', describe: "run: seeds per arm, 1 … N [default: the file's seeds, else 3]" })
       .option('max-steps', { type: 'number', describe: 'run: cut every run to N steps (a smoke run)' })
-      .option('jobs', {
-        type: 'number',
-        describe: 'run: train N runs at once, each in a worker thread (one per core suits small models) [default: 1]',
-      })
       .option('json', { type: 'boolean', describe: 'print the outcome as one JSON object on stdout' })
       .example(
         '$0 experiment run configs/experiments/padding.json --data data/shapes2k-32 --out lab/padding',
@@ -46,10 +42,6 @@ export const experimentCommand: Command = {
       .example(
         '$0 experiment run configs/experiments/cells.json --data data/long --out /tmp/smoke --seeds 1 --max-steps 20',
         'a smoke run: one seed, 20 steps a run',
-      )
-      .example(
-        '$0 experiment run configs/experiments/cells.json --data data/long --out lab/cells --jobs 2',
-        'two runs at a time, one per core',
       )
       .example('$0 experiment report lab/padding', 'rebuild the results and report from the runs on disk'),
   async run(argv) {
@@ -70,7 +62,6 @@ export const experimentCommand: Command = {
       if (typeof argv[flag] !== 'string' || !argv[flag]) throw new UsageError(`experiment run: --${flag} is required`);
     const seeds = optionalIntegerFlag(argv, 'seeds');
     const maxSteps = optionalIntegerFlag(argv, 'max-steps');
-    const jobs = optionalIntegerFlag(argv, 'jobs');
     await selectBackend(argv.backend as string | undefined, logLine);
     const stop = stopOnInterrupt(
       'interrupted: the run in flight saves a checkpoint, then the experiment stops (run it again to resume)',
@@ -85,7 +76,6 @@ export const experimentCommand: Command = {
           out: argv.out as string,
           seeds,
           maxSteps,
-          jobs,
           command: ['captioner', ...process.argv.slice(2)].join(' '),
         },
         {
@@ -95,19 +85,6 @@ export const experimentCommand: Command = {
             logLine(line);
           },
           progress(p) {
-            if (p.overall) {
-              // Runs in parallel: one bar for all their steps, naming the runs in flight.
-              if (p.overall.totalSteps === 0) return;
-              if (barKey !== 'overall' || !bar) {
-                (bar as Bar | null)?.stop();
-                barKey = 'overall';
-                bar = progressBar(p.overall.totalSteps, `runs {bar} {value}/{total} steps | {running}`, 'steps', {
-                  startAt: p.overall.step,
-                });
-              }
-              bar.update(p.overall.step, { running: p.overall.running.join(', ') || '-' });
-              return;
-            }
             if (p.phase !== 'train' || p.totalSteps === 0) return;
             const key = `${p.index}`;
             if (key !== barKey || !bar) {

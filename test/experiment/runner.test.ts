@@ -114,35 +114,6 @@ test('smoke run: --seeds 1 --max-steps 20 of a 2-arm experiment writes results.j
   // `experiment report` rebuilds the same results from the runs on disk.
   const rebuilt = await writeExperimentResults(out);
   assert.deepEqual(withoutTimes(rebuilt.results), withoutTimes(results));
-
-  // --jobs 2: the two runs train at once in worker threads, with the same numbers.
-  const together = join(root, 'smoke-jobs');
-  const j = await runCli([
-    'experiment',
-    'run',
-    file,
-    '--data',
-    data,
-    '--out',
-    together,
-    '--seeds',
-    '1',
-    '--max-steps',
-    '20',
-    '--jobs',
-    '2',
-  ]);
-  assert.equal(j.code, 0, j.stderr);
-  assert.match(j.stderr, /\[1\/2\] lstm, seed 1: training/);
-  assert.match(j.stderr, /\[2\/2\] gru, seed 1: training/);
-  const parallel = JSON.parse(await readFile(join(together, 'results.json'), 'utf8')) as ExperimentResults;
-  const figures = (r: ExperimentResults) =>
-    withoutTimes(r).runs.map(({ dir: _dir, ...run }) => ({
-      ...run,
-      figures: { ...run.figures, tokensPerSecond: null },
-    }));
-  assert.deepEqual(figures(parallel), figures(results), 'the same figures as one run after another');
-  assert.ok(parallel.command.includes('--jobs 2'));
 });
 
 test('an experiment killed with SIGKILL mid-run resumes: finished runs are not redone, the cut one resumes from its checkpoint', async () => {
