@@ -140,7 +140,6 @@ export class AttentionView {
     Object.assign(this, elements);
     this.grid = null;
     this.rows = [];
-    this.active = null; // the index of the word whose map is shown
     this.wanted = null; // the index of the word pointed at or focused, shown once it can be
     this.caption.addEventListener('pointerover', (e) => this.pointAt(e.target));
     this.caption.addEventListener('focusin', (e) => this.pointAt(e.target));
@@ -230,12 +229,10 @@ export class AttentionView {
     const span = index === null ? null : this.words()[index];
     for (const w of this.words()) w.classList.toggle('looking', w === span && Boolean(weights));
     if (!weights || !this.grid || this.preview.hidden || !this.preview.complete) {
-      this.active = null;
       this.overlay.hidden = true;
       this.label.textContent = this.grid ? 'Point at a word, or tab to it, to see where the model looked.' : '';
       return;
     }
-    this.active = index;
     const img = this.preview;
     const width = img.clientWidth;
     const height = img.clientHeight;
