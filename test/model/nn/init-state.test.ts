@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type * as TF from '@tensorflow/tfjs';
 import { Captioner, MODEL_DEFAULTS, type ModelConfig } from '../../../model/nn/captioner.ts';
 import { withAddedModelKeys } from '../../../model/io/model-files.ts';
 import { Vocabulary } from '../../../model/text/vocab.ts';
@@ -22,13 +23,14 @@ for (const cell of ['lstm', 'gru'] as const) {
       Captioner.create({ ...config, initState: 'linear' }, vocab, 5),
       Captioner.create({ ...config, initState: 'tanh' }, vocab, 5),
     ]);
-    const images = tf.randomUniform([3, config.imageSize, config.imageSize, 3], 0, 1, 'float32', 2) as never;
-    const features = linear.encode(images);
+    const images = tf.randomUniform([3, config.imageSize, config.imageSize, 3], 0, 1, 'float32', 2) as TF.Tensor4D;
+    const features = linear.encode(images) as TF.Tensor2D; // average pooling: one vector an image
     const weights = linear.namedWeights();
     const expected = (name: string) =>
-      tf.add(tf.matMul(features as never, weights[`decoder/${name}/kernel`]!), weights[`decoder/${name}/bias`]!);
-    const close = (a: unknown, b: unknown, what: string) => {
-      const [x, y] = [(a as { dataSync(): Float32Array }).dataSync(), (b as { dataSync(): Float32Array }).dataSync()];
+      tf.add(tf.matMul(features, weights[`decoder/${name}/kernel`]!), weights[`decoder/${name}/bias`]!);
+    const close = (a: TF.Tensor | undefined, b: TF.Tensor, what: string) => {
+      assert.ok(a, what);
+      const [x, y] = [a.dataSync(), b.dataSync()];
       assert.equal(x.length, y.length, what);
       for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) < 1e-5, `${what}[${i}]: ${x[i]} vs ${y[i]}`);
     };
@@ -41,7 +43,7 @@ for (const cell of ['lstm', 'gru'] as const) {
       close(b.c, tf.tanh(expected('init_c')), 'tanh c0');
     } else assert.equal(a.c, undefined);
     // Linear is not bounded: the weights can place h0 outside (-1, 1), which tanh never does.
-    const big = tf.mul(features, 1000) as never;
+    const big = tf.mul(features, 1000) as TF.Tensor2D;
     assert.ok(Math.max(...tf.abs(linear.initialState(big).h).dataSync()) > 1);
     assert.ok(Math.max(...tf.abs(squashed.initialState(big).h).dataSync()) <= 1);
   });
