@@ -239,8 +239,7 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
   const int64_t imagesPerTask = std::max<int64_t>(1, tiles.rows / rowsPerImage);
   // The filter transposed, [O, K], so that each tile's product walks it by rows (tileProduct).
   std::vector<float> wt(K * g.o);
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t o = 0; o < g.o; o++) wt[o * K + k] = w[k * g.o + o];
+  transposeInto(K, g.o, w, g.o, wt.data());
   parallelTasks((g.n + imagesPerTask - 1) / imagesPerTask, [&](int64_t t, int) {
     const int64_t end = std::min(g.n, (t + 1) * imagesPerTask) * rowsPerImage;
     float* col = taskScratch(0, tiles.rows * K);
