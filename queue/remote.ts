@@ -5,7 +5,10 @@
  * job's pub/sub channel.
  *
  * Admission, as the thread pool's: at most `maxJobs` requests are read, decoded, queued or
- * captioned at once; past that 503 + Retry-After at once (QueueFullError). While no worker with
+ * captioned at once; past that 503 + Retry-After at once (QueueFullError). With `maxWaiting`, a
+ * bound across every web replica of the model too: while that many of the queue's jobs wait for a
+ * worker (whichever replica added them), a new request is refused the same way, at admission from
+ * the count looked up every `refreshMs`, and again just before its job is added. While no worker with
  * this model is alive (queue/registry.ts heartbeats, looked at every `refreshMs`), requests are
  * refused at once (UnavailableError) and /readyz answers 503. The time limit (504) and a client
  * that leaves cancel the job: removed if it waits, stopped at its next decoder step if it runs.
@@ -57,6 +60,11 @@ export interface RemoteOptions {
   modelDir: string;
   /** Requests in progress at once (reading, decoding, queued, captioning); past it, 503. */
   maxJobs: number;
+  /**
+   * Jobs that may wait on the model's web queue, counted across every web process that adds to it;
+   * past it, 503. Undefined: no bound but `maxJobs` per process.
+   */
+  maxWaiting?: number;
   /** Time limit per request from its job's creation to its result, ms. */
   timeoutMs: number;
   /** How often the live workers are looked up, ms. */
@@ -92,6 +100,8 @@ export class RemoteCaptioning implements CaptionService {
   private accepted = 0;
   private cancelledInWorker = 0;
   private avgDecodeMs = 200;
+  /** The web queue's waiting jobs, all replicas' (with `maxWaiting`: looked up at each refresh). */
+  private waiting = 0;
   private refreshTimer: NodeJS.Timeout | null = null;
   private lastRefreshError = '';
   private refreshing = false;
@@ -144,6 +154,7 @@ export class RemoteCaptioning implements CaptionService {
     try {
       const before = new Set(this.workers.map((w) => w.id));
       this.workers = await liveWorkers(this.publisher);
+      if (this.opts.maxWaiting !== undefined) this.waiting = await this.queue.getWaitingCount();
       this.lastRefreshError = '';
       await this.failOrphans(before);
     } catch (err) {
@@ -222,8 +233,19 @@ export class RemoteCaptioning implements CaptionService {
     return Math.max(1, Math.ceil((this.pending.size * this.avgDecodeMs) / Math.max(1, slots) / 1000));
   }
 
+  /** Refuses a request while the web queue holds `maxWaiting` waiting jobs (any replica's). */
+  private checkWaiting(waiting: number): void {
+    const bound = this.opts.maxWaiting;
+    if (bound !== undefined && waiting >= bound)
+      throw new QueueFullError(
+        this.retryAfterSeconds(),
+        `${waiting} caption job${waiting === 1 ? '' : 's'} wait on the queue for a worker, the bound of every web process`,
+      );
+  }
+
   reserve(): Reservation {
     this.checkAvailable();
+    this.checkWaiting(this.waiting);
     return this.reserved.take(this.opts.maxJobs, () => this.retryAfterSeconds());
   }
 
@@ -262,6 +284,16 @@ export class RemoteCaptioning implements CaptionService {
     try {
       await this.subscriber.subscribe(serveChannel(jobId));
       if (!this.pending.has(jobId)) return; // cancelled meanwhile
+      if (this.opts.maxWaiting !== undefined) {
+        // The count at admission may be up to refreshMs old, and other replicas add jobs too.
+        this.waiting = await this.queue.getWaitingCount();
+        try {
+          this.checkWaiting(this.waiting);
+        } catch (err) {
+          this.settle(jobId, err as Error);
+          return;
+        }
+      }
       const { prior: _, ...options } = request.options;
       await this.queue.add(
         'caption',

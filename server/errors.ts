@@ -43,8 +43,8 @@ export class UnsupportedTypeError extends HttpError {
 /** 503 with Retry-After: the caption queue is full; the client should come back later. */
 export class QueueFullError extends HttpError {
   override name = 'QueueFullError';
-  constructor(retryAfterSeconds: number) {
-    super(503, `the server is busy (caption queue full); retry in ${retryAfterSeconds} s`, {
+  constructor(retryAfterSeconds: number, why = 'caption queue full') {
+    super(503, `the server is busy (${why}); retry in ${retryAfterSeconds} s`, {
       'Retry-After': String(retryAfterSeconds),
     });
   }

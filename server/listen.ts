@@ -32,6 +32,8 @@ export interface ServeOptions extends PoolOptions {
    * threads; `maxQueue` is then the bound on requests in progress at once.
    */
   queue?: QueueLocation;
+  /** With `queue`: jobs that may wait on the queue across every web process (`--max-waiting`). */
+  maxWaiting?: number;
   log?: (line: string) => void;
 }
 
@@ -111,6 +113,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         location: opts.queue,
         modelDir: opts.modelDir,
         maxJobs: opts.maxQueue,
+        ...(opts.maxWaiting !== undefined ? { maxWaiting: opts.maxWaiting } : {}),
         timeoutMs: opts.timeoutMs,
         log,
       })

@@ -81,6 +81,11 @@ export const serveCommand: Command = {
         default: 32,
         describe: 'with --queue redis://…: caption requests in progress at once (upload to answer); past that, 503',
       })
+      .option('max-waiting', {
+        type: 'number',
+        describe:
+          'with --queue redis://…: caption jobs that may wait on the queue for a worker, counted across every web process serving the model (replicas); past that, 503 [default: no bound but --max-jobs per process]',
+      })
       .option('timeout', {
         type: 'number',
         default: 30_000,
@@ -134,6 +139,8 @@ export const serveCommand: Command = {
     const host = String(argv.host);
     const allowedHosts = resolveAllowedHosts(argv['allowed-host'] as string[] | undefined);
     const queue = queueFlag(argv.queue);
+    if (argv['max-waiting'] !== undefined && !('location' in queue))
+      throw new UsageError('--max-waiting bounds a job queue: it needs --queue redis://HOST:PORT/DB');
     if ('location' in queue)
       logLine(`reading ${String(argv.model)}; captioning on the workers of ${queue.location.display}…`);
     else logLine(`loading ${String(argv.model)} into ${workers} worker${workers === 1 ? '' : 's'}…`);
@@ -144,7 +151,11 @@ export const serveCommand: Command = {
       allowedHosts,
       workers,
       ...('location' in queue
-        ? { queue: queue.location, maxQueue: integerFlag(argv, 'max-jobs', 1) }
+        ? {
+            queue: queue.location,
+            maxQueue: integerFlag(argv, 'max-jobs', 1),
+            maxWaiting: optionalIntegerFlag(argv, 'max-waiting', 1),
+          }
         : { maxQueue: queue.maxQueue }),
       timeoutMs: integerFlag(argv, 'timeout', 1),
       limits: {

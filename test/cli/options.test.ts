@@ -39,6 +39,11 @@ test('every verb checks its whole-number flags the same way (exit 2, the same me
   const cases: [string[], string][] = [
     [['eval', '--model', 'm', '--data', 'd', '--beam', '0'], '--beam must be a whole number ≥ 1, got 0'],
     [['serve', '--model', 'm', '--queue', '-1'], '--queue must be a whole number ≥ 0, got -1'],
+    [
+      ['serve', '--model', 'm', '--queue', 'redis://127.0.0.1:1/0', '--max-waiting', '0'],
+      '--max-waiting must be a whole number ≥ 1, got 0',
+    ],
+    [['serve', '--model', 'm', '--max-waiting', '4'], '--max-waiting bounds a job queue: it needs --queue redis://'],
     [['data', 'shapes', '--out', 'nowhere', '--size', '4'], '--size must be a whole number ≥ 8, got 4'],
     [['caption', 'x.png', '--model', 'm', '--batch-size', '1.5'], '--batch-size must be a whole number ≥ 1, got 1.5'],
   ];

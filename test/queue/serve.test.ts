@@ -2,8 +2,9 @@
  * `captioner serve --queue redis://…` with a `captioner worker` process, against a real Redis
  * server (test/helpers/redis.ts): 503 and /readyz while no worker is alive; a caption and a stream
  * that equal the server's own worker threads' answers (attention and familiarity included); the
- * capacity bound (503 + Retry-After); a client that disconnects cancels its job, removed from the
- * queue while it waits, stopped in the worker while it runs.
+ * capacity bounds (503 + Retry-After), per web process and across replicas; a client that
+ * disconnects cancels its job, removed from the queue while it waits, stopped in the worker while
+ * it runs.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -216,7 +217,7 @@ test(
 );
 
 test(
-  'serve --queue: past --max-jobs 503 + Retry-After; a client that leaves cancels its job, waiting or running',
+  'serve --queue: past --max-jobs (and --max-waiting across replicas) 503 + Retry-After; a client that leaves cancels its job, waiting or running',
   { timeout: 180_000 },
   async () => {
     const serve = await startServe(['--max-jobs', '1']);
@@ -242,6 +243,16 @@ test(
     assert.equal(busy.status, 503);
     assert.ok(Number(busy.headers.get('retry-after')) >= 1);
     assert.match(await busy.text(), /busy/);
+    // A second web process (a replica) with room of its own but a bound across replicas: the
+    // job the first one added counts against it.
+    const replica = await startServe(['--max-waiting', '1']);
+    const crowded = await fetch(`${replica.url}/api/captions`, { method: 'POST', body: form(png) });
+    assert.equal(crowded.status, 503);
+    assert.ok(Number(crowded.headers.get('retry-after')) >= 1);
+    assert.match(await crowded.text(), /1 caption job wait on the queue for a worker/);
+    assert.equal((await counts()).waiting, 1, 'the refused request added no job');
+    replica.child.kill('SIGTERM');
+    assert.equal((await replica.done).code, 0);
     // It leaves: its job is removed from the queue, so the worker never runs it.
     leaving.abort();
     assert.ok((await first) instanceof Error);
