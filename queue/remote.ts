@@ -227,10 +227,13 @@ export class RemoteCaptioning implements CaptionService {
       );
   }
 
-  /** Seconds a client should wait before retrying: the work ahead over the live workers' concurrency. */
-  private retryAfterSeconds(): number {
+  /**
+   * Seconds a client should wait before retrying: the work ahead (this process's requests, or the
+   * jobs waiting on the queue) over the live workers' concurrency.
+   */
+  private retryAfterSeconds(ahead = this.pending.size): number {
     const slots = this.serving().reduce((n, w) => n + w.serveConcurrency, 0);
-    return Math.max(1, Math.ceil((this.pending.size * this.avgDecodeMs) / Math.max(1, slots) / 1000));
+    return Math.max(1, Math.ceil((ahead * this.avgDecodeMs) / Math.max(1, slots) / 1000));
   }
 
   /** Refuses a request while the web queue holds `maxWaiting` waiting jobs (any replica's). */
@@ -238,8 +241,8 @@ export class RemoteCaptioning implements CaptionService {
     const bound = this.opts.maxWaiting;
     if (bound !== undefined && waiting >= bound)
       throw new QueueFullError(
-        this.retryAfterSeconds(),
-        `${waiting} caption job${waiting === 1 ? '' : 's'} wait on the queue for a worker, the bound of every web process`,
+        this.retryAfterSeconds(waiting),
+        `${waiting} caption job${waiting === 1 ? ' waits' : 's wait'} on the queue for a worker, the bound of every web process`,
       );
   }
 

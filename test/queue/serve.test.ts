@@ -249,7 +249,7 @@ test(
     const crowded = await fetch(`${replica.url}/api/captions`, { method: 'POST', body: form(png) });
     assert.equal(crowded.status, 503);
     assert.ok(Number(crowded.headers.get('retry-after')) >= 1);
-    assert.match(await crowded.text(), /1 caption job wait on the queue for a worker/);
+    assert.match(await crowded.text(), /1 caption job waits on the queue for a worker/);
     assert.equal((await counts()).waiting, 1, 'the refused request added no job');
     replica.child.kill('SIGTERM');
     assert.equal((await replica.done).code, 0);
