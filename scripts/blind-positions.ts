@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { readManifest, splitImages } from '../model/data/dataset.ts';
 import { summarise, type Summary } from '../experiment/figures.ts';
 import { writeFileAtomic } from '../model/io/fsutil.ts';
-import { parseShapesCaption, positionsRight, type Scene } from '../data-scripts/shapes/semantics.ts';
+import { parseShapesCaption, tallyPositions, type Scene } from '../data-scripts/shapes/semantics.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,14 +39,9 @@ if (values.help || !values.experiment || !values.data) {
 
 /** Per position k: the share of captions (of scenes with at least k + 1 objects) naming object k right. */
 function positionRates(pairs: Iterable<[Scene | null, Scene]>): number[] {
-  const right: number[] = [];
-  const total: number[] = [];
-  for (const [named, truth] of pairs)
-    positionsRight(named, truth).forEach((ok, k) => {
-      right[k] = (right[k] ?? 0) + (ok ? 1 : 0);
-      total[k] = (total[k] ?? 0) + 1;
-    });
-  return total.map((n, k) => right[k]! / n);
+  const tally: { captions: number; right: number }[] = [];
+  for (const [named, truth] of pairs) tallyPositions(tally, named, truth);
+  return tally.map((p) => p.right / p.captions);
 }
 
 function* ownPairs(named: (Scene | null)[], scenes: Scene[]): Generator<[Scene | null, Scene]> {

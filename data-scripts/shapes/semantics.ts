@@ -309,6 +309,18 @@ export function positionsRight(predicted: Scene | null, truth: Scene): boolean[]
   });
 }
 
+/**
+ * Adds one caption's `positionsRight` to per-position counts: `tally[k]` holds the captions whose
+ * scene has a (k + 1)-th object and how many of them named it right.
+ */
+export function tallyPositions(tally: { captions: number; right: number }[], named: Scene | null, truth: Scene): void {
+  positionsRight(named, truth).forEach((right, k) => {
+    const at = (tally[k] ??= { captions: 0, right: 0 });
+    at.captions += 1;
+    if (right) at.right += 1;
+  });
+}
+
 /** Accuracy at one position: of the captions whose scene has that many objects, how many named it right. */
 export interface PositionAccuracy {
   /** Captions whose scene holds at least this many objects. */
@@ -362,11 +374,7 @@ export function semanticScores(items: Iterable<{ caption: string; truth: Scene }
     sum.tp += c.tp;
     sum.fp += c.fp;
     sum.fn += c.fn;
-    positionsRight(parsed, truth).forEach((right, k) => {
-      const at = (positions[k] ??= { captions: 0, right: 0 });
-      at.captions += 1;
-      if (right) at.right += 1;
-    });
+    tallyPositions(positions, parsed, truth);
   }
   return {
     count,
