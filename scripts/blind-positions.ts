@@ -96,9 +96,11 @@ for (const s of summary) {
   lines.push(`| ${s.arm} | against the other images | ${s.blind.map(pct).join(' | ')} |`);
 }
 const inScenes = [...sceneOf.values()].reduce((n, scene) => n + scene.objects.length, 0) / sceneOf.size;
-const named = summary.map((s) => `${s.arm} ${s.named!.mean.toFixed(2)} ± ${(s.named!.sd ?? 0).toFixed(2)}`).join(', ');
+const namedLine = summary
+  .map((s) => `${s.arm} ${s.named!.mean.toFixed(2)} ± ${(s.named!.sd ?? 0).toFixed(2)}`)
+  .join(', ');
 process.stdout.write(
   `${lines.join('\n')}\n\n(% named right, mean ± sd over seeds; split "${split}")\n` +
-    `objects named per caption: ${named}; in the scenes: ${inScenes.toFixed(2)}\n`,
+    `objects named per caption: ${namedLine}; in the scenes: ${inScenes.toFixed(2)}\n`,
 );
 if (values.json) await writeFileAtomic(values.json, `${JSON.stringify({ split, summary, runs: figures }, null, 2)}\n`);
