@@ -109,6 +109,7 @@ export function lossRaisedBy(config: SavedConfig): string | null {
   if (config.train?.wordSubstitution || rates)
     parts.push(`word substitution ${config.train!.wordSubstitution ?? 0}${rates ? ` (${rates})` : ''}`);
   if (config.train?.wordDropout) parts.push(`word dropout ${config.train.wordDropout}`);
+  if (config.train?.greyscale) parts.push(`greyscale ${config.train.greyscale}`);
   if (parts.length === 0) return null;
   return parts.length === 1 ? parts[0]! : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
 }

@@ -43,6 +43,11 @@ export interface TrainConfig extends ModelConfig {
   /** Probability that a decoder input after <start> is replaced by <unk> (word dropout). */
   wordDropout: number;
   /**
+   * Probability that a training image is turned grey, the colour words of its caption then adding
+   * no loss (model/train/greyscale.ts): shape is to be read from outline, not from colour.
+   */
+  greyscale: number;
+  /**
    * Probability that a decoder input after <start> is replaced by a word of the same slot
    * (model/train/substitution.ts).
    */
@@ -118,6 +123,7 @@ export const TRAIN_DEFAULTS = {
   clipNorm: 5,
   labelSmoothing: 0,
   wordDropout: 0,
+  greyscale: 0,
   wordSubstitution: 0,
   wordSubstitutionRates: '',
   samplingSchedule: 'inverse-sigmoid',
@@ -296,6 +302,14 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
     max: 1,
     describe: 'word dropout: probability that a decoder input after <start> is replaced by <unk>',
   },
+  greyscale: {
+    group: 'regularisation',
+    type: 'number',
+    min: 0,
+    max: 1,
+    describe:
+      'greyscale augmentation: probability that a training image is turned grey, the colour words of its caption (red, blue, …) then adding no loss, so that shapes are learnt from their outlines and not from colours they happened to come in',
+  },
 
   trainSplit: { group: 'data', type: 'string', describe: 'split to train on' },
   valSplit: { group: 'data', type: 'string', describe: 'split to validate on each epoch' },
@@ -411,6 +425,7 @@ export function checkObjective(config: TrainConfig): void {
     [
       ['labelSmoothing', config.labelSmoothing > 0],
       ['wordDropout', config.wordDropout > 0],
+      ['greyscale', config.greyscale > 0],
       ['wordSubstitution', config.wordSubstitution > 0],
       ['wordSubstitutionRates', config.wordSubstitutionRates !== ''],
       ['samplingWithinSlots', config.samplingWithinSlots],

@@ -15,6 +15,7 @@ import type { TrainConfig } from './config.ts';
 import { measureGradientFlow, type GradientFlow } from './gradient-flow.ts';
 import { greedyDecode, sampleDecode } from '../decode/decode.ts';
 import { mean, sampledTokens, scstLoss, type CaptionReward } from './scst.ts';
+import { colourWordIds, greyscaleRows } from './greyscale.ts';
 
 /** What one training step reports. */
 export interface StepStats {
@@ -45,6 +46,8 @@ export class Trainer {
   private readonly names = new Map<string, string>();
   private readonly byName: Record<string, tf.Variable>;
   private readonly trainable: tf.Variable[];
+  /** The vocabulary's colour words, masked as targets of grey images (greyscale augmentation). */
+  private colourIds: Set<number> | undefined;
 
   /**
    * `slots`: each word id's substitutes (model/train/substitution.ts), read off the training
@@ -100,8 +103,10 @@ export class Trainer {
     const epsilon = this.samplingProbability(step);
     const rng = new Rng(deriveSeed(this.config.seed, 2, step));
     const lr = this.learningRate(step, totalSteps);
-    const imgs = tf.tensor4d(images, [batchSize, size, size, 3]);
+    const grey = this.greyscale(images, batch, step);
+    const imgs = tf.tensor4d(grey.images, [batchSize, size, size, 3]);
     const toks = tf.tensor2d(tokens, [batchSize, width], 'int32');
+    const targets = tf.tensor2d(grey.targets, [batchSize, width - 1], 'int32'); // the tokens shifted by one
     try {
       const { value, grads } = tf.variableGrads(
         () =>
@@ -115,7 +120,6 @@ export class Trainer {
               rng,
               training: true,
             });
-            const targets = toks.slice([0, 1], [batchSize, width - 1]) as tf.Tensor2D; // targets shifted by one
             return maskedSequenceLoss(logits, targets, this.config.labelSmoothing, {
               maskPadding: !this.config.lossOnPadding,
             });
@@ -125,7 +129,7 @@ export class Trainer {
       const gradNorm = this.applyGradients(grads, lr);
       const loss = value.dataSync()[0]!;
       value.dispose();
-      const n = countTokens(tokens.filter((_, i) => i % width !== 0));
+      const n = countTokens(grey.targets);
       const positions = batchSize * (width - 1);
       return {
         loss,
@@ -140,7 +144,26 @@ export class Trainer {
     } finally {
       imgs.dispose();
       toks.dispose();
+      targets.dispose();
     }
+  }
+
+  /**
+   * The step's pixels and targets (the tokens shifted by one) after greyscale augmentation
+   * (model/train/greyscale.ts): with `greyscale` 0, the batch's own pixels and targets; else
+   * copies, each image grey with that probability (draws seeded by seed and step, so that a
+   * resumed run draws the same) and the colour words of its caption masked as targets.
+   */
+  private greyscale(images: Float32Array, batch: Batch, step: number): { images: Float32Array; targets: Int32Array } {
+    const { batchSize, width, tokens } = batch;
+    const targets = new Int32Array(batchSize * (width - 1));
+    for (let b = 0; b < batchSize; b++) targets.set(tokens.subarray(b * width + 1, (b + 1) * width), b * (width - 1));
+    const rate = this.config.greyscale;
+    if (!(rate > 0)) return { images, targets };
+    const copy = images.slice();
+    this.colourIds ??= colourWordIds(this.model.vocab);
+    greyscaleRows(copy, targets, batchSize, rate, this.colourIds, new Rng(deriveSeed(this.config.seed, 6, step)));
+    return { images: copy, targets };
   }
 
   /**

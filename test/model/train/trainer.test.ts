@@ -158,6 +158,29 @@ test('the training step applies --word-dropout and --word-substitution: the same
   assert.notEqual(losses[3], losses[0], 'feeding another colour in place of every colour changes the loss');
 });
 
+test('the training step applies --greyscale: its colour targets add no loss (fewer tokens), the pixels it was given are left as they were, and the step is deterministic', async () => {
+  const { vocab, batch, pixels } = await trainBatch();
+  const before = pixels.slice();
+  const targets = batch.tokens.filter((_, i) => i % batch.width !== 0);
+  const colours = targets.filter((t) => ['red', 'blue', 'green', 'yellow'].includes(vocab.words[t]!)).length;
+  assert.ok(colours > 0, 'the tiny captions name colours');
+  const stats = [];
+  for (const greyscale of [0, 1, 1]) {
+    const config = await tinyConfig(data, { samplingSchedule: 'constant', samplingK: 1, greyscale });
+    cleanup.push(config.out);
+    const model = await Captioner.create({ ...MODEL_DEFAULTS, ...TINY_MODEL }, vocab, 1);
+    const trainer = new Trainer(model, config);
+    stats.push(trainer.step(pixels, batch, 0, 10));
+    trainer.optimizer.dispose();
+    model.dispose();
+  }
+  assert.equal(stats[0]!.tokens, countTokens(targets));
+  assert.equal(stats[1]!.tokens, countTokens(targets) - colours, 'every colour target of a grey image is masked');
+  assert.notEqual(stats[1]!.loss, stats[0]!.loss);
+  assert.equal(stats[2]!.loss, stats[1]!.loss, 'the same step draws the same grey rows');
+  assert.deepEqual(pixels, before, "the batch's pixels (the image cache's) are not changed in place");
+});
+
 async function stepLosses(modelDir: string): Promise<Map<number, number>> {
   const lines = (await readFile(join(modelDir, 'metrics.jsonl'), 'utf8')).trim().split('\n');
   const out = new Map<number, number>();
