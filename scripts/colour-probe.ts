@@ -2,13 +2,16 @@
  * Where does a shapes model go wrong on colour + shape pairs it never saw: in the encoder (it
  * cannot see the shape) or in the decoder (it has learned "after yellow, never circle")?
  *
- *   node --import tsx scripts/colour-probe.ts MODEL_DIR DATA_DIR [N]
+ *   node --import tsx scripts/colour-probe.ts MODEL_DIR DATA_DIR [N] [SPLIT]
  *
- * On the first N single-shape scenes of the data set's compositional split, the decoder is fed a
+ * On the first N single-shape scenes of the data set's compositional split (SPLIT:
+ * test-compositional, the default, or selection-compositional, the one to make choices on; N:
+ * 300, or 0 for all), the decoder is fed a
  * reference caption up to and including the colour word, and its next word is compared with the
  * true shape, twice: once with the true colour, once with a colour the training data does pair
  * with that shape. If the shape is right far more often with the swapped colour, the picture's
- * evidence is there and the decoder's learned colour → shape prior overrides it.
+ * evidence is there and the decoder's learned colour → shape prior overrides it. If it is wrong
+ * either way, the image's features themselves say another shape. Printed per held-out pair too.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,9 +23,9 @@ import { imagesToTensor, loadImagePixels } from '../model/data/image.ts';
 import { loadModel } from '../model/io/load.ts';
 import { START } from '../model/text/vocab.ts';
 
-const [modelDir, dataDir, count = '300'] = process.argv.slice(2);
+const [modelDir, dataDir, count = '300', split = 'test-compositional'] = process.argv.slice(2);
 if (!modelDir || !dataDir) {
-  process.stderr.write('usage: scripts/colour-probe.ts MODEL_DIR DATA_DIR [N]\n');
+  process.stderr.write('usage: scripts/colour-probe.ts MODEL_DIR DATA_DIR [N] [SPLIT]\n');
   process.exit(2);
 }
 await selectBackend(undefined, () => {});
@@ -31,12 +34,11 @@ const { model } = await loadModel(modelDir);
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8'));
 const scenes = manifest.images
   .filter(
-    (i: { split: string; scene?: { objects: SceneObject[] } }) =>
-      i.split === 'test-compositional' && i.scene?.objects.length === 1,
+    (i: { split: string; scene?: { objects: SceneObject[] } }) => i.split === split && i.scene?.objects.length === 1,
   )
-  .slice(0, Number(count));
+  .slice(0, Number(count) || undefined);
 if (scenes.length === 0)
-  throw new Error(`${join(dataDir, 'manifest.json')}: no single-shape scenes in split "test-compositional"`);
+  throw new Error(`${join(dataDir, 'manifest.json')}: no single-shape scenes in split "${split}"`);
 
 /** The decoder's next word after `prefix`, reading the image's `features`. */
 function nextWord(features: ImageFeatures, prefix: readonly string[]): string {
@@ -54,6 +56,11 @@ function nextWord(features: ImageFeatures, prefix: readonly string[]): string {
 
 let trueRight = 0;
 let swappedRight = 0;
+/** Per held-out pair: its scenes, the shape right with the true colour fed and with a seen one, what is said else. */
+const byPair: Record<
+  string,
+  { scenes: number; trueColour: number; seenColour: number; saidInstead: Record<string, number> }
+> = {};
 for (const image of scenes) {
   const object: SceneObject = image.scene.objects[0];
   const pixels = await loadImagePixels(join(dataDir, image.file), model.config.imageSize);
@@ -64,11 +71,24 @@ for (const image of scenes) {
   const seen = COLOURS.find((c) => c !== object.colour && !isHeldOut({ ...object, colour: c }))!;
   // once for both prefixes
   const features = tf.tidy(() => model.encode(imagesToTensor([pixels], model.config.imageSize)));
-  if (nextWord(features, [...before, object.colour]) === object.shape) trueRight++;
-  if (nextWord(features, [...before, seen]) === object.shape) swappedRight++;
+  const pair = (byPair[`${object.colour} ${object.shape}`] ??= {
+    scenes: 0,
+    trueColour: 0,
+    seenColour: 0,
+    saidInstead: {},
+  });
+  pair.scenes++;
+  const said = nextWord(features, [...before, object.colour]);
+  if (said === object.shape) {
+    trueRight++;
+    pair.trueColour++;
+  } else pair.saidInstead[said] = (pair.saidInstead[said] ?? 0) + 1;
+  if (nextWord(features, [...before, seen]) === object.shape) {
+    swappedRight++;
+    pair.seenColour++;
+  }
   features.dispose();
 }
 const n = scenes.length;
-process.stdout.write(
-  `${JSON.stringify({ scenes: n, shapeRightWithTrueColour: trueRight / n, shapeRightWithSeenColour: swappedRight / n })}\n`,
-);
+const summary = { scenes: n, shapeRightWithTrueColour: trueRight / n, shapeRightWithSeenColour: swappedRight / n };
+process.stdout.write(`${JSON.stringify({ ...summary, byPair })}\n`);

@@ -3,28 +3,31 @@
  * captions back into objects and counts, for every object whose colour + shape pair training
  * never showed, whether the caption names that pair, keeps its colour but swaps the shape (and
  * how often the shape it says is another object's in the same scene), keeps the shape but swaps
- * the colour, says both words but on different objects, or neither.
+ * the colour, says both words but on different objects, or neither; and, per held-out pair, how
+ * many of its objects the captions name right.
  *
- *   node --import tsx scripts/held-out-fate.ts EVAL_DIR DATA_DIR
+ *   node --import tsx scripts/held-out-fate.ts EVAL_DIR DATA_DIR [SPLIT]
  *
- * EVAL_DIR is an `eval --out` directory (it holds results-test-compositional.json); DATA_DIR the
- * shapes data set it scored. Prints one JSON line.
+ * EVAL_DIR is an `eval --out` directory (it holds results-SPLIT.json); DATA_DIR the shapes data
+ * set it scored; SPLIT test-compositional (the default) or selection-compositional, the split to
+ * make choices on. Prints one JSON line.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseShapesCaption, type Scene } from '../data-scripts/shapes/semantics.ts';
 import { isHeldOut } from '../data-scripts/shapes/scene.ts';
 
-const [evalDir, dataDir] = process.argv.slice(2);
+const [evalDir, dataDir, split = 'test-compositional'] = process.argv.slice(2);
 if (!evalDir || !dataDir) {
-  process.stderr.write('usage: scripts/held-out-fate.ts EVAL_DIR DATA_DIR\n');
+  process.stderr.write('usage: scripts/held-out-fate.ts EVAL_DIR DATA_DIR [SPLIT]\n');
   process.exit(2);
 }
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as {
   images: { id: string; scene?: Scene }[];
 };
 const scenes = new Map(manifest.images.map((i) => [i.id, i.scene]));
-const results = JSON.parse(readFileSync(join(evalDir, 'results-test-compositional.json'), 'utf8')) as {
+const resultsFile = join(evalDir, `results-${split}.json`);
+const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as {
   image_id: string | number;
   caption: string;
 }[];
@@ -38,23 +41,29 @@ const counts = {
   neither: 0,
   captionUnparsed: 0,
 };
+/** Per held-out pair ("blue hexagon"): its objects, and how many the captions name right. */
+const byPair: Record<string, { objects: number; named: number }> = {};
 for (const r of results) {
   const truth = scenes.get(String(r.image_id));
   if (!truth)
     throw new Error(
-      `${join(evalDir, 'results-test-compositional.json')}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`,
+      `${resultsFile}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`,
     );
   const said = parseShapesCaption(r.caption);
   for (const o of truth.objects.filter(isHeldOut)) {
     counts.heldOutObjects++;
+    const pair = (byPair[`${o.colour} ${o.shape}`] ??= { objects: 0, named: 0 });
+    pair.objects++;
     if (!said) {
       counts.captionUnparsed++;
       continue;
     }
     const colour = said.objects.some((q) => q.colour === o.colour);
     const shape = said.objects.some((q) => q.shape === o.shape);
-    if (said.objects.some((q) => q.colour === o.colour && q.shape === o.shape)) counts.named++;
-    else if (colour && shape) counts.bothSaidUnbound++;
+    if (said.objects.some((q) => q.colour === o.colour && q.shape === o.shape)) {
+      counts.named++;
+      pair.named++;
+    } else if (colour && shape) counts.bothSaidUnbound++;
     else if (colour) {
       counts.colourKeptShapeSwapped++;
       // Was the shape said with that colour one that another object in the scene has?
@@ -65,4 +74,4 @@ for (const r of results) {
     else counts.neither++;
   }
 }
-console.log(JSON.stringify(counts));
+console.log(JSON.stringify({ ...counts, byPair }));
