@@ -418,8 +418,14 @@ export const TRAIN_SPEC: GroupedSpec<TrainConfig, TrainGroup> = {
  * Settings that only act on the reference captions fed to a cross-entropy step (label smoothing,
  * word dropout and substitution, scheduled sampling within slots): SCST feeds the model its own
  * words and has no target distribution, so asking for them with it is an error naming them.
+ * Greyscale, which masks targets as pads, is likewise refused with the loss on pads.
  */
 export function checkObjective(config: TrainConfig): void {
+  // Greyscale masks a grey image's colour targets as pads; the unmasked loss would train them as <pad>.
+  if (config.greyscale > 0 && config.lossOnPadding)
+    throw new ConfigError(
+      '"greyscale" masks the colour words of grey images as pads are masked, and "lossOnPadding" trains on pads: use one or the other',
+    );
   if (config.objective !== 'scst') return;
   const refused = (
     [

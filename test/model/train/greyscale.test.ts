@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { COLOUR_WORDS, colourWordIds, greyscaleRows } from '../../../model/train/greyscale.ts';
+import { checkObjective, TRAIN_DEFAULTS } from '../../../model/train/config.ts';
 import { PAD, Vocabulary } from '../../../model/text/vocab.ts';
 import { Rng } from '../../../model/util/rng.ts';
 
@@ -55,4 +56,10 @@ test('greyscaleRows at rate 0 changes nothing; in between, only the rows drawn c
     }
   }
   assert.ok(seen.size >= 3, `rate 0.5 draws different rows for different seeds: ${[...seen].join(' | ')}`);
+});
+
+test('greyscale with the loss on pads is a configuration error naming both (its masked colour targets would be trained as <pad>)', () => {
+  const config = { ...TRAIN_DEFAULTS, data: 'd', out: 'o', greyscale: 0.25 };
+  assert.doesNotThrow(() => checkObjective(config));
+  assert.throws(() => checkObjective({ ...config, lossOnPadding: true }), /"greyscale" .*"lossOnPadding"/);
 });
