@@ -14,7 +14,7 @@
  * achromatic ones included: in a grey image a grey shirt and a blue one of the same luminance
  * look the same.
  */
-import { PAD, type Vocabulary } from '../text/vocab.ts';
+import { PAD, UNK, type Vocabulary } from '../text/vocab.ts';
 import type { Rng } from '../util/rng.ts';
 
 export const COLOUR_WORDS: readonly string[] = [
@@ -46,7 +46,7 @@ export const COLOUR_WORDS: readonly string[] = [
 
 /** The ids of the vocabulary's colour words (COLOUR_WORDS it holds). */
 export function colourWordIds(vocab: Vocabulary): Set<number> {
-  return new Set(COLOUR_WORDS.filter((w) => vocab.words.includes(w)).map((w) => vocab.id(w)));
+  return new Set(COLOUR_WORDS.map((w) => vocab.id(w)).filter((id) => id !== UNK));
 }
 
 /**
