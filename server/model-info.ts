@@ -426,7 +426,11 @@ export function describeArchitecture(
   const size = `${model.imageSize}×${model.imageSize}`;
   const encoder = backbone
     ? `The CNN backbone ${backbone} (${model.backboneTrainable ? 'fine-tuned' : 'frozen'})`
-    : `A CNN of ${model.encoderChannels.length} convolution blocks (${model.encoderChannels.join('-')} channels)`;
+    : `A CNN of ${model.encoderChannels.length} convolution blocks (${model.encoderChannels.join('-')} channels)` +
+      (model.encoderInput === 'chroma' ? ' on each pixel’s chroma (outlines without their hue)' : '') +
+      (model.colourStream > 0
+        ? `, beside a ${model.colourStream}-wide colour stream that reads each pixel alone,`
+        : '');
   const side = gridPositions === null ? null : Math.sqrt(gridPositions);
   const grid =
     gridPositions === null

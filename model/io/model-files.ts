@@ -34,6 +34,8 @@ export const ADDED_MODEL_KEYS: Partial<ModelConfig> = {
   encoderPooling: 'average',
   decoderInput: 'previous-word',
   initState: 'tanh',
+  encoderInput: 'rgb',
+  colourStream: 0,
 };
 
 /** A parsed config.json, checked to have a model section, with the keys added since filled in. */

@@ -57,6 +57,8 @@ export const MODEL_DEFAULTS = {
   encoderChannels: [32, 64, 128, 256],
   featureSize: 256,
   encoderPooling: 'average',
+  encoderInput: 'rgb',
+  colourStream: 0,
   backbone: null,
   backboneTrainable: false,
   embeddingSize: 256,
@@ -83,6 +85,18 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
     choices: ['average', 'flatten', 'grid'],
     describe:
       "last feature map to vector: global average, flattened (keeps where things are), or a vector per position ('grid', for attention)",
+  },
+  encoderInput: {
+    type: 'string',
+    choices: ['rgb', 'chroma'],
+    describe:
+      "what the CNN reads: the RGB image, or 'chroma' (per pixel max − min of R, G, B: outlines without hue, so shapes cannot be read off colours)",
+  },
+  colourStream: {
+    type: 'number',
+    integer: true,
+    min: 0,
+    describe: 'width of a per-pixel colour stream (1×1 layers, pooled to the grid) beside the CNN; 0 for none',
   },
   backbone: { type: 'string', nullable: true, describe: 'path of a TF.js LayersModel to use as the CNN backbone' },
   backboneTrainable: { type: 'boolean', describe: 'fine-tune the backbone (else frozen)' },
@@ -117,11 +131,19 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
 
 export const MODEL_KEYS = Object.keys(MODEL_SPEC) as (keyof ModelConfig)[];
 
-/** Attention reads a grid, and a grid is only of use to attention: the two keys go together. */
+/**
+ * Attention reads a grid, and a grid is only of use to attention: the two keys go together. A
+ * backbone reads RGB and brings its own features: no chroma input, no colour stream.
+ */
 export function checkModelConfig(config: ModelConfig): void {
   if ((config.featureInput === 'attention') !== (config.encoderPooling === 'grid')) {
     throw new ConfigError(
       `featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`,
+    );
+  }
+  if (config.backbone && (config.encoderInput !== 'rgb' || config.colourStream > 0)) {
+    throw new ConfigError(
+      `encoderInput "${config.encoderInput}" and colourStream ${config.colourStream} with backbone ${config.backbone}: the chroma input and the colour stream are for the built-in CNN`,
     );
   }
 }

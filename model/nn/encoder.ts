@@ -26,6 +26,21 @@ export interface EncoderConfig {
    * dense layer and tagged with a learned embedding of its position, for an attention decoder).
    */
   encoderPooling: 'average' | 'flatten' | 'grid';
+  /**
+   * What the CNN reads: 'rgb', the image; or 'chroma', one channel per pixel saying how far its
+   * colour is from grey (the largest of R, G, B less the smallest), the same for every hue. A CNN
+   * on chroma sees outlines but cannot tell a blue shape from a yellow one, so it cannot learn
+   * to read a shape off its colour: the shortcut the shapes benchmark's held-out pairs punish
+   * (docs/experiments/default-model-v2.md). Colour then comes from `colourStream`.
+   */
+  encoderInput: 'rgb' | 'chroma';
+  /**
+   * Width of a colour stream beside the CNN, or 0 for none: two dense layers (ReLU between them)
+   * applied to each pixel's RGB on its own (1×1 convolutions), max-pooled to the CNN's last map and
+   * concatenated to it before pooling and projection. Seeing one pixel at a time, it tells
+   * colours and never shapes.
+   */
+  colourStream: number;
   /** Path of a TF.js LayersModel to use instead of the CNN, or null. */
   backbone: string | null;
   /** Fine-tune the backbone's weights (true) or keep them frozen (false). */
@@ -52,6 +67,11 @@ function convBlock(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D): tf.T
   return tf.maxPool(y, 2, 2, 'same'); // [batch, s/2, s/2, ch]
 }
 
+/** [batch, s, s, 3] RGB → [batch, s, s, 1]: each pixel's max(R, G, B) − min(R, G, B), blind to hue. */
+export function chroma(images: tf.Tensor4D): tf.Tensor4D {
+  return tf.sub(tf.max(images, 3, true), tf.min(images, 3, true));
+}
+
 export class Encoder {
   private constructor(
     readonly config: EncoderConfig,
@@ -66,6 +86,9 @@ export class Encoder {
     let backbone: tf.LayersModel | null = null;
     let topology: object | null = null;
     let convOut: number;
+    if (config.backbone && (config.encoderInput !== 'rgb' || config.colourStream > 0)) {
+      throw new Error('encoderInput "chroma" and colourStream are for the built-in CNN, not a backbone');
+    }
     if (config.backbone) {
       backbone = await loadLayersModelFromPath(config.backbone);
       topology = backbone.toJSON(null, false) as object;
@@ -75,13 +98,20 @@ export class Encoder {
     }
     const params: Params = {};
     if (!backbone) {
-      let inChannels = 3;
+      let inChannels = config.encoderInput === 'chroma' ? 1 : 3;
       config.encoderChannels.forEach((out, i) => {
         const name = `encoder/conv${i}`;
         params[`${name}/kernel`] = glorotUniform(rng, [3, 3, inChannels, out], 9 * inChannels, 9 * out);
         params[`${name}/bias`] = constant([out], 0);
         inChannels = out;
       });
+    }
+    const colour = config.colourStream;
+    if (colour > 0) {
+      params['encoder/colour0/kernel'] = glorotUniform(rng, [3, colour], 3, colour);
+      params['encoder/colour0/bias'] = constant([colour], 0);
+      params['encoder/colour1/kernel'] = glorotUniform(rng, [colour, colour], colour, colour);
+      params['encoder/colour1/bias'] = constant([colour], 0);
     }
     Object.assign(params, Encoder.projection(config, convOut, rng, backbone?.outputs[0]?.shape));
     return new Encoder(config, params, backbone, topology);
@@ -132,9 +162,10 @@ export class Encoder {
     return side * side;
   }
 
-  /** Length of the CNN's output vector: channels, times positions when flattened. */
+  /** Length of the CNN's output vector (with the colour stream's): channels, times positions when flattened. */
   private static cnnOutputSize(config: EncoderConfig): number {
-    const channels = config.encoderChannels.at(-1) ?? 3;
+    const channels =
+      (config.encoderChannels.at(-1) ?? (config.encoderInput === 'chroma' ? 1 : 3)) + config.colourStream;
     if (config.encoderPooling !== 'flatten') return channels; // averaged, or projected per position
     return Encoder.gridPositions(config) * channels;
   }
@@ -171,6 +202,7 @@ export class Encoder {
   apply(images: tf.Tensor4D, training = false): tf.Tensor2D | tf.Tensor3D {
     return tf.tidy(() => {
       let x: tf.Tensor = this.convMaps(images, training).at(-1)!;
+      if (this.config.colourStream > 0) x = tf.concat([x, this.colourMap(images)], 3);
       const project = (v: tf.Tensor2D) =>
         tf.add(
           tf.matMul(v, this.params['encoder/project/kernel']!),
@@ -219,14 +251,33 @@ export class Encoder {
     if (this.backboneModel)
       return [this.backboneModel.apply(images, { training: training && this.config.backboneTrainable }) as tf.Tensor];
     const maps: tf.Tensor4D[] = [];
-    let x = images;
+    let x = this.config.encoderInput === 'chroma' ? chroma(images) : images;
     for (let i = 0; i < Math.min(blocks, this.config.encoderChannels.length); i++) {
       const kernel = this.params[`encoder/conv${i}/kernel`] as tf.Tensor4D;
       const bias = this.params[`encoder/conv${i}/bias`] as tf.Tensor1D;
       x = convBlock(x, kernel, bias); // [batch, s/2, s/2, ch]
       maps.push(x);
     }
-    return maps.length ? maps : [images];
+    return maps.length ? maps : [x];
+  }
+
+  /**
+   * The colour stream: each pixel's RGB through two dense layers (ReLU between), then max-pooled over
+   * each cell of the CNN's last map → [batch, h, w, colourStream].
+   */
+  private colourMap(images: tf.Tensor4D): tf.Tensor4D {
+    const [batch, size] = images.shape;
+    const dense = (x: tf.Tensor2D, k: number) =>
+      tf.add(tf.matMul(x, this.params[`encoder/colour${k}/kernel`]!), this.params[`encoder/colour${k}/bias`]!);
+    // The second layer is linear: with ReLU after both, a colour that leaves every unit of the
+    // second at zero gets no gradient there and is never learnt; the max-pooling is nonlinear enough.
+    const hidden = tf.relu(dense(tf.reshape(images, [batch * size * size, 3]), 0)) as tf.Tensor2D;
+    const pixels = dense(hidden, 1);
+    let map = tf.reshape(pixels, [batch, size, size, this.config.colourStream]) as tf.Tensor4D;
+    // 2×2 at a time, as the CNN's blocks halve the side (rounding up): the cells are the CNN's
+    // own, also for a side that is not a power of two (one 2ᵏ window would pad it differently).
+    for (let i = 0; i < this.config.encoderChannels.length; i++) map = tf.maxPool(map, 2, 2, 'same');
+    return map;
   }
 
   /** Positions per image in the features: the grid's h·w for pooling 'grid', else 1. */

@@ -97,6 +97,8 @@ export async function assertCaptionerGradientsMatch(variant: Partial<ModelConfig
     encoderChannels: [4, 8],
     featureSize: 12,
     encoderPooling: 'average',
+    encoderInput: 'rgb',
+    colourStream: 0,
     backbone: null,
     backboneTrainable: false,
     embeddingSize: 6,

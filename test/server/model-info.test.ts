@@ -86,6 +86,11 @@ test('the architecture in words: encoder, grid or pooled, the cell, attention or
   assert.match(lab({ cell: 'rnn' }), /A plain RNN \(Elman, tanh\) decoder of 256 units/);
   assert.match(lab({ cell: 'irnn' }), /An IRNN \(ReLU, recurrent weights started as the identity\) decoder/);
   assert.match(lab({ decoderInput: 'none' }), /without being fed the word before: each step reads only its position/);
+  assert.match(
+    lab({ encoderInput: 'chroma', colourStream: 16 }),
+    /^A CNN of 4 convolution blocks \(16-32-64-64 channels\) on each pixel’s chroma \(outlines without their hue\), beside a 16-wide colour stream that reads each pixel alone, reads a 64×64 image into a 4×4 grid/,
+  );
+  assert.doesNotMatch(words, /chroma|colour stream/);
 });
 
 test('the training stages: earlier logs in numeric order, metrics.jsonl last, drawn one after another', async () => {

@@ -262,8 +262,10 @@ describe('fused kernels', () => {
     { cell: 'lstm', featureInput: 'init' },
     { cell: 'gru', featureInput: 'init' },
     { cell: 'lstm', featureInput: 'attention', encoderPooling: 'grid' },
+    { cell: 'lstm', featureInput: 'attention', encoderPooling: 'grid', encoderInput: 'chroma', colourStream: 3 },
   ] as const) {
-    test(`the model (${variant.cell}, ${variant.featureInput}): teacher-forced loss and every gradient equal the TF.js ops`, async () => {
+    const input = 'encoderInput' in variant ? `, ${variant.encoderInput} + colour stream` : '';
+    test(`the model (${variant.cell}, ${variant.featureInput}${input}): teacher-forced loss and every gradient equal the TF.js ops`, async () => {
       await assertCaptionerGradientsMatch(variant, 0.1);
       const kernel = variant.cell === 'lstm' ? 'CaptionerLstmSequence' : 'CaptionerGruSequence';
       assertServedNatively(kernel, `${kernel}Grad`, 'CaptionerConvReluMaxPool', 'CaptionerSoftmaxCrossEntropy');
