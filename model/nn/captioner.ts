@@ -12,7 +12,7 @@ import { CELL_KINDS, cellStep, cellWeights, createCell, type CellKind, type Cell
 import { fusedCellSequence } from './fused-cells.ts';
 import { hasFusedCell } from '../runtime/fused.ts';
 import { ConfigError, type ConfigSpec } from '../util/config.ts';
-import { Encoder, type EncoderConfig } from './encoder.ts';
+import { checkEncoderConfig, Encoder, type EncoderConfig } from './encoder.ts';
 import { constant, glorotUniform, uniform } from './init.ts';
 import { sampleCategorical, uniforms } from '../decode/sampling.ts';
 import { substituteWords } from '../train/substitution.ts';
@@ -132,8 +132,8 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
 export const MODEL_KEYS = Object.keys(MODEL_SPEC) as (keyof ModelConfig)[];
 
 /**
- * Attention reads a grid, and a grid is only of use to attention: the two keys go together. A
- * backbone reads RGB and brings its own features: no chroma input, no colour stream.
+ * Attention reads a grid, and a grid is only of use to attention: the two keys go together; the encoder's
+ * own checks (checkEncoderConfig) run too.
  */
 export function checkModelConfig(config: ModelConfig): void {
   if ((config.featureInput === 'attention') !== (config.encoderPooling === 'grid')) {
@@ -141,11 +141,7 @@ export function checkModelConfig(config: ModelConfig): void {
       `featureInput "${config.featureInput}" with encoderPooling "${config.encoderPooling}": featureInput "attention" needs encoderPooling "grid" (the map it attends over), and "grid" needs "attention"`,
     );
   }
-  if (config.backbone && (config.encoderInput !== 'rgb' || config.colourStream > 0)) {
-    throw new ConfigError(
-      `encoderInput "${config.encoderInput}" and colourStream ${config.colourStream} with backbone ${config.backbone}: the chroma input and the colour stream are for the built-in CNN`,
-    );
-  }
+  checkEncoderConfig(config);
 }
 
 /**

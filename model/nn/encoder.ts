@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../util/rng.ts';
 import { constant, glorotUniform } from './init.ts';
 import { loadLayersModelFromPath } from '../io/layers-io.ts';
+import { ConfigError } from '../util/config.ts';
 import { convReluMaxPool } from '../runtime/fused.ts';
 
 export interface EncoderConfig {
@@ -67,6 +68,20 @@ function convBlock(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D): tf.T
   return tf.maxPool(y, 2, 2, 'same'); // [batch, s/2, s/2, ch]
 }
 
+/** A backbone reads RGB and brings its own features: no chroma input, no colour stream. */
+export function checkEncoderConfig(config: EncoderConfig): void {
+  if (config.backbone && (config.encoderInput !== 'rgb' || config.colourStream > 0)) {
+    throw new ConfigError(
+      `encoderInput "${config.encoderInput}" and colourStream ${config.colourStream} with backbone ${config.backbone}: the chroma input and the colour stream are for the built-in CNN`,
+    );
+  }
+}
+
+/** Channels of what the CNN reads: the image's 3, or chroma's 1. */
+function inputChannels(config: EncoderConfig): number {
+  return config.encoderInput === 'chroma' ? 1 : 3;
+}
+
 /** [batch, s, s, 3] RGB → [batch, s, s, 1]: each pixel's max(R, G, B) − min(R, G, B), blind to hue. */
 export function chroma(images: tf.Tensor4D): tf.Tensor4D {
   return tf.sub(tf.max(images, 3, true), tf.min(images, 3, true));
@@ -86,9 +101,7 @@ export class Encoder {
     let backbone: tf.LayersModel | null = null;
     let topology: object | null = null;
     let convOut: number;
-    if (config.backbone && (config.encoderInput !== 'rgb' || config.colourStream > 0)) {
-      throw new Error('encoderInput "chroma" and colourStream are for the built-in CNN, not a backbone');
-    }
+    checkEncoderConfig(config);
     if (config.backbone) {
       backbone = await loadLayersModelFromPath(config.backbone);
       topology = backbone.toJSON(null, false) as object;
@@ -98,7 +111,7 @@ export class Encoder {
     }
     const params: Params = {};
     if (!backbone) {
-      let inChannels = config.encoderInput === 'chroma' ? 1 : 3;
+      let inChannels = inputChannels(config);
       config.encoderChannels.forEach((out, i) => {
         const name = `encoder/conv${i}`;
         params[`${name}/kernel`] = glorotUniform(rng, [3, 3, inChannels, out], 9 * inChannels, 9 * out);
@@ -164,8 +177,7 @@ export class Encoder {
 
   /** Length of the CNN's output vector (with the colour stream's): channels, times positions when flattened. */
   private static cnnOutputSize(config: EncoderConfig): number {
-    const channels =
-      (config.encoderChannels.at(-1) ?? (config.encoderInput === 'chroma' ? 1 : 3)) + config.colourStream;
+    const channels = (config.encoderChannels.at(-1) ?? inputChannels(config)) + config.colourStream;
     if (config.encoderPooling !== 'flatten') return channels; // averaged, or projected per position
     return Encoder.gridPositions(config) * channels;
   }
