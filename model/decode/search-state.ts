@@ -104,11 +104,12 @@ export function rowOf(values: tf.TypedArray, r: number, positions: number): numb
   return Array.from(values.subarray(r * positions, (r + 1) * positions));
 }
 
-/** Every tensor of a state: h, and c and the position when it has them. */
+/** Every tensor of a state: h, and c, the position and the context when it has them. */
 function stateTensors(state: DecoderState): tf.Tensor[] {
   const tensors: tf.Tensor[] = [state.h];
   if (state.c) tensors.push(state.c);
   if (state.position) tensors.push(state.position);
+  if (state.context) tensors.push(state.context);
   return tensors;
 }
 
@@ -121,6 +122,7 @@ function gatherState(state: DecoderState, rows: tf.Tensor1D): DecoderState {
   const gathered: DecoderState = { h: tf.gather(state.h, rows) };
   if (state.c) gathered.c = tf.gather(state.c, rows);
   if (state.position) gathered.position = tf.gather(state.position, rows);
+  if (state.context) gathered.context = tf.gather(state.context, rows);
   return gathered;
 }
 

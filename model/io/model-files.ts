@@ -36,6 +36,7 @@ export const ADDED_MODEL_KEYS: Partial<ModelConfig> = {
   initState: 'tanh',
   encoderInput: 'rgb',
   colourStream: 0,
+  attentionQuery: 'previous-state',
 };
 
 /** A parsed config.json, checked to have a model section, with the keys added since filled in. */

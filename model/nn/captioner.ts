@@ -30,6 +30,17 @@ export interface ModelConfig extends EncoderConfig {
    */
   featureInput: 'init' | 'every-step' | 'attention';
   /**
+   * With attention, which state asks where to look for the word a step writes: 'previous-state'
+   * (Xu et al. 2015), the state before the step, which has not read the word just written, so
+   * the context that names an object's shape is chosen before its colour was said; or
+   * 'new-state' (Luong et al. 2015), the state after the step has read that word, so that
+   * "red" steers the look to the red object before the shape is read off it. With 'new-state'
+   * the context also goes into the next step's input (as 'previous-state' feeds its own), and
+   * the initial state carries the first one. Same weights either way. Models saved before this
+   * key are 'previous-state'.
+   */
+  attentionQuery: 'previous-state' | 'new-state';
+  /**
    * What each step reads besides the image: 'previous-word', the word before it (the true one
    * in teacher forcing, the model's own when decoding): the autoregressive decoder; or 'none',
    * the same fixed token at every step plus a learned embedding of the step's position, so that
@@ -65,6 +76,7 @@ export const MODEL_DEFAULTS = {
   hiddenSize: 512,
   cell: 'lstm',
   featureInput: 'init',
+  attentionQuery: 'previous-state',
   decoderInput: 'previous-word',
   initState: 'linear',
   maxLength: 16,
@@ -113,6 +125,12 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
     describe:
       'image feature enters the initial state only, every step too, or every step through attention over the grid',
   },
+  attentionQuery: {
+    type: 'string',
+    choices: ['previous-state', 'new-state'],
+    describe:
+      "with attention, the state that chooses where to look: the one before the step (Xu et al.), or 'new-state', the one after it read the word just written (Luong et al.)",
+  },
   decoderInput: {
     type: 'string',
     choices: ['previous-word', 'none'],
@@ -151,11 +169,12 @@ export function checkModelConfig(config: ModelConfig): void {
 export type ImageFeatures = tf.Tensor2D | tf.Tensor3D;
 
 /**
- * The decoder's state between steps: the cell's (h, and the LSTM's c, [batch, H] each) and, with
- * decoderInput 'none', the position of the step to come, [batch] int32. Searches gather and
- * dispose every tensor of it row by row (model/decode/search-state.ts).
+ * The decoder's state between steps: the cell's (h, and the LSTM's c, [batch, H] each); with
+ * decoderInput 'none', the position of the step to come, [batch] int32; with attentionQuery
+ * 'new-state', the context the last step read, [batch, featureSize], the next step's input.
+ * Searches gather and dispose every tensor of it row by row (model/decode/search-state.ts).
  */
-export type DecoderState = CellState & { position?: tf.Tensor1D };
+export type DecoderState = CellState & { position?: tf.Tensor1D; context?: tf.Tensor2D };
 
 /** A step's output: logits [batch, vocab] over the next word, and the new recurrent state. */
 export interface StepOutput {
@@ -274,6 +293,11 @@ export class Captioner {
     return this.config.featureInput === 'attention' ? this.encoder.grid : null;
   }
 
+  /** Attention asked by the state after the step has read its word (attentionQuery 'new-state'). */
+  private get looksAfterReading(): boolean {
+    return this.config.featureInput === 'attention' && this.config.attentionQuery === 'new-state';
+  }
+
   private p(name: string): tf.Variable {
     const v = this.params[name];
     if (!v) throw new Error(`missing parameter ${name}`);
@@ -302,6 +326,7 @@ export class Captioner {
         ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') }
         : { h: dense('decoder/init_h') };
     if (this.config.decoderInput === 'none') state.position = tf.zeros([flat.shape[0]], 'int32') as tf.Tensor1D;
+    if (this.looksAfterReading) state.context = this.attend(state.h, features as tf.Tensor3D).context;
     return state;
   }
 
@@ -350,16 +375,25 @@ export class Captioner {
    */
   step(prevTokens: tf.Tensor1D, state: DecoderState, features: ImageFeatures, probe?: CellState): StepOutput {
     let x = this.inputVector(prevTokens, state); // [batch, E]
-    const attended = this.config.featureInput === 'attention' ? this.attend(state.h, features as tf.Tensor3D) : null;
-    const context = attended?.context ?? null;
-    if (context)
-      x = tf.concat([x, context], 1); // [batch, E + F]
+    const grid = features as tf.Tensor3D;
+    const attention = this.config.featureInput === 'attention';
+    const after = this.looksAfterReading;
+    if (after && !state.context)
+      throw new Error('step: attentionQuery "new-state" needs the context in the state (initialState)');
+    // 'previous-state' looks now, with the state before this step; 'new-state' read its input's context last step
+    let attended = attention && !after ? this.attend(state.h, grid) : null;
+    const input = after ? state.context! : (attended?.context ?? null);
+    if (input)
+      x = tf.concat([x, input], 1); // [batch, E + F]
     else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
     let cell = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
     if (probe) cell = addProbe(cell, probe);
+    if (after) attended = this.attend(cell.h, grid); // the state that has read this step's word looks
     const next: DecoderState = state.position
       ? { ...cell, position: tf.add(state.position, tf.scalar(1, 'int32')) as tf.Tensor1D }
-      : cell;
+      : { ...cell };
+    if (after) next.context = attended!.context;
+    const context = attended?.context ?? null;
     // the word is read off the state and, with attention, what it looked at
     const readout = context ? tf.concat([next.h, context], 1) : next.h;
     const logits = tf.add(

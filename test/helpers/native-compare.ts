@@ -105,6 +105,7 @@ export async function assertCaptionerGradientsMatch(variant: Partial<ModelConfig
     hiddenSize: 10,
     cell: 'lstm',
     featureInput: 'init',
+    attentionQuery: 'previous-state',
     decoderInput: 'previous-word',
     initState: 'linear',
     maxLength: 5,
