@@ -451,7 +451,10 @@ export function describeArchitecture(
     irnn: 'An IRNN (ReLU, recurrent weights started as the identity)',
   }[model.cell];
   const decoder = {
-    attention: 'attending over the grid (soft attention, Xu et al. 2015: for each word it weighs the regions anew)',
+    attention:
+      model.attentionQuery === 'new-state'
+        ? 'attending over the grid (soft attention asked after each step has read the word before, Luong et al. 2015: for each word it weighs the regions anew, steered by what it just said)'
+        : 'attending over the grid (soft attention, Xu et al. 2015: for each word it weighs the regions anew)',
     'every-step': 'without attention (it is given the image vector at every step)',
     init: 'without attention (it sees the image vector only in its initial state)',
   }[model.featureInput];

@@ -91,6 +91,11 @@ test('the architecture in words: encoder, grid or pooled, the cell, attention or
     /^A CNN of 4 convolution blocks \(16-32-64-64 channels\) on each pixel’s chroma \(outlines without their hue\), beside a 16-wide colour stream that reads each pixel alone, reads a 64×64 image into a 4×4 grid/,
   );
   assert.doesNotMatch(words, /chroma|colour stream/);
+  assert.match(
+    lab({ attentionQuery: 'new-state' }),
+    /attending over the grid \(soft attention asked after each step has read the word before, Luong et al\. 2015/,
+  );
+  assert.doesNotMatch(words, /Luong/);
 });
 
 test('the training stages: earlier logs in numeric order, metrics.jsonl last, drawn one after another', async () => {

@@ -167,6 +167,53 @@ test('the weights a step returns are the ones it read the word with: [h′, Σ_p
   model.dispose();
 });
 
+test("attentionQuery 'new-state': the word a step reads steers where it looks, and the look it reads the word with goes on into the next step", async () => {
+  const vocab = new Vocabulary([...SPECIAL_TOKENS, ...COLOUR_WORDS]);
+  const rng = new Rng(9);
+  const images = tf.tensor4d(
+    Float32Array.from({ length: 3 * 16 * 16 * 3 }, () => rng.next()),
+    [3, 16, 16, 3],
+  );
+  /** The first step's weights after <start>, then the second step's for two different words fed. */
+  const looks = (model: Captioner) =>
+    tf.tidy(() => {
+      const features = model.encode(images) as TF.Tensor3D;
+      const first = model.step(tf.fill([3], START, 'int32') as TF.Tensor1D, model.initialState(features), features);
+      const fed = (word: number) => model.step(tf.fill([3], word, 'int32') as TF.Tensor1D, first.state, features);
+      const [red, blue] = [fed(4), fed(6)];
+      // the context the step carries on is the one its weights mix: Σ_p w_p·feature_p
+      const mixed = tf.reshape(tf.matMul(tf.expandDims(red.attention!, 1), features), [3, -1]);
+      const context = red.state.context;
+      const carried = context ? (tf.max(tf.abs(tf.sub(mixed, context))).arraySync() as number) : -1;
+      return {
+        red: red.attention!.arraySync() as number[][],
+        blue: blue.attention!.arraySync() as number[][],
+        carried,
+      };
+    });
+  const differ = (a: number[][], b: number[][]) =>
+    Math.max(...a.flatMap((row, i) => row.map((w, p) => Math.abs(w - b[i]![p]!))));
+
+  const before = await Captioner.create({ ...ATTENTION_MODEL, attentionQuery: 'previous-state' }, vocab, 5);
+  const old = looks(before);
+  assert.equal(
+    differ(old.red, old.blue),
+    0,
+    "'previous-state' looks before it reads the word: the same look for either",
+  );
+  assert.equal(old.carried, -1, "'previous-state' carries no context");
+  before.dispose();
+
+  const after = await Captioner.create({ ...ATTENTION_MODEL, attentionQuery: 'new-state' }, vocab, 5);
+  const counted = tf.memory().numTensors;
+  const now = looks(after);
+  assert.equal(tf.memory().numTensors, counted, 'the steps leave no tensor behind');
+  assert.ok(differ(now.red, now.blue) > 1e-4, "'new-state' looks after reading the word: another word, another look");
+  assert.ok(now.carried >= 0 && now.carried < 1e-5, `the carried context is the step's mix (off by ${now.carried})`);
+  after.dispose();
+  images.dispose();
+});
+
 /**
  * Scenes of 4 × 4 cells of 4 × 4 pixels, one per grid position: every cell a dim colour drawn
  * at random, one cell (the marked one, anywhere) bright and framed in white. The caption is
@@ -274,37 +321,39 @@ test('a model that sees the image only through attention learns to look at the c
   model.dispose();
 });
 
-test('an attention model learns six tiny images exactly, and decodes the same after saving and loading', async () => {
-  const config = await tinyConfig(data, { ...ATTENTION, epochs: 250, learningRate: 0.01 });
-  cleanup.push(config.out);
-  const result = await train(config);
-  assert.ok(result.lastLoss !== null && result.lastLoss < 0.05, `final loss per token ${result.lastLoss}`);
+for (const attentionQuery of ['previous-state', 'new-state'] as const)
+  test(`an attention model (${attentionQuery}) learns six tiny images exactly, and decodes the same after saving and loading`, async () => {
+    const config = await tinyConfig(data, { ...ATTENTION, attentionQuery, epochs: 250, learningRate: 0.01 });
+    cleanup.push(config.out);
+    const result = await train(config);
+    assert.ok(result.lastLoss !== null && result.lastLoss < 0.05, `final loss per token ${result.lastLoss}`);
 
-  const { model } = await loadModel(config.out, 'latest');
-  assert.equal(model.config.featureInput, 'attention');
-  const manifest = await readManifest(data);
-  const images = manifest.images.filter((i) => i.split === 'train');
-  const cache = await ImageCache.load(data, images, model.config.imageSize);
-  const batch = tf.tensor4d(cache.batch(images.map((i) => i.id)), [images.length, 16, 16, 3]);
-  // 16 px through two blocks: a 4 × 4 grid of features, one per position.
-  const features = model.encode(batch);
-  assert.deepEqual(features.shape, [images.length, 16, TINY_MODEL.featureSize]);
-  features.dispose();
-  const greedy = greedyDecode(model, batch);
-  images.forEach((img, i) =>
-    assert.equal(greedy[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`),
-  );
-  // Beam search tiles the grid per hypothesis; width 1 follows greedy exactly.
-  const beam1 = beamSearch(model, batch, { beamWidth: 1 });
-  assert.deepEqual(
-    beam1.map((h) => h[0]!.tokens),
-    greedy.map((c) => c.ids),
-  );
-  const beam3 = beamSearch(model, batch, { beamWidth: 3 });
-  assert.deepEqual(
-    beam3.map((h) => h[0]!.tokens),
-    greedy.map((c) => c.ids),
-  );
-  batch.dispose();
-  model.dispose();
-});
+    const { model } = await loadModel(config.out, 'latest');
+    assert.equal(model.config.featureInput, 'attention');
+    assert.equal(model.config.attentionQuery, attentionQuery);
+    const manifest = await readManifest(data);
+    const images = manifest.images.filter((i) => i.split === 'train');
+    const cache = await ImageCache.load(data, images, model.config.imageSize);
+    const batch = tf.tensor4d(cache.batch(images.map((i) => i.id)), [images.length, 16, 16, 3]);
+    // 16 px through two blocks: a 4 × 4 grid of features, one per position.
+    const features = model.encode(batch);
+    assert.deepEqual(features.shape, [images.length, 16, TINY_MODEL.featureSize]);
+    features.dispose();
+    const greedy = greedyDecode(model, batch);
+    images.forEach((img, i) =>
+      assert.equal(greedy[i]!.words.join(' '), ptbTokenize(img.captions[0]!).join(' '), `image ${img.id}`),
+    );
+    // Beam search tiles the grid per hypothesis; width 1 follows greedy exactly.
+    const beam1 = beamSearch(model, batch, { beamWidth: 1 });
+    assert.deepEqual(
+      beam1.map((h) => h[0]!.tokens),
+      greedy.map((c) => c.ids),
+    );
+    const beam3 = beamSearch(model, batch, { beamWidth: 3 });
+    assert.deepEqual(
+      beam3.map((h) => h[0]!.tokens),
+      greedy.map((c) => c.ids),
+    );
+    batch.dispose();
+    model.dispose();
+  });

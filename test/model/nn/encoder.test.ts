@@ -180,10 +180,12 @@ test('a model with the chroma input and a colour stream trains, saves and loads;
     const saved = JSON.parse(await readFile(file, 'utf8'));
     delete saved.model.encoderInput;
     delete saved.model.colourStream;
+    delete saved.model.attentionQuery;
     await writeFile(file, JSON.stringify(saved));
     const { model: old } = await loadModel(oldDir);
     assert.equal(old.config.encoderInput, 'rgb');
     assert.equal(old.config.colourStream, 0);
+    assert.equal(old.config.attentionQuery, 'previous-state', 'a model saved before attentionQuery asks as it did');
     old.dispose();
   } finally {
     await rm(work, { recursive: true, force: true });

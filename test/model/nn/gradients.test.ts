@@ -127,6 +127,10 @@ const WHOLE_MODEL_VARIANTS: { name: string; arch: Partial<ModelConfig>; imageSee
   { name: '', arch: {} },
   { name: " (initState 'tanh')", arch: { initState: 'tanh' } },
   { name: ' with attention', arch: { encoderPooling: 'grid', featureInput: 'attention' } },
+  {
+    name: " with attention (attentionQuery 'new-state')",
+    arch: { encoderPooling: 'grid', featureInput: 'attention', attentionQuery: 'new-state' },
+  },
   { name: ' (rnn)', arch: { cell: 'rnn' }, imageSeed: 7 },
   {
     name: ' (irnn, attention)',
