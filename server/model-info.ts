@@ -429,7 +429,7 @@ export function describeArchitecture(
     : `A CNN of ${model.encoderChannels.length} convolution blocks (${model.encoderChannels.join('-')} channels)` +
       (model.encoderInput === 'chroma' ? ' on each pixel’s chroma (outlines without their hue)' : '') +
       (model.colourStream > 0
-        ? `, beside a ${model.colourStream}-wide colour stream that reads each pixel alone,`
+        ? `, beside a ${model.colourStream}-wide colour stream that reads each ${model.colourStreamPool > 1 ? `${model.colourStreamPool}×${model.colourStreamPool} square of pixels, averaged,` : 'pixel'} alone,`
         : '');
   const side = gridPositions === null ? null : Math.sqrt(gridPositions);
   const grid =

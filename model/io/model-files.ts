@@ -36,6 +36,7 @@ export const ADDED_MODEL_KEYS: Partial<ModelConfig> = {
   initState: 'tanh',
   encoderInput: 'rgb',
   colourStream: 0,
+  colourStreamPool: 1,
   attentionQuery: 'previous-state',
 };
 

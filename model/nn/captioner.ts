@@ -70,6 +70,7 @@ export const MODEL_DEFAULTS = {
   encoderPooling: 'average',
   encoderInput: 'rgb',
   colourStream: 0,
+  colourStreamPool: 1,
   backbone: null,
   backboneTrainable: false,
   embeddingSize: 256,
@@ -109,6 +110,13 @@ export const MODEL_SPEC: ConfigSpec<ModelConfig> = {
     integer: true,
     min: 0,
     describe: 'width of a per-pixel colour stream (1×1 layers, pooled to the grid) beside the CNN; 0 for none',
+  },
+  colourStreamPool: {
+    type: 'number',
+    integer: true,
+    min: 1,
+    describe:
+      'side of the squares of pixels the colour stream reads averaged into one (1: every pixel; 2: 2×2 squares, a quarter of the work)',
   },
   backbone: { type: 'string', nullable: true, describe: 'path of a TF.js LayersModel to use as the CNN backbone' },
   backboneTrainable: { type: 'boolean', describe: 'fine-tune the backbone (else frozen)' },

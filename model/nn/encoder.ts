@@ -42,6 +42,12 @@ export interface EncoderConfig {
    * colours and never shapes.
    */
   colourStream: number;
+  /**
+   * Side of the squares of pixels the colour stream reads averaged into one: 1, every pixel; 2,
+   * each 2×2 square (a quarter of the stream's work; an object's inside keeps its colour); any
+   * power of two up to the CNN's cell.
+   */
+  colourStreamPool: number;
   /** Path of a TF.js LayersModel to use instead of the CNN, or null. */
   backbone: string | null;
   /** Fine-tune the backbone's weights (true) or keep them frozen (false). */
@@ -73,6 +79,13 @@ export function checkEncoderConfig(config: EncoderConfig): void {
   if (config.backbone && (config.encoderInput !== 'rgb' || config.colourStream > 0)) {
     throw new ConfigError(
       `encoderInput "${config.encoderInput}" and colourStream ${config.colourStream} with backbone ${config.backbone}: the chroma input and the colour stream are for the built-in CNN`,
+    );
+  }
+  const pool = config.colourStreamPool;
+  const cell = 2 ** config.encoderChannels.length;
+  if (!Number.isInteger(Math.log2(pool)) || pool > cell) {
+    throw new ConfigError(
+      `colourStreamPool ${pool}: must be a power of two no larger than the CNN's cell (${cell} pixels for ${config.encoderChannels.length} blocks)`,
     );
   }
 }
@@ -278,17 +291,21 @@ export class Encoder {
    * each cell of the CNN's last map → [batch, h, w, colourStream].
    */
   private colourMap(images: tf.Tensor4D): tf.Tensor4D {
-    const [batch, size] = images.shape;
     const dense = (x: tf.Tensor2D, k: number) =>
       tf.add(tf.matMul(x, this.params[`encoder/colour${k}/kernel`]!), this.params[`encoder/colour${k}/bias`]!);
-    // The second layer is linear: with ReLU after both, a colour that leaves every unit of the
-    // second at zero gets no gradient there and is never learnt; the max-pooling is nonlinear enough.
-    const hidden = tf.relu(dense(tf.reshape(images, [batch * size * size, 3]), 0)) as tf.Tensor2D;
-    const pixels = dense(hidden, 1);
-    let map = tf.reshape(pixels, [batch, size, size, this.config.colourStream]) as tf.Tensor4D;
     // 2×2 at a time, as the CNN's blocks halve the side (rounding up): the cells are the CNN's
     // own, also for a side that is not a power of two (one 2ᵏ window would pad it differently).
-    for (let i = 0; i < this.config.encoderChannels.length; i++) map = tf.maxPool(map, 2, 2, 'same');
+    // The first log₂(colourStreamPool) halvings average the pixels before the stream reads them.
+    const averaged = Math.log2(this.config.colourStreamPool);
+    let input = images;
+    for (let i = 0; i < averaged; i++) input = tf.avgPool(input, 2, 2, 'same');
+    const [batch, side] = input.shape;
+    // The second layer is linear: with ReLU after both, a colour that leaves every unit of the
+    // second at zero gets no gradient there and is never learnt; the max-pooling is nonlinear enough.
+    const hidden = tf.relu(dense(tf.reshape(input, [batch * side * side, 3]), 0)) as tf.Tensor2D;
+    const pixels = dense(hidden, 1);
+    let map = tf.reshape(pixels, [batch, side, side, this.config.colourStream]) as tf.Tensor4D;
+    for (let i = averaged; i < this.config.encoderChannels.length; i++) map = tf.maxPool(map, 2, 2, 'same');
     return map;
   }
 

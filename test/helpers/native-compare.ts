@@ -99,6 +99,7 @@ export async function assertCaptionerGradientsMatch(variant: Partial<ModelConfig
     encoderPooling: 'average',
     encoderInput: 'rgb',
     colourStream: 0,
+    colourStreamPool: 1,
     backbone: null,
     backboneTrainable: false,
     embeddingSize: 6,

@@ -90,6 +90,10 @@ test('the architecture in words: encoder, grid or pooled, the cell, attention or
     lab({ encoderInput: 'chroma', colourStream: 16 }),
     /^A CNN of 4 convolution blocks \(16-32-64-64 channels\) on each pixel’s chroma \(outlines without their hue\), beside a 16-wide colour stream that reads each pixel alone, reads a 64×64 image into a 4×4 grid/,
   );
+  assert.match(
+    lab({ encoderInput: 'chroma', colourStream: 16, colourStreamPool: 2 }),
+    /beside a 16-wide colour stream that reads each 2×2 square of pixels, averaged, alone, reads a 64×64 image/,
+  );
   assert.doesNotMatch(words, /chroma|colour stream/);
   assert.match(
     lab({ attentionQuery: 'new-state' }),

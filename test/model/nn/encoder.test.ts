@@ -9,6 +9,7 @@ import { Encoder, type EncoderConfig } from '../../../model/nn/encoder.ts';
 import { checkModelConfig, MODEL_DEFAULTS } from '../../../model/nn/captioner.ts';
 import { loadModel } from '../../../model/io/load.ts';
 import { Rng } from '../../../model/util/rng.ts';
+import { ConfigError } from '../../../model/util/config.ts';
 import { makeTinyDataset } from '../../helpers/tiny-data.ts';
 import { trainTinyModel } from '../../helpers/tiny-model.ts';
 import { setupBackend } from '../../helpers/tf.ts';
@@ -22,6 +23,7 @@ const base: EncoderConfig = {
   encoderPooling: 'average',
   encoderInput: 'rgb',
   colourStream: 0,
+  colourStreamPool: 1,
   backbone: null,
   backboneTrainable: false,
 };
@@ -157,6 +159,56 @@ test('the colour stream sees one pixel at a time: within a cell of the grid, whe
   encoder.dispose();
 });
 
+test('colourStreamPool 2: the stream reads each 2×2 square of pixels averaged, into the same grid; other sides are refused', async () => {
+  const config = { ...gridBase, encoderInput: 'chroma' as const, colourStream: 5 };
+  const [each, pooled] = [
+    await Encoder.create(config, new Rng(4)),
+    await Encoder.create({ ...config, colourStreamPool: 2 }, new Rng(4)),
+  ];
+  const rng = new Rng(6);
+  const values = Float32Array.from({ length: 2 * 16 * 16 * 3 }, () => rng.next());
+  // The same image with every 2×2 square replaced by its average: what the pooled stream reads.
+  const blocky = values.slice();
+  for (let b = 0; b < 2; b++)
+    for (let y = 0; y < 16; y += 2)
+      for (let x = 0; x < 16; x += 2)
+        for (let ch = 0; ch < 3; ch++) {
+          const at = (dy: number, dx: number) => ((b * 16 + y + dy) * 16 + x + dx) * 3 + ch;
+          const mean = (values[at(0, 0)]! + values[at(0, 1)]! + values[at(1, 0)]! + values[at(1, 1)]!) / 4;
+          for (const [dy, dx] of [
+            [0, 0],
+            [0, 1],
+            [1, 0],
+            [1, 1],
+          ] as const)
+            blocky[at(dy, dx)] = mean;
+        }
+  // Only the stream's part of the projection is kept, so the CNN (which reads the unaveraged image) drops out.
+  for (const e of [each, pooled]) {
+    const w = e.namedWeights();
+    w['encoder/project/kernel']!.assign(tf.concat([tf.zeros([4, 4]), tf.randomNormal([5, 4], 0, 1, 'float32', 1)]));
+  }
+  const image = tf.tensor4d(values, [2, 16, 16, 3]);
+  const averaged = tf.tensor4d(blocky, [2, 16, 16, 3]);
+  const [fp, fe, fr] = [pooled.apply(image), each.apply(averaged), each.apply(image)];
+  assert.deepEqual(fp.shape, [2, 16, 4], 'the same 4 × 4 grid');
+  assert.ok(
+    tf.max(tf.abs(tf.sub(fp, fe))).dataSync()[0]! < 1e-5,
+    'pooled stream = the per-pixel stream on the averaged image',
+  );
+  assert.ok(tf.max(tf.abs(tf.sub(fp, fr))).dataSync()[0]! > 1e-4, 'and not the per-pixel stream on the image itself');
+  tf.dispose([image, averaged, fp, fe, fr]);
+  each.dispose();
+  pooled.dispose();
+  // Two blocks make 4-pixel cells: 1, 2 and 4 go; 3 (not a power of two) and 8 (beyond a cell) are refused.
+  for (const colourStreamPool of [3, 8]) {
+    await assert.rejects(
+      Encoder.create({ ...config, colourStreamPool }, new Rng(1)),
+      (e: Error) => e instanceof ConfigError && /colourStreamPool/.test(e.message),
+    );
+  }
+});
+
 test('a model with the chroma input and a colour stream trains, saves and loads; one saved before them loads as RGB without a stream', async () => {
   const data = await makeTinyDataset();
   const work = await mkdtemp(join(tmpdir(), 'captioner-encoder-'));
@@ -181,10 +233,12 @@ test('a model with the chroma input and a colour stream trains, saves and loads;
     delete saved.model.encoderInput;
     delete saved.model.colourStream;
     delete saved.model.attentionQuery;
+    delete saved.model.colourStreamPool;
     await writeFile(file, JSON.stringify(saved));
     const { model: old } = await loadModel(oldDir);
     assert.equal(old.config.encoderInput, 'rgb');
     assert.equal(old.config.colourStream, 0);
+    assert.equal(old.config.colourStreamPool, 1);
     assert.equal(old.config.attentionQuery, 'previous-state', 'a model saved before attentionQuery asks as it did');
     old.dispose();
   } finally {

@@ -263,8 +263,19 @@ describe('fused kernels', () => {
     { cell: 'gru', featureInput: 'init' },
     { cell: 'lstm', featureInput: 'attention', encoderPooling: 'grid' },
     { cell: 'lstm', featureInput: 'attention', encoderPooling: 'grid', encoderInput: 'chroma', colourStream: 3 },
+    {
+      cell: 'lstm',
+      featureInput: 'attention',
+      encoderPooling: 'grid',
+      encoderInput: 'chroma',
+      colourStream: 3,
+      colourStreamPool: 2,
+      attentionQuery: 'new-state',
+    },
   ] as const) {
-    const input = 'encoderInput' in variant ? `, ${variant.encoderInput} + colour stream` : '';
+    const input =
+      ('encoderInput' in variant ? `, ${variant.encoderInput} + colour stream` : '') +
+      ('colourStreamPool' in variant ? ` pooled ${variant.colourStreamPool}, ${variant.attentionQuery}` : '');
     test(`the model (${variant.cell}, ${variant.featureInput}${input}): teacher-forced loss and every gradient equal the TF.js ops`, async () => {
       await assertCaptionerGradientsMatch(variant, 0.1);
       const kernel = variant.cell === 'lstm' ? 'CaptionerLstmSequence' : 'CaptionerGruSequence';
