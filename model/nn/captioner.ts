@@ -321,18 +321,20 @@ export class Captioner {
    * h0 = W_h·feature + b_h and, for the LSTM, c0 = W_c·feature + b_c, each through tanh when
    * initState is 'tanh'; a grid is read flattened. With decoderInput 'none' the state also holds
    * position 0 per row.
+   * `probe` as in `step`: added to h0 (and c0) before anything reads them, the first look included.
    */
-  initialState(features: ImageFeatures): DecoderState {
+  initialState(features: ImageFeatures, probe?: CellState): DecoderState {
     const flat =
       features.rank === 3 ? (tf.reshape(features, [features.shape[0], -1]) as tf.Tensor2D) : (features as tf.Tensor2D);
     const dense = (name: string) => {
       const z = tf.add(tf.matMul(flat, this.p(`${name}/kernel`)), this.p(`${name}/bias`)) as tf.Tensor2D;
       return this.config.initState === 'tanh' ? tf.tanh(z) : z;
     };
-    const state: DecoderState =
+    const cell: CellState =
       this.config.cell === 'lstm'
         ? { h: dense('decoder/init_h'), c: dense('decoder/init_c') }
         : { h: dense('decoder/init_h') };
+    const state: DecoderState = probe ? addProbe(cell, probe) : cell;
     if (this.config.decoderInput === 'none') state.position = tf.zeros([flat.shape[0]], 'int32') as tf.Tensor1D;
     if (this.looksAfterReading) state.context = this.attend(state.h, features as tf.Tensor3D).context;
     return state;

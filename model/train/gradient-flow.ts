@@ -15,7 +15,7 @@
  * steps 1 … n + 1 (its words, then <end>), so its losses reach s_0 … s_{n+1}.
  */
 import * as tf from '@tensorflow/tfjs';
-import { addProbe, type Captioner, type DecoderState } from '../nn/captioner.ts';
+import { type Captioner, type DecoderState } from '../nn/captioner.ts';
 import type { CellState } from '../nn/cells.ts';
 import { PAD } from '../text/vocab.ts';
 
@@ -143,8 +143,7 @@ function probeGradients(
         : { h: xs[t] as tf.Tensor2D };
     const features = model.encode(images);
     const truth = tf.unstack(tf.cast(tokens, 'int32'), 1) as tf.Tensor1D[]; // steps + 1 × [batch]
-    const initial = model.initialState(features);
-    let state: DecoderState = { ...initial, ...addProbe(initial, probe(0)) };
+    let state: DecoderState = model.initialState(features, probe(0));
     const logits: tf.Tensor2D[] = [];
     for (let t = 0; t < steps; t++) {
       const out = model.step(truth[t]!, state, features, probe(t + 1));
