@@ -14,21 +14,14 @@
  * set it scored; SPLIT selection (the default), selection-compositional, val, … Prints one JSON
  * line.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { compareScenes, parseShapesCaption, type Scene, type SceneObject } from '../data-scripts/shapes/semantics.ts';
+import { compareScenes, parseShapesCaption, type SceneObject } from '../data-scripts/shapes/semantics.ts';
+import { readScoredCaptions } from './scored-captions.ts';
 
 const [evalDir, dataDir, split = 'selection'] = process.argv.slice(2);
 if (!evalDir || !dataDir) {
   process.stderr.write('usage: scripts/binding-errors.ts EVAL_DIR DATA_DIR [SPLIT]\n');
   process.exit(2);
 }
-const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as {
-  images: { id: string; scene?: Scene }[];
-};
-const scenes = new Map(manifest.images.map((i) => [i.id, i.scene]));
-const resultsFile = join(evalDir, `results-${split}.json`);
-const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as { image_id: string | number; caption: string }[];
 
 const ATTRIBUTES = ['shape', 'colour', 'size'] as const;
 
@@ -52,12 +45,7 @@ interface Tally {
   anotherObjects: Record<(typeof ATTRIBUTES)[number], number>;
 }
 const byObjects: Record<number, Tally> = {};
-for (const r of results) {
-  const truth = scenes.get(String(r.image_id));
-  if (!truth)
-    throw new Error(
-      `${resultsFile}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`,
-    );
+for (const { caption, truth } of readScoredCaptions(evalDir, dataDir, split)) {
   const n = truth.objects.length;
   const tally = (byObjects[n] ??= {
     scenes: 0,
@@ -67,7 +55,7 @@ for (const r of results) {
     anotherObjects: { shape: 0, colour: 0, size: 0 },
   });
   tally.scenes++;
-  const said = parseShapesCaption(r.caption) ?? { objects: [], relations: [] };
+  const said = parseShapesCaption(caption) ?? { objects: [], relations: [] };
   if (compareScenes(said, truth).exact) continue;
   tally.missed++;
   if (said.objects.length !== n || n > 6) continue;

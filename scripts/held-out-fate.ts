@@ -12,25 +12,15 @@
  * set it scored; SPLIT test-compositional (the default) or selection-compositional, the split to
  * make choices on. Prints one JSON line.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseShapesCaption, type Scene } from '../data-scripts/shapes/semantics.ts';
+import { parseShapesCaption } from '../data-scripts/shapes/semantics.ts';
 import { isHeldOut } from '../data-scripts/shapes/scene.ts';
+import { readScoredCaptions } from './scored-captions.ts';
 
 const [evalDir, dataDir, split = 'test-compositional'] = process.argv.slice(2);
 if (!evalDir || !dataDir) {
   process.stderr.write('usage: scripts/held-out-fate.ts EVAL_DIR DATA_DIR [SPLIT]\n');
   process.exit(2);
 }
-const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as {
-  images: { id: string; scene?: Scene }[];
-};
-const scenes = new Map(manifest.images.map((i) => [i.id, i.scene]));
-const resultsFile = join(evalDir, `results-${split}.json`);
-const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as {
-  image_id: string | number;
-  caption: string;
-}[];
 const counts = {
   heldOutObjects: 0,
   named: 0,
@@ -43,12 +33,8 @@ const counts = {
 };
 /** Per held-out pair ("blue hexagon"): its objects, and how many the captions name right. */
 const byPair: Record<string, { objects: number; named: number }> = {};
-for (const r of results) {
-  const truth = scenes.get(String(r.image_id));
-  if (!truth)
-    throw new Error(
-      `${resultsFile}: image ${r.image_id} is not in ${join(dataDir, 'manifest.json')} (or has no scene)`,
-    );
+for (const r of readScoredCaptions(evalDir, dataDir, split)) {
+  const truth = r.truth;
   const said = parseShapesCaption(r.caption);
   for (const o of truth.objects.filter(isHeldOut)) {
     counts.heldOutObjects++;
