@@ -386,19 +386,19 @@ export class Captioner {
   step(prevTokens: tf.Tensor1D, state: DecoderState, features: ImageFeatures, probe?: CellState): StepOutput {
     let x = this.inputVector(prevTokens, state); // [batch, E]
     const grid = features as tf.Tensor3D;
-    const attention = this.config.featureInput === 'attention';
     const after = this.looksAfterReading;
     if (after && !state.context)
       throw new Error('step: attentionQuery "new-state" needs the context in the state (initialState)');
-    // 'previous-state' looks now, with the state before this step; 'new-state' read its input's context last step
-    let attended = attention && !after ? this.attend(state.h, grid) : null;
-    const input = after ? state.context! : (attended?.context ?? null);
+    // 'previous-state' looks now, with the state before this step; 'new-state' looked last step
+    const before = this.config.featureInput === 'attention' && !after ? this.attend(state.h, grid) : null;
+    const input = after ? state.context! : before?.context;
     if (input)
       x = tf.concat([x, input], 1); // [batch, E + F]
     else if (this.config.featureInput === 'every-step') x = tf.concat([x, features as tf.Tensor2D], 1); // [batch, E + F]
     let cell = cellStep(this.config.cell, this.params, 'decoder/cell', x, state);
     if (probe) cell = addProbe(cell, probe);
-    if (after) attended = this.attend(cell.h, grid); // the state that has read this step's word looks
+    // with 'new-state' the state that has read this step's word looks, and the next step reads that look
+    const attended = after ? this.attend(cell.h, grid) : before;
     const next: DecoderState = state.position
       ? { ...cell, position: tf.add(state.position, tf.scalar(1, 'int32')) as tf.Tensor1D }
       : { ...cell };
