@@ -33,9 +33,8 @@ const counts = {
 };
 /** Per held-out pair ("blue hexagon"): its objects, and how many the captions name right. */
 const byPair: Record<string, { objects: number; named: number }> = {};
-for (const r of readScoredCaptions(evalDir, dataDir, split)) {
-  const truth = r.truth;
-  const said = parseShapesCaption(r.caption);
+for (const { caption, truth } of readScoredCaptions(evalDir, dataDir, split)) {
+  const said = parseShapesCaption(caption);
   for (const o of truth.objects.filter(isHeldOut)) {
     counts.heldOutObjects++;
     const pair = (byPair[`${o.colour} ${o.shape}`] ??= { objects: 0, named: 0 });
