@@ -12,6 +12,8 @@ import { ifExists, writeFileAtomic } from './fsutil.ts';
 
 /** The log's name inside a model directory. */
 export const METRICS_FILE = 'metrics.jsonl';
+/** The state file of a run of phases (model/train/phased.ts), kept in the finished model's directory. */
+export const PHASES_FILE = 'phases.json';
 
 /** One line of the log. */
 export interface MetricsRecord {
@@ -98,7 +100,9 @@ const STAGE_FILE = /^metrics-(.+)\.jsonl$/;
  * metrics-stage1.jsonl … metrics-stage4.jsonl), ordered by NAME with numbers compared as numbers,
  * and metrics.jsonl comes last. Each is read by `readMetricsLog`; a stage with no records is left
  * out. Stages named "stageN" are shown as "stage N", and metrics.jsonl after stages 1…k as
- * "stage k+1" (else "last stage"; "training" when it is the only log).
+ * "stage k+1" (else "last stage"; "training" when it is the only log). A model made by a run of
+ * phases (phases.json beside it, one phase per log) names each stage after its phase:
+ * "scheduled-sampling", "label-smoothing", ….
  */
 export async function readTrainingStages(modelDir: string): Promise<TrainingStage[]> {
   const names = (await ifExists(readdir(modelDir))) ?? [];
@@ -117,5 +121,26 @@ export async function readTrainingStages(modelDir: string): Promise<TrainingStag
     const name = earlier.length === 0 ? 'training' : numbered ? `stage ${earlier.length + 1}` : 'last stage';
     stages.push({ name, file: METRICS_FILE, records: own });
   }
+  const phases = await phaseNames(modelDir);
+  // A run of phases keeps phase K's log as metrics-stageK.jsonl, the last phase's as metrics.jsonl.
+  if (phases && numbered && earlier.length === phases.length - 1) {
+    for (const stage of stages) {
+      const k = stage.file === METRICS_FILE ? phases.length : Number(/\d+/.exec(stage.file)![0]);
+      stage.name = phases[k - 1]!;
+    }
+  }
   return stages;
+}
+
+/** The phase names of phases.json in `modelDir`, in order; null without one (or one that names none). */
+async function phaseNames(modelDir: string): Promise<string[] | null> {
+  const text = await ifExists(readFile(join(modelDir, PHASES_FILE), 'utf8'));
+  if (text === null) return null;
+  try {
+    const phases = (JSON.parse(text) as { phases?: { name?: unknown }[] }).phases;
+    const names = Array.isArray(phases) ? phases.map((p) => p?.name) : [];
+    return names.length && names.every((n): n is string => typeof n === 'string' && n !== '') ? names : null;
+  } catch {
+    return null; // the names are a courtesy: a damaged phases.json leaves the stages numbered
+  }
 }

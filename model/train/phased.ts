@@ -19,7 +19,7 @@ import { copyFile, mkdir, readdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readCheckpointConfig } from '../io/checkpoint.ts';
 import { ifExists, writeFileAtomic } from '../io/fsutil.ts';
-import { METRICS_FILE } from '../io/metrics-log.ts';
+import { METRICS_FILE, PHASES_FILE } from '../io/metrics-log.ts';
 import { ConfigError, resolveConfig, type ConfigLayer } from '../util/config.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from './config.ts';
 import type { TrainHooks, TrainResult } from './loop.ts';
@@ -27,8 +27,7 @@ import { RUN_KEYS, phaseSeed, type Recipe } from './recipe.ts';
 import { readSplits } from './setup.ts';
 import { calibrateAtEnd, resolveTrainConfig, train } from './trainer.ts';
 
-/** The state file of a phased run, in OUT. */
-export const PHASES_FILE = 'phases.json';
+export { PHASES_FILE };
 
 /** A checkpoint's files that are training state, not the model: left out of the finished model. */
 const TRAINING_ONLY = new Set(['state.json', 'optimizer.json', 'optimizer.bin']);

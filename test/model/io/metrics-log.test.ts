@@ -8,6 +8,7 @@ import { CheckpointError } from '../../../model/io/checkpoint.ts';
 import {
   METRICS_FILE,
   MetricsLogError,
+  PHASES_FILE,
   appendMetrics,
   parseMetricsLog,
   readMetricsLog,
@@ -99,6 +100,46 @@ test('the stages a model went through: metrics-NAME.jsonl in numeric order, then
     });
     // No logs at all: no stages.
     assert.deepEqual(await readTrainingStages(join(stagesDir, 'missing')), []);
+  } finally {
+    await rm(stagesDir, { recursive: true, force: true });
+  }
+});
+
+test("a run of phases' model: each stage named after its phase, numbered when phases.json does not match", async () => {
+  const stagesDir = await mkdtemp(join(tmpdir(), 'captioner-phases-'));
+  try {
+    const line = (step: number) => JSON.stringify({ ...STEP, step }) + '\n';
+    for (const n of [1, 2]) await writeFile(join(stagesDir, `metrics-stage${n}.jsonl`), line(n));
+    await writeFile(join(stagesDir, METRICS_FILE), line(3));
+    const phases = (...names: string[]) =>
+      writeFile(
+        join(stagesDir, PHASES_FILE),
+        JSON.stringify({ format: 'captioner-phased-run', phases: names.map((name) => ({ name })) }),
+      );
+    const names = async () => (await readTrainingStages(stagesDir)).map((s) => [s.name, s.file]);
+    await phases('warm-up', 'smoothing', 'substitution');
+    assert.deepEqual(await names(), [
+      ['warm-up', 'metrics-stage1.jsonl'],
+      ['smoothing', 'metrics-stage2.jsonl'],
+      ['substitution', METRICS_FILE],
+    ]);
+    // A phase whose log is empty is left out, and the others keep their own names.
+    await writeFile(join(stagesDir, 'metrics-stage2.jsonl'), '');
+    assert.deepEqual(await names(), [
+      ['warm-up', 'metrics-stage1.jsonl'],
+      ['substitution', METRICS_FILE],
+    ]);
+    await writeFile(join(stagesDir, 'metrics-stage2.jsonl'), line(2));
+    // Two phases for three logs, or a phases.json that does not parse: numbered as before.
+    const numbered = [
+      ['stage 1', 'metrics-stage1.jsonl'],
+      ['stage 2', 'metrics-stage2.jsonl'],
+      ['stage 3', METRICS_FILE],
+    ];
+    await phases('warm-up', 'smoothing');
+    assert.deepEqual(await names(), numbered);
+    await writeFile(join(stagesDir, PHASES_FILE), '{"phases": [');
+    assert.deepEqual(await names(), numbered);
   } finally {
     await rm(stagesDir, { recursive: true, force: true });
   }
