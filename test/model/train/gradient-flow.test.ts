@@ -1,6 +1,7 @@
 /**
  * Gradient flow through time (model/train/gradient-flow.ts): the norms it reports are the
- * gradients tf.grad computes directly, by running the decoder on from a state; a plain RNN with
+ * gradients tf.grad computes directly, by running the decoder on from a state (for each cell, and
+ * for the attending decoders with either query); a plain RNN with
  * small recurrent weights loses the gradient over time steps where an IRNN keeps it; and a
  * training run with --log-gradient-flow writes its records to metrics.jsonl.
  */
@@ -51,7 +52,10 @@ function captions(vocab: Vocabulary, lengths: number[]): TF.Tensor2D {
 /**
  * The reference: ∂L/∂h_t (or ∂L/∂c_t with h_t held) by tf.grad of a function that takes the
  * state at t and runs the decoder on from it, L = −Σ weights[b, u]·log p(target[b, u]).
- * Per row, [batch][H]. `readout`: word t is read off h_t (t ≥ 1), by hand (featureInput 'init').
+ * Per row, [batch][H]. Word t is read off h_t (t ≥ 1) by hand: with attention, beside the look
+ * it was read with, by hand too: the look the step before took (attentionQuery 'previous-state',
+ * which h_t does not change) or the look h_t itself takes ('new-state', which the next step also
+ * reads).
  */
 function referenceGradients(
   model: Captioner,
@@ -77,15 +81,29 @@ function referenceGradients(
         ),
       ),
     );
+  const named = model.namedWeights();
+  const attention = model.config.featureInput === 'attention';
+  const newState = attention && model.config.attentionQuery === 'new-state';
+  // Scaled dot-product attention over the grid [batch, positions, F], asked by h: the context.
+  const look = (h: TF.Tensor2D) => {
+    const grid = features as TF.Tensor3D;
+    const query = tf.matMul(h, named['decoder/attention/query']!); // [batch, F]
+    const scores = tf.div(tf.sum(tf.mul(grid, tf.expandDims(query, 1)), 2), Math.sqrt(grid.shape[2]));
+    return tf.sum(tf.mul(grid, tf.expandDims(tf.softmax(scores), 2)), 1) as TF.Tensor2D;
+  };
   const norms: number[][] = [];
   for (let t = 0; t <= steps; t++) {
     const from = states[t]!;
     const f = (x: TF.Tensor) => {
-      let state: DecoderState = which === 'h' ? { ...from, h: x as TF.Tensor2D } : { ...from, c: x as TF.Tensor2D };
+      let state: DecoderState =
+        which === 'h'
+          ? { ...from, h: x as TF.Tensor2D, ...(newState ? { context: look(x as TF.Tensor2D) } : {}) }
+          : { ...from, c: x as TF.Tensor2D };
       let loss: TF.Tensor = tf.scalar(0);
       if (which === 'h' && t >= 1) {
-        const named = model.namedWeights();
-        const logits = tf.add(tf.matMul(state.h, named['decoder/output/kernel']!), named['decoder/output/bias']!);
+        const context = newState ? state.context! : attention ? look(states[t - 1]!.h) : null;
+        const readout = context ? tf.concat([state.h, context], 1) : state.h;
+        const logits = tf.add(tf.matMul(readout, named['decoder/output/kernel']!), named['decoder/output/bias']!);
         loss = tf.add(loss, stepLoss(logits as TF.Tensor2D, t - 1));
       }
       for (let u = t; u < steps; u++) {
@@ -108,9 +126,22 @@ function assertNear(got: number, want: number, what: string): void {
   assert.ok(Math.abs(got - want) <= 1e-4 + 1e-3 * Math.abs(want), `${what}: logged ${got}, tf.grad ${want}`);
 }
 
-for (const cell of ['lstm', 'gru', 'rnn'] as const) {
-  test(`${cell}: the logged norms are the gradients tf.grad computes by running the decoder on from each state`, async () => {
-    const model = await tinyNet({ cell });
+const ARCHITECTURES: [string, Partial<ModelConfig>][] = [
+  ['lstm', { cell: 'lstm' }],
+  ['gru', { cell: 'gru' }],
+  ['rnn', { cell: 'rnn' }],
+  ...(['previous-state', 'new-state'] as const).flatMap((attentionQuery): [string, Partial<ModelConfig>][] =>
+    (['lstm', 'gru'] as const).map((cell) => [
+      `${cell} attending (${attentionQuery})`,
+      { cell, encoderPooling: 'grid', featureInput: 'attention', attentionQuery },
+    ]),
+  ),
+];
+
+for (const [name, arch] of ARCHITECTURES) {
+  const cell = arch.cell!;
+  test(`${name}: the logged norms are the gradients tf.grad computes by running the decoder on from each state`, async () => {
+    const model = await tinyNet(arch);
     const lengths = [5, 2, 3];
     const tokens = captions(model.vocab, lengths);
     const images = tf.randomUniform([3, 8, 8, 3], 0, 1, 'float32', 4) as TF.Tensor4D;
