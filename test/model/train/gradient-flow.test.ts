@@ -1,9 +1,9 @@
 /**
  * Gradient flow through time (model/train/gradient-flow.ts): the norms it reports are the
  * gradients tf.grad computes directly, by running the decoder on from a state (for each cell, and
- * for the attending decoders with either query); a plain RNN with
- * small recurrent weights loses the gradient over time steps where an IRNN keeps it; and a
- * training run with --log-gradient-flow writes its records to metrics.jsonl.
+ * for the attending decoders with either query); a plain RNN with small recurrent weights loses
+ * the gradient over time steps where an IRNN keeps it; and a training run with
+ * --log-gradient-flow writes its records to metrics.jsonl.
  */
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
