@@ -5,8 +5,9 @@
  * attributes) and counts each wrong attribute (shape, colour, size), and how many of them are
  * another object's of the same scene: "a large red hexagon" for a large red circle beside an
  * orange hexagon is a wrong shape taken from the neighbour. A caption that gets every word of
- * the scene but binds them to the wrong objects is a binding error, not a recognition error.
- * By number of objects.
+ * the scene but binds them to the wrong objects is a binding error, not a recognition error:
+ * `sameWords` counts those scenes, a figure that, unlike `anotherObjects`, no choice among equally
+ * good pairings changes. By number of objects.
  *
  *   node --import tsx scripts/binding-errors.ts EVAL_DIR DATA_DIR [SPLIT]
  *
@@ -41,8 +42,18 @@ interface Tally {
   /** Missed scenes whose caption names as many objects as the scene has: the ones paired here. */
   paired: number;
   wrong: Record<(typeof ATTRIBUTES)[number], number>;
-  /** Wrong attributes that another object of the same scene has. */
+  /**
+   * Wrong attributes that another object of the same scene has. Among pairings that agree on
+   * equally many attributes this count can differ; the first such ordering is taken.
+   */
   anotherObjects: Record<(typeof ATTRIBUTES)[number], number>;
+  /** Paired scenes with a wrong attribute (the same under every best pairing). */
+  wrongObjects: number;
+  /**
+   * Of those, the ones whose caption says exactly the scene's words, every attribute's values
+   * as a multiset, bound to the wrong objects: binding errors by a count no pairing changes.
+   */
+  sameWords: number;
 }
 const byObjects: Record<number, Tally> = {};
 for (const { caption, truth } of readScoredCaptions(evalDir, dataDir, split)) {
@@ -53,6 +64,8 @@ for (const { caption, truth } of readScoredCaptions(evalDir, dataDir, split)) {
     paired: 0,
     wrong: { shape: 0, colour: 0, size: 0 },
     anotherObjects: { shape: 0, colour: 0, size: 0 },
+    wrongObjects: 0,
+    sameWords: 0,
   });
   tally.scenes++;
   const said = parseShapesCaption(caption) ?? { objects: [], relations: [] };
@@ -62,6 +75,10 @@ for (const { caption, truth } of readScoredCaptions(evalDir, dataDir, split)) {
   tally.paired++;
   const score = (p: number[]) => p.reduce((s, q, t) => s + agreeing(said.objects[q]!, truth.objects[t]!), 0);
   const best = permutations(n).reduce((b, p) => (score(p) > score(b) ? p : b));
+  if (score(best) === 3 * n) continue; // every object right: the miss is in the relations
+  tally.wrongObjects++;
+  const words = (objects: SceneObject[], k: (typeof ATTRIBUTES)[number]) => objects.map((o) => o[k]).sort().join(' ');
+  if (ATTRIBUTES.every((k) => words(said.objects, k) === words(truth.objects, k))) tally.sameWords++;
   best.forEach((q, t) => {
     for (const k of ATTRIBUTES) {
       const value = said.objects[q]![k];

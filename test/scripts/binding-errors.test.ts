@@ -25,6 +25,7 @@ test('binding-errors: a wrong word that is another object’s is counted as such
     { id: 'b', scene: scene(object('blue', 'square', 0.2), object('green', 'triangle', 0.8)) },
     { id: 'c', scene: scene(object('purple', 'star', 0.5)) },
     { id: 'd', scene: scene(object('yellow', 'diamond', 0.2), object('red', 'square', 0.8)) },
+    { id: 'e', scene: scene(object('red', 'circle', 0.2), object('blue', 'square', 0.8)) },
   ];
   await writeFile(join(data, 'manifest.json'), JSON.stringify({ images }));
   const results = [
@@ -32,6 +33,7 @@ test('binding-errors: a wrong word that is another object’s is counted as such
     { image_id: 'b', caption: 'a blue star and a green triangle' }, // a shape nobody has
     { image_id: 'c', caption: 'a purple star' }, // right
     { image_id: 'd', caption: 'a yellow diamond' }, // one object left out
+    { image_id: 'e', caption: 'a blue circle and a red square' }, // every word of the scene, bound wrong
   ];
   await writeFile(join(evalDir, 'results-selection.json'), JSON.stringify(results));
   const { stdout } = await promisify(execFile)(process.execPath, [
@@ -49,12 +51,17 @@ test('binding-errors: a wrong word that is another object’s is counted as such
     paired: 0,
     wrong: { shape: 0, colour: 0, size: 0 },
     anotherObjects: { shape: 0, colour: 0, size: 0 },
+    wrongObjects: 0,
+    sameWords: 0,
   });
+  // e's two pairings agree on as many attributes; either way both its wrong words are the other's.
   assert.deepEqual(byObjects['2'], {
-    scenes: 3,
-    missed: 3,
-    paired: 2,
-    wrong: { shape: 2, colour: 0, size: 0 },
-    anotherObjects: { shape: 1, colour: 0, size: 0 },
+    scenes: 4,
+    missed: 4,
+    paired: 3,
+    wrong: { shape: 4, colour: 0, size: 0 },
+    anotherObjects: { shape: 3, colour: 0, size: 0 },
+    wrongObjects: 3,
+    sameWords: 1,
   });
 });
