@@ -77,7 +77,11 @@ for (const { caption, truth } of readScoredCaptions(evalDir, dataDir, split)) {
   const best = permutations(n).reduce((b, p) => (score(p) > score(b) ? p : b));
   if (score(best) === 3 * n) continue; // every object right: the miss is in the relations
   tally.wrongObjects++;
-  const words = (objects: SceneObject[], k: (typeof ATTRIBUTES)[number]) => objects.map((o) => o[k]).sort().join(' ');
+  const words = (objects: SceneObject[], k: (typeof ATTRIBUTES)[number]) =>
+    objects
+      .map((o) => o[k])
+      .sort()
+      .join(' ');
   if (ATTRIBUTES.every((k) => words(said.objects, k) === words(truth.objects, k))) tally.sameWords++;
   best.forEach((q, t) => {
     for (const k of ATTRIBUTES) {
