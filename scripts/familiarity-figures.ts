@@ -3,7 +3,7 @@
  * of a data set that is familiar, of every image of further data sets (e.g. fresh shapes scenes
  * of a seed never used), and each photograph's score.
  *
- *   node --import tsx scripts/familiarity-figures.ts --model models/default --data data/shapes60k \
+ *   node --import tsx scripts/familiarity-figures.ts --model models/default --data data/shapes-v2 \
  *       --splits val,test,test-compositional --extra data/shapes-v2-seed9001 \
  *       --photos /usr/share/backgrounds/mate/nature/*.jpg
  */

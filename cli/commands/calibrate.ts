@@ -58,7 +58,7 @@ export const calibrateCommand: Command = {
         group: 'Experiments:',
       })
       .option('json', { type: 'boolean', describe: 'print the calibration as one JSON object on stdout' })
-      .example('$0 calibrate --model models/default --data data/shapes60k', 'calibrate the bundled model on its data')
+      .example('$0 calibrate --model models/default --data data/shapes-v2', 'calibrate the bundled model on its data')
       .example(
         '$0 calibrate --model models/shapes --data data/shapes --familiar 0.99',
         'a looser threshold: 99 % of val images familiar',

@@ -181,8 +181,8 @@ export const dataCommand: Command = {
         'scenes of 4 to 6 objects: captions of up to 32 words (the RNN lab, docs/lab.md)',
       )
       .example(
-        '$0 data shapes --out data/shapes60k --count 60000 --size 64 --seed 1 --generator-version 1 --val-fraction 0.05 --test-fraction 0.05 --compositional-fraction 0.05',
-        "the bundled model's training data (generator v1)",
+        '$0 data shapes --out data/shapes-v2 --count 60000 --size 64 --seed 1 --val-fraction 0.05 --test-fraction 0.05 --compositional-fraction 0.05 --selection-count 6000 --selection-seed 2',
+        "the bundled model's training data, with selection scenes of another seed",
       )
       .example(
         '$0 data coco --annotations captions_train2014.json captions_val2014.json --karpathy dataset_coco.json --images coco --out data/coco',

@@ -10,13 +10,14 @@ import { readCheckpointConfig } from '../../model/io/checkpoint.ts';
 import { ADDED_MODEL_KEYS } from '../../model/io/model-files.ts';
 import { MODEL_KEYS, checkModelConfig } from '../../model/nn/captioner.ts';
 import { TRAIN_DEFAULTS, TRAIN_SPEC, type TrainConfig } from '../../model/train/config.ts';
+import { phaseSettings } from '../../model/train/phased.ts';
 import { readRecipe } from '../../model/train/recipe.ts';
 import { pick, resolveConfig, type ConfigLayer } from '../../model/util/config.ts';
 import { readConfigFile } from '../../model/util/config-file.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const CONFIGS = join(ROOT, 'configs');
-const STAGES = [1, 2, 3, 4, 5].map((i) => join(CONFIGS, 'default-model', `stage${i}.json`));
+const STAGES = [1, 2, 3, 4, 5].map((i) => join(CONFIGS, 'default-model-v1', `stage${i}.json`));
 
 async function recipes(dir = CONFIGS): Promise<string[]> {
   const out: string[] = [];
@@ -37,7 +38,7 @@ test('every recipe in configs/ resolves against the training spec and leaves --d
   assert.deepEqual(
     files.map((f) => relative(CONFIGS, f)),
     [1, 2, 3, 4, 5]
-      .map((i) => `default-model/stage${i}.json`)
+      .map((i) => `default-model-v1/stage${i}.json`)
       .concat('lab/small-every-step.json', 'lab/small.json', 'shapes.json', 'std.json'),
   );
   for (const file of files) {
@@ -67,21 +68,51 @@ test("the bundled model's stages chain: each starts from the last checkpoint of 
   }
 });
 
-test("stage 5's recipe with --data and --out resolves to the settings models/default was trained with", async () => {
+test('configs/shapes.json, run as the card runs it, resolves to the settings models/default was trained with', async () => {
   const saved = JSON.parse(await readFile(join(ROOT, 'models/default/config.json'), 'utf8')) as {
     model: Record<string, unknown>;
     train: Record<string, unknown>;
   };
-  const flags: ConfigLayer = { source: 'flags', values: { data: 'data/shapes60k', out: 'train/stage5' } };
-  const config = resolve(await readConfigFile(STAGES[4]!), flags) as unknown as Record<string, unknown>;
-  // Every setting the checkpoint saved, paths included (repo-relative, as the card runs it).
-  for (const [key, value] of Object.entries(saved.train)) assert.deepEqual(config[key], value, `"${key}"`);
+  // The run's record (model/train/phased.ts): its recipe, seed, and every phase's settings.
+  const run = JSON.parse(await readFile(join(ROOT, 'models/default/phases.json'), 'utf8')) as {
+    recipe: string;
+    seed: number;
+    complete: boolean;
+    phases: { name: string; dir: string; steps: number; settings: Record<string, unknown> }[];
+  };
+  assert.equal(run.recipe, 'configs/shapes.json');
+  assert.ok(run.complete, 'every phase ran to its end');
+  const recipe = await readRecipe(join(ROOT, run.recipe));
+  const out = `train/shapes-s${run.seed}`;
+  const flags: ConfigLayer = { source: 'flags', values: { data: 'data/shapes-v2', out, seed: run.seed } };
+  const { phases } = phaseSettings(recipe, flags);
+  assert.deepEqual(
+    recipe.phases!.map((p) => p.name),
+    run.phases.map((p) => p.name),
+  );
   // Settings added to the trainer since then must be what it ran with: their defaults, or for an
   // architecture key whose default changed since, the value older checkpoints load with.
   const ranWith = { ...TRAIN_DEFAULTS, ...ADDED_MODEL_KEYS } as Record<string, unknown>;
-  for (const key of Object.keys(config).filter((k) => !(k in saved.train)))
-    assert.deepEqual(config[key], ranWith[key], `"${key}" (added later)`);
+  for (const [i, phase] of phases.entries()) {
+    const config = phase as unknown as Record<string, unknown>;
+    const recorded = run.phases[i]!.settings;
+    for (const [key, value] of Object.entries(recorded))
+      assert.deepEqual(config[key], value, `phase ${i + 1}: "${key}"`);
+    for (const key of Object.keys(config).filter((k) => !(k in recorded) && !['out', 'initFrom', 'resume'].includes(k)))
+      assert.deepEqual(config[key], ranWith[key], `phase ${i + 1}: "${key}" (added later)`);
+  }
+  // The model is the last phase's last checkpoint, started from the one before's: its config
+  // holds the last phase's settings and those paths (repo-relative, as the card runs it).
+  const [before, last] = run.phases.slice(-2) as [(typeof run.phases)[0], (typeof run.phases)[0]];
+  const lastConfig = {
+    ...phases.at(-1)!,
+    out: `${out}/${last.dir}`,
+    initFrom: `${out}/${before.dir}/ckpt-${String(before.steps).padStart(6, '0')}`,
+  };
+  for (const [key, value] of Object.entries(saved.train)) {
+    if (key !== 'familiarityImages') assert.deepEqual((lastConfig as Record<string, unknown>)[key], value, `"${key}"`);
+  }
   // The architecture as the checkpoint loads (keys added since it was saved at their old meaning).
   const { config: loaded } = await readCheckpointConfig(join(ROOT, 'models/default'));
-  assert.deepEqual(pick(config as unknown as TrainConfig, MODEL_KEYS), loaded.model);
+  assert.deepEqual(pick(lastConfig as TrainConfig, MODEL_KEYS), loaded.model);
 });

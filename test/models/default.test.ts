@@ -22,7 +22,7 @@ import { setupBackend } from '../helpers/tf.ts';
 const MODEL_DIR = 'models/default';
 /** A seed `captioner data shapes` was not run with for the default model (models/default/README.md). */
 const SEED = 20261128;
-const PER_SPLIT = 40;
+const PER_SPLIT = 100;
 
 await setupBackend();
 let model: Captioner;
@@ -34,13 +34,13 @@ before(async () => {
 after(() => model?.dispose());
 
 /**
- * The first `n` fresh scenes of `split`, rendered, as PNG bytes read back to pixels. Generator v1's
- * scenes: the model was trained on v1 data, and the floors below were measured on these scenes.
+ * The first `n` fresh scenes of `split`, rendered, as PNG bytes read back to pixels: generator v2's
+ * scenes, as the model's data set (data/shapes-v2) holds, of a seed it was not made from.
  */
 async function freshScenes(split: 'test' | 'test-compositional', n: number): Promise<{ pixels: Uint8Array; truth: Scene }[]> {
   const out: { pixels: Uint8Array; truth: Scene }[] = [];
   for (let i = 0; out.length < n; i++) {
-    const scene = shapesScene(SEED, i, { compositionalFraction: 0.5, generatorVersion: 1 });
+    const scene = shapesScene(SEED, i, { compositionalFraction: 0.5 });
     // "test" stands for any scene without a held-out pair: none of them was trained on.
     if ((scene.split === 'test-compositional') !== (split === 'test-compositional')) continue;
     const size = model.config.imageSize;
@@ -52,9 +52,16 @@ async function freshScenes(split: 'test' | 'test-compositional', n: number): Pro
 
 /**
  * Exact match on the first PER_SPLIT fresh scenes of `split`: beam 3, with the model's anti-LM default unless `antiLm`
- * is given.
+ * is given. Each is decoded once, however many tests ask.
  */
-async function exactRate(split: 'test' | 'test-compositional', antiLm?: number): Promise<{ rate: number; captions: string[] }> {
+function exactRate(split: 'test' | 'test-compositional', antiLm?: number): Promise<{ rate: number; captions: string[] }> {
+  const key = `${split} ${antiLm ?? 'default'}`;
+  if (!rates.has(key)) rates.set(key, decodeAndScore(split, antiLm));
+  return rates.get(key)!;
+}
+const rates = new Map<string, Promise<{ rate: number; captions: string[] }>>();
+
+async function decodeAndScore(split: 'test' | 'test-compositional', antiLm?: number): Promise<{ rate: number; captions: string[] }> {
   const scenes = await freshScenes(split, PER_SPLIT);
   const images = imagesToTensor(scenes.map((s) => s.pixels), model.config.imageSize);
   const results = captionImages(model, images, {
@@ -69,27 +76,30 @@ async function exactRate(split: 'test' | 'test-compositional', antiLm?: number):
   return { rate: scores.exactRate, captions };
 }
 
-// models/default/README.md measures 96.5 % (test) and 82.8 % (compositional) on 2,888 and 2,916
-// images at beam 8; 40 fresh ones at beam 3 estimate those to within about ±0.07 and ±0.12 (two
-// standard errors), hence the floors: they catch a model that no longer works (a preprocessing or
-// decoding change that breaks it), not small drifts. They measured 0.95 and 0.85 (plain decoding:
-// 0.95 and 0.725). These floors are the model's, not the project's targets (≥ 95 % and ≥ 80 %).
+// models/default/README.md measures 99.3 % (test) and 98.4 % (compositional) on the data set's
+// test splits at beam 8; on these 100 fresh scenes per split at beam 3 it measured 0.99 and 0.97.
+// The floors catch a model that no longer works (a preprocessing or decoding change that breaks
+// it), not small drifts: they are the model's, not the project's targets (≥ 98 % and ≥ 90 %).
 test('the default model describes fresh shapes scenes exactly, most of the time', async () => {
   const { rate, captions } = await exactRate('test');
-  assert.ok(rate >= 0.8, `exact match ${rate} on ${PER_SPLIT} fresh scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
+  assert.ok(rate >= 0.95, `exact match ${rate} on ${PER_SPLIT} fresh scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
 });
 
 test('… and scenes with colour + shape pairs it never saw in training', async () => {
   const { rate, captions } = await exactRate('test-compositional');
-  assert.ok(rate >= 0.65, `exact match ${rate} on ${PER_SPLIT} fresh compositional scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
+  assert.ok(rate >= 0.93, `exact match ${rate} on ${PER_SPLIT} fresh compositional scenes, e.g. ${captions.slice(0, 3).join(' | ')}`);
 });
 
-test('its anti-LM default names more unseen pairs than plain decoding, and no fewer seen ones', async () => {
+// v1's anti-LM default named many more unseen pairs than plain decoding; v2 names nearly all of
+// them either way, and anti-LM moves its figures by less than a point at beam 8 (its card). At
+// this test's beam 3 it measured 0.99 / 0.99 (seen) and 0.97 / 0.99 (unseen) against plain: what is
+// asserted is that the default is set and costs at most a few scenes in a hundred.
+test('its anti-LM default is set, and costs at most a few scenes against plain decoding', async () => {
   assert.equal(prior?.antiLm.weight, 0.12, 'models/default/language-prior.json sets the default');
-  const [anti, plain] = [await exactRate('test-compositional'), await exactRate('test-compositional', 0)];
-  assert.ok(anti.rate > plain.rate, `compositional: anti-LM ${anti.rate}, plain ${plain.rate}`);
-  const [antiSeen, plainSeen] = [await exactRate('test'), await exactRate('test', 0)];
-  assert.ok(antiSeen.rate >= plainSeen.rate, `seen pairs: anti-LM ${antiSeen.rate}, plain ${plainSeen.rate}`);
+  for (const split of ['test', 'test-compositional'] as const) {
+    const [anti, plain] = [await exactRate(split), await exactRate(split, 0)];
+    assert.ok(anti.rate >= plain.rate - 0.03, `${split}: anti-LM ${anti.rate}, plain ${plain.rate}`);
+  }
 });
 
 test('npm start serves the default model, and the page says what it knows', async () => {

@@ -157,21 +157,21 @@ test('the training stages: earlier logs in numeric order, metrics.jsonl last, dr
   }
 });
 
-test('the bundled model described: its five stages, attention, its exact match as a percentage', async () => {
+test('the bundled model described: its four phases by name, attention, its exact match as a percentage', async () => {
   const modelDir = fileURLToPath(new URL('../../models/default/', import.meta.url));
   const d = publicDescription(await describeModel(modelDir), modelDir);
   assert.match(d.architecture, /LSTM decoder of 256 units, attending over the grid/);
   assert.match(d.architecture, /4×4 grid of 128-wide features/);
   assert.deepEqual(
     d.training!.stages.map((s) => s.name),
-    ['stage 1', 'stage 2', 'stage 3', 'stage 4', 'stage 5'],
+    ['scheduled-sampling', 'label-smoothing', 'substitution', 'substitution-again'],
   );
   assert.equal(
     d.training!.totalSteps,
     d.training!.stages.reduce((sum, s) => sum + s.steps, 0),
   );
-  assert.equal(d.charts[0]!.markers.length, 5);
+  assert.equal(d.charts[0]!.markers.length, 4);
   const exact = d.evaluations[0]!.rows.find((r) => r.name === 'exact match');
-  assert.deepEqual(exact?.values, ['96.5%', '82.8%']);
+  assert.deepEqual(exact?.values, ['99.3%', '98.4%']);
   assert.ok(!JSON.stringify(d).includes(modelDir.replace(/\/$/, '')), 'no absolute path');
 });
