@@ -35,6 +35,12 @@ function permutations(n: number): number[][] {
 }
 
 const agreeing = (a: SceneObject, b: SceneObject) => ATTRIBUTES.filter((k) => a[k] === b[k]).length;
+/** The values of one attribute over a scene's objects, as a sorted list: the scene's words, unbound. */
+const words = (objects: SceneObject[], k: (typeof ATTRIBUTES)[number]) =>
+  objects
+    .map((o) => o[k])
+    .sort()
+    .join(' ');
 
 interface Tally {
   scenes: number;
@@ -77,11 +83,6 @@ for (const { caption, truth } of readScoredCaptions(evalDir, dataDir, split)) {
   const best = permutations(n).reduce((b, p) => (score(p) > score(b) ? p : b));
   if (score(best) === 3 * n) continue; // every object right: the miss is in the relations
   tally.wrongObjects++;
-  const words = (objects: SceneObject[], k: (typeof ATTRIBUTES)[number]) =>
-    objects
-      .map((o) => o[k])
-      .sort()
-      .join(' ');
   if (ATTRIBUTES.every((k) => words(said.objects, k) === words(truth.objects, k))) tally.sameWords++;
   best.forEach((q, t) => {
     for (const k of ATTRIBUTES) {
