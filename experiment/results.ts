@@ -12,8 +12,7 @@ import { gradientFlowRecords } from '../eval/gradient-flow-charts.ts';
 import { formatRate } from '../eval/report.ts';
 import { readCheckpointConfig } from '../model/io/checkpoint.ts';
 import { ifExists, readJsonIfExists, writeFileAtomic } from '../model/io/fsutil.ts';
-import { parseMetricsLog, type MetricsRecord } from '../model/io/metrics-log.ts';
-import { PHASES_FILE } from '../model/train/phased.ts';
+import { PHASES_FILE, parseMetricsLog, type MetricsRecord } from '../model/io/metrics-log.ts';
 import {
   EMPTY_FIGURES,
   SCALAR_FIGURES,

@@ -27,8 +27,6 @@ import { RUN_KEYS, phaseSeed, type Recipe } from './recipe.ts';
 import { readSplits } from './setup.ts';
 import { calibrateAtEnd, resolveTrainConfig, train } from './trainer.ts';
 
-export { PHASES_FILE };
-
 /** A checkpoint's files that are training state, not the model: left out of the finished model. */
 const TRAINING_ONLY = new Set(['state.json', 'optimizer.json', 'optimizer.bin']);
 
