@@ -109,7 +109,8 @@ else lines.push(`Decoding: ${decodings[0] || 'not recorded'}`, '');
 for (const split of splitNames) {
   const perRun = Object.fromEntries(runs.map((r) => [r.dir, figures(r.splits[split])]));
   const columns = Object.keys(figures(undefined));
-  const mean = Object.fromEntries(columns.map((c) => [c, summarise(runs.map((r) => perRun[r.dir]![c]!))]));
+  const column = (c: string) => runs.map((r) => perRun[r.dir]![c]!);
+  const mean = Object.fromEntries(columns.map((c) => [c, summarise(column(c))]));
   summary[split] = { runs: perRun, mean };
   lines.push(`### ${split}`, '', `| run | ${columns.join(' | ')} |`, `| --- |${' --- |'.repeat(columns.length)}`);
   for (const r of runs) {
@@ -118,15 +119,7 @@ for (const split of splitNames) {
     );
   }
   lines.push(
-    `| mean ± sd (${runs.length} runs) | ${columns
-      .map((c) =>
-        showSummary(
-          c,
-          mean[c]!,
-          runs.map((r) => perRun[r.dir]![c]!),
-        ),
-      )
-      .join(' | ')} |`,
+    `| mean ± sd (${runs.length} runs) | ${columns.map((c) => showSummary(c, mean[c]!, column(c))).join(' | ')} |`,
     '',
   );
 }

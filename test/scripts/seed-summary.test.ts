@@ -54,41 +54,20 @@ async function evalDirs(work: string, runs: ReturnType<typeof metrics>[]): Promi
 
 test('seed-summary: mean ± sd per split and by shapes, and the median run with ties broken by the next split', async () => {
   const work = tempDirUntilExit('captioner-seed-summary-');
-  const dirs = await evalDirs(work, [
+  // One run: exact match on sel and comp, sel's CIDEr-D, and sel's exact captions of 10 three-shape scenes.
+  const seed = (sel: number, cider: number, threeShapes: number, comp: number) =>
     metrics({
       sel: {
-        exact: 0.9,
-        cider: 4,
+        exact: sel,
+        cider,
         byObjects: [
           [1, 10, 10],
-          [3, 10, 6],
+          [3, 10, threeShapes],
         ],
       },
-      comp: { exact: 0.8, cider: 3 },
-    }),
-    metrics({
-      sel: {
-        exact: 0.96,
-        cider: 5,
-        byObjects: [
-          [1, 10, 10],
-          [3, 10, 8],
-        ],
-      },
-      comp: { exact: 0.8, cider: 3 },
-    }),
-    metrics({
-      sel: {
-        exact: 0.99,
-        cider: 6,
-        byObjects: [
-          [1, 10, 10],
-          [3, 10, 10],
-        ],
-      },
-      comp: { exact: 0.7, cider: 3 },
-    }),
-  ]);
+      comp: { exact: comp, cider: 3 },
+    });
+  const dirs = await evalDirs(work, [seed(0.9, 4, 6, 0.8), seed(0.96, 5, 8, 0.8), seed(0.99, 6, 10, 0.7)]);
   const json = join(work, 'summary.json');
   const { stdout } = await run(['--median-by', 'comp,sel', '--json', json, ...dirs]);
   // Ranked by comp: s3 (0.7) lowest; s1 and s2 tie on comp (0.8), sel puts s1 (0.9) below s2 (0.96).
